@@ -1,0 +1,407 @@
+//! The gateway's TOML configuration: its shape, its defaults, and the checks that turn a
+//! mistake into a message naming the key and the line.
+//!
+//! Parsing is two steps: serde (via `toml`) rejects malformed TOML, unknown keys and wrong types
+//! with the line it saw them on; [`Config::validate`] then checks what types cannot express
+//! (addresses, URLs, references between sections) and points at the offending value's span.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A configuration problem, located in the file where possible.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("{path}:{line}: `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub environments: Vec<EnvironmentConfig>,
+    #[serde(default)]
+    pub service_accounts: Vec<ServiceAccountConfig>,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub grants: Vec<GrantConfig>,
+    /// Directory of the config file; relative paths in the config are resolved against it.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub postgres_listen: Spanned<String>,
+    pub http_listen: Spanned<String>,
+    pub data_dir: PathBuf,
+    pub public_url: Spanned<String>,
+    pub admin_groups: Vec<String>,
+    /// PEM certificate chain and key for TLS to clients; generated into `data_dir` when unset.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Refuse clients that do not use TLS, even on loopback.
+    pub require_tls: bool,
+    pub session_ttl_seconds: u64,
+    /// Largest single protocol message a client may send.
+    pub max_message_bytes: usize,
+    pub max_connections: usize,
+    /// Time a client has from TCP accept to the end of authentication.
+    pub handshake_timeout_seconds: u64,
+    /// Close a connection that has been idle (no statement in flight) this long; 0 disables.
+    pub idle_timeout_seconds: u64,
+    pub upstream_connect_timeout_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            postgres_listen: Spanned::new(0..0, "127.0.0.1:7432".into()),
+            http_listen: Spanned::new(0..0, "127.0.0.1:7480".into()),
+            data_dir: PathBuf::from("./data"),
+            public_url: Spanned::new(0..0, "http://127.0.0.1:7480".into()),
+            admin_groups: vec!["admins".into()],
+            tls_cert: None,
+            tls_key: None,
+            require_tls: false,
+            session_ttl_seconds: 12 * 3600,
+            max_message_bytes: 64 * 1024 * 1024,
+            max_connections: 1000,
+            handshake_timeout_seconds: 10,
+            idle_timeout_seconds: 0,
+            upstream_connect_timeout_seconds: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Production,
+    Staging,
+    Development,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvironmentConfig {
+    pub name: Spanned<String>,
+    pub tier: Tier,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    /// `postgresql://user[:password]@host:port/database?sslmode=...`
+    pub upstream: Spanned<String>,
+    /// Name of the environment variable holding the upstream password.
+    pub upstream_password_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAccountConfig {
+    pub name: Spanned<String>,
+    pub token_sha256: Spanned<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The person an agent acts for, shown to policy and audit.
+    pub on_behalf_of: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: Spanned<String>,
+    pub password_argon2: Spanned<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantConfig {
+    pub groups: Vec<String>,
+    pub environments: Vec<Spanned<String>>,
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut config = Self::parse(&text, path)?;
+        config.base_dir = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        Ok(config)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        Validator { text, path }.check(&config)?;
+        Ok(config)
+    }
+
+    /// `data_dir`, resolved against the config file's directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.resolve(&self.server.data_dir)
+    }
+
+    pub fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base_dir.join(p)
+        }
+    }
+
+    pub fn postgres_listen(&self) -> SocketAddr {
+        // validated in `Validator::check`
+        self.server
+            .postgres_listen
+            .get_ref()
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7432)))
+    }
+
+    pub fn http_listen(&self) -> SocketAddr {
+        self.server
+            .http_listen
+            .get_ref()
+            .parse()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7480)))
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    path: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err<T>(
+        &self,
+        span: &Spanned<T>,
+        key: impl Into<String>,
+        message: impl Into<String>,
+    ) -> ConfigError {
+        let start = span.span().start.min(self.text.len());
+        let line = self.text[..start].matches('\n').count() + 1;
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn check(&self, c: &Config) -> Result<(), ConfigError> {
+        let s = &c.server;
+        for (span, key) in [
+            (&s.postgres_listen, "server.postgres_listen"),
+            (&s.http_listen, "server.http_listen"),
+        ] {
+            if span.get_ref().parse::<SocketAddr>().is_err() {
+                return Err(self.err(
+                    span,
+                    key,
+                    format!("`{}` is not an address like 127.0.0.1:7432", span.get_ref()),
+                ));
+            }
+        }
+        match url::Url::parse(s.public_url.get_ref()) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => {
+                return Err(self.err(
+                    &s.public_url,
+                    "server.public_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if s.tls_cert.is_some() != s.tls_key.is_some() {
+            return Err(ConfigError::Syntax {
+                path: self.path.to_path_buf(),
+                message: "`server.tls_cert` and `server.tls_key` must be set together".into(),
+            });
+        }
+
+        let mut env_names = HashSet::new();
+        for (i, env) in c.environments.iter().enumerate() {
+            let name = env.name.get_ref();
+            let key = format!("environments[{i}].name");
+            if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
+                return Err(self.err(&env.name, key, "must be non-empty, without '/' or spaces"));
+            }
+            if !env_names.insert(name.as_str()) {
+                return Err(self.err(
+                    &env.name,
+                    key,
+                    format!("environment `{name}` is defined twice"),
+                ));
+            }
+            if let Err(message) =
+                crate::pg::upstream::UpstreamTarget::parse(env.upstream.get_ref(), None)
+            {
+                return Err(self.err(
+                    &env.upstream,
+                    format!("environments[{i}].upstream"),
+                    message.to_string(),
+                ));
+            }
+        }
+
+        let mut identities = HashSet::new();
+        for (i, sa) in c.service_accounts.iter().enumerate() {
+            let name = sa.name.get_ref();
+            if name.is_empty() || !identities.insert(name.as_str()) {
+                return Err(self.err(
+                    &sa.name,
+                    format!("service_accounts[{i}].name"),
+                    "must be non-empty and unique among users and service accounts",
+                ));
+            }
+            let hash = sa.token_sha256.get_ref();
+            if hash.len() != 64 || hex::decode(hash).is_err() {
+                return Err(self.err(
+                    &sa.token_sha256,
+                    format!("service_accounts[{i}].token_sha256"),
+                    "must be 64 hex characters (sha256 of the token, e.g. `printf %s TOKEN | sha256sum`)",
+                ));
+            }
+        }
+        for (i, u) in c.users.iter().enumerate() {
+            let name = u.name.get_ref();
+            if name.is_empty() || !identities.insert(name.as_str()) {
+                return Err(self.err(
+                    &u.name,
+                    format!("users[{i}].name"),
+                    "must be non-empty and unique among users and service accounts",
+                ));
+            }
+            if argon2::PasswordHash::new(u.password_argon2.get_ref()).is_err() {
+                return Err(self.err(
+                    &u.password_argon2,
+                    format!("users[{i}].password_argon2"),
+                    "is not an argon2 PHC string (`$argon2id$v=19$...`); make one with `gatehouse-server hash-password`",
+                ));
+            }
+        }
+        for (i, g) in c.grants.iter().enumerate() {
+            for (j, env) in g.environments.iter().enumerate() {
+                if env.get_ref() != "*" && !env_names.contains(env.get_ref().as_str()) {
+                    return Err(self.err(
+                        env,
+                        format!("grants[{i}].environments[{j}]"),
+                        format!("no environment named `{}` is defined", env.get_ref()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, Path::new("test.toml"))
+    }
+
+    const OK: &str = r#"
+[server]
+postgres_listen = "127.0.0.1:7432"
+
+[[environments]]
+name = "prod"
+tier = "production"
+upstream = "postgresql://app@127.0.0.1:5432/appdb"
+
+[[service_accounts]]
+name = "agent"
+token_sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
+groups = ["agents"]
+
+[[grants]]
+groups = ["agents"]
+environments = ["prod"]
+"#;
+
+    #[test]
+    fn accepts_the_design_example() {
+        let c = parse(OK).expect("valid");
+        assert_eq!(c.environments[0].name.get_ref(), "prod");
+        assert_eq!(c.server.admin_groups, vec!["admins"]);
+    }
+
+    #[test]
+    fn unknown_grant_environment_names_key_and_line() {
+        let text = OK.replace("environments = [\"prod\"]", "environments = [\"staging\"]");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("test.toml:18"), "{e}");
+        assert!(e.contains("grants[0].environments[0]"), "{e}");
+        assert!(e.contains("staging"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_a_syntax_error_with_line() {
+        let text = OK.replace("tier = \"production\"", "tier = \"production\"\nteir = 1");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(e.contains("line 8"), "{e}");
+        assert!(e.contains("teir"), "{e}");
+    }
+
+    #[test]
+    fn bad_listen_address() {
+        let text = OK.replace("127.0.0.1:7432", "localhost");
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains(":3:") && e.contains("server.postgres_listen"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_token_hash_and_upstream() {
+        let e = parse(&OK.replace(
+            "0000000000000000000000000000000000000000000000000000000000000000",
+            "abc",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("service_accounts[0].token_sha256"), "{e}");
+        let e = parse(&OK.replace("postgresql://app@", "mysql://app@"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("environments[0].upstream"), "{e}");
+    }
+}

@@ -1,0 +1,109 @@
+//! The gateway's shared state, built once from the config: environments with their upstream
+//! targets, the authenticator, grants, TLS and the cancel-key registry. Sessions and HTTP
+//! handlers hold it through an `Arc`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::config::{Config, Tier};
+use crate::identity::{Authenticator, Grants};
+use crate::pg::cancel::CancelRegistry;
+use crate::pg::tls;
+use crate::pg::upstream::UpstreamTarget;
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("environment `{env}`: the variable {var} named by upstream_password_env is not set")]
+    MissingPassword { env: String, var: String },
+    #[error("environment `{env}`: {source}")]
+    Upstream {
+        env: String,
+        source: crate::pg::upstream::TargetError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("TLS: {0}")]
+    Tls(#[from] tls::TlsError),
+}
+
+/// A named upstream database that identities may be granted.
+pub struct Environment {
+    pub name: String,
+    pub tier: Tier,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub target: Arc<UpstreamTarget>,
+}
+
+pub struct Gateway {
+    pub config: Config,
+    pub environments: BTreeMap<String, Arc<Environment>>,
+    pub auth: Authenticator,
+    pub grants: Grants,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    pub cancels: CancelRegistry,
+    pub store: Store,
+}
+
+impl Gateway {
+    /// Resolves secrets, opens the store and prepares TLS. Fails on anything that would make
+    /// the gateway unable to serve as configured.
+    pub fn build(config: Config) -> Result<Arc<Gateway>, GatewayError> {
+        let mut environments = BTreeMap::new();
+        for e in &config.environments {
+            let name = e.name.get_ref().clone();
+            let password = match &e.upstream_password_env {
+                Some(var) => Some(std::env::var(var.get_ref()).map_err(|_| {
+                    GatewayError::MissingPassword {
+                        env: name.clone(),
+                        var: var.get_ref().clone(),
+                    }
+                })?),
+                None => None,
+            };
+            let target =
+                UpstreamTarget::parse(e.upstream.get_ref(), password).map_err(|source| {
+                    GatewayError::Upstream {
+                        env: name.clone(),
+                        source,
+                    }
+                })?;
+            environments.insert(
+                name.clone(),
+                Arc::new(Environment {
+                    name,
+                    tier: e.tier,
+                    tags: e.tags.clone(),
+                    description: e.description.clone(),
+                    target: Arc::new(target),
+                }),
+            );
+        }
+        let data_dir = config.data_dir();
+        let store = Store::open(&data_dir)?;
+        let cert = config.server.tls_cert.as_ref().map(|p| config.resolve(p));
+        let key = config.server.tls_key.as_ref().map(|p| config.resolve(p));
+        let tls_config = tls::server_config(cert.as_deref(), key.as_deref(), &data_dir)?;
+        let auth = Authenticator::new(
+            &config.service_accounts,
+            &config.users,
+            store.clone(),
+            config.server.session_ttl_seconds,
+        );
+        let grants = Grants::from_config(&config.grants);
+        Ok(Arc::new(Gateway {
+            config,
+            environments,
+            auth,
+            grants,
+            tls: Some(tokio_rustls::TlsAcceptor::from(tls_config)),
+            cancels: CancelRegistry::default(),
+            store,
+        }))
+    }
+
+    pub fn is_admin(&self, identity: &crate::identity::Identity) -> bool {
+        identity.in_any_group(&self.config.server.admin_groups)
+    }
+}

@@ -1,0 +1,34 @@
+//! The HTTP listener: the JSON API under `/api/v1` (described by an OpenAPI document), health.
+//!
+//! Architecture invariant: handlers are thin; they authenticate the caller, call the identity
+//! (and later policy, approval, audit) modules, and map errors to HTTP statuses in `error.rs`.
+
+mod api;
+mod auth;
+mod error;
+mod openapi;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::gateway::Gateway;
+
+pub fn router(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/auth/login", post(api::login))
+        .route("/api/v1/auth/logout", post(api::logout))
+        .route("/api/v1/environments", get(api::environments))
+        .route("/api/v1/whoami", get(api::whoami))
+        .fallback(api::not_found)
+        .with_state(gw)
+}
+
+/// Serves HTTP until the task is dropped.
+pub async fn run(gw: Arc<Gateway>, listener: TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(gw)).await
+}

@@ -1,0 +1,14 @@
+//! Gatehouse gateway server: an identity-aware PostgreSQL proxy.
+//!
+//! A statement's life: a client connects to [`pg::listener`], [`pg::session`] authenticates it
+//! through [`identity`], opens an upstream with [`pg::upstream`] and relays with [`pg::relay`].
+//! The HTTP API lives in [`http`]; state shared by both is the [`gateway::Gateway`].
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod identity;
+pub mod pg;
+pub mod serve;
+pub mod store;

@@ -1,0 +1,135 @@
+//! `gatehouse-server`: the command line. Thin: parse arguments, load the config, call the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use gatehouse_server::config::Config;
+use gatehouse_server::gateway::Gateway;
+use gatehouse_server::identity::tokens;
+
+#[derive(Parser)]
+#[command(
+    name = "gatehouse-server",
+    version,
+    about = "Identity-aware access gateway for PostgreSQL"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+        log_format: LogFormat,
+    },
+    /// Check a config file and exit: 0 if valid, 2 with a message naming the key and line if not.
+    CheckConfig {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Read a password on stdin and print its argon2id hash, for `[[users]] password_argon2`.
+    HashPassword,
+    /// Print a new service-account token and the sha256 to put in `[[service_accounts]] token_sha256`.
+    NewToken,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} environments, {} grants)",
+                    config.display(),
+                    c.environments.len(),
+                    c.grants.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Serve { config, log_format } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            init_tracing(log_format);
+            match run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::HashPassword => {
+            let mut password = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut password) {
+                eprintln!("error: cannot read the password from stdin: {e}");
+                return ExitCode::FAILURE;
+            }
+            match gatehouse_server::identity::hash_password(password.trim_end_matches(['\r', '\n']))
+            {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::NewToken => {
+            let token = tokens::generate(tokens::SERVICE_ACCOUNT_PREFIX);
+            println!("token        = {token}");
+            println!("token_sha256 = {}", tokens::sha256_hex(&token));
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let gw = Gateway::build(config).context("preparing the gateway")?;
+        gatehouse_server::serve::serve(gw).await.context("serving")
+    })
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}

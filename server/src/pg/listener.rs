@@ -1,0 +1,46 @@
+//! Accepts PostgreSQL connections and hands each to its own session task, under a connection
+//! limit: past it a client gets `53300 too many connections` instead of waiting.
+
+use std::sync::Arc;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use super::error::{sqlstate, PgError};
+use super::session;
+use crate::gateway::Gateway;
+
+/// Runs the accept loop until the task is dropped.
+pub async fn run(gw: Arc<Gateway>, listener: TcpListener) {
+    let permits = Arc::new(Semaphore::new(gw.config.server.max_connections.max(1)));
+    loop {
+        let (mut tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off briefly rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                let e = PgError::fatal(
+                    sqlstate::TOO_MANY_CONNECTIONS,
+                    "sorry, too many clients are connected to the gateway",
+                )
+                .with_hint(
+                    "Try again later, or ask an administrator to raise server.max_connections.",
+                );
+                let _ = tcp.write_all(&e.to_bytes()).await;
+            });
+            continue;
+        };
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            session::serve(gw, tcp, peer).await;
+            drop(permit);
+        });
+    }
+}

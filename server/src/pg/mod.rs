@@ -1,0 +1,17 @@
+//! The PostgreSQL side of the gateway: the listener, one session per client connection, the
+//! wire codec, the upstream connector and the relay between them.
+//!
+//! Architecture invariant: this is the only module that touches PostgreSQL sockets. It uses
+//! identity (and later policy, masking, audit) through their narrow interfaces; none of those
+//! know about frames.
+
+pub mod cancel;
+pub mod codec;
+pub mod error;
+pub mod handshake;
+pub mod listener;
+pub mod relay;
+pub mod session;
+pub mod stream;
+pub mod tls;
+pub mod upstream;

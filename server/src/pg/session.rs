@@ -1,0 +1,376 @@
+//! One client connection from accept to close: handshake, authentication (token → identity),
+//! authorization (environment and grant), the upstream connection, then the relay. Every step
+//! runs inside a tracing span that carries the session id, the peer, and once known the identity
+//! and environment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::startup::{Authentication, BackendKeyData, SecretKey};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::{field, Instrument};
+
+use super::cancel::CancelKey;
+use super::codec;
+use super::error::{sqlstate, PgError};
+use super::handshake::{self, HandshakeError, Opening};
+use super::relay::{self, Limits};
+use super::stream::PgStream;
+use super::upstream;
+use crate::gateway::{Environment, Gateway};
+use crate::identity::{AuthError, Identity};
+
+/// Startup parameters passed on to the upstream as the client sent them. Anything else is
+/// dropped (it could change who the upstream thinks we are, e.g. `role` via `options`).
+const FORWARDED_PARAMS: &[&str] = &[
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "extra_float_digits",
+    "intervalstyle",
+    "search_path",
+    "lc_messages",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "default_transaction_read_only",
+    "options",
+];
+
+/// GUCs a client may not set through `options`: they would change the upstream identity.
+const FORBIDDEN_OPTIONS: &[&str] = &["role", "session_authorization", "application_name"];
+
+/// Serves one accepted connection to completion.
+pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let span = tracing::info_span!(
+        "session",
+        id = %crate::identity::tokens::random_id(),
+        %peer,
+        identity = field::Empty,
+        env = field::Empty,
+    );
+    serve_inner(gw, tcp, peer).instrument(span).await
+}
+
+async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+    let limits = &gw.config.server;
+    let deadline = Instant::now() + Duration::from_secs(limits.handshake_timeout_seconds.max(1));
+    let opening = match handshake::open(tcp, gw.tls.as_ref(), deadline).await {
+        Ok(o) => o,
+        Err(HandshakeError::Closed) => return,
+        Err(e) => {
+            tracing::info!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    let (mut stream, params) = match opening {
+        Opening::Cancel { pid, secret } => {
+            let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds);
+            let forwarded = gw.cancels.cancel(pid, secret, timeout).await;
+            tracing::info!(forwarded, "cancel request");
+            return;
+        }
+        Opening::Startup { stream, params } => (stream, params),
+    };
+
+    let established = match establish(&gw, &mut stream, &params, peer, deadline).await {
+        Ok(e) => e,
+        Err(SetupError::Quiet) => return,
+        Err(SetupError::Client(e)) => {
+            tracing::info!(code = e.code, reason = %e.message, "connection refused");
+            handshake::send_error(&mut stream, &e).await;
+            return;
+        }
+    };
+    let Established {
+        identity,
+        env,
+        upstream,
+        _cancel_key,
+    } = established;
+    tracing::info!(
+        kind = identity.kind.as_str(),
+        tls = stream.is_tls(),
+        "session started"
+    );
+    let relay_limits = Limits {
+        max_client_message: gw.config.server.max_message_bytes,
+        idle_timeout: match gw.config.server.idle_timeout_seconds {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        },
+    };
+    let (end, mut client_w, at_boundary, traffic) =
+        relay::run(stream, upstream.stream, relay_limits, upstream.ready_status).await;
+    if let (Some(e), true) = (end.client_error(&env.name), at_boundary) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            client_w.write_all(&e.to_bytes()).await?;
+            client_w.flush().await
+        })
+        .await;
+    }
+    let _ = client_w.shutdown().await;
+    tracing::info!(
+        reason = ?end,
+        client_bytes = traffic.client_bytes,
+        upstream_bytes = traffic.upstream_bytes,
+        "session ended"
+    );
+}
+
+enum SetupError {
+    /// The client left; nothing to say.
+    Quiet,
+    Client(PgError),
+}
+
+impl From<PgError> for SetupError {
+    fn from(e: PgError) -> Self {
+        SetupError::Client(e)
+    }
+}
+
+struct Established {
+    identity: Identity,
+    env: Arc<Environment>,
+    upstream: upstream::Upstream,
+    _cancel_key: CancelKey,
+}
+
+fn auth_failed(user: &str) -> PgError {
+    PgError::fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\""))
+        .with_hint("Use a Gatehouse token as the password: a service-account token, or a session token from `gatehouse login`.")
+}
+
+async fn establish(
+    gw: &Gateway,
+    stream: &mut PgStream,
+    params: &BTreeMap<String, String>,
+    peer: SocketAddr,
+    deadline: Instant,
+) -> Result<Established, SetupError> {
+    if params.contains_key("replication") {
+        return Err(PgError::fatal(
+            sqlstate::FEATURE_NOT_SUPPORTED,
+            "replication connections are not supported through the gateway",
+        )
+        .into());
+    }
+    if !stream.is_tls() && (gw.config.server.require_tls || !peer.ip().is_loopback()) {
+        return Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            format!("connections from {} must use TLS: tokens are only accepted over TLS or from the gateway's own machine", peer.ip()),
+        )
+        .with_hint("Connect with sslmode=require, or through `gatehouse connect`.")
+        .into());
+    }
+    let user = params
+        .get("user")
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                "no user name was given in the startup message",
+            )
+        })?
+        .clone();
+    let token = match handshake::read_password(stream, deadline).await {
+        Ok(t) => t,
+        // psql hangs up here to prompt for a password, then reconnects.
+        Err(HandshakeError::Closed) => return Err(SetupError::Quiet),
+        Err(HandshakeError::Client(e)) => return Err(e.into()),
+        Err(e) => {
+            tracing::debug!(error = %e, "password exchange failed");
+            return Err(SetupError::Quiet);
+        }
+    };
+    let identity = match gw.auth.authenticate_token(&token).await {
+        Ok(i) if i.name == user => i,
+        Ok(_) | Err(AuthError::InvalidCredentials) => return Err(auth_failed(&user).into()),
+        Err(AuthError::Expired) => {
+            return Err(PgError::fatal(
+                sqlstate::INVALID_PASSWORD,
+                format!("the session token for user \"{user}\" has expired"),
+            )
+            .with_hint("Log in again (`gatehouse login`) and use the new token.")
+            .into())
+        }
+        Err(AuthError::Revoked) => {
+            return Err(PgError::fatal(
+                sqlstate::INVALID_PASSWORD,
+                format!("the session token for user \"{user}\" has been revoked"),
+            )
+            .with_hint("Log in again (`gatehouse login`) and use the new token.")
+            .into())
+        }
+        Err(AuthError::Store(e)) => {
+            tracing::error!(error = %e, "credential store unavailable");
+            return Err(PgError::fatal(
+                sqlstate::REJECTED_CONNECTION,
+                "the gateway cannot verify credentials right now",
+            )
+            .with_hint("Try again shortly; if it persists, tell a Gatehouse administrator.")
+            .into());
+        }
+    };
+    tracing::Span::current().record("identity", identity.name.as_str());
+
+    let dbname = params
+        .get("database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or(&user);
+    let (env_name, database) = match dbname.split_once('/') {
+        Some((e, d)) if !d.is_empty() => (e, Some(d)),
+        Some((e, _)) => (e, None),
+        None => (dbname.as_str(), None),
+    };
+    let env = gw.environments.get(env_name).cloned().ok_or_else(|| {
+        PgError::fatal(sqlstate::INVALID_AUTHORIZATION, format!("no environment named \"{env_name}\""))
+            .with_hint("The database name selects the environment (`env` or `env/database`); list yours with `gatehouse envs`.")
+    })?;
+    tracing::Span::current().record("env", env.name.as_str());
+    if !gw.grants.allows(&identity, &env.name) {
+        return Err(PgError::fatal(
+            sqlstate::INVALID_AUTHORIZATION,
+            format!(
+                "identity \"{}\" has no grant for environment \"{}\"",
+                identity.name, env.name
+            ),
+        )
+        .with_hint("Ask a Gatehouse administrator for access to this environment.")
+        .into());
+    }
+
+    let upstream_params = upstream_params(params, &identity)?;
+    let mut target = (*env.target).clone();
+    if let Some(db) = database {
+        target.database = db.to_string();
+    }
+    let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds.max(1));
+    let upstream = upstream::connect(&target, &upstream_params, timeout)
+        .await
+        .map_err(|e| {
+            tracing::warn!(error = %e, "upstream connection failed");
+            e.to_client(&env.name)
+        })?;
+    let cancel_key = gw
+        .cancels
+        .register(Arc::new(target), upstream.pid, upstream.secret);
+
+    let mut out = BytesMut::with_capacity(512 + upstream.startup_frames.len());
+    codec::encode(&mut out, &Authentication::Ok);
+    out.extend_from_slice(&upstream.startup_frames);
+    codec::encode(
+        &mut out,
+        &BackendKeyData::new(cancel_key.pid, SecretKey::I32(cancel_key.secret)),
+    );
+    let status = match upstream.ready_status {
+        b'T' => TransactionStatus::Transaction,
+        b'E' => TransactionStatus::Error,
+        _ => TransactionStatus::Idle,
+    };
+    codec::encode(&mut out, &ReadyForQuery::new(status));
+    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
+        return Err(SetupError::Quiet);
+    }
+    Ok(Established {
+        identity,
+        env,
+        upstream,
+        _cancel_key: cancel_key,
+    })
+}
+
+/// The upstream's startup parameters: the client's harmless settings, and an
+/// `application_name` that names the identity so DBAs see who is behind a backend.
+fn upstream_params(
+    params: &BTreeMap<String, String>,
+    identity: &Identity,
+) -> Result<Vec<(String, String)>, PgError> {
+    let mut out = Vec::new();
+    for (k, v) in params {
+        let lk = k.to_ascii_lowercase();
+        if !FORWARDED_PARAMS.contains(&lk.as_str()) {
+            continue;
+        }
+        if lk == "options" {
+            check_options(v)?;
+        }
+        out.push((k.clone(), v.clone()));
+    }
+    let app = match params.get("application_name").filter(|a| !a.is_empty()) {
+        Some(a) => format!("gatehouse:{}/{a}", identity.name),
+        None => format!("gatehouse:{}", identity.name),
+    };
+    out.push(("application_name".into(), app));
+    Ok(out)
+}
+
+/// Rejects `options` that would set an identity-changing GUC (`-c role=x`, `--role=x`).
+fn check_options(options: &str) -> Result<(), PgError> {
+    let words: Vec<&str> = options.split_whitespace().collect();
+    for (i, w) in words.iter().enumerate() {
+        let setting = if *w == "-c" {
+            words.get(i + 1).copied()
+        } else {
+            w.strip_prefix("-c").or_else(|| w.strip_prefix("--"))
+        };
+        let Some(setting) = setting else { continue };
+        let name = setting
+            .split('=')
+            .next()
+            .unwrap_or("")
+            .replace('-', "_")
+            .to_ascii_lowercase();
+        if FORBIDDEN_OPTIONS.contains(&name.as_str()) {
+            return Err(PgError::fatal(
+                sqlstate::INVALID_AUTHORIZATION,
+                format!("the startup option \"{name}\" cannot be set through the gateway"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::IdentityKind;
+
+    fn alice() -> Identity {
+        Identity {
+            name: "alice".into(),
+            kind: IdentityKind::Human,
+            groups: vec![],
+            on_behalf_of: None,
+            session_id: None,
+        }
+    }
+
+    #[test]
+    fn application_name_carries_identity_and_client_app() {
+        let mut p = BTreeMap::new();
+        p.insert("application_name".to_string(), "psql".to_string());
+        p.insert("client_encoding".to_string(), "UTF8".to_string());
+        p.insert("user".to_string(), "alice".to_string());
+        let out = upstream_params(&p, &alice()).unwrap();
+        assert!(out.contains(&("application_name".into(), "gatehouse:alice/psql".into())));
+        assert!(out.contains(&("client_encoding".into(), "UTF8".into())));
+        assert!(!out.iter().any(|(k, _)| k == "user"));
+    }
+
+    #[test]
+    fn identity_changing_options_are_refused() {
+        assert!(check_options("-c role=postgres").is_err());
+        assert!(check_options("-csession_authorization=postgres").is_err());
+        assert!(check_options("--role=x").is_err());
+        assert!(check_options("-c search_path=app -c statement_timeout=5s").is_ok());
+    }
+}

@@ -1,0 +1,69 @@
+//! Running the gateway: bind both listeners, serve until SIGINT/SIGTERM.
+
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::gateway::Gateway;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr} ({what}): {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Http(std::io::Error),
+}
+
+/// Serves PostgreSQL and HTTP until a shutdown signal.
+pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
+    let pg_addr = gw.config.postgres_listen();
+    let http_addr = gw.config.http_listen();
+    let pg = TcpListener::bind(pg_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: pg_addr,
+            what: "postgres_listen",
+            source,
+        })?;
+    let http = TcpListener::bind(http_addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: http_addr,
+            what: "http_listen",
+            source,
+        })?;
+    tracing::info!(postgres = %pg_addr, http = %http_addr, environments = gw.environments.len(), "gatehouse is ready");
+
+    let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg));
+    let result = tokio::select! {
+        r = crate::http::run(gw.clone(), http) => r.map_err(ServeError::Http),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    pg_task.abort();
+    result
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

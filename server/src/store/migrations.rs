@@ -1,0 +1,65 @@
+//! Schema migrations, versioned in code. Each entry runs once, in order, inside a transaction;
+//! SQLite's `user_version` records how far a database has come. Never edit a shipped entry:
+//! append a new one.
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: gateway sessions issued by logins. Only the token's hash is kept.
+    "CREATE TABLE sessions (
+        id            TEXT PRIMARY KEY,
+        token_sha256  BLOB NOT NULL UNIQUE,
+        identity      TEXT NOT NULL,
+        kind          TEXT NOT NULL,
+        groups_json   TEXT NOT NULL,
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        revoked_at    INTEGER
+    );
+    CREATE INDEX sessions_identity ON sessions(identity);",
+];
+
+pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(StoreError::TooNew {
+            found: current,
+            known: MIGRATIONS.len(),
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let version = i + 1;
+        let tx = conn
+            .transaction()
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tx.pragma_update(None, "user_version", version as i64)
+            .map_err(|source| StoreError::Migration { version, source })?;
+        tx.commit()
+            .map_err(|source| StoreError::Migration { version, source })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_once_and_refuses_newer_schemas() {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v as usize, MIGRATIONS.len());
+        conn.pragma_update(None, "user_version", 999).unwrap();
+        assert!(matches!(
+            migrate(&mut conn),
+            Err(StoreError::TooNew { found: 999, .. })
+        ));
+    }
+}
