@@ -1,1 +1,49 @@
-//! x
+//! The end-to-end test harness: throwaway PostgreSQL 15 clusters and gateway processes on free
+//! ports, so every test runs against real parts, in parallel, and can stop and restart them.
+//!
+//! Processes are spawned from one long-lived thread with `setpriv --pdeathsig`, so they die with
+//! the test binary even when a test panics or the run is interrupted.
+
+mod cluster;
+mod fixture;
+mod gateway;
+mod process;
+
+pub use cluster::Cluster;
+pub use fixture::{app_url, Fixture, AGENT, ENV};
+pub use gateway::{Gateway, GatewayBuilder};
+pub use process::{free_port, run_cmd, CmdOutput};
+
+/// The PostgreSQL binaries the tests use.
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// The sha256 hex of a token, as `token_sha256` wants it.
+pub fn sha256_hex(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+/// A random token-like string.
+pub fn random_token(prefix: &str) -> String {
+    use rand::Rng;
+    let s: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    format!("{prefix}{s}")
+}
+
+/// The SQLSTATE of a tokio-postgres error, or "" if it has none.
+pub fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.code().code().to_string())
+        .unwrap_or_default()
+}
+
+/// The message of a tokio-postgres error (the server's when there is one).
+pub fn message(e: &tokio_postgres::Error) -> String {
+    e.as_db_error()
+        .map(|d| d.message().to_string())
+        .unwrap_or_else(|| e.to_string())
+}

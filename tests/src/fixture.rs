@@ -1,0 +1,75 @@
+//! The common setup: one cluster with an application database owned by a non-superuser role, a
+//! gateway with environment `app` on it, and a service account `agent` granted that environment.
+
+use crate::{random_token, Cluster, Gateway, GatewayBuilder};
+
+pub const ENV: &str = "app";
+pub const AGENT: &str = "agent";
+
+pub struct Fixture {
+    pub cluster: Cluster,
+    pub gw: Gateway,
+    /// The `agent` service account's token.
+    pub token: String,
+    /// The upstream role's password (which clients never see).
+    pub upstream_password: String,
+}
+
+impl Fixture {
+    pub async fn start() -> Fixture {
+        Self::start_with(|b| b).await
+    }
+
+    /// Like [`Fixture::start`], with extra gateway settings.
+    pub async fn start_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Fixture {
+        let cluster = Cluster::start().await;
+        let upstream_password = random_token("up");
+        cluster
+            .exec(
+                "postgres",
+                &format!("CREATE ROLE app_owner LOGIN PASSWORD '{upstream_password}'"),
+            )
+            .await;
+        cluster
+            .exec("postgres", "CREATE DATABASE appdb OWNER app_owner")
+            .await;
+        let token = random_token("gha_");
+        let builder = GatewayBuilder::new()
+            .environment(
+                ENV,
+                "production",
+                &app_url(&cluster),
+                Some(&upstream_password),
+            )
+            .service_account(AGENT, &token, &["agents"])
+            .grant(&["agents"], &[ENV]);
+        let gw = extra(builder).start().await;
+        Fixture {
+            cluster,
+            gw,
+            token,
+            upstream_password,
+        }
+    }
+
+    /// A tokio-postgres client through the gateway, as `agent`.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        self.gw
+            .connect(ENV, AGENT, &self.token)
+            .await
+            .unwrap_or_else(|e| panic!("connect through the gateway: {e}\n{}", self.gw.log()))
+    }
+
+    /// psql through the gateway as `agent`.
+    pub fn psql(&self, args: &[&str]) -> crate::CmdOutput {
+        self.gw.psql(ENV, AGENT, &self.token, args)
+    }
+}
+
+/// The upstream URL of the fixture's application database (password passed separately).
+pub fn app_url(cluster: &Cluster) -> String {
+    format!(
+        "postgresql://app_owner@127.0.0.1:{}/appdb?sslmode=prefer",
+        cluster.port
+    )
+}

@@ -1,0 +1,346 @@
+//! A gateway process on free ports with a config written by the test.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::process::{free_port, run_cmd, signal, spawn_tied, wait_exit};
+
+/// The `gatehouse-server` binary next to the test executable (`target/<profile>/`), unless
+/// `GATEHOUSE_SERVER_BIN` names one.
+pub fn server_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("GATEHOUSE_SERVER_BIN") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("gatehouse-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        bin.display()
+    );
+    bin
+}
+
+struct Env {
+    name: String,
+    tier: String,
+    upstream: String,
+    password: Option<String>,
+}
+
+/// Describes a gateway to start.
+#[derive(Default)]
+pub struct GatewayBuilder {
+    envs: Vec<Env>,
+    service_accounts: Vec<(String, String, Vec<String>)>,
+    users: Vec<(String, String, Vec<String>)>,
+    grants: Vec<(Vec<String>, Vec<String>)>,
+    server_extra: String,
+    listen_host: Option<String>,
+}
+
+fn toml_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items.iter().map(|s| format!("{s:?}")).collect();
+    format!("[{}]", quoted.join(", "))
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+impl GatewayBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An environment whose upstream is `url`; when `password` is given it is passed through an
+    /// environment variable (`upstream_password_env`), as operators do.
+    pub fn environment(
+        mut self,
+        name: &str,
+        tier: &str,
+        url: &str,
+        password: Option<&str>,
+    ) -> Self {
+        self.envs.push(Env {
+            name: name.into(),
+            tier: tier.into(),
+            upstream: url.into(),
+            password: password.map(Into::into),
+        });
+        self
+    }
+
+    pub fn service_account(mut self, name: &str, token: &str, groups: &[&str]) -> Self {
+        self.service_accounts
+            .push((name.into(), token.into(), strs(groups)));
+        self
+    }
+
+    pub fn user(mut self, name: &str, password: &str, groups: &[&str]) -> Self {
+        self.users
+            .push((name.into(), password.into(), strs(groups)));
+        self
+    }
+
+    pub fn grant(mut self, groups: &[&str], environments: &[&str]) -> Self {
+        self.grants.push((strs(groups), strs(environments)));
+        self
+    }
+
+    /// Extra `key = value` lines for the `[server]` table.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server_extra.push_str(line);
+        self.server_extra.push('\n');
+        self
+    }
+
+    /// Listen for PostgreSQL on this host instead of 127.0.0.1.
+    pub fn listen_host(mut self, host: &str) -> Self {
+        self.listen_host = Some(host.into());
+        self
+    }
+
+    pub fn config_text(&self, pg_port: u16, http_port: u16, data_dir: &str) -> String {
+        let host = self.listen_host.as_deref().unwrap_or("127.0.0.1");
+        let mut t = String::new();
+        let _ = writeln!(t, "[server]\npostgres_listen = \"{host}:{pg_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"");
+        let _ = writeln!(
+            t,
+            "data_dir = {data_dir:?}\npublic_url = \"http://127.0.0.1:{http_port}\"\n{}",
+            self.server_extra
+        );
+        for (i, e) in self.envs.iter().enumerate() {
+            let _ = writeln!(
+                t,
+                "[[environments]]\nname = {:?}\ntier = {:?}\nupstream = {:?}",
+                e.name, e.tier, e.upstream
+            );
+            if e.password.is_some() {
+                let _ = writeln!(t, "upstream_password_env = \"GH_TEST_PW_{i}\"");
+            }
+        }
+        for (name, token, groups) in &self.service_accounts {
+            let _ = writeln!(
+                t,
+                "[[service_accounts]]\nname = {name:?}\ntoken_sha256 = {:?}\ngroups = {}",
+                crate::sha256_hex(token),
+                toml_list(groups)
+            );
+        }
+        for (name, password, groups) in &self.users {
+            let _ = writeln!(
+                t,
+                "[[users]]\nname = {name:?}\npassword_argon2 = {:?}\ngroups = {}",
+                hash_password(password),
+                toml_list(groups)
+            );
+        }
+        for (groups, envs) in &self.grants {
+            let _ = writeln!(
+                t,
+                "[[grants]]\ngroups = {}\nenvironments = {}",
+                toml_list(groups),
+                toml_list(envs)
+            );
+        }
+        t
+    }
+
+    /// Writes the config and starts the gateway; returns once both listeners answer.
+    pub async fn start(self) -> Gateway {
+        tokio::task::spawn_blocking(move || self.start_blocking())
+            .await
+            .expect("gateway start")
+    }
+
+    fn start_blocking(self) -> Gateway {
+        let dir = tempfile::Builder::new()
+            .prefix("gatehouse-gw-")
+            .tempdir()
+            .expect("tempdir");
+        let (pg_port, http_port) = (free_port(), free_port());
+        let data = dir.path().join("data");
+        let config = dir.path().join("gatehouse.toml");
+        std::fs::write(
+            &config,
+            self.config_text(pg_port, http_port, data.to_str().unwrap()),
+        )
+        .expect("write config");
+        let env: Vec<(String, String)> = self
+            .envs
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| e.password.clone().map(|p| (format!("GH_TEST_PW_{i}"), p)))
+            .collect();
+        let mut gw = Gateway {
+            pg_port,
+            http_port,
+            pg_host: self
+                .listen_host
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            config,
+            env,
+            dir,
+            child: None,
+        };
+        gw.spawn();
+        gw
+    }
+}
+
+fn hash_password(password: &str) -> String {
+    let mut child = Command::new(server_bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run hash-password");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(password.as_bytes())
+        .expect("write password");
+    let out = child.wait_with_output().expect("hash-password output");
+    assert!(out.status.success(), "hash-password failed");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A running gateway process.
+pub struct Gateway {
+    pub pg_port: u16,
+    pub http_port: u16,
+    pub pg_host: String,
+    pub config: PathBuf,
+    env: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let bin = server_bin();
+        let child = spawn_tied(
+            bin.to_str().unwrap(),
+            &["serve", "--config", self.config.to_str().unwrap()],
+            &self.env,
+            None,
+            "KILL",
+            Stdio::null(),
+            Stdio::from(log),
+        );
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let start = Instant::now();
+        loop {
+            if let Some(c) = self.child.as_mut() {
+                if let Ok(Some(status)) = c.try_wait() {
+                    panic!("gateway exited ({status}):\n{}", self.log());
+                }
+            }
+            let http = std::net::TcpStream::connect(("127.0.0.1", self.http_port)).is_ok();
+            let pg = std::net::TcpStream::connect((self.pg_host.as_str(), self.pg_port)).is_ok();
+            if http && pg {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "gateway did not start:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("gateway.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Base URL of the HTTP listener.
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    /// A libpq-style connection string for `env` as `user` with `password`.
+    pub fn conn_str(&self, env: &str, user: &str, password: &str) -> String {
+        format!(
+            "host={} port={} dbname={env} user={user} password={password}",
+            self.pg_host, self.pg_port
+        )
+    }
+
+    /// Connects with tokio-postgres (no TLS) and drives the connection in the background.
+    pub async fn connect(
+        &self,
+        env: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conn_str(env, user, password), tokio_postgres::NoTls)
+                .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(client)
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Stops with SIGTERM and starts again with the same config and data.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), "TERM");
+            if !wait_exit(&mut c, Duration::from_secs(10)) {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+        self.spawn();
+    }
+
+    /// `psql` against this gateway; returns what it printed.
+    pub fn psql(&self, env: &str, user: &str, password: &str, args: &[&str]) -> crate::CmdOutput {
+        run_cmd(
+            Command::new("psql")
+                .arg(self.conn_str(env, user, password))
+                .args(["-X", "-v", "ON_ERROR_STOP=1"])
+                .args(args),
+            Duration::from_secs(60),
+        )
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
