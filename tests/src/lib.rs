@@ -8,6 +8,7 @@ mod cluster;
 mod fixture;
 mod gateway;
 mod process;
+pub mod raw;
 
 pub use cluster::Cluster;
 pub use fixture::{app_url, Fixture, AGENT, ENV};
