@@ -1,0 +1,40 @@
+//! psycopg 3 (from PyPI) through the gateway; the checks live in `tests/python/psycopg_check.py`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use gatehouse_tests::{run_cmd, Fixture, AGENT, ENV};
+
+/// `GATEHOUSE_PYTHON` (set by scripts/test.sh), else the repository's `.venv`.
+fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("GATEHOUSE_PYTHON") {
+        return p.into();
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with psycopg: run scripts/install-deps.sh (or set GATEHOUSE_PYTHON)"
+    );
+    venv
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psycopg3_server_side_binding_pipeline_and_copy() {
+    let f = Fixture::start().await;
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python/psycopg_check.py");
+    let out = run_cmd(
+        Command::new(python())
+            .arg(script)
+            .env("GATEHOUSE_DSN", f.gw.conn_str(ENV, AGENT, &f.token)),
+        Duration::from_secs(120),
+    );
+    assert!(
+        out.ok(),
+        "psycopg checks failed:\n{}\n{}\ngateway log:\n{}",
+        out.stdout,
+        out.stderr,
+        f.gw.log()
+    );
+    assert!(out.stdout.contains("all checks passed"));
+}
