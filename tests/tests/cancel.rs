@@ -45,12 +45,12 @@ async fn a_wrong_cancel_key_cancels_nothing() {
         .get(0);
     let query = tokio::spawn(async move { c.simple_query("SELECT pg_sleep(2)").await.map(|_| ()) });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    for (pid, secret) in [(upstream_pid, 0), (upstream_pid, 12345), (1, 1)] {
+    for (pid, secret) in [(upstream_pid, 0i32), (upstream_pid, 12345), (1, 1)] {
         let mut raw = RawConn::connect("127.0.0.1", f.gw.pg_port).await;
         let mut pkt = 16u32.to_be_bytes().to_vec();
         pkt.extend(80877102u32.to_be_bytes());
         pkt.extend(pid.to_be_bytes());
-        pkt.extend((secret as i32).to_be_bytes());
+        pkt.extend(secret.to_be_bytes());
         raw.send(&pkt).await;
         assert!(raw.read().await.is_none(), "a cancel request gets no reply");
     }
