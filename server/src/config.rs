@@ -66,6 +66,8 @@ pub struct ServerConfig {
     /// Largest single protocol message a client may send.
     pub max_message_bytes: usize,
     pub max_connections: usize,
+    /// Threads that run client sessions, each a single-threaded event loop; 0 means one per CPU.
+    pub worker_threads: usize,
     /// Time a client has from TCP accept to the end of authentication.
     pub handshake_timeout_seconds: u64,
     /// Close a connection that has been idle (no statement in flight) this long; 0 disables.
@@ -87,6 +89,7 @@ impl Default for ServerConfig {
             session_ttl_seconds: 12 * 3600,
             max_message_bytes: 64 * 1024 * 1024,
             max_connections: 1000,
+            worker_threads: 0,
             handshake_timeout_seconds: 10,
             idle_timeout_seconds: 0,
             upstream_connect_timeout_seconds: 5,
@@ -367,7 +370,7 @@ environments = ["prod"]
     fn unknown_grant_environment_names_key_and_line() {
         let text = OK.replace("environments = [\"prod\"]", "environments = [\"staging\"]");
         let e = parse(&text).unwrap_err().to_string();
-        assert!(e.contains("test.toml:18"), "{e}");
+        assert!(e.contains("test.toml:17:"), "{e}");
         assert!(e.contains("grants[0].environments[0]"), "{e}");
         assert!(e.contains("staging"), "{e}");
     }

@@ -111,7 +111,9 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    // Sessions run on their own workers (pg::workers); this runtime serves HTTP and accepts.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the runtime")?;

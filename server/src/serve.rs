@@ -14,6 +14,8 @@ pub enum ServeError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("cannot start session workers: {0}")]
+    Workers(std::io::Error),
     #[error("HTTP server failed: {0}")]
     Http(std::io::Error),
 }
@@ -38,7 +40,12 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
         })?;
     tracing::info!(postgres = %pg_addr, http = %http_addr, environments = gw.environments.len(), "gatehouse is ready");
 
-    let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg));
+    let workers = Arc::new(
+        crate::pg::workers::Workers::start(gw.config.server.worker_threads)
+            .map_err(ServeError::Workers)?,
+    );
+    tracing::info!(workers = workers.len(), "session workers started");
+    let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg, workers));
     let result = tokio::select! {
         r = crate::http::run(gw.clone(), http) => r.map_err(ServeError::Http),
         _ = shutdown_signal() => {

@@ -1,5 +1,5 @@
-//! Accepts PostgreSQL connections and hands each to its own session task, under a connection
-//! limit: past it a client gets `53300 too many connections` instead of waiting.
+//! Accepts PostgreSQL connections and hands each to a session task on one of the workers, under
+//! a connection limit: past it a client gets `53300 too many connections` instead of waiting.
 
 use std::sync::Arc;
 
@@ -9,10 +9,11 @@ use tokio::sync::Semaphore;
 
 use super::error::{sqlstate, PgError};
 use super::session;
+use super::workers::Workers;
 use crate::gateway::Gateway;
 
 /// Runs the accept loop until the task is dropped.
-pub async fn run(gw: Arc<Gateway>, listener: TcpListener) {
+pub async fn run(gw: Arc<Gateway>, listener: TcpListener, workers: Arc<Workers>) {
     let permits = Arc::new(Semaphore::new(gw.config.server.max_connections.max(1)));
     loop {
         let (mut tcp, peer) = match listener.accept().await {
@@ -37,9 +38,22 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener) {
             });
             continue;
         };
+        // The socket moves to the worker's own reactor.
+        let std_tcp = match tcp.into_std() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot hand a connection to a worker");
+                continue;
+            }
+        };
         let gw = gw.clone();
-        tokio::spawn(async move {
-            session::serve(gw, tcp, peer).await;
+        workers.pick().spawn(async move {
+            match tokio::net::TcpStream::from_std(std_tcp) {
+                Ok(tcp) => session::serve(gw, tcp, peer).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register a connection with its worker")
+                }
+            }
             drop(permit);
         });
     }
