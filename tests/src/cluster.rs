@@ -212,6 +212,101 @@ impl Cluster {
         self.spawn();
     }
 
+    /// Turns on TLS with a server certificate for `localhost`/127.0.0.1 signed by a fresh test CA,
+    /// and restarts; returns the CA certificate's path (for `sslrootcert`).
+    pub fn enable_ssl(&mut self) -> PathBuf {
+        let data = self.data_dir();
+        let d = self.dir.path();
+        let (ca_key, ca_cert, csr, ext) = (
+            d.join("ca.key"),
+            d.join("ca.crt"),
+            d.join("server.csr"),
+            d.join("san.ext"),
+        );
+        let (key, cert) = (data.join("server.key"), data.join("server.crt"));
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("san.ext");
+        let p = |x: &PathBuf| x.to_str().unwrap().to_string();
+        let steps: [Vec<String>; 3] = [
+            [
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=gatehouse test CA",
+                "-keyout",
+                &p(&ca_key),
+                "-out",
+                &p(&ca_cert),
+            ]
+            .map(String::from)
+            .to_vec(),
+            [
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=localhost",
+                "-keyout",
+                &p(&key),
+                "-out",
+                &p(&csr),
+            ]
+            .map(String::from)
+            .to_vec(),
+            [
+                "x509",
+                "-req",
+                "-in",
+                &p(&csr),
+                "-CA",
+                &p(&ca_cert),
+                "-CAkey",
+                &p(&ca_key),
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &p(&ext),
+                "-out",
+                &p(&cert),
+            ]
+            .map(String::from)
+            .to_vec(),
+        ];
+        for args in steps {
+            let out = run_cmd(Command::new("openssl").args(&args), Duration::from_secs(60));
+            assert!(out.ok(), "openssl {args:?}: {out:?}");
+        }
+        let uid = postgres_uid();
+        for f in [&key, &cert] {
+            std::os::unix::fs::chown(f, Some(uid), Some(uid)).expect("chown");
+            std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).expect("postgresql.conf");
+        text.push_str("\nssl = on\n");
+        std::fs::write(&conf, text).expect("postgresql.conf");
+        self.restart();
+        ca_cert
+    }
+
+    /// Puts `line` first in pg_hba.conf and reloads.
+    pub async fn prepend_hba(&self, line: &str) {
+        let hba = self.data_dir().join("pg_hba.conf");
+        let old = std::fs::read_to_string(&hba).expect("pg_hba.conf");
+        std::fs::write(&hba, format!("{line}\n{old}")).expect("pg_hba.conf");
+        self.exec("postgres", "SELECT pg_reload_conf()").await;
+    }
+
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "already running");
         self.spawn();

@@ -53,6 +53,22 @@ async fn psql_describe_transactions_and_copy() {
     );
     assert_eq!(out.stdout.trim().lines().last(), Some("1"), "{out:?}");
 
+    // Notices and parameter changes are relayed as they happen.
+    let out = f.psql(&[
+        "-c",
+        "DO $$ BEGIN RAISE NOTICE 'hello from plpgsql'; END $$",
+        "-c",
+        "SET TimeZone = 'Asia/Tokyo'",
+        "-c",
+        "SHOW TimeZone",
+    ]);
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        out.stderr.contains("NOTICE:  hello from plpgsql"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("Asia/Tokyo"), "{out:?}");
+
     // \copy from a local file and back out.
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.csv");
