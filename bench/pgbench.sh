@@ -1,0 +1,276 @@
+#!/usr/bin/env bash
+# What the gateway costs: pgbench -S (read-only, one primary-key lookup per transaction) against
+# the same throwaway PostgreSQL 15 three ways: directly, through PgBouncer (session pooling,
+# SCRAM) and through the release Gatehouse gateway (service-account token). Runs interleave the
+# three targets round by round; the table shows median tps and mean latency per target.
+#
+#   bench/pgbench.sh                       # 3 modes x 2 client counts x 3 targets x 3 rounds x 10 s
+#   DURATION=5 ROUNDS=1 bench/pgbench.sh   # a quick look
+#
+# Environment: DURATION (s per run, 10), ROUNDS (3), SCALE (pgbench -i -s, 10),
+# MODES ("simple extended prepared"), CLIENTS ("1 8"), OUT (also write the table to this file),
+# KEEP_TMP=1 (keep the temp dir with logs). Everything started is stopped on exit.
+set -euo pipefail
+GH_SCRIPT=bench
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+cd "$GH_REPO"
+
+DURATION="${DURATION:-10}"
+ROUNDS="${ROUNDS:-3}"
+SCALE="${SCALE:-10}"
+MODES="${MODES:-simple extended prepared}"
+CLIENTS="${CLIENTS:-1 8}"
+OUT="${OUT:-}"
+PGBOUNCER="${PGBOUNCER:-/usr/sbin/pgbouncer}"
+BIN="$GH_REPO/target/release/gatehouse-server"
+NPROC="$(nproc)"
+LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
+
+"$GH_REPO/scripts/install-deps.sh"
+gh_cargo_path || gh_die "cargo is not on PATH"
+gh_log "building the release gateway"
+cargo build --release -q -p gatehouse-server
+
+TMP="$(mktemp -d /tmp/gatehouse-bench.XXXXXX)"
+chmod 755 "$TMP"
+mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs"
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pg" "$TMP/pgbouncer"
+
+GW_PID=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$GW_PID" ]; then
+        kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
+    fi
+    if [ -s "$TMP/pgbouncer/pgbouncer.pid" ]; then
+        kill -TERM "$(cat "$TMP/pgbouncer/pgbouncer.pid")" 2>/dev/null || true
+    fi
+    if [ -f "$TMP/pg/data/postmaster.pid" ]; then
+        gh_as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -m fast -w stop >/dev/null 2>&1 || true
+    fi
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        gh_log "kept $TMP"
+    else
+        rm -rf "$TMP"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Four distinct free ports.
+ports=()
+while [ "${#ports[@]}" -lt 4 ]; do
+    p="$(gh_free_port)"
+    case " ${ports[*]-} " in *" $p "*) ;; *) ports+=("$p") ;; esac
+done
+PG_PORT="${ports[0]}" PGB_PORT="${ports[1]}" GW_PORT="${ports[2]}" GW_HTTP_PORT="${ports[3]}"
+DB_PASSWORD="$(gh_random 32)"
+
+# --- PostgreSQL ------------------------------------------------------------------------------------
+gh_log "starting PostgreSQL 15 on 127.0.0.1:$PG_PORT ($TMP/pg)"
+gh_as_postgres "$PG_BIN/initdb" -D "$TMP/pg/data" -U postgres -E UTF8 --locale=C \
+    --auth-local=trust --auth-host=scram-sha-256 >"$TMP/pg/initdb.log" 2>&1 ||
+    { cat "$TMP/pg/initdb.log" >&2; gh_die "initdb failed"; }
+cat >>"$TMP/pg/data/postgresql.conf" <<EOF
+
+# bench/pgbench.sh
+listen_addresses = '127.0.0.1'
+port = $PG_PORT
+unix_socket_directories = '$TMP/pg'
+max_connections = 100
+shared_buffers = 512MB
+password_encryption = 'scram-sha-256'
+EOF
+gh_as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -l "$TMP/pg/postgres.log" -w start >/dev/null ||
+    { tail -n 20 "$TMP/pg/postgres.log" >&2; gh_die "PostgreSQL did not start"; }
+gh_as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<SQL
+CREATE ROLE bench LOGIN PASSWORD '$DB_PASSWORD';
+CREATE DATABASE bench OWNER bench;
+SQL
+SCRAM_SECRET="$(gh_as_postgres "$PG_BIN/psql" -X -At -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres \
+    -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")"
+case "$SCRAM_SECRET" in SCRAM-SHA-256*) ;; *) gh_die "the bench role has no SCRAM secret" ;; esac
+
+# --- PgBouncer -------------------------------------------------------------------------------------
+gh_log "starting PgBouncer on 127.0.0.1:$PGB_PORT"
+printf '"bench" "%s"\n' "$SCRAM_SECRET" >"$TMP/pgbouncer/userlist.txt"
+cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+[databases]
+bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $TMP/pgbouncer/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 20
+server_tls_sslmode = disable
+logfile = $TMP/pgbouncer/pgbouncer.log
+pidfile = $TMP/pgbouncer/pgbouncer.pid
+EOF
+[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pgbouncer"/*
+chmod 600 "$TMP/pgbouncer/userlist.txt"
+gh_as_postgres "$PGBOUNCER" -d -q "$TMP/pgbouncer/pgbouncer.ini" ||
+    { tail -n 20 "$TMP/pgbouncer/pgbouncer.log" >&2 || true; gh_die "PgBouncer did not start"; }
+
+# --- the gateway -----------------------------------------------------------------------------------
+gh_log "starting the gateway on 127.0.0.1:$GW_PORT"
+TOKEN="$("$BIN" new-token | awk '$1 == "token" { print $3 }')"
+TOKEN_SHA256="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
+cat >"$TMP/gateway/gatehouse.toml" <<EOF
+[server]
+postgres_listen = "127.0.0.1:$GW_PORT"
+http_listen     = "127.0.0.1:$GW_HTTP_PORT"
+public_url      = "http://127.0.0.1:$GW_HTTP_PORT"
+data_dir        = "state"
+
+[[environments]]
+name     = "bench"
+tier     = "development"
+upstream = "postgresql://bench@127.0.0.1:$PG_PORT/bench?sslmode=disable"
+upstream_password_env = "GATEHOUSE_BENCH_DB_PASSWORD"
+
+[[service_accounts]]
+name         = "bench-agent"
+token_sha256 = "$TOKEN_SHA256"
+groups       = ["bench"]
+
+[[grants]]
+groups       = ["bench"]
+environments = ["bench"]
+EOF
+GATEHOUSE_BENCH_DB_PASSWORD="$DB_PASSWORD" "$BIN" serve --config "$TMP/gateway/gatehouse.toml" \
+    >"$TMP/gateway/gateway.log" 2>&1 </dev/null &
+GW_PID=$!
+gh_wait_http 30 "http://127.0.0.1:$GW_HTTP_PORT/healthz" ||
+    { tail -n 20 "$TMP/gateway/gateway.log" >&2; gh_die "the gateway did not become healthy"; }
+
+# --- targets -----------------------------------------------------------------------------------------
+# TLS is off everywhere (libpq would otherwise negotiate it with the gateway only), so the three
+# targets differ only in what sits between pgbench and PostgreSQL.
+export PGSSLMODE=disable
+target_env() { # $1: target; prints `port user password dbname`
+    case "$1" in
+    direct) echo "$PG_PORT bench $DB_PASSWORD bench" ;;
+    pgbouncer) echo "$PGB_PORT bench $DB_PASSWORD bench" ;;
+    gateway) echo "$GW_PORT bench-agent $TOKEN bench" ;;
+    esac
+}
+run_pgbench() { # $1: target; the rest: pgbench arguments
+    local t="$1" port user pw db
+    shift
+    read -r port user pw db <<<"$(target_env "$t")"
+    PGPASSWORD="$pw" pgbench -h 127.0.0.1 -p "$port" -U "$user" "$@" "$db"
+}
+
+gh_log "pgbench -i -s $SCALE"
+run_pgbench direct -i -q -s "$SCALE" >"$TMP/runs/init.log" 2>&1 ||
+    { cat "$TMP/runs/init.log" >&2; gh_die "pgbench -i failed"; }
+for t in direct pgbouncer gateway; do
+    read -r port user pw db <<<"$(target_env "$t")"
+    n="$(PGPASSWORD="$pw" psql -X -At -h 127.0.0.1 -p "$port" -U "$user" -d "$db" \
+        -c 'SELECT count(*) FROM pgbench_branches' 2>&1)" ||
+        gh_die "cannot query through $t: $n"
+    [ "$n" = "$SCALE" ] || gh_die "unexpected answer through $t: $n"
+    # Warm caches and code paths the same way for every target.
+    run_pgbench "$t" -n -S -T 2 -c 2 -j 1 >/dev/null 2>&1 || gh_die "warm-up through $t failed"
+done
+
+# --- the runs --------------------------------------------------------------------------------------
+RESULTS="$TMP/results.tsv"
+: >"$RESULTS"
+failures=0
+targets=(direct pgbouncer gateway)
+cell=0
+total=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS") * ROUNDS * 3))
+done_runs=0
+for mode in $MODES; do
+    for clients in $CLIENTS; do
+        jobs=$((clients < NPROC ? clients : NPROC))
+        for round in $(seq 1 "$ROUNDS"); do
+            # Rotate the order so no target always runs first (or right after another).
+            for i in 0 1 2; do
+                t="${targets[$(((i + round + cell) % 3))]}"
+                done_runs=$((done_runs + 1))
+                log="$TMP/runs/$mode-c$clients-r$round-$t.log"
+                gh_log "[$done_runs/$total] -M $mode -c $clients -j $jobs round $round: $t"
+                if run_pgbench "$t" -n -S -M "$mode" -c "$clients" -j "$jobs" -T "$DURATION" >"$log" 2>&1; then
+                    tps="$(awk '/^tps = / { print $3; exit }' "$log")"
+                    lat="$(awk '/^latency average = / { print $4; exit }' "$log")"
+                else
+                    tps="" lat=""
+                fi
+                if [ -z "$tps" ] || [ -z "$lat" ]; then
+                    failures=$((failures + 1))
+                    gh_log "FAILED: $t -M $mode -c $clients; last lines of its output:"
+                    tail -n 5 "$log" >&2
+                    tps=nan lat=nan
+                fi
+                printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$t" "$round" "$tps" "$lat" >>"$RESULTS"
+            done
+        done
+        cell=$((cell + 1))
+    done
+done
+
+# --- the table ---------------------------------------------------------------------------------------
+cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
+mem="$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+commit="$(git -C "$GH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git -C "$GH_REPO" diff --quiet HEAD -- server Cargo.toml Cargo.lock 2>/dev/null; then
+    commit="$commit + uncommitted changes"
+fi
+pgv="$("$PG_BIN/postgres" --version | awk '{ print $3 }')"
+pgbv="$("$PGBOUNCER" --version | awk 'NR == 1 { print $2 }')"
+TABLE="$TMP/table.md"
+python3 - "$RESULTS" >"$TABLE" <<EOF
+import math, statistics, sys
+from collections import defaultdict
+
+runs = defaultdict(list)
+order = []
+for line in open(sys.argv[1]):
+    mode, clients, target, _round, tps, lat = line.rstrip("\n").split("\t")
+    key = (mode, int(clients))
+    if key not in order:
+        order.append(key)
+    runs[key + (target,)].append((float(tps), float(lat)))
+
+def stat(key):
+    vals = [v for v in runs.get(key, []) if not math.isnan(v[0])]
+    if not vals:
+        return None, None
+    return statistics.median(t for t, _ in vals), statistics.fmean(l for _, l in vals)
+
+print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, TLS off.")
+print("Machine: $NPROC cores ($cpu), $mem, load average $LOAD_AT_START at start; "
+      "PostgreSQL $pgv, PgBouncer $pgbv, gateway at $commit.")
+print()
+print("| mode | clients | tps direct | tps pgbouncer | tps gateway | lat direct ms | lat pgbouncer ms | lat gateway ms "
+      "| pgbouncer/direct | gateway/direct | +lat pgbouncer ms | +lat gateway ms |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+f = lambda v, spec: "FAIL" if v is None else format(v, spec)
+for mode, clients in order:
+    (td, ld), (tb, lb), (tg, lg) = (stat((mode, clients, t)) for t in ("direct", "pgbouncer", "gateway"))
+    ratio = lambda a, b: None if a is None or b is None else a / b
+    diff = lambda a, b: None if a is None or b is None else a - b
+    print(f"| {mode} | {clients} | {f(td, '.0f')} | {f(tb, '.0f')} | {f(tg, '.0f')} "
+          f"| {f(ld, '.3f')} | {f(lb, '.3f')} | {f(lg, '.3f')} "
+          f"| {f(ratio(tb, td), '.2f')} | {f(ratio(tg, td), '.2f')} "
+          f"| {f(diff(lb, ld), '+.3f')} | {f(diff(lg, ld), '+.3f')} |")
+EOF
+echo
+cat "$TABLE"
+if [ -n "$OUT" ]; then
+    cp "$TABLE" "$OUT"
+    gh_log "table written to $OUT"
+fi
+if [ "$failures" -gt 0 ]; then
+    gh_die "$failures run(s) failed; rerun with KEEP_TMP=1 to keep the logs"
+fi
