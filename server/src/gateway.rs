@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::config::{Config, Tier};
 use crate::identity::{Authenticator, Grants};
 use crate::pg::cancel::CancelRegistry;
+use crate::pg::connections::Connections;
 use crate::pg::tls;
 use crate::pg::upstream::UpstreamTarget;
 use crate::store::{Store, StoreError};
@@ -43,6 +44,7 @@ pub struct Gateway {
     pub grants: Grants,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub cancels: CancelRegistry,
+    pub connections: Connections,
     pub store: Store,
 }
 
@@ -99,6 +101,7 @@ impl Gateway {
             grants,
             tls: Some(tokio_rustls::TlsAcceptor::from(tls_config)),
             cancels: CancelRegistry::default(),
+            connections: Connections::default(),
             store,
         }))
     }

@@ -7,6 +7,7 @@
 
 pub mod cancel;
 pub mod codec;
+pub mod connections;
 pub mod error;
 pub mod handshake;
 pub mod listener;

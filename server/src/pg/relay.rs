@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::codec::{FrameError, FrameScanner};
+use super::connections::Termination;
 use super::error::{sqlstate, PgError};
 use super::stream::{PgStream, WriteSide};
 
@@ -39,6 +40,8 @@ pub enum RelayEnd {
     Idle(Duration),
     ClientIo(std::io::Error),
     UpstreamIo(std::io::Error),
+    /// Ended from outside: an administrator, or the session behind the token was revoked.
+    Terminated(Termination),
 }
 
 impl RelayEnd {
@@ -68,6 +71,7 @@ impl RelayEnd {
                 sqlstate::PROTOCOL_VIOLATION,
                 format!("invalid frontend message: {e}"),
             )),
+            RelayEnd::Terminated(t) => Some(PgError::fatal(t.code, t.message.clone())),
             RelayEnd::Idle(d) => Some(PgError::fatal(
                 sqlstate::IDLE_SESSION_TIMEOUT,
                 format!("terminating connection after {} seconds idle", d.as_secs()),
@@ -112,6 +116,7 @@ pub async fn run(
     upstream: PgStream,
     limits: Limits,
     initial_status: u8,
+    mut stop: tokio::sync::watch::Receiver<Option<Termination>>,
 ) -> (RelayEnd, WriteSide, bool, Traffic) {
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
@@ -142,6 +147,7 @@ pub async fn run(
             e = up => e,
             e = down => e,
             e = idle_watch(&activity, limits.idle_timeout) => e,
+            e = terminated(&mut stop) => e,
         }
     };
     // Leave the upstream cleanly when we can; it frees the backend at once.
@@ -261,6 +267,18 @@ where
 async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {
     w.write_all(data).await?;
     w.flush().await
+}
+
+async fn terminated(stop: &mut tokio::sync::watch::Receiver<Option<Termination>>) -> RelayEnd {
+    loop {
+        if let Some(t) = stop.borrow_and_update().clone() {
+            return RelayEnd::Terminated(t);
+        }
+        if stop.changed().await.is_err() {
+            // The registry is gone, so nobody can ask us to stop.
+            return std::future::pending().await;
+        }
+    }
 }
 
 async fn idle_watch(activity: &Activity, timeout: Option<Duration>) -> RelayEnd {

@@ -18,6 +18,7 @@ use tracing::{field, Instrument};
 
 use super::cancel::CancelKey;
 use super::codec;
+use super::connections::ConnectionInfo;
 use super::error::{sqlstate, PgError};
 use super::handshake::{self, HandshakeError, Opening};
 use super::relay::{self, Limits};
@@ -49,17 +50,18 @@ const FORBIDDEN_OPTIONS: &[&str] = &["role", "session_authorization", "applicati
 /// Serves one accepted connection to completion.
 pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
+    let conn_id = crate::identity::tokens::random_id();
     let span = tracing::info_span!(
         "session",
-        id = %crate::identity::tokens::random_id(),
+        id = %conn_id,
         %peer,
         identity = field::Empty,
         env = field::Empty,
     );
-    serve_inner(gw, tcp, peer).instrument(span).await
+    serve_inner(gw, tcp, peer, conn_id).instrument(span).await
 }
 
-async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
+async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id: String) {
     let limits = &gw.config.server;
     let deadline = Instant::now() + Duration::from_secs(limits.handshake_timeout_seconds.max(1));
     let opening = match handshake::open(tcp, gw.tls.as_ref(), deadline).await {
@@ -92,9 +94,22 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
     let Established {
         identity,
         env,
+        database,
         upstream,
         _cancel_key,
     } = established;
+    let registration = gw.connections.register(ConnectionInfo {
+        id: conn_id.clone(),
+        identity: identity.name.clone(),
+        identity_kind: identity.kind.as_str().to_string(),
+        session_id: identity.session_id.clone(),
+        environment: env.name.clone(),
+        database,
+        client_addr: peer.to_string(),
+        application_name: params.get("application_name").cloned(),
+        tls: stream.is_tls(),
+        started_at: crate::identity::now(),
+    });
     tracing::info!(
         kind = identity.kind.as_str(),
         tls = stream.is_tls(),
@@ -107,8 +122,14 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
             s => Some(Duration::from_secs(s)),
         },
     };
-    let (end, mut client_w, at_boundary, traffic) =
-        relay::run(stream, upstream.stream, relay_limits, upstream.ready_status).await;
+    let (end, mut client_w, at_boundary, traffic) = relay::run(
+        stream,
+        upstream.stream,
+        relay_limits,
+        upstream.ready_status,
+        registration.stop.clone(),
+    )
+    .await;
     if let (Some(e), true) = (end.client_error(&env.name), at_boundary) {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             client_w.write_all(&e.to_bytes()).await?;
@@ -140,6 +161,7 @@ impl From<PgError> for SetupError {
 struct Established {
     identity: Identity,
     env: Arc<Environment>,
+    database: String,
     upstream: upstream::Upstream,
     _cancel_key: CancelKey,
 }
@@ -260,6 +282,7 @@ async fn establish(
             tracing::warn!(error = %e, "upstream connection failed");
             e.to_client(&env.name)
         })?;
+    let database_name = target.database.clone();
     let cancel_key = gw
         .cancels
         .register(Arc::new(target), upstream.pid, upstream.secret);
@@ -283,6 +306,7 @@ async fn establish(
     Ok(Established {
         identity,
         env,
+        database: database_name,
         upstream,
         _cancel_key: cancel_key,
     })

@@ -1,0 +1,147 @@
+//! The registry of open client connections: who is connected where, for the live view, and a
+//! way to end a connection from outside its task (an admin's terminate, a revoked session).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// What is known about an open connection.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ConnectionInfo {
+    pub id: String,
+    pub identity: String,
+    pub identity_kind: String,
+    /// The gateway session behind the token, when it was a session token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_id: Option<String>,
+    pub environment: String,
+    pub database: String,
+    pub client_addr: String,
+    pub application_name: Option<String>,
+    pub tls: bool,
+    /// Unix seconds.
+    pub started_at: i64,
+}
+
+/// Why a connection is being ended from outside; sent to the client as a FATAL error.
+#[derive(Debug, Clone)]
+pub struct Termination {
+    pub code: &'static str,
+    pub message: String,
+}
+
+struct Entry {
+    info: ConnectionInfo,
+    stop: watch::Sender<Option<Termination>>,
+}
+
+#[derive(Clone, Default)]
+pub struct Connections {
+    entries: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+/// Held by the connection's task: tells it when to stop, and unregisters it on drop.
+pub struct Registration {
+    registry: Connections,
+    id: String,
+    pub stop: watch::Receiver<Option<Termination>>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.id);
+    }
+}
+
+impl Connections {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn register(&self, info: ConnectionInfo) -> Registration {
+        let (stop, rx) = watch::channel(None);
+        let id = info.id.clone();
+        self.lock().insert(id.clone(), Entry { info, stop });
+        Registration {
+            registry: self.clone(),
+            id,
+            stop: rx,
+        }
+    }
+
+    pub fn list(&self) -> Vec<ConnectionInfo> {
+        let mut v: Vec<_> = self.lock().values().map(|e| e.info.clone()).collect();
+        v.sort_by(|a, b| {
+            a.started_at
+                .cmp(&b.started_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        v
+    }
+
+    /// Ends every connection matching `pred`; returns how many were told to stop.
+    pub fn terminate_where(
+        &self,
+        pred: impl Fn(&ConnectionInfo) -> bool,
+        why: Termination,
+    ) -> usize {
+        let entries = self.lock();
+        let mut n = 0;
+        for e in entries.values().filter(|e| pred(&e.info)) {
+            if e.stop.send(Some(why.clone())).is_ok() {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn terminate(&self, id: &str, why: Termination) -> bool {
+        self.terminate_where(|c| c.id == id, why) > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, session: Option<&str>) -> ConnectionInfo {
+        ConnectionInfo {
+            id: id.into(),
+            identity: "alice".into(),
+            identity_kind: "human".into(),
+            session_id: session.map(Into::into),
+            environment: "prod".into(),
+            database: "app".into(),
+            client_addr: "127.0.0.1:5".into(),
+            application_name: None,
+            tls: false,
+            started_at: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn terminate_reaches_only_matching_connections() {
+        let c = Connections::default();
+        let mut a = c.register(info("a", Some("s1")));
+        let b = c.register(info("b", Some("s2")));
+        assert_eq!(c.list().len(), 2);
+        let why = Termination {
+            code: "57P01",
+            message: "bye".into(),
+        };
+        assert_eq!(
+            c.terminate_where(|i| i.session_id.as_deref() == Some("s1"), why),
+            1
+        );
+        a.stop.changed().await.unwrap();
+        assert_eq!(
+            a.stop.borrow().as_ref().map(|t| t.message.clone()),
+            Some("bye".into())
+        );
+        assert!(b.stop.borrow().is_none());
+        drop(b);
+        assert_eq!(c.list().len(), 1);
+    }
+}
