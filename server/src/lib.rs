@@ -9,6 +9,8 @@ pub mod config;
 pub mod gateway;
 pub mod http;
 pub mod identity;
+pub mod masking;
 pub mod pg;
 pub mod serve;
+pub mod sql;
 pub mod store;

@@ -1,0 +1,189 @@
+//! Statement fingerprints and a first, cheap look at what a statement is.
+//!
+//! A fingerprint hashes the token stream with every literal replaced, so `… WHERE aid = 48213`
+//! and `… WHERE aid = 7` share one: it is what caches, approvals and audit group by. It is
+//! FNV-1a (stable across processes and versions), computed while lexing, with no allocation.
+
+use super::lexer::{Lexer, TokenKind};
+
+/// Stable 64-bit identity of a statement's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub u64);
+
+impl std::fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+struct Fnv(u64);
+
+impl Fnv {
+    fn byte(&mut self, b: u8) {
+        self.0 ^= b as u64;
+        self.0 = self.0.wrapping_mul(FNV_PRIME);
+    }
+    fn bytes(&mut self, s: &[u8]) {
+        for &b in s {
+            self.byte(b);
+        }
+    }
+}
+
+/// What a quick look at the text tells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    pub fingerprint: Fingerprint,
+    /// The first keyword of each statement, upper-case (`SELECT`, `INSERT`, …), deduplicated.
+    pub kinds: Vec<String>,
+    /// False only when every statement is known not to change data; unknown means true.
+    pub may_write: bool,
+    pub statements: usize,
+}
+
+/// Statements that never change data by themselves.
+const READ_ONLY: &[&str] = &[
+    "SELECT",
+    "SHOW",
+    "VALUES",
+    "TABLE",
+    "FETCH",
+    "MOVE",
+    "BEGIN",
+    "START",
+    "COMMIT",
+    "END",
+    "ROLLBACK",
+    "ABORT",
+    "SAVEPOINT",
+    "RELEASE",
+    "SET",
+    "RESET",
+    "DISCARD",
+    "DEALLOCATE",
+    "CLOSE",
+    "DECLARE",
+    "LISTEN",
+    "UNLISTEN",
+    "PREPARE",
+    "EXPLAIN",
+    "WITH",
+];
+
+/// Words that make an otherwise read-only statement write: data-modifying CTEs, `SELECT … INTO`,
+/// `EXPLAIN ANALYZE` (which executes), sequence changes.
+const WRITING_WORDS: &[&str] = &[
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "into",
+    "analyze",
+    "analyse",
+    "nextval",
+    "setval",
+    "lo_import",
+    "lo_unlink",
+];
+
+/// Fingerprints `sql` and classifies it coarsely, in one pass over its tokens.
+pub fn shape(sql: &str) -> Shape {
+    let mut h = Fnv(FNV_OFFSET);
+    let mut kinds: Vec<String> = Vec::new();
+    let mut may_write = false;
+    let mut statements = 0;
+    let mut at_statement_start = true;
+    let mut current_read_only = false;
+    for t in Lexer::new(sql) {
+        let text = t.text(sql);
+        match t.kind {
+            TokenKind::Word => {
+                for b in text.bytes() {
+                    h.byte(b.to_ascii_lowercase());
+                }
+                if at_statement_start {
+                    at_statement_start = false;
+                    statements += 1;
+                    let upper = text.to_ascii_uppercase();
+                    current_read_only = READ_ONLY.contains(&upper.as_str());
+                    if !current_read_only {
+                        may_write = true;
+                    }
+                    if !kinds.contains(&upper) {
+                        kinds.push(upper);
+                    }
+                } else if current_read_only
+                    && WRITING_WORDS.iter().any(|w| text.eq_ignore_ascii_case(w))
+                {
+                    // `COPY … TO` is a read; everything else listed writes.
+                    may_write = true;
+                }
+            }
+            TokenKind::String | TokenKind::Number | TokenKind::Param => h.byte(b'?'),
+            TokenKind::QuotedIdent | TokenKind::Other => h.bytes(text.as_bytes()),
+            TokenKind::Semicolon => {
+                h.byte(b';');
+                at_statement_start = true;
+            }
+        }
+        h.byte(0x1f);
+    }
+    Shape {
+        fingerprint: Fingerprint(h.0),
+        kinds,
+        may_write,
+        statements,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_do_not_change_the_fingerprint_but_structure_does() {
+        let a = shape("SELECT abalance FROM pgbench_accounts WHERE aid = 48213");
+        let b = shape("select  abalance from pgbench_accounts\n where aid = 7 -- hi");
+        let c = shape("SELECT abalance FROM pgbench_accounts WHERE aid = $1");
+        let d = shape("SELECT abalance FROM pgbench_accounts WHERE bid = 7");
+        assert_eq!(a.fingerprint, b.fingerprint);
+        assert_eq!(a.fingerprint, c.fingerprint);
+        assert_ne!(a.fingerprint, d.fingerprint);
+        assert_eq!(a.fingerprint.to_string().len(), 16);
+        assert_eq!(
+            shape("SELECT 'x'").fingerprint,
+            shape("SELECT $$y$$").fingerprint
+        );
+    }
+
+    #[test]
+    fn kinds_and_writes() {
+        let s = shape("BEGIN; UPDATE t SET x = 1; SELECT 1; COMMIT");
+        assert_eq!(s.kinds, vec!["BEGIN", "UPDATE", "SELECT", "COMMIT"]);
+        assert_eq!(s.statements, 4);
+        assert!(s.may_write);
+        for ro in [
+            "SELECT * FROM t WHERE note = 'insert into x'",
+            "SHOW search_path",
+            "EXPLAIN SELECT 1",
+            "COPY t TO STDOUT",
+        ] {
+            let sh = shape(ro);
+            assert_eq!(sh.may_write, ro.starts_with("COPY"), "{ro}");
+        }
+        for w in [
+            "INSERT INTO t VALUES (1)",
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+            "SELECT * INTO t2 FROM t",
+            "EXPLAIN ANALYZE DELETE FROM t",
+            "SELECT nextval('s')",
+            "DO $$ BEGIN NULL; END $$",
+            "CALL p()",
+        ] {
+            assert!(shape(w).may_write, "{w}");
+        }
+    }
+}

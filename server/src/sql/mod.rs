@@ -1,0 +1,11 @@
+//! SQL text handling that needs no full parse: a lexer, statement fingerprints with a coarse
+//! classification, and redaction of sensitive literals.
+//!
+//! Architecture invariant: pure functions over text; no I/O, no knowledge of sessions.
+
+pub mod fingerprint;
+pub mod lexer;
+pub mod redact;
+
+pub use fingerprint::{shape, Fingerprint, Shape};
+pub use redact::redact;
