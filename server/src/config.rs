@@ -44,6 +44,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     #[serde(default)]
     pub grants: Vec<GrantConfig>,
+    /// Single sign-on for people through an OpenID Connect provider.
+    pub oidc: Option<OidcConfig>,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -63,6 +65,12 @@ pub struct ServerConfig {
     /// Refuse clients that do not use TLS, even on loopback.
     pub require_tls: bool,
     pub session_ttl_seconds: u64,
+    /// Lifetime of a session's refresh token (the session itself); 0 issues no refresh tokens.
+    pub refresh_ttl_seconds: u64,
+    /// Failed local-user logins in a row before the user is locked out.
+    pub login_max_failures: u32,
+    /// How long a locked-out local user must wait.
+    pub login_lockout_seconds: u64,
     /// Largest single protocol message a client may send.
     pub max_message_bytes: usize,
     pub max_connections: usize,
@@ -87,6 +95,9 @@ impl Default for ServerConfig {
             tls_key: None,
             require_tls: false,
             session_ttl_seconds: 12 * 3600,
+            refresh_ttl_seconds: 7 * 24 * 3600,
+            login_max_failures: 5,
+            login_lockout_seconds: 300,
             max_message_bytes: 64 * 1024 * 1024,
             max_connections: 1000,
             worker_threads: 0,
@@ -144,7 +155,63 @@ pub struct UserConfig {
 pub struct GrantConfig {
     pub groups: Vec<String>,
     pub environments: Vec<Spanned<String>>,
+    /// The upstream role to use (`SET ROLE`) for connections this grant allows, e.g. a read-only
+    /// role for agents; the environment's own user when unset.
+    pub upstream_role: Option<Spanned<String>>,
 }
+
+/// `[oidc]`: single sign-on through any standard OpenID Connect provider (Okta, Entra ID,
+/// Google, Keycloak, ...). The gateway is a confidential client using the authorization code
+/// flow with PKCE; its redirect URI at the provider is `{server.public_url}/auth/oidc/callback`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer URL; `{issuer}/.well-known/openid-configuration` must be its discovery document.
+    pub issuer: Spanned<String>,
+    pub client_id: Spanned<String>,
+    /// Name of the environment variable holding the client secret.
+    pub client_secret_env: Option<Spanned<String>>,
+    /// Scopes to request; must include `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Spanned<Vec<String>>,
+    /// The ID-token claim that lists the user's groups (a list of strings, or one string).
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// The claim that names the user (the identity name, and the `user` for psql).
+    #[serde(default = "default_username_claim")]
+    pub username_claim: Spanned<String>,
+    /// Groups every SSO user gets, in addition to the IdP's.
+    #[serde(default)]
+    pub default_groups: Vec<String>,
+    /// Extra groups for named SSO users: `"alice@example.com" = ["dba"]`.
+    #[serde(default)]
+    pub user_groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// How far the IdP's clock may be from ours when checking `exp` and `iat`.
+    #[serde(default = "default_clock_skew")]
+    pub clock_skew_seconds: Spanned<u64>,
+}
+
+fn default_scopes() -> Spanned<Vec<String>> {
+    Spanned::new(
+        0..0,
+        vec!["openid".into(), "email".into(), "profile".into()],
+    )
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_username_claim() -> Spanned<String> {
+    Spanned::new(0..0, "email".into())
+}
+
+fn default_clock_skew() -> Spanned<u64> {
+    Spanned::new(0..0, 60)
+}
+
+/// Longest clock skew `[oidc] clock_skew_seconds` may allow.
+pub const MAX_CLOCK_SKEW_SECONDS: u64 = 300;
 
 impl Config {
     /// Reads, parses and validates a config file.
@@ -327,9 +394,86 @@ impl Validator<'_> {
                     ));
                 }
             }
+            if let Some(role) = &g.upstream_role {
+                if !valid_role_name(role.get_ref()) {
+                    return Err(self.err(
+                        role,
+                        format!("grants[{i}].upstream_role"),
+                        "must be a PostgreSQL role name (letters, digits, `_`, `$`; at most 63 bytes)",
+                    ));
+                }
+            }
+        }
+        if let Some(o) = &c.oidc {
+            self.check_oidc(o)?;
         }
         Ok(())
     }
+
+    fn check_oidc(&self, o: &OidcConfig) -> Result<(), ConfigError> {
+        match url::Url::parse(o.issuer.get_ref()) {
+            Ok(u) if u.scheme() == "https" => {}
+            // Plain HTTP only to an IdP on this machine (development, tests).
+            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => {}
+            Ok(_) => {
+                return Err(self.err(
+                    &o.issuer,
+                    "oidc.issuer",
+                    "must be an https:// URL (http:// only for an IdP on 127.0.0.1 or localhost)",
+                ))
+            }
+            Err(e) => return Err(self.err(&o.issuer, "oidc.issuer", format!("is not a URL: {e}"))),
+        }
+        if o.client_id.get_ref().trim().is_empty() {
+            return Err(self.err(&o.client_id, "oidc.client_id", "must not be empty"));
+        }
+        if let Some(var) = &o.client_secret_env {
+            if var.get_ref().trim().is_empty() {
+                return Err(self.err(
+                    var,
+                    "oidc.client_secret_env",
+                    "must name an environment variable",
+                ));
+            }
+        }
+        if !o.scopes.get_ref().iter().any(|s| s == "openid") {
+            return Err(self.err(&o.scopes, "oidc.scopes", "must include \"openid\""));
+        }
+        if o.username_claim.get_ref().trim().is_empty() {
+            return Err(self.err(
+                &o.username_claim,
+                "oidc.username_claim",
+                "must not be empty",
+            ));
+        }
+        if *o.clock_skew_seconds.get_ref() > MAX_CLOCK_SKEW_SECONDS {
+            return Err(self.err(
+                &o.clock_skew_seconds,
+                "oidc.clock_skew_seconds",
+                format!(
+                    "must be at most {MAX_CLOCK_SKEW_SECONDS} (a larger skew accepts stale tokens)"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback_host(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// A role name the gateway is willing to put in `SET ROLE`: a plain identifier.
+pub fn valid_role_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        && name.len() <= 63
 }
 
 #[cfg(test)]
@@ -406,5 +550,72 @@ environments = ["prod"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("environments[0].upstream"), "{e}");
+    }
+
+    const OIDC: &str = r#"
+[oidc]
+issuer = "https://idp.example.com"
+client_id = "gatehouse"
+client_secret_env = "GATEHOUSE_OIDC_SECRET"
+groups_claim = "groups"
+"#;
+
+    #[test]
+    fn oidc_section_defaults_and_checks() {
+        let c = parse(&format!("{OK}{OIDC}")).expect("valid");
+        let o = c.oidc.as_ref().unwrap();
+        assert_eq!(o.scopes.get_ref(), &["openid", "email", "profile"]);
+        assert_eq!(o.username_claim.get_ref(), "email");
+        assert_eq!(*o.clock_skew_seconds.get_ref(), 60);
+
+        let e = parse(&format!(
+            "{OK}{}",
+            OIDC.replace("https://idp", "http://idp")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("test.toml:20:") && e.contains("oidc.issuer"),
+            "{e}"
+        );
+        assert!(parse(&format!(
+            "{OK}{}",
+            OIDC.replace("https://idp.example.com", "http://127.0.0.1:9")
+        ))
+        .is_ok());
+
+        let e = parse(&format!("{OK}{OIDC}scopes = [\"email\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":24:") && e.contains("oidc.scopes"), "{e}");
+        let e = parse(&format!("{OK}{OIDC}clock_skew_seconds = 3600\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(":24:") && e.contains("oidc.clock_skew_seconds"),
+            "{e}"
+        );
+        let e = parse(&format!("{OK}{}", OIDC.replace("\"gatehouse\"", "\" \"")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":21:") && e.contains("oidc.client_id"), "{e}");
+    }
+
+    #[test]
+    fn grant_upstream_role_must_be_an_identifier() {
+        let text = OK.replace(
+            "environments = [\"prod\"]",
+            "environments = [\"prod\"]\nupstream_role = \"ro; DROP\"",
+        );
+        let e = parse(&text).unwrap_err().to_string();
+        assert!(
+            e.contains(":18:") && e.contains("grants[0].upstream_role"),
+            "{e}"
+        );
+        assert!(parse(&OK.replace(
+            "environments = [\"prod\"]",
+            "environments = [\"prod\"]\nupstream_role = \"app_readonly\""
+        ))
+        .is_ok());
     }
 }

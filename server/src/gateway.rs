@@ -1,11 +1,13 @@
 //! The gateway's shared state, built once from the config: environments with their upstream
-//! targets, the authenticator, grants, TLS and the cancel-key registry. Sessions and HTTP
-//! handlers hold it through an `Arc`.
+//! targets, the authenticator, grants, single sign-on, TLS and the cancel-key registry. Sessions
+//! and HTTP handlers hold it through an `Arc`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::config::{Config, Tier};
+use crate::identity::loopback::Flows;
+use crate::identity::oidc::{OidcClient, OidcError, OidcSettings};
 use crate::identity::{Authenticator, Grants};
 use crate::pg::cancel::CancelRegistry;
 use crate::pg::connections::Connections;
@@ -22,6 +24,10 @@ pub enum GatewayError {
         env: String,
         source: crate::pg::upstream::TargetError,
     },
+    #[error("oidc: the variable {var} named by client_secret_env is not set")]
+    MissingOidcSecret { var: String },
+    #[error("oidc: {0}")]
+    Oidc(#[from] OidcError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("TLS: {0}")]
@@ -42,6 +48,10 @@ pub struct Gateway {
     pub environments: BTreeMap<String, Arc<Environment>>,
     pub auth: Authenticator,
     pub grants: Grants,
+    /// Single sign-on, when `[oidc]` is configured.
+    pub oidc: Option<OidcClient>,
+    /// SSO logins in flight and one-time codes for native apps.
+    pub login_flows: Flows,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub cancels: CancelRegistry,
     pub connections: Connections,
@@ -91,14 +101,45 @@ impl Gateway {
             &config.service_accounts,
             &config.users,
             store.clone(),
-            config.server.session_ttl_seconds,
+            &config.server,
         );
         let grants = Grants::from_config(&config.grants);
+        grants.load_blocking(&store)?;
+        let oidc = match &config.oidc {
+            Some(o) => {
+                let client_secret = match &o.client_secret_env {
+                    Some(var) => Some(std::env::var(var.get_ref()).map_err(|_| {
+                        GatewayError::MissingOidcSecret {
+                            var: var.get_ref().clone(),
+                        }
+                    })?),
+                    None => None,
+                };
+                Some(OidcClient::new(OidcSettings {
+                    issuer: o.issuer.get_ref().clone(),
+                    client_id: o.client_id.get_ref().clone(),
+                    client_secret,
+                    redirect_uri: format!(
+                        "{}/auth/oidc/callback",
+                        config.server.public_url.get_ref().trim_end_matches('/')
+                    ),
+                    scopes: o.scopes.get_ref().clone(),
+                    groups_claim: o.groups_claim.clone(),
+                    username_claim: o.username_claim.get_ref().clone(),
+                    default_groups: o.default_groups.clone(),
+                    user_groups: o.user_groups.clone(),
+                    clock_skew: std::time::Duration::from_secs(*o.clock_skew_seconds.get_ref()),
+                })?)
+            }
+            None => None,
+        };
         Ok(Arc::new(Gateway {
             config,
             environments,
             auth,
             grants,
+            oidc,
+            login_flows: Flows::default(),
             tls: Some(tokio_rustls::TlsAcceptor::from(tls_config)),
             cancels: CancelRegistry::default(),
             connections: Connections::default(),

@@ -1,18 +1,21 @@
-//! `/api/v1` handlers for authentication and environments, and `/healthz`.
+//! `/api/v1` handlers for authentication (local login, refresh, logout) and environments, and
+//! `/healthz`. SSO lives in `oidc.rs`, administration in `admin.rs`.
 
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::Caller;
+use super::auth::{self, Caller};
 use super::error::{ApiError, ErrorBody};
 use crate::config::Tier;
 use crate::gateway::Gateway;
-use crate::identity::{AuthError, IdentityKind};
+use crate::identity::{IdentityKind, IssuedSession, LoginError, SessionMethod};
+use crate::pg::connections::Termination;
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
@@ -27,6 +30,27 @@ pub struct TokenResponse {
     pub token: String,
     /// RFC 3339 time after which the token is refused.
     pub expires_at: String,
+    /// Exchange at `POST /api/v1/auth/refresh` for a new token pair before `refresh_expires_at`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_expires_at: Option<String>,
+}
+
+impl TokenResponse {
+    pub fn new(issued: IssuedSession) -> Self {
+        TokenResponse {
+            token: issued.token,
+            expires_at: rfc3339(issued.expires_at),
+            refresh_token: issued.refresh_token,
+            refresh_expires_at: issued.refresh_expires_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -64,10 +88,11 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Log in as a local user; returns a session token.
+/// Log in as a local user; returns a session token. Repeated failures lock the user out for
+/// `server.login_lockout_seconds` (429 with `Retry-After`).
 #[utoipa::path(
     post, path = "/api/v1/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody))
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
 )]
 pub async fn login(
     State(gw): State<Arc<Gateway>>,
@@ -81,45 +106,105 @@ pub async fn login(
             .map_err(|e| ApiError::Internal(e.to_string()))?;
     let identity = match verified {
         Ok(i) => i,
-        Err(AuthError::Store(e)) => return Err(ApiError::Internal(e.to_string())),
-        Err(_) => {
-            return Err(ApiError::Unauthorized(
-                "invalid username or password".into(),
-            ))
+        Err(e @ LoginError::InvalidCredentials) => {
+            return Err(ApiError::Unauthorized(e.to_string()))
+        }
+        Err(e @ LoginError::LockedOut { seconds }) => {
+            return Err(ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after: seconds,
+            })
         }
     };
     let issued = gw
         .auth
-        .issue_session(&identity)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    tracing::info!(identity = %identity.name, session = %issued.session_id, "login");
-    Ok(Json(TokenResponse {
-        token: issued.token,
-        expires_at: rfc3339(issued.expires_at),
-    }))
+        .issue_session(&identity, SessionMethod::Password)
+        .await?;
+    tracing::info!(identity = %identity.name, session = %issued.session_id, method = "password", "login");
+    Ok(Json(TokenResponse::new(issued)))
 }
 
-/// Revoke the caller's own session token.
+/// Exchange a refresh token for a new access token and refresh token; the old pair stops
+/// working. The session (and its id) stays the same.
+#[utoipa::path(
+    post, path = "/api/v1/auth/refresh", request_body = RefreshRequest,
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody))
+)]
+pub async fn refresh(
+    State(gw): State<Arc<Gateway>>,
+    Json(req): Json<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let issued =
+        gw.auth
+            .refresh(&req.refresh_token)
+            .await
+            .map_err(|e| match ApiError::from(e) {
+                ApiError::Unauthorized(m) if m == "invalid token" => ApiError::Unauthorized(
+                    "invalid or already used refresh token; log in again".into(),
+                ),
+                other => other,
+            })?;
+    tracing::info!(session = %issued.session_id, "session refreshed");
+    Ok(Json(TokenResponse::new(issued)))
+}
+
+/// Ends the open database connections of a session that was just revoked.
+pub fn end_session_connections(gw: &Gateway, session_id: &str, why: &str) -> usize {
+    let n = gw.connections.terminate_where(
+        |c| c.session_id.as_deref() == Some(session_id),
+        Termination {
+            code: "57P01",
+            message: why.to_string(),
+        },
+    );
+    if n > 0 {
+        tracing::info!(
+            session = session_id,
+            connections = n,
+            "closed the connections of a revoked session"
+        );
+    }
+    n
+}
+
+/// Revoke the caller's own session (and close its database connections). With the console's
+/// cookie, needs the `X-CSRF-Token` header, and clears the cookies.
 #[utoipa::path(
     post, path = "/api/v1/auth/logout",
-    responses((status = 204), (status = 401, body = ErrorBody)), security(("bearer" = []))
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)), security(("bearer" = []))
 )]
 pub async fn logout(
     State(gw): State<Arc<Gateway>>,
     caller: Caller,
-) -> Result<StatusCode, ApiError> {
+) -> Result<impl IntoResponse, ApiError> {
     if caller.identity.session_id.is_none() {
         return Err(ApiError::BadRequest(
             "service-account tokens are not sessions; an administrator revokes them".into(),
         ));
     }
-    gw.auth
-        .revoke(&caller.token)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if let Some(id) = gw.auth.revoke(&caller.token).await? {
+        end_session_connections(
+            &gw,
+            &id,
+            &format!(
+                "the session of \"{}\" was logged out; log in again to reconnect",
+                caller.identity.name
+            ),
+        );
+    }
     tracing::info!(identity = %caller.identity.name, "logout");
-    Ok(StatusCode::NO_CONTENT)
+    let mut headers = HeaderMap::new();
+    if caller.via_cookie {
+        headers.append(
+            header::SET_COOKIE,
+            auth::set_cookie(&gw, auth::SESSION_COOKIE, "", "/", true, Some(0)),
+        );
+        headers.append(
+            header::SET_COOKIE,
+            auth::set_cookie(&gw, auth::CSRF_COOKIE, "", "/", false, Some(0)),
+        );
+    }
+    Ok((StatusCode::NO_CONTENT, headers))
 }
 
 /// The environments the caller may connect to.
@@ -164,7 +249,7 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint; see /api/v1/openapi.json".into())
 }
 
-fn rfc3339(unix: i64) -> String {
+pub fn rfc3339(unix: i64) -> String {
     chrono::DateTime::from_timestamp(unix, 0)
         .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
         .unwrap_or_default()

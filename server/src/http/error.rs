@@ -13,6 +13,14 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    /// Authenticated, but not allowed (not an admin; a missing CSRF token).
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: i64 },
+
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -20,7 +28,8 @@ pub enum ApiError {
 /// The JSON body of every error answer.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
-    /// Machine-readable kind: `unauthorized`, `bad_request`, `not_found`, `internal`.
+    /// Machine-readable kind: `unauthorized`, `bad_request`, `not_found`, `forbidden`,
+    /// `conflict`, `too_many_requests`, `internal`.
     pub error: &'static str,
     /// What happened and what to do next.
     pub message: String,
@@ -32,6 +41,11 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooManyRequests { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
+            }
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if let ApiError::Internal(m) = &self {
@@ -45,6 +59,11 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
+        if let ApiError::TooManyRequests { retry_after, .. } = &self {
+            if let Ok(v) = axum::http::HeaderValue::from_str(&retry_after.to_string()) {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut().insert(
                 "www-authenticate",
@@ -52,5 +71,27 @@ impl IntoResponse for ApiError {
             );
         }
         resp
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<crate::identity::AuthError> for ApiError {
+    fn from(e: crate::identity::AuthError) -> Self {
+        use crate::identity::AuthError;
+        match e {
+            AuthError::InvalidCredentials => ApiError::Unauthorized("invalid token".into()),
+            AuthError::Expired => {
+                ApiError::Unauthorized("the session has expired; log in again".into())
+            }
+            AuthError::Revoked => {
+                ApiError::Unauthorized("the session has been revoked; log in again".into())
+            }
+            AuthError::Store(e) => ApiError::Internal(e.to_string()),
+        }
     }
 }

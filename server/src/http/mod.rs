@@ -1,16 +1,19 @@
-//! The HTTP listener: the JSON API under `/api/v1` (described by an OpenAPI document), health.
+//! The HTTP listener: the JSON API under `/api/v1` (described by an OpenAPI document), single
+//! sign-on under `/auth/oidc`, health.
 //!
 //! Architecture invariant: handlers are thin; they authenticate the caller, call the identity
 //! (and later policy, approval, audit) modules, and map errors to HTTP statuses in `error.rs`.
 
+mod admin;
 mod api;
 mod auth;
 mod error;
+mod oidc;
 mod openapi;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -22,6 +25,29 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/v1/openapi.json", get(openapi::document))
         .route("/api/v1/auth/login", post(api::login))
         .route("/api/v1/auth/logout", post(api::logout))
+        .route("/api/v1/auth/refresh", post(api::refresh))
+        .route("/api/v1/auth/token", post(oidc::token))
+        .route("/auth/oidc/start", get(oidc::start))
+        .route("/auth/oidc/callback", get(oidc::callback))
+        .route("/api/v1/sessions", get(admin::list_sessions))
+        .route("/api/v1/sessions/{id}", delete(admin::revoke_session))
+        .route(
+            "/api/v1/grants",
+            get(admin::list_grants).post(admin::create_grant),
+        )
+        .route("/api/v1/grants/{id}", delete(admin::delete_grant))
+        .route(
+            "/api/v1/service-accounts",
+            get(admin::list_service_accounts).post(admin::create_service_account),
+        )
+        .route(
+            "/api/v1/service-accounts/{id}",
+            delete(admin::revoke_service_account),
+        )
+        .route(
+            "/api/v1/service-accounts/{id}/rotate",
+            post(admin::rotate_service_account),
+        )
         .route("/api/v1/environments", get(api::environments))
         .route("/api/v1/whoami", get(api::whoami))
         .fallback(api::not_found)

@@ -4,12 +4,19 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::api;
+use super::{admin, api, oidc};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gatehouse API", description = "Identity-aware access gateway for databases."),
-    paths(api::healthz, api::login, api::logout, api::environments, api::whoami),
+    paths(
+        api::healthz, api::login, api::logout, api::refresh, api::environments, api::whoami,
+        oidc::start, oidc::callback, oidc::token,
+        admin::list_sessions, admin::revoke_session,
+        admin::list_grants, admin::create_grant, admin::delete_grant,
+        admin::list_service_accounts, admin::create_service_account,
+        admin::rotate_service_account, admin::revoke_service_account,
+    ),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

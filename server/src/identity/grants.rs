@@ -1,38 +1,226 @@
-//! Grants: which groups may reach which environments.
+//! Grants: which groups may reach which environments, and as which upstream role.
+//!
+//! Two sources, merged: `[[grants]]` in the config (fixed for the process's life) and grants
+//! that administrators manage through the API (kept in the store). Connections ask
+//! [`Grants::allows`] synchronously on their hot path, so the merged list lives in memory behind
+//! an `Arc` that is swapped whole after every change; readers never wait for the store.
 
-use crate::config::GrantConfig;
+use std::sync::{Arc, RwLock};
+
+use crate::config::{valid_role_name, GrantConfig};
+use crate::store::{GrantRecord, Store, StoreError};
 
 use super::Identity;
 
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Grant {
+    id: String,
     groups: Vec<String>,
     /// Environment names; `*` means every environment.
     environments: Vec<String>,
+    upstream_role: Option<String>,
+    /// `config` or `api`.
+    source: &'static str,
+    created_by: Option<String>,
+    created_at: Option<i64>,
 }
 
-/// The grants from the config, answering "may this identity reach that environment?".
+/// A grant as listed to administrators.
+#[derive(Debug, Clone)]
+pub struct GrantView {
+    pub id: String,
+    pub groups: Vec<String>,
+    pub environments: Vec<String>,
+    pub upstream_role: Option<String>,
+    pub source: &'static str,
+    pub created_by: Option<String>,
+    pub created_at: Option<i64>,
+}
+
+/// What an administrator asks for when adding a grant.
+#[derive(Debug, Clone)]
+pub struct NewGrant {
+    pub groups: Vec<String>,
+    pub environments: Vec<String>,
+    pub upstream_role: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GrantError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no API-managed grant with id `{0}` (grants from the config file are changed there)")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The merged grants, answering "may this identity reach that environment, and as whom?".
 pub struct Grants {
-    grants: Vec<Grant>,
+    config: Vec<Grant>,
+    current: RwLock<Arc<Vec<Grant>>>,
+}
+
+fn from_record(r: GrantRecord) -> Grant {
+    Grant {
+        id: r.id,
+        groups: r.groups,
+        environments: r.environments,
+        upstream_role: r.upstream_role,
+        source: "api",
+        created_by: Some(r.created_by),
+        created_at: Some(r.created_at),
+    }
 }
 
 impl Grants {
     pub fn from_config(grants: &[GrantConfig]) -> Self {
+        let config: Vec<Grant> = grants
+            .iter()
+            .enumerate()
+            .map(|(i, g)| Grant {
+                id: format!("config:{i}"),
+                groups: g.groups.clone(),
+                environments: g.environments.iter().map(|e| e.get_ref().clone()).collect(),
+                upstream_role: g.upstream_role.as_ref().map(|r| r.get_ref().clone()),
+                source: "config",
+                created_by: None,
+                created_at: None,
+            })
+            .collect();
         Self {
-            grants: grants
-                .iter()
-                .map(|g| Grant {
-                    groups: g.groups.clone(),
-                    environments: g.environments.iter().map(|e| e.get_ref().clone()).collect(),
-                })
-                .collect(),
+            current: RwLock::new(Arc::new(config.clone())),
+            config,
         }
     }
 
+    fn snapshot(&self) -> Arc<Vec<Grant>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn replace(&self, api: Vec<GrantRecord>) {
+        let mut all = self.config.clone();
+        all.extend(api.into_iter().map(from_record));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(all);
+    }
+
+    /// Loads the API-managed grants at startup.
+    pub fn load_blocking(&self, store: &Store) -> Result<(), StoreError> {
+        self.replace(store.list_grants_blocking()?);
+        Ok(())
+    }
+
+    /// Re-reads the API-managed grants (after a change, or another replica's).
+    pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
+        self.replace(store.list_grants().await?);
+        Ok(())
+    }
+
     pub fn allows(&self, identity: &Identity, environment: &str) -> bool {
-        self.grants.iter().any(|g| {
-            identity.in_any_group(&g.groups)
-                && g.environments.iter().any(|e| e == "*" || e == environment)
+        self.matching(identity, environment).is_some()
+    }
+
+    /// The upstream role for a connection the grants allow: that of the first matching grant
+    /// (config grants first, then API grants, oldest first); `None` means the environment's
+    /// own user.
+    pub fn upstream_role(&self, identity: &Identity, environment: &str) -> Option<String> {
+        self.matching(identity, environment)
+            .and_then(|g| g.upstream_role)
+    }
+
+    fn matching(&self, identity: &Identity, environment: &str) -> Option<Grant> {
+        self.snapshot()
+            .iter()
+            .find(|g| {
+                identity.in_any_group(&g.groups)
+                    && g.environments.iter().any(|e| e == "*" || e == environment)
+            })
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<GrantView> {
+        self.snapshot()
+            .iter()
+            .map(|g| GrantView {
+                id: g.id.clone(),
+                groups: g.groups.clone(),
+                environments: g.environments.clone(),
+                upstream_role: g.upstream_role.clone(),
+                source: g.source,
+                created_by: g.created_by.clone(),
+                created_at: g.created_at,
+            })
+            .collect()
+    }
+
+    /// Adds an API-managed grant; `known_env` says whether an environment name exists.
+    pub async fn add(
+        &self,
+        store: &Store,
+        req: NewGrant,
+        known_env: impl Fn(&str) -> bool,
+        created_by: &str,
+        now: i64,
+    ) -> Result<GrantView, GrantError> {
+        if req.groups.is_empty() || req.groups.iter().any(|g| g.trim().is_empty()) {
+            return Err(GrantError::Invalid(
+                "`groups` must list at least one non-empty group".into(),
+            ));
+        }
+        if req.environments.is_empty() {
+            return Err(GrantError::Invalid(
+                "`environments` must list at least one environment (or \"*\")".into(),
+            ));
+        }
+        if let Some(e) = req
+            .environments
+            .iter()
+            .find(|e| e.as_str() != "*" && !known_env(e))
+        {
+            return Err(GrantError::Invalid(format!(
+                "no environment named `{e}` is defined"
+            )));
+        }
+        if let Some(r) = &req.upstream_role {
+            if !valid_role_name(r) {
+                return Err(GrantError::Invalid(
+                    "`upstream_role` must be a PostgreSQL role name (letters, digits, `_`, `$`)"
+                        .into(),
+                ));
+            }
+        }
+        let record = GrantRecord {
+            id: super::tokens::random_id(),
+            groups: req.groups,
+            environments: req.environments,
+            upstream_role: req.upstream_role,
+            created_at: now,
+            created_by: created_by.to_string(),
+        };
+        store.insert_grant(record.clone()).await?;
+        self.reload(store).await?;
+        let g = from_record(record);
+        Ok(GrantView {
+            id: g.id,
+            groups: g.groups,
+            environments: g.environments,
+            upstream_role: g.upstream_role,
+            source: g.source,
+            created_by: g.created_by,
+            created_at: g.created_at,
         })
+    }
+
+    /// Removes an API-managed grant.
+    pub async fn remove(&self, store: &Store, id: &str) -> Result<(), GrantError> {
+        if !store.delete_grant(id.to_string()).await? {
+            return Err(GrantError::NotFound(id.to_string()));
+        }
+        self.reload(store).await?;
+        Ok(())
     }
 }
 
@@ -51,23 +239,75 @@ mod tests {
         }
     }
 
+    fn grant(groups: &[&str], envs: &[&str], role: Option<&str>) -> Grant {
+        Grant {
+            id: "x".into(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            environments: envs.iter().map(|s| s.to_string()).collect(),
+            upstream_role: role.map(Into::into),
+            source: "config",
+            created_by: None,
+            created_at: None,
+        }
+    }
+
     #[test]
     fn group_and_environment_must_both_match() {
+        let config = vec![
+            grant(&["eng"], &["staging"], None),
+            grant(&["dba"], &["*"], Some("dba_role")),
+        ];
         let g = Grants {
-            grants: vec![
-                Grant {
-                    groups: vec!["eng".into()],
-                    environments: vec!["staging".into()],
-                },
-                Grant {
-                    groups: vec!["dba".into()],
-                    environments: vec!["*".into()],
-                },
-            ],
+            current: RwLock::new(Arc::new(config.clone())),
+            config,
         };
         assert!(g.allows(&who(&["eng"]), "staging"));
         assert!(!g.allows(&who(&["eng"]), "prod"));
         assert!(g.allows(&who(&["dba"]), "prod"));
         assert!(!g.allows(&who(&[]), "staging"));
+        assert_eq!(
+            g.upstream_role(&who(&["dba"]), "prod").as_deref(),
+            Some("dba_role")
+        );
+        assert_eq!(g.upstream_role(&who(&["eng"]), "staging"), None);
+    }
+
+    #[tokio::test]
+    async fn api_grants_merge_with_config_and_take_effect_at_once() {
+        let store = Store::open_in_memory().unwrap();
+        let g = Grants::from_config(&[]);
+        assert!(!g.allows(&who(&["agents"]), "prod"));
+        let req = NewGrant {
+            groups: vec!["agents".into()],
+            environments: vec!["prod".into()],
+            upstream_role: Some("readonly".into()),
+        };
+        let bad = NewGrant {
+            environments: vec!["nope".into()],
+            ..req.clone()
+        };
+        assert!(matches!(
+            g.add(&store, bad, |e| e == "prod", "root", 1).await,
+            Err(GrantError::Invalid(_))
+        ));
+        let added = g
+            .add(&store, req, |e| e == "prod", "root", 1)
+            .await
+            .unwrap();
+        assert!(g.allows(&who(&["agents"]), "prod"));
+        assert_eq!(
+            g.upstream_role(&who(&["agents"]), "prod").as_deref(),
+            Some("readonly")
+        );
+        // A second view over the same store sees it after loading.
+        let g2 = Grants::from_config(&[]);
+        g2.load_blocking(&store).unwrap();
+        assert!(g2.allows(&who(&["agents"]), "prod"));
+        g.remove(&store, &added.id).await.unwrap();
+        assert!(!g.allows(&who(&["agents"]), "prod"));
+        assert!(matches!(
+            g.remove(&store, &added.id).await,
+            Err(GrantError::NotFound(_))
+        ));
     }
 }

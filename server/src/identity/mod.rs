@@ -6,15 +6,21 @@
 
 mod authenticator;
 mod grants;
+mod lockout;
+pub mod loopback;
+pub mod oidc;
 pub mod tokens;
 
-pub use authenticator::{hash_password, now, AuthError, Authenticator, IssuedSession};
-pub use grants::Grants;
+pub use authenticator::{
+    hash_password, now, AuthError, Authenticator, IssuedSession, LoginError, ManageError,
+    NewServiceAccount, ServiceAccountView, SessionMethod,
+};
+pub use grants::{GrantError, GrantView, Grants, NewGrant};
 
 use serde::Serialize;
 
 /// A person or a non-human caller (AI agent, CI job).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityKind {
     Human,
@@ -26,6 +32,16 @@ impl IdentityKind {
         match self {
             IdentityKind::Human => "human",
             IdentityKind::Agent => "agent",
+        }
+    }
+
+    /// The stored form back to a kind; anything unknown is treated as an agent, the more
+    /// restricted reading for policy.
+    pub fn parse(s: &str) -> IdentityKind {
+        if s == "human" {
+            IdentityKind::Human
+        } else {
+            IdentityKind::Agent
         }
     }
 }

@@ -17,18 +17,52 @@ const MIGRATIONS: &[&str] = &[
         revoked_at    INTEGER
     );
     CREATE INDEX sessions_identity ON sessions(identity);",
+    // 2: refresh tokens and how a session was opened; grants and service accounts managed
+    // through the API (config entries stay in the config and are merged in memory).
+    "ALTER TABLE sessions ADD COLUMN refresh_sha256 BLOB;
+    ALTER TABLE sessions ADD COLUMN refresh_expires_at INTEGER;
+    ALTER TABLE sessions ADD COLUMN method TEXT NOT NULL DEFAULT 'password';
+    CREATE UNIQUE INDEX sessions_refresh ON sessions(refresh_sha256);
+    CREATE TABLE grants (
+        id                TEXT PRIMARY KEY,
+        groups_json       TEXT NOT NULL,
+        environments_json TEXT NOT NULL,
+        upstream_role     TEXT,
+        created_at        INTEGER NOT NULL,
+        created_by        TEXT NOT NULL
+    );
+    CREATE TABLE service_accounts (
+        id            TEXT PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        kind          TEXT NOT NULL,
+        token_sha256  BLOB NOT NULL UNIQUE,
+        groups_json   TEXT NOT NULL,
+        on_behalf_of  TEXT,
+        description   TEXT,
+        created_at    INTEGER NOT NULL,
+        created_by    TEXT NOT NULL,
+        rotated_at    INTEGER,
+        expires_at    INTEGER,
+        revoked_at    INTEGER
+    );",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
+    apply(conn, MIGRATIONS)
+}
+
+/// Brings a database to the last of `migrations` (the main store's, or another database's own
+/// list, such as the audit trail's).
+pub fn apply(conn: &mut rusqlite::Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let current: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    if current > MIGRATIONS.len() {
+    if current > migrations.len() {
         return Err(StoreError::TooNew {
             found: current,
-            known: MIGRATIONS.len(),
+            known: migrations.len(),
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, sql) in migrations.iter().enumerate().skip(current) {
         let version = i + 1;
         let tx = conn
             .transaction()

@@ -1,16 +1,21 @@
 //! The embedded store: one SQLite database in `data_dir` (WAL mode), with its schema migrated
-//! forward on open. Holds gateway sessions now; later issues add their tables as migrations.
+//! forward on open. Holds gateway sessions, API-managed grants and service accounts; later issues
+//! add their tables as migrations.
 //!
 //! Architecture invariant: SQL lives only in this module; callers use typed methods. Calls block,
 //! so async code reaches the store through [`Store::run`], which moves the work off the runtime.
 
+mod grants;
 mod migrations;
+mod service_accounts;
 mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use sessions::{SessionLookup, SessionRecord};
+pub use grants::GrantRecord;
+pub use service_accounts::{InsertOutcome, ServiceAccountRecord};
+pub use sessions::{SessionLookup, SessionRecord, SessionSummary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -1,0 +1,457 @@
+//! Administration under `/api/v1`: sessions, grants and service accounts. Every handler takes
+//! an [`Admin`] (an identity in `server.admin_groups`) and logs what it changed, by whom.
+//!
+//! Revoking a session or a service account also closes its open database connections: the
+//! client receives a FATAL `57P01` naming the reason.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::api::{end_session_connections, rfc3339};
+use super::auth::Admin;
+use super::error::{ApiError, ErrorBody};
+use crate::gateway::Gateway;
+use crate::identity::{
+    GrantError, GrantView, IdentityKind, ManageError, NewGrant, NewServiceAccount,
+    ServiceAccountView,
+};
+use crate::pg::connections::Termination;
+use crate::store::ServiceAccountRecord;
+
+// ---- sessions ------------------------------------------------------------------------------
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SessionQuery {
+    /// Only this identity's sessions.
+    pub identity: Option<String>,
+    /// Include revoked and expired sessions (default: only usable ones).
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionItem {
+    pub id: String,
+    pub identity: String,
+    pub kind: IdentityKind,
+    pub groups: Vec<String>,
+    /// `password` (local user) or `oidc`.
+    pub method: String,
+    pub created_at: String,
+    /// When the access token expires.
+    pub expires_at: String,
+    pub refresh_expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+    /// Open database connections using this session.
+    pub connections: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    pub items: Vec<SessionItem>,
+}
+
+/// List gateway sessions (admin).
+#[utoipa::path(
+    get, path = "/api/v1/sessions", params(SessionQuery),
+    responses((status = 200, body = SessionList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_sessions(
+    State(gw): State<Arc<Gateway>>,
+    _admin: Admin,
+    Query(q): Query<SessionQuery>,
+) -> Result<Json<SessionList>, ApiError> {
+    let conns = gw.connections.list();
+    let items = gw
+        .auth
+        .list_sessions(q.identity, q.all)
+        .await?
+        .into_iter()
+        .map(|s| {
+            let r = s.record;
+            SessionItem {
+                connections: conns
+                    .iter()
+                    .filter(|c| c.session_id.as_deref() == Some(r.id.as_str()))
+                    .count(),
+                id: r.id,
+                identity: r.identity,
+                kind: IdentityKind::parse(&r.kind),
+                groups: r.groups,
+                method: r.method,
+                created_at: rfc3339(r.created_at),
+                expires_at: rfc3339(r.expires_at),
+                refresh_expires_at: r.refresh_expires_at.map(rfc3339),
+                revoked_at: s.revoked_at.map(rfc3339),
+            }
+        })
+        .collect();
+    Ok(Json(SessionList { items }))
+}
+
+/// Revoke a session (admin): its tokens stop working and its database connections close.
+#[utoipa::path(
+    delete, path = "/api/v1/sessions/{id}", params(("id" = String, Path, description = "session id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn revoke_session(
+    State(gw): State<Arc<Gateway>>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if !gw.auth.revoke_session_id(&id).await? {
+        return Err(ApiError::NotFound(format!(
+            "no active session with id `{id}`"
+        )));
+    }
+    let closed = end_session_connections(
+        &gw,
+        &id,
+        &format!(
+            "the session was revoked by administrator \"{}\"; log in again to reconnect",
+            admin.identity.name
+        ),
+    );
+    tracing::info!(actor = %admin.identity.name, action = "session.revoke", session = %id, connections = closed, "admin action");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- grants --------------------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct GrantItem {
+    /// `config:N` for grants from the config file (read-only), otherwise an API grant's id.
+    pub id: String,
+    pub groups: Vec<String>,
+    /// Environment names; `*` means all.
+    pub environments: Vec<String>,
+    /// The upstream role connections use under this grant; the environment's user when null.
+    pub upstream_role: Option<String>,
+    /// `config` or `api`.
+    pub source: String,
+    pub created_by: Option<String>,
+    pub created_at: Option<String>,
+}
+
+impl From<GrantView> for GrantItem {
+    fn from(g: GrantView) -> Self {
+        GrantItem {
+            id: g.id,
+            groups: g.groups,
+            environments: g.environments,
+            upstream_role: g.upstream_role,
+            source: g.source.into(),
+            created_by: g.created_by,
+            created_at: g.created_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct GrantList {
+    pub items: Vec<GrantItem>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct GrantRequest {
+    pub groups: Vec<String>,
+    pub environments: Vec<String>,
+    pub upstream_role: Option<String>,
+}
+
+fn grant_error(e: GrantError) -> ApiError {
+    match e {
+        GrantError::Invalid(m) => ApiError::BadRequest(m),
+        e @ GrantError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        GrantError::Store(e) => e.into(),
+    }
+}
+
+/// List grants, from the config and the API (admin).
+#[utoipa::path(
+    get, path = "/api/v1/grants",
+    responses((status = 200, body = GrantList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_grants(State(gw): State<Arc<Gateway>>, _admin: Admin) -> Json<GrantList> {
+    Json(GrantList {
+        items: gw.grants.list().into_iter().map(GrantItem::from).collect(),
+    })
+}
+
+/// Grant groups access to environments, optionally as a given upstream role (admin). Takes
+/// effect for new connections at once.
+#[utoipa::path(
+    post, path = "/api/v1/grants", request_body = GrantRequest,
+    responses((status = 201, body = GrantItem), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn create_grant(
+    State(gw): State<Arc<Gateway>>,
+    Admin(admin): Admin,
+    Json(req): Json<GrantRequest>,
+) -> Result<(StatusCode, Json<GrantItem>), ApiError> {
+    let g = gw
+        .grants
+        .add(
+            &gw.store,
+            NewGrant {
+                groups: req.groups,
+                environments: req.environments,
+                upstream_role: req.upstream_role,
+            },
+            |e| gw.environments.contains_key(e),
+            &admin.identity.name,
+            crate::identity::now(),
+        )
+        .await
+        .map_err(grant_error)?;
+    tracing::info!(actor = %admin.identity.name, action = "grant.create", grant = %g.id, groups = ?g.groups, environments = ?g.environments, upstream_role = ?g.upstream_role, "admin action");
+    Ok((StatusCode::CREATED, Json(g.into())))
+}
+
+/// Remove an API-managed grant (admin). Open connections keep running; new ones are refused.
+#[utoipa::path(
+    delete, path = "/api/v1/grants/{id}", params(("id" = String, Path, description = "grant id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn delete_grant(
+    State(gw): State<Arc<Gateway>>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    gw.grants
+        .remove(&gw.store, &id)
+        .await
+        .map_err(grant_error)?;
+    tracing::info!(actor = %admin.identity.name, action = "grant.delete", grant = %id, "admin action");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- service accounts ----------------------------------------------------------------------
+
+#[derive(Serialize, ToSchema)]
+pub struct ServiceAccountItem {
+    /// `config:NAME` for accounts from the config file (read-only).
+    pub id: String,
+    pub name: String,
+    pub kind: IdentityKind,
+    pub groups: Vec<String>,
+    /// For agents: the person they act for.
+    pub on_behalf_of: Option<String>,
+    pub description: Option<String>,
+    /// `config` or `api`.
+    pub source: String,
+    pub created_by: String,
+    pub created_at: Option<String>,
+    pub rotated_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+fn item(r: ServiceAccountRecord, source: &str) -> ServiceAccountItem {
+    ServiceAccountItem {
+        id: r.id,
+        name: r.name,
+        kind: IdentityKind::parse(&r.kind),
+        groups: r.groups,
+        on_behalf_of: r.on_behalf_of,
+        description: r.description,
+        source: source.into(),
+        created_by: r.created_by,
+        created_at: (r.created_at > 0).then(|| rfc3339(r.created_at)),
+        rotated_at: r.rotated_at.map(rfc3339),
+        expires_at: r.expires_at.map(rfc3339),
+        revoked_at: r.revoked_at.map(rfc3339),
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServiceAccountList {
+    pub items: Vec<ServiceAccountItem>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ServiceAccountRequest {
+    pub name: String,
+    /// `agent` (default) or `human`.
+    pub kind: Option<IdentityKind>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// For agents: the person the agent acts for.
+    pub on_behalf_of: Option<String>,
+    pub description: Option<String>,
+    /// RFC 3339 time after which the token is refused; never when absent.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct RotateRequest {
+    /// A new expiry (RFC 3339); the old one stays when absent.
+    pub expires_at: Option<String>,
+}
+
+/// A service account and its token. The token is shown only in this answer.
+#[derive(Serialize, ToSchema)]
+pub struct ServiceAccountCreated {
+    pub service_account: ServiceAccountItem,
+    pub token: String,
+}
+
+fn parse_time(s: Option<String>) -> Result<Option<i64>, ApiError> {
+    s.map(|t| {
+        chrono::DateTime::parse_from_rfc3339(&t)
+            .map(|d| d.timestamp())
+            .map_err(|e| ApiError::BadRequest(format!("`expires_at` is not an RFC 3339 time: {e}")))
+    })
+    .transpose()
+}
+
+fn manage_error(e: ManageError) -> ApiError {
+    match e {
+        e @ ManageError::NameTaken(_) => ApiError::Conflict(e.to_string()),
+        e @ ManageError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        ManageError::Invalid(m) => ApiError::BadRequest(m),
+        ManageError::Store(e) => e.into(),
+    }
+}
+
+fn end_account_connections(gw: &Gateway, name: &str, why: String) -> usize {
+    gw.connections.terminate_where(
+        |c| c.identity == name && c.session_id.is_none(),
+        Termination {
+            code: "57P01",
+            message: why,
+        },
+    )
+}
+
+/// List service accounts, from the config and the API (admin). Tokens are never listed.
+#[utoipa::path(
+    get, path = "/api/v1/service-accounts",
+    responses((status = 200, body = ServiceAccountList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn list_service_accounts(
+    State(gw): State<Arc<Gateway>>,
+    _admin: Admin,
+) -> Result<Json<ServiceAccountList>, ApiError> {
+    let items = gw
+        .auth
+        .list_service_accounts()
+        .await?
+        .into_iter()
+        .map(|ServiceAccountView { record, source }| item(record, source))
+        .collect();
+    Ok(Json(ServiceAccountList { items }))
+}
+
+/// Create a service account (admin); the answer holds its token, shown this once.
+#[utoipa::path(
+    post, path = "/api/v1/service-accounts", request_body = ServiceAccountRequest,
+    responses((status = 201, body = ServiceAccountCreated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn create_service_account(
+    State(gw): State<Arc<Gateway>>,
+    Admin(admin): Admin,
+    Json(req): Json<ServiceAccountRequest>,
+) -> Result<(StatusCode, Json<ServiceAccountCreated>), ApiError> {
+    let expires_at = parse_time(req.expires_at)?;
+    let (record, token) = gw
+        .auth
+        .create_service_account(
+            NewServiceAccount {
+                name: req.name,
+                kind: req.kind.unwrap_or(IdentityKind::Agent),
+                groups: req.groups,
+                on_behalf_of: req.on_behalf_of.filter(|s| !s.is_empty()),
+                description: req.description,
+                expires_at,
+            },
+            &admin.identity.name,
+        )
+        .await
+        .map_err(manage_error)?;
+    tracing::info!(actor = %admin.identity.name, action = "service_account.create", account = %record.name, id = %record.id, kind = %record.kind, groups = ?record.groups, on_behalf_of = ?record.on_behalf_of, "admin action");
+    Ok((
+        StatusCode::CREATED,
+        Json(ServiceAccountCreated {
+            service_account: item(record, "api"),
+            token,
+        }),
+    ))
+}
+
+/// Give a service account a new token (admin). The old token stops working and the
+/// connections opened with it close.
+#[utoipa::path(
+    post, path = "/api/v1/service-accounts/{id}/rotate", params(("id" = String, Path, description = "service account id")),
+    request_body(content = RotateRequest, description = "optional"),
+    responses((status = 200, body = ServiceAccountCreated), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn rotate_service_account(
+    State(gw): State<Arc<Gateway>>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+    body: Option<Json<RotateRequest>>,
+) -> Result<Json<ServiceAccountCreated>, ApiError> {
+    let req = body.map(|Json(r)| r).unwrap_or_default();
+    let (record, token) = gw
+        .auth
+        .rotate_service_account(&id, parse_time(req.expires_at)?)
+        .await
+        .map_err(manage_error)?;
+    let closed = end_account_connections(
+        &gw,
+        &record.name,
+        format!(
+            "the token of service account \"{}\" was rotated by administrator \"{}\"; reconnect with the new token",
+            record.name, admin.identity.name
+        ),
+    );
+    tracing::info!(actor = %admin.identity.name, action = "service_account.rotate", account = %record.name, id = %record.id, connections = closed, "admin action");
+    Ok(Json(ServiceAccountCreated {
+        service_account: item(record, "api"),
+        token,
+    }))
+}
+
+/// Revoke a service account (admin): its token stops working and its connections close.
+#[utoipa::path(
+    delete, path = "/api/v1/service-accounts/{id}", params(("id" = String, Path, description = "service account id")),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn revoke_service_account(
+    State(gw): State<Arc<Gateway>>,
+    Admin(admin): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let record = gw
+        .auth
+        .revoke_service_account(&id)
+        .await
+        .map_err(manage_error)?;
+    let closed = end_account_connections(
+        &gw,
+        &record.name,
+        format!(
+            "service account \"{}\" was revoked by administrator \"{}\"",
+            record.name, admin.identity.name
+        ),
+    );
+    tracing::info!(actor = %admin.identity.name, action = "service_account.revoke", account = %record.name, id = %record.id, connections = closed, "admin action");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,96 @@
+//! Grants managed through the API. Config grants are not stored here; the identity module
+//! merges both into the in-memory view that connections consult.
+
+use rusqlite::params;
+
+use super::{Store, StoreError};
+
+/// A grant as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRecord {
+    pub id: String,
+    pub groups: Vec<String>,
+    pub environments: Vec<String>,
+    pub upstream_role: Option<String>,
+    pub created_at: i64,
+    pub created_by: String,
+}
+
+fn list(c: &rusqlite::Connection) -> Result<Vec<GrantRecord>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT id, groups_json, environments_json, upstream_role, created_at, created_by
+         FROM grants ORDER BY created_at, id",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(GrantRecord {
+                id: r.get(0)?,
+                groups: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
+                environments: serde_json::from_str(&r.get::<_, String>(2)?).unwrap_or_default(),
+                upstream_role: r.get(3)?,
+                created_at: r.get(4)?,
+                created_by: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+impl Store {
+    pub async fn insert_grant(&self, g: GrantRecord) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO grants (id, groups_json, environments_json, upstream_role, created_at, created_by)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    g.id,
+                    serde_json::to_string(&g.groups).unwrap_or_else(|_| "[]".into()),
+                    serde_json::to_string(&g.environments).unwrap_or_else(|_| "[]".into()),
+                    g.upstream_role,
+                    g.created_at,
+                    g.created_by
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Deletes a grant; true if it existed.
+    pub async fn delete_grant(&self, id: String) -> Result<bool, StoreError> {
+        self.run(move |c| Ok(c.execute("DELETE FROM grants WHERE id = ?1", params![id])? > 0))
+            .await
+    }
+
+    pub async fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        self.run(list).await
+    }
+
+    /// For startup, before the runtime serves anything.
+    pub fn list_grants_blocking(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        self.run_blocking(list)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn insert_list_delete() {
+        let s = Store::open_in_memory().unwrap();
+        let g = GrantRecord {
+            id: "g1".into(),
+            groups: vec!["agents".into()],
+            environments: vec!["prod".into()],
+            upstream_role: Some("readonly".into()),
+            created_at: 1,
+            created_by: "root".into(),
+        };
+        s.insert_grant(g.clone()).await.unwrap();
+        assert_eq!(s.list_grants().await.unwrap(), vec![g]);
+        assert!(s.delete_grant("g1".into()).await.unwrap());
+        assert!(!s.delete_grant("g1".into()).await.unwrap());
+        assert!(s.list_grants_blocking().unwrap().is_empty());
+    }
+}
