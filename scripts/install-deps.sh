@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Gatehouse needs to build, test, run its demo and its benchmark on Debian 12:
 # PostgreSQL 15 (server and client), PgBouncer, a C toolchain, curl, util-linux's setpriv,
-# and a Python venv at .venv with psycopg (used by the end-to-end tests as a real client).
+# a Python venv at .venv with psycopg (used by the end-to-end tests as a real client),
+# Chromium, and node_modules from package-lock.json (the SSO tests' OpenID provider and browser
+# driver; Node.js 20+ must already be installed).
 #
 # Idempotent and quiet: when everything is present it prints nothing and changes nothing.
 # Rust cannot be downloaded on every machine we run on, so a missing `cargo` is an error with
@@ -28,6 +30,7 @@ APT_PACKAGES=(
     util-linux             # setpriv, runuser: run PostgreSQL as the postgres user
     python3
     python3-venv
+    chromium               # the SSO end-to-end test drives a real browser (playwright-core)
 )
 
 installed() {
@@ -121,6 +124,19 @@ install_venv() {
     fi
 }
 
+# node_modules from package-lock.json (oidc-provider, playwright-core for the SSO tests).
+# Node.js itself is not installed here: Debian 12's is too old for oidc-provider.
+install_node_modules() {
+    command -v npm >/dev/null 2>&1 ||
+        gh_die "npm was not found: install Node.js 20 or newer (the SSO tests run an OpenID provider on it)"
+    local stamp="$GH_REPO/node_modules/.package-lock.json"
+    if [ ! -e "$stamp" ] || [ "$GH_REPO/package-lock.json" -nt "$stamp" ]; then
+        gh_log "installing node_modules (npm ci)"
+        (cd "$GH_REPO" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+}
+
 install_apt_packages
 check_cargo
 install_venv
+install_node_modules

@@ -41,6 +41,10 @@ pub struct GatewayBuilder {
     grants: Vec<(Vec<String>, Vec<String>)>,
     server_extra: String,
     listen_host: Option<String>,
+    /// Raw TOML appended after everything else (e.g. an `[oidc]` table).
+    toml_extra: String,
+    /// Extra environment variables for the gateway process.
+    env_extra: Vec<(String, String)>,
 }
 
 fn toml_list(items: &[String]) -> String {
@@ -99,6 +103,19 @@ impl GatewayBuilder {
         self
     }
 
+    /// Raw TOML appended to the config, after every other section.
+    pub fn toml(mut self, text: &str) -> Self {
+        self.toml_extra.push_str(text);
+        self.toml_extra.push('\n');
+        self
+    }
+
+    /// An environment variable for the gateway process (e.g. a secret named by `*_env`).
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env_extra.push((key.into(), value.into()));
+        self
+    }
+
     /// Listen for PostgreSQL on this host instead of 127.0.0.1.
     pub fn listen_host(mut self, host: &str) -> Self {
         self.listen_host = Some(host.into());
@@ -148,6 +165,7 @@ impl GatewayBuilder {
                 toml_list(envs)
             );
         }
+        t.push_str(&self.toml_extra);
         t
     }
 
@@ -176,6 +194,7 @@ impl GatewayBuilder {
             .iter()
             .enumerate()
             .filter_map(|(i, e)| e.password.clone().map(|p| (format!("GH_TEST_PW_{i}"), p)))
+            .chain(self.env_extra.iter().cloned())
             .collect();
         let mut gw = Gateway {
             pg_port,

@@ -7,13 +7,14 @@
 mod cluster;
 mod fixture;
 mod gateway;
+pub mod oidc;
 mod process;
 pub mod raw;
 
 pub use cluster::Cluster;
 pub use fixture::{app_url, Fixture, AGENT, ENV};
 pub use gateway::{Gateway, GatewayBuilder};
-pub use process::{free_port, run_cmd, CmdOutput};
+pub use process::{free_port, run_cmd, spawn_tied, CmdOutput};
 
 /// The PostgreSQL binaries the tests use.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";

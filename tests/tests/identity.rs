@@ -1,0 +1,240 @@
+//! Identity administration over the API against a running gateway: grants that take effect for
+//! new connections at once, service-account rotation, refresh tokens, local-user lockout, admin
+//! endpoints closed to non-admins, and the OpenAPI document naming every new endpoint.
+
+use gatehouse_tests::{sqlstate, Fixture, ENV};
+use serde_json::{json, Value};
+
+async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> reqwest::Response {
+    http.post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": user, "password": pw}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grants_service_accounts_refresh_and_lockout() {
+    let f = Fixture::start_with(|b| {
+        b.user("root", "root-pw", &["admins"])
+            .user("dana", "dana-pw", &["analysts"])
+            .server("login_max_failures = 3\nlogin_lockout_seconds = 60")
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let base = f.gw.http();
+    let admin: Value = login(&http, &base, "root", "root-pw")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["token"].as_str().unwrap().to_string();
+    let dana: Value = login(&http, &base, "dana", "dana-pw")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let dana_token = dana["token"].as_str().unwrap().to_string();
+
+    // Non-admins are turned away from every admin endpoint.
+    for path in [
+        "/api/v1/sessions",
+        "/api/v1/grants",
+        "/api/v1/service-accounts",
+    ] {
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(&dana_token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+
+    // No grant yet: dana cannot connect. An API grant lets her in at once; removing it shuts
+    // the door again for new connections.
+    let e =
+        f.gw.connect(ENV, "dana", &dana_token)
+            .await
+            .expect_err("refused");
+    assert_eq!(sqlstate(&e), "28000");
+    let r = http
+        .post(format!("{base}/api/v1/grants"))
+        .bearer_auth(&admin)
+        .json(&json!({"groups": ["analysts"], "environments": ["nope"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = http
+        .post(format!("{base}/api/v1/grants"))
+        .bearer_auth(&admin)
+        .json(&json!({"groups": ["analysts"], "environments": [ENV], "upstream_role": "app_readonly"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let grant: Value = r.json().await.unwrap();
+    assert_eq!(grant["created_by"], "root");
+    let list: Value = http
+        .get(format!("{base}/api/v1/grants"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sources: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["config", "api"]);
+    f.gw.connect(ENV, "dana", &dana_token)
+        .await
+        .expect("granted");
+    let r = http
+        .delete(format!(
+            "{base}/api/v1/grants/{}",
+            grant["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(f.gw.connect(ENV, "dana", &dana_token).await.is_err());
+    // Config grants are not the API's to delete.
+    let r = http
+        .delete(format!("{base}/api/v1/grants/config:0"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // Service accounts: rotation ends the old token; expiry in the past is refused.
+    let r = http
+        .post(format!("{base}/api/v1/service-accounts"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "ci", "kind": "human", "groups": ["agents"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let created: Value = r.json().await.unwrap();
+    let (id, old) = (
+        created["service_account"]["id"].as_str().unwrap(),
+        created["token"].as_str().unwrap(),
+    );
+    assert_eq!(created["service_account"]["kind"], "human");
+    let r = http
+        .post(format!("{base}/api/v1/service-accounts"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "ci", "groups": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 409);
+    let r = http
+        .post(format!("{base}/api/v1/service-accounts"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "old", "expires_at": "2001-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let c =
+        f.gw.connect(ENV, "ci", old)
+            .await
+            .expect("service account connects");
+    let r = http
+        .post(format!("{base}/api/v1/service-accounts/{id}/rotate"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let rotated: Value = r.json().await.unwrap();
+    let new = rotated["token"].as_str().unwrap();
+    assert!(
+        c.simple_query("SELECT 1").await.is_err(),
+        "rotation closes the old token's connections"
+    );
+    assert!(f.gw.connect(ENV, "ci", old).await.is_err());
+    f.gw.connect(ENV, "ci", new)
+        .await
+        .expect("the new token connects");
+
+    // Refresh: a new pair for the same session; the old refresh token is spent.
+    let refresh = dana["refresh_token"].as_str().unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let renewed: Value = r.json().await.unwrap();
+    let r = http
+        .post(format!("{base}/api/v1/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http
+        .get(format!("{base}/api/v1/whoami"))
+        .bearer_auth(&dana_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401, "the old access token stops working");
+    let r = http
+        .get(format!("{base}/api/v1/whoami"))
+        .bearer_auth(renewed["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // Lockout: after three failures even the right password is refused, with Retry-After.
+    for _ in 0..2 {
+        assert_eq!(login(&http, &base, "dana", "wrong").await.status(), 401);
+    }
+    assert_eq!(login(&http, &base, "dana", "wrong").await.status(), 429);
+    let r = login(&http, &base, "dana", "dana-pw").await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(login(&http, &base, "root", "root-pw").await.status(), 200);
+
+    // Every new endpoint is in the OpenAPI document.
+    let doc: Value = http
+        .get(format!("{base}/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for path in [
+        "/auth/oidc/start",
+        "/auth/oidc/callback",
+        "/api/v1/auth/token",
+        "/api/v1/auth/refresh",
+        "/api/v1/sessions",
+        "/api/v1/sessions/{id}",
+        "/api/v1/grants",
+        "/api/v1/grants/{id}",
+        "/api/v1/service-accounts",
+        "/api/v1/service-accounts/{id}",
+        "/api/v1/service-accounts/{id}/rotate",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
+    }
+}
