@@ -20,15 +20,21 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
+    apply(conn, MIGRATIONS)
+}
+
+/// Brings a database to the last of `migrations` (the main store's, or another database's own
+/// list, such as the audit trail's).
+pub fn apply(conn: &mut rusqlite::Connection, migrations: &[&str]) -> Result<(), StoreError> {
     let current: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    if current > MIGRATIONS.len() {
+    if current > migrations.len() {
         return Err(StoreError::TooNew {
             found: current,
-            known: MIGRATIONS.len(),
+            known: migrations.len(),
         });
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, sql) in migrations.iter().enumerate().skip(current) {
         let version = i + 1;
         let tx = conn
             .transaction()

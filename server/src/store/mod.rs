@@ -4,12 +4,14 @@
 //! Architecture invariant: SQL lives only in this module; callers use typed methods. Calls block,
 //! so async code reaches the store through [`Store::run`], which moves the work off the runtime.
 
+mod audit_db;
 mod migrations;
 mod sessions;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use audit_db::{AuditDb, AuditFilter, Checkpoint, StoredRecord};
 pub use sessions::{SessionLookup, SessionRecord};
 
 #[derive(Debug, thiserror::Error)]
