@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
+use crate::audit::{AuditRecord, Pending};
 use crate::config::Tier;
 use crate::gateway::Gateway;
 use crate::identity::{AuthError, IdentityKind};
@@ -74,6 +75,7 @@ pub async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let gw2 = gw.clone();
+    let username = req.username.clone();
     // argon2 is deliberately slow; keep it off the async workers.
     let verified =
         tokio::task::spawn_blocking(move || gw2.auth.verify_password(&req.username, &req.password))
@@ -83,9 +85,12 @@ pub async fn login(
         Ok(i) => i,
         Err(AuthError::Store(e)) => return Err(ApiError::Internal(e.to_string())),
         Err(_) => {
+            let r = AuditRecord::new("auth.login_failed")
+                .details(serde_json::json!({ "claimed_user": username, "method": "password" }));
+            gw.audit.record(Pending::Record(Box::new(r))).await;
             return Err(ApiError::Unauthorized(
                 "invalid username or password".into(),
-            ))
+            ));
         }
     };
     let issued = gw
@@ -94,6 +99,10 @@ pub async fn login(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(identity = %identity.name, session = %issued.session_id, "login");
+    let r = AuditRecord::new("auth.login")
+        .by(&identity)
+        .details(serde_json::json!({ "method": "password", "session_id": issued.session_id }));
+    gw.audit.record(Pending::Record(Box::new(r))).await;
     Ok(Json(TokenResponse {
         token: issued.token,
         expires_at: rfc3339(issued.expires_at),
@@ -119,6 +128,10 @@ pub async fn logout(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     tracing::info!(identity = %caller.identity.name, "logout");
+    let r = AuditRecord::new("auth.logout")
+        .by(&caller.identity)
+        .details(serde_json::json!({ "session_id": caller.identity.session_id }));
+    gw.audit.record(Pending::Record(Box::new(r))).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

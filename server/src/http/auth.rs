@@ -57,3 +57,23 @@ impl FromRequestParts<Arc<Gateway>> for Caller {
         }
     }
 }
+
+/// A caller in one of `server.admin_groups`.
+pub struct Admin(pub Caller);
+
+impl FromRequestParts<Arc<Gateway>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gw: &Arc<Gateway>,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, gw).await?;
+        if !gw.is_admin(&caller.identity) {
+            return Err(ApiError::Forbidden(
+                "this endpoint is for administrators (server.admin_groups)".into(),
+            ));
+        }
+        Ok(Admin(caller))
+    }
+}

@@ -4,8 +4,11 @@
 //! (and later policy, approval, audit) modules, and map errors to HTTP statuses in `error.rs`.
 
 mod api;
+mod audit;
 mod auth;
+mod connections;
 mod error;
+pub mod metrics;
 mod openapi;
 
 use std::sync::Arc;
@@ -24,6 +27,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/v1/auth/logout", post(api::logout))
         .route("/api/v1/environments", get(api::environments))
         .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/connections", get(connections::list))
+        .route(
+            "/api/v1/connections/{id}/terminate",
+            post(connections::terminate),
+        )
+        .route("/metrics", get(metrics::render))
         .fallback(api::not_found)
         .with_state(gw)
 }

@@ -4,12 +4,22 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::api;
+use super::{api, audit, connections};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Gatehouse API", description = "Identity-aware access gateway for databases."),
-    paths(api::healthz, api::login, api::logout, api::environments, api::whoami),
+    paths(
+        api::healthz,
+        api::login,
+        api::logout,
+        api::environments,
+        api::whoami,
+        audit::list,
+        audit::export,
+        connections::list,
+        connections::terminate
+    ),
     modifiers(&BearerAuth)
 )]
 struct ApiDoc;

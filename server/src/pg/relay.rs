@@ -399,6 +399,9 @@ async fn record_completed(observer: &Observer, done: Vec<super::tracker::Complet
             Some(r) => (r.decision, r.rule),
             None => ("allow", None),
         };
+        metrics::counter!("gatehouse_statements_total", "decision" => decision).increment(1);
+        metrics::histogram!("gatehouse_statement_duration_seconds")
+            .record(c.duration.as_secs_f64());
         let event = StatementEvent {
             meta: observer.meta.clone(),
             sql: c.exec.info.sql.clone(),

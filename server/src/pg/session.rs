@@ -88,6 +88,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         Err(SetupError::Quiet) => return,
         Err(SetupError::Client(e)) => {
             tracing::info!(code = e.code, reason = %e.message, "connection refused");
+            metrics::counter!("gatehouse_connections_refused_total").increment(1);
             let mut r = AuditRecord::new("connection.refused");
             r.client_addr = Some(peer.to_string());
             r.connection_id = Some(conn_id.clone());
@@ -156,6 +157,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         "session started"
     );
     let opened = std::time::Instant::now();
+    metrics::counter!("gatehouse_connections_total").increment(1);
     let relay_limits = Limits {
         max_client_message: gw.config.server.max_message_bytes,
         idle_timeout: match gw.config.server.idle_timeout_seconds {
