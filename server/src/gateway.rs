@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::audit::{Audit, AuditError};
 use crate::config::{Config, Tier};
 use crate::identity::loopback::Flows;
 use crate::identity::oidc::{OidcClient, OidcError, OidcSettings};
@@ -30,6 +31,8 @@ pub enum GatewayError {
     Oidc(#[from] OidcError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("audit trail: {0}")]
+    Audit(#[from] AuditError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
 }
@@ -56,6 +59,7 @@ pub struct Gateway {
     pub cancels: CancelRegistry,
     pub connections: Connections,
     pub store: Store,
+    pub audit: Audit,
 }
 
 impl Gateway {
@@ -94,6 +98,7 @@ impl Gateway {
         }
         let data_dir = config.data_dir();
         let store = Store::open(&data_dir)?;
+        let audit = Audit::open(&data_dir)?;
         let cert = config.server.tls_cert.as_ref().map(|p| config.resolve(p));
         let key = config.server.tls_key.as_ref().map(|p| config.resolve(p));
         let tls_config = tls::server_config(cert.as_deref(), key.as_deref(), &data_dir)?;
@@ -144,6 +149,7 @@ impl Gateway {
             cancels: CancelRegistry::default(),
             connections: Connections::default(),
             store,
+            audit,
         }))
     }
 

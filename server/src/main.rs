@@ -36,10 +36,25 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Audit trail commands.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Read a password on stdin and print its argon2id hash, for `[[users]] password_argon2`.
     HashPassword,
     /// Print a new service-account token and the sha256 to put in `[[service_accounts]] token_sha256`.
     NewToken,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check every record's hash chain and every signed checkpoint. Exit 0 only if intact;
+    /// otherwise print the first broken record and exit 1.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -79,6 +94,36 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match gatehouse_server::audit::verify::verify(&config.data_dir()) {
+                Ok(Ok(s)) => {
+                    println!(
+                        "audit trail intact: {} records, {} signed checkpoints (last at record {})",
+                        s.records,
+                        s.checkpoints,
+                        s.last_checkpoint.map_or("-".to_string(), |c| c.to_string())
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(b)) => {
+                    println!("audit trail BROKEN at record {}: {}", b.seq, b.reason);
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: cannot verify the audit trail: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -45,6 +45,7 @@ pub struct GatewayBuilder {
     toml_extra: String,
     /// Extra environment variables for the gateway process.
     env_extra: Vec<(String, String)>,
+    data_dir: Option<PathBuf>,
 }
 
 fn toml_list(items: &[String]) -> String {
@@ -116,6 +117,12 @@ impl GatewayBuilder {
         self
     }
 
+    /// Keep the gateway's data (store, audit trail, keys) in `dir` instead of a fresh temp dir.
+    pub fn data_dir(mut self, dir: &std::path::Path) -> Self {
+        self.data_dir = Some(dir.to_path_buf());
+        self
+    }
+
     /// Listen for PostgreSQL on this host instead of 127.0.0.1.
     pub fn listen_host(mut self, host: &str) -> Self {
         self.listen_host = Some(host.into());
@@ -182,7 +189,10 @@ impl GatewayBuilder {
             .tempdir()
             .expect("tempdir");
         let (pg_port, http_port) = (free_port(), free_port());
-        let data = dir.path().join("data");
+        let data = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("data"));
         let config = dir.path().join("gatehouse.toml");
         std::fs::write(
             &config,
@@ -204,6 +214,7 @@ impl GatewayBuilder {
                 .clone()
                 .unwrap_or_else(|| "127.0.0.1".into()),
             config,
+            data,
             env,
             dir,
             child: None,
@@ -237,6 +248,7 @@ pub struct Gateway {
     pub http_port: u16,
     pub pg_host: String,
     pub config: PathBuf,
+    data: PathBuf,
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
@@ -294,7 +306,58 @@ impl Gateway {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
+    }
+
+    /// `gatehouse-server audit verify` on this gateway's config.
+    pub fn verify_audit(&self) -> crate::CmdOutput {
+        run_cmd(
+            Command::new(server_bin())
+                .args(["audit", "verify", "--config"])
+                .arg(&self.config),
+            Duration::from_secs(60),
+        )
+    }
+
+    /// Logs in a local user through the API and returns the session token.
+    pub async fn login(&self, user: &str, password: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.http()))
+            .json(&serde_json::json!({"username": user, "password": password}))
+            .send()
+            .await
+            .expect("login request");
+        assert!(r.status().is_success(), "login as {user}: {}", r.status());
+        let body: serde_json::Value = r.json().await.expect("login body");
+        body["token"].as_str().expect("token").to_string()
+    }
+
+    /// Audit records matching the query string (e.g. `identity=agent`), oldest first, all pages.
+    pub async fn audit(&self, token: &str, query: &str) -> Vec<serde_json::Value> {
+        let http = reqwest::Client::new();
+        let mut out = Vec::new();
+        let mut cursor: Option<i64> = None;
+        loop {
+            let mut url = format!("{}/api/v1/audit?limit=1000&{query}", self.http());
+            if let Some(c) = cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let r = http
+                .get(url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("audit request");
+            assert!(r.status().is_success(), "audit search: {}", r.status());
+            let page: serde_json::Value = r.json().await.expect("audit page");
+            out.extend(page["items"].as_array().cloned().unwrap_or_default());
+            match page["next_cursor"].as_i64() {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        out.reverse();
+        out
     }
 
     /// Base URL of the HTTP listener.

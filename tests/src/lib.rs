@@ -13,7 +13,7 @@ pub mod raw;
 
 pub use cluster::Cluster;
 pub use fixture::{app_url, Fixture, AGENT, ENV};
-pub use gateway::{Gateway, GatewayBuilder};
+pub use gateway::{server_bin, Gateway, GatewayBuilder};
 pub use process::{free_port, run_cmd, spawn_tied, CmdOutput};
 
 /// The PostgreSQL binaries the tests use.

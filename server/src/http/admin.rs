@@ -121,6 +121,13 @@ pub async fn revoke_session(
         ),
     );
     tracing::info!(actor = %admin.identity.name, action = "session.revoke", session = %id, connections = closed, "admin action");
+    record_admin_action(
+        &gw,
+        &admin.identity,
+        "session.revoke",
+        serde_json::json!({"session_id": id, "connections_closed": closed}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -215,6 +222,7 @@ pub async fn create_grant(
         .await
         .map_err(grant_error)?;
     tracing::info!(actor = %admin.identity.name, action = "grant.create", grant = %g.id, groups = ?g.groups, environments = ?g.environments, upstream_role = ?g.upstream_role, "admin action");
+    record_admin_action(&gw, &admin.identity, "grant.create", serde_json::json!({"grant_id": g.id, "groups": g.groups, "environments": g.environments, "upstream_role": g.upstream_role})).await;
     Ok((StatusCode::CREATED, Json(g.into())))
 }
 
@@ -234,6 +242,13 @@ pub async fn delete_grant(
         .await
         .map_err(grant_error)?;
     tracing::info!(actor = %admin.identity.name, action = "grant.delete", grant = %id, "admin action");
+    record_admin_action(
+        &gw,
+        &admin.identity,
+        "grant.delete",
+        serde_json::json!({"grant_id": id}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -384,6 +399,7 @@ pub async fn create_service_account(
         .await
         .map_err(manage_error)?;
     tracing::info!(actor = %admin.identity.name, action = "service_account.create", account = %record.name, id = %record.id, kind = %record.kind, groups = ?record.groups, on_behalf_of = ?record.on_behalf_of, "admin action");
+    record_admin_action(&gw, &admin.identity, "service_account.create", serde_json::json!({"account": record.name, "id": record.id, "kind": record.kind, "groups": record.groups, "on_behalf_of": record.on_behalf_of})).await;
     Ok((
         StatusCode::CREATED,
         Json(ServiceAccountCreated {
@@ -422,6 +438,13 @@ pub async fn rotate_service_account(
         ),
     );
     tracing::info!(actor = %admin.identity.name, action = "service_account.rotate", account = %record.name, id = %record.id, connections = closed, "admin action");
+    record_admin_action(
+        &gw,
+        &admin.identity,
+        "service_account.rotate",
+        serde_json::json!({"account": record.name, "id": record.id, "connections_closed": closed}),
+    )
+    .await;
     Ok(Json(ServiceAccountCreated {
         service_account: item(record, "api"),
         token,
@@ -453,5 +476,27 @@ pub async fn revoke_service_account(
         ),
     );
     tracing::info!(actor = %admin.identity.name, action = "service_account.revoke", account = %record.name, id = %record.id, connections = closed, "admin action");
+    record_admin_action(
+        &gw,
+        &admin.identity,
+        "service_account.revoke",
+        serde_json::json!({"account": record.name, "id": record.id, "connections_closed": closed}),
+    )
+    .await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Puts an administrator's change into the audit chain as `admin.<action>`.
+async fn record_admin_action(
+    gw: &Gateway,
+    admin: &crate::identity::Identity,
+    action: &str,
+    details: serde_json::Value,
+) {
+    let r = crate::audit::AuditRecord::new(format!("admin.{action}"))
+        .by(admin)
+        .details(details);
+    gw.audit
+        .record(crate::audit::Pending::Record(Box::new(r)))
+        .await;
 }

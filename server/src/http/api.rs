@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 
 use super::auth::{self, Caller};
 use super::error::{ApiError, ErrorBody};
+use crate::audit::{AuditRecord, Pending};
 use crate::config::Tier;
 use crate::gateway::Gateway;
 use crate::identity::{IdentityKind, IssuedSession, LoginError, SessionMethod};
@@ -99,6 +100,7 @@ pub async fn login(
     Json(req): Json<LoginRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
     let gw2 = gw.clone();
+    let username = req.username.clone();
     // argon2 is deliberately slow; keep it off the async workers.
     let verified =
         tokio::task::spawn_blocking(move || gw2.auth.verify_password(&req.username, &req.password))
@@ -107,13 +109,20 @@ pub async fn login(
     let identity = match verified {
         Ok(i) => i,
         Err(e @ LoginError::InvalidCredentials) => {
-            return Err(ApiError::Unauthorized(e.to_string()))
+            let r = AuditRecord::new("auth.login_failed")
+                .details(serde_json::json!({ "claimed_user": username, "method": "password" }));
+            gw.audit.record(Pending::Record(Box::new(r))).await;
+            return Err(ApiError::Unauthorized(e.to_string()));
         }
         Err(e @ LoginError::LockedOut { seconds }) => {
+            let r = AuditRecord::new("auth.login_failed").details(
+                serde_json::json!({ "claimed_user": username, "method": "password", "locked_out_seconds": seconds }),
+            );
+            gw.audit.record(Pending::Record(Box::new(r))).await;
             return Err(ApiError::TooManyRequests {
                 message: e.to_string(),
                 retry_after: seconds,
-            })
+            });
         }
     };
     let issued = gw
@@ -121,6 +130,10 @@ pub async fn login(
         .issue_session(&identity, SessionMethod::Password)
         .await?;
     tracing::info!(identity = %identity.name, session = %issued.session_id, method = "password", "login");
+    let r = AuditRecord::new("auth.login")
+        .by(&identity)
+        .details(serde_json::json!({ "method": "password", "session_id": issued.session_id }));
+    gw.audit.record(Pending::Record(Box::new(r))).await;
     Ok(Json(TokenResponse::new(issued)))
 }
 
@@ -193,6 +206,10 @@ pub async fn logout(
         );
     }
     tracing::info!(identity = %caller.identity.name, "logout");
+    let r = AuditRecord::new("auth.logout")
+        .by(&caller.identity)
+        .details(serde_json::json!({ "session_id": caller.identity.session_id }));
+    gw.audit.record(Pending::Record(Box::new(r))).await;
     let mut headers = HeaderMap::new();
     if caller.via_cookie {
         headers.append(

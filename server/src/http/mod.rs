@@ -6,8 +6,11 @@
 
 mod admin;
 mod api;
+mod audit;
 mod auth;
+mod connections;
 mod error;
+pub mod metrics;
 mod oidc;
 mod openapi;
 
@@ -50,6 +53,14 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/api/v1/environments", get(api::environments))
         .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/audit", get(audit::list))
+        .route("/api/v1/audit/export", get(audit::export))
+        .route("/api/v1/connections", get(connections::list))
+        .route(
+            "/api/v1/connections/{id}/terminate",
+            post(connections::terminate),
+        )
+        .route("/metrics", get(metrics::render))
         .fallback(api::not_found)
         .with_state(gw)
 }

@@ -273,6 +273,15 @@ pub async fn callback(
                 }
             };
             tracing::info!(identity = %identity.name, session = %issued.session_id, method = "oidc", "login (web console)");
+            gw.audit
+                .record(crate::audit::Pending::Record(Box::new(
+                    crate::audit::AuditRecord::new("auth.login")
+                        .by(&identity)
+                        .details(
+                            serde_json::json!({"method": "oidc", "session_id": issued.session_id}),
+                        ),
+                )))
+                .await;
             let ttl = issued.expires_at - crate::identity::now();
             let cookies = vec![
                 clear,
@@ -340,5 +349,12 @@ pub async fn token(
         .issue_session(&identity, SessionMethod::Oidc)
         .await?;
     tracing::info!(identity = %identity.name, session = %issued.session_id, method = "oidc", "login");
+    gw.audit
+        .record(crate::audit::Pending::Record(Box::new(
+            crate::audit::AuditRecord::new("auth.login")
+                .by(&identity)
+                .details(serde_json::json!({"method": "oidc", "session_id": issued.session_id})),
+        )))
+        .await;
     Ok(Json(TokenResponse::new(issued)))
 }

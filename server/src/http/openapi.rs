@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, oidc};
+use super::{admin, api, audit, connections, oidc};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -16,6 +16,7 @@ use super::{admin, api, oidc};
         admin::list_grants, admin::create_grant, admin::delete_grant,
         admin::list_service_accounts, admin::create_service_account,
         admin::rotate_service_account, admin::revoke_service_account,
+        audit::list, audit::export, connections::list, connections::terminate,
     ),
     modifiers(&BearerAuth)
 )]

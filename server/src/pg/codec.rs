@@ -21,6 +21,8 @@ pub enum FrameError {
 /// What the scanner shows the caller about one frame.
 pub struct FrameView<'a> {
     pub tag: u8,
+    /// Where the frame starts in the scanned buffer.
+    pub offset: usize,
     /// Whole frame length, tag included.
     pub total: usize,
     /// The complete frame, when the caller asked for it; `None` for streamed frames.
@@ -79,6 +81,7 @@ impl FrameScanner {
                 }
                 visit(FrameView {
                     tag,
+                    offset: pos,
                     total,
                     bytes: Some(&buf[pos..pos + total]),
                 })?;
@@ -86,6 +89,7 @@ impl FrameScanner {
             } else {
                 visit(FrameView {
                     tag,
+                    offset: pos,
                     total,
                     bytes: None,
                 })?;

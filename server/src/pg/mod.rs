@@ -15,5 +15,6 @@ pub mod relay;
 pub mod session;
 pub mod stream;
 pub mod tls;
+pub mod tracker;
 pub mod upstream;
 pub mod workers;

@@ -1,9 +1,14 @@
 //! The steady state of a session: bytes flow both ways between client and upstream, read
-//! concurrently, forwarded as the same bytes they arrived in. Only frame headers are looked at
-//! (plus the one-byte body of ReadyForQuery), so large rows and COPY data stream through without
-//! being buffered whole.
+//! concurrently, forwarded as the same bytes they arrived in. Frames are inspected only where a
+//! statement starts or ends (Query, Parse, Bind, Execute, Close; CommandComplete, ErrorResponse,
+//! ReadyForQuery); rows and COPY data stream through without being buffered whole.
+//!
+//! Before a statement is forwarded the audit must be able to record it (fail closed), and a
+//! statement that may change data waits until its record is durable. A refused statement is
+//! replaced by one that makes the upstream raise the refusal, so transaction state stays true.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -14,6 +19,8 @@ use super::codec::{FrameError, FrameScanner};
 use super::connections::Termination;
 use super::error::{sqlstate, PgError};
 use super::stream::{PgStream, WriteSide};
+use super::tracker::{refusal, Exec, Refusal, StmtInfo, Tracker, Verdict};
+use crate::audit::{Audit, ConnectionMeta, Pending, StatementEvent, WriteFailure};
 
 const READ_CHUNK: usize = 32 * 1024;
 /// PostgreSQL's own ceiling for a single backend message.
@@ -45,6 +52,19 @@ pub enum RelayEnd {
 }
 
 impl RelayEnd {
+    /// A short reason for logs and the audit.
+    pub fn summary(&self) -> String {
+        match self {
+            RelayEnd::ClientClosed => "client closed".into(),
+            RelayEnd::UpstreamClosed { .. } => "upstream closed".into(),
+            RelayEnd::ClientProtocol(e) => format!("client protocol error: {e}"),
+            RelayEnd::Idle(d) => format!("idle for {}s", d.as_secs()),
+            RelayEnd::ClientIo(e) => format!("client i/o error: {e}"),
+            RelayEnd::UpstreamIo(e) => format!("upstream i/o error: {e}"),
+            RelayEnd::Terminated(t) => format!("terminated: {}", t.message),
+        }
+    }
+
     /// The error to send the client, if it is still there to read one.
     pub fn client_error(&self, env: &str) -> Option<PgError> {
         match self {
@@ -102,11 +122,18 @@ impl Activity {
     }
 }
 
-/// Traffic counters, for logs now and audit later.
+/// Traffic counters, for logs and the audit.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Traffic {
     pub client_bytes: u64,
     pub upstream_bytes: u64,
+    pub statements: u64,
+}
+
+/// Who is talking, for the statement records, and where they go.
+pub struct Observer {
+    pub audit: Audit,
+    pub meta: Arc<ConnectionMeta>,
 }
 
 /// Relays until one side ends. Returns why, the client's write half (to report a final error)
@@ -117,6 +144,7 @@ pub async fn run(
     limits: Limits,
     initial_status: u8,
     mut stop: tokio::sync::watch::Receiver<Option<Termination>>,
+    observer: &Observer,
 ) -> (RelayEnd, WriteSide, bool, Traffic) {
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
@@ -126,8 +154,10 @@ pub async fn run(
         in_flight: AtomicI64::new(0),
         tx_status: AtomicU8::new(initial_status),
     };
+    let tracker = Mutex::new(Tracker::default());
     let mut down_scanner = FrameScanner::default();
     let mut traffic = Traffic::default();
+    let mut statements = 0u64;
     let end = {
         let up = client_to_upstream(
             &mut cr,
@@ -135,6 +165,8 @@ pub async fn run(
             &activity,
             limits.max_client_message,
             &mut traffic.client_bytes,
+            &tracker,
+            observer,
         );
         let down = upstream_to_client(
             &mut ur,
@@ -142,6 +174,9 @@ pub async fn run(
             &activity,
             &mut down_scanner,
             &mut traffic.upstream_bytes,
+            &tracker,
+            observer,
+            &mut statements,
         );
         tokio::select! {
             e = up => e,
@@ -150,17 +185,77 @@ pub async fn run(
             e = terminated(&mut stop) => e,
         }
     };
+    traffic.statements = statements;
+    // Statements that were under way when the connection ended are recorded too.
+    let leftovers = std::mem::take(&mut lock(&tracker).completed);
+    record_completed(observer, leftovers).await;
     // Leave the upstream cleanly when we can; it frees the backend at once.
     let _ = uw.shutdown().await;
     (end, cw, down_scanner.at_boundary(), traffic)
 }
 
+fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
+    t.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Client tags whose whole frame the statement path reads.
+fn client_wants_whole(tag: u8) -> bool {
+    matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C')
+}
+
+/// Why a statement was refused before reaching the upstream.
+fn audit_refusal(f: &WriteFailure) -> (&'static str, String) {
+    match f {
+        WriteFailure::DiskFull => (
+            "53100",
+            "statement refused: the audit trail cannot be written because its disk is full"
+                .to_string(),
+        ),
+        other => (
+            "58030",
+            format!("statement refused: the audit trail cannot be written ({other})"),
+        ),
+    }
+}
+
+const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; statements resume once the audit trail is writable again. Tell a Gatehouse administrator.";
+
+/// Decides whether an execution may go upstream now: the audit must be writable, and a
+/// statement that may change data waits for its record to be durable.
+async fn admit(observer: &Observer, info: &Arc<StmtInfo>) -> Result<(), WriteFailure> {
+    if let Some(f) = observer.audit.failure() {
+        return Err(f);
+    }
+    if info.may_write {
+        let start = StatementEvent {
+            meta: observer.meta.clone(),
+            sql: info.sql.clone(),
+            event: "statement.start",
+            at: std::time::SystemTime::now(),
+            duration: None,
+            rows: None,
+            sqlstate: None,
+            error: None,
+            decision: "allow",
+            rule: None,
+        };
+        observer
+            .audit
+            .record_durable(Pending::Statement(Box::new(start)))
+            .await?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn client_to_upstream<R, W>(
     client: &mut R,
     upstream: &mut W,
     activity: &Activity,
     limit: usize,
     bytes: &mut u64,
+    tracker: &Mutex<Tracker>,
+    observer: &Observer,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -168,6 +263,8 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut scanner = FrameScanner::default();
+    // (offset, length, tag, whole) of each frame header seen in the current chunk.
+    let mut frames: Vec<(usize, usize, u8, bool)> = Vec::with_capacity(16);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -178,44 +275,162 @@ where
             Err(e) => return RelayEnd::ClientIo(e),
         }
         activity.touch();
-        let mut terminate = false;
-        let ready = scanner.scan(
-            &buf,
-            limit,
-            |_| false,
-            |f| {
-                match f.tag {
-                    b'Q' | b'S' | b'F' => {
-                        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    }
-                    b'X' => terminate = true,
-                    _ => {}
-                }
-                Ok::<(), FrameError>(())
-            },
-        );
+        frames.clear();
+        let ready = scanner.scan(&buf, limit, client_wants_whole, |f| {
+            frames.push((f.offset, f.total, f.tag, f.bytes.is_some()));
+            Ok::<(), FrameError>(())
+        });
         let ready = match ready {
             Ok(n) => n,
             Err(e) => return RelayEnd::ClientProtocol(e),
         };
-        if ready > 0 {
-            if let Err(e) = write_flush(upstream, &buf[..ready]).await {
+        let mut written = 0;
+        let mut terminate = false;
+        for &(offset, total, tag, whole) in &frames {
+            let frame = if whole {
+                &buf[offset..offset + total]
+            } else {
+                &[][..]
+            };
+            let decision_point = match tag {
+                b'Q' => {
+                    activity.in_flight.fetch_add(1, Ordering::Relaxed);
+                    Some((Tracker::query_info(frame), false))
+                }
+                b'E' => Some((lock(tracker).execute_info(frame), true)),
+                b'P' => {
+                    lock(tracker).on_parse(frame);
+                    None
+                }
+                b'B' => {
+                    lock(tracker).on_bind(frame);
+                    None
+                }
+                b'D' => {
+                    lock(tracker).on_describe();
+                    None
+                }
+                b'C' => {
+                    lock(tracker).on_close(frame);
+                    None
+                }
+                b'S' => {
+                    activity.in_flight.fetch_add(1, Ordering::Relaxed);
+                    lock(tracker).on_sync();
+                    None
+                }
+                b'F' => {
+                    activity.in_flight.fetch_add(1, Ordering::Relaxed);
+                    lock(tracker).expect_query(Exec::new(StmtInfo::new("<function call>")));
+                    None
+                }
+                b'X' => {
+                    terminate = true;
+                    None
+                }
+                _ => None,
+            };
+            let Some((info, extended)) = decision_point else {
+                continue;
+            };
+            // Forward what came before this statement, then decide on it.
+            if written < offset {
+                if let Err(e) = write_flush(upstream, &buf[written..offset]).await {
+                    return RelayEnd::UpstreamIo(e);
+                }
+            }
+            written = offset + total;
+            let mut exec = Exec::new(info.clone());
+            let outcome = admit(observer, &info).await;
+            let (out, refused) = match outcome {
+                Ok(()) => (None, None),
+                Err(f) => {
+                    let (code, message) = audit_refusal(&f);
+                    let frames = if extended {
+                        refusal::execute(code, &message, AUDIT_HINT)
+                    } else {
+                        refusal::query(code, &message, AUDIT_HINT)
+                    };
+                    (
+                        Some(frames),
+                        Some(Refusal {
+                            decision: "refused",
+                            rule: Some("audit-unavailable".into()),
+                        }),
+                    )
+                }
+            };
+            exec.refused = refused;
+            {
+                let mut t = lock(tracker);
+                match (extended, exec.refused.is_some()) {
+                    (true, true) => t.expect_refusal_execute(exec),
+                    (true, false) => t.expect_execute(exec),
+                    (false, _) => t.expect_query(exec),
+                }
+            }
+            let bytes_out: &[u8] = match &out {
+                Some(f) => f,
+                None => &buf[offset..offset + total],
+            };
+            if let Err(e) = write_flush(upstream, bytes_out).await {
                 return RelayEnd::UpstreamIo(e);
             }
-            buf.advance(ready);
         }
+        if written < ready {
+            if let Err(e) = write_flush(upstream, &buf[written..ready]).await {
+                return RelayEnd::UpstreamIo(e);
+            }
+        }
+        buf.advance(ready);
         if terminate {
             return RelayEnd::ClientClosed;
         }
     }
 }
 
+async fn record_completed(observer: &Observer, done: Vec<super::tracker::Completed>) {
+    for c in done {
+        let (sqlstate, error) = match c.exec.error {
+            Some((code, message)) => (Some(code), Some(message)),
+            None => (None, None),
+        };
+        let (decision, rule) = match c.exec.refused {
+            Some(r) => (r.decision, r.rule),
+            None => ("allow", None),
+        };
+        metrics::counter!("gatehouse_statements_total", "decision" => decision).increment(1);
+        metrics::histogram!("gatehouse_statement_duration_seconds")
+            .record(c.duration.as_secs_f64());
+        let event = StatementEvent {
+            meta: observer.meta.clone(),
+            sql: c.exec.info.sql.clone(),
+            event: "statement",
+            at: c.exec.at,
+            duration: Some(c.duration),
+            rows: c.exec.rows,
+            sqlstate,
+            error,
+            decision,
+            rule,
+        };
+        observer
+            .audit
+            .record(Pending::Statement(Box::new(event)))
+            .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn upstream_to_client<R, W>(
     upstream: &mut R,
     client: &mut W,
     activity: &Activity,
     scanner: &mut FrameScanner,
     bytes: &mut u64,
+    tracker: &Mutex<Tracker>,
+    observer: &Observer,
+    statements: &mut u64,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -223,6 +438,8 @@ where
 {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut last_tag = 0u8;
+    // Frames not forwarded as they came: (offset, length, replacement).
+    let mut rewrites: Vec<(usize, usize, Option<BytesMut>)> = Vec::new();
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -236,30 +453,58 @@ where
             Ok(n) => *bytes += n as u64,
             Err(e) => return RelayEnd::UpstreamIo(e),
         }
-        let ready = scanner.scan(
-            &buf,
-            UPSTREAM_MESSAGE_LIMIT,
-            |t| t == b'Z',
-            |f| {
-                last_tag = f.tag;
-                if let (b'Z', Some(frame)) = (f.tag, f.bytes) {
-                    activity.in_flight.fetch_sub(1, Ordering::Relaxed);
-                    activity
-                        .tx_status
-                        .store(frame.get(5).copied().unwrap_or(b'I'), Ordering::Relaxed);
-                }
-                Ok::<(), FrameError>(())
-            },
-        );
+        rewrites.clear();
+        let (ready, done) = {
+            let mut t = lock(tracker);
+            let ready = scanner.scan(
+                &buf,
+                UPSTREAM_MESSAGE_LIMIT,
+                Tracker::backend_wants_whole,
+                |f| {
+                    last_tag = f.tag;
+                    if let (b'Z', Some(frame)) = (f.tag, f.bytes) {
+                        activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+                        activity
+                            .tx_status
+                            .store(frame.get(5).copied().unwrap_or(b'I'), Ordering::Relaxed);
+                    }
+                    match t.on_backend(f.tag, f.bytes) {
+                        Verdict::Forward => {}
+                        Verdict::Hide => rewrites.push((f.offset, f.total, None)),
+                        Verdict::Replace(b) => rewrites.push((f.offset, f.total, Some(b))),
+                    }
+                    Ok::<(), FrameError>(())
+                },
+            );
+            (ready, std::mem::take(&mut t.completed))
+        };
         let ready = match ready {
             Ok(n) => n,
             Err(e) => return RelayEnd::UpstreamIo(std::io::Error::other(e)),
         };
-        if ready > 0 {
-            if let Err(e) = write_flush(client, &buf[..ready]).await {
+        let mut written = 0;
+        for (offset, total, replacement) in &rewrites {
+            if written < *offset {
+                if let Err(e) = write_flush(client, &buf[written..*offset]).await {
+                    return RelayEnd::ClientIo(e);
+                }
+            }
+            if let Some(r) = replacement {
+                if let Err(e) = write_flush(client, r).await {
+                    return RelayEnd::ClientIo(e);
+                }
+            }
+            written = offset + total;
+        }
+        if written < ready {
+            if let Err(e) = write_flush(client, &buf[written..ready]).await {
                 return RelayEnd::ClientIo(e);
             }
-            buf.advance(ready);
+        }
+        buf.advance(ready);
+        *statements += done.len() as u64;
+        if !done.is_empty() {
+            record_completed(observer, done).await;
         }
     }
 }

@@ -21,9 +21,10 @@ use super::codec;
 use super::connections::ConnectionInfo;
 use super::error::{sqlstate, PgError};
 use super::handshake::{self, HandshakeError, Opening};
-use super::relay::{self, Limits};
+use super::relay::{self, Limits, Observer};
 use super::stream::PgStream;
 use super::upstream;
+use crate::audit::{AuditRecord, ConnectionMeta, Pending};
 use crate::gateway::{Environment, Gateway};
 use crate::identity::{AuthError, Identity};
 
@@ -87,6 +88,19 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         Err(SetupError::Quiet) => return,
         Err(SetupError::Client(e)) => {
             tracing::info!(code = e.code, reason = %e.message, "connection refused");
+            metrics::counter!("gatehouse_connections_refused_total").increment(1);
+            let mut r = AuditRecord::new("connection.refused");
+            r.client_addr = Some(peer.to_string());
+            r.connection_id = Some(conn_id.clone());
+            r.application_name = params.get("application_name").cloned();
+            r.sqlstate = Some(e.code.to_string());
+            r.error = Some(e.message.clone());
+            // The name is only claimed here, not proven, so it is not the record's identity.
+            r.details = Some(serde_json::json!({
+                "claimed_user": params.get("user"),
+                "database": params.get("database"),
+            }));
+            gw.audit.record(Pending::Record(Box::new(r))).await;
             handshake::send_error(&mut stream, &e).await;
             return;
         }
@@ -98,6 +112,33 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         upstream,
         _cancel_key,
     } = established;
+    let meta = Arc::new(ConnectionMeta {
+        connection_id: conn_id.clone(),
+        identity: identity.name.clone(),
+        identity_kind: identity.kind.as_str(),
+        on_behalf_of: identity.on_behalf_of.clone(),
+        client_addr: peer.to_string(),
+        application_name: params.get("application_name").cloned(),
+        environment: env.name.clone(),
+        database: database.clone(),
+        via: if params
+            .get("application_name")
+            .is_some_and(|a| a.starts_with("gatehouse-tunnel"))
+        {
+            "tunnel"
+        } else {
+            "direct"
+        },
+    });
+    let mut open_record = meta.record("connection.open");
+    open_record.details = Some(serde_json::json!({ "tls": stream.is_tls() }));
+    gw.audit
+        .record(Pending::Record(Box::new(open_record)))
+        .await;
+    let observer = Observer {
+        audit: gw.audit.clone(),
+        meta: meta.clone(),
+    };
     let registration = gw.connections.register(ConnectionInfo {
         id: conn_id.clone(),
         identity: identity.name.clone(),
@@ -115,6 +156,8 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         tls = stream.is_tls(),
         "session started"
     );
+    let opened = std::time::Instant::now();
+    metrics::counter!("gatehouse_connections_total").increment(1);
     let relay_limits = Limits {
         max_client_message: gw.config.server.max_message_bytes,
         idle_timeout: match gw.config.server.idle_timeout_seconds {
@@ -128,8 +171,18 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         relay_limits,
         upstream.ready_status,
         registration.stop.clone(),
+        &observer,
     )
     .await;
+    let mut close = meta.record("connection.close");
+    close.duration_ms = Some((opened.elapsed().as_secs_f64() * 1e6).round() / 1e3);
+    close.details = Some(serde_json::json!({
+        "client_bytes": traffic.client_bytes,
+        "upstream_bytes": traffic.upstream_bytes,
+        "statements": traffic.statements,
+        "reason": end.summary(),
+    }));
+    gw.audit.record(Pending::Record(Box::new(close))).await;
     if let (Some(e), true) = (end.client_error(&env.name), at_boundary) {
         let _ = tokio::time::timeout(Duration::from_secs(2), async {
             client_w.write_all(&e.to_bytes()).await?;

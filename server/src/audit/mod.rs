@@ -1,0 +1,145 @@
+//! The audit trail: every connection, statement, login and admin action, hash-chained and
+//! written in batches off the hot path.
+//!
+//! Sessions and handlers call [`Audit::record`] (queue, never drop: waits when the bounded queue
+//! is full) or [`Audit::record_durable`] (returns once the record is committed, for statements
+//! that change data). [`Audit::healthy`] is false while the trail cannot be written; callers then
+//! refuse new statements (fail closed).
+//!
+//! Architecture invariant: the audit knows nothing about sockets; SQL lives in `store::audit_db`.
+
+mod chain;
+pub mod record;
+pub mod verify;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use record::{AuditRecord, ConnectionMeta, Pending, StatementEvent};
+pub use writer::WriteFailure;
+
+use crate::store::{AuditDb, StoreError};
+
+/// Records the queue holds before callers wait.
+const QUEUE_CAPACITY: usize = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Key(#[from] chain::KeyError),
+    #[error("cannot start the audit writer: {0}")]
+    Thread(std::io::Error),
+}
+
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<writer::Message>,
+    shared: Arc<writer::Shared>,
+    path: PathBuf,
+}
+
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("audit.db")
+}
+
+impl Audit {
+    /// Opens (or creates) the trail in `data_dir` and starts its writer thread.
+    pub fn open(data_dir: &Path) -> Result<Audit, AuditError> {
+        let path = db_path(data_dir);
+        let db = AuditDb::open(&path)?;
+        let key = chain::load_or_create_key(data_dir)?;
+        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let shared = Arc::new(writer::Shared::default());
+        writer::spawn(path.clone(), db, key, rx, shared.clone()).map_err(AuditError::Thread)?;
+        Ok(Audit { tx, shared, path })
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// False while the trail cannot be written.
+    pub fn healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Why the trail is unhealthy, if it is.
+    pub fn failure(&self) -> Option<WriteFailure> {
+        if self.healthy() {
+            return None;
+        }
+        self.shared
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .or(Some(WriteFailure::Stopped))
+    }
+
+    /// Queues a record. Waits only when the queue is full, so a slow disk slows sessions rather
+    /// than losing records.
+    pub async fn record(&self, pending: Pending) {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.tx.send(writer::Message { pending, ack: None }).await {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            tracing::error!(event = ?e.0.pending, "the audit writer has stopped; record not written");
+        }
+    }
+
+    /// Queues a record from synchronous code; if the queue is full the send finishes in the
+    /// background (on the current runtime).
+    pub fn record_now(&self, pending: Pending) {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(writer::Message { pending, ack: None }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(m)) => {
+                let tx = self.tx.clone();
+                tokio::spawn(async move {
+                    let _ = tx.send(m).await;
+                });
+            }
+            Err(mpsc::error::TrySendError::Closed(m)) => {
+                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                tracing::error!(event = ?m.pending, "the audit writer has stopped; record not written");
+            }
+        }
+    }
+
+    /// Queues a record and waits until it is committed; returns its sequence number.
+    pub async fn record_durable(&self, pending: Pending) -> Result<i64, WriteFailure> {
+        let (ack, done) = oneshot::channel();
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        if self
+            .tx
+            .send(writer::Message {
+                pending,
+                ack: Some(ack),
+            })
+            .await
+            .is_err()
+        {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(WriteFailure::Stopped);
+        }
+        done.await.unwrap_or(Err(WriteFailure::Stopped))
+    }
+
+    /// Records queued but not yet written.
+    pub fn queue_depth(&self) -> u64 {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.shared.written.load(Ordering::Relaxed)
+    }
+
+    pub fn last_commit_micros(&self) -> u64 {
+        self.shared.last_commit_us.load(Ordering::Relaxed)
+    }
+}

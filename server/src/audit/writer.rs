@@ -1,0 +1,159 @@
+//! The audit writer: one thread that drains the bounded queue in batches, extends the hash
+//! chain and commits each batch in a single SQLite transaction (group commit), then tells
+//! waiting sessions their records are durable.
+//!
+//! When a commit fails (disk full, I/O error) the batch is kept and retried with backoff, the
+//! trail is marked unhealthy so sessions refuse new statements, and waiters are told at once;
+//! nothing queued is dropped. Health returns with the first successful commit.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use ed25519_dalek::SigningKey;
+use tokio::sync::{mpsc, oneshot};
+
+use super::chain;
+use super::record::{rfc3339_micros, Pending};
+use crate::store::{AuditDb, Checkpoint, StoredRecord};
+
+const MAX_BATCH: usize = 4096;
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
+/// Why a record could not be made durable.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WriteFailure {
+    #[error("the audit trail's disk is full")]
+    DiskFull,
+    #[error("the audit trail cannot be written: {0}")]
+    Io(String),
+    #[error("the audit writer has stopped")]
+    Stopped,
+}
+
+pub struct Message {
+    pub pending: Pending,
+    pub ack: Option<oneshot::Sender<Result<i64, WriteFailure>>>,
+}
+
+/// State shared between the writer and everyone else.
+#[derive(Default)]
+pub struct Shared {
+    pub healthy: AtomicBool,
+    pub written: AtomicU64,
+    pub queued: AtomicU64,
+    pub last_failure: Mutex<Option<WriteFailure>>,
+    /// Microseconds the last batch commit took.
+    pub last_commit_us: AtomicU64,
+}
+
+pub fn spawn(
+    db_path: PathBuf,
+    mut db: AuditDb,
+    key: SigningKey,
+    mut rx: mpsc::Receiver<Message>,
+    shared: Arc<Shared>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().name("gatehouse-audit".into()).spawn(move || {
+        let (mut seq, mut prev) = match db.head() {
+            Ok(Some(h)) => h,
+            Ok(None) => (0, String::new()),
+            Err(e) => {
+                tracing::error!(error = %e, path = %db_path.display(), "cannot read the audit trail head; audit is unavailable");
+                *shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(WriteFailure::Io(e.to_string()));
+                shared.healthy.store(false, Ordering::SeqCst);
+                return;
+            }
+        };
+        shared.healthy.store(true, Ordering::SeqCst);
+        let mut last_checkpoint = Instant::now() - CHECKPOINT_EVERY;
+        let mut batch: Vec<Message> = Vec::with_capacity(MAX_BATCH);
+        let mut rows: Vec<StoredRecord> = Vec::with_capacity(MAX_BATCH);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            // Encode once; a retry re-uses the same rows, so the chain stays consistent.
+            let (mut s, mut p) = (seq, prev.clone());
+            rows.clear();
+            for m in batch.iter_mut() {
+                let pending = std::mem::replace(&mut m.pending, Pending::Record(Box::default()));
+                let mut r = pending.into_record();
+                s += 1;
+                r.seq = s;
+                r.prev_hash = p;
+                let json = r.canonical();
+                let hash = chain::hash_hex(&json);
+                p = hash.clone();
+                rows.push(StoredRecord {
+                    seq: s,
+                    ts: r.ts,
+                    event: r.event,
+                    identity: r.identity,
+                    environment: r.environment,
+                    connection_id: r.connection_id,
+                    json,
+                    hash,
+                });
+            }
+            let mut backoff = Duration::from_millis(50);
+            loop {
+                let checkpoint = (last_checkpoint.elapsed() >= CHECKPOINT_EVERY).then(|| {
+                    let ts = rfc3339_micros(SystemTime::now());
+                    let signature = chain::sign(&key, &chain::checkpoint_message(s, &p, &ts));
+                    Checkpoint { seq: s, hash: p.clone(), ts, signature }
+                });
+                let started = Instant::now();
+                match db.append(&rows, checkpoint.as_ref()) {
+                    Ok(()) => {
+                        shared.last_commit_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        if checkpoint.is_some() {
+                            last_checkpoint = Instant::now();
+                        }
+                        if !shared.healthy.swap(true, Ordering::SeqCst) {
+                            tracing::warn!("the audit trail is writable again; statements resume");
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        let failure = classify(&e);
+                        if shared.healthy.swap(false, Ordering::SeqCst) {
+                            tracing::error!(error = %e, "cannot write the audit trail; refusing statements until it recovers");
+                        }
+                        *shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(failure.clone());
+                        for m in batch.iter_mut() {
+                            if let Some(ack) = m.ack.take() {
+                                let _ = ack.send(Err(failure.clone()));
+                            }
+                        }
+                        std::thread::sleep(backoff);
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
+                    }
+                }
+            }
+            seq = s;
+            prev = p;
+            shared.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            shared.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            for (m, r) in batch.drain(..).zip(rows.iter()) {
+                if let Some(ack) = m.ack {
+                    let _ = ack.send(Ok(r.seq));
+                }
+            }
+        }
+    })
+}
+
+fn classify(e: &crate::store::StoreError) -> WriteFailure {
+    let text = e.to_string();
+    if text.contains("full") {
+        WriteFailure::DiskFull
+    } else {
+        WriteFailure::Io(text)
+    }
+}

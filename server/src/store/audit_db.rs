@@ -1,0 +1,306 @@
+//! The audit trail's own SQLite database (`data_dir/audit.db`, WAL): append-only records with
+//! their hash chain, signed checkpoints, and the queries search and verification need.
+//!
+//! It is a separate file from the main store so the audit writer thread owns its connection and
+//! never waits on API traffic, and so it can be copied or archived on its own.
+
+use std::path::Path;
+
+use rusqlite::{params, params_from_iter, OptionalExtension};
+
+use super::StoreError;
+
+const MIGRATIONS: &[&str] = &["CREATE TABLE audit (
+        seq           INTEGER PRIMARY KEY,
+        ts            TEXT NOT NULL,
+        event         TEXT NOT NULL,
+        identity      TEXT,
+        environment   TEXT,
+        connection_id TEXT,
+        record_json   TEXT NOT NULL,
+        hash          TEXT NOT NULL
+    );
+    CREATE INDEX audit_ts ON audit(ts);
+    CREATE INDEX audit_identity ON audit(identity, seq);
+    CREATE INDEX audit_environment ON audit(environment, seq);
+    CREATE INDEX audit_connection ON audit(connection_id, seq);
+    CREATE TABLE audit_checkpoints (
+        seq        INTEGER PRIMARY KEY,
+        hash       TEXT NOT NULL,
+        ts         TEXT NOT NULL,
+        signature  BLOB NOT NULL
+    );"];
+
+/// A record as stored: the indexed columns and the canonical JSON the hash covers.
+#[derive(Debug, Clone)]
+pub struct StoredRecord {
+    pub seq: i64,
+    pub ts: String,
+    pub event: String,
+    pub identity: Option<String>,
+    pub environment: Option<String>,
+    pub connection_id: Option<String>,
+    pub json: String,
+    pub hash: String,
+}
+
+/// A signed statement that record `seq` had hash `hash` at time `ts`.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub hash: String,
+    pub ts: String,
+    pub signature: Vec<u8>,
+}
+
+/// Search criteria; every field narrows the result.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    pub identity: Option<String>,
+    pub environment: Option<String>,
+    /// Exact event, or a prefix ending in `.` (e.g. `admin.`).
+    pub event: Option<String>,
+    pub connection_id: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub decision: Option<String>,
+    pub statement_kind: Option<String>,
+    pub table: Option<String>,
+    /// Free text, matched anywhere in the record.
+    pub text: Option<String>,
+    /// Only records with `seq` below this (for paging newest-first).
+    pub before_seq: Option<i64>,
+    /// Only records with `seq` above this (for paging oldest-first, e.g. exports).
+    pub after_seq: Option<i64>,
+    pub ascending: bool,
+}
+
+pub struct AuditDb {
+    conn: rusqlite::Connection,
+}
+
+fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
+    Ok(StoredRecord {
+        seq: r.get(0)?,
+        ts: r.get(1)?,
+        event: r.get(2)?,
+        identity: r.get(3)?,
+        environment: r.get(4)?,
+        connection_id: r.get(5)?,
+        json: r.get(6)?,
+        hash: r.get(7)?,
+    })
+}
+
+const COLUMNS: &str = "seq, ts, event, identity, environment, connection_id, record_json, hash";
+
+impl AuditDb {
+    /// Opens for writing (creating and migrating as needed).
+    pub fn open(path: &Path) -> Result<AuditDb, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.into(),
+                source,
+            })?;
+        }
+        let mut conn = rusqlite::Connection::open(path).map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        // WAL with synchronous=NORMAL: a commit survives the gateway being killed (it is in the
+        // OS's hands once written); group commit keeps the cost per record small.
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.into(),
+            source,
+        })?;
+        super::migrations::apply(&mut conn, MIGRATIONS)?;
+        Ok(AuditDb { conn })
+    }
+
+    /// Opens an existing trail without writing to it (verification, search).
+    pub fn open_read_only(path: &Path) -> Result<AuditDb, StoreError> {
+        let conn =
+            rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(|source| StoreError::Open {
+                    path: path.into(),
+                    source,
+                })?;
+        conn.execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(|source| StoreError::Open {
+                path: path.into(),
+                source,
+            })?;
+        Ok(AuditDb { conn })
+    }
+
+    /// The last record's sequence number and hash.
+    pub fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Appends records (and optionally a checkpoint) in one transaction: all or nothing.
+    pub fn append(
+        &mut self,
+        records: &[StoredRecord],
+        checkpoint: Option<&Checkpoint>,
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?;
+            for r in records {
+                stmt.execute(params![
+                    r.seq,
+                    r.ts,
+                    r.event,
+                    r.identity,
+                    r.environment,
+                    r.connection_id,
+                    r.json,
+                    r.hash
+                ])?;
+            }
+            if let Some(c) = checkpoint {
+                tx.execute(
+                    "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, ts, signature) VALUES (?1, ?2, ?3, ?4)",
+                    params![c.seq, c.hash, c.ts, c.signature],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Calls `f` on every record in sequence order; stops early when `f` returns false.
+    pub fn scan(&self, mut f: impl FnMut(StoredRecord) -> bool) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            if !f(read_row(row)?) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn checkpoints(&self) -> Result<Vec<Checkpoint>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, hash, ts, signature FROM audit_checkpoints ORDER BY seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Checkpoint {
+                seq: r.get(0)?,
+                hash: r.get(1)?,
+                ts: r.get(2)?,
+                signature: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn record(&self, seq: i64) -> Result<Option<StoredRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {COLUMNS} FROM audit WHERE seq = ?1"),
+                [seq],
+                read_row,
+            )
+            .optional()?)
+    }
+
+    /// Records matching `filter`, newest first (or oldest first when `ascending`), at most `limit`.
+    pub fn search(
+        &self,
+        filter: &AuditFilter,
+        limit: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut sql = format!("SELECT {COLUMNS} FROM audit WHERE 1=1");
+        let mut args: Vec<String> = Vec::new();
+        let mut add = |cond: &str, v: String| {
+            args.push(v);
+            sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(v) = &filter.identity {
+            add(" AND identity = ?", v.clone());
+        }
+        if let Some(v) = &filter.environment {
+            add(" AND environment = ?", v.clone());
+        }
+        if let Some(v) = &filter.event {
+            if v.ends_with('.') {
+                add(
+                    " AND event LIKE ? ESCAPE '\\'",
+                    format!("{}%", like_escape(v)),
+                );
+            } else {
+                add(" AND event = ?", v.clone());
+            }
+        }
+        if let Some(v) = &filter.connection_id {
+            add(" AND connection_id = ?", v.clone());
+        }
+        if let Some(v) = &filter.from {
+            add(" AND ts >= ?", v.clone());
+        }
+        if let Some(v) = &filter.to {
+            add(" AND ts < ?", v.clone());
+        }
+        if let Some(v) = &filter.decision {
+            add(
+                " AND json_extract(record_json, '$.decision') = ?",
+                v.clone(),
+            );
+        }
+        if let Some(v) = &filter.statement_kind {
+            add(" AND EXISTS (SELECT 1 FROM json_each(record_json, '$.statement_kinds') WHERE upper(value) = upper(?))", v.clone());
+        }
+        if let Some(v) = &filter.table {
+            add(
+                " AND EXISTS (SELECT 1 FROM json_each(record_json, '$.tables') WHERE value = ?)",
+                v.clone(),
+            );
+        }
+        if let Some(v) = &filter.text {
+            add(
+                " AND record_json LIKE ? ESCAPE '\\'",
+                format!("%{}%", like_escape(v)),
+            );
+        }
+        if let Some(v) = filter.before_seq {
+            add(" AND seq < ?", v.to_string());
+        }
+        if let Some(v) = filter.after_seq {
+            add(" AND seq > ?", v.to_string());
+        }
+        sql.push_str(if filter.ascending {
+            " ORDER BY seq ASC"
+        } else {
+            " ORDER BY seq DESC"
+        });
+        sql.push_str(&format!(" LIMIT {}", limit.min(10_000)));
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args.iter()), read_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}

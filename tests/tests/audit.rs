@@ -1,0 +1,548 @@
+//! The audit trail end to end: the exact records of a scripted session, tamper evidence that
+//! names the broken record, no lost record of a data-changing statement when the gateway is
+//! killed, and fail-closed refusal while the disk is full.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::{message, run_cmd, sqlstate, Fixture, Gateway, AGENT, ENV};
+use serde_json::Value;
+
+const ADMIN: &str = "auditor";
+const ADMIN_PW: &str = "audit-pw";
+
+async fn fixture() -> Fixture {
+    Fixture::start_with(|b| b.user(ADMIN, ADMIN_PW, &["admins"])).await
+}
+
+/// Waits until the trail holds a record matching `pred`, then returns the matching query's records.
+async fn wait_for(
+    gw: &Gateway,
+    token: &str,
+    query: &str,
+    pred: impl Fn(&[Value]) -> bool,
+) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let records = gw.audit(token, query).await;
+        if pred(&records) {
+            return records;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "audit records never matched; last: {records:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scripted_session_leaves_the_exact_trail() {
+    let f = fixture().await;
+    let admin = f.gw.login(ADMIN, ADMIN_PW).await;
+    {
+        let c = f.connect().await;
+        c.batch_execute("CREATE TABLE people (id int PRIMARY KEY, email text)")
+            .await
+            .unwrap();
+        c.execute(
+            "INSERT INTO people VALUES (1, 'ana@example.com'), (2, 'bo@example.org')",
+            &[],
+        )
+        .await
+        .unwrap();
+        let rows = c
+            .query("SELECT id, email FROM people WHERE id = $1", &[&1i32])
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        let e = c.batch_execute("SELECT 1/0").await.unwrap_err();
+        assert_eq!(sqlstate(&e), "22012");
+        c.batch_execute("DELETE FROM people WHERE id = 2")
+            .await
+            .unwrap();
+    }
+    let records = wait_for(&f.gw, &admin, "identity=agent", |r| {
+        r.iter().any(|x| s(x, "event") == "connection.close")
+    })
+    .await;
+    let trail: Vec<(String, String, Option<i64>, String)> = records
+        .iter()
+        .map(|r| {
+            (
+                s(r, "event"),
+                s(r, "statement"),
+                r["rows"].as_i64(),
+                s(r, "sqlstate"),
+            )
+        })
+        .collect();
+    let expected: Vec<(&str, &str, Option<i64>, &str)> = vec![
+        ("connection.open", "", None, ""),
+        (
+            "statement.start",
+            "CREATE TABLE people (id int PRIMARY KEY, email text)",
+            None,
+            "",
+        ),
+        (
+            "statement",
+            "CREATE TABLE people (id int PRIMARY KEY, email text)",
+            None,
+            "",
+        ),
+        (
+            "statement.start",
+            "INSERT INTO people VALUES (1, '<redacted:email>'), (2, '<redacted:email>')",
+            None,
+            "",
+        ),
+        (
+            "statement",
+            "INSERT INTO people VALUES (1, '<redacted:email>'), (2, '<redacted:email>')",
+            Some(2),
+            "",
+        ),
+        (
+            "statement",
+            "SELECT id, email FROM people WHERE id = $1",
+            Some(1),
+            "",
+        ),
+        ("statement", "SELECT 1/0", None, "22012"),
+        (
+            "statement.start",
+            "DELETE FROM people WHERE id = 2",
+            None,
+            "",
+        ),
+        ("statement", "DELETE FROM people WHERE id = 2", Some(1), ""),
+        ("connection.close", "", None, ""),
+    ];
+    let expected: Vec<(String, String, Option<i64>, String)> = expected
+        .into_iter()
+        .map(|(a, b, c, d)| (a.into(), b.into(), c, d.into()))
+        .collect();
+    assert_eq!(trail, expected);
+
+    // Every record carries who, from where, to what, through which connection.
+    let conn_id = s(&records[0], "connection_id");
+    assert!(!conn_id.is_empty());
+    for r in &records {
+        assert_eq!(s(r, "identity"), AGENT);
+        assert_eq!(s(r, "identity_kind"), "agent");
+        assert_eq!(s(r, "environment"), ENV);
+        assert_eq!(s(r, "database"), "appdb");
+        assert_eq!(s(r, "connection_id"), conn_id);
+        assert!(s(r, "client_addr").starts_with("127.0.0.1:"));
+        assert_eq!(s(r, "via"), "direct");
+    }
+    let insert = &records[4];
+    assert_eq!(s(insert, "decision"), "allow");
+    assert_eq!(insert["statement_kinds"], serde_json::json!(["INSERT"]));
+    assert_eq!(s(insert, "fingerprint").len(), 16);
+    assert!(insert["duration_ms"].as_f64().is_some());
+    let close = records.last().unwrap();
+    assert_eq!(close["details"]["statements"], 5);
+    assert!(close["details"]["client_bytes"].as_u64().unwrap() > 0);
+
+    // Search: by text, by kind, by connection; and the login is there too.
+    let found =
+        f.gw.audit(&admin, "q=people&event=statement&kind=DELETE")
+            .await;
+    assert_eq!(found.len(), 1);
+    let logins = f.gw.audit(&admin, "event=auth.login").await;
+    assert!(
+        logins.iter().any(|r| s(r, "identity") == ADMIN),
+        "{logins:#?}"
+    );
+
+    // The personal data written never reached the trail, in any form, export included.
+    let export = reqwest::Client::new()
+        .get(format!("{}/api/v1/audit/export?format=jsonl", f.gw.http()))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(export.lines().count() >= records.len());
+    assert!(!export.contains("ana@example.com") && !export.contains("bo@example.org"));
+    let csv = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/audit/export?format=csv&identity=agent",
+            f.gw.http()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(csv.starts_with("id,ts,event,identity"));
+    assert_eq!(csv.lines().count(), records.len() + 1);
+
+    // Not for everyone.
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/audit", f.gw.http()))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    let out = f.gw.verify_audit();
+    assert!(
+        out.ok() && out.stdout.contains("audit trail intact"),
+        "{out:?}"
+    );
+}
+
+/// Copies a stopped gateway's data dir and writes a config that points at the copy.
+fn copy_trail(from: &Path, to: &Path) -> std::path::PathBuf {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+    let config = to.join("verify.toml");
+    std::fs::write(
+        &config,
+        format!("[server]\ndata_dir = {:?}\n", to.display().to_string()),
+    )
+    .unwrap();
+    config
+}
+
+fn verify(config: &Path) -> gatehouse_tests::CmdOutput {
+    run_cmd(
+        Command::new(gatehouse_tests::server_bin())
+            .args(["audit", "verify", "--config"])
+            .arg(config),
+        Duration::from_secs(60),
+    )
+}
+
+fn tamper(config: &Path, sql: &str) {
+    let db = config.parent().unwrap().join("audit.db");
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.execute_batch(sql).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tampering_is_detected_and_named() {
+    let mut f = fixture().await;
+    for i in 0..3 {
+        let c = f.connect().await;
+        c.batch_execute(&format!("SELECT {i}")).await.unwrap();
+    }
+    // Past the checkpoint interval, one more connection: its batch carries a signed checkpoint.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    f.connect()
+        .await
+        .batch_execute("SELECT 'last'")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    f.gw.restart();
+    let out = f.gw.verify_audit();
+    assert!(out.ok(), "{out:?}");
+    let data = f.gw.data_dir();
+    let work = tempfile::tempdir().unwrap();
+
+    let cfg = copy_trail(&data, &work.path().join("edit"));
+    tamper(&cfg, "UPDATE audit SET record_json = replace(record_json, 'SELECT 1', 'SELECT 9') WHERE record_json LIKE '%SELECT 1%'");
+    let out = verify(&cfg);
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("BROKEN at record") && out.stdout.contains("does not match its hash"),
+        "{out:?}"
+    );
+
+    let cfg = copy_trail(&data, &work.path().join("delete"));
+    tamper(&cfg, "DELETE FROM audit WHERE seq = 4");
+    let out = verify(&cfg);
+    assert_eq!(out.status, 1);
+    assert!(
+        out.stdout
+            .contains("BROKEN at record 4: record 4 is missing"),
+        "{out:?}"
+    );
+
+    let cfg = copy_trail(&data, &work.path().join("reorder"));
+    tamper(
+        &cfg,
+        "UPDATE audit SET seq = -1 WHERE seq = 5; UPDATE audit SET seq = 5 WHERE seq = 6; UPDATE audit SET seq = 6 WHERE seq = -1;",
+    );
+    let out = verify(&cfg);
+    assert_eq!(out.status, 1);
+    assert!(out.stdout.contains("BROKEN at record 5"), "{out:?}");
+
+    // Rewriting the whole chain consistently is caught by the signed checkpoints.
+    let cfg = copy_trail(&data, &work.path().join("truncate"));
+    tamper(
+        &cfg,
+        "DELETE FROM audit WHERE seq >= (SELECT max(seq) FROM audit_checkpoints)",
+    );
+    let out = verify(&cfg);
+    assert_eq!(out.status, 1);
+    assert!(out.stdout.contains("truncated"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_write_load_loses_no_record_of_a_write() {
+    let mut f = fixture().await;
+    f.connect()
+        .await
+        .batch_execute("CREATE TABLE k (id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let c = f.connect().await;
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                if c.batch_execute(&format!("INSERT INTO k VALUES ({})", w * 1_000_000 + i))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    f.gw.kill9();
+    for w in writers {
+        let _ = w.await;
+    }
+    // The upstream is the truth: every row that exists was written by a statement that must be
+    // in the trail.
+    let direct = f.cluster.client("appdb").await;
+    let ids: Vec<i32> = direct
+        .query("SELECT id FROM k", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(ids.len() > 50, "the load wrote only {} rows", ids.len());
+    f.gw.restart();
+    let admin = f.gw.login(ADMIN, ADMIN_PW).await;
+    let starts =
+        f.gw.audit(&admin, "event=statement.start&q=INSERT%20INTO%20k")
+            .await;
+    let recorded: std::collections::HashSet<String> =
+        starts.iter().map(|r| s(r, "statement")).collect();
+    let missing: Vec<_> = ids
+        .iter()
+        .filter(|id| !recorded.contains(&format!("INSERT INTO k VALUES ({id})")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} written rows have no audit record: {:?}",
+        missing.len(),
+        ids.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let out = f.gw.verify_audit();
+    assert!(out.ok(), "the chain survived the crash: {out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_statements_until_space_returns() {
+    let mnt = tempfile::Builder::new()
+        .prefix("gatehouse-tmpfs-")
+        .tempdir()
+        .unwrap();
+    let out = run_cmd(
+        Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=24m", "tmpfs"])
+            .arg(mnt.path()),
+        Duration::from_secs(10),
+    );
+    assert!(out.ok(), "mount a small tmpfs (tests run as root): {out:?}");
+    struct Unmount<'a>(&'a Path);
+    impl Drop for Unmount<'_> {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.path());
+    let data = mnt.path().join("data");
+    let f = Fixture::start_with(|b| b.data_dir(&data)).await;
+    let c = f.connect().await;
+    c.batch_execute("CREATE TABLE d (id int)").await.unwrap();
+
+    // Fill the disk.
+    let filler = mnt.path().join("filler");
+    let _ = run_cmd(
+        Command::new("dd")
+            .args(["if=/dev/zero", "bs=64k"])
+            .arg(format!("of={}", filler.display())),
+        Duration::from_secs(30),
+    );
+    let mut refused = None;
+    for i in 0..50 {
+        match c
+            .batch_execute(&format!("INSERT INTO d VALUES ({i})"))
+            .await
+        {
+            Ok(()) => continue,
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let e = refused.expect("a write is refused once the audit cannot be written");
+    assert_eq!(sqlstate(&e), "53100", "{e}");
+    assert!(
+        message(&e).contains("audit trail") && message(&e).contains("disk is full"),
+        "{}",
+        message(&e)
+    );
+    // Reads are refused too while the trail is down, and the session stays usable.
+    let e = c.batch_execute("SELECT 1").await.unwrap_err();
+    assert!(["53100", "58030"].contains(&sqlstate(&e).as_str()), "{e}");
+    // Nothing refused reached the upstream.
+    let direct = f.cluster.client("appdb").await;
+    let before: i64 = direct
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
+
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match c.batch_execute("INSERT INTO d VALUES (1000)").await {
+            Ok(()) => break,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("statements did not resume: {e}"),
+        }
+    }
+    let after: i64 = direct
+        .query_one("SELECT count(*) FROM d", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(after, before + 1);
+    drop(c);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = f.gw.verify_audit();
+    assert!(out.ok(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_connections_terminate_and_metrics() {
+    let f = fixture().await;
+    let admin = f.gw.login(ADMIN, ADMIN_PW).await;
+    let http = reqwest::Client::new();
+    let mut raw =
+        gatehouse_tests::raw::RawConn::login("127.0.0.1", f.gw.pg_port, AGENT, ENV, &f.token).await;
+    assert_eq!(
+        raw.simple_query("SELECT 1").await.unwrap(),
+        vec!["1".to_string()]
+    );
+    let other = f.connect().await;
+
+    let list: Value = http
+        .get(format!("{}/api/v1/connections", f.gw.http()))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{list:#}");
+    assert!(items
+        .iter()
+        .all(|c| c["identity"] == AGENT && c["environment"] == ENV));
+    // A non-admin sees only its own connections (here: the same two).
+    let mine: Value = http
+        .get(format!("{}/api/v1/connections", f.gw.http()))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["items"].as_array().unwrap().len(), 2);
+    let r = http
+        .post(format!("{}/api/v1/connections/x/terminate", f.gw.http()))
+        .bearer_auth(&f.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Terminate the raw connection (the older one).
+    let id = items[0]["id"].as_str().unwrap();
+    let r = http
+        .post(format!("{}/api/v1/connections/{id}/terminate", f.gw.http()))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"reason": "maintenance"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let e = raw
+        .read_error()
+        .await
+        .expect("the terminated client is told why");
+    assert_eq!(e.field(b'C').as_deref(), Some("57P01"));
+    assert_eq!(
+        e.field(b'M').as_deref(),
+        Some("connection terminated by administrator auditor: maintenance")
+    );
+    assert!(raw.read().await.is_none());
+    assert_eq!(
+        other
+            .query_one("SELECT 2", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        2
+    );
+    let acts = wait_for(&f.gw, &admin, "event=admin.connection.terminate", |r| {
+        !r.is_empty()
+    })
+    .await;
+    assert_eq!(s(&acts[0], "identity"), ADMIN);
+    assert_eq!(acts[0]["details"]["reason"], "maintenance");
+
+    let metrics = http
+        .get(format!("{}/metrics", f.gw.http()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for name in [
+        "gatehouse_statements_total",
+        "gatehouse_connections_open",
+        "gatehouse_audit_queue_depth",
+        "gatehouse_statement_duration_seconds",
+    ] {
+        assert!(
+            metrics.contains(name),
+            "{name} missing from /metrics:\n{metrics}"
+        );
+    }
+}
