@@ -60,6 +60,7 @@ pub struct Gateway {
     pub connections: Connections,
     pub store: Store,
     pub audit: Audit,
+    pub policy: crate::policy::Policy,
 }
 
 impl Gateway {
@@ -150,6 +151,7 @@ impl Gateway {
             connections: Connections::default(),
             store,
             audit,
+            policy: crate::policy::Policy::default(),
         }))
     }
 

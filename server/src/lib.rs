@@ -12,6 +12,7 @@ pub mod http;
 pub mod identity;
 pub mod masking;
 pub mod pg;
+pub mod policy;
 pub mod serve;
 pub mod sql;
 pub mod store;
