@@ -46,6 +46,9 @@ pub struct Config {
     pub grants: Vec<GrantConfig>,
     /// Single sign-on for people through an OpenID Connect provider.
     pub oidc: Option<OidcConfig>,
+    /// Outgoing notifications (e.g. a chat bot showing approvals).
+    #[serde(default)]
+    pub webhooks: Vec<WebhookConfig>,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -81,6 +84,11 @@ pub struct ServerConfig {
     /// Close a connection that has been idle (no statement in flight) this long; 0 disables.
     pub idle_timeout_seconds: u64,
     pub upstream_connect_timeout_seconds: u64,
+    /// How long a statement sent to review holds its client while approvers decide.
+    pub approval_window_seconds: u64,
+    /// After an approval that came too late for the held client, how long the identical
+    /// statement may be re-run (once) by the same identity in the same environment.
+    pub approval_grant_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -104,6 +112,8 @@ impl Default for ServerConfig {
             handshake_timeout_seconds: 10,
             idle_timeout_seconds: 0,
             upstream_connect_timeout_seconds: 5,
+            approval_window_seconds: 60,
+            approval_grant_seconds: 900,
         }
     }
 }
@@ -128,6 +138,23 @@ pub struct EnvironmentConfig {
     pub upstream: Spanned<String>,
     /// Name of the environment variable holding the upstream password.
     pub upstream_password_env: Option<Spanned<String>>,
+    /// Groups whose members decide approvals here; `server.admin_groups` when empty.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Statements sent to review are approved automatically when the planner estimates they
+    /// touch fewer rows than this (`EXPLAIN`, never `ANALYZE`). Unset: always a person.
+    pub auto_approve_below_rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: Spanned<String>,
+    /// Environment variable holding the HMAC-SHA256 signing secret.
+    pub secret_env: Option<String>,
+    /// Events to send (`approval.created`, `approval.decided`); all when empty.
+    #[serde(default)]
+    pub events: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,6 +409,18 @@ impl Validator<'_> {
                     format!("users[{i}].password_argon2"),
                     "is not an argon2 PHC string (`$argon2id$v=19$...`); make one with `gatehouse-server hash-password`",
                 ));
+            }
+        }
+        for (i, w) in c.webhooks.iter().enumerate() {
+            match url::Url::parse(w.url.get_ref()) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => {
+                    return Err(self.err(
+                        &w.url,
+                        format!("webhooks[{i}].url"),
+                        "must be an http:// or https:// URL",
+                    ))
+                }
             }
         }
         for (i, g) in c.grants.iter().enumerate() {

@@ -44,6 +44,9 @@ pub struct Environment {
     pub tags: Vec<String>,
     pub description: Option<String>,
     pub target: Arc<UpstreamTarget>,
+    /// Groups that decide approvals here (`server.admin_groups` when none are configured).
+    pub approvers: Vec<String>,
+    pub auto_approve_below_rows: Option<u64>,
 }
 
 pub struct Gateway {
@@ -61,6 +64,7 @@ pub struct Gateway {
     pub store: Store,
     pub audit: Audit,
     pub policy: crate::policy::Policy,
+    pub approvals: crate::approval::Approvals,
 }
 
 impl Gateway {
@@ -94,12 +98,20 @@ impl Gateway {
                     tags: e.tags.clone(),
                     description: e.description.clone(),
                     target: Arc::new(target),
+                    approvers: if e.approvers.is_empty() {
+                        config.server.admin_groups.clone()
+                    } else {
+                        e.approvers.clone()
+                    },
+                    auto_approve_below_rows: e.auto_approve_below_rows,
                 }),
             );
         }
         let data_dir = config.data_dir();
         let store = Store::open(&data_dir)?;
         let audit = Audit::open(&data_dir)?;
+        let approvals =
+            crate::approval::Approvals::new(store.clone(), config.server.approval_grant_seconds);
         let cert = config.server.tls_cert.as_ref().map(|p| config.resolve(p));
         let key = config.server.tls_key.as_ref().map(|p| config.resolve(p));
         let tls_config = tls::server_config(cert.as_deref(), key.as_deref(), &data_dir)?;
@@ -152,6 +164,7 @@ impl Gateway {
             store,
             audit,
             policy: crate::policy::Policy::default(),
+            approvals,
         }))
     }
 

@@ -5,6 +5,7 @@
 //! The HTTP API lives in [`http`]; state shared by both is the [`gateway::Gateway`].
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod audit;
 pub mod config;
 pub mod gateway;

@@ -23,6 +23,7 @@ pub enum ServeError {
 /// Serves PostgreSQL and HTTP until a shutdown signal.
 pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     crate::http::metrics::install();
+    crate::approval::webhooks::spawn(&gw.config.webhooks, gw.approvals.subscribe());
     let pg_addr = gw.config.postgres_listen();
     let http_addr = gw.config.http_listen();
     let pg = TcpListener::bind(pg_addr)

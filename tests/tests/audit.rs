@@ -491,8 +491,14 @@ async fn live_connections_terminate_and_metrics() {
         .unwrap();
     assert_eq!(r.status(), 403);
 
-    // Terminate the raw connection (the older one).
-    let id = items[0]["id"].as_str().unwrap();
+    // Terminate the raw connection, found by its client address.
+    let raw_addr = raw.stream.local_addr().unwrap().to_string();
+    let id = items
+        .iter()
+        .find(|c| c["client_addr"] == raw_addr.as_str())
+        .expect("the raw connection is listed")["id"]
+        .as_str()
+        .unwrap();
     let r = http
         .post(format!("{}/api/v1/connections/{id}/terminate", f.gw.http()))
         .bearer_auth(&admin)

@@ -139,6 +139,7 @@ pub struct StatementEvent {
     pub error: Option<String>,
     pub decision: &'static str,
     pub rule: Option<String>,
+    pub approval_id: Option<String>,
 }
 
 impl StatementEvent {
@@ -151,6 +152,7 @@ impl StatementEvent {
         r.statement_kinds = shape.kinds;
         r.decision = Some(self.decision.to_string());
         r.rule = self.rule;
+        r.approval_id = self.approval_id;
         r.rows = self.rows;
         r.duration_ms = self.duration.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
         r.sqlstate = self.sqlstate;

@@ -6,10 +6,12 @@
 
 mod admin;
 mod api;
+mod approvals;
 mod audit;
 mod auth;
 mod connections;
 mod error;
+mod events;
 pub mod metrics;
 mod oidc;
 mod openapi;
@@ -53,6 +55,11 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/api/v1/environments", get(api::environments))
         .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/approvals", get(approvals::list))
+        .route("/api/v1/approvals/{id}", get(approvals::get))
+        .route("/api/v1/approvals/{id}/approve", post(approvals::approve))
+        .route("/api/v1/approvals/{id}/deny", post(approvals::deny))
+        .route("/events", get(events::stream))
         .route("/api/v1/audit", get(audit::list))
         .route("/api/v1/audit/export", get(audit::export))
         .route("/api/v1/connections", get(connections::list))

@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, audit, connections, oidc};
+use super::{admin, api, approvals, audit, connections, events, oidc};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,7 @@ use super::{admin, api, audit, connections, oidc};
         admin::list_service_accounts, admin::create_service_account,
         admin::rotate_service_account, admin::revoke_service_account,
         audit::list, audit::export, connections::list, connections::terminate,
+        approvals::list, approvals::get, approvals::approve, approvals::deny, events::stream,
     ),
     modifiers(&BearerAuth)
 )]

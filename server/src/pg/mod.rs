@@ -9,6 +9,8 @@ pub mod cancel;
 pub mod codec;
 pub mod connections;
 pub mod error;
+pub mod estimate;
+pub mod gate;
 pub mod handshake;
 pub mod listener;
 pub mod relay;

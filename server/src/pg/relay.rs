@@ -8,7 +8,7 @@
 //! replaced by one that makes the upstream raise the refusal, so transaction state stays true.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -18,9 +18,10 @@ use tokio::time::Instant;
 use super::codec::{FrameError, FrameScanner};
 use super::connections::Termination;
 use super::error::{sqlstate, PgError};
+use super::gate::{self, Observer};
 use super::stream::{PgStream, WriteSide};
-use super::tracker::{refusal, Exec, Refusal, StmtInfo, Tracker, Verdict};
-use crate::audit::{Audit, ConnectionMeta, Pending, StatementEvent, WriteFailure};
+use super::tracker::{refusal, Exec, StmtInfo, Tracker, Verdict};
+use crate::audit::{Pending, StatementEvent};
 
 const READ_CHUNK: usize = 32 * 1024;
 /// PostgreSQL's own ceiling for a single backend message.
@@ -130,12 +131,6 @@ pub struct Traffic {
     pub statements: u64,
 }
 
-/// Who is talking, for the statement records, and where they go.
-pub struct Observer {
-    pub audit: Audit,
-    pub meta: Arc<ConnectionMeta>,
-}
-
 /// Relays until one side ends. Returns why, the client's write half (to report a final error)
 /// and whether the client stream is at a message boundary (so such an error may be sent).
 pub async fn run(
@@ -158,6 +153,8 @@ pub async fn run(
     let mut down_scanner = FrameScanner::default();
     let mut traffic = Traffic::default();
     let mut statements = 0u64;
+    // Messages of the gateway's own for the client (a hold NOTICE), sent between frames.
+    let (notices, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<BytesMut>();
     let end = {
         let up = client_to_upstream(
             &mut cr,
@@ -167,6 +164,7 @@ pub async fn run(
             &mut traffic.client_bytes,
             &tracker,
             observer,
+            &notices,
         );
         let down = upstream_to_client(
             &mut ur,
@@ -177,6 +175,7 @@ pub async fn run(
             &tracker,
             observer,
             &mut statements,
+            &mut notice_rx,
         );
         tokio::select! {
             e = up => e,
@@ -203,50 +202,6 @@ fn client_wants_whole(tag: u8) -> bool {
     matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C')
 }
 
-/// Why a statement was refused before reaching the upstream.
-fn audit_refusal(f: &WriteFailure) -> (&'static str, String) {
-    match f {
-        WriteFailure::DiskFull => (
-            "53100",
-            "statement refused: the audit trail cannot be written because its disk is full"
-                .to_string(),
-        ),
-        other => (
-            "58030",
-            format!("statement refused: the audit trail cannot be written ({other})"),
-        ),
-    }
-}
-
-const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; statements resume once the audit trail is writable again. Tell a Gatehouse administrator.";
-
-/// Decides whether an execution may go upstream now: the audit must be writable, and a
-/// statement that may change data waits for its record to be durable.
-async fn admit(observer: &Observer, info: &Arc<StmtInfo>) -> Result<(), WriteFailure> {
-    if let Some(f) = observer.audit.failure() {
-        return Err(f);
-    }
-    if info.may_write {
-        let start = StatementEvent {
-            meta: observer.meta.clone(),
-            sql: info.sql.clone(),
-            event: "statement.start",
-            at: std::time::SystemTime::now(),
-            duration: None,
-            rows: None,
-            sqlstate: None,
-            error: None,
-            decision: "allow",
-            rule: None,
-        };
-        observer
-            .audit
-            .record_durable(Pending::Statement(Box::new(start)))
-            .await?;
-    }
-    Ok(())
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn client_to_upstream<R, W>(
     client: &mut R,
@@ -256,6 +211,7 @@ async fn client_to_upstream<R, W>(
     bytes: &mut u64,
     tracker: &Mutex<Tracker>,
     observer: &Observer,
+    notices: &tokio::sync::mpsc::UnboundedSender<BytesMut>,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -341,29 +297,18 @@ where
             }
             written = offset + total;
             let mut exec = Exec::new(info.clone());
-            let outcome = admit(observer, &info).await;
-            let (out, refused) = match outcome {
-                Ok(()) => (None, None),
-                Err(f) => {
-                    let (code, message) = audit_refusal(&f);
-                    let frames = if extended {
-                        refusal::execute(code, &message, AUDIT_HINT)
-                    } else {
-                        refusal::query(code, &message, AUDIT_HINT)
-                    };
-                    (
-                        Some(frames),
-                        Some(Refusal {
-                            decision: "refused",
-                            rule: Some("audit-unavailable".into()),
-                        }),
-                    )
+            let admission = gate::admit(observer, &info, notices).await;
+            let out = admission.refusal.as_ref().map(|r| {
+                if extended {
+                    refusal::execute(r.code, &r.message, &r.hint)
+                } else {
+                    refusal::query(r.code, &r.message, &r.hint)
                 }
-            };
-            exec.refused = refused;
+            });
+            exec.gate = admission.gate;
             {
                 let mut t = lock(tracker);
-                match (extended, exec.refused.is_some()) {
+                match (extended, exec.gate.refused) {
                     (true, true) => t.expect_refusal_execute(exec),
                     (true, false) => t.expect_execute(exec),
                     (false, _) => t.expect_query(exec),
@@ -395,10 +340,8 @@ async fn record_completed(observer: &Observer, done: Vec<super::tracker::Complet
             Some((code, message)) => (Some(code), Some(message)),
             None => (None, None),
         };
-        let (decision, rule) = match c.exec.refused {
-            Some(r) => (r.decision, r.rule),
-            None => ("allow", None),
-        };
+        let g = c.exec.gate;
+        let (decision, rule, approval_id) = (g.decision, g.rule, g.approval_id);
         metrics::counter!("gatehouse_statements_total", "decision" => decision).increment(1);
         metrics::histogram!("gatehouse_statement_duration_seconds")
             .record(c.duration.as_secs_f64());
@@ -413,8 +356,10 @@ async fn record_completed(observer: &Observer, done: Vec<super::tracker::Complet
             error,
             decision,
             rule,
+            approval_id,
         };
         observer
+            .gw
             .audit
             .record(Pending::Statement(Box::new(event)))
             .await;
@@ -431,6 +376,7 @@ async fn upstream_to_client<R, W>(
     tracker: &Mutex<Tracker>,
     observer: &Observer,
     statements: &mut u64,
+    notices: &mut tokio::sync::mpsc::UnboundedReceiver<BytesMut>,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -444,7 +390,17 @@ where
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
-        match upstream.read_buf(&mut buf).await {
+        // read_buf is cancel-safe: a notice that wins the race loses no upstream bytes.
+        let read = tokio::select! {
+            r = upstream.read_buf(&mut buf) => r,
+            Some(notice) = notices.recv(), if scanner.at_boundary() && buf.is_empty() => {
+                if let Err(e) = write_flush(client, &notice).await {
+                    return RelayEnd::ClientIo(e);
+                }
+                continue;
+            }
+        };
+        match read {
             Ok(0) => {
                 return RelayEnd::UpstreamClosed {
                     reported: last_tag == b'E',
@@ -482,6 +438,12 @@ where
             Ok(n) => n,
             Err(e) => return RelayEnd::UpstreamIo(std::io::Error::other(e)),
         };
+        // Queue the records before the client sees the responses: its next statement (and that
+        // statement's record) cannot then overtake them in the trail.
+        *statements += done.len() as u64;
+        if !done.is_empty() {
+            record_completed(observer, done).await;
+        }
         let mut written = 0;
         for (offset, total, replacement) in &rewrites {
             if written < *offset {
@@ -502,10 +464,6 @@ where
             }
         }
         buf.advance(ready);
-        *statements += done.len() as u64;
-        if !done.is_empty() {
-            record_completed(observer, done).await;
-        }
     }
 }
 

@@ -20,8 +20,9 @@ use super::cancel::CancelKey;
 use super::codec;
 use super::connections::ConnectionInfo;
 use super::error::{sqlstate, PgError};
+use super::gate::Observer;
 use super::handshake::{self, HandshakeError, Opening};
-use super::relay::{self, Limits, Observer};
+use super::relay::{self, Limits};
 use super::stream::PgStream;
 use super::upstream;
 use crate::audit::{AuditRecord, ConnectionMeta, Pending};
@@ -136,8 +137,10 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         .record(Pending::Record(Box::new(open_record)))
         .await;
     let observer = Observer {
-        audit: gw.audit.clone(),
+        gw: gw.clone(),
         meta: meta.clone(),
+        identity: identity.clone(),
+        env: env.clone(),
     };
     let registration = gw.connections.register(ConnectionInfo {
         id: conn_id.clone(),

@@ -38,15 +38,30 @@ pub struct Exec {
     pub at: SystemTime,
     pub rows: Option<i64>,
     pub error: Option<(String, String)>,
-    /// Set when the gateway refused the statement instead of running it.
-    pub refused: Option<Refusal>,
+    /// What the gateway decided about it.
+    pub gate: Gate,
 }
 
-/// Why the gateway refused an execution, for the audit record.
+/// What the gateway decided about an execution, for the audit record.
 #[derive(Debug, Clone)]
-pub struct Refusal {
+pub struct Gate {
+    /// `allow`, `deny`, `review` (approved) or `refused` (e.g. the audit was unavailable).
     pub decision: &'static str,
     pub rule: Option<String>,
+    pub approval_id: Option<String>,
+    /// The statement did not run: the gateway sent a refusal in its place.
+    pub refused: bool,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            decision: "allow",
+            rule: None,
+            approval_id: None,
+            refused: false,
+        }
+    }
 }
 
 impl Exec {
@@ -57,7 +72,7 @@ impl Exec {
             at: SystemTime::now(),
             rows: None,
             error: None,
-            refused: None,
+            gate: Gate::default(),
         }
     }
 }
@@ -306,7 +321,7 @@ impl Tracker {
         match self.pending.front_mut() {
             // A simple query's error; its ReadyForQuery completes it.
             Some(Expect::Query(e)) => {
-                refused = e.refused.is_some();
+                refused = e.gate.refused;
                 e.error.get_or_insert((code, message));
             }
             Some(Expect::Sync) | None => {}
@@ -319,7 +334,7 @@ impl Tracker {
                         break;
                     }
                     if let Some(Expect::Execute(mut e)) = self.pending.pop_front() {
-                        refused |= first && e.refused.is_some();
+                        refused |= first && e.gate.refused;
                         if first {
                             e.error = Some((code.clone(), message.clone()));
                         }
@@ -493,10 +508,11 @@ mod tests {
         t.on_parse(&frame(b'P', b"\0DROP TABLE t\0\0\0"));
         t.on_bind(&frame(b'B', b"\0\0\0\0\0\0\0\0"));
         let mut exec = Exec::new(t.execute_info(&frame(b'E', b"\0\0\0\0\0")));
-        exec.refused = Some(Refusal {
+        exec.gate = Gate {
+            refused: true,
             decision: "deny",
-            rule: None,
-        });
+            ..Gate::default()
+        };
         t.expect_refusal_execute(exec);
         t.on_sync();
         assert_eq!(
@@ -531,7 +547,7 @@ mod tests {
             v => panic!("{v:?}"),
         }
         t.on_backend(b'Z', Some(&frame(b'Z', b"I")));
-        assert!(t.completed[0].exec.refused.is_some());
+        assert!(t.completed[0].exec.gate.refused);
         assert!(!t.has_pending());
     }
 

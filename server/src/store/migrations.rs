@@ -45,6 +45,32 @@ const MIGRATIONS: &[&str] = &[
         expires_at    INTEGER,
         revoked_at    INTEGER
     );",
+    // 3: approvals of statements sent to review; kept across restarts.
+    "CREATE TABLE approvals (
+        id               TEXT PRIMARY KEY,
+        state            TEXT NOT NULL,
+        statement        TEXT NOT NULL,
+        statement_sha256 TEXT NOT NULL,
+        fingerprint      TEXT NOT NULL,
+        identity         TEXT NOT NULL,
+        identity_kind    TEXT NOT NULL,
+        on_behalf_of     TEXT,
+        environment      TEXT NOT NULL,
+        database_name    TEXT NOT NULL,
+        rule             TEXT NOT NULL,
+        reason           TEXT NOT NULL,
+        classification   TEXT,
+        estimated_rows   INTEGER,
+        connection_id    TEXT,
+        created_at       INTEGER NOT NULL,
+        decided_at       INTEGER,
+        decided_by       TEXT,
+        decision_reason  TEXT,
+        grant_expires_at INTEGER,
+        used_at          INTEGER
+    );
+    CREATE INDEX approvals_state ON approvals(state, created_at);
+    CREATE INDEX approvals_grant ON approvals(statement_sha256, identity, environment, state);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {

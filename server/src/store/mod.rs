@@ -5,6 +5,7 @@
 //! Architecture invariant: SQL lives only in this module; callers use typed methods. Calls block,
 //! so async code reaches the store through [`Store::run`], which moves the work off the runtime.
 
+mod approvals;
 mod audit_db;
 mod grants;
 mod migrations;
@@ -14,6 +15,7 @@ mod sessions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+pub use approvals::ApprovalRecord;
 pub use audit_db::{AuditDb, AuditFilter, Checkpoint, StoredRecord};
 pub use grants::GrantRecord;
 pub use service_accounts::{InsertOutcome, ServiceAccountRecord};

@@ -1,0 +1,279 @@
+//! Approvals: a statement sent to review waits here for a person (or an automatic policy) to
+//! decide. Requests and decisions are stored (they survive restarts), waiting sessions are woken
+//! the moment a decision lands, and every change is published as an event (for `/events` and
+//! webhooks).
+//!
+//! An approval that arrives after its client stopped waiting leaves a once-only grant: the same
+//! identity may run the identical statement in the same environment once, within
+//! `server.approval_grant_seconds`.
+//!
+//! Architecture invariant: no sockets and no protocol here; the pg session holds the client, this
+//! module only answers "approved, denied, or not yet".
+
+pub mod webhooks;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+use tokio::sync::{broadcast, watch};
+
+use crate::identity::{tokens, Identity};
+use crate::store::{ApprovalRecord, Store, StoreError};
+
+/// What happened to an approval, as the waiting session learns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Approved { by: String, reason: Option<String> },
+    Denied { by: String, reason: Option<String> },
+}
+
+/// A change to publish.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Event {
+    /// `approval.created` or `approval.decided`.
+    pub event: String,
+    pub approval: ApprovalRecord,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no approval {0}")]
+    NotFound(String),
+    #[error("approval {id} is already {state}")]
+    NotPending { id: String, state: String },
+    #[error("you cannot decide your own statement; another approver must")]
+    OwnRequest,
+    #[error("only members of {0:?} may decide approvals for this environment")]
+    NotAnApprover(Vec<String>),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the session knows when it sends a statement to review.
+pub struct NewApproval {
+    pub statement: String,
+    pub fingerprint: String,
+    pub identity: Identity,
+    pub environment: String,
+    pub database: String,
+    pub rule: String,
+    pub reason: String,
+    pub classification: Option<serde_json::Value>,
+    pub estimated_rows: Option<i64>,
+    pub connection_id: Option<String>,
+}
+
+pub struct Approvals {
+    store: Store,
+    /// Sessions holding a client for an approval, by approval id.
+    waiters: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
+    events: broadcast::Sender<Event>,
+    grant_seconds: i64,
+}
+
+pub fn statement_hash(sql: &str) -> String {
+    tokens::sha256_hex(sql)
+}
+
+impl Approvals {
+    pub fn new(store: Store, grant_seconds: u64) -> Approvals {
+        let (events, _) = broadcast::channel(1024);
+        Approvals {
+            store,
+            waiters: Mutex::new(HashMap::new()),
+            events,
+            grant_seconds: grant_seconds as i64,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Option<Outcome>>>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn publish(&self, event: &str, approval: ApprovalRecord) {
+        // No subscribers is fine: nobody is watching.
+        let _ = self.events.send(Event {
+            event: event.into(),
+            approval,
+        });
+    }
+
+    /// Creates a pending approval and registers the caller as waiting for it.
+    pub async fn request(
+        &self,
+        new: NewApproval,
+    ) -> Result<(ApprovalRecord, watch::Receiver<Option<Outcome>>), StoreError> {
+        let record = ApprovalRecord {
+            id: format!("apr_{}", tokens::random_id()),
+            state: "pending".into(),
+            statement_sha256: statement_hash(&new.statement),
+            statement: new.statement,
+            fingerprint: new.fingerprint,
+            identity: new.identity.name.clone(),
+            identity_kind: new.identity.kind.as_str().into(),
+            on_behalf_of: new.identity.on_behalf_of.clone(),
+            environment: new.environment,
+            database: new.database,
+            rule: new.rule,
+            reason: new.reason,
+            classification: new.classification,
+            estimated_rows: new.estimated_rows,
+            connection_id: new.connection_id,
+            created_at: crate::identity::now(),
+            decided_at: None,
+            decided_by: None,
+            decision_reason: None,
+            grant_expires_at: None,
+            used_at: None,
+        };
+        let (tx, rx) = watch::channel(None);
+        self.lock().insert(record.id.clone(), tx);
+        if let Err(e) = self.store.insert_approval(record.clone()).await {
+            self.lock().remove(&record.id);
+            return Err(e);
+        }
+        self.publish("approval.created", record.clone());
+        Ok((record, rx))
+    }
+
+    /// The session stops waiting (window passed, client left). The approval stays pending: a
+    /// later approval becomes a once-only grant.
+    pub fn stop_waiting(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Records a decision by `approver` (who must be in `approver_groups` and not the requester).
+    pub async fn decide(
+        &self,
+        id: &str,
+        approver: &Identity,
+        approver_groups: &[String],
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<ApprovalRecord, DecideError> {
+        let current = self
+            .store
+            .approval(id.to_string())
+            .await?
+            .ok_or_else(|| DecideError::NotFound(id.to_string()))?;
+        if current.state != "pending" {
+            return Err(DecideError::NotPending {
+                id: id.into(),
+                state: current.state,
+            });
+        }
+        if current.identity == approver.name {
+            return Err(DecideError::OwnRequest);
+        }
+        if !approver.in_any_group(approver_groups) {
+            return Err(DecideError::NotAnApprover(approver_groups.to_vec()));
+        }
+        self.settle(id, &approver.name, approve, reason).await
+    }
+
+    /// An automatic decision (e.g. by row estimate), recorded under the policy's name.
+    pub async fn decide_automatically(
+        &self,
+        id: &str,
+        by: &str,
+        reason: String,
+    ) -> Result<ApprovalRecord, DecideError> {
+        self.settle(id, by, true, Some(reason)).await
+    }
+
+    async fn settle(
+        &self,
+        id: &str,
+        by: &str,
+        approve: bool,
+        reason: Option<String>,
+    ) -> Result<ApprovalRecord, DecideError> {
+        let now = crate::identity::now();
+        // Deciding and the waiter's departure race; the waiters lock makes one of them win: a
+        // held client runs the statement now ("used"), otherwise a grant is left behind.
+        let waiter = self.lock().remove(id);
+        let (state, grant) = match (approve, &waiter) {
+            (false, _) => ("denied", None),
+            (true, Some(_)) => ("used", None),
+            (true, None) => ("approved", Some(now + self.grant_seconds)),
+        };
+        let changed = self
+            .store
+            .decide_approval(
+                id.to_string(),
+                state,
+                by.to_string(),
+                reason.clone(),
+                now,
+                grant,
+            )
+            .await?;
+        if !changed {
+            let state = self
+                .store
+                .approval(id.to_string())
+                .await?
+                .map(|a| a.state)
+                .unwrap_or_else(|| "gone".into());
+            return Err(DecideError::NotPending {
+                id: id.into(),
+                state,
+            });
+        }
+        if let Some(w) = waiter {
+            let outcome = if approve {
+                Outcome::Approved {
+                    by: by.to_string(),
+                    reason: reason.clone(),
+                }
+            } else {
+                Outcome::Denied {
+                    by: by.to_string(),
+                    reason: reason.clone(),
+                }
+            };
+            let _ = w.send(Some(outcome));
+        }
+        let record = self
+            .store
+            .approval(id.to_string())
+            .await?
+            .ok_or_else(|| DecideError::NotFound(id.to_string()))?;
+        self.publish("approval.decided", record.clone());
+        Ok(record)
+    }
+
+    /// Spends a once-only grant for exactly this statement, if an approval left one.
+    pub async fn consume_grant(
+        &self,
+        statement: &str,
+        identity: &str,
+        environment: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.store
+            .consume_approval_grant(
+                statement_hash(statement),
+                identity.to_string(),
+                environment.to_string(),
+                crate::identity::now(),
+            )
+            .await
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.store.approval(id.to_string()).await
+    }
+
+    pub async fn list(
+        &self,
+        state: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.store.approvals(state, limit).await
+    }
+}

@@ -1,0 +1,315 @@
+//! The statement gate: what happens to one execution before it may reach the upstream.
+//!
+//! In order: the audit must be writable (fail closed); the policy decides allow, deny or review;
+//! a review spends an earlier once-only grant, or is decided automatically from the planner's
+//! row estimate, or holds the client (with a NOTICE naming the approval) until a person decides
+//! or the window passes; finally a statement that may change data waits until its audit record
+//! is durable. The result is either "forward it" or the refusal to send in its place.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::error::encode_notice;
+use super::estimate;
+use super::tracker::{Gate, StmtInfo};
+use crate::approval::{NewApproval, Outcome};
+use crate::audit::{AuditRecord, ConnectionMeta, Pending, StatementEvent, WriteFailure};
+use crate::gateway::{Environment, Gateway};
+use crate::identity::Identity;
+use crate::policy::{Action, Subject};
+
+/// Who runs statements on this connection, and where.
+pub struct Observer {
+    pub gw: Arc<Gateway>,
+    pub meta: Arc<ConnectionMeta>,
+    pub identity: Identity,
+    pub env: Arc<Environment>,
+}
+
+/// A refusal the upstream will raise in place of the statement.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+    pub hint: String,
+}
+
+/// The gate's answer.
+pub struct Admission {
+    pub gate: Gate,
+    pub refusal: Option<Refusal>,
+}
+
+const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; statements resume once the audit trail is writable again. Tell a Gatehouse administrator.";
+
+fn audit_refusal(f: &WriteFailure) -> Refusal {
+    let (code, message) = match f {
+        WriteFailure::DiskFull => (
+            "53100",
+            "statement refused: the audit trail cannot be written because its disk is full"
+                .to_string(),
+        ),
+        other => (
+            "58030",
+            format!("statement refused: the audit trail cannot be written ({other})"),
+        ),
+    };
+    Refusal {
+        code,
+        message,
+        hint: AUDIT_HINT.into(),
+    }
+}
+
+fn refused(
+    decision: &'static str,
+    rule: Option<String>,
+    approval_id: Option<String>,
+    refusal: Refusal,
+) -> Admission {
+    Admission {
+        gate: Gate {
+            decision,
+            rule,
+            approval_id,
+            refused: true,
+        },
+        refusal: Some(refusal),
+    }
+}
+
+/// Decides one execution. `notices` reaches the client between frames (for the hold NOTICE).
+pub async fn admit(
+    o: &Observer,
+    info: &Arc<StmtInfo>,
+    notices: &UnboundedSender<BytesMut>,
+) -> Admission {
+    if let Some(f) = o.gw.audit.failure() {
+        return refused(
+            "refused",
+            Some("audit-unavailable".into()),
+            None,
+            audit_refusal(&f),
+        );
+    }
+    let subject = Subject {
+        identity: &o.identity,
+        environment: &o.env.name,
+        tier: o.env.tier,
+        tags: &o.env.tags,
+    };
+    let decision = o.gw.policy.decide(&subject, &info.sql);
+    let mut gate = Gate {
+        decision: decision.action.as_str(),
+        rule: Some(decision.rule.clone()),
+        approval_id: None,
+        refused: false,
+    };
+    match decision.action {
+        Action::Allow => {}
+        Action::Deny => {
+            return refused(
+                "deny",
+                Some(decision.rule),
+                None,
+                Refusal {
+                    code: "42501",
+                    message: format!("statement denied by Gatehouse: {}", decision.reason),
+                    hint: "Run it in another environment, or ask a Gatehouse administrator about the rule.".into(),
+                },
+            );
+        }
+        Action::Review => match review(o, info, &decision.rule, &decision.reason, notices).await {
+            Ok(approval_id) => gate.approval_id = Some(approval_id),
+            Err((approval_id, refusal)) => {
+                return refused("review", Some(decision.rule), approval_id, refusal)
+            }
+        },
+    }
+    if info.may_write {
+        let start = StatementEvent {
+            meta: o.meta.clone(),
+            sql: info.sql.clone(),
+            event: "statement.start",
+            at: std::time::SystemTime::now(),
+            duration: None,
+            rows: None,
+            sqlstate: None,
+            error: None,
+            decision: gate.decision,
+            rule: gate.rule.clone(),
+            approval_id: gate.approval_id.clone(),
+        };
+        let waited = std::time::Instant::now();
+        if let Err(f) =
+            o.gw.audit
+                .record_durable(Pending::Statement(Box::new(start)))
+                .await
+        {
+            return refused(
+                "refused",
+                Some("audit-unavailable".into()),
+                gate.approval_id,
+                audit_refusal(&f),
+            );
+        }
+        metrics::histogram!("gatehouse_audit_durable_wait_seconds")
+            .record(waited.elapsed().as_secs_f64());
+    }
+    Admission {
+        gate,
+        refusal: None,
+    }
+}
+
+/// Sends a statement to review; returns the approval that lets it run, or the refusal.
+async fn review(
+    o: &Observer,
+    info: &Arc<StmtInfo>,
+    rule: &str,
+    reason: &str,
+    notices: &UnboundedSender<BytesMut>,
+) -> Result<String, (Option<String>, Refusal)> {
+    let approvals = &o.gw.approvals;
+    let env = &o.env;
+    let store_failure = |e: crate::store::StoreError| {
+        tracing::error!(error = %e, "cannot record an approval request");
+        (
+            None,
+            Refusal {
+                code: "58030",
+                message:
+                    "statement needs approval, but the gateway cannot record the request right now"
+                        .into(),
+                hint: "Try again shortly; tell a Gatehouse administrator if it persists.".into(),
+            },
+        )
+    };
+    // An approval that came after an earlier hold ended may be spent once.
+    if let Some(id) = approvals
+        .consume_grant(&info.sql, &o.identity.name, &env.name)
+        .await
+        .map_err(store_failure)?
+    {
+        return Ok(id);
+    }
+    let shape = crate::sql::shape(&info.sql);
+    let estimated_rows = match env.auto_approve_below_rows {
+        Some(_) => estimate::rows(
+            &env.target,
+            &info.sql,
+            Duration::from_secs(o.gw.config.server.upstream_connect_timeout_seconds.max(1)),
+        )
+        .await
+        .map_err(|e| tracing::info!(error = %e, "no row estimate; a person decides"))
+        .ok(),
+        None => None,
+    };
+    let (record, mut decided) = approvals
+        .request(NewApproval {
+            statement: info.sql.to_string(),
+            fingerprint: shape.fingerprint.to_string(),
+            identity: o.identity.clone(),
+            environment: env.name.clone(),
+            database: o.meta.database.clone(),
+            rule: rule.to_string(),
+            reason: reason.to_string(),
+            classification: serde_json::to_value(&shape.kinds)
+                .ok()
+                .map(|k| serde_json::json!({ "kinds": k })),
+            estimated_rows,
+            connection_id: Some(o.meta.connection_id.clone()),
+        })
+        .await
+        .map_err(store_failure)?;
+    let id = record.id.clone();
+    let mut requested = o.meta.record("approval.requested");
+    requested.approval_id = Some(id.clone());
+    requested.statement = Some(crate::sql::redact(&info.sql).into_owned());
+    requested.fingerprint = Some(shape.fingerprint.to_string());
+    requested.rule = Some(rule.to_string());
+    requested.details =
+        Some(serde_json::json!({ "reason": reason, "estimated_rows": estimated_rows }));
+    o.gw.audit
+        .record(Pending::Record(Box::new(requested)))
+        .await;
+
+    if let (Some(limit), Some(rows)) = (env.auto_approve_below_rows, estimated_rows) {
+        if rows >= 0 && (rows as u64) < limit {
+            let why = format!(
+                "the planner estimates {rows} rows, under the automatic-approval limit of {limit}"
+            );
+            match approvals
+                .decide_automatically(&id, "policy:row-estimate", why.clone())
+                .await
+            {
+                Ok(_) => {
+                    let mut r = AuditRecord::new("approval.approved");
+                    r.approval_id = Some(id.clone());
+                    r.identity = Some("policy:row-estimate".into());
+                    r.environment = Some(env.name.clone());
+                    r.details = Some(serde_json::json!({ "automatic": true, "reason": why }));
+                    o.gw.audit.record(Pending::Record(Box::new(r))).await;
+                    return Ok(id);
+                }
+                Err(e) => tracing::warn!(error = %e, "automatic approval failed; a person decides"),
+            }
+        }
+    }
+
+    let window = o.gw.config.server.approval_window_seconds;
+    let mut notice = BytesMut::new();
+    encode_notice(
+        &mut notice,
+        &format!(
+            "Gatehouse: this statement needs approval ({reason}). Approval {id} is pending; an approver can decide with `gatehouse approve {id}` or at {}/approvals. Waiting up to {window} s.",
+            o.gw.config.server.public_url.get_ref().trim_end_matches('/')
+        ),
+    );
+    let _ = notices.send(notice);
+    let outcome = tokio::time::timeout(Duration::from_secs(window), async {
+        loop {
+            if let Some(o) = decided.borrow_and_update().clone() {
+                return Some(o);
+            }
+            if decided.changed().await.is_err() {
+                return None;
+            }
+        }
+    })
+    .await;
+    approvals.stop_waiting(&id);
+    // A decision may have landed just as the window closed.
+    let outcome = match outcome {
+        Ok(o) => o,
+        Err(_) => decided.borrow().clone(),
+    };
+    let grant_minutes = o.gw.config.server.approval_grant_seconds / 60;
+    match outcome {
+        Some(Outcome::Approved { .. }) => Ok(id),
+        Some(Outcome::Denied { by, reason }) => Err((
+            Some(id.clone()),
+            Refusal {
+                code: "42501",
+                message: format!(
+                    "approval {id} was denied by {by}{}",
+                    reason.map(|r| format!(": {r}")).unwrap_or_default()
+                ),
+                hint: "The statement did not run.".into(),
+            },
+        )),
+        None => Err((
+            Some(id.clone()),
+            Refusal {
+                code: "42501",
+                message: format!("approval {id} was not decided within {window} s; the statement did not run"),
+                hint: format!(
+                    "The approval stays pending. Once it is approved, run the identical statement again within {grant_minutes} minutes; it will run once."
+                ),
+            },
+        )),
+    }
+}

@@ -1,0 +1,179 @@
+//! Approvals as stored: requests for review, their decisions, and the once-only grants an
+//! approval leaves behind.
+
+use rusqlite::{params, OptionalExtension};
+use serde::Serialize;
+
+use super::{Store, StoreError};
+
+/// One approval. `state` is `pending`, `approved` (may be used once until `grant_expires_at`),
+/// `used`, `denied` or `expired`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ApprovalRecord {
+    pub id: String,
+    pub state: String,
+    pub statement: String,
+    #[serde(skip)]
+    pub statement_sha256: String,
+    pub fingerprint: String,
+    pub identity: String,
+    pub identity_kind: String,
+    pub on_behalf_of: Option<String>,
+    pub environment: String,
+    pub database: String,
+    pub rule: String,
+    pub reason: String,
+    #[schema(value_type = Option<Object>)]
+    pub classification: Option<serde_json::Value>,
+    pub estimated_rows: Option<i64>,
+    pub connection_id: Option<String>,
+    pub created_at: i64,
+    pub decided_at: Option<i64>,
+    pub decided_by: Option<String>,
+    pub decision_reason: Option<String>,
+    pub grant_expires_at: Option<i64>,
+    pub used_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, state, statement, statement_sha256, fingerprint, identity, identity_kind, on_behalf_of, environment,
+    database_name, rule, reason, classification, estimated_rows, connection_id, created_at, decided_at, decided_by,
+    decision_reason, grant_expires_at, used_at";
+
+fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRecord> {
+    Ok(ApprovalRecord {
+        id: r.get(0)?,
+        state: r.get(1)?,
+        statement: r.get(2)?,
+        statement_sha256: r.get(3)?,
+        fingerprint: r.get(4)?,
+        identity: r.get(5)?,
+        identity_kind: r.get(6)?,
+        on_behalf_of: r.get(7)?,
+        environment: r.get(8)?,
+        database: r.get(9)?,
+        rule: r.get(10)?,
+        reason: r.get(11)?,
+        classification: r
+            .get::<_, Option<String>>(12)?
+            .and_then(|s| serde_json::from_str(&s).ok()),
+        estimated_rows: r.get(13)?,
+        connection_id: r.get(14)?,
+        created_at: r.get(15)?,
+        decided_at: r.get(16)?,
+        decided_by: r.get(17)?,
+        decision_reason: r.get(18)?,
+        grant_expires_at: r.get(19)?,
+        used_at: r.get(20)?,
+    })
+}
+
+impl Store {
+    pub async fn insert_approval(&self, a: ApprovalRecord) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
+                params![
+                    a.id,
+                    a.state,
+                    a.statement,
+                    a.statement_sha256,
+                    a.fingerprint,
+                    a.identity,
+                    a.identity_kind,
+                    a.on_behalf_of,
+                    a.environment,
+                    a.database,
+                    a.rule,
+                    a.reason,
+                    a.classification.map(|v| v.to_string()),
+                    a.estimated_rows,
+                    a.connection_id,
+                    a.created_at,
+                    a.decided_at,
+                    a.decided_by,
+                    a.decision_reason,
+                    a.grant_expires_at,
+                    a.used_at
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn approval(&self, id: String) -> Result<Option<ApprovalRecord>, StoreError> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
+                [id],
+                read,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    /// Approvals in `state` (all when `None`), newest first.
+    pub async fn approvals(
+        &self,
+        state: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM approvals WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id LIMIT {}",
+                limit.min(1000)
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map([state], read)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Records a decision on a pending approval; false if it was no longer pending.
+    pub async fn decide_approval(
+        &self,
+        id: String,
+        state: &'static str,
+        decided_by: String,
+        reason: Option<String>,
+        now: i64,
+        grant_expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        self.run(move |c| {
+            let used_at = (state == "used").then_some(now);
+            let n = c.execute(
+                "UPDATE approvals SET state = ?2, decided_by = ?3, decision_reason = ?4, decided_at = ?5, grant_expires_at = ?6, used_at = ?7
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, state, decided_by, reason, now, grant_expires_at, used_at],
+            )?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
+    /// Spends the once-only grant an approval left for exactly this statement, if there is one.
+    pub async fn consume_approval_grant(
+        &self,
+        statement_sha256: String,
+        identity: String,
+        environment: String,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "UPDATE approvals SET state = 'used', used_at = ?4
+                 WHERE id = (SELECT id FROM approvals
+                             WHERE state = 'approved' AND statement_sha256 = ?1 AND identity = ?2 AND environment = ?3
+                               AND grant_expires_at > ?4
+                             ORDER BY decided_at LIMIT 1)
+                 RETURNING id",
+                params![statement_sha256, identity, environment, now],
+                |r| r.get(0),
+            )
+            .optional()?)
+        })
+        .await
+    }
+}
