@@ -129,7 +129,7 @@ impl ConnectionMeta {
 #[derive(Debug)]
 pub struct StatementEvent {
     pub meta: Arc<ConnectionMeta>,
-    pub sql: Arc<str>,
+    pub stmt: Arc<crate::sql::Statement>,
     /// `statement.start` (written before a data-changing statement runs) or `statement`.
     pub event: &'static str,
     pub at: SystemTime,
@@ -144,12 +144,11 @@ pub struct StatementEvent {
 
 impl StatementEvent {
     pub fn into_record(self) -> AuditRecord {
-        let shape = crate::sql::shape(&self.sql);
         let mut r = self.meta.record(self.event);
         r.ts = rfc3339_micros(self.at);
-        r.statement = Some(crate::sql::redact(&self.sql).into_owned());
-        r.fingerprint = Some(shape.fingerprint.to_string());
-        r.statement_kinds = shape.kinds;
+        r.statement = Some(crate::sql::redact(&self.stmt.sql).into_owned());
+        r.fingerprint = Some(self.stmt.fingerprint.to_string());
+        r.statement_kinds = self.stmt.kinds.clone();
         r.decision = Some(self.decision.to_string());
         r.rule = self.rule;
         r.approval_id = self.approval_id;

@@ -132,7 +132,7 @@ pub async fn admit(
     if info.may_write {
         let start = StatementEvent {
             meta: o.meta.clone(),
-            sql: info.sql.clone(),
+            stmt: info.clone(),
             event: "statement.start",
             at: std::time::SystemTime::now(),
             duration: None,

@@ -347,7 +347,7 @@ async fn record_completed(observer: &Observer, done: Vec<super::tracker::Complet
             .record(c.duration.as_secs_f64());
         let event = StatementEvent {
             meta: observer.meta.clone(),
-            sql: c.exec.info.sql.clone(),
+            stmt: c.exec.info.clone(),
             event: "statement",
             at: c.exec.at,
             duration: Some(c.duration),

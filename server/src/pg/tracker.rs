@@ -15,20 +15,7 @@ use bytes::{BufMut, BytesMut};
 use crate::audit::record::rows_from_tag;
 
 /// A statement as the client prepared or sent it.
-#[derive(Debug)]
-pub struct StmtInfo {
-    pub sql: Arc<str>,
-    pub may_write: bool,
-}
-
-impl StmtInfo {
-    pub fn new(sql: &str) -> Arc<StmtInfo> {
-        Arc::new(StmtInfo {
-            sql: Arc::from(sql),
-            may_write: crate::sql::shape(sql).may_write,
-        })
-    }
-}
+pub use crate::sql::Statement as StmtInfo;
 
 /// One execution: a simple Query, an Execute of a portal, or a FunctionCall.
 #[derive(Debug)]

@@ -9,6 +9,9 @@ use crate::masking::detect;
 
 /// `sql` with sensitive literals replaced; borrowed unchanged when there are none.
 pub fn redact(sql: &str) -> Cow<'_, str> {
+    if !might_hold_sensitive_literal(sql) {
+        return Cow::Borrowed(sql);
+    }
     let mut out: Option<String> = None;
     let mut copied = 0;
     for t in Lexer::new(sql) {
@@ -33,6 +36,27 @@ pub fn redact(sql: &str) -> Cow<'_, str> {
             Cow::Owned(o)
         }
     }
+}
+
+/// Detectors only match string constants, or numbers of nine digits or more; text with neither
+/// (most statements with parameters) needs no lexing at all.
+fn might_hold_sensitive_literal(sql: &str) -> bool {
+    let b = sql.as_bytes();
+    // A quote, or a `$` that starts a dollar-quoted string rather than a `$1` parameter.
+    if b.iter()
+        .enumerate()
+        .any(|(i, &c)| c == b'\'' || (c == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+    {
+        return true;
+    }
+    let mut run = 0;
+    for b in sql.bytes() {
+        run = if b.is_ascii_digit() { run + 1 } else { 0 };
+        if run >= 9 {
+            return true;
+        }
+    }
+    false
 }
 
 /// The content of a string constant without its quotes or prefix (escapes are left as written).
@@ -73,5 +97,13 @@ mod tests {
             "SELECT * FROM t WHERE card = '<redacted:payment_card>'"
         );
         assert!(matches!(redact("SELECT 1"), Cow::Borrowed(_)));
+        assert!(matches!(
+            redact("SELECT * FROM t WHERE id = $1"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            redact("SELECT $x$123-45-6789$x$"),
+            "SELECT '<redacted:national_id>'"
+        );
     }
 }
