@@ -49,6 +49,9 @@ pub struct Config {
     /// Outgoing notifications (e.g. a chat bot showing approvals).
     #[serde(default)]
     pub webhooks: Vec<WebhookConfig>,
+    /// Where the audit trail goes besides its database, and how long it stays there.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -144,6 +147,19 @@ pub struct EnvironmentConfig {
     /// Statements sent to review are approved automatically when the planner estimates they
     /// touch fewer rows than this (`EXPLAIN`, never `ANALYZE`). Unset: always a person.
     pub auto_approve_below_rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Append every committed record to this file as a JSON line (for log shippers).
+    pub file: Option<PathBuf>,
+    /// POST committed records as JSON Lines to this URL (e.g. a SIEM's HTTP collector).
+    pub webhook_url: Option<Spanned<String>>,
+    /// Environment variable holding the HMAC-SHA256 secret that signs webhook deliveries.
+    pub webhook_secret_env: Option<String>,
+    /// Move records older than this many days into verified archive files; 0 keeps everything.
+    pub retention_days: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -409,6 +425,18 @@ impl Validator<'_> {
                     format!("users[{i}].password_argon2"),
                     "is not an argon2 PHC string (`$argon2id$v=19$...`); make one with `gatehouse-server hash-password`",
                 ));
+            }
+        }
+        if let Some(u) = &c.audit.webhook_url {
+            match url::Url::parse(u.get_ref()) {
+                Ok(p) if p.scheme() == "http" || p.scheme() == "https" => {}
+                _ => {
+                    return Err(self.err(
+                        u,
+                        "audit.webhook_url",
+                        "must be an http:// or https:// URL",
+                    ))
+                }
             }
         }
         for (i, w) in c.webhooks.iter().enumerate() {

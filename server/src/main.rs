@@ -55,6 +55,14 @@ enum AuditCommand {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Move records older than `--before` (RFC 3339) into a verified archive file under
+    /// `data_dir/archive/`. Refuses (exit 1) unless the whole trail verifies first.
+    Archive {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        before: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -124,6 +132,38 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("error: cannot verify the audit trail: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Audit {
+            command: AuditCommand::Archive { config, before },
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            if chrono::DateTime::parse_from_rfc3339(&before).is_err() {
+                eprintln!("error: --before must be an RFC 3339 time such as 2026-01-31T00:00:00Z");
+                return ExitCode::from(2);
+            }
+            match gatehouse_server::audit::archive::archive_before(&config.data_dir(), &before) {
+                Ok(Some(r)) => {
+                    println!(
+                        "archived records {}..={} into {}",
+                        r.first_seq, r.last_seq, r.file
+                    );
+                    ExitCode::SUCCESS
+                }
+                Ok(None) => {
+                    println!("nothing to archive before {before}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
                     ExitCode::FAILURE
                 }
             }

@@ -24,7 +24,11 @@ pub enum KeyError {
 }
 
 pub fn hash_hex(canonical: &str) -> String {
-    hex::encode(Sha256::digest(canonical.as_bytes()))
+    hash_hex_bytes(canonical.as_bytes())
+}
+
+pub fn hash_hex_bytes(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
 }
 
 /// The message a checkpoint signs.

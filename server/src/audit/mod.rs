@@ -8,8 +8,10 @@
 //!
 //! Architecture invariant: the audit knows nothing about sockets; SQL lives in `store::audit_db`.
 
+pub mod archive;
 mod chain;
 pub mod record;
+pub mod sinks;
 pub mod verify;
 mod writer;
 

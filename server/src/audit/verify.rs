@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::chain;
 use super::record::AuditRecord;
-use crate::store::AuditDb;
+use crate::store::{AuditDb, StoredRecord};
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,17 +30,17 @@ pub enum VerifyError {
     Key(#[from] chain::KeyError),
 }
 
-/// Checks every record's hash and link, the indexed columns against the hashed content, and
-/// every checkpoint's signature against the record it names.
-pub fn verify(data_dir: &Path) -> Result<Result<Summary, Break>, VerifyError> {
-    let db = AuditDb::open_read_only(&super::db_path(data_dir))?;
-    let key = chain::load_key(&chain::key_path(data_dir))?.verifying_key();
-    let mut expected_seq = 1;
-    let mut prev = String::new();
-    let mut broken: Option<Break> = None;
-    db.scan(|r| {
+/// Follows the chain record by record.
+struct ChainCheck {
+    expected_seq: i64,
+    prev: String,
+}
+
+impl ChainCheck {
+    fn check(&mut self, r: &StoredRecord) -> Option<Break> {
         let fail = |reason: String| Some(Break { seq: r.seq, reason });
-        broken = if r.seq != expected_seq {
+        let expected_seq = self.expected_seq;
+        let broken = if r.seq != expected_seq {
             Some(Break {
                 seq: expected_seq,
                 reason: format!(
@@ -60,7 +60,7 @@ pub fn verify(data_dir: &Path) -> Result<Result<Summary, Break>, VerifyError> {
                     "record {}: holds the content of record {} (reordered)",
                     r.seq, rec.seq
                 )),
-                Ok(rec) if rec.prev_hash != prev => fail(format!(
+                Ok(rec) if rec.prev_hash != self.prev => fail(format!(
                     "record {}: does not follow record {} (chain broken)",
                     r.seq,
                     r.seq - 1
@@ -80,14 +80,68 @@ pub fn verify(data_dir: &Path) -> Result<Result<Summary, Break>, VerifyError> {
                 Ok(_) => None,
             }
         };
-        prev = r.hash;
-        expected_seq += 1;
+        self.prev = r.hash.clone();
+        self.expected_seq += 1;
+        broken
+    }
+}
+
+/// Checks the archived files, then every live record's hash and link, the indexed columns
+/// against the hashed content, and every checkpoint's signature against the record it names.
+pub fn verify(data_dir: &Path) -> Result<Result<Summary, Break>, VerifyError> {
+    let db = AuditDb::open_read_only(&super::db_path(data_dir))?;
+    let key = chain::load_key(&chain::key_path(data_dir))?.verifying_key();
+    let mut chk = ChainCheck {
+        expected_seq: 1,
+        prev: String::new(),
+    };
+    for a in db.archives()? {
+        let path = super::archive::dir(data_dir).join(&a.file);
+        let data = match std::fs::read(&path) {
+            Ok(d) => d,
+            Err(e) => {
+                return Ok(Err(Break {
+                    seq: a.first_seq,
+                    reason: format!("archive {} cannot be read: {e}", path.display()),
+                }))
+            }
+        };
+        if chain::hash_hex_bytes(&data) != a.file_sha256 {
+            return Ok(Err(Break {
+                seq: a.first_seq,
+                reason: format!("archive {} was altered (its sha256 differs)", a.file),
+            }));
+        }
+        for line in data.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let r: StoredRecord = match serde_json::from_slice(line) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Ok(Err(Break {
+                        seq: chk.expected_seq,
+                        reason: format!("archive {}: unreadable line: {e}", a.file),
+                    }))
+                }
+            };
+            if let Some(b) = chk.check(&r) {
+                return Ok(Err(b));
+            }
+        }
+        if chk.expected_seq != a.last_seq + 1 || chk.prev != a.last_hash {
+            return Ok(Err(Break {
+                seq: a.last_seq,
+                reason: format!("archive {} does not end where its index says", a.file),
+            }));
+        }
+    }
+    let mut broken: Option<Break> = None;
+    db.scan(|r| {
+        broken = chk.check(&r);
         broken.is_none()
     })?;
     if let Some(b) = broken {
         return Ok(Err(b));
     }
-    let records = expected_seq - 1;
+    let records = chk.expected_seq - 1;
     let checkpoints = db.checkpoints()?;
     for c in &checkpoints {
         if !chain::verify(
@@ -104,15 +158,13 @@ pub fn verify(data_dir: &Path) -> Result<Result<Summary, Break>, VerifyError> {
             }));
         }
         match db.record(c.seq)? {
-            None => {
-                return Ok(Err(Break {
-                    seq: c.seq,
-                    reason: format!(
+            None => return Ok(Err(Break {
+                seq: c.seq,
+                reason: format!(
                     "checkpoint at record {} but the trail ends at record {records} (truncated)",
                     c.seq
                 ),
-                }))
-            }
+            })),
             Some(r) if r.hash != c.hash => {
                 return Ok(Err(Break {
                     seq: c.seq,

@@ -216,8 +216,7 @@ pub async fn export(
                 if csv {
                     chunk.extend(csv_line(r));
                 } else {
-                    chunk.extend(serde_json::to_vec(&item(r)).unwrap_or_default());
-                    chunk.push(b'\n');
+                    chunk.extend(crate::audit::sinks::line(r));
                 }
             }
             if tx.blocking_send(Ok(chunk)).is_err() {

@@ -10,7 +10,8 @@ use rusqlite::{params, params_from_iter, OptionalExtension};
 
 use super::StoreError;
 
-const MIGRATIONS: &[&str] = &["CREATE TABLE audit (
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE audit (
         seq           INTEGER PRIMARY KEY,
         ts            TEXT NOT NULL,
         event         TEXT NOT NULL,
@@ -29,10 +30,20 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE audit (
         hash       TEXT NOT NULL,
         ts         TEXT NOT NULL,
         signature  BLOB NOT NULL
-    );"];
+    );",
+    // 2: archived ranges: records moved out of the live trail into verified files.
+    "CREATE TABLE audit_archive (
+        first_seq   INTEGER PRIMARY KEY,
+        last_seq    INTEGER NOT NULL,
+        last_hash   TEXT NOT NULL,
+        file        TEXT NOT NULL,
+        file_sha256 TEXT NOT NULL,
+        archived_at TEXT NOT NULL
+    );",
+];
 
 /// A record as stored: the indexed columns and the canonical JSON the hash covers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredRecord {
     pub seq: i64,
     pub ts: String,
@@ -51,6 +62,18 @@ pub struct Checkpoint {
     pub hash: String,
     pub ts: String,
     pub signature: Vec<u8>,
+}
+
+/// A range of records moved into an archive file.
+#[derive(Debug, Clone)]
+pub struct ArchivedRange {
+    pub first_seq: i64,
+    pub last_seq: i64,
+    pub last_hash: String,
+    /// File name inside `data_dir/archive/`.
+    pub file: String,
+    pub file_sha256: String,
+    pub archived_at: String,
 }
 
 /// Search criteria; every field narrows the result.
@@ -194,6 +217,58 @@ impl AuditDb {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Archived ranges, oldest first.
+    pub fn archives(&self) -> Result<Vec<ArchivedRange>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT first_seq, last_seq, last_hash, file, file_sha256, archived_at FROM audit_archive ORDER BY first_seq")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ArchivedRange {
+                first_seq: r.get(0)?,
+                last_seq: r.get(1)?,
+                last_hash: r.get(2)?,
+                file: r.get(3)?,
+                file_sha256: r.get(4)?,
+                archived_at: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The newest record sequence whose timestamp is before `ts`.
+    pub fn last_seq_before(&self, ts: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT max(seq) FROM audit WHERE ts < ?1", [ts], |r| {
+                r.get(0)
+            })?)
+    }
+
+    /// Records `first..=last` in order.
+    pub fn range(&self, first: i64, last: i64) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {COLUMNS} FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map([first, last], read_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Records that `range` now lives in its file and removes it from the live trail, atomically.
+    pub fn commit_archive(&mut self, range: &ArchivedRange) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO audit_archive (first_seq, last_seq, last_hash, file, file_sha256, archived_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![range.first_seq, range.last_seq, range.last_hash, range.file, range.file_sha256, range.archived_at],
+        )?;
+        tx.execute("DELETE FROM audit WHERE seq <= ?1", [range.last_seq])?;
+        tx.execute(
+            "DELETE FROM audit_checkpoints WHERE seq <= ?1",
+            [range.last_seq],
+        )?;
+        tx.commit()?;
         Ok(())
     }
 

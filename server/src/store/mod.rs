@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 pub use approvals::ApprovalRecord;
-pub use audit_db::{AuditDb, AuditFilter, Checkpoint, StoredRecord};
+pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
 pub use grants::GrantRecord;
 pub use service_accounts::{InsertOutcome, ServiceAccountRecord};
 pub use sessions::{SessionLookup, SessionRecord, SessionSummary};
