@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # What the gateway costs: pgbench -S (read-only, one primary-key lookup per transaction) against
-# the same throwaway PostgreSQL 15 three ways: directly, through PgBouncer (session pooling,
-# SCRAM) and through the release Gatehouse gateway (service-account token). Runs interleave the
-# three targets round by round; the table shows median tps and mean latency per target.
+# the same throwaway PostgreSQL 15 four ways: directly, through PgBouncer (session pooling,
+# SCRAM), through the release Gatehouse gateway (service-account token), and through a
+# `gatehouse connect` tunnel in front of that gateway (pgbench -> tunnel on loopback, no
+# password -> TLS -> gateway). Runs interleave the targets round by round; the table shows
+# median tps and mean latency per target, and tunnel/gateway (target: at least 0.85).
 #
 #   bench/pgbench.sh                       # 3 modes x 2 client counts x 3 targets x 3 rounds x 10 s
 #   DURATION=5 ROUNDS=1 bench/pgbench.sh   # a quick look
@@ -23,24 +25,30 @@ MODES="${MODES:-simple extended prepared}"
 CLIENTS="${CLIENTS:-1 8}"
 OUT="${OUT:-}"
 PGBOUNCER="${PGBOUNCER:-/usr/sbin/pgbouncer}"
-BIN="$GH_REPO/target/release/gatehouse-server"
+TARGET_DIR="${CARGO_TARGET_DIR:-$GH_REPO/target}"
+BIN="$TARGET_DIR/release/gatehouse-server"
+CLI="$TARGET_DIR/release/gatehouse"
 NPROC="$(nproc)"
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 "$GH_REPO/scripts/install-deps.sh"
 gh_cargo_path || gh_die "cargo is not on PATH"
 gh_log "building the release gateway"
-cargo build --release -q -p gatehouse-server
+cargo build --release -q -p gatehouse-server -p gatehouse-client
 
 TMP="$(mktemp -d /tmp/gatehouse-bench.XXXXXX)"
 chmod 755 "$TMP"
-mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs"
+mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs" "$TMP/cli"
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pg" "$TMP/pgbouncer"
 
 GW_PID=""
+TUNNEL_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [ -n "$TUNNEL_PID" ]; then
+        kill -TERM "$TUNNEL_PID" 2>/dev/null && wait "$TUNNEL_PID" 2>/dev/null || true
+    fi
     if [ -n "$GW_PID" ]; then
         kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
     fi
@@ -151,15 +159,35 @@ GW_PID=$!
 gh_wait_http 30 "http://127.0.0.1:$GW_HTTP_PORT/healthz" ||
     { tail -n 20 "$TMP/gateway/gateway.log" >&2; gh_die "the gateway did not become healthy"; }
 
+# --- the tunnel ------------------------------------------------------------------------------------
+# Its own config dir and the file session store, so the benchmark never touches a keychain.
+gh_log "starting a gatehouse tunnel to the gateway"
+export GATEHOUSE_CONFIG_DIR="$TMP/cli" GATEHOUSE_SESSION_STORE=file
+printf '%s\n' "$TOKEN" | "$CLI" login --gateway "http://127.0.0.1:$GW_HTTP_PORT" \
+    --postgres "127.0.0.1:$GW_PORT" --token - >"$TMP/cli/login.log" 2>&1 ||
+    { cat "$TMP/cli/login.log" >&2; gh_die "gatehouse login failed"; }
+"$CLI" --json connect bench >"$TMP/cli/tunnel.json" 2>"$TMP/cli/tunnel.log" </dev/null &
+TUNNEL_PID=$!
+TUNNEL_PORT=""
+for _ in $(seq 1 100); do
+    TUNNEL_PORT="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["port"])' \
+        "$TMP/cli/tunnel.json" 2>/dev/null || true)"
+    [ -n "$TUNNEL_PORT" ] && break
+    sleep 0.1
+done
+[ -n "$TUNNEL_PORT" ] || { cat "$TMP/cli/tunnel.log" >&2; gh_die "the tunnel did not start"; }
+
 # --- targets -----------------------------------------------------------------------------------------
-# TLS is off everywhere (libpq would otherwise negotiate it with the gateway only), so the three
-# targets differ only in what sits between pgbench and PostgreSQL.
+# TLS is off from pgbench (libpq would otherwise negotiate it with the gateway only), so the
+# first three targets differ only in what sits between pgbench and PostgreSQL. The tunnel's hop
+# to the gateway is TLS, as it always is.
 export PGSSLMODE=disable
 target_env() { # $1: target; prints `port user password dbname`
     case "$1" in
     direct) echo "$PG_PORT bench $DB_PASSWORD bench" ;;
     pgbouncer) echo "$PGB_PORT bench $DB_PASSWORD bench" ;;
     gateway) echo "$GW_PORT bench-agent $TOKEN bench" ;;
+    tunnel) echo "$TUNNEL_PORT whoever no-password-needed bench" ;;
     esac
 }
 run_pgbench() { # $1: target; the rest: pgbench arguments
@@ -172,7 +200,7 @@ run_pgbench() { # $1: target; the rest: pgbench arguments
 gh_log "pgbench -i -s $SCALE"
 run_pgbench direct -i -q -s "$SCALE" >"$TMP/runs/init.log" 2>&1 ||
     { cat "$TMP/runs/init.log" >&2; gh_die "pgbench -i failed"; }
-for t in direct pgbouncer gateway; do
+for t in direct pgbouncer gateway tunnel; do
     read -r port user pw db <<<"$(target_env "$t")"
     n="$(PGPASSWORD="$pw" psql -X -At -h 127.0.0.1 -p "$port" -U "$user" -d "$db" \
         -c 'SELECT count(*) FROM pgbench_branches' 2>&1)" ||
@@ -186,17 +214,18 @@ done
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
 failures=0
-targets=(direct pgbouncer gateway)
+targets=(direct pgbouncer gateway tunnel)
+ntargets=${#targets[@]}
 cell=0
-total=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS") * ROUNDS * 3))
+total=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS") * ROUNDS * ntargets))
 done_runs=0
 for mode in $MODES; do
     for clients in $CLIENTS; do
         jobs=$((clients < NPROC ? clients : NPROC))
         for round in $(seq 1 "$ROUNDS"); do
             # Rotate the order so no target always runs first (or right after another).
-            for i in 0 1 2; do
-                t="${targets[$(((i + round + cell) % 3))]}"
+            for i in $(seq 0 $((ntargets - 1))); do
+                t="${targets[$(((i + round + cell) % ntargets))]}"
                 done_runs=$((done_runs + 1))
                 log="$TMP/runs/$mode-c$clients-r$round-$t.log"
                 gh_log "[$done_runs/$total] -M $mode -c $clients -j $jobs round $round: $t"
@@ -223,7 +252,7 @@ done
 cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 mem="$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 commit="$(git -C "$GH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if ! git -C "$GH_REPO" diff --quiet HEAD -- server Cargo.toml Cargo.lock 2>/dev/null; then
+if ! git -C "$GH_REPO" diff --quiet HEAD -- server client Cargo.toml Cargo.lock 2>/dev/null; then
     commit="$commit + uncommitted changes"
 fi
 pgv="$("$PG_BIN/postgres" --version | awk '{ print $3 }')"
@@ -248,22 +277,25 @@ def stat(key):
         return None, None
     return statistics.median(t for t, _ in vals), statistics.fmean(l for _, l in vals)
 
-print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, TLS off.")
+print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, TLS off "
+      "from pgbench (the tunnel's hop to the gateway is TLS).")
 print("Machine: $NPROC cores ($cpu), $mem, load average $LOAD_AT_START at start; "
       "PostgreSQL $pgv, PgBouncer $pgbv, gateway at $commit.")
 print()
-print("| mode | clients | tps direct | tps pgbouncer | tps gateway | lat direct ms | lat pgbouncer ms | lat gateway ms "
-      "| pgbouncer/direct | gateway/direct | +lat pgbouncer ms | +lat gateway ms |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+print("| mode | clients | tps direct | tps pgbouncer | tps gateway | tps tunnel | lat direct ms | lat pgbouncer ms "
+      "| lat gateway ms | lat tunnel ms | pgbouncer/direct | gateway/direct | tunnel/gateway | +lat pgbouncer ms "
+      "| +lat gateway ms | +lat tunnel ms |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 f = lambda v, spec: "FAIL" if v is None else format(v, spec)
 for mode, clients in order:
-    (td, ld), (tb, lb), (tg, lg) = (stat((mode, clients, t)) for t in ("direct", "pgbouncer", "gateway"))
+    (td, ld), (tb, lb), (tg, lg), (tt, lt) = (
+        stat((mode, clients, t)) for t in ("direct", "pgbouncer", "gateway", "tunnel"))
     ratio = lambda a, b: None if a is None or b is None else a / b
     diff = lambda a, b: None if a is None or b is None else a - b
-    print(f"| {mode} | {clients} | {f(td, '.0f')} | {f(tb, '.0f')} | {f(tg, '.0f')} "
-          f"| {f(ld, '.3f')} | {f(lb, '.3f')} | {f(lg, '.3f')} "
-          f"| {f(ratio(tb, td), '.2f')} | {f(ratio(tg, td), '.2f')} "
-          f"| {f(diff(lb, ld), '+.3f')} | {f(diff(lg, ld), '+.3f')} |")
+    print(f"| {mode} | {clients} | {f(td, '.0f')} | {f(tb, '.0f')} | {f(tg, '.0f')} | {f(tt, '.0f')} "
+          f"| {f(ld, '.3f')} | {f(lb, '.3f')} | {f(lg, '.3f')} | {f(lt, '.3f')} "
+          f"| {f(ratio(tb, td), '.2f')} | {f(ratio(tg, td), '.2f')} | {f(ratio(tt, tg), '.2f')} "
+          f"| {f(diff(lb, ld), '+.3f')} | {f(diff(lg, ld), '+.3f')} | {f(diff(lt, ld), '+.3f')} |")
 EOF
 echo
 cat "$TABLE"
