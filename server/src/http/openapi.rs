@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, audit, connections, oidc};
+use super::{admin, api, audit, connections, oidc, policy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -17,6 +17,8 @@ use super::{admin, api, audit, connections, oidc};
         admin::list_service_accounts, admin::create_service_account,
         admin::rotate_service_account, admin::revoke_service_account,
         audit::list, audit::export, connections::list, connections::terminate,
+        policy::list_rules, policy::create_rule, policy::update_rule, policy::delete_rule,
+        policy::list_versions, policy::dry_run,
     ),
     modifiers(&BearerAuth)
 )]
