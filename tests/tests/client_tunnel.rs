@@ -54,10 +54,10 @@ async fn psql_pgbench_tokio_postgres_and_psycopg_through_the_tunnel() {
     assert!(envs.ok(), "{envs:?}");
     let v: serde_json::Value = serde_json::from_str(&envs.stdout).unwrap();
     assert_eq!(v["items"][0]["name"], ENV);
-    assert_eq!(v["items"][0]["tier"], "production");
+    assert_eq!(v["items"][0]["tier"], "staging");
     let table = home.run(&["envs"]);
     assert!(
-        table.stdout.contains("NAME") && table.stdout.contains("production"),
+        table.stdout.contains("NAME") && table.stdout.contains("staging"),
         "{table:?}"
     );
 

@@ -139,9 +139,41 @@ pub fn shape(sql: &str) -> Shape {
     }
 }
 
+/// The token stream [`shape`] hashes, as text: words lower-cased, every literal and parameter
+/// replaced by `?`, tokens separated by `\x1f`. Caches that make security decisions key by this
+/// rather than by the 64-bit fingerprint, which a hostile client could collide on purpose.
+pub fn shape_key(sql: &str, out: &mut String) {
+    out.clear();
+    for t in Lexer::new(sql) {
+        let text = t.text(sql);
+        match t.kind {
+            TokenKind::Word => out.extend(text.chars().map(|c| c.to_ascii_lowercase())),
+            TokenKind::String | TokenKind::Number | TokenKind::Param => out.push('?'),
+            TokenKind::QuotedIdent | TokenKind::Other => out.push_str(text),
+            TokenKind::Semicolon => out.push(';'),
+        }
+        out.push('\x1f');
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shape_keys_match_exactly_when_fingerprints_do() {
+        let key = |s: &str| {
+            let mut k = String::new();
+            shape_key(s, &mut k);
+            k
+        };
+        assert_eq!(
+            key("SELECT a FROM t WHERE id = 5"),
+            key("select a  from t where id = $1 -- c")
+        );
+        assert_ne!(key("SELECT a FROM t"), key("SELECT a FROM \"T\""));
+        assert_ne!(key("SELECT 'x'"), key("SELECT x"));
+    }
 
     #[test]
     fn literals_do_not_change_the_fingerprint_but_structure_does() {
