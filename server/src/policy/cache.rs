@@ -147,6 +147,15 @@ mod tests {
     }
 
     #[test]
+    fn a_backslash_in_a_string_never_reuses_a_clean_shape() {
+        let cache = ClassifierCache::new(64);
+        assert!(!cache.classify("SELECT 'a'; SELECT 'b'").destructive);
+        // Same tokens to a standard-strings lexer; a DROP when standard_conforming_strings is off.
+        let tricky = cache.classify("SELECT 'a\\'; SELECT ' ; DROP TABLE users; --'");
+        assert!(tricky.destructive);
+    }
+
+    #[test]
     fn bounded_and_usable_from_many_threads() {
         let cache = Arc::new(ClassifierCache::new(32));
         let handles: Vec<_> = (0..4)

@@ -262,12 +262,36 @@ fn is_dangerous(name: &str) -> bool {
 /// Classifies a statement string. Never fails: what cannot be understood is reported as
 /// not analysable.
 pub fn classify(sql: &str) -> Classification {
+    let mut c = classify_pieces(split_statements(sql, false));
+    if crate::sql::has_backslash_string(sql) {
+        // With `standard_conforming_strings = off` (a session can set it) a backslash escapes a
+        // quote, strings end elsewhere and `'a\'; DROP …` hides different statements. Count
+        // what either reading would run. The result depends on the literal, so it is cached by
+        // exact text.
+        let other = classify_pieces(split_statements(sql, true));
+        let mut both = Classification {
+            analysable: true,
+            ..Default::default()
+        };
+        merge(&mut both, c);
+        let mut other = other;
+        // Statements both readings agree on are listed once.
+        other.statements.retain(|s| !both.statements.contains(s));
+        merge(&mut both, other);
+        c = both;
+        c.literal_sensitive = true;
+        finish(&mut c);
+    }
+    c
+}
+
+fn classify_pieces(pieces: Vec<&str>) -> Classification {
     let mut c = Classification {
         analysable: true,
         ..Default::default()
     };
     let mut any = false;
-    for text in split_statements(sql) {
+    for text in pieces {
         any = true;
         match Parser::parse_sql(&PostgreSqlDialect {}, text) {
             Ok(stmts) => {
@@ -285,24 +309,37 @@ pub fn classify(sql: &str) -> Classification {
         // An empty query string: PostgreSQL answers EmptyQueryResponse.
         c.kind(StatementKind::Other, "EMPTY");
     }
-    c.tables_read.sort();
-    c.tables_read.dedup();
-    c.tables_written.sort();
-    c.tables_written.dedup();
-    c.columns_read.sort();
-    c.columns_read.dedup();
-    c.columns_written.sort();
-    c.columns_written.dedup();
+    finish(&mut c);
     c
 }
 
+/// Sorts and deduplicates the name lists.
+fn finish(c: &mut Classification) {
+    for list in [
+        &mut c.tables_read,
+        &mut c.tables_written,
+        &mut c.columns_read,
+        &mut c.columns_written,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    c.unbounded_writes.dedup();
+}
+
 /// Splits at top-level semicolons using the lexer, so semicolons in strings, quoted identifiers,
-/// dollar quotes and comments do not split. Empty statements are dropped.
-fn split_statements(sql: &str) -> Vec<&str> {
+/// dollar quotes and comments do not split. Empty statements are dropped. `non_standard` reads
+/// `'…'` with backslash escapes (`standard_conforming_strings = off`).
+fn split_statements(sql: &str, non_standard: bool) -> Vec<&str> {
+    let lexer = if non_standard {
+        Lexer::non_standard_strings(sql)
+    } else {
+        Lexer::new(sql)
+    };
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
     let mut end = 0;
-    for t in Lexer::new(sql) {
+    for t in lexer {
         if t.kind == TokenKind::Semicolon {
             if let Some(s) = start.take() {
                 out.push(&sql[s..end]);

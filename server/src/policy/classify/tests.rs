@@ -224,6 +224,12 @@ const CAUGHT: &[(&str, &str)] = &[
         "SELECT 1; VACUUM FULL users; FROBNICATE",
         "prod-review-unanalysable",
     ),
+    // With standard_conforming_strings = off, PostgreSQL reads this as a SELECT of one string
+    // followed by DROP TABLE: both readings count.
+    (
+        "SELECT 'a\\'; SELECT ' ; DROP TABLE users; --'",
+        "prod-no-drop",
+    ),
 ];
 
 /// Statements the built-in production rules must let a person run.
@@ -238,6 +244,8 @@ const PASSES: &[&str] = &[
     "SELECT \"drop\" FROM \"DROP TABLE\"",
     "SELECT id -- DROP TABLE users\nFROM users",
     "SELECT id /* ; DROP TABLE users; */ FROM users",
+    "SELECT * FROM files WHERE path LIKE 'C:\\\\tmp%'",
+    "SELECT E'it\\'s; DROP TABLE users'",
     "SELECT * FROM public.users u JOIN app.orders o ON o.user_id = u.id",
     "SELECT \"Order Id\", \"user\".\"Name\" FROM \"user\"",
     "WITH recent AS (SELECT * FROM orders WHERE created_at > now() - interval '1 day') SELECT count(*) FROM recent",
