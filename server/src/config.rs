@@ -52,6 +52,12 @@ pub struct Config {
     /// Where the audit trail goes besides its database, and how long it stays there.
     #[serde(default)]
     pub audit: AuditConfig,
+    /// Guardrail settings.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// Guardrail rules, evaluated in order before API-managed and built-in rules.
+    #[serde(default)]
+    pub rules: Vec<Spanned<crate::policy::Rule>>,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -117,6 +123,26 @@ impl Default for ServerConfig {
             upstream_connect_timeout_seconds: 5,
             approval_window_seconds: 60,
             approval_grant_seconds: 900,
+        }
+    }
+}
+
+/// `[policy]`: how guardrails are evaluated.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Apply the built-in production rules (deny DROP, GRANT, role changes, …; review unbounded
+    /// writes and what cannot be analysed) after the configured and API rules.
+    pub builtin_rules: bool,
+    /// Statement shapes whose classification is kept in memory.
+    pub cache_size: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            builtin_rules: true,
+            cache_size: crate::policy::DEFAULT_CACHE_SIZE,
         }
     }
 }
@@ -474,6 +500,48 @@ impl Validator<'_> {
         if let Some(o) = &c.oidc {
             self.check_oidc(o)?;
         }
+        self.check_rules(c, &env_names)?;
+        Ok(())
+    }
+
+    fn check_rules(&self, c: &Config, env_names: &HashSet<&str>) -> Result<(), ConfigError> {
+        let builtin = if c.policy.builtin_rules {
+            crate::policy::rules::builtin()
+        } else {
+            Vec::new()
+        };
+        let mut ids = HashSet::new();
+        for (i, spanned) in c.rules.iter().enumerate() {
+            let r = spanned.get_ref();
+            if let Err(e) = r.validate() {
+                return Err(self.err(spanned, format!("rules[{i}].{}", e.field), e.message));
+            }
+            if !ids.insert(r.id.as_str()) {
+                return Err(self.err(
+                    spanned,
+                    format!("rules[{i}].id"),
+                    format!("rule `{}` is defined twice", r.id),
+                ));
+            }
+            if builtin.iter().any(|b| b.id == r.id) {
+                return Err(self.err(
+                    spanned,
+                    format!("rules[{i}].id"),
+                    format!("`{}` is the id of a built-in rule; choose another", r.id),
+                ));
+            }
+            if let Some(e) = r
+                .environments
+                .iter()
+                .find(|e| !env_names.contains(e.as_str()))
+            {
+                return Err(self.err(
+                    spanned,
+                    format!("rules[{i}].environments"),
+                    format!("no environment named `{e}` is defined"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -666,6 +734,63 @@ groups_claim = "groups"
             .unwrap_err()
             .to_string();
         assert!(e.contains(":21:") && e.contains("oidc.client_id"), "{e}");
+    }
+
+    #[test]
+    fn rules_are_read_and_checked_with_key_and_line() {
+        let rules = r#"
+[policy]
+cache_size = 100
+
+[[rules]]
+id = "no-truncate-audit"
+description = "the audit tables are append-only"
+action = "deny"
+kinds = ["truncate"]
+tables = ["audit_*"]
+"#;
+        let c = parse(&format!("{OK}{rules}")).expect("valid");
+        assert_eq!(c.rules.len(), 1);
+        assert_eq!(c.rules[0].get_ref().id, "no-truncate-audit");
+        assert!(c.policy.builtin_rules);
+        assert_eq!(c.policy.cache_size, 100);
+
+        let e = parse(&format!("{OK}{rules}hours = \"9-5\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(":22:") && e.contains("rules[0].hours"), "{e}");
+        let e = parse(&format!(
+            "{OK}{rules}{}",
+            rules.replace("[policy]\ncache_size = 100", "")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(":31:") && e.contains("rules[1].id") && e.contains("twice"),
+            "{e}"
+        );
+        let e = parse(&format!(
+            "{OK}{}",
+            rules.replace("no-truncate-audit", "prod-no-drop")
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("rules[0].id") && e.contains("built-in"), "{e}");
+        let e = parse(&format!("{OK}{rules}environments = [\"nope\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("rules[0].environments") && e.contains("nope"),
+            "{e}"
+        );
+        let e = parse(&format!("{OK}{}", rules.replace("\"deny\"", "\"block\"")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 25") && e.contains("block"), "{e}");
+        let e = parse(&format!("{OK}{}", rules.replace("kinds =", "kind =")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 26") && e.contains("kind"), "{e}");
     }
 
     #[test]

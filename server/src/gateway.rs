@@ -1,6 +1,6 @@
 //! The gateway's shared state, built once from the config: environments with their upstream
-//! targets, the authenticator, grants, single sign-on, TLS and the cancel-key registry. Sessions
-//! and HTTP handlers hold it through an `Arc`.
+//! targets, the authenticator, grants, guardrail policy, single sign-on, TLS and the cancel-key
+//! registry. Sessions and HTTP handlers hold it through an `Arc`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -35,6 +35,8 @@ pub enum GatewayError {
     Audit(#[from] AuditError),
     #[error("TLS: {0}")]
     Tls(#[from] tls::TlsError),
+    #[error("guardrail rules: {0}")]
+    Rules(#[from] crate::policy::RuleError),
 }
 
 /// A named upstream database that identities may be granted.
@@ -123,6 +125,8 @@ impl Gateway {
         );
         let grants = Grants::from_config(&config.grants);
         grants.load_blocking(&store)?;
+        let policy = crate::policy::Policy::from_config(&config);
+        policy.load_blocking(&store)?;
         let oidc = match &config.oidc {
             Some(o) => {
                 let client_secret = match &o.client_secret_env {
@@ -163,7 +167,7 @@ impl Gateway {
             connections: Connections::default(),
             store,
             audit,
-            policy: crate::policy::Policy::default(),
+            policy,
             approvals,
         }))
     }

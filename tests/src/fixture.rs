@@ -21,7 +21,17 @@ impl Fixture {
     }
 
     /// Like [`Fixture::start`], with extra gateway settings.
+    /// The environment is `staging`: the built-in production guardrails stay out of the way of
+    /// tests about other things. [`Fixture::start_with_tier`] picks another tier.
     pub async fn start_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Fixture {
+        Self::start_with_tier("staging", extra).await
+    }
+
+    /// Like [`Fixture::start_with`], with the environment in `tier`.
+    pub async fn start_with_tier(
+        tier: &str,
+        extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
+    ) -> Fixture {
         let cluster = Cluster::start().await;
         let upstream_password = random_token("up");
         cluster
@@ -35,12 +45,7 @@ impl Fixture {
             .await;
         let token = random_token("gha_");
         let builder = GatewayBuilder::new()
-            .environment(
-                ENV,
-                "production",
-                &app_url(&cluster),
-                Some(&upstream_password),
-            )
+            .environment(ENV, tier, &app_url(&cluster), Some(&upstream_password))
             .service_account(AGENT, &token, &["agents"])
             .grant(&["agents"], &[ENV]);
         let gw = extra(builder).start().await;

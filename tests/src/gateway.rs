@@ -30,6 +30,8 @@ struct Env {
     tier: String,
     upstream: String,
     password: Option<String>,
+    /// Extra `key = value` lines for this environment's table.
+    lines: Vec<String>,
 }
 
 /// Describes a gateway to start.
@@ -76,6 +78,7 @@ impl GatewayBuilder {
             tier: tier.into(),
             upstream: url.into(),
             password: password.map(Into::into),
+            lines: Vec::new(),
         });
         self
     }
@@ -101,6 +104,14 @@ impl GatewayBuilder {
     pub fn server(mut self, line: &str) -> Self {
         self.server_extra.push_str(line);
         self.server_extra.push('\n');
+        self
+    }
+
+    /// An extra `key = value` line for the environment named `name` (added before it).
+    pub fn environment_setting(mut self, name: &str, line: &str) -> Self {
+        if let Some(e) = self.envs.iter_mut().find(|e| e.name == name) {
+            e.lines.push(line.to_string());
+        }
         self
     }
 
@@ -146,6 +157,9 @@ impl GatewayBuilder {
             );
             if e.password.is_some() {
                 let _ = writeln!(t, "upstream_password_env = \"GH_TEST_PW_{i}\"");
+            }
+            for l in &e.lines {
+                let _ = writeln!(t, "{l}");
             }
         }
         for (name, token, groups) in &self.service_accounts {

@@ -4,6 +4,7 @@
 //! Processes are spawned from one long-lived thread with `setpriv --pdeathsig`, so they die with
 //! the test binary even when a test panics or the run is interrupted.
 
+mod client;
 mod cluster;
 mod fixture;
 mod gateway;
@@ -11,6 +12,7 @@ pub mod oidc;
 mod process;
 pub mod raw;
 
+pub use client::{client_bin, CliHome, Tunnel};
 pub use cluster::Cluster;
 pub use fixture::{app_url, Fixture, AGENT, ENV};
 pub use gateway::{server_bin, Gateway, GatewayBuilder};

@@ -82,7 +82,7 @@ async fn login_environments_whoami_and_openapi() {
         .map(|e| e["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["app"]);
-    assert_eq!(envs["items"][0]["tier"], "production");
+    assert_eq!(envs["items"][0]["tier"], "staging");
 
     // An admin logged in with a password sees everything.
     let login: Value = http

@@ -98,6 +98,23 @@ fn identity_and_store_know_nothing_of_sockets_or_http() {
 }
 
 #[test]
+fn policy_knows_nothing_of_sockets_or_http() {
+    let mut files = vec![];
+    rust_files(&root().join("server/src/policy"), &mut files);
+    assert!(!files.is_empty());
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        for forbidden in ["crate::pg", "crate::http", "tokio::net", "axum"] {
+            assert!(
+                !text.contains(forbidden),
+                "{} uses {forbidden}",
+                f.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn sql_lives_only_in_the_store() {
     let mut files = vec![];
     rust_files(&root().join("server/src"), &mut files);

@@ -88,7 +88,14 @@ impl Audit {
     /// than losing records.
     pub async fn record(&self, pending: Pending) {
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self.tx.send(writer::Message { pending, ack: None }).await {
+        if let Err(e) = self
+            .tx
+            .send(writer::Message {
+                pending: Some(pending),
+                ack: None,
+            })
+            .await
+        {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!(event = ?e.0.pending, "the audit writer has stopped; record not written");
         }
@@ -98,7 +105,10 @@ impl Audit {
     /// background (on the current runtime).
     pub fn record_now(&self, pending: Pending) {
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(writer::Message { pending, ack: None }) {
+        match self.tx.try_send(writer::Message {
+            pending: Some(pending),
+            ack: None,
+        }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(m)) => {
                 let tx = self.tx.clone();
@@ -120,7 +130,7 @@ impl Audit {
         if self
             .tx
             .send(writer::Message {
-                pending,
+                pending: Some(pending),
                 ack: Some(ack),
             })
             .await

@@ -158,13 +158,15 @@ pub fn verify(data_dir: &Path) -> Result<Result<Summary, Break>, VerifyError> {
             }));
         }
         match db.record(c.seq)? {
-            None => return Ok(Err(Break {
-                seq: c.seq,
-                reason: format!(
+            None => {
+                return Ok(Err(Break {
+                    seq: c.seq,
+                    reason: format!(
                     "checkpoint at record {} but the trail ends at record {records} (truncated)",
                     c.seq
                 ),
-            })),
+                }))
+            }
             Some(r) if r.hash != c.hash => {
                 return Ok(Err(Break {
                     seq: c.seq,

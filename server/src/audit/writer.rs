@@ -33,7 +33,8 @@ pub enum WriteFailure {
 }
 
 pub struct Message {
-    pub pending: Pending,
+    /// Taken when the batch is encoded.
+    pub pending: Option<Pending>,
     pub ack: Option<oneshot::Sender<Result<i64, WriteFailure>>>,
 }
 
@@ -82,7 +83,7 @@ pub fn spawn(
             let (mut s, mut p) = (seq, prev.clone());
             rows.clear();
             for m in batch.iter_mut() {
-                let pending = std::mem::replace(&mut m.pending, Pending::Record(Box::default()));
+                let Some(pending) = m.pending.take() else { continue };
                 let mut r = pending.into_record();
                 s += 1;
                 r.seq = s;

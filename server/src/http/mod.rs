@@ -1,8 +1,8 @@
 //! The HTTP listener: the JSON API under `/api/v1` (described by an OpenAPI document), single
 //! sign-on under `/auth/oidc`, health.
 //!
-//! Architecture invariant: handlers are thin; they authenticate the caller, call the identity
-//! (and later policy, approval, audit) modules, and map errors to HTTP statuses in `error.rs`.
+//! Architecture invariant: handlers are thin; they authenticate the caller, call the identity,
+//! policy (and later approval) modules, and map errors to HTTP statuses in `error.rs`.
 
 mod admin;
 mod api;
@@ -15,10 +15,11 @@ mod events;
 pub mod metrics;
 mod oidc;
 mod openapi;
+mod policy;
 
 use std::sync::Arc;
 
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tokio::net::TcpListener;
 
@@ -53,6 +54,16 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/api/v1/service-accounts/{id}/rotate",
             post(admin::rotate_service_account),
         )
+        .route(
+            "/api/v1/rules",
+            get(policy::list_rules).post(policy::create_rule),
+        )
+        .route("/api/v1/rules/versions", get(policy::list_versions))
+        .route(
+            "/api/v1/rules/{id}",
+            put(policy::update_rule).delete(policy::delete_rule),
+        )
+        .route("/api/v1/policy/dry-run", post(policy::dry_run))
         .route("/api/v1/environments", get(api::environments))
         .route("/api/v1/whoami", get(api::whoami))
         .route("/api/v1/approvals", get(approvals::list))

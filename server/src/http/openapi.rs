@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, approvals, audit, connections, events, oidc};
+use super::{admin, api, approvals, audit, connections, events, oidc, policy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,8 @@ use super::{admin, api, approvals, audit, connections, events, oidc};
         admin::rotate_service_account, admin::revoke_service_account,
         audit::list, audit::export, connections::list, connections::terminate,
         approvals::list, approvals::get, approvals::approve, approvals::deny, events::stream,
+        policy::list_rules, policy::create_rule, policy::update_rule, policy::delete_rule,
+        policy::list_versions, policy::dry_run,
     ),
     modifiers(&BearerAuth)
 )]

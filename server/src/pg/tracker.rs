@@ -66,12 +66,20 @@ impl Exec {
 
 #[derive(Debug)]
 enum Expect {
-    Parse { ours: bool },
-    Bind { ours: bool },
-    Close { ours: bool },
+    Parse {
+        ours: bool,
+    },
+    Bind {
+        ours: bool,
+    },
+    Close {
+        ours: bool,
+    },
     Describe,
     Execute(Exec),
     Query(Exec),
+    /// A simple query already reported (it failed); only its ReadyForQuery is still to come.
+    QueryDone,
     Sync,
 }
 
@@ -256,7 +264,7 @@ impl Tracker {
             b'Z' => {
                 while let Some(e) = self.pending.pop_front() {
                     match e {
-                        Expect::Sync => break,
+                        Expect::Sync | Expect::QueryDone => break,
                         Expect::Query(exec) => {
                             self.finish(exec);
                             break;
@@ -307,17 +315,26 @@ impl Tracker {
         let mut refused = false;
         match self.pending.front_mut() {
             // A simple query's error; its ReadyForQuery completes it.
+            // A simple query stops at its first error: report it now, before the client (which
+            // may send its next statement on seeing the error) can get ahead of the record.
             Some(Expect::Query(e)) => {
                 refused = e.gate.refused;
                 e.error.get_or_insert((code, message));
+                if let Some(Expect::Query(exec)) = self
+                    .pending
+                    .front_mut()
+                    .map(|f| std::mem::replace(f, Expect::QueryDone))
+                {
+                    self.finish(exec);
+                }
             }
-            Some(Expect::Sync) | None => {}
+            Some(Expect::Sync) | Some(Expect::QueryDone) | None => {}
             // Extended protocol: the upstream now skips everything up to Sync.
             Some(_) => {
                 self.group_error = Some((code.clone(), message.clone()));
                 let mut first = true;
                 while let Some(front) = self.pending.front() {
-                    if matches!(front, Expect::Sync | Expect::Query(_)) {
+                    if matches!(front, Expect::Sync | Expect::Query(_) | Expect::QueryDone) {
                         break;
                     }
                     if let Some(Expect::Execute(mut e)) = self.pending.pop_front() {

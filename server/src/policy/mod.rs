@@ -5,15 +5,34 @@
 //! runs it where; everything it needs is pure and cached, so the hot path pays a hash lookup for
 //! a statement it has seen before.
 //!
-//! Architecture invariant: pure code over SQL text and identities; no sockets, no waiting.
+//! - `classify.rs`: SQL text → [`Classification`] (sqlparser, PostgreSQL dialect).
+//! - `cache.rs`: classifications cached per statement shape (bounded, sharded LRU).
+//! - `rules.rs`: [`Rule`]s as data, the built-in production rules, and how one matches.
+//! - this file: [`Policy`], the ordered rule set (config, then API, then built-in) swapped
+//!   whole on change so `decide` never waits, and the versioned, audited API changes.
+//!
+//! Architecture invariant: `decide` is pure code over SQL text and identities; no sockets, no
+//! waiting. Only the rule-changing methods touch the store, and only from the HTTP side.
 
-use serde::Serialize;
+use std::sync::{Arc, RwLock};
 
-use crate::config::Tier;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+pub mod cache;
+pub mod classify;
+pub mod rules;
+
+pub use cache::ClassifierCache;
+pub use classify::{Classification, StatementKind};
+pub use rules::{Flag, Rule, RuleInvalid};
+
+use crate::config::{Config, Tier};
 use crate::identity::Identity;
+use crate::store::{SaveOutcome, Store, StoreError};
 
 /// What to do with a statement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     Allow,
@@ -48,6 +67,9 @@ pub struct Decision {
     pub rule: String,
     /// Why, in words a person can act on.
     pub reason: String,
+    /// What the statement was found to do (shared with the cache, so cheap to carry).
+    #[schema(value_type = Option<Classification>)]
+    pub classification: Option<Arc<Classification>>,
 }
 
 impl Decision {
@@ -56,17 +78,336 @@ impl Decision {
             action: Action::Allow,
             rule: "default".into(),
             reason: "no rule matched".into(),
+            classification: None,
         }
     }
 }
 
-/// The guardrail engine.
-#[derive(Default)]
-pub struct Policy {}
+/// Where a rule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuleSource {
+    /// `[[rules]]` in the config file: changed there.
+    Config,
+    /// Managed through `/api/v1/rules`, versioned in the store.
+    Api,
+    /// Built into the gateway (`[policy] builtin_rules`).
+    Builtin,
+}
 
-impl Policy {
-    /// What `sql` gets when `subject` runs it.
-    pub fn decide(&self, _subject: &Subject<'_>, _sql: &str) -> Decision {
-        Decision::allow()
+/// The rules in force, in evaluation order.
+#[derive(Debug, Clone)]
+pub struct RuleSet {
+    /// The API rules' version in the store (0 before the first change).
+    pub version: i64,
+    /// The API-managed rules alone, in order.
+    pub api: Vec<Rule>,
+    pub all: Vec<(Rule, RuleSource)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuleError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("a rule with id `{0}` already exists")]
+    Duplicate(String),
+    #[error("no API-managed rule with id `{0}`")]
+    NotFound(String),
+    #[error("rule `{0}` comes from the {1}; it cannot be changed through the API")]
+    ReadOnly(String, &'static str),
+    #[error("the rules changed meanwhile (now version {0}); reload them and try again")]
+    Stale(i64),
+    #[error("the stored rules (version {version}) cannot be read: {message}")]
+    Corrupt { version: i64, message: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A change made through the API.
+#[derive(Debug, Clone)]
+pub struct RuleChange {
+    pub version: i64,
+    pub rule: Rule,
+}
+
+/// The guardrail engine: classify (cached), then the first matching rule decides.
+pub struct Policy {
+    cache: ClassifierCache,
+    config_rules: Vec<Rule>,
+    builtin: Vec<Rule>,
+    current: RwLock<Arc<RuleSet>>,
+    /// Serialises this process's rule changes (read, modify, save a new version).
+    changes: tokio::sync::Mutex<()>,
+}
+
+impl Default for Policy {
+    /// The built-in rules only, with a default-sized cache.
+    fn default() -> Self {
+        Policy::new(Vec::new(), true, DEFAULT_CACHE_SIZE)
     }
 }
+
+/// Shapes the classification cache holds unless `[policy] cache_size` says otherwise.
+pub const DEFAULT_CACHE_SIZE: usize = 10_000;
+
+impl Policy {
+    pub fn new(config_rules: Vec<Rule>, builtin_rules: bool, cache_size: usize) -> Self {
+        let builtin = if builtin_rules {
+            rules::builtin()
+        } else {
+            Vec::new()
+        };
+        let p = Policy {
+            cache: ClassifierCache::new(cache_size),
+            config_rules,
+            builtin,
+            current: RwLock::new(Arc::new(RuleSet {
+                version: 0,
+                api: Vec::new(),
+                all: Vec::new(),
+            })),
+            changes: tokio::sync::Mutex::new(()),
+        };
+        p.install(0, Vec::new());
+        p
+    }
+
+    /// The config's `[[rules]]` and `[policy]` settings (already validated by the config).
+    pub fn from_config(config: &Config) -> Self {
+        Policy::new(
+            config.rules.iter().map(|r| r.get_ref().clone()).collect(),
+            config.policy.builtin_rules,
+            config.policy.cache_size,
+        )
+    }
+
+    /// Ids no API rule may take: config and built-in rules'.
+    fn reserved(&self, id: &str) -> Option<&'static str> {
+        if self.config_rules.iter().any(|r| r.id == id) {
+            Some("config file")
+        } else if self.builtin.iter().any(|r| r.id == id) {
+            Some("gateway's built-in rules")
+        } else {
+            None
+        }
+    }
+
+    fn install(&self, version: i64, api: Vec<Rule>) {
+        let all = self
+            .config_rules
+            .iter()
+            .map(|r| (r.clone(), RuleSource::Config))
+            .chain(api.iter().map(|r| (r.clone(), RuleSource::Api)))
+            .chain(
+                self.builtin
+                    .iter()
+                    .map(|r| (r.clone(), RuleSource::Builtin)),
+            )
+            .collect();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
+            Arc::new(RuleSet { version, api, all });
+    }
+
+    /// The rules in force.
+    pub fn rules(&self) -> Arc<RuleSet> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn parse_stored(version: i64, json: &str) -> Result<Vec<Rule>, RuleError> {
+        serde_json::from_str(json).map_err(|e| RuleError::Corrupt {
+            version,
+            message: e.to_string(),
+        })
+    }
+
+    /// Loads the API-managed rules at startup. Unreadable stored rules stop the gateway rather
+    /// than run without them (fail closed).
+    pub fn load_blocking(&self, store: &Store) -> Result<(), RuleError> {
+        if let Some(v) = store.latest_rules_blocking()? {
+            self.install(v.version, Self::parse_stored(v.version, &v.rules_json)?);
+        }
+        Ok(())
+    }
+
+    /// Re-reads the API-managed rules (another replica may have changed them).
+    pub async fn reload(&self, store: &Store) -> Result<(), RuleError> {
+        if let Some(v) = store.latest_rules().await? {
+            self.install(v.version, Self::parse_stored(v.version, &v.rules_json)?);
+        }
+        Ok(())
+    }
+
+    /// The classification of `sql` (cached).
+    pub fn classify(&self, sql: &str) -> Arc<Classification> {
+        self.cache.classify(sql)
+    }
+
+    /// What `sql` gets when `subject` runs it.
+    pub fn decide(&self, subject: &Subject<'_>, sql: &str) -> Decision {
+        self.decide_with_clock(subject, sql, Utc::now)
+    }
+
+    /// [`Policy::decide`] at a given time (for time-window rules; tests and dry runs).
+    pub fn decide_at(&self, subject: &Subject<'_>, sql: &str, at: DateTime<Utc>) -> Decision {
+        self.decide_with_clock(subject, sql, || at)
+    }
+
+    fn decide_with_clock(
+        &self,
+        subject: &Subject<'_>,
+        sql: &str,
+        clock: impl Fn() -> DateTime<Utc>,
+    ) -> Decision {
+        let c = self.cache.classify(sql);
+        let set = self.rules();
+        // The clock is read at most once, and only if some rule has a time window.
+        let mut now: Option<DateTime<Utc>> = None;
+        let mut now = || *now.get_or_insert_with(&clock);
+        for (rule, _) in &set.all {
+            if rule.matches(&c, subject, &mut now) {
+                return Decision {
+                    action: rule.action,
+                    rule: rule.id.clone(),
+                    reason: rule.reason(&c),
+                    classification: Some(c),
+                };
+            }
+        }
+        Decision {
+            classification: Some(c),
+            ..Decision::allow()
+        }
+    }
+
+    fn check(&self, rule: &Rule) -> Result<(), RuleError> {
+        rule.validate()
+            .map_err(|e| RuleError::Invalid(e.to_string()))?;
+        if let Some(source) = self.reserved(&rule.id) {
+            return Err(RuleError::ReadOnly(rule.id.clone(), source));
+        }
+        Ok(())
+    }
+
+    /// Saves `api` as the next version and puts it in force.
+    async fn save(
+        &self,
+        store: &Store,
+        base: &RuleSet,
+        api: Vec<Rule>,
+        by: &str,
+        change: String,
+    ) -> Result<i64, RuleError> {
+        let json = serde_json::to_string(&api).map_err(|e| RuleError::Corrupt {
+            version: base.version,
+            message: e.to_string(),
+        })?;
+        match store
+            .save_rules(
+                base.version,
+                crate::identity::now(),
+                by.into(),
+                change,
+                json,
+            )
+            .await?
+        {
+            SaveOutcome::Saved(v) => {
+                self.install(v, api);
+                Ok(v)
+            }
+            SaveOutcome::Stale { current } => {
+                self.reload(store).await?;
+                Err(RuleError::Stale(current))
+            }
+        }
+    }
+
+    /// Adds an API rule at `position` among the API rules (the end when `None`).
+    pub async fn create_rule(
+        &self,
+        store: &Store,
+        rule: Rule,
+        position: Option<usize>,
+        by: &str,
+    ) -> Result<RuleChange, RuleError> {
+        self.check(&rule)?;
+        let _guard = self.changes.lock().await;
+        let base = self.rules();
+        if base.api.iter().any(|r| r.id == rule.id) {
+            return Err(RuleError::Duplicate(rule.id));
+        }
+        let mut api = base.api.clone();
+        let at = position.unwrap_or(api.len()).min(api.len());
+        api.insert(at, rule.clone());
+        let version = self
+            .save(store, &base, api, by, format!("create {}", rule.id))
+            .await?;
+        Ok(RuleChange { version, rule })
+    }
+
+    /// Replaces API rule `id` (keeping its place unless `position` is given). The new rule may
+    /// carry a new id.
+    pub async fn update_rule(
+        &self,
+        store: &Store,
+        id: &str,
+        rule: Rule,
+        position: Option<usize>,
+        by: &str,
+    ) -> Result<RuleChange, RuleError> {
+        if let Some(source) = self.reserved(id) {
+            return Err(RuleError::ReadOnly(id.into(), source));
+        }
+        self.check(&rule)?;
+        let _guard = self.changes.lock().await;
+        let base = self.rules();
+        let Some(i) = base.api.iter().position(|r| r.id == id) else {
+            return Err(RuleError::NotFound(id.into()));
+        };
+        if rule.id != id && base.api.iter().any(|r| r.id == rule.id) {
+            return Err(RuleError::Duplicate(rule.id));
+        }
+        let mut api = base.api.clone();
+        api.remove(i);
+        let at = position.unwrap_or(i).min(api.len());
+        api.insert(at, rule.clone());
+        let version = self
+            .save(store, &base, api, by, format!("update {id}"))
+            .await?;
+        Ok(RuleChange { version, rule })
+    }
+
+    /// Removes API rule `id`; returns the rule removed.
+    pub async fn delete_rule(
+        &self,
+        store: &Store,
+        id: &str,
+        by: &str,
+    ) -> Result<RuleChange, RuleError> {
+        if let Some(source) = self.reserved(id) {
+            return Err(RuleError::ReadOnly(id.into(), source));
+        }
+        let _guard = self.changes.lock().await;
+        let base = self.rules();
+        let Some(i) = base.api.iter().position(|r| r.id == id) else {
+            return Err(RuleError::NotFound(id.into()));
+        };
+        let mut api = base.api.clone();
+        let rule = api.remove(i);
+        let version = self
+            .save(store, &base, api, by, format!("delete {id}"))
+            .await?;
+        Ok(RuleChange { version, rule })
+    }
+
+    /// The API rules as they were at `version`.
+    pub fn rules_of_version(version: i64, json: &str) -> Result<Vec<Rule>, RuleError> {
+        Self::parse_stored(version, json)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -139,9 +139,65 @@ pub fn shape(sql: &str) -> Shape {
     }
 }
 
+/// The token stream [`shape`] hashes, as text: words lower-cased, every literal and parameter
+/// replaced by `?`, tokens separated by `\x1f`. Caches that make security decisions key by this
+/// rather than by the 64-bit fingerprint, which a hostile client could collide on purpose.
+///
+/// A plain `'…'` string holding a backslash becomes `\?`, not `?`: with
+/// `standard_conforming_strings = off` it ends somewhere else, so the text may mean something
+/// else than a statement of the same shape without one (see [`has_backslash_string`]).
+pub fn shape_key(sql: &str, out: &mut String) {
+    out.clear();
+    for t in Lexer::new(sql) {
+        let text = t.text(sql);
+        match t.kind {
+            TokenKind::Word => out.extend(text.chars().map(|c| c.to_ascii_lowercase())),
+            TokenKind::String if is_backslash_string(text) => out.push_str("\\?"),
+            TokenKind::String | TokenKind::Number | TokenKind::Param => out.push('?'),
+            TokenKind::QuotedIdent | TokenKind::Other => out.push_str(text),
+            TokenKind::Semicolon => out.push(';'),
+        }
+        out.push('\x1f');
+    }
+}
+
+/// A `'…'` or `N'…'` string (not `E'…'`, which always escapes) with a backslash in it.
+fn is_backslash_string(token: &str) -> bool {
+    let plain = token.strip_prefix(['n', 'N']).unwrap_or(token);
+    plain.starts_with('\'') && token.contains('\\')
+}
+
+/// True when a plain `'…'` string in `sql` holds a backslash: PostgreSQL reads such text
+/// differently depending on `standard_conforming_strings`, so whoever decides what it does
+/// must consider both readings.
+pub fn has_backslash_string(sql: &str) -> bool {
+    Lexer::new(sql).any(|t| t.kind == TokenKind::String && is_backslash_string(t.text(sql)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shape_keys_match_exactly_when_fingerprints_do() {
+        let key = |s: &str| {
+            let mut k = String::new();
+            shape_key(s, &mut k);
+            k
+        };
+        assert_eq!(
+            key("SELECT a FROM t WHERE id = 5"),
+            key("select a  from t where id = $1 -- c")
+        );
+        assert_ne!(key("SELECT a FROM t"), key("SELECT a FROM \"T\""));
+        assert_ne!(key("SELECT 'x'"), key("SELECT x"));
+        assert_ne!(
+            key("SELECT 'a\\'; SELECT 'b'"),
+            key("SELECT 'a'; SELECT 'b'")
+        );
+        assert!(has_backslash_string("SELECT 'a\\'"));
+        assert!(!has_backslash_string("SELECT E'a\\'"));
+    }
 
     #[test]
     fn literals_do_not_change_the_fingerprint_but_structure_does() {

@@ -40,6 +40,9 @@ pub struct Lexer<'a> {
     src: &'a str,
     b: &'a [u8],
     pos: usize,
+    /// Read `'…'` as PostgreSQL does with `standard_conforming_strings = off`: a backslash
+    /// escapes the next character, as in `E'…'`.
+    backslash_strings: bool,
 }
 
 impl<'a> Lexer<'a> {
@@ -48,6 +51,16 @@ impl<'a> Lexer<'a> {
             src,
             b: src.as_bytes(),
             pos: 0,
+            backslash_strings: false,
+        }
+    }
+
+    /// A lexer that reads plain `'…'` strings as a session with
+    /// `standard_conforming_strings = off` would (backslash escapes).
+    pub fn non_standard_strings(src: &'a str) -> Self {
+        Lexer {
+            backslash_strings: true,
+            ..Lexer::new(src)
         }
     }
 
@@ -152,7 +165,7 @@ impl Iterator for Lexer<'_> {
         let c = *self.b.get(self.pos)?;
         let kind = match c {
             b'\'' => {
-                self.quoted(b'\'', false);
+                self.quoted(b'\'', self.backslash_strings);
                 TokenKind::String
             }
             b'"' => {

@@ -7,7 +7,7 @@ pub mod fingerprint;
 pub mod lexer;
 pub mod redact;
 
-pub use fingerprint::{shape, Fingerprint, Shape};
+pub use fingerprint::{has_backslash_string, shape, shape_key, Fingerprint, Shape};
 pub use redact::redact;
 
 use std::sync::Arc;

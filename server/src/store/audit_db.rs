@@ -21,7 +21,6 @@ const MIGRATIONS: &[&str] = &[
         record_json   TEXT NOT NULL,
         hash          TEXT NOT NULL
     );
-    CREATE INDEX audit_ts ON audit(ts);
     CREATE INDEX audit_identity ON audit(identity, seq);
     CREATE INDEX audit_environment ON audit(environment, seq);
     CREATE INDEX audit_connection ON audit(connection_id, seq);

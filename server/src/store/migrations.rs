@@ -45,7 +45,16 @@ const MIGRATIONS: &[&str] = &[
         expires_at    INTEGER,
         revoked_at    INTEGER
     );",
-    // 3: approvals of statements sent to review; kept across restarts.
+    // 3: guardrail rules managed through the API. Every change writes a whole new version (the
+    // full ordered list as JSON), so history is complete and the current rules are the latest.
+    "CREATE TABLE rule_versions (
+        version     INTEGER PRIMARY KEY,
+        created_at  INTEGER NOT NULL,
+        created_by  TEXT NOT NULL,
+        change      TEXT NOT NULL,
+        rules_json  TEXT NOT NULL
+    );",
+    // 4: approvals of statements sent to review; kept across restarts.
     "CREATE TABLE approvals (
         id               TEXT PRIMARY KEY,
         state            TEXT NOT NULL,

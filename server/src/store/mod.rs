@@ -1,6 +1,6 @@
 //! The embedded store: one SQLite database in `data_dir` (WAL mode), with its schema migrated
-//! forward on open. Holds gateway sessions, API-managed grants and service accounts; later issues
-//! add their tables as migrations.
+//! forward on open. Holds gateway sessions, API-managed grants, service accounts and guardrail
+//! rule versions; later issues add their tables as migrations.
 //!
 //! Architecture invariant: SQL lives only in this module; callers use typed methods. Calls block,
 //! so async code reaches the store through [`Store::run`], which moves the work off the runtime.
@@ -9,6 +9,7 @@ mod approvals;
 mod audit_db;
 mod grants;
 mod migrations;
+mod rules;
 mod service_accounts;
 mod sessions;
 
@@ -18,6 +19,7 @@ use std::sync::{Arc, Mutex};
 pub use approvals::ApprovalRecord;
 pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
 pub use grants::GrantRecord;
+pub use rules::{RuleVersionRecord, SaveOutcome};
 pub use service_accounts::{InsertOutcome, ServiceAccountRecord};
 pub use sessions::{SessionLookup, SessionRecord, SessionSummary};
 

@@ -1,0 +1,67 @@
+//! How many records per second the audit writer sustains: a burst of statement events (each
+//! redacted, encoded, hashed into the chain and committed in batches) into a fresh trail.
+//! `cargo bench -p gatehouse-server --bench audit_writer` prints the rate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use gatehouse_server::audit::{Audit, ConnectionMeta, Pending, StatementEvent};
+use gatehouse_server::sql::Statement;
+
+fn main() {
+    let n: u64 = std::env::var("RECORDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let audit = Audit::open(dir.path()).expect("open the trail");
+        let meta = Arc::new(ConnectionMeta {
+            connection_id: "bench".into(),
+            identity: "bench-agent".into(),
+            identity_kind: "agent",
+            on_behalf_of: None,
+            client_addr: "127.0.0.1:5000".into(),
+            application_name: Some("pgbench".into()),
+            environment: "bench".into(),
+            database: "bench".into(),
+            via: "direct",
+        });
+        // Like `pgbench -S -M simple`: every statement a new text.
+        let start = Instant::now();
+        for i in 0..n {
+            let stmt = Statement::new(&format!(
+                "SELECT abalance FROM pgbench_accounts WHERE aid = {}",
+                i % 1_000_000
+            ));
+            let ev = StatementEvent {
+                meta: meta.clone(),
+                stmt,
+                event: "statement",
+                at: SystemTime::now(),
+                duration: Some(Duration::from_micros(80)),
+                rows: Some(1),
+                sqlstate: None,
+                error: None,
+                decision: "allow",
+                rule: None,
+                approval_id: None,
+            };
+            audit.record(Pending::Statement(Box::new(ev))).await;
+        }
+        while audit.written() < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "audit writer: {n} records in {secs:.2} s = {:.0} records/s (last batch commit {} µs)",
+            n as f64 / secs,
+            audit.last_commit_micros()
+        );
+    });
+}

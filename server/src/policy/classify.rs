@@ -1,0 +1,1216 @@
+//! The classifier: what a statement string does, from its syntax tree (sqlparser, PostgreSQL
+//! dialect), as a [`Classification`] that rules can test.
+//!
+//! The input is what a client sends in one simple `Query` (possibly several statements) or one
+//! extended-protocol `Parse`. The text is split into statements with the gateway's own lexer
+//! (which knows PostgreSQL's quoting rules), and each statement is parsed alone: one statement
+//! sqlparser cannot read (`DO`, `ALTER SYSTEM`, …) then costs the analysis of that statement
+//! only, and its leading keywords still tell what kind it is.
+//!
+//! Anything the classifier cannot see through — a parse failure, a `DO` block, `EXECUTE` of a
+//! statement prepared elsewhere, `CALL` of a procedure — sets `analysable: false`, so the rules
+//! can fail closed on it.
+//!
+//! Architecture invariant: pure function of the text; no I/O, no identities, no caching (see
+//! `cache.rs`).
+
+use std::collections::BTreeSet;
+use std::ops::ControlFlow;
+
+use serde::Serialize;
+use sqlparser::ast::{
+    AlterTableOperation, AssignmentTarget, CopySource, CopyTarget, DiscardObject, Expr, FromTable,
+    Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart,
+    ObjectType, Query, Reset, Select, SelectItem, Set, SetExpr, Statement, TableFactor,
+    TableObject, Value, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+use crate::sql::lexer::{Lexer, TokenKind};
+
+/// What one statement is, coarsely. Rules name these in `kinds = [...]`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementKind {
+    Select,
+    Insert,
+    Update,
+    Delete,
+    Merge,
+    /// `COPY … FROM` (a write) and `COPY … TO` (a read).
+    Copy,
+    Create,
+    Alter,
+    Drop,
+    Truncate,
+    Grant,
+    Revoke,
+    /// CREATE/ALTER/DROP ROLE or USER, SET ROLE, SET SESSION AUTHORIZATION, RESET ROLE, …
+    Role,
+    AlterSystem,
+    Set,
+    Show,
+    Transaction,
+    Explain,
+    Prepare,
+    Execute,
+    Deallocate,
+    Call,
+    Do,
+    /// VACUUM, ANALYZE, REINDEX, CLUSTER, REFRESH MATERIALIZED VIEW.
+    Maintenance,
+    Lock,
+    /// Cursors, LISTEN/NOTIFY, COMMENT and other statements that fit none of the above.
+    Other,
+    /// Not recognised at all.
+    Unknown,
+}
+
+impl StatementKind {
+    /// True for kinds that change data, schema or privileges by themselves.
+    fn writes(self) -> bool {
+        use StatementKind::*;
+        matches!(
+            self,
+            Insert
+                | Update
+                | Delete
+                | Merge
+                | Create
+                | Alter
+                | Drop
+                | Truncate
+                | Grant
+                | Revoke
+                | Role
+                | AlterSystem
+                | Call
+                | Do
+                | Execute
+                | Maintenance
+                | Unknown
+        )
+    }
+}
+
+/// One statement of the input, for people reading a decision.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct StatementSummary {
+    pub kind: StatementKind,
+    /// The command as PostgreSQL names it, e.g. `DROP TABLE`, `DELETE`, `SET ROLE`.
+    pub command: String,
+}
+
+/// What a statement string does. Names are folded as PostgreSQL folds them (unquoted
+/// identifiers to lower case), schema-qualified when the text qualifies them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Classification {
+    /// False when some statement could not be analysed (parse failure, `DO`, `EXECUTE` of an
+    /// unknown prepared statement, `CALL`): rules should fail closed on it.
+    pub analysable: bool,
+    pub statements: Vec<StatementSummary>,
+    /// The distinct kinds, in first-seen order.
+    pub kinds: Vec<StatementKind>,
+    /// May change data, schema, privileges or server state (unknown counts as yes).
+    pub writes: bool,
+    pub tables_read: Vec<String>,
+    pub tables_written: Vec<String>,
+    /// Column references seen in expressions (`table.col` when qualified, `*` for a wildcard).
+    pub columns_read: Vec<String>,
+    /// Columns assigned by UPDATE or listed by INSERT.
+    pub columns_written: Vec<String>,
+    /// DELETE/UPDATE statements with no bounding WHERE clause (none, or one that is constant
+    /// such as `WHERE true` or `WHERE 1 = 1`), e.g. `DELETE FROM orders`.
+    pub unbounded_writes: Vec<String>,
+    /// Dangerous functions called anywhere (lower case), e.g. `pg_terminate_backend`.
+    pub dangerous_functions: Vec<String>,
+    /// A CTE or subquery that inserts, updates or deletes (`WITH d AS (DELETE …) SELECT …`).
+    pub data_modifying_cte: bool,
+    /// `SELECT … INTO new_table` (creates and fills a table).
+    pub select_into: bool,
+    /// `EXPLAIN ANALYZE` of a statement that writes: ANALYZE executes it.
+    pub explain_analyze_write: bool,
+    /// DROP, TRUNCATE, or ALTER … DROP.
+    pub destructive: bool,
+    /// GRANT, REVOKE, REASSIGN/DROP OWNED, ALTER DEFAULT PRIVILEGES.
+    pub privilege_change: bool,
+    /// CREATE/ALTER/DROP ROLE or USER, SET ROLE, SET SESSION AUTHORIZATION, RESET ROLE,
+    /// DISCARD ALL, `set_config('role', …)`.
+    pub role_change: bool,
+    pub alter_system: bool,
+    /// COPY to or from a file on the database server, or a server-file function.
+    pub server_file_access: bool,
+    /// COPY to or from a program run on the database server.
+    pub program_access: bool,
+    /// Why parts could not be analysed, in words.
+    pub notes: Vec<String>,
+    /// True when the classification depends on a literal's value (so two statements of the same
+    /// shape may differ): the cache then keys it by exact text.
+    #[serde(skip)]
+    pub literal_sensitive: bool,
+}
+
+impl Classification {
+    fn kind(&mut self, kind: StatementKind, command: impl Into<String>) {
+        self.statements.push(StatementSummary {
+            kind,
+            command: command.into(),
+        });
+        if !self.kinds.contains(&kind) {
+            self.kinds.push(kind);
+        }
+        if kind.writes() {
+            self.writes = true;
+        }
+    }
+
+    fn not_analysable(&mut self, why: impl Into<String>) {
+        self.analysable = false;
+        self.writes = true;
+        self.notes.push(why.into());
+    }
+
+    fn dangerous(&mut self, name: &str) {
+        if !self.dangerous_functions.iter().any(|f| f == name) {
+            self.dangerous_functions.push(name.to_string());
+        }
+        self.writes = true;
+    }
+
+    /// The commands of the statements, e.g. `DROP TABLE, SELECT`, for messages.
+    pub fn commands(&self) -> String {
+        let mut seen: Vec<&str> = Vec::new();
+        for s in &self.statements {
+            if !seen.contains(&s.command.as_str()) {
+                seen.push(&s.command);
+            }
+        }
+        seen.join(", ")
+    }
+}
+
+/// Functions that reach outside the database's data: server files, other backends, other
+/// servers, the server's configuration. Matched on the unqualified, lower-case name.
+const DANGEROUS_FUNCTIONS: &[&str] = &[
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "pg_ls_logicalmapdir",
+    "pg_ls_logicalsnapdir",
+    "pg_ls_replslotdir",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "pg_file_sync",
+    "pg_logdir_ls",
+    "lo_import",
+    "lo_export",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_drop_replication_slot",
+    "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_replication_origin_drop",
+    // These run the SQL text they are given, which the gateway never sees as a statement.
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+];
+
+/// Functions that read or write files on the database server.
+const SERVER_FILE_FUNCTIONS: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "lo_import",
+    "lo_export",
+];
+
+/// Settings that change who the session is.
+const ROLE_SETTINGS: &[&str] = &["role", "session_authorization"];
+
+fn is_dangerous(name: &str) -> bool {
+    // dblink, dblink_exec, dblink_connect, …: all reach another server.
+    DANGEROUS_FUNCTIONS.contains(&name) || name.starts_with("dblink")
+}
+
+/// Classifies a statement string. Never fails: what cannot be understood is reported as
+/// not analysable.
+pub fn classify(sql: &str) -> Classification {
+    let mut c = classify_pieces(split_statements(sql, false));
+    if crate::sql::has_backslash_string(sql) {
+        // With `standard_conforming_strings = off` (a session can set it) a backslash escapes a
+        // quote, strings end elsewhere and `'a\'; DROP …` hides different statements. Count
+        // what either reading would run. The result depends on the literal, so it is cached by
+        // exact text.
+        let other = classify_pieces(split_statements(sql, true));
+        let mut both = Classification {
+            analysable: true,
+            ..Default::default()
+        };
+        merge(&mut both, c);
+        let mut other = other;
+        // Statements both readings agree on are listed once.
+        other.statements.retain(|s| !both.statements.contains(s));
+        merge(&mut both, other);
+        c = both;
+        c.literal_sensitive = true;
+        finish(&mut c);
+    }
+    c
+}
+
+fn classify_pieces(pieces: Vec<&str>) -> Classification {
+    let mut c = Classification {
+        analysable: true,
+        ..Default::default()
+    };
+    let mut any = false;
+    for text in pieces {
+        any = true;
+        match Parser::parse_sql(&PostgreSqlDialect {}, text) {
+            Ok(stmts) => {
+                for s in &stmts {
+                    Walker::new(&mut c).statement(s);
+                }
+                if stmts.is_empty() {
+                    c.kind(StatementKind::Other, "EMPTY");
+                }
+            }
+            Err(e) => classify_unparsed(&mut c, text, &e.to_string()),
+        }
+    }
+    if !any {
+        // An empty query string: PostgreSQL answers EmptyQueryResponse.
+        c.kind(StatementKind::Other, "EMPTY");
+    }
+    finish(&mut c);
+    c
+}
+
+/// Sorts and deduplicates the name lists.
+fn finish(c: &mut Classification) {
+    for list in [
+        &mut c.tables_read,
+        &mut c.tables_written,
+        &mut c.columns_read,
+        &mut c.columns_written,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    c.unbounded_writes.dedup();
+}
+
+/// Splits at top-level semicolons using the lexer, so semicolons in strings, quoted identifiers,
+/// dollar quotes and comments do not split. Empty statements are dropped. `non_standard` reads
+/// `'…'` with backslash escapes (`standard_conforming_strings = off`).
+fn split_statements(sql: &str, non_standard: bool) -> Vec<&str> {
+    let lexer = if non_standard {
+        Lexer::non_standard_strings(sql)
+    } else {
+        Lexer::new(sql)
+    };
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut end = 0;
+    for t in lexer {
+        if t.kind == TokenKind::Semicolon {
+            if let Some(s) = start.take() {
+                out.push(&sql[s..end]);
+            }
+        } else {
+            start.get_or_insert(t.start);
+            end = t.end;
+        }
+    }
+    if let Some(s) = start {
+        out.push(&sql[s..end]);
+    }
+    out
+}
+
+/// The first few words of a statement, upper case, skipping comments.
+fn leading_words(text: &str, n: usize) -> Vec<String> {
+    Lexer::new(text)
+        .filter(|t| t.kind == TokenKind::Word)
+        .take(n)
+        .map(|t| t.text(text).to_ascii_uppercase())
+        .collect()
+}
+
+/// A statement sqlparser could not read: not analysable, but its leading keywords still say
+/// what kind it is, so deny rules on kinds and flags apply to it too.
+fn classify_unparsed(c: &mut Classification, text: &str, error: &str) {
+    let w = leading_words(text, 3);
+    let w: Vec<&str> = w.iter().map(String::as_str).collect();
+    use StatementKind as K;
+    match w.as_slice() {
+        ["ALTER", "SYSTEM", ..] => {
+            // Fully understood: it changes the server's configuration file.
+            c.kind(K::AlterSystem, "ALTER SYSTEM");
+            c.alter_system = true;
+            return;
+        }
+        ["DO", ..] => {
+            c.kind(K::Do, "DO");
+            c.not_analysable("a DO block runs procedural code the gateway cannot inspect");
+            return;
+        }
+        ["REASSIGN", "OWNED", ..] => {
+            c.kind(K::Grant, "REASSIGN OWNED");
+            c.privilege_change = true;
+        }
+        ["DROP", "OWNED", ..] => {
+            c.kind(K::Drop, "DROP OWNED");
+            c.privilege_change = true;
+            c.destructive = true;
+        }
+        [verb @ ("CREATE" | "ALTER" | "DROP"), obj @ ("ROLE" | "USER" | "GROUP"), ..] => {
+            c.kind(K::Role, format!("{verb} {obj}"));
+            c.role_change = true;
+        }
+        ["SET", "ROLE", ..] | ["SET", "SESSION" | "LOCAL", "ROLE" | "AUTHORIZATION", ..] => {
+            c.kind(K::Role, "SET ROLE");
+            c.role_change = true;
+        }
+        ["GRANT", ..] => {
+            c.kind(K::Grant, "GRANT");
+            c.privilege_change = true;
+        }
+        ["REVOKE", ..] => {
+            c.kind(K::Revoke, "REVOKE");
+            c.privilege_change = true;
+        }
+        ["DROP", obj, ..] => {
+            c.kind(K::Drop, format!("DROP {obj}"));
+            c.destructive = true;
+        }
+        ["TRUNCATE", ..] => {
+            c.kind(K::Truncate, "TRUNCATE");
+            c.destructive = true;
+        }
+        ["COPY", ..] => {
+            c.kind(K::Copy, "COPY");
+            let upper = text.to_ascii_uppercase();
+            if upper.contains("PROGRAM") {
+                c.program_access = true;
+            }
+        }
+        ["CALL", ..] => c.kind(K::Call, "CALL"),
+        ["TABLE", ..] => {
+            // `TABLE x` is `SELECT * FROM x`, which sqlparser does read.
+            let rest = text.trim_start()[5..].trim_start();
+            let rewritten = format!("SELECT * FROM {rest}");
+            if let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, &rewritten) {
+                if stmts.len() == 1 {
+                    Walker::new(c).statement(&stmts[0]);
+                    return;
+                }
+            }
+            c.kind(K::Select, "TABLE");
+        }
+        ["VACUUM" | "ANALYZE" | "ANALYSE" | "CHECKPOINT", ..] => {
+            // Maintenance that changes no data; understood from the keyword alone.
+            c.kind(K::Maintenance, w[0]);
+            return;
+        }
+        [first, ..] => {
+            let kind = match *first {
+                "SELECT" | "WITH" | "VALUES" | "TABLE" => K::Select,
+                "INSERT" => K::Insert,
+                "UPDATE" => K::Update,
+                "DELETE" => K::Delete,
+                "MERGE" => K::Merge,
+                "CREATE" => K::Create,
+                "ALTER" => K::Alter,
+                "EXPLAIN" => K::Explain,
+                "PREPARE" => K::Prepare,
+                "EXECUTE" => K::Execute,
+                "VACUUM" | "ANALYZE" | "ANALYSE" | "REINDEX" | "CLUSTER" | "REFRESH" => {
+                    K::Maintenance
+                }
+                _ => K::Unknown,
+            };
+            c.kind(kind, *first);
+        }
+        [] => c.kind(K::Unknown, "UNKNOWN"),
+    }
+    c.not_analysable(format!(
+        "the gateway cannot parse `{}`: {error}",
+        abbreviate(text)
+    ));
+}
+
+fn abbreviate(text: &str) -> String {
+    const MAX: usize = 60;
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
+
+/// A name as PostgreSQL resolves it: unquoted parts folded to lower case, joined by `.`.
+pub fn object_name(name: &ObjectName) -> String {
+    let mut out = String::new();
+    for (i, part) in name.0.iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        match part {
+            ObjectNamePart::Identifier(id) if id.quote_style.is_none() => {
+                out.push_str(&id.value.to_lowercase())
+            }
+            ObjectNamePart::Identifier(id) => out.push_str(&id.value),
+            ObjectNamePart::Function(f) => out.push_str(&f.to_string()),
+        }
+    }
+    out
+}
+
+fn ident(id: &sqlparser::ast::Ident) -> String {
+    if id.quote_style.is_none() {
+        id.value.to_lowercase()
+    } else {
+        id.value.clone()
+    }
+}
+
+/// The last part of a name: what a function or table is called without its schema.
+fn last_part(name: &ObjectName) -> String {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(id)) => ident(id),
+        Some(ObjectNamePart::Function(f)) => f.to_string().to_lowercase(),
+        None => String::new(),
+    }
+}
+
+/// True when `selection` limits the rows a DELETE/UPDATE touches. A missing WHERE does not; nor
+/// does a constant one (`WHERE true`, `WHERE 1 = 1`, `WHERE x = x`), nor an `OR` with a branch
+/// that does not bound. Literal values never matter here, so statements of one shape agree.
+fn bounded(selection: Option<&Expr>) -> bool {
+    match selection {
+        None => false,
+        Some(e) => bounds(e),
+    }
+}
+
+fn bounds(e: &Expr) -> bool {
+    use sqlparser::ast::BinaryOperator as Op;
+    match e {
+        Expr::Nested(inner) => bounds(inner),
+        Expr::BinaryOp {
+            left,
+            op: Op::Or,
+            right,
+        } => bounds(left) && bounds(right),
+        Expr::BinaryOp {
+            left,
+            op: Op::And,
+            right,
+        } => bounds(left) || bounds(right),
+        // `x = x` holds for every non-null x.
+        Expr::BinaryOp { left, right, .. } if left == right => false,
+        other => references_column(other),
+    }
+}
+
+fn references_column(e: &Expr) -> bool {
+    struct Finder(bool);
+    impl Visitor for Finder {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut f = Finder(false);
+    let _ = e.visit(&mut f);
+    f.0
+}
+
+/// How to walk what is inside a statement.
+#[derive(Debug, Clone, Copy)]
+enum Frame {
+    Plain,
+    /// EXPLAIN without ANALYZE: planned, not run; its tables count as reads only.
+    PlanOnly,
+    /// Already classified on its own (PREPARE's body, EXPLAIN ANALYZE's statement).
+    Skip,
+}
+
+/// Walks one parsed statement (and everything nested in it) into a [`Classification`].
+struct Walker<'c> {
+    c: &'c mut Classification,
+    /// Depth of nested statements; above 0 we are inside a query (a data-modifying CTE).
+    depth: usize,
+    /// Inside `EXPLAIN` without ANALYZE: the inner statement is planned, not run.
+    plan_only: usize,
+    /// Inside a statement already classified on its own (PREPARE's, EXPLAIN ANALYZE's).
+    skip: usize,
+    /// What each open statement added to `plan_only`/`skip`, undone when it closes.
+    frames: Vec<Frame>,
+    /// Every relation named (reads and write targets alike).
+    relations: Vec<String>,
+    /// Write targets; one occurrence of each is removed from `relations` to get the reads.
+    targets: Vec<String>,
+    /// CTE names: `FROM x` where x is a CTE reads no table.
+    ctes: BTreeSet<String>,
+    /// False inside SET, whose values are words, not columns.
+    columns: bool,
+    /// `SELECT … INTO` targets, which the expression walk mistakes for columns.
+    into_names: Vec<String>,
+    /// Relations that are really table functions (`FROM pg_ls_dir('.')`).
+    table_functions: Vec<String>,
+}
+
+impl<'c> Walker<'c> {
+    fn new(c: &'c mut Classification) -> Self {
+        Walker {
+            c,
+            depth: 0,
+            plan_only: 0,
+            skip: 0,
+            frames: Vec::new(),
+            relations: Vec::new(),
+            targets: Vec::new(),
+            ctes: BTreeSet::new(),
+            table_functions: Vec::new(),
+            into_names: Vec::new(),
+            columns: true,
+        }
+    }
+
+    fn statement(mut self, s: &Statement) {
+        let columns_before = self.c.columns_read.len();
+        let _ = s.visit(&mut self);
+        if !self.into_names.is_empty() {
+            let into = std::mem::take(&mut self.into_names);
+            let mut i = columns_before;
+            while i < self.c.columns_read.len() {
+                if into.contains(&self.c.columns_read[i]) {
+                    self.c.columns_read.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        let mut reads = self.relations;
+        for t in self.targets.iter().chain(self.table_functions.iter()) {
+            if let Some(i) = reads.iter().position(|r| r == t) {
+                reads.remove(i);
+            }
+        }
+        reads.retain(|r| !self.ctes.contains(r));
+        self.c.tables_read.extend(reads);
+        self.targets.retain(|r| !self.ctes.contains(r));
+        self.c.tables_written.extend(self.targets);
+    }
+
+    fn target(&mut self, name: &ObjectName) {
+        if self.plan_only == 0 {
+            self.targets.push(object_name(name));
+        }
+    }
+
+    fn function(&mut self, name: &ObjectName, args: Option<&[FunctionArg]>) {
+        if self.plan_only > 0 {
+            return;
+        }
+        let n = last_part(name);
+        if is_dangerous(&n) {
+            self.c.dangerous(&n);
+            if SERVER_FILE_FUNCTIONS.contains(&n.as_str()) {
+                self.c.server_file_access = true;
+            }
+        }
+        if n == "set_config" {
+            // set_config('role', …) is SET ROLE in disguise; only the first argument's value
+            // says so, which makes this classification depend on a literal.
+            self.c.literal_sensitive = true;
+            let setting = args.and_then(|a| a.first()).and_then(|a| match a {
+                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
+                    Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => {
+                        Some(s.trim().to_ascii_lowercase())
+                    }
+                    _ => None,
+                },
+                _ => None,
+            });
+            match setting {
+                Some(s) if !ROLE_SETTINGS.contains(&s.as_str()) => {}
+                // A role setting, or one the gateway cannot read (a parameter, an expression).
+                _ => {
+                    self.c.role_change = true;
+                    self.c.dangerous("set_config");
+                }
+            }
+        }
+    }
+
+    fn delete_targets(&mut self, tables: &[ObjectName], from: &FromTable) {
+        if !tables.is_empty() {
+            for t in tables {
+                self.target(t);
+            }
+            return;
+        }
+        let (FromTable::WithFromKeyword(f) | FromTable::WithoutKeyword(f)) = from;
+        for twj in f {
+            if let TableFactor::Table { name, .. } = &twj.relation {
+                self.target(name);
+            }
+        }
+    }
+
+    /// Kind, flags and write targets of one statement (top-level or nested); says how to walk
+    /// what is inside it.
+    fn describe(&mut self, s: &Statement) -> Frame {
+        use StatementKind as K;
+        let nested = self.depth > 0;
+        // Inside EXPLAIN (no ANALYZE) a statement is only planned: record its tables as reads.
+        if self.plan_only > 0 {
+            return Frame::Plain;
+        }
+        match s {
+            Statement::Query(_) => {
+                if !nested {
+                    self.c.kind(K::Select, "SELECT");
+                }
+            }
+            Statement::Insert(i) => {
+                if nested {
+                    self.c.data_modifying_cte = true;
+                }
+                self.c.kind(K::Insert, "INSERT");
+                if let TableObject::TableName(n) = &i.table {
+                    self.target(n);
+                }
+                self.c
+                    .columns_written
+                    .extend(i.columns.iter().map(object_name));
+            }
+            Statement::Update(u) => {
+                if nested {
+                    self.c.data_modifying_cte = true;
+                }
+                self.c.kind(K::Update, "UPDATE");
+                let mut name = String::new();
+                if let TableFactor::Table { name: n, .. } = &u.table.relation {
+                    self.target(n);
+                    name = object_name(n);
+                }
+                for a in &u.assignments {
+                    match &a.target {
+                        AssignmentTarget::ColumnName(n) => {
+                            self.c.columns_written.push(object_name(n))
+                        }
+                        AssignmentTarget::Tuple(ns) => {
+                            self.c.columns_written.extend(ns.iter().map(object_name))
+                        }
+                    }
+                }
+                if !bounded(u.selection.as_ref()) {
+                    self.c.unbounded_writes.push(format!("UPDATE {name}"));
+                }
+            }
+            Statement::Delete(d) => {
+                if nested {
+                    self.c.data_modifying_cte = true;
+                }
+                self.c.kind(K::Delete, "DELETE");
+                let before = self.targets.len();
+                self.delete_targets(&d.tables, &d.from);
+                let names = self.targets[before..].join(", ");
+                if !bounded(d.selection.as_ref()) {
+                    self.c.unbounded_writes.push(format!("DELETE FROM {names}"));
+                }
+            }
+            Statement::Merge(m) => {
+                if nested {
+                    self.c.data_modifying_cte = true;
+                }
+                self.c.kind(K::Merge, "MERGE");
+                if let TableFactor::Table { name, .. } = &m.table {
+                    self.target(name);
+                }
+            }
+            Statement::Copy {
+                source, to, target, ..
+            } => {
+                match target {
+                    CopyTarget::File { .. } => self.c.server_file_access = true,
+                    CopyTarget::Program { .. } => self.c.program_access = true,
+                    CopyTarget::Stdin | CopyTarget::Stdout => {}
+                }
+                if *to {
+                    self.c.kind(K::Copy, "COPY TO");
+                } else {
+                    self.c.kind(K::Copy, "COPY FROM");
+                    // COPY FROM fills a table: a write, like INSERT.
+                    self.c.writes = true;
+                    if let CopySource::Table {
+                        table_name,
+                        columns,
+                    } = source
+                    {
+                        self.target(table_name);
+                        self.c.columns_written.extend(columns.iter().map(ident));
+                    }
+                }
+            }
+            Statement::Drop {
+                object_type, names, ..
+            } => {
+                let what = object_type.to_string().to_uppercase();
+                match object_type {
+                    ObjectType::Role | ObjectType::User => {
+                        self.c.kind(K::Role, format!("DROP {what}"));
+                        self.c.role_change = true;
+                    }
+                    _ => self.c.kind(K::Drop, format!("DROP {what}")),
+                }
+                self.c.destructive = true;
+                if matches!(
+                    object_type,
+                    ObjectType::Table | ObjectType::View | ObjectType::MaterializedView
+                ) {
+                    for n in names {
+                        self.target(n);
+                    }
+                }
+            }
+            Statement::DropFunction(_)
+            | Statement::DropProcedure { .. }
+            | Statement::DropDomain(_)
+            | Statement::DropPolicy(_)
+            | Statement::DropTrigger(_)
+            | Statement::DropExtension(_)
+            | Statement::DropOperator(_)
+            | Statement::DropOperatorFamily(_)
+            | Statement::DropOperatorClass(_)
+            | Statement::DropRule(_)
+            | Statement::DropSecret { .. }
+            | Statement::DropConnector { .. } => {
+                let cmd = leading_words(&s.to_string(), 2).join(" ");
+                self.c.kind(K::Drop, cmd);
+                self.c.destructive = true;
+            }
+            Statement::Truncate(t) => {
+                self.c.kind(K::Truncate, "TRUNCATE");
+                self.c.destructive = true;
+                for n in &t.table_names {
+                    self.target(&n.name);
+                }
+            }
+            Statement::AlterTable(a) => {
+                // Every ALTER TABLE operation that removes something is a `Drop…` variant;
+                // matching on the name keeps new sqlparser variants covered.
+                let drops = a.operations.iter().any(|op| {
+                    matches!(op, AlterTableOperation::DropColumn { .. })
+                        || format!("{op:?}").starts_with("Drop")
+                });
+                if drops {
+                    self.c.kind(K::Alter, "ALTER TABLE … DROP");
+                    self.c.destructive = true;
+                } else {
+                    self.c.kind(K::Alter, "ALTER TABLE");
+                }
+                self.target(&a.name);
+            }
+            Statement::CreateRole(_) => {
+                self.c.kind(K::Role, "CREATE ROLE");
+                self.c.role_change = true;
+            }
+            Statement::CreateUser(_) => {
+                self.c.kind(K::Role, "CREATE USER");
+                self.c.role_change = true;
+            }
+            Statement::AlterRole { .. } => {
+                self.c.kind(K::Role, "ALTER ROLE");
+                self.c.role_change = true;
+            }
+            Statement::AlterUser(_) => {
+                self.c.kind(K::Role, "ALTER USER");
+                self.c.role_change = true;
+            }
+            Statement::Grant(_) | Statement::GrantRole(_) => {
+                self.c.kind(K::Grant, "GRANT");
+                self.c.privilege_change = true;
+            }
+            Statement::Revoke(_) | Statement::RevokeRole(_) | Statement::Deny(_) => {
+                self.c.kind(K::Revoke, "REVOKE");
+                self.c.privilege_change = true;
+            }
+            Statement::AlterDefaultPrivileges(_) => {
+                self.c.kind(K::Grant, "ALTER DEFAULT PRIVILEGES");
+                self.c.privilege_change = true;
+            }
+            Statement::Set(set) => {
+                self.columns = false;
+                self.set(set);
+            }
+            Statement::CreateView(v) => {
+                self.c.kind(K::Create, "CREATE VIEW");
+                self.target(&v.name);
+            }
+            Statement::Reset(r) => match r.reset {
+                // RESET ALL and RESET ROLE undo a `SET ROLE` the gateway made for a grant.
+                Reset::ALL => {
+                    self.c.kind(K::Role, "RESET ALL");
+                    self.c.role_change = true;
+                }
+                Reset::SessionAuthorization => {
+                    self.c.kind(K::Role, "RESET SESSION AUTHORIZATION");
+                    self.c.role_change = true;
+                }
+                Reset::ConfigurationParameter(ref n) if object_name(n) == "role" => {
+                    self.c.kind(K::Role, "RESET ROLE");
+                    self.c.role_change = true;
+                }
+                _ => self.c.kind(K::Set, "RESET"),
+            },
+            Statement::Discard { object_type } => {
+                if matches!(object_type, DiscardObject::ALL) {
+                    // DISCARD ALL includes SET SESSION AUTHORIZATION DEFAULT.
+                    self.c.kind(K::Role, "DISCARD ALL");
+                    self.c.role_change = true;
+                } else {
+                    self.c.kind(K::Set, "DISCARD");
+                }
+            }
+            Statement::Explain {
+                analyze,
+                statement,
+                options,
+                ..
+            } => {
+                self.c.kind(K::Explain, "EXPLAIN");
+                if *analyze || explain_option_analyze(options.as_deref()) {
+                    // ANALYZE runs the statement: the inner statement is classified as if sent.
+                    let inner = classify_statement(statement);
+                    if inner.writes {
+                        self.c.explain_analyze_write = true;
+                    }
+                    merge(self.c, inner);
+                    return Frame::Skip;
+                }
+                return Frame::PlanOnly;
+            }
+            Statement::Prepare { statement, .. } => {
+                // PREPARE x AS <stmt> is classified as <stmt>: it is what EXECUTE will run.
+                self.c.kind(K::Prepare, "PREPARE");
+                merge(self.c, classify_statement(statement));
+                return Frame::Skip;
+            }
+            Statement::Execute { .. } => {
+                self.c.kind(K::Execute, "EXECUTE");
+                self.c.not_analysable(
+                    "EXECUTE runs a prepared statement whose text the gateway did not classify",
+                );
+            }
+            Statement::Deallocate { .. } => self.c.kind(K::Deallocate, "DEALLOCATE"),
+            Statement::Call(f) => {
+                self.c.kind(K::Call, "CALL");
+                self.function(&f.name, function_args(f));
+                self.c
+                    .not_analysable("CALL runs a procedure whose body the gateway cannot inspect");
+            }
+            Statement::StartTransaction { .. } => self.c.kind(K::Transaction, "BEGIN"),
+            Statement::Commit { .. } => self.c.kind(K::Transaction, "COMMIT"),
+            Statement::Rollback { .. } => self.c.kind(K::Transaction, "ROLLBACK"),
+            Statement::Savepoint { .. } => self.c.kind(K::Transaction, "SAVEPOINT"),
+            Statement::ReleaseSavepoint { .. } => self.c.kind(K::Transaction, "RELEASE"),
+            Statement::ShowVariable { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::ShowStatus { .. } => self.c.kind(K::Show, "SHOW"),
+            Statement::Vacuum(_)
+            | Statement::Analyze(_)
+            | Statement::RefreshMaterializedView(_) => {
+                let cmd = leading_words(&s.to_string(), 1).join(" ");
+                self.c.kind(K::Maintenance, cmd);
+            }
+            Statement::Lock(_) | Statement::LockTables { .. } => self.c.kind(K::Lock, "LOCK"),
+            Statement::Declare { .. }
+            | Statement::Fetch { .. }
+            | Statement::Close { .. }
+            | Statement::LISTEN { .. }
+            | Statement::UNLISTEN { .. }
+            | Statement::NOTIFY { .. } => {
+                let cmd = leading_words(&s.to_string(), 1).join(" ");
+                self.c.kind(K::Other, cmd);
+            }
+            Statement::Comment { .. } => {
+                self.c.kind(K::Other, "COMMENT");
+                self.c.writes = true;
+            }
+            other => {
+                // CREATE …, ALTER … and anything else: named by its leading keywords.
+                let text = other.to_string();
+                let words = leading_words(&text, 2);
+                let kind = match words.first().map(String::as_str) {
+                    Some("CREATE") => K::Create,
+                    Some("ALTER") => K::Alter,
+                    _ => K::Other,
+                };
+                let cmd = if matches!(kind, K::Create | K::Alter) {
+                    words.join(" ")
+                } else {
+                    words.first().cloned().unwrap_or_default()
+                };
+                self.c.kind(kind, cmd);
+                // Unknown statements may change something; assume they do.
+                self.c.writes = true;
+                if let Statement::CreateTable(t) = other {
+                    self.target(&t.name);
+                }
+            }
+        }
+        Frame::Plain
+    }
+
+    fn set(&mut self, set: &Set) {
+        use StatementKind as K;
+        match set {
+            Set::SetRole { .. } => {
+                self.c.kind(K::Role, "SET ROLE");
+                self.c.role_change = true;
+            }
+            Set::SetSessionAuthorization(_) => {
+                self.c.kind(K::Role, "SET SESSION AUTHORIZATION");
+                self.c.role_change = true;
+            }
+            Set::SingleAssignment { variable, .. }
+                if ROLE_SETTINGS.contains(&object_name(variable).as_str()) =>
+            {
+                self.c.kind(K::Role, "SET ROLE");
+                self.c.role_change = true;
+            }
+            Set::MultipleAssignments { assignments }
+                if assignments
+                    .iter()
+                    .any(|a| ROLE_SETTINGS.contains(&object_name(&a.name).as_str())) =>
+            {
+                self.c.kind(K::Role, "SET ROLE");
+                self.c.role_change = true;
+            }
+            _ => self.c.kind(K::Set, "SET"),
+        }
+    }
+}
+
+/// `EXPLAIN (ANALYZE [true|on|1]) …`: the option form of ANALYZE. An argument the gateway
+/// cannot read counts as on: a wrong "on" costs a review, a wrong "off" would skip one.
+fn explain_option_analyze(options: Option<&[sqlparser::ast::UtilityOption]>) -> bool {
+    options.unwrap_or_default().iter().any(|o| {
+        let name = o.name.value.to_ascii_lowercase();
+        (name == "analyze" || name == "analyse")
+            && match &o.arg {
+                None => true,
+                Some(Expr::Value(v)) => !matches!(
+                    &v.value,
+                    Value::Boolean(false)
+                ) && !matches!(&v.value, Value::Number(n, _) if n == "0")
+                    && !matches!(&v.value, Value::SingleQuotedString(s) if ["off", "false", "0", "no"].contains(&s.to_ascii_lowercase().as_str())),
+                Some(Expr::Identifier(id)) => {
+                    !["off", "false", "no"].contains(&id.value.to_ascii_lowercase().as_str())
+                }
+                Some(_) => true,
+            }
+    })
+}
+
+fn function_args(f: &Function) -> Option<&[FunctionArg]> {
+    match &f.args {
+        FunctionArguments::List(l) => Some(&l.args),
+        _ => None,
+    }
+}
+
+/// Classifies one already-parsed statement on its own (the inside of EXPLAIN ANALYZE/PREPARE).
+fn classify_statement(s: &Statement) -> Classification {
+    let mut c = Classification {
+        analysable: true,
+        ..Default::default()
+    };
+    Walker::new(&mut c).statement(s);
+    c
+}
+
+/// Adds everything `inner` found to `c`.
+fn merge(c: &mut Classification, inner: Classification) {
+    for s in inner.statements {
+        c.kind(s.kind, s.command);
+    }
+    c.analysable &= inner.analysable;
+    c.writes |= inner.writes;
+    c.tables_read.extend(inner.tables_read);
+    c.tables_written.extend(inner.tables_written);
+    c.columns_read.extend(inner.columns_read);
+    c.columns_written.extend(inner.columns_written);
+    c.unbounded_writes.extend(inner.unbounded_writes);
+    for f in inner.dangerous_functions {
+        c.dangerous(&f);
+    }
+    c.data_modifying_cte |= inner.data_modifying_cte;
+    c.select_into |= inner.select_into;
+    c.explain_analyze_write |= inner.explain_analyze_write;
+    c.destructive |= inner.destructive;
+    c.privilege_change |= inner.privilege_change;
+    c.role_change |= inner.role_change;
+    c.alter_system |= inner.alter_system;
+    c.server_file_access |= inner.server_file_access;
+    c.program_access |= inner.program_access;
+    c.notes.extend(inner.notes);
+    c.literal_sensitive |= inner.literal_sensitive;
+}
+
+impl Visitor for Walker<'_> {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+        let frame = if self.skip > 0 {
+            Frame::Plain
+        } else {
+            self.describe(s)
+        };
+        match frame {
+            Frame::Plain => {}
+            Frame::PlanOnly => self.plan_only += 1,
+            Frame::Skip => self.skip += 1,
+        }
+        self.frames.push(frame);
+        self.depth += 1;
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_statement(&mut self, _s: &Statement) -> ControlFlow<()> {
+        self.depth -= 1;
+        match self.frames.pop() {
+            Some(Frame::PlanOnly) => self.plan_only -= 1,
+            Some(Frame::Skip) => self.skip -= 1,
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_select(&mut self, s: &Select) -> ControlFlow<()> {
+        if self.skip == 0
+            && s.projection.iter().any(|p| {
+                matches!(
+                    p,
+                    SelectItem::Wildcard(_) | SelectItem::QualifiedWildcard(..)
+                )
+            })
+        {
+            self.c.columns_read.push("*".into());
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                self.ctes.insert(ident(&cte.alias.name));
+            }
+        }
+        if let SetExpr::Select(sel) = q.body.as_ref() {
+            if let Some(into) = &sel.into {
+                if self.plan_only == 0 {
+                    // SELECT … INTO creates and fills a table.
+                    self.c.select_into = true;
+                    self.c.writes = true;
+                    for t in &into.targets {
+                        let name = match t {
+                            Expr::Identifier(id) => ident(id),
+                            Expr::CompoundIdentifier(ids) => {
+                                ids.iter().map(ident).collect::<Vec<_>>().join(".")
+                            }
+                            _ => continue,
+                        };
+                        // The target is visited as an expression too; it is no column.
+                        self.into_names.push(name.clone());
+                        self.targets.push(name);
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        self.relations.push(object_name(r));
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        if let TableFactor::Table {
+            name,
+            args: Some(args),
+            ..
+        } = t
+        {
+            // `FROM f(…)` calls a function; it reads no table called f.
+            self.table_functions.push(object_name(name));
+            self.function(name, Some(&args.args));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if self.skip > 0 {
+            return ControlFlow::Continue(());
+        }
+        match e {
+            Expr::Function(f) => self.function(&f.name, function_args(f)),
+            Expr::Identifier(id) if self.columns => self.c.columns_read.push(ident(id)),
+            Expr::CompoundIdentifier(ids) if self.columns => self
+                .c
+                .columns_read
+                .push(ids.iter().map(ident).collect::<Vec<_>>().join(".")),
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests;
