@@ -256,3 +256,68 @@ async fn a_changed_gateway_certificate_is_refused() {
     assert!(!out.ok());
     assert!(out.stderr.contains("certificate"), "{out:?}");
 }
+
+/// An approver in a terminal: `gatehouse approvals --pending`, `approve`, `deny`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approvals_from_the_terminal() {
+    let f = Fixture::start_with_tier("production", |b| {
+        b.user("root", "root-password", &["admins"])
+    })
+    .await;
+    let home = CliHome::new();
+    let out = home.login_user(&f.gw, "root", "root-password");
+    assert!(out.ok(), "{out:?}");
+
+    // The agent's write in production waits for approval.
+    let c = f.connect().await;
+    let held =
+        tokio::spawn(async move { c.batch_execute("CREATE TABLE held_by_cli (id int)").await });
+    let mut id = String::new();
+    for _ in 0..100 {
+        let out = home.run(&["--json", "approvals", "--pending"]);
+        assert!(out.ok(), "{out:?}");
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        if let Some(a) = v["items"].as_array().and_then(|i| {
+            i.iter()
+                .find(|a| a["statement"] == "CREATE TABLE held_by_cli (id int)")
+        }) {
+            id = a["id"].as_str().unwrap().to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !id.is_empty(),
+        "the held statement shows in `gatehouse approvals --pending`"
+    );
+    let table = home.run(&["approvals", "--pending"]);
+    assert!(table.ok() && table.stdout.contains(&id), "{table:?}");
+    let out = home.run(&["approve", &id, "--reason", "fine"]);
+    assert!(out.ok(), "{out:?}");
+    held.await.unwrap().expect("the approved statement ran");
+
+    // Denied from the terminal: the waiting client gets the reason.
+    let c = f.connect().await;
+    let held =
+        tokio::spawn(async move { c.batch_execute("CREATE TABLE denied_by_cli (id int)").await });
+    let mut id = String::new();
+    for _ in 0..100 {
+        let out = home.run(&["--json", "approvals", "--pending"]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if let Some(a) = v["items"].as_array().and_then(|i| {
+            i.iter()
+                .find(|a| a["statement"] == "CREATE TABLE denied_by_cli (id int)")
+        }) {
+            id = a["id"].as_str().unwrap().to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let out = home.run(&["deny", &id, "--reason", "use a migration"]);
+    assert!(out.ok(), "{out:?}");
+    let e = held.await.unwrap().expect_err("denied");
+    assert!(
+        gatehouse_tests::message(&e).contains("use a migration"),
+        "{e}"
+    );
+}
