@@ -27,6 +27,8 @@ pub struct Observer {
     pub meta: Arc<ConnectionMeta>,
     pub identity: Identity,
     pub env: Arc<Environment>,
+    /// The upstream role the grant pins for this connection, if any.
+    pub pinned_role: Option<String>,
 }
 
 /// A refusal the upstream will raise in place of the statement.
@@ -102,6 +104,26 @@ pub async fn admit(
         tags: &o.env.tags,
     };
     let decision = o.gw.policy.decide(&subject, &info.sql);
+    // Under a pinned role, leaving it (SET ROLE NONE, SET SESSION AUTHORIZATION, DISCARD ALL…)
+    // would undo the grant, in every tier.
+    if let Some(role) = &o.pinned_role {
+        if decision
+            .classification
+            .as_ref()
+            .is_some_and(|c| c.role_change)
+        {
+            return refused(
+                "deny",
+                Some("grant-role-pinned".into()),
+                None,
+                Refusal {
+                    code: "42501",
+                    message: format!("statement denied by Gatehouse: your grant runs this connection as role \"{role}\", which cannot be changed"),
+                    hint: "Ask a Gatehouse administrator for a grant with the role you need.".into(),
+                },
+            );
+        }
+    }
     let mut gate = Gate {
         decision: decision.action.as_str(),
         rule: Some(decision.rule.clone()),

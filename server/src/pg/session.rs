@@ -111,6 +111,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         env,
         database,
         upstream,
+        pinned_role,
         _cancel_key,
     } = established;
     let meta = Arc::new(ConnectionMeta {
@@ -141,6 +142,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         meta: meta.clone(),
         identity: identity.clone(),
         env: env.clone(),
+        pinned_role,
     };
     let registration = gw.connections.register(ConnectionInfo {
         id: conn_id.clone(),
@@ -218,6 +220,7 @@ struct Established {
     identity: Identity,
     env: Arc<Environment>,
     database: String,
+    pinned_role: Option<String>,
     upstream: upstream::Upstream,
     _cancel_key: CancelKey,
 }
@@ -326,7 +329,10 @@ async fn establish(
         .into());
     }
 
-    let upstream_params = upstream_params(params, &identity)?;
+    // A grant may pin the upstream role (e.g. read-only for agents): it becomes the session's
+    // own default, so RESET ROLE returns to it; the gate refuses statements that would leave it.
+    let pinned_role = gw.grants.upstream_role(&identity, &env.name);
+    let upstream_params = upstream_params(params, &identity, pinned_role.as_deref())?;
     let mut target = (*env.target).clone();
     if let Some(db) = database {
         target.database = db.to_string();
@@ -363,6 +369,7 @@ async fn establish(
         identity,
         env,
         database: database_name,
+        pinned_role,
         upstream,
         _cancel_key: cancel_key,
     })
@@ -373,8 +380,10 @@ async fn establish(
 fn upstream_params(
     params: &BTreeMap<String, String>,
     identity: &Identity,
+    role: Option<&str>,
 ) -> Result<Vec<(String, String)>, PgError> {
     let mut out = Vec::new();
+    let mut options = None;
     for (k, v) in params {
         let lk = k.to_ascii_lowercase();
         if !FORWARDED_PARAMS.contains(&lk.as_str()) {
@@ -382,8 +391,17 @@ fn upstream_params(
         }
         if lk == "options" {
             check_options(v)?;
+            options = Some(v.clone());
+            continue;
         }
         out.push((k.clone(), v.clone()));
+    }
+    let role_option =
+        role.map(|r| format!("-c role={}", r.replace('\\', "\\\\").replace(' ', "\\ ")));
+    match (options, role_option) {
+        (Some(o), Some(r)) => out.push(("options".into(), format!("{o} {r}"))),
+        (Some(o), None) | (None, Some(o)) => out.push(("options".into(), o)),
+        (None, None) => {}
     }
     let app = match params.get("application_name").filter(|a| !a.is_empty()) {
         Some(a) => format!("gatehouse:{}/{a}", identity.name),
@@ -440,7 +458,7 @@ mod tests {
         p.insert("application_name".to_string(), "psql".to_string());
         p.insert("client_encoding".to_string(), "UTF8".to_string());
         p.insert("user".to_string(), "alice".to_string());
-        let out = upstream_params(&p, &alice()).unwrap();
+        let out = upstream_params(&p, &alice(), None).unwrap();
         assert!(out.contains(&("application_name".into(), "gatehouse:alice/psql".into())));
         assert!(out.contains(&("client_encoding".into(), "UTF8".into())));
         assert!(!out.iter().any(|(k, _)| k == "user"));
