@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # What the gateway costs: pgbench -S (read-only, one primary-key lookup per transaction) against
-# the same throwaway PostgreSQL 15 three ways: directly, through PgBouncer (session pooling,
-# SCRAM) and through the release Gatehouse gateway (service-account token). Runs interleave the
-# three targets round by round; the table shows median tps and mean latency per target.
+# the same throwaway PostgreSQL 15 four ways: directly, through PgBouncer (session pooling,
+# SCRAM), through the release Gatehouse gateway (service-account token), and through a
+# `gatehouse connect` tunnel in front of that gateway (pgbench -> tunnel on loopback, no
+# password -> TLS -> gateway). Runs interleave the targets round by round; the table shows
+# median tps and mean latency per target, and tunnel/gateway.
 #
-#   bench/pgbench.sh                       # 3 modes x 2 client counts x 3 targets x 3 rounds x 10 s
+#   bench/pgbench.sh                       # 3 modes x 2 client counts x 4 targets x 3 rounds x 10 s
 #   DURATION=5 ROUNDS=1 bench/pgbench.sh   # a quick look
 #
 # Environment: DURATION (s per run, 10), ROUNDS (3), SCALE (pgbench -i -s, 10),
-# MODES ("simple extended prepared"), CLIENTS ("1 8"), OUT (also write the table to this file),
+# MODES ("simple extended prepared"), CLIENTS ("1 8"), TARGETS ("direct pgbouncer gateway tunnel";
+# direct must stay), OUT (also write the table to this file),
 # KEEP_TMP=1 (keep the temp dir with logs), NICE (run everything at this niceness, e.g. -10
-# on a machine that is busy with other work), GATEHOUSE_BIN (benchmark this gateway binary instead
-# of building target/release/gatehouse-server). Everything started is stopped on exit.
+# on a machine that is busy with other work), GATEHOUSE_BIN / GATEHOUSE_CLI_BIN (benchmark these
+# gateway and CLI binaries instead of building them into ${CARGO_TARGET_DIR:-target}/release).
+# Everything started is stopped on exit.
 set -euo pipefail
 GH_SCRIPT=bench
 # shellcheck source=scripts/lib.sh
@@ -26,17 +30,22 @@ CLIENTS="${CLIENTS:-1 8}"
 OUT="${OUT:-}"
 NICE="${NICE:-0}"
 PGBOUNCER="${PGBOUNCER:-/usr/sbin/pgbouncer}"
-BIN="${GATEHOUSE_BIN:-$GH_REPO/target/release/gatehouse-server}"
+TARGETS="${TARGETS:-direct pgbouncer gateway tunnel}"
+TARGET_DIR="${CARGO_TARGET_DIR:-$GH_REPO/target}"
+BIN="${GATEHOUSE_BIN:-$TARGET_DIR/release/gatehouse-server}"
+CLI="${GATEHOUSE_CLI_BIN:-$TARGET_DIR/release/gatehouse}"
 NPROC="$(nproc)"
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 "$GH_REPO/scripts/install-deps.sh"
-if [ -z "${GATEHOUSE_BIN:-}" ]; then
+case " $TARGETS " in *" direct "*) ;; *) gh_die "TARGETS must include direct (the baseline)" ;; esac
+if [ -z "${GATEHOUSE_BIN:-}" ] || [ -z "${GATEHOUSE_CLI_BIN:-}" ]; then
     gh_cargo_path || gh_die "cargo is not on PATH"
-    gh_log "building the release gateway"
-    cargo build --release -q -p gatehouse-server
+    gh_log "building the release gateway and CLI"
+    cargo build --release -q -p gatehouse-server -p gatehouse-client
 fi
 [ -x "$BIN" ] || gh_die "no gateway binary at $BIN"
+[ -x "$CLI" ] || gh_die "no gatehouse CLI binary at $CLI"
 # Everything started from here on inherits this priority: on a shared machine, NICE=-10 (root)
 # keeps other work (a compile, say) from skewing one target's runs more than another's.
 if [ "$NICE" != 0 ]; then
@@ -45,13 +54,17 @@ fi
 
 TMP="$(mktemp -d /tmp/gatehouse-bench.XXXXXX)"
 chmod 755 "$TMP"
-mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs"
+mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs" "$TMP/cli"
 [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pg" "$TMP/pgbouncer"
 
 GW_PID=""
+TUNNEL_PID=""
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
+    if [ -n "$TUNNEL_PID" ]; then
+        kill -TERM "$TUNNEL_PID" 2>/dev/null && wait "$TUNNEL_PID" 2>/dev/null || true
+    fi
     if [ -n "$GW_PID" ]; then
         kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
     fi
@@ -162,15 +175,37 @@ GW_PID=$!
 gh_wait_http 30 "http://127.0.0.1:$GW_HTTP_PORT/healthz" ||
     { tail -n 20 "$TMP/gateway/gateway.log" >&2; gh_die "the gateway did not become healthy"; }
 
+# --- the tunnel ------------------------------------------------------------------------------------
+# Its own config dir and the file session store, so the benchmark never touches a keychain.
+TUNNEL_PORT=""
+if [[ " $TARGETS " == *" tunnel "* ]]; then
+    gh_log "starting a gatehouse tunnel to the gateway"
+    export GATEHOUSE_CONFIG_DIR="$TMP/cli" GATEHOUSE_SESSION_STORE=file
+    printf '%s\n' "$TOKEN" | "$CLI" login --gateway "http://127.0.0.1:$GW_HTTP_PORT" \
+        --postgres "127.0.0.1:$GW_PORT" --token - >"$TMP/cli/login.log" 2>&1 ||
+        { cat "$TMP/cli/login.log" >&2; gh_die "gatehouse login failed"; }
+    "$CLI" --json connect bench >"$TMP/cli/tunnel.json" 2>"$TMP/cli/tunnel.log" </dev/null &
+    TUNNEL_PID=$!
+    for _ in $(seq 1 100); do
+        TUNNEL_PORT="$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["port"])' \
+            "$TMP/cli/tunnel.json" 2>/dev/null || true)"
+        [ -n "$TUNNEL_PORT" ] && break
+        sleep 0.1
+    done
+    [ -n "$TUNNEL_PORT" ] || { cat "$TMP/cli/tunnel.log" >&2; gh_die "the tunnel did not start"; }
+fi
+
 # --- targets -----------------------------------------------------------------------------------------
-# TLS is off everywhere (libpq would otherwise negotiate it with the gateway only), so the three
-# targets differ only in what sits between pgbench and PostgreSQL.
+# TLS is off from pgbench (libpq would otherwise negotiate it with the gateway only), so direct,
+# pgbouncer and gateway differ only in what sits between pgbench and PostgreSQL. The tunnel's hop
+# to the gateway is TLS, as it always is.
 export PGSSLMODE=disable
 target_env() { # $1: target; prints `port user password dbname`
     case "$1" in
     direct) echo "$PG_PORT bench $DB_PASSWORD bench" ;;
     pgbouncer) echo "$PGB_PORT bench $DB_PASSWORD bench" ;;
     gateway) echo "$GW_PORT bench-agent $TOKEN bench" ;;
+    tunnel) echo "$TUNNEL_PORT whoever no-password-needed bench" ;;
     esac
 }
 run_pgbench() { # $1: target; the rest: pgbench arguments
@@ -183,7 +218,8 @@ run_pgbench() { # $1: target; the rest: pgbench arguments
 gh_log "pgbench -i -s $SCALE"
 run_pgbench direct -i -q -s "$SCALE" >"$TMP/runs/init.log" 2>&1 ||
     { cat "$TMP/runs/init.log" >&2; gh_die "pgbench -i failed"; }
-for t in direct pgbouncer gateway; do
+read -r -a targets <<<"$TARGETS"
+for t in "${targets[@]}"; do
     read -r port user pw db <<<"$(target_env "$t")"
     n="$(PGPASSWORD="$pw" psql -X -At -h 127.0.0.1 -p "$port" -U "$user" -d "$db" \
         -c 'SELECT count(*) FROM pgbench_branches' 2>&1)" ||
@@ -197,17 +233,17 @@ done
 RESULTS="$TMP/results.tsv"
 : >"$RESULTS"
 failures=0
-targets=(direct pgbouncer gateway)
+ntargets=${#targets[@]}
 cell=0
-total=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS") * ROUNDS * 3))
+total=$(($(wc -w <<<"$MODES") * $(wc -w <<<"$CLIENTS") * ROUNDS * ntargets))
 done_runs=0
 for mode in $MODES; do
     for clients in $CLIENTS; do
         jobs=$((clients < NPROC ? clients : NPROC))
         for round in $(seq 1 "$ROUNDS"); do
             # Rotate the order so no target always runs first (or right after another).
-            for i in 0 1 2; do
-                t="${targets[$(((i + round + cell) % 3))]}"
+            for i in $(seq 0 $((ntargets - 1))); do
+                t="${targets[$(((i + round + cell) % ntargets))]}"
                 done_runs=$((done_runs + 1))
                 log="$TMP/runs/$mode-c$clients-r$round-$t.log"
                 gh_log "[$done_runs/$total] -M $mode -c $clients -j $jobs round $round: $t"
@@ -237,7 +273,7 @@ if [ -n "${GATEHOUSE_BIN:-}" ]; then
     commit="$GATEHOUSE_BIN"
 else
     commit="$(git -C "$GH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-    if ! git -C "$GH_REPO" diff --quiet HEAD -- server Cargo.toml Cargo.lock 2>/dev/null; then
+    if ! git -C "$GH_REPO" diff --quiet HEAD -- server client Cargo.toml Cargo.lock 2>/dev/null; then
         commit="$commit + uncommitted changes"
     fi
 fi
@@ -245,10 +281,12 @@ LOAD_AT_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 pgv="$("$PG_BIN/postgres" --version | awk '{ print $3 }')"
 pgbv="$("$PGBOUNCER" --version | awk 'NR == 1 { print $2 }')"
 TABLE="$TMP/table.md"
-python3 - "$RESULTS" >"$TABLE" <<EOF
+python3 - "$RESULTS" $TARGETS >"$TABLE" <<EOF
 import math, statistics, sys
 from collections import defaultdict
 
+targets = sys.argv[2:]
+others = [t for t in targets if t != "direct"]
 runs = defaultdict(list)
 order = []
 for line in open(sys.argv[1]):
@@ -264,35 +302,42 @@ def stat(key):
         return None, None
     return statistics.median(t for t, _ in vals), statistics.fmean(l for _, l in vals)
 
-print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, TLS off, niceness $NICE.")
+f = lambda v, spec: "FAIL" if v is None else format(v, spec)
+ratio = lambda a, b: None if a is None or b is None else a / b
+diff = lambda a, b: None if a is None or b is None else a - b
+# Ratios of tps: every proxy against direct, and the tunnel against the gateway it sits in front of.
+ratios = [(t, "direct") for t in others]
+if "tunnel" in targets and "gateway" in targets:
+    ratios.append(("tunnel", "gateway"))
+
+print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, niceness $NICE; "
+      "TLS off from pgbench (the tunnel's hop to the gateway is TLS).")
 print("Machine: $NPROC cores ($cpu), $mem, load average $LOAD_AT_START at start, $LOAD_AT_END at end; "
       "PostgreSQL $pgv, PgBouncer $pgbv, gateway at $commit.")
 print()
-print("| mode | clients | tps direct | tps pgbouncer | tps gateway | lat direct ms | lat pgbouncer ms | lat gateway ms "
-      "| pgbouncer/direct | gateway/direct | +lat pgbouncer ms | +lat gateway ms |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
-f = lambda v, spec: "FAIL" if v is None else format(v, spec)
+cols = (["mode", "clients"] + [f"tps {t}" for t in targets] + [f"lat {t} ms" for t in targets]
+        + [f"{a}/{b}" for a, b in ratios] + [f"+lat {t} ms" for t in others])
+print("| " + " | ".join(cols) + " |")
+print("|---|" + "--:|" * (len(cols) - 1))
 for mode, clients in order:
-    (td, ld), (tb, lb), (tg, lg) = (stat((mode, clients, t)) for t in ("direct", "pgbouncer", "gateway"))
-    ratio = lambda a, b: None if a is None or b is None else a / b
-    diff = lambda a, b: None if a is None or b is None else a - b
-    print(f"| {mode} | {clients} | {f(td, '.0f')} | {f(tb, '.0f')} | {f(tg, '.0f')} "
-          f"| {f(ld, '.3f')} | {f(lb, '.3f')} | {f(lg, '.3f')} "
-          f"| {f(ratio(tb, td), '.2f')} | {f(ratio(tg, td), '.2f')} "
-          f"| {f(diff(lb, ld), '+.3f')} | {f(diff(lg, ld), '+.3f')} |")
+    st = {t: stat((mode, clients, t)) for t in targets}
+    row = ([mode, str(clients)] + [f(st[t][0], ".0f") for t in targets]
+           + [f(st[t][1], ".3f") for t in targets]
+           + [f(ratio(st[a][0], st[b][0]), ".2f") for a, b in ratios]
+           + [f(diff(st[t][1], st["direct"][1]), "+.3f") for t in others])
+    print("| " + " | ".join(row) + " |")
 
 # The spread shows how far to trust a median: a wide one means the machine was busy.
 print()
 print("Spread of tps over the rounds (min to max):")
 print()
-print("| mode | clients | direct | pgbouncer | gateway |")
-print("|---|--:|--:|--:|--:|")
+print("| mode | clients | " + " | ".join(targets) + " |")
+print("|---|" + "--:|" * (len(targets) + 1))
 def spread(key):
     vals = [t for t, _ in runs.get(key, []) if not math.isnan(t)]
     return "FAIL" if not vals else f"{min(vals):.0f} to {max(vals):.0f}"
 for mode, clients in order:
-    cells = " | ".join(spread((mode, clients, t)) for t in ("direct", "pgbouncer", "gateway"))
-    print(f"| {mode} | {clients} | {cells} |")
+    print(f"| {mode} | {clients} | " + " | ".join(spread((mode, clients, t)) for t in targets) + " |")
 EOF
 echo
 cat "$TABLE"
