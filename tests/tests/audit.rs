@@ -545,6 +545,7 @@ async fn live_connections_terminate_and_metrics() {
         "gatehouse_connections_open",
         "gatehouse_audit_queue_depth",
         "gatehouse_statement_duration_seconds",
+        "gatehouse_approvals_pending",
     ] {
         assert!(
             metrics.contains(name),

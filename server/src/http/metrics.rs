@@ -33,6 +33,9 @@ pub async fn render(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     metrics::gauge!("gatehouse_audit_last_commit_seconds")
         .set(gw.audit.last_commit_micros() as f64 / 1e6);
     metrics::gauge!("gatehouse_audit_healthy").set(if gw.audit.healthy() { 1.0 } else { 0.0 });
+    if let Ok(n) = gw.store.count_approvals("pending").await {
+        metrics::gauge!("gatehouse_approvals_pending").set(n as f64);
+    }
     let body = install().map(|h| h.render()).unwrap_or_default();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

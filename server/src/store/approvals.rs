@@ -131,6 +131,18 @@ impl Store {
         .await
     }
 
+    /// How many approvals are in `state`.
+    pub async fn count_approvals(&self, state: &'static str) -> Result<i64, StoreError> {
+        self.run(move |c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM approvals WHERE state = ?1",
+                [state],
+                |r| r.get(0),
+            )?)
+        })
+        .await
+    }
+
     /// Records a decision on a pending approval; false if it was no longer pending.
     pub async fn decide_approval(
         &self,
