@@ -92,9 +92,23 @@ async fn grants_service_accounts_refresh_and_lockout() {
         .map(|g| g["source"].as_str().unwrap())
         .collect();
     assert_eq!(sources, ["config", "api"]);
-    f.gw.connect(ENV, "dana", &dana_token)
+    // The API grant's role is the one the connection runs as.
+    f.cluster
+        .exec(
+            "appdb",
+            "CREATE ROLE app_readonly NOLOGIN; GRANT app_readonly TO app_owner",
+        )
+        .await;
+    let granted =
+        f.gw.connect(ENV, "dana", &dana_token)
+            .await
+            .expect("granted");
+    let role: String = granted
+        .query_one("SELECT current_user::text", &[])
         .await
-        .expect("granted");
+        .unwrap()
+        .get(0);
+    assert_eq!(role, "app_readonly");
     let r = http
         .delete(format!(
             "{base}/api/v1/grants/{}",
