@@ -8,6 +8,7 @@ mod client;
 mod cluster;
 mod fixture;
 mod gateway;
+pub mod http_sink;
 pub mod oidc;
 mod process;
 pub mod raw;

@@ -310,7 +310,7 @@ async fn a_late_approval_lets_the_identical_statement_run_once_even_after_a_rest
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_changes_are_approved_from_the_planners_estimate() {
-    let (port, received) = hook_receiver().await;
+    let (port, received) = gatehouse_tests::http_sink::start().await;
     let s = setup(move |b| {
         b.environment_setting("prod", "auto_approve_below_rows = 100")
             .server("approval_window_seconds = 2")
@@ -375,20 +375,13 @@ async fn small_changes_are_approved_from_the_planners_estimate() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let got = received.lock().unwrap().clone();
-        if got.iter().any(|(event, _, _)| event == "approval.created")
-            && got.iter().any(|(event, _, _)| event == "approval.decided")
+        if got.iter().any(|p| p.event == "approval.created")
+            && got.iter().any(|p| p.event == "approval.decided")
         {
-            for (_, sig, body) in &got {
-                let mut mac =
-                    <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(b"hook-secret")
-                        .unwrap();
-                hmac::Mac::update(&mut mac, body);
+            for p in &got {
                 assert_eq!(
-                    sig,
-                    &format!(
-                        "sha256={}",
-                        hex::encode(hmac::Mac::finalize(mac).into_bytes())
-                    )
+                    p.signature,
+                    gatehouse_tests::http_sink::signature(b"hook-secret", &p.body)
                 );
             }
             break;
@@ -396,58 +389,4 @@ async fn small_changes_are_approved_from_the_planners_estimate() {
         assert!(Instant::now() < deadline, "webhooks not delivered: {got:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
-
-/// A tiny HTTP endpoint recording (event header, signature header, body) of each POST.
-async fn hook_receiver() -> (u16, Received) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got: Received = Default::default();
-    let store = got.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let Ok(n) = sock.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let header = |name: &str| {
-                        head.lines()
-                            .find_map(|l| l.strip_prefix(name))
-                            .unwrap_or("")
-                            .trim()
-                            .to_string()
-                    };
-                    let len: usize = header("content-length:").parse().unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    store.lock().unwrap().push((
-                        header("x-gatehouse-event:"),
-                        header("x-gatehouse-signature:"),
-                        buf[end + 4..end + 4 + len].to_vec(),
-                    ));
-                    let _ = sock
-                        .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
-                        .await;
-                    return;
-                }
-            });
-        }
-    });
-    (port, got)
 }

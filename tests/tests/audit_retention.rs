@@ -3,68 +3,10 @@
 //! and refuses to touch a trail that does not verify.
 
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gatehouse_tests::http_sink;
 use gatehouse_tests::{run_cmd, server_bin, Fixture};
-use hmac::{Hmac, Mac};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// A minimal HTTP collector: stores each POST body with its signature header.
-async fn collector() -> (u16, Arc<Mutex<Vec<(String, Vec<u8>)>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let store = got.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut s, _)) = listener.accept().await else {
-                return;
-            };
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 8192];
-                loop {
-                    let n = match s.read(&mut chunk).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
-                    };
-                    buf.extend_from_slice(&chunk[..n]);
-                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
-                        continue;
-                    };
-                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("content-length:"))
-                        .and_then(|v| v.trim().parse().ok())
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    let sig = head
-                        .lines()
-                        .find_map(|l| l.strip_prefix("x-gatehouse-signature:"))
-                        .unwrap_or("")
-                        .trim()
-                        .to_string();
-                    store
-                        .lock()
-                        .unwrap()
-                        .push((sig, buf[end + 4..end + 4 + len].to_vec()));
-                    let _ = s
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                        )
-                        .await;
-                    return;
-                }
-            });
-        }
-    });
-    (port, got)
-}
 
 fn verify(config: &std::path::Path) -> gatehouse_tests::CmdOutput {
     run_cmd(
@@ -77,7 +19,7 @@ fn verify(config: &std::path::Path) -> gatehouse_tests::CmdOutput {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sinks_copy_the_trail_and_archiving_keeps_it_verifiable() {
-    let (port, received) = collector().await;
+    let (port, received) = http_sink::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("audit.jsonl");
     let toml = format!(
@@ -112,7 +54,12 @@ async fn sinks_copy_the_trail_and_archiving_keeps_it_verifiable() {
             .lock()
             .unwrap()
             .iter()
-            .map(|(_, b)| b.split(|c| *c == b'\n').filter(|l| !l.is_empty()).count())
+            .map(|p| {
+                p.body
+                    .split(|c| *c == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .count()
+            })
             .sum();
         if lines >= wanted && posted >= wanted {
             break;
@@ -133,13 +80,8 @@ async fn sinks_copy_the_trail_and_archiving_keeps_it_verifiable() {
         })
         .collect();
     assert_eq!(&ids[..wanted], &(1..=wanted as i64).collect::<Vec<_>>()[..]);
-    for (sig, body) in received.lock().unwrap().iter() {
-        let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(b"s3cret").unwrap();
-        mac.update(body);
-        assert_eq!(
-            sig,
-            &format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        );
+    for p in received.lock().unwrap().iter() {
+        assert_eq!(p.signature, http_sink::signature(b"s3cret", &p.body));
     }
 
     // Archive everything so far; the trail still verifies from record 1, through the archive.
