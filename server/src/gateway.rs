@@ -123,6 +123,7 @@ impl Gateway {
             store.clone(),
             &config.server,
         );
+        auth.groups().load_blocking(&store)?;
         let grants = Grants::from_config(&config.grants);
         grants.load_blocking(&store)?;
         let policy = crate::policy::Policy::from_config(&config);

@@ -12,6 +12,7 @@ mod auth;
 mod connections;
 mod error;
 mod events;
+mod groups;
 pub mod metrics;
 mod oidc;
 mod openapi;
@@ -42,6 +43,12 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(admin::list_grants).post(admin::create_grant),
         )
         .route("/api/v1/grants/{id}", delete(admin::delete_grant))
+        .route("/api/v1/groups", get(groups::list))
+        .route("/api/v1/groups/{name}/members", post(groups::add_member))
+        .route(
+            "/api/v1/groups/{name}/members/{member}",
+            delete(groups::remove_member),
+        )
         .route(
             "/api/v1/service-accounts",
             get(admin::list_service_accounts).post(admin::create_service_account),

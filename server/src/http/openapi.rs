@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, approvals, audit, connections, events, oidc, policy};
+use super::{admin, api, approvals, audit, connections, events, groups, oidc, policy};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,6 +14,7 @@ use super::{admin, api, approvals, audit, connections, events, oidc, policy};
         oidc::start, oidc::callback, oidc::token,
         admin::list_sessions, admin::revoke_session,
         admin::list_grants, admin::create_grant, admin::delete_grant,
+        groups::list, groups::add_member, groups::remove_member,
         admin::list_service_accounts, admin::create_service_account,
         admin::rotate_service_account, admin::revoke_service_account,
         audit::list, audit::export, connections::list, connections::terminate,

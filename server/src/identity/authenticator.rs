@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 
+use super::groups::GroupDirectory;
 use super::lockout::Lockout;
 use super::tokens::{self, REFRESH_PREFIX, SERVICE_ACCOUNT_PREFIX, SESSION_PREFIX};
 use super::{Identity, IdentityKind};
@@ -120,6 +121,8 @@ pub struct Authenticator {
     lockout: Lockout,
     /// Verified against when a user is unknown, so both paths cost one argon2 verification.
     dummy_phc: String,
+    /// API-managed group memberships, added to every identity this authenticator vouches for.
+    groups: GroupDirectory,
 }
 
 pub fn now() -> i64 {
@@ -127,7 +130,7 @@ pub fn now() -> i64 {
 }
 
 /// Identity names appear in connection strings and `application_name`; keep them plain.
-fn valid_identity_name(name: &str) -> bool {
+pub(super) fn valid_identity_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && name
@@ -142,6 +145,19 @@ impl Authenticator {
         store: Store,
         server: &ServerConfig,
     ) -> Self {
+        let config_members = service_accounts
+            .iter()
+            .flat_map(|sa| {
+                sa.groups
+                    .iter()
+                    .map(|g| (g.clone(), sa.name.get_ref().clone()))
+            })
+            .chain(users.iter().flat_map(|u| {
+                u.groups
+                    .iter()
+                    .map(|g| (g.clone(), u.name.get_ref().clone()))
+            }))
+            .collect();
         let config_names = service_accounts
             .iter()
             .map(|sa| sa.name.get_ref().clone())
@@ -181,11 +197,24 @@ impl Authenticator {
             refresh_ttl_seconds: server.refresh_ttl_seconds as i64,
             lockout: Lockout::new(server.login_max_failures, server.login_lockout_seconds),
             dummy_phc: hash_password("gatehouse-dummy-password").unwrap_or_default(),
+            groups: GroupDirectory::new(config_members),
         }
     }
 
-    /// Resolves a bearer token (service-account or session) to its identity.
+    /// The API-managed group memberships.
+    pub fn groups(&self) -> &GroupDirectory {
+        &self.groups
+    }
+
+    /// Resolves a bearer token (service-account or session) to its identity, with the groups
+    /// administrators added through the API as they are now.
     pub async fn authenticate_token(&self, token: &str) -> Result<Identity, AuthError> {
+        let mut identity = self.identity_for_token(token).await?;
+        self.groups.merge_into(&mut identity);
+        Ok(identity)
+    }
+
+    async fn identity_for_token(&self, token: &str) -> Result<Identity, AuthError> {
         let digest = tokens::sha256(token);
         if token.starts_with(SESSION_PREFIX) {
             return match self.store.lookup_session(digest, now()).await? {

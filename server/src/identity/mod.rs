@@ -6,6 +6,7 @@
 
 mod authenticator;
 mod grants;
+mod groups;
 mod lockout;
 pub mod loopback;
 pub mod oidc;
@@ -16,6 +17,7 @@ pub use authenticator::{
     NewServiceAccount, ServiceAccountView, SessionMethod,
 };
 pub use grants::{GrantError, GrantView, Grants, NewGrant};
+pub use groups::{GroupDirectory, GroupError, GroupView, MemberView};
 
 use serde::Serialize;
 

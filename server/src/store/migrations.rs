@@ -80,6 +80,15 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX approvals_state ON approvals(state, created_at);
     CREATE INDEX approvals_grant ON approvals(statement_sha256, identity, environment, state);",
+    // 5: group memberships managed through the API, merged into identities at authentication
+    // (the IdP's and the config's groups stay where they are).
+    "CREATE TABLE group_members (
+        group_name TEXT NOT NULL,
+        member     TEXT NOT NULL,
+        added_at   INTEGER NOT NULL,
+        added_by   TEXT NOT NULL,
+        PRIMARY KEY (group_name, member)
+    );",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {

@@ -1,6 +1,6 @@
 //! The embedded store: one SQLite database in `data_dir` (WAL mode), with its schema migrated
-//! forward on open. Holds gateway sessions, API-managed grants, service accounts and guardrail
-//! rule versions; later issues add their tables as migrations.
+//! forward on open. Holds gateway sessions, API-managed grants, group memberships and service
+//! accounts, and guardrail rule versions; later issues add their tables as migrations.
 //!
 //! Architecture invariant: SQL lives only in this module; callers use typed methods. Calls block,
 //! so async code reaches the store through [`Store::run`], which moves the work off the runtime.
@@ -8,6 +8,7 @@
 mod approvals;
 mod audit_db;
 mod grants;
+mod groups;
 mod migrations;
 mod rules;
 mod service_accounts;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 pub use approvals::ApprovalRecord;
 pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
 pub use grants::GrantRecord;
+pub use groups::GroupMemberRecord;
 pub use rules::{RuleVersionRecord, SaveOutcome};
 pub use service_accounts::{InsertOutcome, ServiceAccountRecord};
 pub use sessions::{SessionLookup, SessionRecord, SessionSummary};
