@@ -153,6 +153,7 @@ postgres_listen = "127.0.0.1:$GW_PORT"
 http_listen     = "127.0.0.1:$GW_HTTP_PORT"
 public_url      = "http://127.0.0.1:$GW_HTTP_PORT"
 data_dir        = "state"
+${GATEHOUSE_WORKERS:+worker_threads = $GATEHOUSE_WORKERS}
 
 [[environments]]
 name     = "bench"
@@ -208,6 +209,24 @@ target_env() { # $1: target; prints `port user password dbname`
     tunnel) echo "$TUNNEL_PORT whoever no-password-needed bench" ;;
     esac
 }
+# The proxy processes behind a target, whose CPU time per transaction the table reports: on a
+# shared machine that figure moves far less with other load than tps does.
+proxy_pids() { # $1: target
+    case "$1" in
+    pgbouncer) cat "$TMP/pgbouncer/pgbouncer.pid" ;;
+    gateway) echo "$GW_PID" ;;
+    tunnel) echo "$TUNNEL_PID $GW_PID" ;;
+    esac
+}
+cpu_ticks() { # $@: pids; prints their user+system clock ticks so far (all threads)
+    local total=0 pid
+    for pid in "$@"; do
+        # Fields after the parenthesised command name: utime is the 12th, stime the 13th.
+        total=$((total + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$total"
+}
+CLK_TCK="$(getconf CLK_TCK)"
 run_pgbench() { # $1: target; the rest: pgbench arguments
     local t="$1" port user pw db
     shift
@@ -247,11 +266,19 @@ for mode in $MODES; do
                 done_runs=$((done_runs + 1))
                 log="$TMP/runs/$mode-c$clients-r$round-$t.log"
                 gh_log "[$done_runs/$total] -M $mode -c $clients -j $jobs round $round: $t"
+                read -r -a pids <<<"$(proxy_pids "$t")"
+                before="$(cpu_ticks "${pids[@]}")"
                 if run_pgbench "$t" -n -S -M "$mode" -c "$clients" -j "$jobs" -T "$DURATION" >"$log" 2>&1; then
                     tps="$(awk '/^tps = / { print $3; exit }' "$log")"
                     lat="$(awk '/^latency average = / { print $4; exit }' "$log")"
+                    txns="$(awk '/^number of transactions actually processed: / { print $6; exit }' "$log")"
                 else
-                    tps="" lat=""
+                    tps="" lat="" txns=""
+                fi
+                after="$(cpu_ticks "${pids[@]}")"
+                cpu=nan
+                if [ "${#pids[@]}" -gt 0 ] && [ -n "$txns" ] && [ "$txns" -gt 0 ]; then
+                    cpu="$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
                 fi
                 if [ -z "$tps" ] || [ -z "$lat" ]; then
                     failures=$((failures + 1))
@@ -259,7 +286,7 @@ for mode in $MODES; do
                     tail -n 5 "$log" >&2
                     tps=nan lat=nan
                 fi
-                printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$t" "$round" "$tps" "$lat" >>"$RESULTS"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$t" "$round" "$tps" "$lat" "$cpu" >>"$RESULTS"
             done
         done
         cell=$((cell + 1))
@@ -288,13 +315,15 @@ from collections import defaultdict
 targets = sys.argv[2:]
 others = [t for t in targets if t != "direct"]
 runs = defaultdict(list)
+cpu = defaultdict(list)
 order = []
 for line in open(sys.argv[1]):
-    mode, clients, target, _round, tps, lat = line.rstrip("\n").split("\t")
+    mode, clients, target, _round, tps, lat, cpu_us = line.rstrip("\n").split("\t")
     key = (mode, int(clients))
     if key not in order:
         order.append(key)
     runs[key + (target,)].append((float(tps), float(lat)))
+    cpu[key + (target,)].append(float(cpu_us))
 
 def stat(key):
     vals = [v for v in runs.get(key, []) if not math.isnan(v[0])]
@@ -316,7 +345,12 @@ print("Machine: $NPROC cores ($cpu), $mem, load average $LOAD_AT_START at start,
       "PostgreSQL $pgv, PgBouncer $pgbv, gateway at $commit.")
 print()
 cols = (["mode", "clients"] + [f"tps {t}" for t in targets] + [f"lat {t} ms" for t in targets]
-        + [f"{a}/{b}" for a, b in ratios] + [f"+lat {t} ms" for t in others])
+        + [f"{a}/{b}" for a, b in ratios] + [f"+lat {t} ms" for t in others]
+        + [f"cpu µs/txn {t}" for t in others])
+
+def cpu_per_txn(key):
+    vals = [v for v in cpu.get(key, []) if not math.isnan(v)]
+    return statistics.median(vals) if vals else None
 print("| " + " | ".join(cols) + " |")
 print("|---|" + "--:|" * (len(cols) - 1))
 for mode, clients in order:
@@ -324,7 +358,8 @@ for mode, clients in order:
     row = ([mode, str(clients)] + [f(st[t][0], ".0f") for t in targets]
            + [f(st[t][1], ".3f") for t in targets]
            + [f(ratio(st[a][0], st[b][0]), ".2f") for a, b in ratios]
-           + [f(diff(st[t][1], st["direct"][1]), "+.3f") for t in others])
+           + [f(diff(st[t][1], st["direct"][1]), "+.3f") for t in others]
+           + [f(cpu_per_txn((mode, clients, t)), ".1f") for t in others])
     print("| " + " | ".join(row) + " |")
 
 # The spread shows how far to trust a median: a wide one means the machine was busy.

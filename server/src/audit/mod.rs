@@ -44,6 +44,8 @@ pub struct Audit {
     tx: mpsc::Sender<writer::Message>,
     shared: Arc<writer::Shared>,
     path: PathBuf,
+    /// The writer thread, woken when a record is waited on (it may be lingering for a batch).
+    writer: std::thread::Thread,
 }
 
 pub fn db_path(data_dir: &Path) -> PathBuf {
@@ -58,8 +60,16 @@ impl Audit {
         let key = chain::load_or_create_key(data_dir)?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let shared = Arc::new(writer::Shared::default());
-        writer::spawn(path.clone(), db, key, rx, shared.clone()).map_err(AuditError::Thread)?;
-        Ok(Audit { tx, shared, path })
+        let writer = writer::spawn(path.clone(), db, key, rx, shared.clone())
+            .map_err(AuditError::Thread)?
+            .thread()
+            .clone();
+        Ok(Audit {
+            tx,
+            shared,
+            path,
+            writer,
+        })
     }
 
     pub fn db_path(&self) -> &Path {
@@ -139,6 +149,7 @@ impl Audit {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             return Err(WriteFailure::Stopped);
         }
+        self.writer.unpark();
         done.await.unwrap_or(Err(WriteFailure::Stopped))
     }
 

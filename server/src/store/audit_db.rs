@@ -130,9 +130,13 @@ impl AuditDb {
             source,
         })?;
         // WAL with synchronous=NORMAL: a commit survives the gateway being killed (it is in the
-        // OS's hands once written); group commit keeps the cost per record small.
+        // OS's hands once written); group commit keeps the cost per record small. A 16 MiB page
+        // cache keeps the index pages appends touch in memory instead of re-reading them, and
+        // checkpointing every 8192 pages (32 MiB of WAL) rather than 1000 copies an index page
+        // appended to over and over into the database file once instead of many times.
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;
+             PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 8192;",
         )
         .map_err(|source| StoreError::Open {
             path: path.into(),
