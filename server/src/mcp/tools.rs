@@ -546,7 +546,15 @@ impl GatehouseMcp {
         let approval_id = approval_of(&e.message).filter(|_| e.sqlstate == "42501");
         // "approval … was not decided": it went to review; "was denied": an approver said no.
         let pending = approval_id.is_some() && e.message.contains("not decided");
-        let rule = rule_of(&e.message);
+        let mut rule = rule_of(&e.message);
+        let mut reason = None;
+        // A review's refusal names only the approval; the approval knows the rule and why.
+        if let Some(id) = &approval_id {
+            if let Ok(Some(a)) = self.shared.gw.approvals.get(id).await {
+                rule = Some(a.rule);
+                reason = Some(a.reason);
+            }
+        }
         let status = if pending {
             "pending_approval"
         } else if e.sqlstate == "42501" {
@@ -563,6 +571,9 @@ impl GatehouseMcp {
             "detail": e.detail,
             "rule": rule,
         });
+        if let Some(r) = reason {
+            body["reason"] = json!(r);
+        }
         if let Some(id) = &approval_id {
             body["approval_id"] = json!(id);
         }
