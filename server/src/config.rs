@@ -762,6 +762,30 @@ environments = ["prod"]
         assert!(e.contains("environments[0].upstream"), "{e}");
     }
 
+    #[test]
+    fn mcp_section_defaults_overrides_and_checks() {
+        let c = parse(OK).expect("valid");
+        assert!(c.mcp.enabled);
+        assert_eq!((c.mcp.max_rows, c.mcp.concurrent_queries), (500, 2));
+        let c = parse(&format!(
+            "{OK}[mcp]\nstatements_per_minute = 10\n[[mcp.limits]]\nidentity = \"bot\"\nrows_per_hour = 5\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.mcp.statements_per_minute, 10);
+        assert_eq!(c.mcp.limits[0].rows_per_hour, Some(5));
+        let e = parse(&format!(
+            "{OK}[[mcp.limits]]\nidentity = \"bot\"\n[[mcp.limits]]\nidentity = \"bot\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mcp.limits[1].identity"), "{e}");
+        let e = parse(&format!("{OK}[mcp]\nmax_rows = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mcp.max_rows"), "{e}");
+        assert!(parse(&format!("{OK}[mcp]\nrows = 1\n")).is_err(), "unknown keys");
+    }
+
     const OIDC: &str = r#"
 [oidc]
 issuer = "https://idp.example.com"
