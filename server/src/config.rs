@@ -783,7 +783,10 @@ environments = ["prod"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("mcp.max_rows"), "{e}");
-        assert!(parse(&format!("{OK}[mcp]\nrows = 1\n")).is_err(), "unknown keys");
+        assert!(
+            parse(&format!("{OK}[mcp]\nrows = 1\n")).is_err(),
+            "unknown keys"
+        );
     }
 
     const OIDC: &str = r#"

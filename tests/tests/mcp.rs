@@ -157,7 +157,10 @@ async fn an_agent_explores_is_denied_waits_for_approval_and_everything_is_audite
         })
     };
     assert!(outcome("denied", "DROP TABLE orders"), "{calls:#?}");
-    assert!(outcome("pending_approval", "DELETE FROM orders"), "{calls:#?}");
+    assert!(
+        outcome("pending_approval", "DELETE FROM orders"),
+        "{calls:#?}"
+    );
     assert!(outcome("ok", "DELETE FROM orders"), "{calls:#?}");
     let denied = calls
         .iter()
@@ -167,10 +170,9 @@ async fn an_agent_explores_is_denied_waits_for_approval_and_everything_is_audite
     assert_eq!(denied["details"]["rule"], "prod-no-drop");
 
     // The statements themselves went through the ordinary pipeline, as the agent, via MCP.
-    let stmts = s
-        .gw
-        .audit(&s.admin, "event=statement&identity=agent&environment=prod")
-        .await;
+    let stmts =
+        s.gw.audit(&s.admin, "event=statement&identity=agent&environment=prod")
+            .await;
     let drop = stmts
         .iter()
         .find(|r| r["statement"].as_str().unwrap_or("").contains("DROP TABLE"))
@@ -204,10 +206,9 @@ async fn a_limit_hit_is_a_clear_error_and_an_audit_event() {
     let s = setup().await;
     let out = scenario(&s, "limit", &s.limited);
     assert!(fact(&out, "limit_message").contains("statements per minute"));
-    let hits = s
-        .gw
-        .audit(&s.admin, "event=mcp.limit&identity=limited-bot")
-        .await;
+    let hits =
+        s.gw.audit(&s.admin, "event=mcp.limit&identity=limited-bot")
+            .await;
     assert_eq!(hits.len(), 1, "{hits:#?}");
     assert_eq!(hits[0]["details"]["limit"], "statements_per_minute");
     assert_eq!(hits[0]["details"]["tool"], "query");

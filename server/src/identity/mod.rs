@@ -122,9 +122,15 @@ mod tests {
 
     #[test]
     fn only_agents_act_for_someone_and_a_bound_agent_stays_bound() {
-        let a = id(IdentityKind::Agent, None).acting_for(Some("alice")).unwrap();
+        let a = id(IdentityKind::Agent, None)
+            .acting_for(Some("alice"))
+            .unwrap();
         assert_eq!(a.on_behalf_of.as_deref(), Some("alice"));
-        assert!(id(IdentityKind::Agent, None).acting_for(None).unwrap().on_behalf_of.is_none());
+        assert!(id(IdentityKind::Agent, None)
+            .acting_for(None)
+            .unwrap()
+            .on_behalf_of
+            .is_none());
         assert!(matches!(
             id(IdentityKind::Human, None).acting_for(Some("alice")),
             Err(OnBehalfError::NotAnAgent(_))
@@ -133,10 +139,14 @@ mod tests {
             id(IdentityKind::Agent, Some("bob")).acting_for(Some("alice")),
             Err(OnBehalfError::Fixed { .. })
         ));
-        let same = id(IdentityKind::Agent, Some("bob")).acting_for(Some("bob")).unwrap();
+        let same = id(IdentityKind::Agent, Some("bob"))
+            .acting_for(Some("bob"))
+            .unwrap();
         assert_eq!(same.on_behalf_of.as_deref(), Some("bob"));
         assert_eq!(
-            id(IdentityKind::Agent, None).acting_for(Some("a\nb")).unwrap_err(),
+            id(IdentityKind::Agent, None)
+                .acting_for(Some("a\nb"))
+                .unwrap_err(),
             OnBehalfError::Invalid
         );
     }

@@ -30,8 +30,13 @@ pub fn sensitive_column(name: &str) -> Option<&'static str> {
         Some("email")
     } else if has(&["phone", "mobile", "msisdn"]) || part(&["tel", "fax"]) {
         Some("phone")
-    } else if has(&["card_number", "cardnumber", "credit_card", "creditcard", "cc_number"])
-        || part(&["pan", "cvv", "cvc"])
+    } else if has(&[
+        "card_number",
+        "cardnumber",
+        "credit_card",
+        "creditcard",
+        "cc_number",
+    ]) || part(&["pan", "cvv", "cvc"])
     {
         Some("card")
     } else if has(&["iban", "account_number", "bank_account", "routing_number"]) {
@@ -61,11 +66,15 @@ pub fn sensitive_column(name: &str) -> Option<&'static str> {
         Some("secret")
     } else if has(&["birth"]) || part(&["dob"]) {
         Some("date_of_birth")
-    } else if has(&["address", "street", "postcode", "postal_code", "zipcode"])
-        || part(&["zip"])
-    {
+    } else if has(&["address", "street", "postcode", "postal_code", "zipcode"]) || part(&["zip"]) {
         Some("address")
-    } else if has(&["first_name", "last_name", "full_name", "surname", "maiden_name"]) {
+    } else if has(&[
+        "first_name",
+        "last_name",
+        "full_name",
+        "surname",
+        "maiden_name",
+    ]) {
         Some("name")
     } else {
         None
@@ -89,11 +98,15 @@ pub fn describe(set: &ResultSet, schema: Option<&str>, table: Option<&str>) -> V
     };
     for row in &set.rows {
         let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
-        let (s, t, kind, col, ty, nullable) = (cell(0), cell(1), cell(2), cell(3), cell(4), cell(5));
+        let (s, t, kind, col, ty, nullable) =
+            (cell(0), cell(1), cell(2), cell(3), cell(4), cell(5));
         if want_schema.is_some_and(|w| w != s) || want_table.is_some_and(|w| w != t) {
             continue;
         }
-        if current.as_ref().is_none_or(|(cs, ct, _)| *cs != s || *ct != t) {
+        if current
+            .as_ref()
+            .is_none_or(|(cs, ct, _)| *cs != s || *ct != t)
+        {
             finish(current.take(), &mut tables);
             let mut m = Map::new();
             m.insert("schema".into(), json!(s));
@@ -188,7 +201,9 @@ pub fn result_json(set: &ResultSet) -> Value {
             Value::Array(
                 r.iter()
                     .enumerate()
-                    .map(|(i, v)| value(v.as_deref(), set.columns.get(i).map_or(25, |c| c.type_oid)))
+                    .map(|(i, v)| {
+                        value(v.as_deref(), set.columns.get(i).map_or(25, |c| c.type_oid))
+                    })
                     .collect(),
             )
         })
@@ -225,7 +240,15 @@ mod tests {
         ] {
             assert_eq!(sensitive_column(name), Some(kind), "{name}");
         }
-        for name in ["id", "hotel", "panel", "total", "created_at", "status", "mailbox_count"] {
+        for name in [
+            "id",
+            "hotel",
+            "panel",
+            "total",
+            "created_at",
+            "status",
+            "mailbox_count",
+        ] {
             assert_eq!(sensitive_column(name), None, "{name}");
         }
     }

@@ -173,12 +173,14 @@ impl Limits {
     pub fn admit(&self, identity: &str) -> Result<Admitted, LimitHit> {
         let quota = self.quota(identity);
         let per = self.per(identity);
-        let permit = per.running.clone().try_acquire_owned().map_err(|_| {
-            LimitHit::ConcurrentQueries {
-                identity: identity.to_string(),
-                limit: quota.concurrent_queries,
-            }
-        })?;
+        let permit =
+            per.running
+                .clone()
+                .try_acquire_owned()
+                .map_err(|_| LimitHit::ConcurrentQueries {
+                    identity: identity.to_string(),
+                    limit: quota.concurrent_queries,
+                })?;
         let now = Instant::now();
         let mut u = lock(&per.usage);
         u.expire(now);
@@ -187,7 +189,8 @@ impl Limits {
             return Err(LimitHit::StatementsPerMinute {
                 identity: identity.to_string(),
                 limit: quota.statements_per_minute,
-                retry_after_seconds: MINUTE.saturating_sub(now.duration_since(oldest)).as_secs() + 1,
+                retry_after_seconds: MINUTE.saturating_sub(now.duration_since(oldest)).as_secs()
+                    + 1,
             });
         }
         if u.rows_total >= quota.rows_per_hour {

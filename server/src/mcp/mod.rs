@@ -36,7 +36,9 @@ pub struct McpCaller {
 
 /// The Streamable HTTP service: one [`tools::GatehouseMcp`] per MCP session, sharing the
 /// gateway and the limits.
-pub fn service(gw: Arc<Gateway>) -> StreamableHttpService<tools::GatehouseMcp, LocalSessionManager> {
+pub fn service(
+    gw: Arc<Gateway>,
+) -> StreamableHttpService<tools::GatehouseMcp, LocalSessionManager> {
     let shared = Arc::new(tools::Shared {
         limits: limits::Limits::from_config(&gw.config.mcp),
         gw: gw.clone(),

@@ -199,7 +199,9 @@ impl GatehouseMcp {
             },
         )
         .await;
-        Ok(ok(json!({ "identity": who.name, "on_behalf_of": who.on_behalf_of, "environments": items })))
+        Ok(ok(
+            json!({ "identity": who.name, "on_behalf_of": who.on_behalf_of, "environments": items }),
+        ))
     }
 
     #[tool(
@@ -220,7 +222,13 @@ impl GatehouseMcp {
             Err(r) => return Ok(r),
         };
         let reply = self
-            .run(&who, &token, &env, true, Call::Simple(catalog::DESCRIBE_SQL, catalog::DESCRIBE_MAX_ROWS))
+            .run(
+                &who,
+                &token,
+                &env,
+                true,
+                Call::Simple(catalog::DESCRIBE_SQL, catalog::DESCRIBE_MAX_ROWS),
+            )
             .await;
         drop(admitted);
         let reply = match reply {
@@ -241,7 +249,9 @@ impl GatehouseMcp {
             Outcome {
                 status: "ok",
                 environment: Some(env),
-                extra: Some(json!({ "tables": tables, "schema": args.schema, "table": args.table })),
+                extra: Some(
+                    json!({ "tables": tables, "schema": args.schema, "table": args.table }),
+                ),
                 ..Default::default()
             },
         )
@@ -467,20 +477,35 @@ impl GatehouseMcp {
     }
 
     /// Admits one statement under the identity's limits, or the tool error (audited).
-    async fn admit(&self, who: &Identity, tool: &str, env: &str) -> Result<Admitted, CallToolResult> {
+    async fn admit(
+        &self,
+        who: &Identity,
+        tool: &str,
+        env: &str,
+    ) -> Result<Admitted, CallToolResult> {
         match self.shared.limits.admit(&who.name) {
             Ok(a) => Ok(a),
             Err(hit) => Err(self.limit_hit(who, tool, env, hit).await),
         }
     }
 
-    async fn limit_hit(&self, who: &Identity, tool: &str, env: &str, hit: LimitHit) -> CallToolResult {
+    async fn limit_hit(
+        &self,
+        who: &Identity,
+        tool: &str,
+        env: &str,
+        hit: LimitHit,
+    ) -> CallToolResult {
         tracing::info!(identity = %who.name, tool, limit = hit.key(), "MCP limit reached");
         metrics::counter!("gatehouse_mcp_limit_hits_total", "limit" => hit.key()).increment(1);
         let mut r = self.record("mcp.limit", who, Some(env));
         r.error = Some(hit.to_string());
         r.details = Some(json!({ "tool": tool, "limit": hit.key() }));
-        self.shared.gw.audit.record(Pending::Record(Box::new(r))).await;
+        self.shared
+            .gw
+            .audit
+            .record(Pending::Record(Box::new(r)))
+            .await;
         self.audit(
             who,
             tool,
@@ -637,7 +662,9 @@ impl GatehouseMcp {
         let a = match gw.approvals.get(id).await {
             Ok(Some(a)) => a,
             Ok(None) => {
-                return tool_error(json!({ "status": "error", "message": format!("no approval {id}") }))
+                return tool_error(
+                    json!({ "status": "error", "message": format!("no approval {id}") }),
+                )
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot read approvals");
@@ -653,7 +680,9 @@ impl GatehouseMcp {
                 .get(&a.environment)
                 .is_some_and(|e| who.in_any_group(&e.approvers));
         if !visible {
-            return tool_error(json!({ "status": "error", "message": format!("no approval {id}") }));
+            return tool_error(
+                json!({ "status": "error", "message": format!("no approval {id}") }),
+            );
         }
         let next = match a.state.as_str() {
             "pending" => "Approvers have not decided yet; call wait_for_approval again later.".to_string(),
@@ -685,7 +714,11 @@ impl GatehouseMcp {
             who,
             tool,
             Outcome {
-                status: if result.is_error == Some(true) { "error" } else { "ok" },
+                status: if result.is_error == Some(true) {
+                    "error"
+                } else {
+                    "ok"
+                },
                 approval_id: Some(id.to_string()),
                 extra: Some(json!({ "state": state })),
                 ..Default::default()
@@ -718,7 +751,11 @@ impl GatehouseMcp {
         }
         r.details = Some(details);
         metrics::counter!("gatehouse_mcp_calls_total", "tool" => tool.to_string(), "outcome" => o.status).increment(1);
-        self.shared.gw.audit.record(Pending::Record(Box::new(r))).await;
+        self.shared
+            .gw
+            .audit
+            .record(Pending::Record(Box::new(r)))
+            .await;
     }
 }
 
@@ -738,12 +775,16 @@ mod tests {
     #[test]
     fn refusals_name_their_rule_and_approval() {
         assert_eq!(
-            rule_of("statement denied by Gatehouse: rule prod-no-drop: DROP TABLE — not allowed").as_deref(),
+            rule_of("statement denied by Gatehouse: rule prod-no-drop: DROP TABLE — not allowed")
+                .as_deref(),
             Some("prod-no-drop")
         );
         assert_eq!(rule_of("relation \"x\" does not exist"), None);
         assert_eq!(
-            approval_of("approval apr_0a1b2c was not decided within 0 s; the statement did not run").as_deref(),
+            approval_of(
+                "approval apr_0a1b2c was not decided within 0 s; the statement did not run"
+            )
+            .as_deref(),
             Some("apr_0a1b2c")
         );
         assert_eq!(approval_of("no approval here"), None);

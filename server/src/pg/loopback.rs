@@ -324,7 +324,8 @@ impl LoopbackSession {
         let mut kept = 0usize;
         loop {
             let frame = codec::read_frame(&mut self.stream, &mut self.buf, MAX_FRAME).await?;
-            let bad = || LoopbackError::Protocol(format!("malformed '{}' message", frame[0] as char));
+            let bad =
+                || LoopbackError::Protocol(format!("malformed '{}' message", frame[0] as char));
             match frame[0] {
                 b'T' => {
                     current = Some(ResultSet {
