@@ -1,9 +1,10 @@
 """Drives Gatehouse's MCP server with the official MCP Python SDK (PyPI `mcp`), as an agent would.
 
 Run by tests/tests/mcp.rs with one scenario name as the argument:
-  agent        initialize, list tools, list_environments, describe, a denied DROP, a DELETE that
-               goes to review, is approved by an admin through the HTTP API while the agent waits
-               (wait_for_approval), then runs with query; explain; the once-only grant
+  agent        initialize, list tools, list_environments, describe, the schema resource, typed
+               and capped rows, a denied DROP, explain, a DELETE that goes to review, is approved
+               by an admin through the HTTP API while the agent waits (wait_for_approval), then
+               runs with query; the once-only grant; a database error's SQLSTATE
   masked       a query of a column masking must hide
   limit        statements per minute: the call past the limit is refused with a clear error
   unauthorized no token / a wrong token: HTTP 401 before any MCP message is handled
@@ -93,6 +94,13 @@ async def agent(a):
     one, _ = await a.call("describe", environment="prod", table="orders", on_behalf_of=OBO)
     check([t["table"] for t in one["tables"]] == ["orders"], "describe one table", one)
 
+    resources = {str(r.uri): r for r in (await a.s.list_resources()).resources}
+    uri = "gatehouse://environments/prod/schema"
+    check(uri in resources and "gatehouse://environments/secret/schema" not in resources, "schema resources", sorted(resources))
+    contents = (await a.s.read_resource(uri)).contents
+    schema = json.loads(contents[0].text)
+    check({"customers", "orders"} <= {t["table"] for t in schema["tables"]}, "schema resource", schema)
+
     r, err = await a.call("query", environment="prod", sql="SELECT id, total, paid FROM orders ORDER BY id", max_rows=3, on_behalf_of=OBO)
     check(not err and r["status"] == "ok", "select", r)
     res = r["results"][0]
@@ -107,6 +115,10 @@ async def agent(a):
 
     r, err = await a.call("explain", environment="prod", sql="SELECT * FROM orders WHERE id < 5", on_behalf_of=OBO)
     check(not err and isinstance(r["estimated_rows"], int) and r["plan"][0]["Plan"], "explain", r)
+
+    # Planning a write runs nothing, so it needs no approval.
+    r, err = await a.call("explain", environment="prod", sql="DELETE FROM orders WHERE id > 5;", on_behalf_of=OBO)
+    check(not err and r["node"] == "ModifyTable" and r["estimated_rows"] >= 1, "explain of a write", r)
 
     delete = "DELETE FROM orders WHERE id = 3"
     r, err = await a.call("query", environment="prod", sql=delete, on_behalf_of=OBO)

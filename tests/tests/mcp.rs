@@ -137,6 +137,7 @@ async fn an_agent_explores_is_denied_waits_for_approval_and_everything_is_audite
         "explain",
         "approval_status",
         "wait_for_approval",
+        "resource:schema",
     ] {
         assert!(
             calls.iter().any(|r| tool(r) == t),

@@ -12,9 +12,14 @@ use axum::http::request::Parts;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::Extension;
 use rmcp::handler::server::wrapper::Parameters;
-use rmcp::model::{CallToolResult, Implementation, ServerCapabilities, ServerInfo};
+use rmcp::model::{
+    CallToolResult, Implementation, ListResourcesResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResult, Resource, ResourceContents, ServerCapabilities,
+    ServerInfo,
+};
 use rmcp::schemars::{self, JsonSchema};
-use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, ServerHandler};
+use rmcp::service::RequestContext;
+use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -216,47 +221,20 @@ impl GatehouseMcp {
             Ok(c) => c,
             Err(r) => return Ok(r),
         };
-        let env = args.environment.clone();
-        let admitted = match self.admit(&who, "describe", &env).await {
-            Ok(a) => a,
-            Err(r) => return Ok(r),
-        };
-        let reply = self
-            .run(
+        match self
+            .catalog(
                 &who,
                 &token,
-                &env,
-                true,
-                Call::Simple(catalog::DESCRIBE_SQL, catalog::DESCRIBE_MAX_ROWS),
+                "describe",
+                &args.environment,
+                args.schema.as_deref(),
+                args.table.as_deref(),
             )
-            .await;
-        drop(admitted);
-        let reply = match reply {
-            Ok(r) => r,
-            Err(e) => return Ok(self.failed(&who, "describe", &env, None, e).await),
-        };
-        if let Some(e) = reply.error {
-            return Ok(self.refused(&who, "describe", &env, None, e, None).await);
+            .await
+        {
+            Ok(v) => Ok(ok(v)),
+            Err(r) => Ok(r),
         }
-        let set = reply.results.into_iter().next().unwrap_or_default();
-        let mut out = catalog::describe(&set, args.schema.as_deref(), args.table.as_deref());
-        out["environment"] = json!(env);
-        out["truncated"] = json!(reply.truncated);
-        let tables = out["tables"].as_array().map_or(0, Vec::len);
-        self.audit(
-            &who,
-            "describe",
-            Outcome {
-                status: "ok",
-                environment: Some(env),
-                extra: Some(
-                    json!({ "tables": tables, "schema": args.schema, "table": args.table }),
-                ),
-                ..Default::default()
-            },
-        )
-        .await;
-        Ok(ok(out))
     }
 
     #[tool(
@@ -474,6 +452,54 @@ impl GatehouseMcp {
                 "message": e.to_string(),
             }))),
         }
+    }
+
+    /// The environment's catalog as `describe` shows it (audited under `tool`), or the tool
+    /// error.
+    async fn catalog(
+        &self,
+        who: &Identity,
+        token: &str,
+        tool: &str,
+        env: &str,
+        schema: Option<&str>,
+        table: Option<&str>,
+    ) -> Result<Value, CallToolResult> {
+        let admitted = self.admit(who, tool, env).await?;
+        let reply = self
+            .run(
+                who,
+                token,
+                env,
+                true,
+                Call::Simple(catalog::DESCRIBE_SQL, catalog::DESCRIBE_MAX_ROWS),
+            )
+            .await;
+        drop(admitted);
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => return Err(self.failed(who, tool, env, None, e).await),
+        };
+        if let Some(e) = reply.error {
+            return Err(self.refused(who, tool, env, None, e, None).await);
+        }
+        let set = reply.results.into_iter().next().unwrap_or_default();
+        let mut out = catalog::describe(&set, schema, table);
+        out["environment"] = json!(env);
+        out["truncated"] = json!(reply.truncated);
+        let tables = out["tables"].as_array().map_or(0, Vec::len);
+        self.audit(
+            who,
+            tool,
+            Outcome {
+                status: "ok",
+                environment: Some(env.to_string()),
+                extra: Some(json!({ "tables": tables, "schema": schema, "table": table })),
+                ..Default::default()
+            },
+        )
+        .await;
+        Ok(out)
     }
 
     /// Admits one statement under the identity's limits, or the tool error (audited).
@@ -759,13 +785,104 @@ impl GatehouseMcp {
     }
 }
 
+/// `gatehouse://environments/{name}/schema`: an environment's catalog as a resource.
+const SCHEMA_URI_PREFIX: &str = "gatehouse://environments/";
+const SCHEMA_URI_SUFFIX: &str = "/schema";
+
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for GatehouseMcp {
     fn get_info(&self) -> ServerInfo {
-        ServerInfo::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        ServerInfo::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        )
+        .with_server_info(Implementation::new("gatehouse", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
+
+    /// One schema resource per environment the caller may reach.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, McpError> {
+        let parts = context
+            .extensions
+            .get::<Parts>()
+            .ok_or_else(|| McpError::internal_error("no HTTP request", None))?;
+        let (who, _) = self
+            .caller(parts, None)
+            .map_err(|r| McpError::invalid_params(error_message(&r), None))?;
+        let gw = &self.shared.gw;
+        let resources = gw
+            .environments
+            .values()
+            .filter(|e| gw.grants.allows(&who, &e.name))
+            .map(|e| {
+                Resource::new(
+                    format!("{SCHEMA_URI_PREFIX}{}{SCHEMA_URI_SUFFIX}", e.name),
+                    format!("{} schema", e.name),
+                )
+                .with_description(format!(
+                    "Tables, columns and types of the {} environment ({:?} tier); sensitive columns flagged",
+                    e.name, e.tier
+                ))
+                .with_mime_type("application/json")
+            })
+            .collect();
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    /// The schema resource: what `describe` gives, under the same limits and audit.
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResult, McpError> {
+        let parts = context
+            .extensions
+            .get::<Parts>()
+            .ok_or_else(|| McpError::internal_error("no HTTP request", None))?;
+        let (who, token) = self
+            .caller(parts, None)
+            .map_err(|r| McpError::invalid_params(error_message(&r), None))?;
+        let env = request
+            .uri
+            .strip_prefix(SCHEMA_URI_PREFIX)
+            .and_then(|r| r.strip_suffix(SCHEMA_URI_SUFFIX))
+            .filter(|e| !e.is_empty() && !e.contains('/'))
+            .ok_or_else(|| {
+                McpError::resource_not_found(format!("no resource {}", request.uri), None)
+            })?;
+        match self
+            .catalog(&who, &token, "resource:schema", env, None, None)
+            .await
+        {
+            Ok(v) => Ok(ReadResourceResult::new(vec![
+                ResourceContents::TextResourceContents {
+                    uri: request.uri.clone(),
+                    mime_type: Some("application/json".into()),
+                    text: v.to_string(),
+                    meta: None,
+                },
+            ])),
+            Err(r) => Err(McpError::invalid_params(
+                error_message(&r),
+                r.structured_content,
+            )),
+        }
+    }
+}
+
+/// The message of a structured tool error.
+fn error_message(r: &CallToolResult) -> String {
+    r.structured_content
+        .as_ref()
+        .and_then(|v| v["message"].as_str())
+        .unwrap_or("refused")
+        .to_string()
 }
 
 #[cfg(test)]
