@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use gatehouse_tests::raw::{self, RawConn};
 use gatehouse_tests::{random_token, run_cmd, Cluster, Gateway, GatewayBuilder};
 use serde_json::Value;
 
@@ -232,4 +233,68 @@ async fn query_results_through_mcp_are_masked() {
     let out = scenario(&s, "masked", &s.agent);
     let emails: Vec<String> = serde_json::from_str(&fact(&out, "emails")).unwrap();
     assert_eq!(emails.len(), 3);
+}
+
+/// Logs in over the wire with extra startup parameters; the first ErrorResponse, if any.
+async fn raw_login(
+    gw: &Gateway,
+    user: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> Result<RawConn, String> {
+    let mut params = vec![("user", user), ("database", "dev")];
+    params.extend_from_slice(extra);
+    let mut c = RawConn::connect("127.0.0.1", gw.pg_port).await;
+    c.send(&raw::startup_packet(&params)).await;
+    let m = c.read().await.expect("auth request");
+    assert_eq!(m.tag, b'R', "{m:?}");
+    let mut pw = token.as_bytes().to_vec();
+    pw.push(0);
+    c.send(&raw::message(b'p', &pw)).await;
+    loop {
+        let m = c.read().await.expect("startup reply");
+        match m.tag {
+            b'Z' => return Ok(c),
+            b'E' => {
+                return Err(format!(
+                    "{} {}",
+                    m.field(b'C').unwrap_or_default(),
+                    m.field(b'M').unwrap_or_default()
+                ))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The startup parameter the MCP server uses to carry on-behalf-of is honoured for agents on
+/// any wire connection, and refused for people (who act for themselves).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_behalf_of_over_the_wire_is_for_agents_only() {
+    let s = setup().await;
+    let mut c = raw_login(
+        &s.gw,
+        "agent",
+        &s.agent,
+        &[("gatehouse.on_behalf_of", "bob@example.com")],
+    )
+    .await
+    .expect("an agent may name its person");
+    c.simple_query("SELECT 'obo-marker'").await.unwrap();
+    let recs = s.gw.audit(&s.admin, "event=statement&q=obo-marker").await;
+    assert_eq!(recs.len(), 1, "{recs:#?}");
+    assert_eq!(recs[0]["identity"], "agent");
+    assert_eq!(recs[0]["on_behalf_of"], "bob@example.com");
+    assert_eq!(recs[0]["via"], "direct");
+
+    let e = raw_login(
+        &s.gw,
+        ROOT,
+        &s.admin,
+        &[("gatehouse.on_behalf_of", "bob@example.com")],
+    )
+    .await
+    .err()
+    .expect("a person cannot act for someone else");
+    assert!(e.starts_with("28000") && e.contains("only agents"), "{e}");
 }
