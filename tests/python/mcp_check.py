@@ -6,6 +6,7 @@ Run by tests/tests/mcp.rs with one scenario name as the argument:
                by an admin through the HTTP API while the agent waits (wait_for_approval), then
                runs with query; the once-only grant; a database error's SQLSTATE
   masked       a query of a column masking must hide
+  smoke        list_environments and one query (the gateway requires TLS)
   limit        statements per minute: the call past the limit is refused with a clear error
   unauthorized no token / a wrong token: HTTP 401 before any MCP message is handled
 
@@ -156,6 +157,13 @@ async def agent(a):
     check(err and r["sqlstate"] == "42703" and r["status"] == "error", "database error carries its SQLSTATE", r)
 
 
+async def smoke(a):
+    envs, err = await a.call("list_environments")
+    check(not err and {"prod", "dev"} <= {e["name"] for e in envs["environments"]}, "environments", envs)
+    r, err = await a.call("query", environment="dev", sql="SELECT 1 AS one")
+    check(not err and r["results"][0]["rows"] == [[1]], "query", r)
+
+
 async def masked(a):
     r, err = await a.call("query", environment="prod", sql="SELECT id, email FROM customers ORDER BY id", on_behalf_of=OBO)
     check(not err, "query", r)
@@ -208,7 +216,7 @@ def main():
     if scenario == "unauthorized":
         asyncio.run(unauthorized())
     else:
-        fn = {"agent": agent, "masked": masked, "limit": limit}[scenario]
+        fn = {"agent": agent, "masked": masked, "limit": limit, "smoke": smoke}[scenario]
         # The person the agent acts for also travels in a header, so calls without the
         # argument (approval_status, wait_for_approval) carry it too.
         asyncio.run(with_agent(fn, {"X-Gatehouse-On-Behalf-Of": OBO} if OBO else None))

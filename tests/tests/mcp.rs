@@ -41,6 +41,12 @@ fn python() -> PathBuf {
 /// reach; `secret`, which they may not. `agent` has the default MCP limits, `limited-bot` three
 /// statements a minute. Customers with emails and ten orders are seeded.
 async fn setup() -> Setup {
+    setup_with(|b| b, true).await
+}
+
+/// [`setup`] with extra gateway settings; `seed` creates the tables (over a plaintext
+/// connection, so not under `require_tls`).
+async fn setup_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder, seed: bool) -> Setup {
     let cluster = Cluster::start().await;
     let pw = random_token("up");
     cluster
@@ -55,7 +61,7 @@ async fn setup() -> Setup {
     let url = gatehouse_tests::app_url(&cluster);
     let agent = random_token("gha_");
     let limited = random_token("gha_");
-    let gw = GatewayBuilder::new()
+    let builder = GatewayBuilder::new()
         .environment("prod", "production", &url, Some(&pw))
         .environment_setting("prod", "tags = [\"crm\"]")
         .environment("dev", "development", &url, Some(&pw))
@@ -65,11 +71,24 @@ async fn setup() -> Setup {
         .user(ROOT, ROOT_PW, &["admins"])
         .grant(&["agents", "admins"], &["prod", "dev"])
         .grant(&["admins"], &["secret"])
-        .toml("[mcp]\nmax_rows = 100\n\n[[mcp.limits]]\nidentity = \"limited-bot\"\nstatements_per_minute = 3")
-        .start()
-        .await;
+        .toml("[mcp]\nmax_rows = 100\n\n[[mcp.limits]]\nidentity = \"limited-bot\"\nstatements_per_minute = 3");
+    let gw = extra(builder).start().await;
     let admin = gw.login(ROOT, ROOT_PW).await;
-    let dev = gw.connect("dev", "agent", &agent).await.unwrap();
+    let setup = Setup {
+        _cluster: cluster,
+        gw,
+        agent,
+        limited,
+        admin,
+    };
+    if !seed {
+        return setup;
+    }
+    let dev = setup
+        .gw
+        .connect("dev", "agent", &setup.agent)
+        .await
+        .unwrap();
     dev.batch_execute(
         "CREATE TABLE customers (id int PRIMARY KEY, email text NOT NULL, name text);
          INSERT INTO customers VALUES (1, 'ana@example.com', 'Ana'), (2, 'bo@example.com', 'Bo'), (3, 'cy@example.com', 'Cy');
@@ -79,13 +98,7 @@ async fn setup() -> Setup {
     )
     .await
     .unwrap();
-    Setup {
-        _cluster: cluster,
-        gw,
-        agent,
-        limited,
-        admin,
-    }
+    setup
 }
 
 /// Runs one scenario of `mcp_check.py` as the holder of `token`; its output on success.
@@ -297,4 +310,17 @@ async fn on_behalf_of_over_the_wire_is_for_agents_only() {
     .err()
     .expect("a person cannot act for someone else");
     assert!(e.starts_with("28000") && e.contains("only agents"), "{e}");
+}
+
+/// Under `require_tls` the MCP server's own sessions use TLS too, and still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mcp_server_works_when_the_gateway_requires_tls() {
+    let s = setup_with(|b| b.server("require_tls = true"), false).await;
+    let out = scenario(&s, "smoke", &s.agent);
+    assert!(out.contains("smoke ok"));
+    let stmts = s.gw.audit(&s.admin, "event=statement&identity=agent").await;
+    assert!(
+        stmts.iter().any(|r| r["via"] == "mcp" && r["rows"] == 1),
+        "{stmts:#?}"
+    );
 }

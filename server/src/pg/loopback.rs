@@ -126,6 +126,7 @@ impl Reply {
 pub struct Opening<'a> {
     /// The gateway's PostgreSQL listener.
     pub addr: Option<SocketAddr>,
+    /// TLS even on loopback (`server.require_tls`).
     pub tls: bool,
     pub user: &'a str,
     pub token: &'a str,
@@ -153,7 +154,10 @@ pub async fn open(o: &Opening<'_>) -> Result<LoopbackSession, LoopbackError> {
             SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    let target = UpstreamTarget::gateway_itself(addr, o.user, o.token, o.environment, o.tls)?;
+    // The gateway takes tokens in the clear only from loopback peers (and never under
+    // `require_tls`); a listener on another address is reached with TLS.
+    let tls = o.tls || !addr.ip().is_loopback();
+    let target = UpstreamTarget::gateway_itself(addr, o.user, o.token, o.environment, tls)?;
     let mut params = vec![
         ("application_name".to_string(), MCP_APPLICATION.to_string()),
         // The MCP server follows approvals itself, so the gateway must not hold the request.
