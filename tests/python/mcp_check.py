@@ -6,6 +6,7 @@ Run by tests/tests/mcp.rs with one scenario name as the argument:
                by an admin through the HTTP API while the agent waits (wait_for_approval), then
                runs with query; the once-only grant; a database error's SQLSTATE
   masked       a query of a column masking must hide
+  busy         concurrent statements and rows per hour
   smoke        list_environments and one query (the gateway requires TLS)
   limit        statements per minute: the call past the limit is refused with a clear error
   unauthorized no token / a wrong token: HTTP 401 before any MCP message is handled
@@ -189,6 +190,26 @@ async def limit(a):
     fact("limit_message", r["message"])
 
 
+async def busy(a):
+    """One statement at a time and five rows an hour (the account's own limits)."""
+    async def slow():
+        return await a.call("query", environment="dev", sql="SELECT pg_sleep(2) IS NULL AS slept")
+
+    async def meanwhile():
+        await asyncio.sleep(0.7)
+        return await a.call("query", environment="dev", sql="SELECT 1")
+
+    (r1, e1), (r2, e2) = await asyncio.gather(slow(), meanwhile())
+    check(not e1, "the slow statement runs", r1)
+    check(e2 and r2["status"] == "limited" and r2["limit"] == "concurrent_queries", "one at a time", r2)
+
+    r, err = await a.call("query", environment="dev", sql="SELECT g FROM generate_series(1, 10) g")
+    check(not err and r["row_cap"] == 4 and r["results"][0]["row_count"] == 4, "rows left this hour", r)
+    check(r["truncated"] is True and r["results"][0]["total_rows"] == 10, "truncated", r)
+    r, err = await a.call("query", environment="dev", sql="SELECT 1")
+    check(err and r["limit"] == "rows_per_hour" and "5 rows per hour" in r["message"], "rows per hour", r)
+
+
 async def unauthorized():
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-03-26", "capabilities": {},
@@ -216,7 +237,7 @@ def main():
     if scenario == "unauthorized":
         asyncio.run(unauthorized())
     else:
-        fn = {"agent": agent, "masked": masked, "limit": limit, "smoke": smoke}[scenario]
+        fn = {"agent": agent, "masked": masked, "limit": limit, "busy": busy, "smoke": smoke}[scenario]
         # The person the agent acts for also travels in a header, so calls without the
         # argument (approval_status, wait_for_approval) carry it too.
         asyncio.run(with_agent(fn, {"X-Gatehouse-On-Behalf-Of": OBO} if OBO else None))

@@ -21,6 +21,7 @@ struct Setup {
     gw: Gateway,
     agent: String,
     limited: String,
+    busy: String,
     admin: String,
 }
 
@@ -61,6 +62,7 @@ async fn setup_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder, seed: 
     let url = gatehouse_tests::app_url(&cluster);
     let agent = random_token("gha_");
     let limited = random_token("gha_");
+    let busy = random_token("gha_");
     let builder = GatewayBuilder::new()
         .environment("prod", "production", &url, Some(&pw))
         .environment_setting("prod", "tags = [\"crm\"]")
@@ -68,10 +70,11 @@ async fn setup_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder, seed: 
         .environment("secret", "staging", &url, Some(&pw))
         .service_account("agent", &agent, &["agents"])
         .service_account("limited-bot", &limited, &["agents"])
+        .service_account("busy-bot", &busy, &["agents"])
         .user(ROOT, ROOT_PW, &["admins"])
         .grant(&["agents", "admins"], &["prod", "dev"])
         .grant(&["admins"], &["secret"])
-        .toml("[mcp]\nmax_rows = 100\n\n[[mcp.limits]]\nidentity = \"limited-bot\"\nstatements_per_minute = 3");
+        .toml("[mcp]\nmax_rows = 100\n\n[[mcp.limits]]\nidentity = \"limited-bot\"\nstatements_per_minute = 3\n\n[[mcp.limits]]\nidentity = \"busy-bot\"\nconcurrent_queries = 1\nrows_per_hour = 5");
     let gw = extra(builder).start().await;
     let admin = gw.login(ROOT, ROOT_PW).await;
     let setup = Setup {
@@ -79,6 +82,7 @@ async fn setup_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder, seed: 
         gw,
         agent,
         limited,
+        busy,
         admin,
     };
     if !seed {
@@ -231,6 +235,20 @@ async fn a_limit_hit_is_a_clear_error_and_an_audit_event() {
     // The other agent's budget is its own.
     let calls = s.gw.audit(&s.admin, "event=mcp.call&identity=agent").await;
     assert!(calls.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_statements_and_rows_per_hour_are_limited() {
+    let s = setup_with(|b| b, false).await;
+    scenario(&s, "busy", &s.busy);
+    let hits =
+        s.gw.audit(&s.admin, "event=mcp.limit&identity=busy-bot")
+            .await;
+    let limits: Vec<&str> = hits
+        .iter()
+        .filter_map(|r| r["details"]["limit"].as_str())
+        .collect();
+    assert_eq!(limits, ["concurrent_queries", "rows_per_hour"], "{hits:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
