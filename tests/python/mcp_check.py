@@ -7,7 +7,7 @@ Run by tests/tests/mcp.rs with one scenario name as the argument:
                runs with query; the once-only grant; a database error's SQLSTATE
   masked       a query of a column masking must hide
   busy         concurrent statements and rows per hour
-  smoke        list_environments and one query (the gateway requires TLS)
+  smoke        list_environments and one query (the gateway requires TLS); an oversized body
   limit        statements per minute: the call past the limit is refused with a clear error
   unauthorized no token / a wrong token: HTTP 401 before any MCP message is handled
 
@@ -163,6 +163,18 @@ async def smoke(a):
     check(not err and {"prod", "dev"} <= {e["name"] for e in envs["environments"]}, "environments", envs)
     r, err = await a.call("query", environment="dev", sql="SELECT 1 AS one")
     check(not err and r["results"][0]["rows"] == [[1]], "query", r)
+    # A request body past the bound is refused before the SDK buffers it.
+    big = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+           "params": {"name": "query", "arguments": {"environment": "dev", "sql": "SELECT '" + "x" * (5 << 20) + "'"}}}
+    async with httpx.AsyncClient() as h:
+        try:
+            resp = await h.post(URL, json=big, headers={"Authorization": f"Bearer {TOKEN}",
+                                                        "Accept": "application/json, text/event-stream"})
+            check(resp.status_code == 413, "oversized body", resp.status_code)
+        except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+            pass  # the 413 came, and the connection closed, while the body was still uploading
+    r, err = await a.call("query", environment="dev", sql="SELECT 2 AS two")
+    check(not err and r["results"][0]["rows"] == [[2]], "still serving", r)
 
 
 async def masked(a):

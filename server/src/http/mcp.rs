@@ -14,13 +14,19 @@ use super::error::ApiError;
 use crate::gateway::Gateway;
 use crate::mcp::{McpCaller, ON_BEHALF_OF_HEADER};
 
+/// Largest MCP request body accepted.
+const MAX_BODY: usize = 4 << 20;
+
 /// The `/mcp` routes, or none when `[mcp] enabled = false`.
 pub fn routes(gw: Arc<Gateway>) -> Router<Arc<Gateway>> {
     if !gw.config.mcp.enabled {
         return Router::new();
     }
+    // The MCP SDK reads a whole request body into memory: bound it (a JSON-RPC message with
+    // one statement is far smaller).
     Router::new()
         .nest_service("/mcp", crate::mcp::service(gw.clone()))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(gw, authenticate))
 }
 
