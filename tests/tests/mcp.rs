@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gatehouse_tests::raw::{self, RawConn};
-use gatehouse_tests::{random_token, run_cmd, Cluster, Gateway, GatewayBuilder};
+use gatehouse_tests::{python, random_token, run_cmd, Cluster, Gateway, GatewayBuilder};
 use serde_json::Value;
 
 const ROOT: &str = "root";
@@ -25,19 +25,6 @@ struct Setup {
     admin: String,
 }
 
-/// `GATEHOUSE_PYTHON` (set by scripts/test.sh), else the repository's `.venv`.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("GATEHOUSE_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with the MCP SDK: run scripts/install-deps.sh (or set GATEHOUSE_PYTHON)"
-    );
-    venv
-}
-
 /// `prod` (production, tag `crm`) and `dev` (development) on one database, which agents may
 /// reach; `secret`, which they may not. `agent` has the default MCP limits, `limited-bot` three
 /// statements a minute. Customers with emails and ten orders are seeded.
@@ -48,17 +35,7 @@ async fn setup() -> Setup {
 /// [`setup`] with extra gateway settings; `seed` creates the tables (over a plaintext
 /// connection, so not under `require_tls`).
 async fn setup_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder, seed: bool) -> Setup {
-    let cluster = Cluster::start().await;
-    let pw = random_token("up");
-    cluster
-        .exec(
-            "postgres",
-            &format!("CREATE ROLE app_owner LOGIN PASSWORD '{pw}'"),
-        )
-        .await;
-    cluster
-        .exec("postgres", "CREATE DATABASE appdb OWNER app_owner")
-        .await;
+    let (cluster, pw) = gatehouse_tests::app_database().await;
     let url = gatehouse_tests::app_url(&cluster);
     let agent = random_token("gha_");
     let limited = random_token("gha_");

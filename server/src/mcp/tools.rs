@@ -175,10 +175,92 @@ impl GatehouseMcp {
         Parameters(args): Parameters<ListEnvironmentsArgs>,
         Extension(parts): Extension<Parts>,
     ) -> Result<CallToolResult, McpError> {
-        let (who, _) = match self.caller(&parts, args.on_behalf_of.as_deref()) {
-            Ok(c) => c,
-            Err(r) => return Ok(r),
-        };
+        Ok(self
+            .list_environments_call(args, &parts)
+            .await
+            .unwrap_or_else(|refusal| refusal))
+    }
+
+    #[tool(
+        description = "Describe an environment's database: schemas, tables and views, their columns and types. Columns that likely hold personal data or secrets are marked sensitive (their values are never shown here and come back masked from query). Narrow it with schema or table on large databases."
+    )]
+    async fn describe(
+        &self,
+        Parameters(args): Parameters<DescribeArgs>,
+        Extension(parts): Extension<Parts>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .describe_call(args, &parts)
+            .await
+            .unwrap_or_else(|refusal| refusal))
+    }
+
+    #[tool(
+        description = "Run SQL in an environment through Gatehouse's guardrails, exactly like a psql session: the statement may be allowed, denied (sqlstate 42501, with the rule that denied it) or sent to review (status pending_approval with an approval_id). Returns result sets with columns, rows (arrays, in column order), row_count and total_rows; rows beyond the cap are left out and truncated is true. Sensitive values come back masked."
+    )]
+    async fn query(
+        &self,
+        Parameters(args): Parameters<QueryArgs>,
+        Extension(parts): Extension<Parts>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .query_call(args, &parts)
+            .await
+            .unwrap_or_else(|refusal| refusal))
+    }
+
+    #[tool(
+        description = "Show the planner's plan and estimated rows for one SQL statement without running it (EXPLAIN, never ANALYZE). Use it before large reads or any write to see how many rows would be touched."
+    )]
+    async fn explain(
+        &self,
+        Parameters(args): Parameters<ExplainArgs>,
+        Extension(parts): Extension<Parts>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .explain_call(args, &parts)
+            .await
+            .unwrap_or_else(|refusal| refusal))
+    }
+
+    #[tool(
+        description = "The state of an approval a query was sent to: pending (approvers have not decided), approved (call query again with exactly the same sql; it runs once before grant_expires_at), used (it already ran), or denied (with the approver's reason)."
+    )]
+    async fn approval_status(
+        &self,
+        Parameters(args): Parameters<ApprovalArgs>,
+        Extension(parts): Extension<Parts>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .approval_status_call(args, &parts)
+            .await
+            .unwrap_or_else(|refusal| refusal))
+    }
+
+    #[tool(
+        description = "Wait until an approval is decided (or timeout_seconds pass), then report its state like approval_status. After approved, call query again with exactly the same sql to run it."
+    )]
+    async fn wait_for_approval(
+        &self,
+        Parameters(args): Parameters<WaitArgs>,
+        Extension(parts): Extension<Parts>,
+    ) -> Result<CallToolResult, McpError> {
+        Ok(self
+            .wait_for_approval_call(args, &parts)
+            .await
+            .unwrap_or_else(|refusal| refusal))
+    }
+}
+
+impl GatehouseMcp {
+    // The tools' bodies. `Err` is the tool error to answer with, already audited.
+
+    async fn list_environments_call(
+        &self,
+        args: ListEnvironmentsArgs,
+        parts: &Parts,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let (who, _) = self.caller(parts, args.on_behalf_of.as_deref())?;
         let gw = &self.shared.gw;
         let items: Vec<Value> = gw
             .environments
@@ -209,51 +291,32 @@ impl GatehouseMcp {
         ))
     }
 
-    #[tool(
-        description = "Describe an environment's database: schemas, tables and views, their columns and types. Columns that likely hold personal data or secrets are marked sensitive (their values are never shown here and come back masked from query). Narrow it with schema or table on large databases."
-    )]
-    async fn describe(
+    async fn describe_call(
         &self,
-        Parameters(args): Parameters<DescribeArgs>,
-        Extension(parts): Extension<Parts>,
-    ) -> Result<CallToolResult, McpError> {
-        let (who, token) = match self.caller(&parts, args.on_behalf_of.as_deref()) {
-            Ok(c) => c,
-            Err(r) => return Ok(r),
-        };
-        match self
-            .catalog(
-                &who,
-                &token,
-                "describe",
-                &args.environment,
-                args.schema.as_deref(),
-                args.table.as_deref(),
-            )
-            .await
-        {
-            Ok(v) => Ok(ok(v)),
-            Err(r) => Ok(r),
-        }
+        args: DescribeArgs,
+        parts: &Parts,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let (who, token) = self.caller(parts, args.on_behalf_of.as_deref())?;
+        self.catalog(
+            &who,
+            &token,
+            "describe",
+            &args.environment,
+            args.schema.as_deref(),
+            args.table.as_deref(),
+        )
+        .await
+        .map(ok)
     }
 
-    #[tool(
-        description = "Run SQL in an environment through Gatehouse's guardrails, exactly like a psql session: the statement may be allowed, denied (sqlstate 42501, with the rule that denied it) or sent to review (status pending_approval with an approval_id). Returns result sets with columns, rows (arrays, in column order), row_count and total_rows; rows beyond the cap are left out and truncated is true. Sensitive values come back masked."
-    )]
-    async fn query(
+    async fn query_call(
         &self,
-        Parameters(args): Parameters<QueryArgs>,
-        Extension(parts): Extension<Parts>,
-    ) -> Result<CallToolResult, McpError> {
-        let (who, token) = match self.caller(&parts, args.on_behalf_of.as_deref()) {
-            Ok(c) => c,
-            Err(r) => return Ok(r),
-        };
+        args: QueryArgs,
+        parts: &Parts,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let (who, token) = self.caller(parts, args.on_behalf_of.as_deref())?;
         let env = args.environment.clone();
-        let admitted = match self.admit(&who, "query", &env).await {
-            Ok(a) => a,
-            Err(r) => return Ok(r),
-        };
+        let admitted = self.admit(&who, "query", &env).await?;
         let cap = args
             .max_rows
             .unwrap_or(usize::MAX)
@@ -264,14 +327,14 @@ impl GatehouseMcp {
             .await;
         let reply = match reply {
             Ok(r) => r,
-            Err(e) => return Ok(self.failed(&who, "query", &env, Some(&args.sql), e).await),
+            Err(e) => return Err(self.failed(&who, "query", &env, Some(&args.sql), e).await),
         };
         let kept = reply.rows_kept();
         admitted.returned(kept as u64);
         drop(admitted);
         let results: Vec<Value> = reply.results.iter().map(catalog::result_json).collect();
         if let Some(e) = reply.error {
-            return Ok(self
+            return Err(self
                 .refused(&who, "query", &env, Some(&args.sql), e, Some(results))
                 .await);
         }
@@ -299,23 +362,14 @@ impl GatehouseMcp {
         })))
     }
 
-    #[tool(
-        description = "Show the planner's plan and estimated rows for one SQL statement without running it (EXPLAIN, never ANALYZE). Use it before large reads or any write to see how many rows would be touched."
-    )]
-    async fn explain(
+    async fn explain_call(
         &self,
-        Parameters(args): Parameters<ExplainArgs>,
-        Extension(parts): Extension<Parts>,
-    ) -> Result<CallToolResult, McpError> {
-        let (who, token) = match self.caller(&parts, args.on_behalf_of.as_deref()) {
-            Ok(c) => c,
-            Err(r) => return Ok(r),
-        };
+        args: ExplainArgs,
+        parts: &Parts,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let (who, token) = self.caller(parts, args.on_behalf_of.as_deref())?;
         let env = args.environment.clone();
-        let admitted = match self.admit(&who, "explain", &env).await {
-            Ok(a) => a,
-            Err(r) => return Ok(r),
-        };
+        let admitted = self.admit(&who, "explain", &env).await?;
         let statement = args.sql.trim().trim_end_matches(';').trim_end();
         let explain = format!("EXPLAIN (FORMAT JSON) {statement}");
         let reply = self
@@ -324,10 +378,10 @@ impl GatehouseMcp {
         drop(admitted);
         let reply = match reply {
             Ok(r) => r,
-            Err(e) => return Ok(self.failed(&who, "explain", &env, Some(&args.sql), e).await),
+            Err(e) => return Err(self.failed(&who, "explain", &env, Some(&args.sql), e).await),
         };
         if let Some(e) = reply.error {
-            return Ok(self
+            return Err(self
                 .refused(&who, "explain", &env, Some(&args.sql), e, None)
                 .await);
         }
@@ -362,36 +416,24 @@ impl GatehouseMcp {
         })))
     }
 
-    #[tool(
-        description = "The state of an approval a query was sent to: pending (approvers have not decided), approved (call query again with exactly the same sql; it runs once before grant_expires_at), used (it already ran), or denied (with the approver's reason)."
-    )]
-    async fn approval_status(
+    async fn approval_status_call(
         &self,
-        Parameters(args): Parameters<ApprovalArgs>,
-        Extension(parts): Extension<Parts>,
-    ) -> Result<CallToolResult, McpError> {
-        let (who, _) = match self.caller(&parts, None) {
-            Ok(c) => c,
-            Err(r) => return Ok(r),
-        };
+        args: ApprovalArgs,
+        parts: &Parts,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let (who, _) = self.caller(parts, None)?;
         let result = self.approval_view(&who, &args.approval_id).await;
         self.audit_approval(&who, "approval_status", &args.approval_id, &result)
             .await;
         Ok(result)
     }
 
-    #[tool(
-        description = "Wait until an approval is decided (or timeout_seconds pass), then report its state like approval_status. After approved, call query again with exactly the same sql to run it."
-    )]
-    async fn wait_for_approval(
+    async fn wait_for_approval_call(
         &self,
-        Parameters(args): Parameters<WaitArgs>,
-        Extension(parts): Extension<Parts>,
-    ) -> Result<CallToolResult, McpError> {
-        let (who, _) = match self.caller(&parts, None) {
-            Ok(c) => c,
-            Err(r) => return Ok(r),
-        };
+        args: WaitArgs,
+        parts: &Parts,
+    ) -> Result<CallToolResult, CallToolResult> {
+        let (who, _) = self.caller(parts, None)?;
         let gw = &self.shared.gw;
         let limit = gw.config.mcp.max_wait_seconds.max(1);
         let wait = Duration::from_secs(args.timeout_seconds.unwrap_or(60).clamp(1, limit));
@@ -427,9 +469,7 @@ impl GatehouseMcp {
             .await;
         Ok(result)
     }
-}
 
-impl GatehouseMcp {
     /// The calling identity (acting for `on_behalf_of`, the argument or the header) and its
     /// token, or the tool error to return.
     fn caller(

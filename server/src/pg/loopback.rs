@@ -194,15 +194,6 @@ pub async fn open(o: &Opening<'_>) -> Result<LoopbackSession, LoopbackError> {
     })
 }
 
-fn msg(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    let start = out.len();
-    out.put_u8(tag);
-    out.put_u32(0);
-    body(out);
-    let len = (out.len() - start - 1) as u32;
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
-}
-
 fn cstr(b: &[u8], pos: &mut usize) -> Option<String> {
     let rest = b.get(*pos..)?;
     let end = rest.iter().position(|&c| c == 0)?;
@@ -267,7 +258,7 @@ impl LoopbackSession {
     /// most `max_rows` rows over all result sets.
     pub async fn query(&mut self, sql: &str, max_rows: usize) -> Result<Reply, LoopbackError> {
         let mut out = BytesMut::new();
-        msg(&mut out, b'Q', |o| {
+        codec::put_message(&mut out, b'Q', |o| {
             o.put_slice(sql.as_bytes());
             o.put_u8(0);
         });
@@ -278,34 +269,34 @@ impl LoopbackSession {
     /// nothing can ride along after a semicolon).
     pub async fn query_one(&mut self, sql: &str, max_rows: usize) -> Result<Reply, LoopbackError> {
         let mut out = BytesMut::new();
-        msg(&mut out, b'P', |o| {
+        codec::put_message(&mut out, b'P', |o| {
             o.put_u8(0);
             o.put_slice(sql.as_bytes());
             o.put_u8(0);
             o.put_u16(0);
         });
-        msg(&mut out, b'B', |o| {
+        codec::put_message(&mut out, b'B', |o| {
             o.put_slice(b"\0\0");
             o.put_u16(0);
             o.put_u16(0);
             o.put_u16(0);
         });
-        msg(&mut out, b'D', |o| {
+        codec::put_message(&mut out, b'D', |o| {
             o.put_u8(b'P');
             o.put_u8(0);
         });
-        msg(&mut out, b'E', |o| {
+        codec::put_message(&mut out, b'E', |o| {
             o.put_u8(0);
             o.put_u32(0);
         });
-        msg(&mut out, b'S', |_| {});
+        codec::put_message(&mut out, b'S', |_| {});
         self.exchange(out, max_rows).await
     }
 
     /// Says goodbye so the gateway records a clean close.
     pub async fn close(mut self) {
         let mut out = BytesMut::new();
-        msg(&mut out, b'X', |_| {});
+        codec::put_message(&mut out, b'X', |_| {});
         let _ = self.stream.write_all(&out).await;
         let _ = self.stream.shutdown().await;
     }
@@ -372,7 +363,7 @@ impl LoopbackSession {
                 b'G' => {
                     // COPY … FROM STDIN: there is no client data to send.
                     let mut fail = BytesMut::new();
-                    msg(&mut fail, b'f', |o| {
+                    codec::put_message(&mut fail, b'f', |o| {
                         o.put_slice(b"COPY FROM STDIN is not available here; use INSERT");
                         o.put_u8(0);
                     });
@@ -416,7 +407,7 @@ mod tests {
     #[test]
     fn rows_are_read_with_nulls_and_long_values_cut() {
         let mut f = BytesMut::new();
-        msg(&mut f, b'D', |o| {
+        codec::put_message(&mut f, b'D', |o| {
             o.put_u16(3);
             o.put_i32(2);
             o.put_slice(b"hi");
@@ -435,7 +426,7 @@ mod tests {
     #[test]
     fn row_descriptions_give_names_and_types() {
         let mut f = BytesMut::new();
-        msg(&mut f, b'T', |o| {
+        codec::put_message(&mut f, b'T', |o| {
             o.put_u16(2);
             for (name, oid) in [("id", 23u32), ("email", 25)] {
                 o.put_slice(name.as_bytes());
