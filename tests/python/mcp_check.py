@@ -9,6 +9,7 @@ Run by tests/tests/mcp.rs with one scenario name as the argument:
   busy         concurrent statements and rows per hour
   smoke        list_environments and one query (the gateway requires TLS); an oversized body
   limit        statements per minute: the call past the limit is refused with a clear error
+  person       a person's session token: no acting for someone else
   unauthorized no token / a wrong token: HTTP 401 before any MCP message is handled
 
 Environment: GATEHOUSE_MCP_URL, GATEHOUSE_TOKEN, GATEHOUSE_ON_BEHALF_OF, GATEHOUSE_API,
@@ -222,6 +223,14 @@ async def busy(a):
     check(err and r["limit"] == "rows_per_hour" and "5 rows per hour" in r["message"], "rows per hour", r)
 
 
+async def person(a):
+    """A person's session token: their own environments; they cannot act for someone else."""
+    envs, err = await a.call("list_environments")
+    check(not err and "secret" in {e["name"] for e in envs["environments"]}, "a person's environments", envs)
+    r, err = await a.call("list_environments", on_behalf_of=OBO)
+    check(err and r["error"] == "on_behalf_of" and "only agents" in r["message"], "people act for themselves", r)
+
+
 async def unauthorized():
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-03-26", "capabilities": {},
@@ -248,6 +257,8 @@ def main():
     scenario = sys.argv[1]
     if scenario == "unauthorized":
         asyncio.run(unauthorized())
+    elif scenario == "person":
+        asyncio.run(with_agent(person))
     else:
         fn = {"agent": agent, "masked": masked, "limit": limit, "busy": busy, "smoke": smoke}[scenario]
         # The person the agent acts for also travels in a header, so calls without the

@@ -229,6 +229,20 @@ async fn concurrent_statements_and_rows_per_hour_are_limited() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_uses_mcp_as_themselves_only() {
+    let s = setup_with(|b| b, false).await;
+    scenario(&s, "person", &s.admin);
+    let calls = s.gw.audit(&s.admin, "event=mcp.call&identity=root").await;
+    let outcomes: Vec<&str> = calls
+        .iter()
+        .filter_map(|r| r["details"]["outcome"].as_str())
+        .collect();
+    assert_eq!(outcomes, ["ok", "error"], "{calls:#?}");
+    assert_eq!(calls[1]["identity_kind"], "human");
+    assert_eq!(calls[1]["details"]["requested_on_behalf_of"], PERSON);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_or_a_wrong_bearer_token_is_401() {
     let s = setup().await;
     scenario(&s, "unauthorized", "");

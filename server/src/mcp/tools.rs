@@ -22,6 +22,7 @@ use rmcp::service::RequestContext;
 use rmcp::{tool, tool_handler, tool_router, ErrorData as McpError, RoleServer, ServerHandler};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tokio::sync::broadcast::error::RecvError;
 
 use super::catalog;
 use super::limits::{Admitted, LimitHit, Limits};
@@ -260,7 +261,9 @@ impl GatehouseMcp {
         args: ListEnvironmentsArgs,
         parts: &Parts,
     ) -> Result<CallToolResult, CallToolResult> {
-        let (who, _) = self.caller(parts, args.on_behalf_of.as_deref())?;
+        let (who, _) = self
+            .caller(parts, args.on_behalf_of.as_deref(), "list_environments")
+            .await?;
         let gw = &self.shared.gw;
         let items: Vec<Value> = gw
             .environments
@@ -296,7 +299,9 @@ impl GatehouseMcp {
         args: DescribeArgs,
         parts: &Parts,
     ) -> Result<CallToolResult, CallToolResult> {
-        let (who, token) = self.caller(parts, args.on_behalf_of.as_deref())?;
+        let (who, token) = self
+            .caller(parts, args.on_behalf_of.as_deref(), "describe")
+            .await?;
         self.catalog(
             &who,
             &token,
@@ -314,7 +319,9 @@ impl GatehouseMcp {
         args: QueryArgs,
         parts: &Parts,
     ) -> Result<CallToolResult, CallToolResult> {
-        let (who, token) = self.caller(parts, args.on_behalf_of.as_deref())?;
+        let (who, token) = self
+            .caller(parts, args.on_behalf_of.as_deref(), "query")
+            .await?;
         let env = args.environment.clone();
         let admitted = self.admit(&who, "query", &env).await?;
         let cap = args
@@ -367,7 +374,9 @@ impl GatehouseMcp {
         args: ExplainArgs,
         parts: &Parts,
     ) -> Result<CallToolResult, CallToolResult> {
-        let (who, token) = self.caller(parts, args.on_behalf_of.as_deref())?;
+        let (who, token) = self
+            .caller(parts, args.on_behalf_of.as_deref(), "explain")
+            .await?;
         let env = args.environment.clone();
         let admitted = self.admit(&who, "explain", &env).await?;
         let statement = args.sql.trim().trim_end_matches(';').trim_end();
@@ -421,7 +430,7 @@ impl GatehouseMcp {
         args: ApprovalArgs,
         parts: &Parts,
     ) -> Result<CallToolResult, CallToolResult> {
-        let (who, _) = self.caller(parts, None)?;
+        let (who, _) = self.caller(parts, None, "approval_status").await?;
         let result = self.approval_view(&who, &args.approval_id).await;
         self.audit_approval(&who, "approval_status", &args.approval_id, &result)
             .await;
@@ -433,7 +442,7 @@ impl GatehouseMcp {
         args: WaitArgs,
         parts: &Parts,
     ) -> Result<CallToolResult, CallToolResult> {
-        let (who, _) = self.caller(parts, None)?;
+        let (who, _) = self.caller(parts, None, "wait_for_approval").await?;
         let gw = &self.shared.gw;
         let limit = gw.config.mcp.max_wait_seconds.max(1);
         let wait = Duration::from_secs(args.timeout_seconds.unwrap_or(60).clamp(1, limit));
@@ -458,7 +467,10 @@ impl GatehouseMcp {
                         match events.recv().await {
                             Ok(e) if e.approval.id == args.approval_id => return,
                             Ok(_) => continue,
-                            Err(_) => return,
+                            // Missed events: look at the store now.
+                            Err(RecvError::Lagged(_)) => return,
+                            // No more events: the periodic look is all there is.
+                            Err(RecvError::Closed) => std::future::pending::<()>().await,
                         }
                     }
                 },
@@ -471,11 +483,12 @@ impl GatehouseMcp {
     }
 
     /// The calling identity (acting for `on_behalf_of`, the argument or the header) and its
-    /// token, or the tool error to return.
-    fn caller(
+    /// token, or the tool error to return (audited as a call of `tool`).
+    async fn caller(
         &self,
         parts: &Parts,
         on_behalf_of: Option<&str>,
+        tool: &str,
     ) -> Result<(Identity, String), CallToolResult> {
         let Some(c) = parts.extensions.get::<McpCaller>() else {
             // The HTTP layer authenticates every request before it reaches the tools.
@@ -486,11 +499,24 @@ impl GatehouseMcp {
         let person = on_behalf_of.or(c.on_behalf_of.as_deref());
         match c.identity.clone().acting_for(person) {
             Ok(i) => Ok((i, c.token.clone())),
-            Err(e) => Err(tool_error(json!({
-                "status": "error",
-                "error": "on_behalf_of",
-                "message": e.to_string(),
-            }))),
+            Err(e) => {
+                self.audit(
+                    &c.identity,
+                    tool,
+                    Outcome {
+                        status: "error",
+                        error: Some(e.to_string()),
+                        extra: Some(json!({ "requested_on_behalf_of": person })),
+                        ..Default::default()
+                    },
+                )
+                .await;
+                Err(tool_error(json!({
+                    "status": "error",
+                    "error": "on_behalf_of",
+                    "message": e.to_string(),
+                })))
+            }
         }
     }
 
@@ -853,7 +879,8 @@ impl ServerHandler for GatehouseMcp {
             .get::<Parts>()
             .ok_or_else(|| McpError::internal_error("no HTTP request", None))?;
         let (who, _) = self
-            .caller(parts, None)
+            .caller(parts, None, "resource:list")
+            .await
             .map_err(|r| McpError::invalid_params(error_message(&r), None))?;
         let gw = &self.shared.gw;
         let resources = gw
@@ -886,7 +913,8 @@ impl ServerHandler for GatehouseMcp {
             .get::<Parts>()
             .ok_or_else(|| McpError::internal_error("no HTTP request", None))?;
         let (who, token) = self
-            .caller(parts, None)
+            .caller(parts, None, "resource:schema")
+            .await
             .map_err(|r| McpError::invalid_params(error_message(&r), None))?;
         let env = request
             .uri
