@@ -197,7 +197,7 @@ impl GatehouseMcp {
     }
 
     #[tool(
-        description = "Run SQL in an environment through Gatehouse's guardrails, exactly like a psql session: the statement may be allowed, denied (sqlstate 42501, with the rule that denied it) or sent to review (status pending_approval with an approval_id). Returns result sets with columns, rows (arrays, in column order), row_count and total_rows; rows beyond the cap are left out and truncated is true. Sensitive values come back masked."
+        description = "Run SQL in an environment through Gatehouse's guardrails, exactly like a psql session: the statement may be allowed, denied (sqlstate 42501, with the rule that denied it) or sent to review (status pending_approval with an approval_id). Returns result sets with columns, rows (arrays, in column order), row_count and total_rows; rows beyond the cap are left out and truncated is true. Sensitive values come back masked. Each call is its own database session: a transaction must begin and end within one call."
     )]
     async fn query(
         &self,

@@ -21,6 +21,8 @@ use super::upstream::{self, TargetError, UpstreamError, UpstreamTarget};
 
 /// Largest message accepted from the gateway (a DataRow of wide values).
 const MAX_FRAME: usize = 64 << 20;
+/// Most notices kept per request (a loop of RAISE NOTICE must not fill memory).
+const MAX_NOTICES: usize = 100;
 /// Longest value kept per cell; longer ones are cut and the result flagged truncated.
 pub const MAX_CELL_BYTES: usize = 64 * 1024;
 
@@ -357,8 +359,9 @@ impl LoopbackSession {
                     current = None;
                 }
                 b'N' => {
-                    let n = ServerError::from_frame(&frame);
-                    reply.notices.push(n.message);
+                    if reply.notices.len() < MAX_NOTICES {
+                        reply.notices.push(ServerError::from_frame(&frame).message);
+                    }
                 }
                 b'G' => {
                     // COPY … FROM STDIN: there is no client data to send.
