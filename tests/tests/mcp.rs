@@ -195,6 +195,16 @@ async fn an_agent_explores_is_denied_waits_for_approval_and_everything_is_audite
     assert_eq!(approved["on_behalf_of"], PERSON, "{approved:#}");
     assert_eq!(approved["state"], "used", "{approved:#}");
     assert!(s.gw.verify_audit().ok(), "the audit chain verifies");
+    let metrics = reqwest::get(format!("{}/metrics", s.gw.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("gatehouse_mcp_calls_total{tool=\"query\",outcome=\"denied\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
