@@ -358,10 +358,9 @@ impl LoopbackSession {
                     }
                     current = None;
                 }
-                b'N' => {
-                    if reply.notices.len() < MAX_NOTICES {
-                        reply.notices.push(ServerError::from_frame(&frame).message);
-                    }
+                // Notices past the bound fall to the catch-all below.
+                b'N' if reply.notices.len() < MAX_NOTICES => {
+                    reply.notices.push(ServerError::from_frame(&frame).message);
                 }
                 b'G' => {
                     // COPY … FROM STDIN: there is no client data to send.
