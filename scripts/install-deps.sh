@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Gatehouse needs to build, test, run its demo and its benchmark on Debian 12:
 # PostgreSQL 15 (server and client), PgBouncer, a C toolchain, curl, util-linux's setpriv,
-# a Python venv at .venv with psycopg (used by the end-to-end tests as a real client),
+# a Python venv at .venv with psycopg and the MCP SDK (used by the end-to-end tests as real clients),
 # Chromium, and node_modules from package-lock.json (the SSO tests' OpenID provider and browser
 # driver; Node.js 20+ must already be installed).
 #
@@ -14,6 +14,7 @@ GH_SCRIPT=install-deps
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PSYCOPG_SPEC='psycopg[binary]==3.2.*'
+MCP_SPEC='mcp==1.30.0'   # the official MCP Python SDK: the MCP server's end-to-end tests drive it
 RUST_MIN=1.85   # the workspace's rust-version
 SUDO=()
 VENV="$GH_REPO/.venv"
@@ -105,6 +106,14 @@ assert psycopg.pq.__impl__ in ("binary", "c"), psycopg.pq.__impl__
 EOF
 }
 
+mcp_ok() {
+    "$VENV/bin/python" - >/dev/null 2>&1 <<'EOF'
+from importlib.metadata import version
+from mcp.client.streamable_http import streamablehttp_client
+assert version("mcp") == "1.30.0", version("mcp")
+EOF
+}
+
 install_venv() {
     # A venv whose interpreter is gone (its base Python was removed or moved) is rebuilt.
     if [ -e "$VENV" ] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -121,6 +130,11 @@ install_venv() {
         gh_log "installing $PSYCOPG_SPEC into $VENV"
         "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$PSYCOPG_SPEC"
         psycopg_ok || gh_die "psycopg is still not importable from $VENV/bin/python"
+    fi
+    if ! mcp_ok; then
+        gh_log "installing $MCP_SPEC into $VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check "$MCP_SPEC"
+        mcp_ok || gh_die "the MCP SDK is still not importable from $VENV/bin/python"
     fi
 }
 

@@ -58,6 +58,9 @@ pub struct Config {
     /// Guardrail rules, evaluated in order before API-managed and built-in rules.
     #[serde(default)]
     pub rules: Vec<Spanned<crate::policy::Rule>>,
+    /// The MCP server for AI agents at `/mcp`.
+    #[serde(default)]
+    pub mcp: McpConfig,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -145,6 +148,57 @@ impl Default for PolicyConfig {
             cache_size: crate::policy::DEFAULT_CACHE_SIZE,
         }
     }
+}
+
+/// `[mcp]`: the Model Context Protocol server for AI agents, on the HTTP listener at `/mcp`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct McpConfig {
+    pub enabled: bool,
+    /// Most rows one `query` returns; the rest are counted and the result is flagged truncated.
+    pub max_rows: usize,
+    /// Per identity: `query`, `explain` and `describe` calls in any 60 seconds.
+    pub statements_per_minute: u32,
+    /// Per identity: rows returned by `query` in any hour.
+    pub rows_per_hour: u64,
+    /// Per identity: statements running at once.
+    pub concurrent_queries: u32,
+    /// `statement_timeout` of the MCP server's sessions.
+    pub statement_timeout_seconds: u64,
+    /// Longest `wait_for_approval` call.
+    pub max_wait_seconds: u64,
+    /// `Host` header values accepted besides loopback names and `server.public_url`'s host
+    /// (a guard against DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Limits for particular identities (e.g. a busier reporting agent).
+    pub limits: Vec<McpLimitOverride>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_rows: 500,
+            statements_per_minute: 60,
+            rows_per_hour: 50_000,
+            concurrent_queries: 2,
+            statement_timeout_seconds: 30,
+            max_wait_seconds: 300,
+            allowed_hosts: Vec::new(),
+            limits: Vec::new(),
+        }
+    }
+}
+
+/// `[[mcp.limits]]`: one identity's own MCP limits; unset keys keep the `[mcp]` values.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpLimitOverride {
+    pub identity: Spanned<String>,
+    pub statements_per_minute: Option<u32>,
+    pub rows_per_hour: Option<u64>,
+    pub concurrent_queries: Option<u32>,
+    pub max_rows: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
@@ -501,6 +555,27 @@ impl Validator<'_> {
             self.check_oidc(o)?;
         }
         self.check_rules(c, &env_names)?;
+        self.check_mcp(&c.mcp)?;
+        Ok(())
+    }
+
+    fn check_mcp(&self, m: &McpConfig) -> Result<(), ConfigError> {
+        let mut seen = HashSet::new();
+        for (i, l) in m.limits.iter().enumerate() {
+            if !seen.insert(l.identity.get_ref().as_str()) {
+                return Err(self.err(
+                    &l.identity,
+                    format!("mcp.limits[{i}].identity"),
+                    format!("`{}` has limits twice", l.identity.get_ref()),
+                ));
+            }
+        }
+        if m.max_rows == 0 || m.concurrent_queries == 0 || m.statement_timeout_seconds == 0 {
+            return Err(ConfigError::Syntax {
+                path: self.path.to_path_buf(),
+                message: "`mcp.max_rows`, `mcp.concurrent_queries` and `mcp.statement_timeout_seconds` must be at least 1".into(),
+            });
+        }
         Ok(())
     }
 
@@ -685,6 +760,33 @@ environments = ["prod"]
             .unwrap_err()
             .to_string();
         assert!(e.contains("environments[0].upstream"), "{e}");
+    }
+
+    #[test]
+    fn mcp_section_defaults_overrides_and_checks() {
+        let c = parse(OK).expect("valid");
+        assert!(c.mcp.enabled);
+        assert_eq!((c.mcp.max_rows, c.mcp.concurrent_queries), (500, 2));
+        let c = parse(&format!(
+            "{OK}[mcp]\nstatements_per_minute = 10\n[[mcp.limits]]\nidentity = \"bot\"\nrows_per_hour = 5\n"
+        ))
+        .expect("valid");
+        assert_eq!(c.mcp.statements_per_minute, 10);
+        assert_eq!(c.mcp.limits[0].rows_per_hour, Some(5));
+        let e = parse(&format!(
+            "{OK}[[mcp.limits]]\nidentity = \"bot\"\n[[mcp.limits]]\nidentity = \"bot\"\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mcp.limits[1].identity"), "{e}");
+        let e = parse(&format!("{OK}[mcp]\nmax_rows = 0\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mcp.max_rows"), "{e}");
+        assert!(
+            parse(&format!("{OK}[mcp]\nrows = 1\n")).is_err(),
+            "unknown keys"
+        );
     }
 
     const OIDC: &str = r#"

@@ -67,6 +67,8 @@ pub struct Gateway {
     pub audit: Audit,
     pub policy: crate::policy::Policy,
     pub approvals: crate::approval::Approvals,
+    /// Where the PostgreSQL listener is bound, once it is (the MCP server connects there).
+    pub pg_local_addr: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 impl Gateway {
@@ -170,6 +172,7 @@ impl Gateway {
             audit,
             policy,
             approvals,
+            pg_local_addr: std::sync::OnceLock::new(),
         }))
     }
 

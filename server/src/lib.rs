@@ -12,6 +12,7 @@ pub mod gateway;
 pub mod http;
 pub mod identity;
 pub mod masking;
+pub mod mcp;
 pub mod pg;
 pub mod policy;
 pub mod serve;

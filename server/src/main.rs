@@ -210,8 +210,11 @@ fn run(config: Config) -> anyhow::Result<()> {
 
 fn init_tracing(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| {
+        // The MCP SDK logs every session's id and client details at info; our own
+        // `mcp.call` audit records say what matters.
+        EnvFilter::new("info,rmcp=warn")
+    });
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -43,6 +43,9 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
             what: "http_listen",
             source,
         })?;
+    if let Ok(a) = pg.local_addr() {
+        let _ = gw.pg_local_addr.set(a);
+    }
     tracing::info!(postgres = %pg_addr, http = %http_addr, environments = gw.environments.len(), "gatehouse is ready");
 
     let workers = Arc::new(

@@ -32,17 +32,7 @@ impl Fixture {
         tier: &str,
         extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder,
     ) -> Fixture {
-        let cluster = Cluster::start().await;
-        let upstream_password = random_token("up");
-        cluster
-            .exec(
-                "postgres",
-                &format!("CREATE ROLE app_owner LOGIN PASSWORD '{upstream_password}'"),
-            )
-            .await;
-        cluster
-            .exec("postgres", "CREATE DATABASE appdb OWNER app_owner")
-            .await;
+        let (cluster, upstream_password) = app_database().await;
         let token = random_token("gha_");
         let builder = GatewayBuilder::new()
             .environment(ENV, tier, &app_url(&cluster), Some(&upstream_password))
@@ -69,6 +59,23 @@ impl Fixture {
     pub fn psql(&self, args: &[&str]) -> crate::CmdOutput {
         self.gw.psql(ENV, AGENT, &self.token, args)
     }
+}
+
+/// A cluster with the application database `appdb` owned by the non-superuser role
+/// `app_owner`; the role's password.
+pub async fn app_database() -> (Cluster, String) {
+    let cluster = Cluster::start().await;
+    let password = random_token("up");
+    cluster
+        .exec(
+            "postgres",
+            &format!("CREATE ROLE app_owner LOGIN PASSWORD '{password}'"),
+        )
+        .await;
+    cluster
+        .exec("postgres", "CREATE DATABASE appdb OWNER app_owner")
+        .await;
+    (cluster, password)
 }
 
 /// The upstream URL of the fixture's application database (password passed separately).

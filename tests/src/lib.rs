@@ -15,9 +15,9 @@ pub mod raw;
 
 pub use client::{client_bin, CliHome, Tunnel};
 pub use cluster::Cluster;
-pub use fixture::{app_url, Fixture, AGENT, ENV};
+pub use fixture::{app_database, app_url, Fixture, AGENT, ENV};
 pub use gateway::{server_bin, Gateway, GatewayBuilder};
-pub use process::{free_port, run_cmd, spawn_tied, CmdOutput};
+pub use process::{free_port, python, run_cmd, spawn_tied, CmdOutput};
 
 /// The PostgreSQL binaries the tests use.
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";

@@ -146,3 +146,17 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> bool {
     }
     false
 }
+
+/// The Python with the test clients (psycopg, the MCP SDK): `GATEHOUSE_PYTHON` (set by
+/// scripts/test.sh), else the repository's `.venv`.
+pub fn python() -> std::path::PathBuf {
+    if let Ok(p) = std::env::var("GATEHOUSE_PYTHON") {
+        return p.into();
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    assert!(
+        venv.exists(),
+        "no Python with the test clients: run scripts/install-deps.sh (or set GATEHOUSE_PYTHON)"
+    );
+    venv
+}

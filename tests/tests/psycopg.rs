@@ -4,20 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::{run_cmd, Fixture, AGENT, ENV};
-
-/// `GATEHOUSE_PYTHON` (set by scripts/test.sh), else the repository's `.venv`.
-fn python() -> PathBuf {
-    if let Ok(p) = std::env::var("GATEHOUSE_PYTHON") {
-        return p.into();
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    assert!(
-        venv.exists(),
-        "no Python with psycopg: run scripts/install-deps.sh (or set GATEHOUSE_PYTHON)"
-    );
-    venv
-}
+use gatehouse_tests::{python, run_cmd, Fixture, AGENT, ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psycopg3_server_side_binding_pipeline_and_copy() {

@@ -1,5 +1,5 @@
 //! The HTTP listener: the JSON API under `/api/v1` (described by an OpenAPI document), single
-//! sign-on under `/auth/oidc`, health.
+//! sign-on under `/auth/oidc`, the MCP server for agents at `/mcp`, health.
 //!
 //! Architecture invariant: handlers are thin; they authenticate the caller, call the identity,
 //! policy (and later approval) modules, and map errors to HTTP statuses in `error.rs`.
@@ -13,6 +13,7 @@ mod connections;
 mod error;
 mod events;
 mod groups;
+mod mcp;
 pub mod metrics;
 mod oidc;
 mod openapi;
@@ -86,6 +87,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             post(connections::terminate),
         )
         .route("/metrics", get(metrics::render))
+        .merge(mcp::routes(gw.clone()))
         .fallback(api::not_found)
         .with_state(gw)
 }

@@ -5,7 +5,7 @@
 //! relay only needs boundaries and a few tags, so [`FrameScanner`] walks headers and lets bodies
 //! it does not care about stream through, even when they are larger than the read buffer.
 
-use bytes::BytesMut;
+use bytes::{BufMut, BytesMut};
 use pgwire::messages::{DecodeContext, Message};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
@@ -160,6 +160,16 @@ pub async fn read_frame<S: AsyncRead + Unpin>(
             return Err(ReadError::Closed);
         }
     }
+}
+
+/// Appends a frontend message: `tag`, its length, then what `body` writes.
+pub fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
+    let start = out.len();
+    out.put_u8(tag);
+    out.put_u32(0);
+    body(out);
+    let len = (out.len() - start - 1) as u32;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
 
 /// Encodes a pgwire message into `out`.

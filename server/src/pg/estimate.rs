@@ -25,15 +25,6 @@ pub enum EstimateError {
     Protocol(String),
 }
 
-fn msg(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-    let start = out.len();
-    out.put_u8(tag);
-    out.put_u32(0);
-    body(out);
-    let len = (out.len() - start - 1) as u32;
-    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
-}
-
 /// Rows the planner expects `sql` to return or change.
 pub async fn rows(
     target: &UpstreamTarget,
@@ -61,24 +52,24 @@ pub async fn rows(
     let mut stream = conn.stream;
     let explain = format!("EXPLAIN (FORMAT JSON) {}", sql.trim().trim_end_matches(';'));
     let mut out = BytesMut::new();
-    msg(&mut out, b'P', |o| {
+    codec::put_message(&mut out, b'P', |o| {
         o.put_slice(b"\0");
         o.put_slice(explain.as_bytes());
         o.put_u8(0);
         o.put_u16(0);
     });
-    msg(&mut out, b'B', |o| {
+    codec::put_message(&mut out, b'B', |o| {
         o.put_slice(b"\0\0");
         o.put_u16(0);
         o.put_u16(0);
         o.put_u16(0);
     });
-    msg(&mut out, b'E', |o| {
+    codec::put_message(&mut out, b'E', |o| {
         o.put_u8(0);
         o.put_u32(0);
     });
-    msg(&mut out, b'S', |_| {});
-    msg(&mut out, b'X', |_| {});
+    codec::put_message(&mut out, b'S', |_| {});
+    codec::put_message(&mut out, b'X', |_| {});
     stream.write_all(&out).await?;
     stream.flush().await?;
     let mut buf = BytesMut::new();

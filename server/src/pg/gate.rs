@@ -29,6 +29,9 @@ pub struct Observer {
     pub env: Arc<Environment>,
     /// The upstream role the grant pins for this connection, if any.
     pub pinned_role: Option<String>,
+    /// How long a statement sent to review holds this client: `server.approval_window_seconds`,
+    /// or less when the client asked (the MCP server asks for 0 and follows the approval itself).
+    pub approval_window_seconds: u64,
 }
 
 /// A refusal the upstream will raise in place of the statement.
@@ -282,7 +285,7 @@ async fn review(
         }
     }
 
-    let window = o.gw.config.server.approval_window_seconds;
+    let window = o.approval_window_seconds;
     let mut notice = BytesMut::new();
     encode_notice(
         &mut notice,

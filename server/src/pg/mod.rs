@@ -13,6 +13,7 @@ pub mod estimate;
 pub mod gate;
 pub mod handshake;
 pub mod listener;
+pub mod loopback;
 pub mod relay;
 pub mod session;
 pub mod stream;

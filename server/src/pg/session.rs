@@ -46,6 +46,15 @@ const FORWARDED_PARAMS: &[&str] = &[
     "options",
 ];
 
+/// Startup parameter naming the person an agent acts for (honoured for agents only; see
+/// [`Identity::acting_for`]). The MCP server sets it for callers that name one.
+pub const ON_BEHALF_OF_PARAM: &str = "gatehouse.on_behalf_of";
+/// Startup parameter shortening the approval hold for this connection (seconds; never longer
+/// than `server.approval_window_seconds`). A client that follows approvals itself sets 0.
+pub const APPROVAL_WAIT_PARAM: &str = "gatehouse.approval_wait";
+/// `application_name` of the MCP server's own connections (audit `via = "mcp"`).
+pub const MCP_APPLICATION: &str = "gatehouse-mcp";
+
 /// GUCs a client may not set through `options`: they would change the upstream identity.
 const FORBIDDEN_OPTIONS: &[&str] = &["role", "session_authorization", "application_name"];
 
@@ -123,13 +132,10 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         application_name: params.get("application_name").cloned(),
         environment: env.name.clone(),
         database: database.clone(),
-        via: if params
-            .get("application_name")
-            .is_some_and(|a| a.starts_with("gatehouse-tunnel"))
-        {
-            "tunnel"
-        } else {
-            "direct"
+        via: match params.get("application_name") {
+            Some(a) if a.starts_with("gatehouse-tunnel") => "tunnel",
+            Some(a) if a == MCP_APPLICATION => "mcp",
+            _ => "direct",
         },
     });
     let mut open_record = meta.record("connection.open");
@@ -143,6 +149,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         identity: identity.clone(),
         env: env.clone(),
         pinned_role,
+        approval_window_seconds: approval_window(&gw, &params),
     };
     let registration = gw.connections.register(ConnectionInfo {
         id: conn_id.clone(),
@@ -302,6 +309,9 @@ async fn establish(
         }
     };
     tracing::Span::current().record("identity", identity.name.as_str());
+    let identity = identity
+        .acting_for(params.get(ON_BEHALF_OF_PARAM).map(String::as_str))
+        .map_err(|e| PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()))?;
 
     let dbname = params
         .get("database")
@@ -373,6 +383,15 @@ async fn establish(
         upstream,
         _cancel_key: cancel_key,
     })
+}
+
+/// The approval hold for this connection: the configured window, or less if the client asked.
+fn approval_window(gw: &Gateway, params: &BTreeMap<String, String>) -> u64 {
+    let configured = gw.config.server.approval_window_seconds;
+    params
+        .get(APPROVAL_WAIT_PARAM)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(configured, |asked| asked.min(configured))
 }
 
 /// The upstream's startup parameters: the client's harmless settings, and an

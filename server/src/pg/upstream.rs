@@ -123,6 +123,38 @@ impl UpstreamTarget {
     }
 }
 
+impl UpstreamTarget {
+    /// The gateway's own PostgreSQL listener, as a client of it: `user` with a Gatehouse token
+    /// as the password, the environment as the database. TLS (unverified: it is our own
+    /// listener on this machine) only when `server.require_tls` demands it.
+    pub fn gateway_itself(
+        addr: std::net::SocketAddr,
+        user: &str,
+        token: &str,
+        environment: &str,
+        tls: bool,
+    ) -> Result<Self, TargetError> {
+        let (sslmode, tls) = if tls {
+            (
+                SslMode::Require,
+                Some(tls::upstream_client_config(SslMode::Require, None)?),
+            )
+        } else {
+            (SslMode::Disable, None)
+        };
+        Ok(Self {
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            user: user.to_string(),
+            password: Some(token.to_string()),
+            database: environment.to_string(),
+            sslmode,
+            sslrootcert: None,
+            tls,
+        })
+    }
+}
+
 /// Why an upstream connection failed; each maps to the SQLSTATE the client sees.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
