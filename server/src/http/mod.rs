@@ -1,5 +1,5 @@
 //! The HTTP listener: the JSON API under `/api/v1` (described by an OpenAPI document), single
-//! sign-on under `/auth/oidc`, health.
+//! sign-on under `/auth/oidc`, health, and the web console at `/` (every other path).
 //!
 //! Architecture invariant: handlers are thin; they authenticate the caller, call the identity,
 //! policy (and later approval) modules, and map errors to HTTP statuses in `error.rs`.
@@ -10,6 +10,7 @@ mod approvals;
 mod audit;
 mod auth;
 mod connections;
+mod console;
 mod error;
 mod events;
 pub mod metrics;
@@ -79,7 +80,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             post(connections::terminate),
         )
         .route("/metrics", get(metrics::render))
-        .fallback(api::not_found)
+        .fallback(console::serve)
         .with_state(gw)
 }
 

@@ -1,0 +1,16 @@
+// Vite builds the one UI both shells use into ui/dist: the gateway serves it at `/` (web
+// console) and the Tauri app loads it (`frontendDist = "../ui/dist"`). Vitest runs the
+// component tests in test/ against happy-dom.
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  root: import.meta.dirname,
+  // Relative asset URLs: the same build works at the gateway's `/` and under tauri://.
+  base: './',
+  oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
+  build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', sourcemap: false },
+  test: {
+    environment: 'happy-dom',
+    include: ['test/**/*.test.{ts,tsx}'],
+  },
+});
