@@ -10,7 +10,7 @@ import { fmtTime, useLoad } from '../lib/load';
 function flags(c: Classification | null): string[] {
   if (!c) return [];
   const out: string[] = [];
-  if (!c.analysable) out.push('not analysable');
+  if (c.analysable === false) out.push('not analysable');
   if (c.writes) out.push('writes');
   if (c.destructive) out.push('destructive');
   if (c.unbounded_writes?.length) out.push(`unbounded write: ${c.unbounded_writes.join(', ')}`);
