@@ -81,6 +81,8 @@ try {
   await page.getByRole('tab', { name: /Decided/ }).click();
   const decided = page.locator('[data-approval]').filter({ hasText: 'DELETE FROM t' });
   await decided.getByText('checked with the team').waitFor();
+  // The held statement ran once approved: the approval is `used` (shown live, no reload).
+  await decided.locator('.badge-used').waitFor();
   await shot('04-approval-decided');
 
   // 4. Grants: give engineers the dev environment.
@@ -115,7 +117,7 @@ try {
   await shot('07-audit-search');
   await row.getByRole('button', { name: 'Timeline' }).click();
   await page.getByRole('heading', { name: /Audit: connection/ }).waitFor();
-  await page.locator('tr[data-audit]').filter({ hasText: 'connection.' }).first().waitFor();
+  await page.locator('tr[data-audit]').first().filter({ hasText: 'connection.open' }).waitFor();
   const timeline = await page.locator('tr[data-audit]').count();
   await shot('08-audit-timeline');
   say(`TIMELINE ${timeline}`);

@@ -74,7 +74,11 @@ async fn the_console_is_served_at_the_root_with_its_routes_and_the_api_404s() {
     let (_cluster, gw, _) = setup(|b| b).await;
     let http = reqwest::Client::new();
     for path in ["/", "/index.html", "/approvals", "/audit/anything"] {
-        let r = http.get(format!("{}{path}", gw.http())).send().await.unwrap();
+        let r = http
+            .get(format!("{}{path}", gw.http()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(r.headers()["x-frame-options"], "DENY", "{path}");
         assert!(r.headers()["content-type"]
@@ -110,7 +114,11 @@ async fn the_console_is_served_at_the_root_with_its_routes_and_the_api_404s() {
         .contains("immutable"));
     // API paths never fall back to the app.
     for path in ["/api/v1/nope", "/auth/nope"] {
-        let r = http.get(format!("{}{path}", gw.http())).send().await.unwrap();
+        let r = http
+            .get(format!("{}{path}", gw.http()))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 404, "{path}");
         let body: Value = r.json().await.unwrap();
         assert_eq!(body["error"], "not_found", "{path}");
@@ -129,7 +137,9 @@ async fn a_gateway_without_a_built_console_says_how_to_build_it() {
     assert!(body.contains("npm run build"), "{body}");
     assert!(body.contains("console_dir"), "{body}");
     // The API is unaffected.
-    let r = reqwest::get(format!("{}/healthz", gw.http())).await.unwrap();
+    let r = reqwest::get(format!("{}/healthz", gw.http()))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -160,7 +170,10 @@ async fn the_consoles_password_login_sets_cookies_and_changes_need_the_csrf_head
     assert!(raw.contains("HttpOnly"), "{raw}");
     assert!(raw.contains("SameSite=Lax"), "{raw}");
     let (csrf, raw_csrf) = set_cookie_value(&r, "gatehouse_csrf").expect("csrf cookie");
-    assert!(!raw_csrf.contains("HttpOnly"), "the page must read it: {raw_csrf}");
+    assert!(
+        !raw_csrf.contains("HttpOnly"),
+        "the page must read it: {raw_csrf}"
+    );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["identity"], ROOT);
     assert!(
@@ -239,11 +252,7 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
     let base = gw.http();
     let mut browser = spawn_tied(
         "node",
-        &[
-            script.to_str().unwrap(),
-            &base,
-            out_dir.to_str().unwrap(),
-        ],
+        &[script.to_str().unwrap(), &base, out_dir.to_str().unwrap()],
         &[],
         None,
         "KILL",
@@ -285,9 +294,13 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
     let psql_gw_conn = gw.conn_str("prod", "agent", &token);
     let psql = std::thread::spawn(move || {
         gatehouse_tests::run_cmd(
-            std::process::Command::new("psql")
-                .arg(psql_gw_conn)
-                .args(["-X", "-v", "ON_ERROR_STOP=1", "-c", "DELETE FROM t"]),
+            std::process::Command::new("psql").arg(psql_gw_conn).args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "DELETE FROM t",
+            ]),
             Duration::from_secs(90),
         )
     });
@@ -340,9 +353,13 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         .await
         .unwrap();
     assert!(
-        grants["items"].as_array().unwrap().iter().any(|g| g["source"] == "api"
-            && g["groups"] == json!(["engineers"])
-            && g["environments"] == json!(["dev"])),
+        grants["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["source"] == "api"
+                && g["groups"] == json!(["engineers"])
+                && g["environments"] == json!(["dev"])),
         "{grants}"
     );
     // The decision was made by the SSO identity, with its reason, and audited.

@@ -155,7 +155,14 @@ pub async fn login(
     let mut headers = HeaderMap::new();
     headers.append(
         header::SET_COOKIE,
-        auth::set_cookie(&gw, auth::SESSION_COOKIE, &issued.token, "/", true, Some(ttl)),
+        auth::set_cookie(
+            &gw,
+            auth::SESSION_COOKIE,
+            &issued.token,
+            "/",
+            true,
+            Some(ttl),
+        ),
     );
     headers.append(
         header::SET_COOKIE,

@@ -44,7 +44,11 @@ pub async fn serve(State(gw): State<Arc<Gateway>>, req: Request) -> Response {
         Ok(r) => r.map(Body::new),
         Err(e) => {
             tracing::error!(error = %e, dir = %dir.display(), "serving the web console failed");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "cannot read the web console files").into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the web console files",
+            )
+                .into_response();
         }
     };
     let h = served.headers_mut();
@@ -74,7 +78,10 @@ fn security_headers(h: &mut axum::http::HeaderMap) {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
 }
 
 fn not_built(dir: &Path) -> Response {
@@ -104,10 +111,22 @@ mod tests {
 
     #[test]
     fn api_paths_are_not_the_consoles() {
-        for p in ["/api/v1/nope", "/auth/oidc/x", "/events", "/metrics", "/healthz"] {
+        for p in [
+            "/api/v1/nope",
+            "/auth/oidc/x",
+            "/events",
+            "/metrics",
+            "/healthz",
+        ] {
             assert!(is_api_path(p), "{p}");
         }
-        for p in ["/", "/approvals", "/audit", "/assets/index-abc.js", "/eventsx"] {
+        for p in [
+            "/",
+            "/approvals",
+            "/audit",
+            "/assets/index-abc.js",
+            "/eventsx",
+        ] {
             assert!(!is_api_path(p), "{p}");
         }
     }

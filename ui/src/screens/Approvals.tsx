@@ -28,7 +28,7 @@ export function ClassificationView({ c }: { c: Classification | null }) {
           {k}
         </Badge>
       ))}
-      {tables.length > 0 && <span> on {tables.join(', ')}</span>}
+      {tables.length > 0 && <span class="on-tables">on {tables.join(', ')}</span>}
       {flags(c).map((f) => (
         <Badge key={f} kind="flag">
           {f}
@@ -107,7 +107,7 @@ function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () =
         <dd>{a.estimated_rows ?? 'unknown'}</dd>
         <dt>Rule</dt>
         <dd>
-          <code>{a.rule}</code> — {a.reason}
+          <code>{a.rule}</code> — {a.reason.replace(`rule ${a.rule}: `, '')}
         </dd>
         {a.decided_by && (
           <>

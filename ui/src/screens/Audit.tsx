@@ -21,7 +21,12 @@ const FIELDS = [
 
 type Filters = Record<string, string | undefined>;
 
-function Row({ r, onTimeline }: { r: AuditRecord; onTimeline: (c: string) => void }) {
+/** A connection's timeline reads from its opening down; a search shows the newest first. */
+function ordered(records: AuditRecord[], timeline: boolean): AuditRecord[] {
+  return timeline ? [...records].reverse() : records;
+}
+
+function Row({ r, onTimeline }: { r: AuditRecord; onTimeline?: (c: string) => void }) {
   const [open, setOpen] = useState(false);
   return (
     <>
@@ -39,7 +44,7 @@ function Row({ r, onTimeline }: { r: AuditRecord; onTimeline: (c: string) => voi
           <button type="button" class="small" aria-expanded={open} onClick={() => setOpen(!open)} aria-label={`Details of record ${r.id}`}>
             {open ? 'Hide' : 'Details'}
           </button>{' '}
-          {r.connection_id && (
+          {r.connection_id && onTimeline && (
             <button type="button" class="small" onClick={() => onTimeline(String(r.connection_id))}>
               Timeline
             </button>
@@ -158,7 +163,7 @@ export function Audit({ params }: { params: URLSearchParams }) {
       <View load={first} what="Searching the audit log" empty="No record matches these filters.">
         {(items) => (
           <>
-            <table class="audit" aria-label="Audit records, newest first">
+            <table class="audit" aria-label={applied.connection ? 'Audit records of one connection, oldest first' : 'Audit records, newest first'}>
               <thead>
                 <tr>
                   <th scope="col">#</th>
@@ -174,8 +179,8 @@ export function Audit({ params }: { params: URLSearchParams }) {
                 </tr>
               </thead>
               <tbody>
-                {[items, ...pages].flat().map((r) => (
-                  <Row key={r.id} r={r} onTimeline={timeline} />
+                {ordered([items, ...pages].flat(), !!applied.connection).map((r) => (
+                  <Row key={r.id} r={r} onTimeline={applied.connection ? undefined : timeline} />
                 ))}
               </tbody>
             </table>
