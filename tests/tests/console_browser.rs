@@ -3,8 +3,10 @@
 //! (HttpOnly session cookie, CSRF header on changes), and the whole console in a real browser:
 //! headless Chromium (Debian's, driven by npm `playwright-core` through
 //! `tests/console/console-e2e.mjs`) signs in through the real OpenID provider, sees the
-//! environments, approves a statement a psql session is waiting on (the session then completes),
-//! adds a grant, dry-runs a rule and searches the audit. Screenshots go to
+//! environments, approves a statement a psql session is waiting on (the session then completes)
+//! and denies another, adds a grant (which a second, non-admin browser session then sees),
+//! dry-runs a rule, searches the audit, manages a service account and revokes the other
+//! session, which its console reports as expired. Screenshots go to
 //! `target/test-output/console/`.
 
 use std::io::{BufRead, BufReader};
@@ -21,6 +23,7 @@ use serde_json::{json, Value};
 
 const ROOT: &str = "root";
 const ROOT_PW: &str = "root-password";
+const ALICE_PW: &str = "alice-password";
 
 fn dist() -> PathBuf {
     let dist = repo_root().join("ui/dist");
@@ -33,7 +36,8 @@ fn dist() -> PathBuf {
 }
 
 /// `prod` (production, tagged) and `dev` (development) on one cluster with table `t` of 1000
-/// rows; service account `agent` and admin `root` may reach both.
+/// rows; service account `agent` and admin `root` may reach both; local user `alice`
+/// (engineers) has no grant.
 async fn setup(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> (Cluster, Gateway, String) {
     let cluster = Cluster::start().await;
     let pw = random_token("up");
@@ -56,6 +60,7 @@ async fn setup(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> (Cluster
         .environment_setting("dev", "tags = [\"payments\"]")
         .service_account("agent", &token, &["agents"])
         .user(ROOT, ROOT_PW, &["admins"])
+        .user("alice", ALICE_PW, &["engineers"])
         .grant(&["agents", "admins"], &["prod", "dev"]);
     let gw = extra(builder).start().await;
     let dev = gw.connect("dev", "agent", &token).await.unwrap();
@@ -288,24 +293,29 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         }
     };
 
+    // psql as the agent in production, in a thread: it waits while the statement is held.
+    let psql = |sql: &'static str| {
+        let conn = gw.conn_str("prod", "agent", &token);
+        std::thread::spawn(move || {
+            gatehouse_tests::run_cmd(
+                std::process::Command::new("psql").arg(conn).args([
+                    "-X",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    sql,
+                ]),
+                Duration::from_secs(90),
+            )
+        })
+    };
+
     wait_for("STEP approvals-open", &mut seen);
-    // The Approvals screen is open: now a psql session runs an unbounded DELETE in production,
-    // which the built-in rules send to review. psql waits for the decision.
-    let psql_gw_conn = gw.conn_str("prod", "agent", &token);
-    let psql = std::thread::spawn(move || {
-        gatehouse_tests::run_cmd(
-            std::process::Command::new("psql").arg(psql_gw_conn).args([
-                "-X",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                "DELETE FROM t",
-            ]),
-            Duration::from_secs(90),
-        )
-    });
+    // The Approvals screen is open: now an unbounded DELETE in production, which the built-in
+    // rules send to review. psql waits for the decision made in the browser.
+    let held = psql("DELETE FROM t");
     wait_for("STEP approved", &mut seen);
-    let out = psql.join().unwrap();
+    let out = held.join().unwrap();
     assert!(
         out.ok(),
         "the approved statement's session did not complete: {out:?}"
@@ -319,6 +329,17 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         .unwrap()
         .get(0);
     assert_eq!(left, 0);
+
+    wait_for("STEP deny-ready", &mut seen);
+    let held = psql("UPDATE t SET v = 1");
+    wait_for("STEP denied", &mut seen);
+    let out = held.join().unwrap();
+    assert!(!out.ok(), "a denied statement must fail: {out:?}");
+    assert!(
+        out.stderr
+            .contains("no bulk updates during the audit freeze"),
+        "the requester hears the reason: {out:?}"
+    );
 
     wait_for("STEP done", &mut seen);
     let status = browser.wait().unwrap();
@@ -371,6 +392,34 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
                 .is_some_and(|s| s.contains("checked with the team"))),
         "{decided:?}"
     );
+    // The service account made, rotated and revoked in the browser: its last token is refused.
+    let rotated = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("TOKEN "))
+        .expect("a token line")
+        .to_string();
+    assert!(
+        gw.connect("prod", "reporting-bot", &rotated).await.is_err(),
+        "a revoked service account's token still connects"
+    );
+    // alice's session, revoked in the browser, is gone.
+    let sessions: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/sessions?identity=alice&all=true",
+            gw.http()
+        ))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let items = sessions["items"].as_array().unwrap();
+    assert!(
+        !items.is_empty() && items.iter().all(|s| !s["revoked_at"].is_null()),
+        "{sessions}"
+    );
     for shot in [
         "01-login",
         "02-environments",
@@ -380,6 +429,12 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         "06-rules-dry-run",
         "07-audit-search",
         "08-audit-timeline",
+        "09-deny-needs-a-reason",
+        "10-no-environment-yet",
+        "11-service-account-created",
+        "12-sessions",
+        "13-session-expired",
+        "14-masking",
     ] {
         let p = out_dir.join(format!("{shot}.png"));
         assert!(
