@@ -12,7 +12,7 @@
 // let the Rust test start psql sessions at the right moments and check what the page showed.
 //
 //   node tests/console/console-e2e.mjs CONSOLE_URL OUT_DIR
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
@@ -31,7 +31,7 @@ const browser = await chromium.launch({
 const errors = [];
 const pages = [];
 async function newPage(who) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, acceptDownloads: true });
   const page = await context.newPage();
   page.setDefaultTimeout(30_000);
   page.on('pageerror', (e) => errors.push(`${who}: ${e}`));
@@ -160,6 +160,16 @@ try {
   const timeline = await root.locator('tr[data-audit]').count();
   await shot(root, '08-audit-timeline');
   say(`TIMELINE ${timeline}`);
+  // Export the timeline as CSV: the browser downloads it with the session cookie.
+  const [download] = await Promise.all([
+    root.waitForEvent('download'),
+    root.getByRole('button', { name: 'Export CSV' }).click(),
+  ]);
+  const csv = readFileSync(await download.path(), 'utf8');
+  if (!csv.startsWith('id,ts,event') || !csv.includes('DELETE FROM t') || !csv.includes('connection.open')) {
+    throw new Error(`unexpected export: ${csv.slice(0, 500)}`);
+  }
+  say(`EXPORT ${csv.trim().split('\n').length - 1}`);
 
   // 9. Service accounts: create (the token is shown once), rotate, revoke.
   root.on('dialog', (d) => d.accept());
@@ -205,7 +215,10 @@ try {
   await root.keyboard.press('a');
   await root.getByRole('heading', { name: 'Approvals' }).waitFor();
   await root.keyboard.press('?');
-  await root.getByRole('dialog', { name: 'Keyboard shortcuts' }).waitFor();
+  const help = root.getByRole('dialog', { name: 'Keyboard shortcuts' });
+  await help.waitFor();
+  // Focus moves into the dialog; Escape closes it.
+  await root.waitForFunction(() => document.activeElement?.closest('[role=dialog]') !== null);
   await root.keyboard.press('Escape');
   await root.getByRole('dialog').waitFor({ state: 'detached' });
 

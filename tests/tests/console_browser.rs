@@ -361,6 +361,15 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         .and_then(|n| n.parse().ok())
         .expect("a timeline line");
     assert!(timeline >= 2, "open, statement(s), …: {timeline}");
+    let exported: usize = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("EXPORT "))
+        .and_then(|n| n.parse().ok())
+        .expect("an export line");
+    assert_eq!(
+        exported, timeline,
+        "the CSV export holds the timeline's records"
+    );
 
     // The grant made in the browser is in force.
     let admin = gw.login(ROOT, ROOT_PW).await;

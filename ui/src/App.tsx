@@ -85,12 +85,17 @@ function Help({ items, onClose }: { items: NavItem[]; onClose: () => void }) {
   const ref = useRef<HTMLDivElement>(null);
   useEffect(() => {
     ref.current?.querySelector('button')?.focus();
-    const esc = (e: KeyboardEvent) => e.key === 'Escape' && onClose();
-    window.addEventListener('keydown', esc);
-    return () => window.removeEventListener('keydown', esc);
-  }, [onClose]);
+  }, []);
+  // Escape is handled on the dialog itself, so it works from the first render on.
   return (
-    <div class="modal" role="dialog" aria-modal="true" aria-labelledby="help-title" ref={ref}>
+    <div
+      class="modal"
+      role="dialog"
+      aria-modal="true"
+      aria-labelledby="help-title"
+      ref={ref}
+      onKeyDown={(e) => e.key === 'Escape' && (e.stopPropagation(), onClose())}
+    >
       <div class="card">
         <h2 id="help-title">Keyboard shortcuts</h2>
         <dl class="keys">
