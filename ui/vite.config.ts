@@ -7,6 +7,8 @@ export default defineConfig({
   root: import.meta.dirname,
   // Relative asset URLs: the same build works at the gateway's `/` and under tauri://.
   base: './',
+  // Vite's and Vitest's caches go with the other node_modules, not into ui/.
+  cacheDir: '../node_modules/.vite',
   oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', sourcemap: false },
   test: {
