@@ -3,7 +3,8 @@
 // tests/tests/console_browser.rs. Two browser sessions at once:
 //   root (administrator, signs in with SSO): environments and the tier filter → Approvals, where
 //     a statement a psql session is waiting on appears live and is approved, and a second one is
-//     denied (a reason is required) → a grant for engineers → a rule's dry run → an audit search
+//     denied (a reason is required) → a grant for engineers → dry runs, before and after a new
+//     rule → an audit search
 //     and one connection's timeline → a service account created, rotated, revoked → alice's
 //     session revoked → the masking screen → keyboard shortcuts;
 //   alice (engineer, signs in with a password): no admin screens, no environment until root's
@@ -136,7 +137,7 @@ try {
 
   // 7. Rules: dry-run a statement as the agent in production.
   await nav(root, 'Rules').click();
-  await root.getByLabel('SQL').fill('DROP TABLE t');
+  await root.getByLabel('SQL', { exact: true }).fill('DROP TABLE t');
   await root.getByLabel('Identity').fill('agent');
   await root.getByLabel('Environment').selectOption('prod');
   await root.getByRole('button', { name: 'Check' }).click();
@@ -146,6 +147,20 @@ try {
   const decision = (await result.locator('.badge').first().textContent()).trim();
   await shot(root, '06-rules-dry-run');
   say(`DRYRUN ${decision} ${rule}`);
+  // A new rule, written as JSON, decides the next dry run.
+  await root.getByRole('button', { name: 'New rule' }).click();
+  await root.getByLabel('Rule (JSON)').fill(
+    JSON.stringify({ id: 't-is-append-only', action: 'deny', kinds: ['delete'], tables: ['t'], description: 'rows of t are never deleted' }),
+  );
+  await root.getByRole('button', { name: 'Save rule' }).click();
+  await root.locator('tr[data-rule="t-is-append-only"]').waitFor();
+  await root.getByLabel('SQL', { exact: true }).fill('DELETE FROM t WHERE id = 1');
+  await root.getByLabel('Environment').selectOption('dev');
+  await root.getByRole('button', { name: 'Check' }).click();
+  await root.getByTestId('dry-run-rule').filter({ hasText: 't-is-append-only' }).waitFor();
+  const decision2 = (await result.locator('.badge').first().textContent()).trim();
+  await shot(root, '15-rule-added');
+  say(`DRYRUN2 ${decision2} t-is-append-only`);
 
   // 8. Audit: search for the approved statement, then its connection's timeline.
   await nav(root, 'Audit').click();

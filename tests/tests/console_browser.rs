@@ -354,7 +354,15 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         .iter()
         .find_map(|l| l.strip_prefix("DRYRUN "))
         .expect("a dry-run line");
-    assert!(dry.starts_with("deny "), "DROP TABLE in production: {dry}");
+    assert_eq!(dry, "deny prod-no-drop", "DROP TABLE in production");
+    let dry = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("DRYRUN2 "))
+        .expect("a second dry-run line");
+    assert_eq!(
+        dry, "deny t-is-append-only",
+        "the rule added in the browser decides"
+    );
     let timeline: usize = seen
         .iter()
         .find_map(|l| l.strip_prefix("TIMELINE "))
@@ -444,6 +452,7 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         "12-sessions",
         "13-session-expired",
         "14-masking",
+        "15-rule-added",
     ] {
         let p = out_dir.join(format!("{shot}.png"));
         assert!(

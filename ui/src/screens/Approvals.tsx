@@ -161,11 +161,30 @@ export function Approvals({ me }: { me: string }) {
             ['decided', 'Decided'],
           ] as const
         ).map(([k, label]) => (
-          <button key={k} type="button" role="tab" aria-selected={tab === k} onClick={() => setTab(k)}>
+          <button
+            key={k}
+            type="button"
+            role="tab"
+            id={`tab-${k}`}
+            aria-selected={tab === k}
+            aria-controls="approvals-panel"
+            tabIndex={tab === k ? 0 : -1}
+            onClick={() => setTab(k)}
+            onKeyDown={(e) => {
+              // Arrow keys move between tabs, as in any tab list.
+              const order = ['pending', 'mine', 'decided'] as const;
+              const step = e.key === 'ArrowRight' ? 1 : e.key === 'ArrowLeft' ? -1 : 0;
+              if (!step) return;
+              const next = order[(order.indexOf(k) + step + order.length) % order.length];
+              setTab(next);
+              document.getElementById(`tab-${next}`)?.focus();
+            }}
+          >
             {label} <span class="count">{counts[k]}</span>
           </button>
         ))}
       </div>
+      <div id="approvals-panel" role="tabpanel" aria-labelledby={`tab-${tab}`}>
       <View load={list} what="Loading approvals">
         {() =>
           shown.length === 0 ? (
@@ -185,6 +204,7 @@ export function Approvals({ me }: { me: string }) {
           )
         }
       </View>
+      </div>
     </Page>
   );
 }

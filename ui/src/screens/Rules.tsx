@@ -46,14 +46,14 @@ export function DryRunBox() {
   const [sql, setSql] = useState('');
   const [environment, setEnvironment] = useState('');
   const [identity, setIdentity] = useState('');
-  const [result, setResult] = useState<DryRun | null>(null);
+  const [result, setResult] = useState<(DryRun & { sql: string }) | null>(null);
   const action = useAction();
   const submit = async (e: Event) => {
     e.preventDefault();
     setResult(null);
     const env = environment || envs.data?.[0]?.name || '';
     const r = await action.run(() => api.dryRun({ sql, environment: env, identity: identity.trim() || undefined }));
-    if (r) setResult(r);
+    if (r) setResult({ ...r, sql });
   };
   return (
     <form class="card dry-run" onSubmit={submit} aria-labelledby="dry-run-title">
@@ -91,7 +91,7 @@ export function DryRunBox() {
             {result.tier})
           </p>
           <p>{result.reason}</p>
-          <Sql text={sql} />
+          <Sql text={result.sql} />
           <p>
             <ClassificationView c={result.classification} />
           </p>
