@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { NAV, navFor } from '../src/App';
 import { Login } from '../src/screens/Login';
 import { filterEnvironments } from '../src/screens/Environments';
-import { catalogColumns } from '../src/screens/Masking';
+import { catalogRows } from '../src/screens/Masking';
 import { tokenize } from '../src/lib/sql';
 import { parseHash } from '../src/lib/router';
 import { advice } from '../src/components/ui';
@@ -106,10 +106,32 @@ describe('states', () => {
     expect(advice(403)).toMatch(/administrator/);
     expect(advice(503)).toMatch(/gateway log/);
   });
-  it('finds the columns of a catalog answer', () => {
-    expect(catalogColumns({ items: [{ column: 'email' }] })).toEqual([{ column: 'email' }]);
-    expect(catalogColumns({ columns: [{ column: 'a' }] })).toEqual([{ column: 'a' }]);
-    expect(catalogColumns([{ column: 'b' }])).toEqual([{ column: 'b' }]);
-    expect(catalogColumns({})).toEqual([]);
+  it('lists a catalog column by column, sensitive ones first', () => {
+    const rows = catalogRows({
+      environment: 'prod',
+      overrides: [],
+      databases: [
+        {
+          database: 'appdb',
+          loaded_at: '2026-01-01T00:00:00Z',
+          tables: [
+            {
+              schema: 'public',
+              name: 'customers',
+              kind: 'table',
+              columns: [
+                { attnum: 1, name: 'id', type_name: 'int4', comment: null, category: null, source: 'none', sampled: 0 },
+                { attnum: 2, name: 'email', type_name: 'text', comment: null, category: 'email', source: 'name', sampled: 20 },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    expect(rows.map((r) => [r.column, r.category, r.source])).toEqual([
+      ['email', 'email', 'name'],
+      ['id', null, 'none'],
+    ]);
+    expect(catalogRows({ environment: 'x', overrides: [], databases: [] })).toEqual([]);
   });
 });

@@ -154,8 +154,29 @@ export interface AuditPage {
   items: AuditRecord[];
   next_cursor: number | null;
 }
-export interface CatalogColumn {
-  [k: string]: unknown;
+export interface CatalogView {
+  environment: string;
+  databases: {
+    database: string;
+    loaded_at: string;
+    tables: {
+      schema: string;
+      name: string;
+      kind: string;
+      columns: { attnum: number; name: string; type_name: string; comment: string | null; category: string | null; source: string; sampled: number }[];
+    }[];
+  }[];
+  overrides: { schema: string; table: string; column: string; category: string | null; set_by: string; set_at: string }[];
+}
+export interface Exemption {
+  id: string;
+  group: string;
+  environment: string;
+  category: string;
+  expires_at: string | null;
+  reason: string | null;
+  created_by: string;
+  created_at: string;
 }
 
 let transport: Transport = detectTransport();
@@ -243,7 +264,20 @@ export const api = {
     call<AuditPage>('GET', `/api/v1/audit${query(filters)}`),
   auditExportPath: (filters: Record<string, string | undefined>, format: 'csv' | 'jsonl') =>
     `/api/v1/audit/export${query({ ...filters, format })}`,
-  catalog: (environment: string) => call<unknown>('GET', `/api/v1/environments/${enc(environment)}/catalog`),
-  catalogDecide: (environment: string, body: Record<string, unknown>) =>
-    call<unknown>('POST', `/api/v1/environments/${enc(environment)}/catalog`, body),
+  catalog: (environment: string) => call<CatalogView>('GET', `/api/v1/environments/${enc(environment)}/catalog`),
+  refreshCatalog: (environment: string) =>
+    call<CatalogView>('POST', `/api/v1/environments/${enc(environment)}/catalog/refresh`),
+  /** Confirm or override a column's tag; `null` confirms it holds nothing sensitive. */
+  tagColumn: (environment: string, schema: string, table: string, column: string, category: string | null) =>
+    call<unknown>(
+      'PUT',
+      `/api/v1/environments/${enc(environment)}/catalog/columns/${enc(schema)}/${enc(table)}/${enc(column)}`,
+      { category },
+    ),
+  untagColumn: (environment: string, schema: string, table: string, column: string) =>
+    call<unknown>('DELETE', `/api/v1/environments/${enc(environment)}/catalog/columns/${enc(schema)}/${enc(table)}/${enc(column)}`),
+  exemptions: () => call<{ items: Exemption[] }>('GET', '/api/v1/exemptions').then((r) => r.items),
+  createExemption: (x: { group: string; environment: string; category: string; expires_in_seconds: number | null; reason: string | null }) =>
+    call<Exemption>('POST', '/api/v1/exemptions', x),
+  deleteExemption: (id: string) => call<unknown>('DELETE', `/api/v1/exemptions/${enc(id)}`),
 };
