@@ -101,7 +101,11 @@ try {
   say('STEP deny-ready');
   const second = root.locator('[data-approval]').filter({ hasText: 'UPDATE t SET v = 1' });
   await second.waitFor();
-  await second.getByRole('button', { name: 'Deny' }).click();
+  // By keyboard: `j` selects the request, `d` denies it, which asks for a reason first.
+  await root.locator('body').click({ position: { x: 5, y: 600 } });
+  await root.keyboard.press('j');
+  await root.waitForFunction(() => document.activeElement?.matches('[data-approval]'));
+  await root.keyboard.press('d');
   await second.getByText('Give a reason to deny').waitFor();
   await shot(root, '09-deny-needs-a-reason');
   await second.getByLabel('Reason').fill('no bulk updates during the audit freeze');

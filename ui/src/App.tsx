@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { setUnauthorizedHandler } from './api/client';
 import { isDesktop } from './api/transport';
 import { ErrorBox, Loading } from './components/ui';
+import { typing } from './lib/keys';
 import { currentSession, signOut, type Me } from './lib/session';
 import { navigate, useRoute } from './lib/router';
 import { Approvals } from './screens/Approvals';
@@ -42,11 +43,6 @@ export function navFor(admin: boolean): NavItem[] {
 }
 
 type Auth = { state: 'checking' } | { state: 'failed'; error: Error } | { state: 'signed-out'; expired: boolean } | { state: 'in'; me: Me };
-
-function typing(t: EventTarget | null): boolean {
-  const el = t as HTMLElement | null;
-  return !!el && (el.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(el.tagName));
-}
 
 /** `g` then a letter goes to a screen; `/` focuses the screen's search; `?` lists the keys. */
 function useShortcuts(items: NavItem[], onHelp: () => void) {
@@ -111,6 +107,14 @@ function Help({ items, onClose }: { items: NavItem[]; onClose: () => void }) {
             <kbd>/</kbd>
           </dt>
           <dd>Search on this screen</dd>
+          <dt>
+            <kbd>j</kbd> <kbd>k</kbd>
+          </dt>
+          <dd>Approvals: next / previous request</dd>
+          <dt>
+            <kbd>a</kbd> <kbd>d</kbd>
+          </dt>
+          <dd>Approvals: approve / deny the selected request</dd>
           <dt>
             <kbd>?</kbd>
           </dt>

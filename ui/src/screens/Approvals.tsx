@@ -1,7 +1,8 @@
 // Approvals: statements waiting for a decision (approvers see the statement, who, where, the
 // classification and the estimated rows, and approve or deny with a reason), my own requests and
 // their state, and recent decisions. Updates live from the gateway's events.
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
+import { typing } from '../lib/keys';
 import { api, type Approval, type Classification } from '../api/client';
 import { Badge, ErrorBox, Page, Sql, View, useAction } from '../components/ui';
 import { useLiveEvents } from '../lib/events';
@@ -87,7 +88,12 @@ function Decide({ a, onDone }: { a: Approval; onDone: () => void }) {
 function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () => void }) {
   const mine = a.identity === me;
   return (
-    <li class={`card approval state-${a.state}`} data-approval={a.id} tabIndex={-1}>
+    <li
+      class={`card approval state-${a.state}`}
+      data-approval={a.id}
+      tabIndex={-1}
+      aria-label={`${a.state} request from ${a.identity} on ${a.environment}`}
+    >
       <div class="approval-head">
         <Badge kind={a.state}>{a.state}</Badge>
         <span>
@@ -131,7 +137,34 @@ function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () =
   );
 }
 
+/** `j`/`k` select the next/previous request, `a`/`d` approve/deny the selected one. */
+function useApprovalKeys() {
+  useEffect(() => {
+    const on = (e: KeyboardEvent) => {
+      if (e.ctrlKey || e.metaKey || e.altKey || typing(e.target)) return;
+      const cards = [...document.querySelectorAll<HTMLElement>('[data-approval]')];
+      const current = (document.activeElement as HTMLElement | null)?.closest<HTMLElement>('[data-approval]') ?? null;
+      if (e.key === 'j' || e.key === 'k') {
+        if (!cards.length) return;
+        e.preventDefault();
+        const i = current ? cards.indexOf(current) : -1;
+        const next = e.key === 'j' ? Math.min(i + 1, cards.length - 1) : Math.max(i - 1, 0);
+        cards[next].focus();
+      } else if ((e.key === 'a' || e.key === 'd') && current) {
+        const button = current.querySelector<HTMLButtonElement>(`[data-action="${e.key === 'a' ? 'approve' : 'deny'}"]`);
+        if (button) {
+          e.preventDefault();
+          button.click();
+        }
+      }
+    };
+    window.addEventListener('keydown', on);
+    return () => window.removeEventListener('keydown', on);
+  }, []);
+}
+
 export function Approvals({ me }: { me: string }) {
+  useApprovalKeys();
   const list = useLoad(() => api.approvals('all'), []);
   const live = useLiveEvents(() => list.reload());
   const [tab, setTab] = useState<'pending' | 'mine' | 'decided'>('pending');
