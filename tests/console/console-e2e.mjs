@@ -191,7 +191,6 @@ try {
   say(`EXPORT ${csv.trim().split('\n').length - 1}`);
 
   // 9. Service accounts: create (the token is shown once), rotate, revoke.
-  root.on('dialog', (d) => d.accept());
   await nav(root, 'Service accounts').click();
   await root.getByLabel('Name').fill('reporting-bot');
   await root.getByLabel('Groups').fill('agents');
@@ -201,12 +200,15 @@ try {
   await root.locator('tr[data-service-account="reporting-bot"]').waitFor();
   await shot(root, '11-service-account-created');
   await root.getByRole('button', { name: 'Done' }).click();
+  const confirm = (name) => root.getByRole('alertdialog').getByRole('button', { name, exact: true }).click();
   await root.getByRole('button', { name: 'Rotate reporting-bot' }).click();
+  await confirm('Rotate');
   await root.getByTestId('new-token').waitFor();
   const second_token = (await root.getByTestId('new-token').textContent()).trim();
   if (!second_token || second_token === first) throw new Error('rotation showed no new token');
   await root.getByRole('button', { name: 'Done' }).click();
   await root.getByRole('button', { name: 'Revoke reporting-bot' }).click();
+  await confirm('Revoke');
   await root.locator('tr[data-service-account="reporting-bot"]').getByText('revoked').waitFor();
   say(`TOKEN ${second_token}`);
 
@@ -216,6 +218,9 @@ try {
   await aliceSession.waitFor();
   await shot(root, '12-sessions');
   await root.getByRole('button', { name: 'Revoke session of alice' }).click();
+  await root.getByRole('alertdialog', { name: "Revoke alice's session?" }).waitFor();
+  await shot(root, '12-sessions-confirm');
+  await confirm('Revoke');
   await aliceSession.waitFor({ state: 'detached' });
   await nav(alice, 'Connections').click();
   await alice.getByText('Your session has expired').waitFor();

@@ -4,6 +4,7 @@ import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { setUnauthorizedHandler } from './api/client';
 import { isDesktop } from './api/transport';
+import { ConfirmHost } from './components/Confirm';
 import { ErrorBox, Loading } from './components/ui';
 import { typing } from './lib/keys';
 import { currentSession, signOut, type Me } from './lib/session';
@@ -231,6 +232,7 @@ export function App() {
         <Screen path={path} params={route.params} me={me} />
       </main>
       {help && <Help items={items} onClose={() => setHelp(false)} />}
+      <ConfirmHost />
     </div>
   );
 }

@@ -9,6 +9,7 @@ import { catalogRows } from '../src/screens/Masking';
 import { tokenize } from '../src/lib/sql';
 import { parseHash } from '../src/lib/router';
 import { advice } from '../src/components/ui';
+import { ConfirmHost, ask } from '../src/components/Confirm';
 
 afterEach(() => {
   delete (window as unknown as Record<string, unknown>).__TAURI__;
@@ -133,5 +134,33 @@ describe('states', () => {
       ['id', null, 'none'],
     ]);
     expect(catalogRows({ environment: 'x', overrides: [], databases: [] })).toEqual([]);
+  });
+});
+
+describe('confirmation dialog', () => {
+  it('resolves to the text typed when confirmed, and null when cancelled', async () => {
+    const root = document.body.appendChild(document.createElement('div'));
+    await act(() => render(<ConfirmHost />, root));
+    let answer: Promise<string | null> = Promise.resolve(null);
+    await act(() => {
+      answer = ask({ title: 'End it?', input: 'Reason', confirm: 'End connection' });
+    });
+    const dialog = document.querySelector('[role="alertdialog"]')!;
+    expect(dialog.textContent).toContain('End it?');
+    const input = dialog.querySelector('input')!;
+    await act(() => {
+      input.value = 'maintenance';
+      input.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    await act(() => (dialog.querySelector('button.primary') as HTMLButtonElement).click());
+    expect(await answer).toBe('maintenance');
+    expect(document.querySelector('[role="alertdialog"]')).toBeNull();
+
+    await act(() => {
+      answer = ask({ title: 'Revoke?', confirm: 'Revoke' });
+    });
+    const cancel = [...document.querySelectorAll('button')].find((b) => b.textContent === 'Cancel')!;
+    await act(() => cancel.click());
+    expect(await answer).toBeNull();
   });
 });

@@ -5,6 +5,7 @@ import { desktop, type Tunnel } from '../api/desktop';
 import { isDesktop } from '../api/transport';
 import { CopyButton, ErrorBox, Page, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
+import { ask } from '../components/Confirm';
 
 export function Connections({ admin }: { admin: boolean }) {
   const desktopShell = isDesktop();
@@ -13,7 +14,12 @@ export function Connections({ admin }: { admin: boolean }) {
   const action = useAction();
 
   const end = async (c: Connection) => {
-    const reason = window.prompt(`End ${c.identity}'s connection to ${c.environment}? Reason (told to the client):`);
+    const reason = await ask({
+      title: `End ${c.identity}'s connection to ${c.environment}?`,
+      message: 'The client gets an error with the reason and is disconnected.',
+      input: 'Reason (told to the client)',
+      confirm: 'End connection',
+    });
     if (reason === null) return;
     await action.run(() => api.terminate(c.id, reason));
     conns.reload();

@@ -4,6 +4,7 @@ import { useState } from 'preact/hooks';
 import { api } from '../api/client';
 import { ErrorBox, Page, View, useAction } from '../components/ui';
 import { fmtTime, splitList, useLoad } from '../lib/load';
+import { ask } from '../components/Confirm';
 
 export function Grants() {
   const grants = useLoad(() => api.grants(), []);
@@ -27,7 +28,7 @@ export function Grants() {
     }
   };
   const del = async (id: string) => {
-    if (!window.confirm('Remove this grant? Its groups lose access at their next connection.')) return;
+    if ((await ask({ title: 'Remove this grant?', message: 'Its groups lose access at their next connection.', confirm: 'Remove' })) === null) return;
     if ((await remove.run(() => api.deleteGrant(id).then(() => true))) !== undefined) grants.reload();
   };
 

@@ -8,6 +8,7 @@ import { useState } from 'preact/hooks';
 import { api, ApiError, type CatalogView, type Exemption } from '../api/client';
 import { Badge, ErrorBox, Page, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
+import { ask } from '../components/Confirm';
 
 export const CATEGORIES = [
   'email',
@@ -136,7 +137,7 @@ function Exemptions({ env }: { env: string }) {
     }
   };
   const remove = async (x: Exemption) => {
-    if (!window.confirm(`Remove the exemption of ${x.group} for ${x.category}?`)) return;
+    if ((await ask({ title: `Remove the exemption of ${x.group} for ${x.category}?`, message: 'Its members see these values masked again at their next statement.', confirm: 'Remove' })) === null) return;
     if ((await del.run(() => api.deleteExemption(x.id))) !== undefined) list.reload();
   };
   return (

@@ -6,6 +6,7 @@ import { api, type DryRun, type Rule, type RuleItem } from '../api/client';
 import { Badge, ErrorBox, Page, Sql, View, useAction } from '../components/ui';
 import { useLoad } from '../lib/load';
 import { ClassificationView } from './Approvals';
+import { ask } from '../components/Confirm';
 
 const TEMPLATE: Rule = {
   id: 'review-deletes-on-orders',
@@ -157,7 +158,7 @@ export function Rules() {
   const [editor, setEditor] = useState<{ rule: Rule; editing: boolean } | null>(null);
   const remove = useAction();
   const del = async (id: string) => {
-    if (!window.confirm(`Delete rule ${id}? It stops applying at the next statement.`)) return;
+    if ((await ask({ title: `Delete rule ${id}?`, message: 'It stops applying at the next statement.', confirm: 'Delete' })) === null) return;
     if ((await remove.run(() => api.deleteRule(id))) !== undefined) rules.reload();
   };
   return (

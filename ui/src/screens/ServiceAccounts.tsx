@@ -4,6 +4,7 @@ import { useState } from 'preact/hooks';
 import { api, type ServiceAccount } from '../api/client';
 import { Badge, CopyButton, ErrorBox, Page, View, useAction } from '../components/ui';
 import { fmtTime, splitList, useLoad } from '../lib/load';
+import { ask } from '../components/Confirm';
 
 export function ServiceAccounts() {
   const list = useLoad(() => api.serviceAccounts(), []);
@@ -32,7 +33,7 @@ export function ServiceAccounts() {
     }
   };
   const rotate = async (a: ServiceAccount) => {
-    if (!window.confirm(`Rotate ${a.name}'s token? The current token stops working and its connections close.`)) return;
+    if ((await ask({ title: `Rotate ${a.name}'s token?`, message: 'The current token stops working and its connections close.', confirm: 'Rotate' })) === null) return;
     const r = await act.run(() => api.rotateServiceAccount(a.id));
     if (r) {
       setToken({ name: a.name, token: r.token });
@@ -40,7 +41,7 @@ export function ServiceAccounts() {
     }
   };
   const revoke = async (a: ServiceAccount) => {
-    if (!window.confirm(`Revoke ${a.name}? Its token stops working and its connections close.`)) return;
+    if ((await ask({ title: `Revoke ${a.name}?`, message: 'Its token stops working and its connections close.', confirm: 'Revoke' })) === null) return;
     if ((await act.run(() => api.revokeServiceAccount(a.id))) !== undefined) list.reload();
   };
 

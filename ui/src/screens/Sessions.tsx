@@ -4,13 +4,14 @@ import { useState } from 'preact/hooks';
 import { api, type SessionItem } from '../api/client';
 import { Badge, ErrorBox, Page, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
+import { ask } from '../components/Confirm';
 
 export function Sessions() {
   const [all, setAll] = useState(false);
   const list = useLoad(() => api.sessions(all), [all]);
   const act = useAction();
   const revoke = async (s: SessionItem) => {
-    if (!window.confirm(`Revoke ${s.identity}'s session? Its ${s.connections} open connection(s) close.`)) return;
+    if ((await ask({ title: `Revoke ${s.identity}'s session?`, message: `Its ${s.connections} open connection(s) close.`, confirm: 'Revoke' })) === null) return;
     if ((await act.run(() => api.revokeSession(s.id))) !== undefined) list.reload();
   };
   return (
