@@ -286,7 +286,7 @@ export function Masking() {
               {rows.length === 0 ? (
                 <p class="state empty">
                   {all.length === 0
-                    ? 'No column catalogued in this environment yet; the gateway reads the catalog when the environment is first reached.'
+                    ? 'No column catalogued in this environment yet. The gateway reads the catalog when the environment is first reached; after a schema change, use “Read the catalog again”.'
                     : 'No column is tagged sensitive. Untick "Only sensitive columns" to see them all.'}
                 </p>
               ) : (
