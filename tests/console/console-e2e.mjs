@@ -3,12 +3,12 @@
 // tests/tests/console_browser.rs. Two browser sessions at once:
 //   root (administrator, signs in with SSO): environments and the tier filter → Approvals, where
 //     a statement a psql session is waiting on appears live and is approved, and a second one is
-//     denied (a reason is required) → a grant for engineers → dry runs, before and after a new
+//     denied (a reason is required) → a grant for engineers, then taken back → dry runs, before and after a new
 //     rule → an audit search
 //     and one connection's timeline → a service account created, rotated, revoked → alice's
 //     session revoked → the masking screen → keyboard shortcuts;
 //   alice (engineer, signs in with a password): no admin screens, no environment until root's
-//     grant, then `dev`; after root revokes her session the console says it expired.
+//     grant, then `dev`, and none again once it is removed; after root revokes her session the console says it expired.
 // Screenshots of every step go to OUT_DIR. Progress lines on stdout (`STEP name`, `DRYRUN …`)
 // let the Rust test start psql sessions at the right moments and check what the page showed.
 //
@@ -138,6 +138,13 @@ try {
   await alice.locator('[data-env="dev"]').waitFor();
   if ((await alice.locator('[data-env="prod"]').count()) !== 0) throw new Error('alice sees prod');
   say('STEP grant-added');
+  // Taking the grant back takes dev away from alice again.
+  await root.getByRole('button', { name: 'Remove grant engineers → dev' }).click();
+  await root.getByRole('alertdialog').getByRole('button', { name: 'Remove', exact: true }).click();
+  await root.locator('tr[data-grant]').filter({ hasText: 'engineers' }).waitFor({ state: 'detached' });
+  await alice.reload();
+  await alice.getByText('You may not reach any environment yet').waitFor();
+  say('STEP grant-removed');
 
   // 7. Rules: dry-run a statement as the agent in production.
   await nav(root, 'Rules').click();
