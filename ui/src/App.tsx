@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { setUnauthorizedHandler } from './api/client';
 import { isDesktop } from './api/transport';
 import { ConfirmHost } from './components/Confirm';
+import { TunnelIndicator } from './components/Connect';
 import { ErrorBox, Loading } from './components/ui';
 import { typing } from './lib/keys';
 import { currentSession, signOut, type Me } from './lib/session';
@@ -215,6 +216,7 @@ export function App() {
           </ul>
         </nav>
         <div class="who">
+          {isDesktop() && <TunnelIndicator />}
           <span data-testid="identity" title={me.who.groups.join(', ')}>
             {me.who.name}
             {me.who.admin ? ' (admin)' : ''}

@@ -4,11 +4,12 @@ import { render } from 'preact';
 import { act } from 'preact/test-utils';
 import { useState } from 'preact/hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Connect } from '../src/components/Connect';
+import { Connect, TunnelIndicator } from '../src/components/Connect';
 import type { Tunnel } from '../src/api/desktop';
 
 let calls: [string, unknown][] = [];
 let fail: string | null = null;
+let open: Tunnel[] = [];
 const tunnel: Tunnel = {
   environment: 'prod',
   port: 54321,
@@ -19,12 +20,19 @@ const tunnel: Tunnel = {
 beforeEach(() => {
   calls = [];
   fail = null;
+  open = [];
   (window as unknown as Record<string, unknown>).__TAURI__ = {
     core: {
       invoke: async (cmd: string, args: unknown) => {
         calls.push([cmd, args]);
         if (fail) throw fail;
-        return cmd === 'connect' ? tunnel : null;
+        if (cmd === 'tunnels') return open;
+        if (cmd === 'connect') {
+          open = [{ ...tunnel, opened_at: '2026-01-01T00:00:00Z' }];
+          return tunnel;
+        }
+        if (cmd === 'disconnect') open = [];
+        return null;
       },
     },
   };
@@ -37,9 +45,14 @@ afterEach(() => {
 function Host() {
   const [t, setT] = useState<Tunnel | undefined>(undefined);
   return (
-    <div data-env="prod">
-      <Connect environment="prod" tunnel={t} onChange={setT} />
-    </div>
+    <>
+      <header>
+        <TunnelIndicator />
+      </header>
+      <div data-env="prod">
+        <Connect environment="prod" tunnel={t} onChange={setT} />
+      </div>
+    </>
   );
 }
 
@@ -55,7 +68,9 @@ describe('Connect', () => {
     expect(document.querySelector('[data-testid="tunnel-port"]')).toBeNull();
     await act(() => button('Connect')!.click());
     await flush();
-    expect(calls).toEqual([['connect', { environment: 'prod', database: null, port: null }]]);
+    expect(calls.filter(([c]) => c !== 'tunnels')).toEqual([['connect', { environment: 'prod', database: null, port: null }]]);
+    await flush();
+    expect(document.querySelector('header')!.textContent).toContain('1 tunnel open');
     const env = document.querySelector('[data-env="prod"]')!;
     expect(env.querySelector('[data-testid="tunnel-port"]')!.textContent).toBe('54321');
     expect(env.querySelector('[data-testid="tunnel-psql"]')!.textContent).toBe(tunnel.psql);
@@ -65,7 +80,9 @@ describe('Connect', () => {
 
     await act(() => button('Disconnect')!.click());
     await flush();
-    expect(calls[1]).toEqual(['disconnect', { environment: 'prod' }]);
+    expect(calls.filter(([c]) => c !== 'tunnels')[1]).toEqual(['disconnect', { environment: 'prod' }]);
+    await flush();
+    expect(document.querySelector('header')!.textContent).toBe('');
     expect(document.querySelector('[data-testid="tunnel-port"]')).toBeNull();
     expect(button('Connect')).toBeDefined();
   });

@@ -1,9 +1,43 @@
 // Desktop only: open a local tunnel to an environment (the shell's `connect` command), then show
 // its port, a connection string and a psql line to copy, and an "open" indicator until
 // Disconnect.
+import { useEffect, useState } from 'preact/hooks';
 import type { Tunnel } from '../api/desktop';
 import { desktop } from '../api/desktop';
 import { CopyButton, ErrorBox, useAction } from './ui';
+
+/** Tells the header's tunnel indicator to look again now. */
+export function tunnelsChanged() {
+  window.dispatchEvent(new Event('gatehouse:tunnels'));
+}
+
+/** Desktop: how many tunnels are open, in the header, on every screen. */
+export function TunnelIndicator() {
+  const [open, setOpen] = useState<Tunnel[]>([]);
+  useEffect(() => {
+    let alive = true;
+    const look = () =>
+      desktop.tunnels().then(
+        (t) => alive && setOpen(t),
+        () => undefined,
+      );
+    look();
+    // Tunnels also close from the tray menu, so look now and then too.
+    const timer = setInterval(look, 5000);
+    window.addEventListener('gatehouse:tunnels', look);
+    return () => {
+      alive = false;
+      clearInterval(timer);
+      window.removeEventListener('gatehouse:tunnels', look);
+    };
+  }, []);
+  if (open.length === 0) return null;
+  return (
+    <a class="tunnels-open" href="#/connections" title={open.map((t) => `${t.environment} on port ${t.port}`).join(', ')}>
+      <span class="dot" aria-hidden="true" /> {open.length === 1 ? '1 tunnel open' : `${open.length} tunnels open`}
+    </a>
+  );
+}
 
 export function Connect({
   environment,
@@ -17,11 +51,17 @@ export function Connect({
   const action = useAction();
   const connect = async () => {
     const t = await action.run(() => desktop.connect(environment));
-    if (t) onChange(t);
+    if (t) {
+      onChange(t);
+      tunnelsChanged();
+    }
   };
   const disconnect = async () => {
     const ok = await action.run(() => desktop.disconnect(environment).then(() => true));
-    if (ok) onChange(undefined);
+    if (ok) {
+      onChange(undefined);
+      tunnelsChanged();
+    }
   };
   return (
     <div class="connect">

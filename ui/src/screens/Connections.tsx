@@ -3,6 +3,7 @@
 import { api, type Connection } from '../api/client';
 import { desktop, type Tunnel } from '../api/desktop';
 import { isDesktop } from '../api/transport';
+import { tunnelsChanged } from '../components/Connect';
 import { CopyButton, ErrorBox, Page, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
@@ -27,6 +28,7 @@ export function Connections({ admin }: { admin: boolean }) {
   const close = async (t: Tunnel) => {
     await action.run(() => desktop.disconnect(t.environment));
     tunnels.reload();
+    tunnelsChanged();
   };
 
   return (
