@@ -84,6 +84,9 @@ try {
   await card.getByText('Estimated rows').waitFor();
   await card.locator('.badge-kind', { hasText: 'DELETE' }).waitFor();
   await card.getByText('prod-review-unbounded-write').waitFor();
+  // The whole classification, not only the kinds: the table and the unbounded write.
+  await card.getByText('unbounded write', { exact: true }).waitFor();
+  await card.getByText('on t', { exact: true }).waitFor();
   await shot(root, '03-approval-pending');
   await card.getByLabel('Reason').fill('checked with the team: table t is scratch data');
   await card.getByRole('button', { name: 'Approve' }).click();

@@ -14,7 +14,8 @@ function flags(c: Classification | null): string[] {
   if (c.analysable === false) out.push('not analysable');
   if (c.writes) out.push('writes');
   if (c.destructive) out.push('destructive');
-  if (c.unbounded_writes?.length) out.push(`unbounded write: ${c.unbounded_writes.join(', ')}`);
+  // The statement is shown next to it, so the write itself need not be repeated.
+  if (c.unbounded_writes?.length) out.push('unbounded write');
   if (c.dangerous_functions?.length) out.push(`functions: ${c.dangerous_functions.join(', ')}`);
   return out;
 }
@@ -85,8 +86,25 @@ function Decide({ a, onDone }: { a: Approval; onDone: () => void }) {
   );
 }
 
+/** The approval keeps only the statement's kinds; a dry run of the same text gives the whole
+ * classification (tables, unbounded writes, functions). It does not depend on who asks. */
+function useFullClassification(a: Approval): Classification | null {
+  const full = useLoad(
+    () =>
+      a.state === 'pending'
+        ? api
+            .dryRun({ sql: a.statement, environment: a.environment })
+            .then((r) => r.classification)
+            .catch(() => null)
+        : Promise.resolve(null),
+    [a.id, a.state],
+  );
+  return (full.state === 'ready' && full.data) || a.classification;
+}
+
 function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () => void }) {
   const mine = a.identity === me;
+  const classification = useFullClassification(a);
   return (
     <li
       class={`card approval state-${a.state}`}
@@ -107,7 +125,7 @@ function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () =
       <dl class="facts">
         <dt>Classification</dt>
         <dd>
-          <ClassificationView c={a.classification} />
+          <ClassificationView c={classification} />
         </dd>
         <dt>Estimated rows</dt>
         <dd>{a.estimated_rows ?? 'unknown'}</dd>

@@ -44,6 +44,14 @@ function ruleOnly(r: RuleItem): Rule {
 
 export function DryRunBox() {
   const envs = useLoad(() => api.environments(), []);
+  // Names to pick from: service accounts and whoever has a session (typing any name works too).
+  const known = useLoad(
+    () =>
+      Promise.all([api.serviceAccounts().catch(() => []), api.sessions(false).catch(() => [])]).then(([a, s]) =>
+        [...new Set([...a.filter((x) => !x.revoked_at).map((x) => x.name), ...s.map((x) => x.identity)])].sort(),
+      ),
+    [],
+  );
   const [sql, setSql] = useState('');
   const [environment, setEnvironment] = useState('');
   const [identity, setIdentity] = useState('');
@@ -66,7 +74,17 @@ export function DryRunBox() {
       <div class="row">
         <label>
           Identity
-          <input value={identity} onInput={(e) => setIdentity(e.currentTarget.value)} placeholder="yourself when empty" />
+          <input
+            value={identity}
+            list="known-identities"
+            onInput={(e) => setIdentity(e.currentTarget.value)}
+            placeholder="yourself when empty"
+          />
+          <datalist id="known-identities">
+            {(known.data ?? []).map((n) => (
+              <option key={n} value={n} />
+            ))}
+          </datalist>
         </label>
         <label>
           Environment
