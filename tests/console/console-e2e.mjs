@@ -87,6 +87,7 @@ try {
   // The whole classification, not only the kinds: the table and the unbounded write.
   await card.getByText('unbounded write', { exact: true }).waitFor();
   await card.getByText('on t', { exact: true }).waitFor();
+  say(`ESTIMATE ${(await card.locator('dt:text-is("Estimated rows") + dd').textContent()).trim()}`);
   await shot(root, '03-approval-pending');
   await card.getByLabel('Reason').fill('checked with the team: table t is scratch data');
   await card.getByRole('button', { name: 'Approve' }).click();

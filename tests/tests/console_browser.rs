@@ -57,6 +57,9 @@ async fn setup(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> (Cluster
         .environment("prod", "production", &url, Some(&pw))
         .environment_setting("prod", "tags = [\"payments\", \"eu\"]")
         .environment_setting("prod", "description = \"Payments, live customer data\"")
+        // Below one row never happens, so nothing is auto-approved, but held statements carry
+        // the planner's estimate for the approver.
+        .environment_setting("prod", "auto_approve_below_rows = 1")
         .environment("dev", "development", &url, Some(&pw))
         .environment_setting("dev", "tags = [\"payments\"]")
         .service_account("agent", &token, &["agents"])
@@ -363,6 +366,15 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
     assert_eq!(
         dry, "deny t-is-append-only",
         "the rule added in the browser decides"
+    );
+    let estimate: i64 = seen
+        .iter()
+        .find_map(|l| l.strip_prefix("ESTIMATE "))
+        .and_then(|n| n.parse().ok())
+        .expect("an estimate line");
+    assert!(
+        (500..=2000).contains(&estimate),
+        "the planner's estimate for 1000 rows: {estimate}"
     );
     let timeline: usize = seen
         .iter()
