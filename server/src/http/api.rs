@@ -151,30 +151,10 @@ pub async fn login(
     if !as_cookie {
         return Ok(Json(TokenResponse::new(issued)).into_response());
     }
-    let ttl = issued.expires_at - crate::identity::now();
     let mut headers = HeaderMap::new();
-    headers.append(
-        header::SET_COOKIE,
-        auth::set_cookie(
-            &gw,
-            auth::SESSION_COOKIE,
-            &issued.token,
-            "/",
-            true,
-            Some(ttl),
-        ),
-    );
-    headers.append(
-        header::SET_COOKIE,
-        auth::set_cookie(
-            &gw,
-            auth::CSRF_COOKIE,
-            &auth::csrf_token(&issued.token),
-            "/",
-            false,
-            Some(ttl),
-        ),
-    );
+    for c in auth::session_cookies(&gw, &issued.token, issued.expires_at) {
+        headers.append(header::SET_COOKIE, c);
+    }
     let body = CookieSession {
         identity: identity.name,
         expires_at: rfc3339(issued.expires_at),
