@@ -11,6 +11,13 @@ export default defineConfig({
   cacheDir: '../node_modules/.vite',
   oxc: { jsx: { runtime: 'automatic', importSource: 'preact' } },
   build: { outDir: 'dist', emptyOutDir: true, target: 'es2022', sourcemap: false },
+  // `npm run dev`: the UI with live reload, the API from a running gateway (same origin for
+  // the browser, so the console's cookies work). GATEHOUSE_URL picks the gateway.
+  server: {
+    proxy: Object.fromEntries(
+      ['/api', '/auth', '/events'].map((p) => [p, { target: process.env.GATEHOUSE_URL ?? 'http://127.0.0.1:7480', changeOrigin: false }]),
+    ),
+  },
   test: {
     environment: 'happy-dom',
     include: ['test/**/*.test.{ts,tsx}'],
