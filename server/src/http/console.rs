@@ -20,7 +20,7 @@ use crate::gateway::Gateway;
 
 /// Paths that belong to the API and its neighbours: unknown ones stay JSON 404s.
 fn is_api_path(path: &str) -> bool {
-    ["/api", "/auth", "/events", "/metrics", "/healthz"]
+    ["/api", "/auth", "/events", "/metrics", "/healthz", "/mcp"]
         .iter()
         .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')))
 }
