@@ -2,8 +2,9 @@
 # Installs what Gatehouse needs to build, test, run its demo and its benchmark on Debian 12:
 # PostgreSQL 15 (server and client), PgBouncer, a C toolchain, curl, util-linux's setpriv,
 # a Python venv at .venv with psycopg and the MCP SDK (used by the end-to-end tests as real clients),
-# Chromium, and node_modules from package-lock.json (the SSO tests' OpenID provider and browser
-# driver; Node.js 20+ must already be installed).
+# Chromium, node_modules from package-lock.json (the web UI's build tools, the SSO tests' OpenID
+# provider and browser driver; Node.js 20+ must already be installed), and the built web console
+# (ui/dist, rebuilt when its sources change).
 #
 # Idempotent and quiet: when everything is present it prints nothing and changes nothing.
 # Rust cannot be downloaded on every machine we run on, so a missing `cargo` is an error with
@@ -138,7 +139,8 @@ install_venv() {
     fi
 }
 
-# node_modules from package-lock.json (oidc-provider, playwright-core for the SSO tests).
+# node_modules from package-lock.json (Vite, Preact and Vitest for the UI; oidc-provider and
+# playwright-core for the SSO and console tests).
 # Node.js itself is not installed here: Debian 12's is too old for oidc-provider.
 install_node_modules() {
     command -v npm >/dev/null 2>&1 ||
@@ -154,3 +156,4 @@ install_apt_packages
 check_cargo
 install_venv
 install_node_modules
+gh_build_console

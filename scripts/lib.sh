@@ -71,3 +71,17 @@ gh_wait_http() {
     done
     return 1
 }
+
+# Builds the web console (ui/ → ui/dist, `npm run build`) when it is missing or older than its
+# sources; quiet when it is current. Needs node_modules (scripts/install-deps.sh).
+gh_build_console() {
+    local stamp="$GH_REPO/ui/dist/index.html" newer
+    if [ -e "$stamp" ]; then
+        newer="$(find "$GH_REPO/ui/src" "$GH_REPO/ui/index.html" "$GH_REPO/ui/vite.config.ts" \
+            "$GH_REPO/package-lock.json" -newer "$stamp" -print -quit 2>/dev/null)"
+        [ -z "$newer" ] && return 0
+    fi
+    gh_log "building the web console (npm run build → ui/dist)"
+    (cd "$GH_REPO" && npm run --silent build >/dev/null) || gh_die "building the web console failed: run \`npm run build\` to see why"
+    [ -e "$stamp" ] || gh_die "npm run build did not produce $stamp"
+}

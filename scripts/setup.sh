@@ -191,6 +191,7 @@ http_listen     = "127.0.0.1:$GW_HTTP_PORT"
 public_url      = "http://127.0.0.1:$GW_HTTP_PORT"
 data_dir        = "state"            # relative to this file: demo/data/state
 admin_groups    = ["admins"]
+console_dir     = "$GH_REPO/ui/dist"  # the web console, built by scripts/install-deps.sh
 
 [[environments]]
 name        = "$DEMO_DB"
@@ -305,6 +306,7 @@ demo/data/admin-password.argon2 and re-run for a new one).
 EOF
 fi
 cat <<EOF
+Web console: http://127.0.0.1:$GW_HTTP_PORT/  (sign in as admin)
 HTTP API: http://127.0.0.1:$GW_HTTP_PORT/api/v1/openapi.json    log: demo/data/gateway.log
 Stop the gateway:     kill \$(cat demo/data/gateway.pid)
 Stop PostgreSQL:      pg_ctlcluster $PG_CLUSTER_VERSION $PG_CLUSTER_NAME stop

@@ -16,6 +16,10 @@ gh_cargo_path || gh_die "cargo is not on PATH"
 # The end-to-end tests drive the gateway with real clients; psycopg lives in the venv.
 export GATEHOUSE_PYTHON="$GH_REPO/.venv/bin/python"
 
+# The UI's component tests (Vitest); install-deps.sh has built ui/dist for the console tests.
+gh_log "npm run test:ui"
+npm run --silent test:ui
+
 gh_log "cargo build --workspace --bins"
 cargo build --workspace --bins
 gh_log "cargo test --workspace"

@@ -101,6 +101,9 @@ pub struct ServerConfig {
     /// After an approval that came too late for the held client, how long the identical
     /// statement may be re-run (once) by the same identity in the same environment.
     pub approval_grant_seconds: u64,
+    /// The built web console (`ui/dist`) served at `/`. Unset: `ui/dist` of the source tree the
+    /// binary was built from, which is right for `scripts/setup.sh`, the tests and a checkout.
+    pub console_dir: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +129,7 @@ impl Default for ServerConfig {
             upstream_connect_timeout_seconds: 5,
             approval_window_seconds: 60,
             approval_grant_seconds: 900,
+            console_dir: None,
         }
     }
 }
@@ -365,6 +369,15 @@ impl Config {
     /// `data_dir`, resolved against the config file's directory.
     pub fn data_dir(&self) -> PathBuf {
         self.resolve(&self.server.data_dir)
+    }
+
+    /// Where the built web console is: `server.console_dir` (resolved against the config file's
+    /// directory), else `ui/dist` in the source tree this binary was built from.
+    pub fn console_dir(&self) -> PathBuf {
+        match &self.server.console_dir {
+            Some(d) => self.resolve(d),
+            None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/dist"),
+        }
     }
 
     pub fn resolve(&self, p: &Path) -> PathBuf {

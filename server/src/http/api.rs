@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -22,6 +22,18 @@ use crate::pg::connections::Termination;
 pub struct LoginRequest {
     pub username: String,
     pub password: String,
+    /// Web console: answer with the HttpOnly session cookie and the CSRF cookie instead of a
+    /// token in the body, so the page's scripts never hold the token.
+    #[serde(default)]
+    pub cookie: bool,
+}
+
+/// The answer to a cookie login (`"cookie": true`): the token is only in the HttpOnly cookie.
+#[derive(Serialize, ToSchema)]
+pub struct CookieSession {
+    pub identity: String,
+    /// RFC 3339 time after which the session cookie is refused.
+    pub expires_at: String,
 }
 
 /// A session token and when it stops working.
@@ -90,7 +102,8 @@ pub async fn healthz() -> Json<Health> {
 }
 
 /// Log in as a local user; returns a session token. Repeated failures lock the user out for
-/// `server.login_lockout_seconds` (429 with `Retry-After`).
+/// `server.login_lockout_seconds` (429 with `Retry-After`). With `"cookie": true` (the web
+/// console) the session comes as cookies and the body is a [`CookieSession`].
 #[utoipa::path(
     post, path = "/api/v1/auth/login", request_body = LoginRequest,
     responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
@@ -98,9 +111,10 @@ pub async fn healthz() -> Json<Health> {
 pub async fn login(
     State(gw): State<Arc<Gateway>>,
     Json(req): Json<LoginRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let gw2 = gw.clone();
     let username = req.username.clone();
+    let as_cookie = req.cookie;
     // argon2 is deliberately slow; keep it off the async workers.
     let verified =
         tokio::task::spawn_blocking(move || gw2.auth.verify_password(&req.username, &req.password))
@@ -134,7 +148,18 @@ pub async fn login(
         .by(&identity)
         .details(serde_json::json!({ "method": "password", "session_id": issued.session_id }));
     gw.audit.record(Pending::Record(Box::new(r))).await;
-    Ok(Json(TokenResponse::new(issued)))
+    if !as_cookie {
+        return Ok(Json(TokenResponse::new(issued)).into_response());
+    }
+    let mut headers = HeaderMap::new();
+    for c in auth::session_cookies(&gw, &issued.token, issued.expires_at) {
+        headers.append(header::SET_COOKIE, c);
+    }
+    let body = CookieSession {
+        identity: identity.name,
+        expires_at: rfc3339(issued.expires_at),
+    };
+    Ok((headers, Json(body)).into_response())
 }
 
 /// Exchange a refresh token for a new access token and refresh token; the old pair stops

@@ -79,6 +79,16 @@ pub fn set_cookie(
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
+/// The console's two cookies for a new session: the HttpOnly session token and the readable
+/// CSRF token, both living as long as the session's access token.
+pub fn session_cookies(gw: &Gateway, token: &str, expires_at: i64) -> [HeaderValue; 2] {
+    let ttl = expires_at - crate::identity::now();
+    [
+        set_cookie(gw, SESSION_COOKIE, token, "/", true, Some(ttl)),
+        set_cookie(gw, CSRF_COOKIE, &csrf_token(token), "/", false, Some(ttl)),
+    ]
+}
+
 fn bearer(parts: &Parts) -> Result<Option<String>, ApiError> {
     let Some(header) = parts.headers.get(header::AUTHORIZATION) else {
         return Ok(None);

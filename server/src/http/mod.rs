@@ -1,5 +1,6 @@
 //! The HTTP listener: the JSON API under `/api/v1` (described by an OpenAPI document), single
-//! sign-on under `/auth/oidc`, the MCP server for agents at `/mcp`, health.
+//! sign-on under `/auth/oidc`, the MCP server for agents at `/mcp`, health, and the web console
+//! at `/` (every other path).
 //!
 //! Architecture invariant: handlers are thin; they authenticate the caller, call the identity,
 //! policy (and later approval) modules, and map errors to HTTP statuses in `error.rs`.
@@ -10,6 +11,7 @@ mod approvals;
 mod audit;
 mod auth;
 mod connections;
+mod console;
 mod error;
 mod events;
 mod groups;
@@ -88,7 +90,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         )
         .route("/metrics", get(metrics::render))
         .merge(mcp::routes(gw.clone()))
-        .fallback(api::not_found)
+        .fallback(console::serve)
         .with_state(gw)
 }
 

@@ -282,26 +282,8 @@ pub async fn callback(
                         ),
                 )))
                 .await;
-            let ttl = issued.expires_at - crate::identity::now();
-            let cookies = vec![
-                clear,
-                set_cookie(
-                    &gw,
-                    auth::SESSION_COOKIE,
-                    &issued.token,
-                    "/",
-                    true,
-                    Some(ttl),
-                ),
-                set_cookie(
-                    &gw,
-                    auth::CSRF_COOKIE,
-                    &auth::csrf_token(&issued.token),
-                    "/",
-                    false,
-                    Some(ttl),
-                ),
-            ];
+            let mut cookies = vec![clear];
+            cookies.extend(auth::session_cookies(&gw, &issued.token, issued.expires_at));
             redirect(pending.return_to.as_deref().unwrap_or("/"), cookies)
         }
     }

@@ -1,0 +1,38 @@
+// The desktop shell's commands (src-tauri/), one typed function each, as the UI/desktop contract
+// fixes them. Only the desktop shell has these; callers check `isDesktop()` first.
+import { tauri } from './transport';
+
+export interface DesktopSession {
+  gateway: string;
+  identity: string;
+  expires_at: string;
+}
+
+export interface Tunnel {
+  environment: string;
+  port: number;
+  connection_string: string;
+  psql: string;
+  opened_at?: string;
+}
+
+function invoke<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
+  const t = tauri();
+  if (!t) return Promise.reject(new Error('this needs the Gatehouse desktop app'));
+  // The shell rejects with a human message string; make it an Error so callers show it alike.
+  return t.core.invoke<T>(cmd, args).catch((e: unknown) => {
+    throw e instanceof Error ? e : new Error(typeof e === 'string' ? e : JSON.stringify(e));
+  });
+}
+
+export const desktop = {
+  sessionInfo: () => invoke<DesktopSession | null>('session_info'),
+  loginPassword: (gateway: string, username: string, password: string) =>
+    invoke<DesktopSession>('login_password', { gateway, username, password }),
+  loginSso: (gateway: string) => invoke<DesktopSession>('login_sso', { gateway }),
+  logout: () => invoke<null>('logout'),
+  connect: (environment: string, database: string | null = null, port: number | null = null) =>
+    invoke<Tunnel>('connect', { environment, database, port }),
+  disconnect: (environment: string) => invoke<null>('disconnect', { environment }),
+  tunnels: () => invoke<Tunnel[]>('tunnels'),
+};

@@ -1,0 +1,166 @@
+// Pure pieces of the screens and the login form in both shells.
+import { render } from 'preact';
+import { act } from 'preact/test-utils';
+import { afterEach, describe, expect, it } from 'vitest';
+import { NAV, navFor } from '../src/App';
+import { Login } from '../src/screens/Login';
+import { filterEnvironments } from '../src/screens/Environments';
+import { catalogRows } from '../src/screens/Masking';
+import { tokenize } from '../src/lib/sql';
+import { parseHash } from '../src/lib/router';
+import { advice } from '../src/components/ui';
+import { ConfirmHost, ask } from '../src/components/Confirm';
+
+afterEach(() => {
+  delete (window as unknown as Record<string, unknown>).__TAURI__;
+  document.body.innerHTML = '';
+});
+
+const labels = () => [...document.querySelectorAll('label')].map((l) => l.textContent?.trim());
+
+describe('login form', () => {
+  it('asks for username and password in the browser, and offers SSO', async () => {
+    const root = document.body.appendChild(document.createElement('div'));
+    await act(() => render(<Login onSignedIn={() => {}} />, root));
+    expect(labels()).toEqual(['Username', 'Password']);
+    const buttons = [...document.querySelectorAll('button')].map((b) => b.textContent);
+    expect(buttons).toEqual(['Sign in', 'Sign in with SSO']);
+  });
+
+  it('asks for the gateway URL in the desktop app', async () => {
+    (window as unknown as Record<string, unknown>).__TAURI__ = { core: { invoke: async () => null } };
+    const root = document.body.appendChild(document.createElement('div'));
+    await act(() => render(<Login onSignedIn={() => {}} expired />, root));
+    expect(labels()).toEqual(['Gateway URL', 'Username', 'Password']);
+    expect(document.body.textContent).toContain('Your session has expired');
+  });
+});
+
+describe('navigation', () => {
+  it('hides the admin screens from non-admins', () => {
+    expect(navFor(false).map((n) => n.label)).toEqual(['Environments', 'Approvals', 'Connections']);
+    expect(navFor(true).map((n) => n.label)).toEqual([
+      'Environments',
+      'Approvals',
+      'Connections',
+      'Grants',
+      'Rules',
+      'Audit',
+      'Service accounts',
+      'Sessions',
+      'Masking',
+    ]);
+    expect(new Set(NAV.map((n) => n.key)).size).toBe(NAV.length);
+  });
+
+  it('parses hash routes', () => {
+    const r = parseHash('#/audit?connection=c1&q=DELETE');
+    expect(r.path).toBe('/audit');
+    expect(r.params.get('connection')).toBe('c1');
+    expect(parseHash('').path).toBe('/');
+  });
+});
+
+describe('environment filters', () => {
+  const envs = [
+    { name: 'prod', tier: 'production', tags: ['payments', 'eu'], description: 'live', dbname: 'prod' },
+    { name: 'dev', tier: 'development', tags: ['payments'], description: null, dbname: 'dev' },
+    { name: 'analytics', tier: 'production', tags: ['bi'], description: 'warehouse', dbname: 'analytics' },
+  ];
+  it('filters by search, tier and tag together', () => {
+    expect(filterEnvironments(envs, '', '', '').map((e) => e.name)).toEqual(['prod', 'dev', 'analytics']);
+    expect(filterEnvironments(envs, '', 'production', '').map((e) => e.name)).toEqual(['prod', 'analytics']);
+    expect(filterEnvironments(envs, '', 'production', 'payments').map((e) => e.name)).toEqual(['prod']);
+    expect(filterEnvironments(envs, 'WARE', '', '').map((e) => e.name)).toEqual(['analytics']);
+    expect(filterEnvironments(envs, 'eu', '', '').map((e) => e.name)).toEqual(['prod']);
+  });
+});
+
+describe('SQL highlighting', () => {
+  it('never changes the text', () => {
+    for (const sql of [
+      "DELETE FROM t WHERE name = 'O''Brien' -- why\n/* x */ AND n > 1.5e3",
+      'SELECT $tag$ a $ b $tag$, E\'\\\'\', "Quoted ""id"""',
+      "unterminated 'string",
+      'ünïcode_ident + 42',
+    ]) {
+      expect(tokenize(sql).map((t) => t.text).join('')).toBe(sql);
+    }
+  });
+  it('tags keywords, strings, numbers and comments', () => {
+    const kinds = tokenize("SELECT 'a', 1 FROM t -- c").filter((t) => t.kind !== 'space' && t.kind !== 'punct');
+    expect(kinds.map((t) => [t.kind, t.text])).toEqual([
+      ['keyword', 'SELECT'],
+      ['string', "'a'"],
+      ['number', '1'],
+      ['keyword', 'FROM'],
+      ['ident', 't'],
+      ['comment', '-- c'],
+    ]);
+  });
+});
+
+describe('states', () => {
+  it('says what to do for each kind of failure', () => {
+    expect(advice(0)).toMatch(/gateway is running/);
+    expect(advice(401)).toMatch(/sign in again/);
+    expect(advice(403)).toMatch(/administrator/);
+    expect(advice(503)).toMatch(/gateway log/);
+  });
+  it('lists a catalog column by column, sensitive ones first', () => {
+    const rows = catalogRows({
+      environment: 'prod',
+      overrides: [],
+      databases: [
+        {
+          database: 'appdb',
+          loaded_at: '2026-01-01T00:00:00Z',
+          tables: [
+            {
+              schema: 'public',
+              name: 'customers',
+              kind: 'table',
+              columns: [
+                { attnum: 1, name: 'id', type_name: 'int4', comment: null, category: null, source: 'none', sampled: 0 },
+                { attnum: 2, name: 'email', type_name: 'text', comment: null, category: 'email', source: 'name', sampled: 20 },
+              ],
+            },
+          ],
+        },
+      ],
+    });
+    expect(rows.map((r) => [r.column, r.category, r.source])).toEqual([
+      ['email', 'email', 'name'],
+      ['id', null, 'none'],
+    ]);
+    expect(catalogRows({ environment: 'x', overrides: [], databases: [] })).toEqual([]);
+  });
+});
+
+describe('confirmation dialog', () => {
+  it('resolves to the text typed when confirmed, and null when cancelled', async () => {
+    const root = document.body.appendChild(document.createElement('div'));
+    await act(() => render(<ConfirmHost />, root));
+    let answer: Promise<string | null> = Promise.resolve(null);
+    await act(() => {
+      answer = ask({ title: 'End it?', input: 'Reason', confirm: 'End connection' });
+    });
+    const dialog = document.querySelector('[role="alertdialog"]')!;
+    expect(dialog.textContent).toContain('End it?');
+    const input = dialog.querySelector('input')!;
+    await act(() => {
+      input.value = 'maintenance';
+      input.dispatchEvent(new Event('input', { bubbles: true }));
+    });
+    await act(() => (dialog.querySelector('button.primary') as HTMLButtonElement).click());
+    expect(await answer).toBe('maintenance');
+    expect(document.querySelector('[role="alertdialog"]')).toBeNull();
+
+    await act(() => {
+      answer = ask({ title: 'Revoke?', confirm: 'Revoke' });
+    });
+    const cancel = [...document.querySelectorAll('button')].find((b) => b.textContent === 'Cancel')!;
+    await act(() => cancel.click());
+    expect(await answer).toBeNull();
+  });
+});
