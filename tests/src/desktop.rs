@@ -13,7 +13,6 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
-use base64::Engine;
 use serde_json::{json, Value};
 
 use crate::oidc::repo_root;
@@ -79,13 +78,20 @@ pub fn tauri_driver_bin() -> PathBuf {
         })
 }
 
-/// A running child that is killed when dropped.
+/// A running child that is killed when dropped, with its own children: tauri-driver starts
+/// WebKitWebDriver, which the death signal of `spawn_tied` does not reach.
 struct Killed(Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        let pid = self.0.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
         let _ = self.0.kill();
         let _ = self.0.wait();
+        for child in children.split_whitespace() {
+            crate::process::signal(child.parse().unwrap_or(0), "KILL");
+        }
     }
 }
 
@@ -134,6 +140,29 @@ impl Xvfb {
             let _ = child.wait();
         }
         panic!("Xvfb did not start on any display");
+    }
+}
+
+impl Xvfb {
+    /// A PNG of the top-level window titled `title`, taken from the X server (ImageMagick's
+    /// `import`). WebKitWebDriver's own screenshot command never answers under Xvfb
+    /// (WebKitGTK 2.50 without a compositor), so the picture comes from X: it is what a
+    /// person would see.
+    pub fn screenshot_window(&self, title: &str, path: &Path) -> Result<()> {
+        let out = crate::process::run_cmd(
+            std::process::Command::new("import")
+                .args(["-display", &self.display, "-window", title])
+                .arg(path),
+            Duration::from_secs(30),
+        );
+        if !out.ok() {
+            bail!("import could not capture the window {title:?}: {out:?}");
+        }
+        let png = std::fs::read(path)?;
+        if !png.starts_with(b"\x89PNG") {
+            bail!("{} is not a PNG", path.display());
+        }
+        Ok(())
     }
 }
 
@@ -187,11 +216,14 @@ impl TauriDriver {
             log,
             _child: Killed(child),
         };
+        // Both must listen: tauri-driver forwards a new session to WebKitWebDriver, which it
+        // starts itself and which takes a moment longer.
         let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
+        while !(up(port) && up(native)) {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
-                "tauri-driver did not listen on {port}:\n{}",
+                "tauri-driver ({port}) and WebKitWebDriver ({native}) did not both listen:\n{}",
                 driver.log()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -224,7 +256,8 @@ impl WebDriver {
     /// Starts the app at `application` through the driver at `base`.
     pub async fn launch(base: &str, application: &Path) -> Result<WebDriver> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
+            // Starting the app is the slowest command; none should take longer.
+            .timeout(Duration::from_secs(60))
             .build()?;
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "wry",
@@ -353,13 +386,6 @@ impl WebDriver {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-    }
-
-    /// A PNG of the window.
-    pub async fn screenshot(&self) -> Result<Vec<u8>> {
-        let v = self.cmd(reqwest::Method::GET, "/screenshot", None).await?;
-        let b64 = v.as_str().ok_or_else(|| anyhow!("no screenshot data"))?;
-        Ok(base64::engine::general_purpose::STANDARD.decode(b64)?)
     }
 
     /// Polls `probe` until it returns `Some`, or fails after `limit` with `what` and the page.

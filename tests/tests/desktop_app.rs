@@ -14,6 +14,8 @@ use gatehouse_tests::{run_cmd, Fixture, ENV};
 const USER: &str = "dana";
 const PASSWORD: &str = "desk-top-secret-1";
 const WAIT: Duration = Duration::from_secs(60);
+/// The main window's title (src-tauri/tauri.conf.json).
+const WINDOW_TITLE: &str = "Gatehouse";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_connect_and_psql_through_the_desktop_app() {
@@ -57,12 +59,10 @@ async fn sign_in_connect_and_psql_through_the_desktop_app() {
     let wd = WebDriver::launch(&driver.url(), &desktop_bin())
         .await
         .unwrap_or_else(|e| panic!("the app did not start: {e:#}\n{}", driver.log()));
-    let result = drive(&wd, &f, &out_dir).await;
+    let result = drive(&wd, &f, &xvfb, &out_dir).await;
     if result.is_err() {
         // Whatever the window showed when it went wrong, for the person reading the failure.
-        if let Ok(png) = wd.screenshot().await {
-            let _ = std::fs::write(out_dir.join("failure.png"), png);
-        }
+        let _ = xvfb.screenshot_window(WINDOW_TITLE, &out_dir.join("failure.png"));
     }
     wd.quit().await;
     if let Err(e) = result {
@@ -74,7 +74,12 @@ async fn sign_in_connect_and_psql_through_the_desktop_app() {
     }
 }
 
-async fn drive(wd: &WebDriver, f: &Fixture, out_dir: &std::path::Path) -> anyhow::Result<()> {
+async fn drive(
+    wd: &WebDriver,
+    f: &Fixture,
+    xvfb: &Xvfb,
+    out_dir: &std::path::Path,
+) -> anyhow::Result<()> {
     // Sign in as a local user.
     let gateway = wd
         .wait_for("the Gateway URL field", WAIT, || {
@@ -132,9 +137,8 @@ async fn drive(wd: &WebDriver, f: &Fixture, out_dir: &std::path::Path) -> anyhow
         "the psql line {psql_line:?} does not name port {port}"
     );
 
-    let png = wd.screenshot().await?;
-    anyhow::ensure!(png.starts_with(b"\x89PNG"), "the screenshot is not a PNG");
-    std::fs::write(out_dir.join("main-window.png"), &png)?;
+    // The main window with the open tunnel, for people to look at.
+    xvfb.screenshot_window(WINDOW_TITLE, &out_dir.join("main-window.png"))?;
 
     // The line the app shows, run as shown: real psql, no password, through the tunnel.
     let sql = "SELECT current_database() || ':' || (40 + 2)";
