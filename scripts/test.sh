@@ -36,3 +36,5 @@ gh_log "cargo build -p gatehouse-desktop"
 cargo build -p gatehouse-desktop
 gh_log "cargo test --workspace --exclude gatehouse-desktop"
 cargo test --workspace --exclude gatehouse-desktop --no-fail-fast "$@"
+gh_log "cargo test -p gatehouse-desktop"
+cargo test -p gatehouse-desktop --no-fail-fast   # its unit tests; its e2e test is in tests/

@@ -37,3 +37,38 @@ impl CommandError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_reach_the_ui_as_sentences() {
+        let e = CommandError::NotReachable("prod".into());
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            serde_json::json!(
+                "environment \"prod\" is not one you may reach; pick one from the list"
+            )
+        );
+        let refused = CommandError::from(gatehouse_client::Error::LoginRefused(
+            "invalid username or password".into(),
+        ));
+        assert_eq!(
+            serde_json::to_value(&refused).unwrap(),
+            serde_json::json!("login refused: invalid username or password")
+        );
+    }
+
+    #[test]
+    fn an_ended_session_means_sign_in_again() {
+        let expired = CommandError::from(gatehouse_client::Error::SessionExpired {
+            identity: "ana".into(),
+            gateway: "https://g".into(),
+        });
+        // Not the CLI's advice (`gatehouse login`): the app has its own sign-in screen.
+        let msg = expired.for_app().to_string();
+        assert!(msg.contains("sign in again"), "{msg}");
+        assert!(!msg.contains("gatehouse login"), "{msg}");
+    }
+}

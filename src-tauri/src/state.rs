@@ -238,17 +238,32 @@ impl AppState {
     }
 
     /// A gateway API call with the session's token; a 401 renews the session once and retries.
+    /// Without a usable session the answer is the gateway's own kind of 401, so the UI handles
+    /// "sign in again" the same way in both shells.
     pub async fn api_request(
         &self,
         method: &str,
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> CommandResult<RawResponse> {
-        let handle = self.handle().await?;
-        let token = handle
-            .token()
-            .await
-            .map_err(|e| CommandError::from(e).for_app())?;
+        let unauthorized = || RawResponse {
+            status: 401,
+            body: serde_json::json!({
+                "error": "unauthorized",
+                "message": CommandError::NotLoggedIn.to_string(),
+            }),
+        };
+        let Ok(handle) = self.handle().await else {
+            return Ok(unauthorized());
+        };
+        let token = match handle.token().await {
+            Ok(t) => t,
+            Err(e @ (Error::SessionExpired { .. } | Error::NotLoggedIn)) => {
+                tracing::info!(error = %e, "the session is over");
+                return Ok(unauthorized());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let first = handle.api().request(&token, method, path, body).await?;
         if first.status != 401 {
             return Ok(first);

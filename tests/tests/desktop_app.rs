@@ -94,8 +94,9 @@ impl Desktop {
         }
     }
 
-    fn screenshot(&self, what: &str) -> Result<()> {
-        let path = self.out_dir.join(format!("{}-{what}.png", self.name));
+    /// Saves the main window as `out_dir/FILE.png`.
+    fn screenshot(&self, file: &str) -> Result<()> {
+        let path = self.out_dir.join(format!("{file}.png"));
         self.xvfb.screenshot_window(WINDOW_TITLE, &path)
     }
 
@@ -111,7 +112,7 @@ impl Desktop {
     async fn finish(self, f: &Fixture, result: Result<()>) {
         if result.is_err() {
             // Whatever the window showed when it went wrong, for the person reading the failure.
-            let _ = self.screenshot("failure");
+            let _ = self.screenshot(&format!("{}-failure", self.name));
         }
         self.wd.quit().await;
         if let Err(e) = result {
