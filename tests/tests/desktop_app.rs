@@ -12,10 +12,8 @@ use std::time::Duration;
 
 use anyhow::{anyhow, ensure, Result};
 use gatehouse_tests::desktop::{desktop_bin, test_output_dir, TauriDriver, WebDriver, Xvfb};
-use gatehouse_tests::oidc::{
-    browser_stopping_at, login, oidc_toml, LoginEnd, NodeIdp, CLIENT_SECRET, SECRET_ENV,
-};
-use gatehouse_tests::{free_port, run_cmd, Fixture, ENV};
+use gatehouse_tests::oidc::{browser_stopping_at, login, sso_fixture, LoginEnd};
+use gatehouse_tests::{run_cmd, Fixture, ENV};
 
 const USER: &str = "dana";
 const PASSWORD: &str = "desk-top-secret-1";
@@ -143,17 +141,7 @@ async fn sign_in_connect_and_psql_through_the_desktop_app() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_sso_through_the_system_browser() {
-    let idp_port = free_port();
-    let f = Fixture::start_with(move |b| {
-        b.grant(&["engineers"], &[ENV])
-            .toml(&oidc_toml(&format!("http://127.0.0.1:{idp_port}")))
-            .env(SECRET_ENV, CLIENT_SECRET)
-    })
-    .await;
-    let gw_http = f.gw.http();
-    let idp = tokio::task::spawn_blocking(move || NodeIdp::provider(idp_port, &gw_http))
-        .await
-        .unwrap();
+    let (f, idp) = sso_fixture(&["engineers"]).await;
     let d = Desktop::start(&f, "sso").await;
     let result = async {
         let gateway =
