@@ -13,7 +13,7 @@ use gatehouse_client::api::RawResponse;
 use gatehouse_client::login::{self, Credentials, LoginTarget, TrustChoice};
 use gatehouse_client::session::LoginMethod;
 use gatehouse_client::{
-    Error, Session, SessionHandle, SessionStore, TunnelInfo, TunnelManager, TunnelSpec,
+    Error, Session, SessionHandle, SessionStore, Trust, TunnelInfo, TunnelManager, TunnelSpec,
 };
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -188,10 +188,11 @@ impl AppState {
                 }),
             },
         };
+        let trust = self.trust_for(&gateway).await;
         let target = LoginTarget {
             gateway,
             postgres: self.postgres.clone(),
-            trust: TrustChoice::Auto,
+            trust,
         };
         // A remote gateway whose certificate nothing vouches for is refused with its
         // fingerprint in the message (there is no dialog to ask in yet); a local one is
@@ -215,6 +216,32 @@ impl AppState {
             revoke_unless_same(prev, &session).await;
         }
         Ok(info(&session))
+    }
+
+    /// How to trust `gateway`'s certificate at a new login: as the current or stored session
+    /// for the same gateway does (a pin or CA given to the CLI, or trusted on first use), so
+    /// signing in again never needs those choices made again; otherwise decided afresh.
+    async fn trust_for(&self, gateway: &str) -> TrustChoice {
+        let current = match self.lock().await.current.as_ref() {
+            Some(c) => Some(c.handle.snapshot().await),
+            None => None,
+        };
+        let previous = match current {
+            Some(s) => Some(s),
+            None => {
+                let store = self.store.clone();
+                blocking(move || store.load()).await.ok().flatten()
+            }
+        };
+        let same = |s: &Session| {
+            gatehouse_client::api::normalize_base(gateway).is_ok_and(|g| g == s.gateway)
+        };
+        match previous.filter(same).map(|s| s.trust) {
+            Some(Trust::Pinned { sha256 }) => TrustChoice::Fingerprint(sha256),
+            Some(Trust::Ca { pem }) => TrustChoice::Ca(pem),
+            Some(Trust::Insecure) => TrustChoice::Insecure,
+            Some(Trust::WebPki) | None => TrustChoice::Auto,
+        }
     }
 
     /// Revokes the session at the gateway (best effort), stops its tunnels and forgets it.
