@@ -3,8 +3,10 @@
 # PostgreSQL 15 (server and client), PgBouncer, a C toolchain, curl, util-linux's setpriv,
 # a Python venv at .venv with psycopg and the MCP SDK (used by the end-to-end tests as real clients),
 # Chromium, node_modules from package-lock.json (the web UI's build tools, the SSO tests' OpenID
-# provider and browser driver; Node.js 20+ must already be installed), and the built web console
-# (ui/dist, rebuilt when its sources change).
+# provider and browser driver; Node.js 20+ must already be installed), the built web console
+# (ui/dist, rebuilt when its sources change), and for the desktop app WebKitGTK's development
+# packages, Xvfb, WebKitWebDriver and `tauri-driver` (built from crates.io into .tools/bin, not
+# onto the user's PATH).
 #
 # Idempotent and quiet: when everything is present it prints nothing and changes nothing.
 # Rust cannot be downloaded on every machine we run on, so a missing `cargo` is an error with
@@ -33,6 +35,15 @@ APT_PACKAGES=(
     python3
     python3-venv
     chromium               # the SSO end-to-end test drives a real browser (playwright-core)
+    # The desktop app (src-tauri/, Tauri v2 on WebKitGTK) and its WebDriver test:
+    libwebkit2gtk-4.1-dev  # the web view (pulls GTK, libsoup 3, JavaScriptCore)
+    libgtk-3-dev
+    libayatana-appindicator3-dev  # the tray icon
+    librsvg2-dev           # SVG icons in GTK menus
+    webkit2gtk-driver      # WebKitWebDriver, which tauri-driver drives
+    xvfb                   # a private X server for the app in tests
+    xauth
+    imagemagick            # `import`: the test's screenshot of the app's window
 )
 
 installed() {
@@ -152,8 +163,24 @@ install_node_modules() {
     fi
 }
 
+# tauri-driver (crates.io), the WebDriver front the desktop test talks to, in a repo-local root
+# so it is found without touching the user's ~/.cargo. Pinned: its protocol handling is what
+# the test was written against.
+TAURI_DRIVER_VERSION=2.1.0
+install_tauri_driver() {
+    local root="$GH_REPO/.tools" bin="$GH_REPO/.tools/bin/tauri-driver"
+    if [ -x "$bin" ] && [ -e "$root/.tauri-driver-$TAURI_DRIVER_VERSION" ]; then
+        return 0
+    fi
+    gh_log "installing tauri-driver $TAURI_DRIVER_VERSION into $root (cargo install)"
+    cargo install --quiet --locked --version "$TAURI_DRIVER_VERSION" --root "$root" tauri-driver
+    [ -x "$bin" ] || gh_die "tauri-driver did not install into $root/bin"
+    touch "$root/.tauri-driver-$TAURI_DRIVER_VERSION"
+}
+
 install_apt_packages
 check_cargo
 install_venv
 install_node_modules
 gh_build_console
+install_tauri_driver

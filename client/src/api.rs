@@ -107,6 +107,14 @@ pub struct AuditPage {
     pub next_cursor: Option<i64>,
 }
 
+/// What [`ApiClient::request`] returns: the status and the JSON body as the gateway sent them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RawResponse {
+    pub status: u16,
+    /// The body as JSON; a body that is not JSON becomes a string, an empty one `null`.
+    pub body: serde_json::Value,
+}
+
 #[derive(Deserialize)]
 struct List<T> {
     items: Vec<T>,
@@ -305,6 +313,64 @@ impl ApiClient {
         .await
     }
 
+    /// Any `/api/v1/` call for a front end that speaks the API itself (the desktop app's UI):
+    /// `method` and `path` (with its query string) as given, `token` as the bearer. Unlike the
+    /// typed methods, an error status is an answer here, not an `Error`; only a gateway that
+    /// cannot be reached, or a request that is not an API call, is one.
+    pub async fn request(
+        &self,
+        token: &str,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<RawResponse> {
+        // Dot segments (plain or percent-encoded) would be resolved away by URL parsing and
+        // could leave /api/v1/; the query string may hold anything.
+        let route = path.split(['?', '#']).next().unwrap_or_default();
+        let dots = route.split('/').any(|seg| {
+            let seg = seg.to_ascii_lowercase().replace("%2e", ".");
+            seg == "." || seg == ".."
+        });
+        if !path.starts_with("/api/v1/") || dots {
+            return Err(Error::invalid(
+                "API path",
+                format!("{path:?}: must start with /api/v1/"),
+            ));
+        }
+        let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+            .ok()
+            .filter(|m| {
+                [
+                    reqwest::Method::GET,
+                    reqwest::Method::POST,
+                    reqwest::Method::PUT,
+                    reqwest::Method::PATCH,
+                    reqwest::Method::DELETE,
+                ]
+                .contains(m)
+            })
+            .ok_or_else(|| Error::invalid("HTTP method", format!("{method:?}")))?;
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|e| Error::Unreachable {
+            url: self.base.clone(),
+            reason: root_cause(&e),
+        })?;
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| Error::Unreachable {
+            url: self.base.clone(),
+            reason: root_cause(&e),
+        })?;
+        let body = if text.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        Ok(RawResponse { status, body })
+    }
+
     /// The SSO start URL for a native app (RFC 8252 loopback + PKCE S256).
     pub fn sso_start_url(&self, redirect_uri: &str, challenge: &str, state: &str) -> String {
         let mut u = match url::Url::parse(&self.url("/auth/oidc/start")) {
@@ -365,6 +431,29 @@ mod tests {
         assert_eq!(a.extra["created_at"], "x");
         let b: Approval = serde_json::from_str(r#"{"id":"apr_1"}"#).unwrap();
         assert_eq!(b.id, "apr_1");
+    }
+
+    #[tokio::test]
+    async fn raw_requests_stay_under_the_api() {
+        let api = ApiClient::new("http://127.0.0.1:9", &Trust::WebPki).unwrap();
+        for (method, path, refused) in [
+            ("GET", "/healthz", "API path"),
+            ("GET", "/api/v1/../../x", "API path"),
+            ("GET", "/api/v1/%2E%2e/admin", "API path"),
+            ("GET", "api/v1/whoami", "API path"),
+            ("TRACE", "/api/v1/whoami", "HTTP method"),
+        ] {
+            match api.request("t", method, path, None).await {
+                Err(Error::Invalid { what, .. }) => assert_eq!(what, refused, "{method} {path}"),
+                other => panic!("{method} {path}: {other:?}"),
+            }
+        }
+        // A valid call gets as far as the network (nothing listens on port 9).
+        let e = api
+            .request("t", "get", "/api/v1/audit?q=a/../b", None)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, Error::Unreachable { .. }), "{e}");
     }
 
     #[test]

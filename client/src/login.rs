@@ -200,6 +200,31 @@ pub fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
+/// Opens `url` in the person's browser for an SSO login: `GATEHOUSE_BROWSER` (a command that
+/// is given the URL, or `none` to open nothing), else the platform's opener. Returns `Ok(false)`
+/// when told to open nothing; an error says which program could not be started.
+pub fn open_in_browser(url: &str) -> std::io::Result<bool> {
+    let hook = std::env::var("GATEHOUSE_BROWSER").ok();
+    if hook.as_deref() == Some("none") {
+        return Ok(false);
+    }
+    let (program, args): (String, Vec<&str>) = match hook.as_deref() {
+        Some(cmd) if !cmd.is_empty() => (cmd.to_string(), vec![]),
+        _ if cfg!(target_os = "macos") => ("open".into(), vec![]),
+        _ if cfg!(windows) => ("cmd".into(), vec!["/C", "start", ""]),
+        _ => ("xdg-open".into(), vec![]),
+    };
+    std::process::Command::new(&program)
+        .args(args)
+        .arg(url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| true)
+        .map_err(|e| std::io::Error::new(e.kind(), format!("could not start {program}: {e}")))
+}
+
 /// The loopback SSO flow: listen on 127.0.0.1, send the browser to the gateway, wait for it to
 /// come back with a code for our state, exchange the code with our verifier.
 async fn sso(api: &ApiClient, open: Box<dyn FnOnce(&str) + Send>) -> Result<TokenPair> {
@@ -260,7 +285,7 @@ async fn wait_for_code(listener: &TcpListener, state: &str) -> Result<String> {
                 &mut sock,
                 400,
                 "Login not recognised",
-                "This login was not started by this gatehouse command.",
+                "This login was not started by this Gatehouse app.",
             )
             .await;
             continue;
@@ -278,7 +303,7 @@ async fn wait_for_code(listener: &TcpListener, state: &str) -> Result<String> {
             &mut sock,
             200,
             "Logged in to Gatehouse",
-            "You can close this tab and go back to the terminal.",
+            "You can close this tab and go back to Gatehouse.",
         )
         .await;
         return Ok(code);

@@ -1,4 +1,57 @@
-//! Gatehouse desktop app: a Tauri v2 shell over `gatehouse-client`.
-//!
-//! Empty until the desktop issue lands; Tauri is not a dependency yet so that builds stay fast.
+//! Gatehouse desktop app: a Tauri v2 shell over `gatehouse-client`. The UI (`ui/dist`, built
+//! by Vite, embedded in the binary) is the same one the gateway serves as its web console; here
+//! it calls the commands in `commands/` instead of `fetch`. The shell signs in (local user, or
+//! SSO in the system browser with the RFC 8252 loopback flow), keeps the session fresh in the
+//! OS keychain or a private file (shared with the `gatehouse` CLI), makes the UI's API calls
+//! with the session's token, and runs local tunnels; the tray shows them.
 #![forbid(unsafe_code)]
+
+mod commands;
+pub mod error;
+pub mod state;
+mod tray;
+
+/// Builds and runs the app until it quits. Tunnels stop with it.
+pub fn run() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("GATEHOUSE_LOG")
+                .unwrap_or_else(|_| "gatehouse_desktop=info,gatehouse_client=info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+
+    let state = match state::AppState::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("gatehouse-desktop: {e}");
+            std::process::exit(2);
+        }
+    };
+
+    let result = tauri::Builder::default()
+        .manage(state)
+        .invoke_handler(tauri::generate_handler![
+            commands::session::session_info,
+            commands::session::login_password,
+            commands::session::login_sso,
+            commands::session::logout,
+            commands::api::api_request,
+            commands::tunnels::connect,
+            commands::tunnels::disconnect,
+            commands::tunnels::tunnels,
+        ])
+        .setup(|app| {
+            // A desktop without a tray host (a bare X server) still runs the app: the window
+            // is the way in, the tray an extra.
+            if let Err(e) = tray::create(app.handle()) {
+                tracing::warn!(error = %e, "no tray icon");
+            }
+            Ok(())
+        })
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("gatehouse-desktop: {e}");
+        std::process::exit(1);
+    }
+}

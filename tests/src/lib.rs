@@ -6,6 +6,7 @@
 
 mod client;
 mod cluster;
+pub mod desktop;
 mod fixture;
 mod gateway;
 pub mod http_sink;

@@ -24,6 +24,23 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The common SSO setup: a [`crate::Fixture`] whose gateway signs people in through the real
+/// provider (started here), with `groups` granted the fixture's environment.
+pub async fn sso_fixture(groups: &'static [&'static str]) -> (crate::Fixture, NodeIdp) {
+    let idp_port = free_port();
+    let f = crate::Fixture::start_with(move |b| {
+        b.grant(groups, &[crate::ENV])
+            .toml(&oidc_toml(&format!("http://127.0.0.1:{idp_port}")))
+            .env(SECRET_ENV, CLIENT_SECRET)
+    })
+    .await;
+    let gw_http = f.gw.http();
+    let idp = tokio::task::spawn_blocking(move || NodeIdp::provider(idp_port, &gw_http))
+        .await
+        .expect("start the provider");
+    (f, idp)
+}
+
 /// The `[oidc]` table for a gateway using the IdP at `issuer`.
 pub fn oidc_toml(issuer: &str) -> String {
     format!(

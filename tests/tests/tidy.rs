@@ -36,6 +36,13 @@ fn sources() -> Vec<PathBuf> {
     ] {
         rust_files(&root().join(dir), &mut files);
     }
+    // Build scripts are code too.
+    for krate in ["server", "client", "src-tauri", "tests"] {
+        let build = root().join(krate).join("build.rs");
+        if build.exists() {
+            files.push(build);
+        }
+    }
     files
 }
 

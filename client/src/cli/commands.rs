@@ -155,29 +155,14 @@ async fn login_cmd(store: SessionStore, a: LoginArgs, out: Out) -> Result<()> {
     Ok(())
 }
 
-/// Shows the SSO URL and opens the browser: `GATEHOUSE_BROWSER` (a command given the URL, or
-/// `none`), else the platform's opener.
+/// Shows the SSO URL and opens the browser (see [`login::open_in_browser`]).
 fn open_browser(url: &str, no_browser: bool) {
     eprintln!("Log in in your browser. If it does not open, visit this URL:\n\n  {url}\n");
-    let hook = std::env::var("GATEHOUSE_BROWSER").ok();
-    if no_browser || hook.as_deref() == Some("none") {
+    if no_browser {
         return;
     }
-    let (program, args): (String, Vec<&str>) = match hook.as_deref() {
-        Some(cmd) if !cmd.is_empty() => (cmd.to_string(), vec![]),
-        _ if cfg!(target_os = "macos") => ("open".into(), vec![]),
-        _ if cfg!(windows) => ("cmd".into(), vec!["/C", "start", ""]),
-        _ => ("xdg-open".into(), vec![]),
-    };
-    let spawned = std::process::Command::new(&program)
-        .args(args)
-        .arg(url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn();
-    if spawned.is_err() {
-        eprintln!("(could not start {program}; open the URL above yourself)");
+    if let Err(e) = login::open_in_browser(url) {
+        eprintln!("({e}; open the URL above yourself)");
     }
 }
 
