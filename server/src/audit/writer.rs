@@ -23,7 +23,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// How long a batch may wait for company when nobody waits for it to be durable. A commit costs
 /// several page writes whatever its size, so under load a few hundred records per commit instead
 /// of a handful is most of the writer's cost gone.
-const LINGER: Duration = Duration::from_millis(2);
+const LINGER: Duration = Duration::from_millis(5);
 /// Records already queued when the writer wakes that show other records are likely close
 /// behind; a lone record (an idle gateway) is committed at once.
 const LINGER_FROM: usize = 2;
