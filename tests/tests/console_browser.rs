@@ -5,7 +5,7 @@
 //! `tests/console/console-e2e.mjs`) signs in through the real OpenID provider, sees the
 //! environments, approves a statement a psql session is waiting on (the session then completes)
 //! and denies another, adds a grant (which a second, non-admin browser session then sees) and
-//! takes it back,
+//! takes it back, adds a user to a group,
 //! dry-runs a rule, searches the audit, manages a service account and revokes the other
 //! session, which its console reports as expired. Screenshots go to
 //! `target/test-output/console/`.
@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use gatehouse_tests::oidc::{oidc_toml, repo_root, NodeIdp, CLIENT_SECRET, SECRET_ENV};
 use gatehouse_tests::{
-    app_url, free_port, random_token, spawn_tied, Cluster, Gateway, GatewayBuilder,
+    app_url, free_port, random_token, spawn_tied, Api, Cluster, Gateway, GatewayBuilder,
 };
 use serde_json::{json, Value};
 
@@ -406,15 +406,8 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
                 .collect::<Vec<_>>()
         );
     }
-    let grants: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/grants", gw.http()))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = Api::new(gw.http());
+    let (_, grants) = api.get("/api/v1/grants", &admin).await;
     assert!(
         !grants["items"]
             .as_array()
@@ -443,22 +436,35 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         "a revoked service account's token still connects"
     );
     // alice's session, revoked in the browser, is gone.
-    let sessions: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/sessions?identity=alice&all=true",
-            gw.http()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, sessions) = api
+        .get("/api/v1/sessions?identity=alice&all=true", &admin)
+        .await;
     let items = sessions["items"].as_array().unwrap();
     assert!(
         !items.is_empty() && items.iter().all(|s| !s["revoked_at"].is_null()),
         "{sessions}"
+    );
+    // alice, added to `oncall` on the Groups screen, is a member through the API, by root.
+    let (status, groups) = api.get("/api/v1/groups", &admin).await;
+    assert_eq!(status, 200);
+    let oncall = groups["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "oncall")
+        .unwrap_or_else(|| panic!("no group oncall: {groups}"));
+    assert_eq!(oncall["members"][0]["member"], "alice", "{oncall}");
+    assert_eq!(oncall["members"][0]["source"], "api", "{oncall}");
+    assert_eq!(
+        oncall["members"][0]["added_by"], "root@example.com",
+        "{oncall}"
+    );
+    let added = gw.audit(&admin, "event=admin.group.add_member").await;
+    assert!(
+        added.iter().any(|r| r["identity"] == "root@example.com"
+            && r["details"]["group"] == "oncall"
+            && r["details"]["member"] == "alice"),
+        "{added:?}"
     );
     for shot in [
         "01-login",
@@ -476,6 +482,7 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         "13-session-expired",
         "14-masking",
         "15-rule-added",
+        "16-groups",
     ] {
         let p = out_dir.join(format!("{shot}.png"));
         assert!(
