@@ -10,7 +10,7 @@ use std::time::Duration;
 use gatehouse_tests::oidc::{
     browser_stopping_at, login, oidc_toml, LoginEnd, NodeIdp, CLIENT_SECRET, SECRET_ENV,
 };
-use gatehouse_tests::{free_port, CliHome, Fixture, AGENT, ENV};
+use gatehouse_tests::{free_port, Api, CliHome, Fixture, AGENT, ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_login_in_the_browser_then_connect() {
@@ -217,13 +217,8 @@ async fn service_token_login_keychain_fallback_and_exit_codes() {
     let out = admin.run(&["logout"]);
     assert!(out.ok(), "{out:?}");
     assert!(!admin.session_file().exists());
-    let r = reqwest::Client::new()
-        .get(format!("{}/api/v1/whoami", f.gw.http()))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "the session was revoked at the gateway");
+    let (status, _) = Api::new(f.gw.http()).get("/api/v1/whoami", &token).await;
+    assert_eq!(status, 401, "the session was revoked at the gateway");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
