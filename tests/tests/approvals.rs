@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_tests::{message, random_token, sqlstate, Api, Cluster, Gateway, GatewayBuilder};
+use gatehouse_tests::{
+    app_database, message, random_token, sqlstate, Api, Cluster, Gateway, GatewayBuilder,
+};
 use serde_json::Value;
 
 const ROOT: &str = "root";
@@ -20,17 +22,7 @@ struct Setup {
 
 /// `prod` (production) and `dev` (development) on one cluster; `agent` may reach both.
 async fn setup(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Setup {
-    let cluster = Cluster::start().await;
-    let pw = random_token("up");
-    cluster
-        .exec(
-            "postgres",
-            &format!("CREATE ROLE app_owner LOGIN PASSWORD '{pw}'"),
-        )
-        .await;
-    cluster
-        .exec("postgres", "CREATE DATABASE appdb OWNER app_owner")
-        .await;
+    let (cluster, pw) = app_database().await;
     let url = gatehouse_tests::app_url(&cluster);
     let token = random_token("gha_");
     let builder = GatewayBuilder::new()

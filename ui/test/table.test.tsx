@@ -1,9 +1,10 @@
 // The shared data table: column headers every screen's table has, the actions column named for
-// screen readers only (and only when asked for), and the rows the screen gives it.
+// screen readers only (and only when asked for), and the rows the screen gives it; the
+// remove action only API entries have.
 import { render } from 'preact';
 import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Table } from '../src/components/ui';
+import { RemoveIfApi, Table } from '../src/components/ui';
 
 afterEach(() => {
   document.body.innerHTML = '';
@@ -45,5 +46,26 @@ describe('Table', () => {
     expect(table.hasAttribute('aria-label')).toBe(false);
     expect([...table.querySelectorAll('th')].map((h) => h.textContent)).toEqual(['Environment', 'Port']);
     expect(table.querySelectorAll('tbody tr')).toHaveLength(0);
+  });
+});
+
+describe('RemoveIfApi', () => {
+  it('offers Remove, named, for API entries and says where config entries live', async () => {
+    let removed = 0;
+    const root = document.body.appendChild(document.createElement('div'));
+    await act(() =>
+      render(
+        <>
+          <RemoveIfApi source="api" label="Remove dana from analysts" onRemove={() => removed++} />
+          <RemoveIfApi source="config" label="Remove root from admins" onRemove={() => removed++} />
+        </>,
+        root,
+      ),
+    );
+    const buttons = [...document.querySelectorAll('button')];
+    expect(buttons.map((b) => [b.textContent, b.getAttribute('aria-label')])).toEqual([['Remove', 'Remove dana from analysts']]);
+    await act(() => buttons[0].click());
+    expect(removed).toBe(1);
+    expect(document.body.textContent).toContain('in the config file');
   });
 });

@@ -188,3 +188,17 @@ export function Table({
     </table>
   );
 }
+
+/**
+ * The action for an entry that comes either from the config file or from the API (a grant, a
+ * group member): only the API's can be removed here; the config file's are edited there.
+ */
+export function RemoveIfApi({ source, label, onRemove }: { source: string; label: string; onRemove: () => void }) {
+  return source === 'api' ? (
+    <button type="button" class="danger small" onClick={onRemove} aria-label={label}>
+      Remove
+    </button>
+  ) : (
+    <span class="muted small">in the config file</span>
+  );
+}

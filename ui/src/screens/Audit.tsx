@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { api, getTransport, type AuditRecord } from '../api/client';
 import { isDesktop } from '../api/transport';
-import { Badge, ErrorBox, Page, Sql, View, useAction, Table } from '../components/ui';
+import { Badge, ErrorBox, Page, Sql, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { navigate } from '../lib/router';
 
@@ -163,7 +163,12 @@ export function Audit({ params }: { params: URLSearchParams }) {
       <View load={first} what="Searching the audit log" empty="No record matches these filters.">
         {(items) => (
           <>
-            <Table class="audit" label={applied.connection ? 'Audit records of one connection, oldest first' : 'Audit records, newest first'} columns={['#', 'Time', 'Event', 'Identity', 'Environment', 'Statement', 'Decision']} actions>
+            <Table
+              class="audit"
+              label={applied.connection ? 'Audit records of one connection, oldest first' : 'Audit records, newest first'}
+              columns={['#', 'Time', 'Event', 'Identity', 'Environment', 'Statement', 'Decision']}
+              actions
+            >
               {ordered([items, ...pages].flat(), !!applied.connection).map((r) => (
                 <Row key={r.id} r={r} onTimeline={applied.connection ? undefined : timeline} />
               ))}

@@ -4,7 +4,7 @@ import { api, type Connection } from '../api/client';
 import { desktop, type Tunnel } from '../api/desktop';
 import { isDesktop } from '../api/transport';
 import { tunnelsChanged } from '../components/Connect';
-import { CopyButton, ErrorBox, Page, View, useAction, Table } from '../components/ui';
+import { CopyButton, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 

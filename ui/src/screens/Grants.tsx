@@ -2,7 +2,7 @@
 // Grants from the config file are shown but only the API's can be removed here.
 import { useState } from 'preact/hooks';
 import { api } from '../api/client';
-import { ErrorBox, Page, View, useAction, Table } from '../components/ui';
+import { ErrorBox, Page, RemoveIfApi, Table, View, useAction } from '../components/ui';
 import { fmtTime, splitList, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
@@ -73,18 +73,11 @@ export function Grants() {
                   {g.created_by ? ` by ${g.created_by}` : ''}
                 </td>
                 <td>
-                  {g.source === 'api' ? (
-                    <button
-                      type="button"
-                      class="danger small"
-                      onClick={() => del(g.id)}
-                      aria-label={`Remove grant ${g.groups.join(', ')} → ${g.environments.join(', ')}`}
-                    >
-                      Remove
-                    </button>
-                  ) : (
-                    <span class="muted small">in the config file</span>
-                  )}
+                  <RemoveIfApi
+                    source={g.source}
+                    onRemove={() => del(g.id)}
+                    label={`Remove grant ${g.groups.join(', ')} → ${g.environments.join(', ')}`}
+                  />
                 </td>
               </tr>
             ))}

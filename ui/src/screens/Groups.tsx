@@ -3,7 +3,7 @@
 // member's next request or connection, without a new sign-in.
 import { useState } from 'preact/hooks';
 import { api, type Group, type GroupMember } from '../api/client';
-import { ErrorBox, Page, Table, View, useAction } from '../components/ui';
+import { ErrorBox, Page, RemoveIfApi, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
@@ -76,13 +76,7 @@ export function Groups() {
                     {m.added_by ? ` by ${m.added_by}` : ''}
                   </td>
                   <td>
-                    {m.source === 'api' ? (
-                      <button type="button" class="danger small" onClick={() => del(g, m)} aria-label={`Remove ${m.member} from ${g.name}`}>
-                        Remove
-                      </button>
-                    ) : (
-                      <span class="muted small">in the config file</span>
-                    )}
+                    <RemoveIfApi source={m.source} onRemove={() => del(g, m)} label={`Remove ${m.member} from ${g.name}`} />
                   </td>
                 </tr>
               )),

@@ -6,7 +6,7 @@
 // instead of failing.
 import { useState } from 'preact/hooks';
 import { api, ApiError, type CatalogView, type Exemption } from '../api/client';
-import { Badge, ErrorBox, Page, View, useAction, Table } from '../components/ui';
+import { Badge, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 

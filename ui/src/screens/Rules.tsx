@@ -3,7 +3,7 @@
 // dry run: paste SQL, pick an identity and an environment, see the decision and the rule.
 import { useState } from 'preact/hooks';
 import { api, type DryRun, type Rule, type RuleItem } from '../api/client';
-import { Badge, ErrorBox, Page, Sql, View, useAction, Table } from '../components/ui';
+import { Badge, ErrorBox, Page, Sql, Table, View, useAction } from '../components/ui';
 import { useLoad } from '../lib/load';
 import { ClassificationView } from './Approvals';
 import { ask } from '../components/Confirm';

@@ -2,7 +2,7 @@
 // old one and its connections end), revoke.
 import { useState } from 'preact/hooks';
 import { api, type ServiceAccount } from '../api/client';
-import { Badge, CopyButton, ErrorBox, Page, View, useAction, Table } from '../components/ui';
+import { Badge, CopyButton, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, splitList, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 

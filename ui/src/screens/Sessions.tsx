@@ -2,7 +2,7 @@
 // connections; revoking one ends its connections.
 import { useState } from 'preact/hooks';
 import { api, type SessionItem } from '../api/client';
-import { Badge, ErrorBox, Page, View, useAction, Table } from '../components/ui';
+import { Badge, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
