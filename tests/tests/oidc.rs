@@ -6,10 +6,10 @@
 use std::time::Duration;
 
 use gatehouse_tests::oidc::{
-    browser_stopping_at, browser_stopping_at_any, login, oidc_toml, AppLogin, LoginEnd, NodeIdp,
-    CLIENT_SECRET, SECRET_ENV,
+    browser_stopping_at, browser_stopping_at_any, login, sso_fixture_with, AppLogin, LoginEnd,
+    NodeIdp,
 };
-use gatehouse_tests::{free_port, message, sqlstate, Api, Fixture, AGENT, ENV};
+use gatehouse_tests::{message, sqlstate, Api, Fixture, AGENT, ENV};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -22,18 +22,8 @@ struct Sso {
 
 impl Sso {
     async fn start() -> Sso {
-        let idp_port = free_port();
-        let f = Fixture::start_with(move |b| {
-            b.user("root", "root-pw", &["admins"])
-                .grant(&["engineers"], &[ENV])
-                .toml(&oidc_toml(&format!("http://127.0.0.1:{idp_port}")))
-                .env(SECRET_ENV, CLIENT_SECRET)
-        })
-        .await;
-        let gw_http = f.gw.http();
-        let idp = tokio::task::spawn_blocking(move || NodeIdp::provider(idp_port, &gw_http))
-            .await
-            .unwrap();
+        let (f, idp) =
+            sso_fixture_with(&["engineers"], |b| b.user("root", "root-pw", &["admins"])).await;
         let admin = f.gw.login("root", "root-pw").await;
         let api = Api::new(f.gw.http());
         Sso { f, idp, api, admin }
