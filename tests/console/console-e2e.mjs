@@ -3,7 +3,8 @@
 // tests/tests/console_browser.rs. Two browser sessions at once:
 //   root (administrator, signs in with SSO): environments and the tier filter → Approvals, where
 //     a statement a psql session is waiting on appears live and is approved, and a second one is
-//     denied (a reason is required) → a grant for engineers, then taken back → dry runs, before and after a new
+//     denied (a reason is required) → a grant for engineers, then taken back → alice added to
+//     the group oncall → dry runs, before and after a new
 //     rule → an audit search
 //     and one connection's timeline → a service account created, rotated, revoked → alice's
 //     session revoked → the masking screen → keyboard shortcuts;
@@ -124,7 +125,7 @@ try {
   await alice.getByRole('button', { name: 'Sign in', exact: true }).click();
   await alice.getByTestId('identity').filter({ hasText: 'alice' }).waitFor();
   await alice.getByText('You may not reach any environment yet').waitFor();
-  for (const name of ['Grants', 'Rules', 'Audit', 'Service accounts', 'Sessions', 'Masking']) {
+  for (const name of ['Grants', 'Groups', 'Rules', 'Audit', 'Service accounts', 'Sessions', 'Masking']) {
     if ((await nav(alice, name).count()) !== 0) throw new Error(`alice sees the admin link ${name}`);
   }
   await shot(alice, '10-no-environment-yet');
@@ -149,6 +150,19 @@ try {
   await alice.reload();
   await alice.getByText('You may not reach any environment yet').waitFor();
   say('STEP grant-removed');
+
+  // 6b. Groups: root adds alice to `oncall`; the list shows her as an API member root added.
+  await nav(root, 'Groups').click();
+  await root.getByRole('heading', { name: 'Groups' }).waitFor();
+  await root.locator('tr[data-group="admins"]').first().waitFor();
+  await root.getByLabel('Group', { exact: true }).fill('oncall');
+  await root.getByLabel('Member', { exact: true }).fill('alice');
+  await root.getByRole('button', { name: 'Add member' }).click();
+  const membership = root.locator('tr[data-group="oncall"][data-member="alice"]');
+  await membership.getByRole('button', { name: 'Remove alice from oncall' }).waitFor();
+  await membership.getByText('root@example.com', { exact: false }).waitFor();
+  await shot(root, '16-groups');
+  say('STEP group-member-added');
 
   // 7. Rules: dry-run a statement as the agent in production.
   await nav(root, 'Rules').click();

@@ -4,6 +4,7 @@
 //! Processes are spawned from one long-lived thread with `setpriv --pdeathsig`, so they die with
 //! the test binary even when a test panics or the run is interrupted.
 
+pub mod api;
 mod client;
 mod cluster;
 pub mod desktop;
@@ -14,6 +15,7 @@ pub mod oidc;
 mod process;
 pub mod raw;
 
+pub use api::Api;
 pub use client::{client_bin, CliHome, Tunnel};
 pub use cluster::Cluster;
 pub use fixture::{app_database, app_url, Fixture, AGENT, ENV};

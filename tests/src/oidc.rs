@@ -27,9 +27,18 @@ pub fn repo_root() -> PathBuf {
 /// The common SSO setup: a [`crate::Fixture`] whose gateway signs people in through the real
 /// provider (started here), with `groups` granted the fixture's environment.
 pub async fn sso_fixture(groups: &'static [&'static str]) -> (crate::Fixture, NodeIdp) {
+    sso_fixture_with(groups, |b| b).await
+}
+
+/// [`sso_fixture`] with more configuration (e.g. a local admin user).
+pub async fn sso_fixture_with(
+    groups: &'static [&'static str],
+    extra: impl FnOnce(crate::GatewayBuilder) -> crate::GatewayBuilder,
+) -> (crate::Fixture, NodeIdp) {
     let idp_port = free_port();
     let f = crate::Fixture::start_with(move |b| {
-        b.grant(groups, &[crate::ENV])
+        extra(b)
+            .grant(groups, &[crate::ENV])
             .toml(&oidc_toml(&format!("http://127.0.0.1:{idp_port}")))
             .env(SECRET_ENV, CLIENT_SECRET)
     })

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_tests::{message, random_token, sqlstate, Cluster, Gateway, GatewayBuilder};
+use gatehouse_tests::{
+    app_database, message, random_token, sqlstate, Api, Cluster, Gateway, GatewayBuilder,
+};
 use serde_json::Value;
 
 const ROOT: &str = "root";
@@ -20,17 +22,7 @@ struct Setup {
 
 /// `prod` (production) and `dev` (development) on one cluster; `agent` may reach both.
 async fn setup(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Setup {
-    let cluster = Cluster::start().await;
-    let pw = random_token("up");
-    cluster
-        .exec(
-            "postgres",
-            &format!("CREATE ROLE app_owner LOGIN PASSWORD '{pw}'"),
-        )
-        .await;
-    cluster
-        .exec("postgres", "CREATE DATABASE appdb OWNER app_owner")
-        .await;
+    let (cluster, pw) = app_database().await;
     let url = gatehouse_tests::app_url(&cluster);
     let token = random_token("gha_");
     let builder = GatewayBuilder::new()
@@ -54,15 +46,10 @@ async fn setup(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> Setup {
 }
 
 async fn pending(s: &Setup) -> Vec<Value> {
-    let r: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/approvals?state=pending", s.gw.http()))
-        .bearer_auth(&s.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, r) = Api::new(s.gw.http())
+        .get("/api/v1/approvals?state=pending", &s.admin)
+        .await;
+    assert_eq!(status, 200, "{r}");
     r["items"].as_array().cloned().unwrap_or_default()
 }
 
@@ -91,14 +78,14 @@ async fn decide(
     id: &str,
     verb: &str,
     reason: Option<&str>,
-) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{}/api/v1/approvals/{id}/{verb}", s.gw.http()))
-        .bearer_auth(token)
-        .json(&serde_json::json!({ "reason": reason }))
-        .send()
+) -> (u16, Value) {
+    Api::new(s.gw.http())
+        .post(
+            &format!("/api/v1/approvals/{id}/{verb}"),
+            token,
+            serde_json::json!({ "reason": reason }),
+        )
         .await
-        .unwrap()
 }
 
 async fn count(s: &Setup, sql: &str) -> i64 {
@@ -189,10 +176,7 @@ async fn a_held_statement_runs_when_approved_and_fails_when_denied() {
     assert_eq!(a["environment"], "prod");
     assert_eq!(a["rule"], "prod-agent-review-writes");
     // The requester cannot approve its own statement.
-    assert_eq!(
-        decide(&s, &s.token, &id, "approve", None).await.status(),
-        403
-    );
+    assert_eq!(decide(&s, &s.token, &id, "approve", None).await.0, 403);
     assert_eq!(
         count(&s, "SELECT count(*) FROM t WHERE v = 1").await,
         0,
@@ -201,7 +185,7 @@ async fn a_held_statement_runs_when_approved_and_fails_when_denied() {
     assert_eq!(
         decide(&s, &s.admin, &id, "approve", Some("looks fine"))
             .await
-            .status(),
+            .0,
         200
     );
     let out = psql.join().unwrap();
@@ -223,14 +207,14 @@ async fn a_held_statement_runs_when_approved_and_fails_when_denied() {
     let a = wait_pending(&s, "DELETE FROM t WHERE id > $1").await;
     let id = a["id"].as_str().unwrap().to_string();
     assert_eq!(
-        decide(&s, &s.admin, &id, "deny", None).await.status(),
+        decide(&s, &s.admin, &id, "deny", None).await.0,
         400,
         "a denial needs a reason"
     );
     assert_eq!(
         decide(&s, &s.admin, &id, "deny", Some("not during business hours"))
             .await
-            .status(),
+            .0,
         200
     );
     let (c, r) = waiting.await.unwrap();
@@ -246,10 +230,7 @@ async fn a_held_statement_runs_when_approved_and_fails_when_denied() {
     c.batch_execute("ROLLBACK").await.unwrap();
     assert_eq!(count(&s, "SELECT count(*) FROM t").await, 1000);
     // Deciding twice is a conflict.
-    assert_eq!(
-        decide(&s, &s.admin, &id, "approve", None).await.status(),
-        409
-    );
+    assert_eq!(decide(&s, &s.admin, &id, "approve", None).await.0, 409);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -272,11 +253,7 @@ async fn a_late_approval_lets_the_identical_statement_run_once_even_after_a_rest
     let admin = s.gw.login(ROOT, ROOT_PW).await;
     s.admin = admin;
     assert!(pending(&s).await.iter().any(|p| p["id"] == id.as_str()));
-    let r: Value = decide(&s, &s.admin, &id, "approve", None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let (_, r) = decide(&s, &s.admin, &id, "approve", None).await;
     assert_eq!(r["state"], "approved");
 
     let c = s.gw.connect("prod", "agent", &s.token).await.unwrap();

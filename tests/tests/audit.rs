@@ -6,7 +6,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use gatehouse_tests::{message, run_cmd, sqlstate, Fixture, Gateway, AGENT, ENV};
+use gatehouse_tests::{message, run_cmd, sqlstate, Api, Fixture, Gateway, AGENT, ENV};
+use reqwest::Method;
 use serde_json::Value;
 
 const ADMIN: &str = "auditor";
@@ -190,13 +191,8 @@ async fn a_scripted_session_leaves_the_exact_trail() {
     assert_eq!(csv.lines().count(), records.len() + 1);
 
     // Not for everyone.
-    let r = reqwest::Client::new()
-        .get(format!("{}/api/v1/audit", f.gw.http()))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    let api = Api::new(f.gw.http());
+    assert_eq!(api.get("/api/v1/audit", &f.token).await.0, 403);
 
     let out = f.gw.verify_audit();
     assert!(
@@ -450,6 +446,7 @@ async fn live_connections_terminate_and_metrics() {
     let f = fixture().await;
     let admin = f.gw.login(ADMIN, ADMIN_PW).await;
     let http = reqwest::Client::new();
+    let api = Api::new(f.gw.http());
     let mut raw =
         gatehouse_tests::raw::RawConn::login("127.0.0.1", f.gw.pg_port, AGENT, ENV, &f.token).await;
     assert_eq!(
@@ -458,38 +455,24 @@ async fn live_connections_terminate_and_metrics() {
     );
     let other = f.connect().await;
 
-    let list: Value = http
-        .get(format!("{}/api/v1/connections", f.gw.http()))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, list) = api.get("/api/v1/connections", &admin).await;
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{list:#}");
     assert!(items
         .iter()
         .all(|c| c["identity"] == AGENT && c["environment"] == ENV));
     // A non-admin sees only its own connections (here: the same two).
-    let mine: Value = http
-        .get(format!("{}/api/v1/connections", f.gw.http()))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, mine) = api.get("/api/v1/connections", &f.token).await;
     assert_eq!(mine["items"].as_array().unwrap().len(), 2);
-    let r = http
-        .post(format!("{}/api/v1/connections/x/terminate", f.gw.http()))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
+    let (status, _) = api
+        .send(
+            Method::POST,
+            "/api/v1/connections/x/terminate",
+            Some(&f.token),
+            None,
+        )
+        .await;
+    assert_eq!(status, 403);
 
     // Terminate the raw connection, found by its client address.
     let raw_addr = raw.stream.local_addr().unwrap().to_string();
@@ -499,14 +482,14 @@ async fn live_connections_terminate_and_metrics() {
         .expect("the raw connection is listed")["id"]
         .as_str()
         .unwrap();
-    let r = http
-        .post(format!("{}/api/v1/connections/{id}/terminate", f.gw.http()))
-        .bearer_auth(&admin)
-        .json(&serde_json::json!({"reason": "maintenance"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = api
+        .post(
+            &format!("/api/v1/connections/{id}/terminate"),
+            &admin,
+            serde_json::json!({"reason": "maintenance"}),
+        )
+        .await;
+    assert_eq!(status, 204);
     let e = raw
         .read_error()
         .await

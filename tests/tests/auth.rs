@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use gatehouse_tests::raw::{startup_packet, RawConn};
-use gatehouse_tests::{message as msg, random_token, run_cmd, sqlstate, Fixture, AGENT, ENV};
+use gatehouse_tests::{message as msg, random_token, run_cmd, sqlstate, Api, Fixture, AGENT, ENV};
+use reqwest::Method;
 
 async fn refused(f: &Fixture, env: &str, user: &str, password: &str) -> (String, String) {
     match f.gw.connect(env, user, password).await {
@@ -62,20 +63,13 @@ async fn session_tokens_expire_and_logout_revokes() {
             .user("alice", "correct horse", &["agents"])
     })
     .await;
-    let http = reqwest::Client::new();
+    let api = Api::new(f.gw.http());
     let login = |password: &'static str| {
-        let http = http.clone();
-        let url = format!("{}/api/v1/auth/login", f.gw.http());
-        async move {
-            http.post(url)
-                .json(&serde_json::json!({"username": "alice", "password": password}))
-                .send()
-                .await
-                .unwrap()
-        }
+        let body = serde_json::json!({"username": "alice", "password": password});
+        api.send(Method::POST, "/api/v1/auth/login", None, Some(body))
     };
-    assert_eq!(login("wrong").await.status(), 401);
-    let body: serde_json::Value = login("correct horse").await.json().await.unwrap();
+    assert_eq!(login("wrong").await.0, 401);
+    let (_, body) = login("correct horse").await;
     let token = body["token"].as_str().unwrap().to_string();
     assert!(body["expires_at"].as_str().unwrap().ends_with('Z'));
 
@@ -95,15 +89,12 @@ async fn session_tokens_expire_and_logout_revokes() {
     assert_eq!(code, "28P01");
     assert!(m.contains("has expired"), "{m}");
 
-    let body: serde_json::Value = login("correct horse").await.json().await.unwrap();
+    let (_, body) = login("correct horse").await;
     let token = body["token"].as_str().unwrap().to_string();
-    let r = http
-        .post(format!("{}/api/v1/auth/logout", f.gw.http()))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = api
+        .send(Method::POST, "/api/v1/auth/logout", Some(&token), None)
+        .await;
+    assert_eq!(status, 204);
     let (code, m) = refused(&f, ENV, "alice", &token).await;
     assert_eq!(code, "28P01");
     assert!(m.contains("revoked"), "{m}");

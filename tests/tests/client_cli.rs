@@ -7,24 +7,12 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::time::Duration;
 
-use gatehouse_tests::oidc::{
-    browser_stopping_at, login, oidc_toml, LoginEnd, NodeIdp, CLIENT_SECRET, SECRET_ENV,
-};
-use gatehouse_tests::{free_port, CliHome, Fixture, AGENT, ENV};
+use gatehouse_tests::oidc::{browser_stopping_at, login, sso_fixture, LoginEnd};
+use gatehouse_tests::{free_port, Api, CliHome, Fixture, AGENT, ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sso_login_in_the_browser_then_connect() {
-    let idp_port = free_port();
-    let f = Fixture::start_with(move |b| {
-        b.grant(&["engineers"], &[ENV])
-            .toml(&oidc_toml(&format!("http://127.0.0.1:{idp_port}")))
-            .env(SECRET_ENV, CLIENT_SECRET)
-    })
-    .await;
-    let gw_http = f.gw.http();
-    let idp = tokio::task::spawn_blocking(move || NodeIdp::provider(idp_port, &gw_http))
-        .await
-        .unwrap();
+    let (f, idp) = sso_fixture(&["engineers"]).await;
 
     // `gatehouse login` with no browser: it prints the URL the browser would open.
     let home = CliHome::new();
@@ -217,13 +205,8 @@ async fn service_token_login_keychain_fallback_and_exit_codes() {
     let out = admin.run(&["logout"]);
     assert!(out.ok(), "{out:?}");
     assert!(!admin.session_file().exists());
-    let r = reqwest::Client::new()
-        .get(format!("{}/api/v1/whoami", f.gw.http()))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "the session was revoked at the gateway");
+    let (status, _) = Api::new(f.gw.http()).get("/api/v1/whoami", &token).await;
+    assert_eq!(status, 401, "the session was revoked at the gateway");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

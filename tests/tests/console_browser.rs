@@ -5,7 +5,7 @@
 //! `tests/console/console-e2e.mjs`) signs in through the real OpenID provider, sees the
 //! environments, approves a statement a psql session is waiting on (the session then completes)
 //! and denies another, adds a grant (which a second, non-admin browser session then sees) and
-//! takes it back,
+//! takes it back, adds a user to a group,
 //! dry-runs a rule, searches the audit, manages a service account and revokes the other
 //! session, which its console reports as expired. Screenshots go to
 //! `target/test-output/console/`.
@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use gatehouse_tests::oidc::{oidc_toml, repo_root, NodeIdp, CLIENT_SECRET, SECRET_ENV};
 use gatehouse_tests::{
-    app_url, free_port, random_token, spawn_tied, Cluster, Gateway, GatewayBuilder,
+    app_database, app_url, free_port, random_token, spawn_tied, Api, Cluster, Gateway,
+    GatewayBuilder,
 };
 use serde_json::{json, Value};
 
@@ -40,17 +41,7 @@ fn dist() -> PathBuf {
 /// rows; service account `agent` and admin `root` may reach both; local user `alice`
 /// (engineers) has no grant.
 async fn setup(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder) -> (Cluster, Gateway, String) {
-    let cluster = Cluster::start().await;
-    let pw = random_token("up");
-    cluster
-        .exec(
-            "postgres",
-            &format!("CREATE ROLE app_owner LOGIN PASSWORD '{pw}'"),
-        )
-        .await;
-    cluster
-        .exec("postgres", "CREATE DATABASE appdb OWNER app_owner")
-        .await;
+    let (cluster, pw) = app_database().await;
     let url = app_url(&cluster);
     let token = random_token("gha_");
     let builder = GatewayBuilder::new()
@@ -353,40 +344,29 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         browser_log()
     );
 
+    // What the browser printed after `prefix` (e.g. `DRYRUN `), by the line's name.
+    let printed = |prefix: &str| {
+        seen.iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {seen:?}"))
+            .to_string()
+    };
     // What the page showed for the dry run is the gateway's decision.
-    let dry = seen
-        .iter()
-        .find_map(|l| l.strip_prefix("DRYRUN "))
-        .expect("a dry-run line");
+    let dry = printed("DRYRUN ");
     assert_eq!(dry, "deny prod-no-drop", "DROP TABLE in production");
-    let dry = seen
-        .iter()
-        .find_map(|l| l.strip_prefix("DRYRUN2 "))
-        .expect("a second dry-run line");
+    let dry = printed("DRYRUN2 ");
     assert_eq!(
         dry, "deny t-is-append-only",
         "the rule added in the browser decides"
     );
-    let estimate: i64 = seen
-        .iter()
-        .find_map(|l| l.strip_prefix("ESTIMATE "))
-        .and_then(|n| n.parse().ok())
-        .expect("an estimate line");
+    let estimate: i64 = printed("ESTIMATE ").parse().expect("a number");
     assert!(
         (500..=2000).contains(&estimate),
         "the planner's estimate for 1000 rows: {estimate}"
     );
-    let timeline: usize = seen
-        .iter()
-        .find_map(|l| l.strip_prefix("TIMELINE "))
-        .and_then(|n| n.parse().ok())
-        .expect("a timeline line");
+    let timeline: usize = printed("TIMELINE ").parse().expect("a number");
     assert!(timeline >= 2, "open, statement(s), …: {timeline}");
-    let exported: usize = seen
-        .iter()
-        .find_map(|l| l.strip_prefix("EXPORT "))
-        .and_then(|n| n.parse().ok())
-        .expect("an export line");
+    let exported: usize = printed("EXPORT ").parse().expect("a number");
     assert_eq!(
         exported, timeline,
         "the CSV export holds the timeline's records"
@@ -406,15 +386,8 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
                 .collect::<Vec<_>>()
         );
     }
-    let grants: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/grants", gw.http()))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api = Api::new(gw.http());
+    let (_, grants) = api.get("/api/v1/grants", &admin).await;
     assert!(
         !grants["items"]
             .as_array()
@@ -433,32 +406,41 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         "{decided:?}"
     );
     // The service account made, rotated and revoked in the browser: its last token is refused.
-    let rotated = seen
-        .iter()
-        .find_map(|l| l.strip_prefix("TOKEN "))
-        .expect("a token line")
-        .to_string();
+    let rotated = printed("TOKEN ");
     assert!(
         gw.connect("prod", "reporting-bot", &rotated).await.is_err(),
         "a revoked service account's token still connects"
     );
     // alice's session, revoked in the browser, is gone.
-    let sessions: Value = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/sessions?identity=alice&all=true",
-            gw.http()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, sessions) = api
+        .get("/api/v1/sessions?identity=alice&all=true", &admin)
+        .await;
     let items = sessions["items"].as_array().unwrap();
     assert!(
         !items.is_empty() && items.iter().all(|s| !s["revoked_at"].is_null()),
         "{sessions}"
+    );
+    // alice, added to `oncall` on the Groups screen, is a member through the API, by root.
+    let (status, groups) = api.get("/api/v1/groups", &admin).await;
+    assert_eq!(status, 200);
+    let oncall = groups["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "oncall")
+        .unwrap_or_else(|| panic!("no group oncall: {groups}"));
+    assert_eq!(oncall["members"][0]["member"], "alice", "{oncall}");
+    assert_eq!(oncall["members"][0]["source"], "api", "{oncall}");
+    assert_eq!(
+        oncall["members"][0]["added_by"], "root@example.com",
+        "{oncall}"
+    );
+    let added = gw.audit(&admin, "event=admin.group.add_member").await;
+    assert!(
+        added.iter().any(|r| r["identity"] == "root@example.com"
+            && r["details"]["group"] == "oncall"
+            && r["details"]["member"] == "alice"),
+        "{added:?}"
     );
     for shot in [
         "01-login",
@@ -476,6 +458,7 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
         "13-session-expired",
         "14-masking",
         "15-rule-added",
+        "16-groups",
     ] {
         let p = out_dir.join(format!("{shot}.png"));
         assert!(

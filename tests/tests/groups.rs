@@ -3,8 +3,8 @@
 //! the door again, a service account's groups grow the same way, every change is audited, and
 //! non-admins cannot touch memberships.
 
-use gatehouse_tests::{sqlstate, Fixture, AGENT, ENV};
-use serde_json::{json, Value};
+use gatehouse_tests::{sqlstate, Api, Fixture, AGENT, ENV};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memberships_grant_access_until_removed_and_are_audited() {
@@ -14,8 +14,7 @@ async fn memberships_grant_access_until_removed_and_are_audited() {
             .grant(&["analysts"], &[ENV])
     })
     .await;
-    let http = reqwest::Client::new();
-    let base = f.gw.http();
+    let api = Api::new(f.gw.http());
     let root = f.gw.login("root", "root-pw").await;
     let dana = f.gw.login("dana", "dana-pw").await;
 
@@ -27,51 +26,41 @@ async fn memberships_grant_access_until_removed_and_are_audited() {
     assert_eq!(sqlstate(&e), "28000");
 
     // Only admins manage memberships.
-    let r = http
-        .post(format!("{base}/api/v1/groups/analysts/members"))
-        .bearer_auth(&dana)
-        .json(&json!({"member": "dana"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = http
-        .post(format!("{base}/api/v1/groups/has%20space/members"))
-        .bearer_auth(&root)
-        .json(&json!({"member": "dana"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let dana_member = json!({"member": "dana"});
+    let (status, _) = api
+        .post(
+            "/api/v1/groups/analysts/members",
+            &dana,
+            dana_member.clone(),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = api
+        .post(
+            "/api/v1/groups/has%20space/members",
+            &root,
+            dana_member.clone(),
+        )
+        .await;
+    assert_eq!(status, 400);
 
-    let r = http
-        .post(format!("{base}/api/v1/groups/analysts/members"))
-        .bearer_auth(&root)
-        .json(&json!({"member": "dana"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let again = http
-        .post(format!("{base}/api/v1/groups/analysts/members"))
-        .bearer_auth(&root)
-        .json(&json!({"member": "dana"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 200);
-    assert_eq!(again.json::<Value>().await.unwrap()["added"], false);
+    let (status, _) = api
+        .post(
+            "/api/v1/groups/analysts/members",
+            &root,
+            dana_member.clone(),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, again) = api
+        .post("/api/v1/groups/analysts/members", &root, dana_member)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(again["added"], false);
 
     // The same session token now carries the group: no new login needed.
-    let who: Value = http
-        .get(format!("{base}/api/v1/whoami"))
-        .bearer_auth(&dana)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, who) = api.get("/api/v1/whoami", &dana).await;
+    assert_eq!(status, 200);
     let groups: Vec<&str> = who["groups"]
         .as_array()
         .unwrap()
@@ -84,24 +73,17 @@ async fn memberships_grant_access_until_removed_and_are_audited() {
     assert_eq!(row.get::<_, i32>(0), 2);
 
     // A service account's groups grow the same way.
-    let r = http
-        .post(format!("{base}/api/v1/groups/reporting/members"))
-        .bearer_auth(&root)
-        .json(&json!({"member": AGENT}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    let (status, _) = api
+        .post(
+            "/api/v1/groups/reporting/members",
+            &root,
+            json!({"member": AGENT}),
+        )
+        .await;
+    assert_eq!(status, 201);
 
-    let list: Value = http
-        .get(format!("{base}/api/v1/groups"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, list) = api.get("/api/v1/groups", &root).await;
+    assert_eq!(status, 200);
     let find = |name: &str| {
         list["items"]
             .as_array()
@@ -119,20 +101,9 @@ async fn memberships_grant_access_until_removed_and_are_audited() {
     assert_eq!(find("reporting")["members"][0]["member"], AGENT);
 
     // Removing the membership refuses dana's next connection.
-    let r = http
-        .delete(format!("{base}/api/v1/groups/analysts/members/dana"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
-    let r = http
-        .delete(format!("{base}/api/v1/groups/analysts/members/dana"))
-        .bearer_auth(&root)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    let member = "/api/v1/groups/analysts/members/dana";
+    assert_eq!(api.delete(member, &root).await.0, 204);
+    assert_eq!(api.delete(member, &root).await.0, 404);
     let e = f.gw.connect(ENV, "dana", &dana).await.expect_err("removed");
     assert_eq!(sqlstate(&e), "28000");
     drop(client);
@@ -162,14 +133,7 @@ async fn memberships_grant_access_until_removed_and_are_audited() {
     assert_eq!(verify.status, 0, "{}", verify.stderr);
 
     // The OpenAPI document names the endpoints.
-    let doc: Value = http
-        .get(format!("{base}/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, doc) = api.get_anonymous("/api/v1/openapi.json").await;
     for path in [
         "/api/v1/groups",
         "/api/v1/groups/{name}/members",

@@ -1,7 +1,7 @@
 //! The HTTP API: health, the OpenAPI document, login, environments filtered by grants, whoami.
 
-use gatehouse_tests::Fixture;
-use serde_json::Value;
+use gatehouse_tests::{Api, Fixture};
+use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_environments_whoami_and_openapi() {
@@ -18,25 +18,12 @@ async fn login_environments_whoami_and_openapi() {
     .await;
     let http = reqwest::Client::new();
     let base = f.gw.http();
+    let api = Api::new(&base);
 
-    let health: Value = http
-        .get(format!("{base}/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, health) = api.get_anonymous("/healthz").await;
     assert_eq!(health["status"], "ok");
 
-    let doc: Value = http
-        .get(format!("{base}/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, doc) = api.get_anonymous("/api/v1/openapi.json").await;
     for path in [
         "/api/v1/auth/login",
         "/api/v1/auth/logout",
@@ -49,32 +36,13 @@ async fn login_environments_whoami_and_openapi() {
     }
 
     // No token, a bad token: 401 with a JSON body that says what to do.
-    let r = http
-        .get(format!("{base}/api/v1/environments"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let body: Value = r.json().await.unwrap();
+    let (status, body) = api.get_anonymous("/api/v1/environments").await;
+    assert_eq!(status, 401);
     assert_eq!(body["error"], "unauthorized");
-    let r = http
-        .get(format!("{base}/api/v1/environments"))
-        .bearer_auth("gha_nope")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+    assert_eq!(api.get("/api/v1/environments", "gha_nope").await.0, 401);
 
     // The agent sees only what it is granted.
-    let envs: Value = http
-        .get(format!("{base}/api/v1/environments"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, envs) = api.get("/api/v1/environments", &f.token).await;
     let names: Vec<&str> = envs["items"]
         .as_array()
         .unwrap()
@@ -85,36 +53,15 @@ async fn login_environments_whoami_and_openapi() {
     assert_eq!(envs["items"][0]["tier"], "staging");
 
     // An admin logged in with a password sees everything.
-    let login: Value = http
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"username": "root", "password": "pw"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let credentials = serde_json::json!({"username": "root", "password": "pw"});
+    let (_, login) = api
+        .send(Method::POST, "/api/v1/auth/login", None, Some(credentials))
+        .await;
     let token = login["token"].as_str().unwrap();
     assert!(token.starts_with("ghs_"));
-    let envs: Value = http
-        .get(format!("{base}/api/v1/environments"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, envs) = api.get("/api/v1/environments", token).await;
     assert_eq!(envs["items"].as_array().unwrap().len(), 2);
-    let me: Value = http
-        .get(format!("{base}/api/v1/whoami"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, me) = api.get("/api/v1/whoami", token).await;
     assert_eq!(
         (
             me["name"].as_str(),
@@ -123,15 +70,7 @@ async fn login_environments_whoami_and_openapi() {
         ),
         (Some("root"), Some("human"), Some(true))
     );
-    let me: Value = http
-        .get(format!("{base}/api/v1/whoami"))
-        .bearer_auth(&f.token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, me) = api.get("/api/v1/whoami", &f.token).await;
     assert_eq!(
         (me["kind"].as_str(), me["admin"].as_bool()),
         (Some("agent"), Some(false))
@@ -146,10 +85,5 @@ async fn login_environments_whoami_and_openapi() {
         .await
         .unwrap();
     assert!(r.status().is_client_error());
-    let r = http
-        .get(format!("{base}/api/v1/nope"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(api.get_anonymous("/api/v1/nope").await.0, 404);
 }

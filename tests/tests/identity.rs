@@ -2,7 +2,8 @@
 //! new connections at once, service-account rotation, refresh tokens, local-user lockout, admin
 //! endpoints closed to non-admins, and the OpenAPI document naming every new endpoint.
 
-use gatehouse_tests::{sqlstate, Fixture, ENV};
+use gatehouse_tests::{sqlstate, Api, Fixture, ENV};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 async fn login(http: &reqwest::Client, base: &str, user: &str, pw: &str) -> reqwest::Response {
@@ -23,6 +24,7 @@ async fn grants_service_accounts_refresh_and_lockout() {
     .await;
     let http = reqwest::Client::new();
     let base = f.gw.http();
+    let api = Api::new(&base);
     let admin: Value = login(&http, &base, "root", "root-pw")
         .await
         .json()
@@ -42,13 +44,7 @@ async fn grants_service_accounts_refresh_and_lockout() {
         "/api/v1/grants",
         "/api/v1/service-accounts",
     ] {
-        let r = http
-            .get(format!("{base}{path}"))
-            .bearer_auth(&dana_token)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 403, "{path}");
+        assert_eq!(api.get(path, &dana_token).await.0, 403, "{path}");
     }
 
     // No grant yet: dana cannot connect. An API grant lets her in at once; removing it shuts
@@ -58,33 +54,24 @@ async fn grants_service_accounts_refresh_and_lockout() {
             .await
             .expect_err("refused");
     assert_eq!(sqlstate(&e), "28000");
-    let r = http
-        .post(format!("{base}/api/v1/grants"))
-        .bearer_auth(&admin)
-        .json(&json!({"groups": ["analysts"], "environments": ["nope"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
-    let r = http
-        .post(format!("{base}/api/v1/grants"))
-        .bearer_auth(&admin)
-        .json(&json!({"groups": ["analysts"], "environments": [ENV], "upstream_role": "app_readonly"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let grant: Value = r.json().await.unwrap();
+    let (status, _) = api
+        .post(
+            "/api/v1/grants",
+            &admin,
+            json!({"groups": ["analysts"], "environments": ["nope"]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, grant) = api
+        .post(
+            "/api/v1/grants",
+            &admin,
+            json!({"groups": ["analysts"], "environments": [ENV], "upstream_role": "app_readonly"}),
+        )
+        .await;
+    assert_eq!(status, 201);
     assert_eq!(grant["created_by"], "root");
-    let list: Value = http
-        .get(format!("{base}/api/v1/grants"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, list) = api.get("/api/v1/grants", &admin).await;
     let sources: Vec<&str> = list["items"]
         .as_array()
         .unwrap()
@@ -109,69 +96,46 @@ async fn grants_service_accounts_refresh_and_lockout() {
         .unwrap()
         .get(0);
     assert_eq!(role, "app_readonly");
-    let r = http
-        .delete(format!(
-            "{base}/api/v1/grants/{}",
-            grant["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let grant_path = format!("/api/v1/grants/{}", grant["id"].as_str().unwrap());
+    assert_eq!(api.delete(&grant_path, &admin).await.0, 204);
     assert!(f.gw.connect(ENV, "dana", &dana_token).await.is_err());
     // Config grants are not the API's to delete.
-    let r = http
-        .delete(format!("{base}/api/v1/grants/config:0"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    assert_eq!(api.delete("/api/v1/grants/config:0", &admin).await.0, 404);
 
     // Service accounts: rotation ends the old token; expiry in the past is refused.
-    let r = http
-        .post(format!("{base}/api/v1/service-accounts"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "ci", "kind": "human", "groups": ["agents"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let created: Value = r.json().await.unwrap();
+    let accounts = "/api/v1/service-accounts";
+    let (status, created) = api
+        .post(
+            accounts,
+            &admin,
+            json!({"name": "ci", "kind": "human", "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
     let (id, old) = (
         created["service_account"]["id"].as_str().unwrap(),
         created["token"].as_str().unwrap(),
     );
     assert_eq!(created["service_account"]["kind"], "human");
-    let r = http
-        .post(format!("{base}/api/v1/service-accounts"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "ci", "groups": []}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 409);
-    let r = http
-        .post(format!("{base}/api/v1/service-accounts"))
-        .bearer_auth(&admin)
-        .json(&json!({"name": "old", "expires_at": "2001-01-01T00:00:00Z"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 400);
+    let (status, _) = api
+        .post(accounts, &admin, json!({"name": "ci", "groups": []}))
+        .await;
+    assert_eq!(status, 409);
+    let (status, _) = api
+        .post(
+            accounts,
+            &admin,
+            json!({"name": "old", "expires_at": "2001-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(status, 400);
     let c =
         f.gw.connect(ENV, "ci", old)
             .await
             .expect("service account connects");
-    let r = http
-        .post(format!("{base}/api/v1/service-accounts/{id}/rotate"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let rotated: Value = r.json().await.unwrap();
+    let rotate = format!("{accounts}/{id}/rotate");
+    let (status, rotated) = api.send(Method::POST, &rotate, Some(&admin), None).await;
+    assert_eq!(status, 200);
     let new = rotated["token"].as_str().unwrap();
     assert!(
         c.simple_query("SELECT 1").await.is_err(),
@@ -184,35 +148,32 @@ async fn grants_service_accounts_refresh_and_lockout() {
 
     // Refresh: a new pair for the same session; the old refresh token is spent.
     let refresh = dana["refresh_token"].as_str().unwrap();
-    let r = http
-        .post(format!("{base}/api/v1/auth/refresh"))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let renewed: Value = r.json().await.unwrap();
-    let r = http
-        .post(format!("{base}/api/v1/auth/refresh"))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = http
-        .get(format!("{base}/api/v1/whoami"))
-        .bearer_auth(&dana_token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401, "the old access token stops working");
-    let r = http
-        .get(format!("{base}/api/v1/whoami"))
-        .bearer_auth(renewed["token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let refresh_body = json!({"refresh_token": refresh});
+    let (status, renewed) = api
+        .send(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(refresh_body.clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = api
+        .send(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(refresh_body),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        api.get("/api/v1/whoami", &dana_token).await.0,
+        401,
+        "the old access token stops working"
+    );
+    let renewed_token = renewed["token"].as_str().unwrap();
+    assert_eq!(api.get("/api/v1/whoami", renewed_token).await.0, 200);
 
     // Lockout: after three failures even the right password is refused, with Retry-After.
     for _ in 0..2 {
@@ -225,14 +186,7 @@ async fn grants_service_accounts_refresh_and_lockout() {
     assert_eq!(login(&http, &base, "root", "root-pw").await.status(), 200);
 
     // Every new endpoint is in the OpenAPI document.
-    let doc: Value = http
-        .get(format!("{base}/api/v1/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, doc) = api.get_anonymous("/api/v1/openapi.json").await;
     for path in [
         "/auth/oidc/start",
         "/auth/oidc/callback",

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use gatehouse_tests::raw::{self, RawConn};
-use gatehouse_tests::{python, random_token, run_cmd, Cluster, Gateway, GatewayBuilder};
+use gatehouse_tests::{python, random_token, run_cmd, Api, Cluster, Gateway, GatewayBuilder};
 use serde_json::Value;
 
 const ROOT: &str = "root";
@@ -183,15 +183,9 @@ async fn an_agent_explores_is_denied_waits_for_approval_and_everything_is_audite
             && r["rows"] == 1),
         "the approved DELETE ran under approval {approval}: {stmts:#?}"
     );
-    let approved: Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/approvals/{approval}", s.gw.http()))
-        .bearer_auth(&s.admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, approved) = Api::new(s.gw.http())
+        .get(&format!("/api/v1/approvals/{approval}"), &s.admin)
+        .await;
     assert_eq!(approved["on_behalf_of"], PERSON, "{approved:#}");
     assert_eq!(approved["state"], "used", "{approved:#}");
     assert!(s.gw.verify_audit().ok(), "the audit chain verifies");

@@ -6,65 +6,31 @@
 use std::time::Duration;
 
 use gatehouse_tests::oidc::{
-    browser_stopping_at, browser_stopping_at_any, login, oidc_toml, AppLogin, LoginEnd, NodeIdp,
-    CLIENT_SECRET, SECRET_ENV,
+    browser_stopping_at, browser_stopping_at_any, login, sso_fixture_with, AppLogin, LoginEnd,
+    NodeIdp,
 };
-use gatehouse_tests::{free_port, message, sqlstate, Fixture, AGENT, ENV};
+use gatehouse_tests::{message, sqlstate, Api, Fixture, AGENT, ENV};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 struct Sso {
     f: Fixture,
     idp: NodeIdp,
-    http: reqwest::Client,
+    api: Api,
     admin: String,
 }
 
 impl Sso {
     async fn start() -> Sso {
-        let idp_port = free_port();
-        let f = Fixture::start_with(move |b| {
-            b.user("root", "root-pw", &["admins"])
-                .grant(&["engineers"], &[ENV])
-                .toml(&oidc_toml(&format!("http://127.0.0.1:{idp_port}")))
-                .env(SECRET_ENV, CLIENT_SECRET)
-        })
-        .await;
-        let gw_http = f.gw.http();
-        let idp = tokio::task::spawn_blocking(move || NodeIdp::provider(idp_port, &gw_http))
-            .await
-            .unwrap();
-        let http = reqwest::Client::new();
-        let body: Value = http
-            .post(format!("{}/api/v1/auth/login", f.gw.http()))
-            .json(&json!({"username": "root", "password": "root-pw"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let admin = body["token"].as_str().expect("admin token").to_string();
-        Sso {
-            f,
-            idp,
-            http,
-            admin,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.f.gw.http())
+        let (f, idp) =
+            sso_fixture_with(&["engineers"], |b| b.user("root", "root-pw", &["admins"])).await;
+        let admin = f.gw.login("root", "root-pw").await;
+        let api = Api::new(f.gw.http());
+        Sso { f, idp, api, admin }
     }
 
     async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .get(self.url(path))
-            .bearer_auth(token)
-            .send()
-            .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+        self.api.get(path, token).await
     }
 
     /// Sessions of `identity` the admin can see (usable ones only).
@@ -87,14 +53,10 @@ impl Sso {
     }
 
     async fn exchange(&self, code: &str, verifier: &str) -> (u16, Value) {
-        let r = self
-            .http
-            .post(self.url("/api/v1/auth/token"))
-            .json(&json!({"code": code, "code_verifier": verifier}))
-            .send()
+        let body = json!({"code": code, "code_verifier": verifier});
+        self.api
+            .send(Method::POST, "/api/v1/auth/token", None, Some(body))
             .await
-            .unwrap();
-        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     /// Logs `who` in through the provider and returns a session token.
@@ -168,16 +130,15 @@ async fn person_and_agent_connect_then_admin_revokes_both() {
     assert_eq!(out.stdout.trim(), format!("gatehouse:{alice}/psql"));
 
     // The agent: a service account an admin creates; its token is shown once.
-    let r = s
-        .http
-        .post(s.url("/api/v1/service-accounts"))
-        .bearer_auth(&s.admin)
-        .json(&json!({"name": "reporter", "groups": ["agents"], "on_behalf_of": alice}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let created: Value = r.json().await.unwrap();
+    let (status, created) = s
+        .api
+        .post(
+            "/api/v1/service-accounts",
+            &s.admin,
+            json!({"name": "reporter", "groups": ["agents"], "on_behalf_of": alice}),
+        )
+        .await;
+    assert_eq!(status, 201);
     let agent_token = created["token"].as_str().unwrap().to_string();
     let agent_id = created["service_account"]["id"]
         .as_str()
@@ -208,26 +169,20 @@ async fn person_and_agent_connect_then_admin_revokes_both() {
         (Some("oidc"), Some(1))
     );
     let id = sessions[0]["id"].as_str().unwrap();
-    let r = s
-        .http
-        .delete(s.url(&format!("/api/v1/sessions/{id}")))
-        .bearer_auth(&s.admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = s
+        .api
+        .delete(&format!("/api/v1/sessions/{id}"), &s.admin)
+        .await;
+    assert_eq!(status, 204);
     let (code, m) = ended_with(person_end).await;
     assert_eq!(code, "57P01");
     assert!(m.contains("revoked by administrator \"root\""), "{m}");
 
-    let r = s
-        .http
-        .delete(s.url(&format!("/api/v1/service-accounts/{agent_id}")))
-        .bearer_auth(&s.admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let (status, _) = s
+        .api
+        .delete(&format!("/api/v1/service-accounts/{agent_id}"), &s.admin)
+        .await;
+    assert_eq!(status, 204);
     let (code, m) = ended_with(agent_end).await;
     assert_eq!(code, "57P01");
     assert!(

@@ -4,8 +4,9 @@
 //! nonce. Each ends at the app's redirect URI with a clear error, and no session exists after.
 
 use gatehouse_tests::oidc::{login, oidc_toml, AppLogin, NodeIdp, CLIENT_SECRET, SECRET_ENV};
-use gatehouse_tests::{free_port, Fixture, ENV};
-use serde_json::{json, Value};
+use gatehouse_tests::{free_port, Api, Fixture, ENV};
+use reqwest::Method;
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_and_stale_id_tokens_are_refused() {
@@ -20,32 +21,14 @@ async fn forged_and_stale_id_tokens_are_refused() {
     let idp = tokio::task::spawn_blocking(move || NodeIdp::rogue(idp_port))
         .await
         .unwrap();
-    let http = reqwest::Client::new();
     let gw = f.gw.http();
-    let admin: Value = http
-        .post(format!("{gw}/api/v1/auth/login"))
-        .json(&json!({"username": "root", "password": "root-pw"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = admin["token"].as_str().unwrap().to_string();
-    let sessions = || {
-        let (http, admin, gw) = (http.clone(), admin.clone(), gw.clone());
-        async move {
-            let v: Value = http
-                .get(format!("{gw}/api/v1/sessions?identity=mallory@example.com"))
-                .bearer_auth(&admin)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["items"].as_array().unwrap().len()
-        }
+    let api = Api::new(&gw);
+    let admin = f.gw.login("root", "root-pw").await;
+    let sessions = || async {
+        let (_, v) = api
+            .get("/api/v1/sessions?identity=mallory@example.com", &admin)
+            .await;
+        v["items"].as_array().unwrap().len()
     };
 
     for (mode, expected) in [
@@ -87,12 +70,10 @@ async fn forged_and_stale_id_tokens_are_refused() {
     let code = end
         .param("code")
         .unwrap_or_else(|| panic!("{end:?}\n{}", f.gw.log()));
-    let r = http
-        .post(format!("{gw}/api/v1/auth/token"))
-        .json(&json!({"code": code, "code_verifier": app.pkce.verifier}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let exchange = json!({"code": code, "code_verifier": app.pkce.verifier});
+    let (status, _) = api
+        .send(Method::POST, "/api/v1/auth/token", None, Some(exchange))
+        .await;
+    assert_eq!(status, 200);
     assert_eq!(sessions().await, 1);
 }

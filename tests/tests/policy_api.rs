@@ -3,53 +3,15 @@
 //! that survives a restart and lands in the audit chain; non-admins kept out of rule changes
 //! and of dry runs as someone else; dry runs answering with the rule and its reason.
 
-use gatehouse_tests::{Fixture, ENV};
+use gatehouse_tests::{Api, Fixture, ENV};
 use serde_json::{json, Value};
 
-struct Api {
-    http: reqwest::Client,
-    base: String,
+/// The dry-run endpoint, which most of this file calls.
+trait DryRun {
+    async fn dry_run(&self, token: &str, body: Value) -> (u16, Value);
 }
 
-impl Api {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-        body: Option<Value>,
-    ) -> (u16, Value) {
-        let mut r = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(b) = body {
-            r = r.json(&b);
-        }
-        let r = r.send().await.expect("request");
-        let status = r.status().as_u16();
-        let text = r.text().await.unwrap_or_default();
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str, token: &str) -> (u16, Value) {
-        self.send(reqwest::Method::GET, path, token, None).await
-    }
-
-    async fn post(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::POST, path, token, Some(body))
-            .await
-    }
-
-    async fn put(&self, path: &str, token: &str, body: Value) -> (u16, Value) {
-        self.send(reqwest::Method::PUT, path, token, Some(body))
-            .await
-    }
-
-    async fn delete(&self, path: &str, token: &str) -> (u16, Value) {
-        self.send(reqwest::Method::DELETE, path, token, None).await
-    }
-
+impl DryRun for Api {
     async fn dry_run(&self, token: &str, body: Value) -> (u16, Value) {
         self.post("/api/v1/policy/dry-run", token, body).await
     }
@@ -87,10 +49,7 @@ async fn rules_api_versions_audit_and_dry_run() {
             .toml(CONFIG_RULE)
     })
     .await;
-    let api = Api {
-        http: reqwest::Client::new(),
-        base: f.gw.http(),
-    };
+    let api = Api::new(f.gw.http());
     let root = f.gw.login("root", "root-pw").await;
     let erin = f.gw.login("erin", "erin-pw").await;
 

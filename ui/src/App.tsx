@@ -15,6 +15,7 @@ import { Audit } from './screens/Audit';
 import { Connections } from './screens/Connections';
 import { Environments } from './screens/Environments';
 import { Grants } from './screens/Grants';
+import { Groups } from './screens/Groups';
 import { Login } from './screens/Login';
 import { Masking } from './screens/Masking';
 import { Rules } from './screens/Rules';
@@ -33,6 +34,7 @@ export const NAV: NavItem[] = [
   { path: '/approvals', label: 'Approvals', key: 'a', admin: false },
   { path: '/connections', label: 'Connections', key: 'c', admin: false },
   { path: '/grants', label: 'Grants', key: 'g', admin: true },
+  { path: '/groups', label: 'Groups', key: 'u', admin: true },
   { path: '/rules', label: 'Rules', key: 'r', admin: true },
   { path: '/audit', label: 'Audit', key: 'l', admin: true },
   { path: '/service-accounts', label: 'Service accounts', key: 's', admin: true },
@@ -141,6 +143,8 @@ function Screen({ path, params, me }: { path: string; params: URLSearchParams; m
       return <Connections admin={admin} />;
     case '/grants':
       return <Grants />;
+    case '/groups':
+      return <Groups />;
     case '/rules':
       return <Rules />;
     case '/audit':

@@ -44,6 +44,7 @@ describe('navigation', () => {
       'Approvals',
       'Connections',
       'Grants',
+      'Groups',
       'Rules',
       'Audit',
       'Service accounts',

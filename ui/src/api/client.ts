@@ -83,6 +83,24 @@ export interface Grant {
   created_by: string | null;
   created_at: string | null;
 }
+export interface GroupMember {
+  member: string;
+  /** `config`: from the config file, read-only here; `api`: added through the API, removable. */
+  source: 'config' | 'api';
+  added_at: string | null;
+  added_by: string | null;
+}
+export interface Group {
+  id: string;
+  name: string;
+  members: GroupMember[];
+}
+export interface Membership {
+  group: string;
+  member: string;
+  /** false when the member already belonged to the group (HTTP 200 instead of 201). */
+  added: boolean;
+}
 export interface Rule {
   id: string;
   description: string;
@@ -240,6 +258,11 @@ export const api = {
   createGrant: (g: { groups: string[]; environments: string[]; upstream_role: string | null }) =>
     call<Grant>('POST', '/api/v1/grants', g),
   deleteGrant: (id: string) => call<null>('DELETE', `/api/v1/grants/${enc(id)}`),
+  groups: () => call<{ items: Group[] }>('GET', '/api/v1/groups').then((r) => r.items),
+  addGroupMember: (group: string, member: string) =>
+    call<Membership>('POST', `/api/v1/groups/${enc(group)}/members`, { member }),
+  removeGroupMember: (group: string, member: string) =>
+    call<null>('DELETE', `/api/v1/groups/${enc(group)}/members/${enc(member)}`),
   rules: () => call<{ version: number; items: RuleItem[] }>('GET', '/api/v1/rules'),
   createRule: (r: Rule, position?: number) => call<unknown>('POST', `/api/v1/rules${query({ position })}`, r),
   updateRule: (id: string, r: Rule) => call<unknown>('PUT', `/api/v1/rules/${enc(id)}`, r),

@@ -1,5 +1,5 @@
-// Small shared pieces: the loading / empty / error states every screen uses, highlighted SQL,
-// a copy button, badges.
+// Small shared pieces: the loading / empty / error states every screen uses, the data table,
+// highlighted SQL, a copy button, badges.
 import type { ComponentChildren } from 'preact';
 import { useState } from 'preact/hooks';
 import { tokenize } from '../lib/sql';
@@ -148,4 +148,57 @@ export function useAction() {
     }
   };
   return { busy, error, run, clear: () => setError(null) };
+}
+
+/**
+ * A data table: one header cell per column name (`scope="col"`, so screen readers announce the
+ * column with every cell), then an actions column named for screen readers only when `actions`
+ * is set, and the rows given as children (each screen keeps its own `<tr>`s and their hooks).
+ */
+export function Table({
+  label,
+  columns,
+  actions = false,
+  class: className,
+  children,
+}: {
+  label?: string;
+  columns: string[];
+  actions?: boolean;
+  class?: string;
+  children: ComponentChildren;
+}) {
+  return (
+    <table class={className} aria-label={label}>
+      <thead>
+        <tr>
+          {columns.map((c) => (
+            <th key={c} scope="col">
+              {c}
+            </th>
+          ))}
+          {actions && (
+            <th scope="col">
+              <span class="sr-only">Actions</span>
+            </th>
+          )}
+        </tr>
+      </thead>
+      <tbody>{children}</tbody>
+    </table>
+  );
+}
+
+/**
+ * The action for an entry that comes either from the config file or from the API (a grant, a
+ * group member): only the API's can be removed here; the config file's are edited there.
+ */
+export function RemoveIfApi({ source, label, onRemove }: { source: string; label: string; onRemove: () => void }) {
+  return source === 'api' ? (
+    <button type="button" class="danger small" onClick={onRemove} aria-label={label}>
+      Remove
+    </button>
+  ) : (
+    <span class="muted small">in the config file</span>
+  );
 }

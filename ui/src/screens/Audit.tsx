@@ -3,7 +3,7 @@
 import { useState } from 'preact/hooks';
 import { api, getTransport, type AuditRecord } from '../api/client';
 import { isDesktop } from '../api/transport';
-import { Badge, ErrorBox, Page, Sql, View, useAction } from '../components/ui';
+import { Badge, ErrorBox, Page, Sql, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { navigate } from '../lib/router';
 
@@ -163,27 +163,16 @@ export function Audit({ params }: { params: URLSearchParams }) {
       <View load={first} what="Searching the audit log" empty="No record matches these filters.">
         {(items) => (
           <>
-            <table class="audit" aria-label={applied.connection ? 'Audit records of one connection, oldest first' : 'Audit records, newest first'}>
-              <thead>
-                <tr>
-                  <th scope="col">#</th>
-                  <th scope="col">Time</th>
-                  <th scope="col">Event</th>
-                  <th scope="col">Identity</th>
-                  <th scope="col">Environment</th>
-                  <th scope="col">Statement</th>
-                  <th scope="col">Decision</th>
-                  <th scope="col">
-                    <span class="sr-only">Actions</span>
-                  </th>
-                </tr>
-              </thead>
-              <tbody>
-                {ordered([items, ...pages].flat(), !!applied.connection).map((r) => (
-                  <Row key={r.id} r={r} onTimeline={applied.connection ? undefined : timeline} />
-                ))}
-              </tbody>
-            </table>
+            <Table
+              class="audit"
+              label={applied.connection ? 'Audit records of one connection, oldest first' : 'Audit records, newest first'}
+              columns={['#', 'Time', 'Event', 'Identity', 'Environment', 'Statement', 'Decision']}
+              actions
+            >
+              {ordered([items, ...pages].flat(), !!applied.connection).map((r) => (
+                <Row key={r.id} r={r} onTimeline={applied.connection ? undefined : timeline} />
+              ))}
+            </Table>
             {more.error && <ErrorBox error={more.error} retry={older} />}
             {cursor !== null && (
               <button type="button" onClick={older} disabled={more.busy}>

@@ -4,7 +4,7 @@ import { api, type Connection } from '../api/client';
 import { desktop, type Tunnel } from '../api/desktop';
 import { isDesktop } from '../api/transport';
 import { tunnelsChanged } from '../components/Connect';
-import { CopyButton, ErrorBox, Page, View, useAction } from '../components/ui';
+import { CopyButton, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
@@ -46,36 +46,23 @@ export function Connections({ admin }: { admin: boolean }) {
           <h2 id="tunnels-title">Open tunnels</h2>
           <View load={tunnels} what="Loading tunnels" empty="No tunnel is open. Connect from Environments.">
             {(list) => (
-              <table>
-                <thead>
-                  <tr>
-                    <th scope="col">Environment</th>
-                    <th scope="col">Port</th>
-                    <th scope="col">psql</th>
-                    <th scope="col">Opened</th>
-                    <th scope="col">
-                      <span class="sr-only">Actions</span>
-                    </th>
+              <Table columns={['Environment', 'Port', 'psql', 'Opened']} actions>
+                {list.map((t) => (
+                  <tr key={t.environment}>
+                    <td>{t.environment}</td>
+                    <td>{t.port}</td>
+                    <td>
+                      <code>{t.psql}</code> <CopyButton text={t.psql} label={`Copy psql command for ${t.environment}`} />
+                    </td>
+                    <td>{fmtTime(t.opened_at)}</td>
+                    <td>
+                      <button type="button" onClick={() => close(t)}>
+                        Disconnect
+                      </button>
+                    </td>
                   </tr>
-                </thead>
-                <tbody>
-                  {list.map((t) => (
-                    <tr key={t.environment}>
-                      <td>{t.environment}</td>
-                      <td>{t.port}</td>
-                      <td>
-                        <code>{t.psql}</code> <CopyButton text={t.psql} label={`Copy psql command for ${t.environment}`} />
-                      </td>
-                      <td>{fmtTime(t.opened_at)}</td>
-                      <td>
-                        <button type="button" onClick={() => close(t)}>
-                          Disconnect
-                        </button>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
+                ))}
+              </Table>
             )}
           </View>
         </section>
@@ -84,45 +71,27 @@ export function Connections({ admin }: { admin: boolean }) {
         <h2 id="conns-title">{admin ? 'Open database connections' : 'My open database connections'}</h2>
         <View load={conns} what="Loading connections" empty="No open database connection.">
           {(list) => (
-            <table>
-              <thead>
-                <tr>
-                  <th scope="col">Identity</th>
-                  <th scope="col">Environment</th>
-                  <th scope="col">Database</th>
-                  <th scope="col">Application</th>
-                  <th scope="col">From</th>
-                  <th scope="col">TLS</th>
-                  <th scope="col">Since</th>
+            <Table columns={['Identity', 'Environment', 'Database', 'Application', 'From', 'TLS', 'Since']} actions={admin}>
+              {list.map((c) => (
+                <tr key={c.id}>
+                  <td>{c.identity}</td>
+                  <td>{c.environment}</td>
+                  <td>{c.database}</td>
+                  <td>{c.application_name ?? '—'}</td>
+                  <td>{c.client_addr}</td>
+                  <td>{c.tls ? 'yes' : 'no'}</td>
+                  <td>{fmtTime(c.started_at)}</td>
                   {admin && (
-                    <th scope="col">
-                      <span class="sr-only">Actions</span>
-                    </th>
+                    <td>
+                      <a href={`#/audit?connection=${encodeURIComponent(c.id)}`}>Timeline</a>{' '}
+                      <button type="button" class="danger small" onClick={() => end(c)}>
+                        End
+                      </button>
+                    </td>
                   )}
                 </tr>
-              </thead>
-              <tbody>
-                {list.map((c) => (
-                  <tr key={c.id}>
-                    <td>{c.identity}</td>
-                    <td>{c.environment}</td>
-                    <td>{c.database}</td>
-                    <td>{c.application_name ?? '—'}</td>
-                    <td>{c.client_addr}</td>
-                    <td>{c.tls ? 'yes' : 'no'}</td>
-                    <td>{fmtTime(c.started_at)}</td>
-                    {admin && (
-                      <td>
-                        <a href={`#/audit?connection=${encodeURIComponent(c.id)}`}>Timeline</a>{' '}
-                        <button type="button" class="danger small" onClick={() => end(c)}>
-                          End
-                        </button>
-                      </td>
-                    )}
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           )}
         </View>
       </section>

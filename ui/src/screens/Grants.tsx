@@ -2,7 +2,7 @@
 // Grants from the config file are shown but only the API's can be removed here.
 import { useState } from 'preact/hooks';
 import { api } from '../api/client';
-import { ErrorBox, Page, View, useAction } from '../components/ui';
+import { ErrorBox, Page, RemoveIfApi, Table, View, useAction } from '../components/ui';
 import { fmtTime, splitList, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
@@ -61,48 +61,27 @@ export function Grants() {
       {remove.error && <ErrorBox error={remove.error} />}
       <View load={grants} what="Loading grants" empty="No grant yet: nobody but administrators can reach an environment.">
         {(list) => (
-          <table aria-label="Grants">
-            <thead>
-              <tr>
-                <th scope="col">Groups</th>
-                <th scope="col">Environments</th>
-                <th scope="col">Upstream role</th>
-                <th scope="col">Source</th>
-                <th scope="col">Created</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
+          <Table label="Grants" columns={['Groups', 'Environments', 'Upstream role', 'Source', 'Created']} actions>
+            {list.map((g) => (
+              <tr key={g.id} data-grant={g.id}>
+                <td>{g.groups.join(', ')}</td>
+                <td>{g.environments.join(', ')}</td>
+                <td>{g.upstream_role ?? <span class="muted">the environment's</span>}</td>
+                <td>{g.source}</td>
+                <td>
+                  {fmtTime(g.created_at)}
+                  {g.created_by ? ` by ${g.created_by}` : ''}
+                </td>
+                <td>
+                  <RemoveIfApi
+                    source={g.source}
+                    onRemove={() => del(g.id)}
+                    label={`Remove grant ${g.groups.join(', ')} → ${g.environments.join(', ')}`}
+                  />
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {list.map((g) => (
-                <tr key={g.id} data-grant={g.id}>
-                  <td>{g.groups.join(', ')}</td>
-                  <td>{g.environments.join(', ')}</td>
-                  <td>{g.upstream_role ?? <span class="muted">the environment's</span>}</td>
-                  <td>{g.source}</td>
-                  <td>
-                    {fmtTime(g.created_at)}
-                    {g.created_by ? ` by ${g.created_by}` : ''}
-                  </td>
-                  <td>
-                    {g.source === 'api' ? (
-                      <button
-                        type="button"
-                        class="danger small"
-                        onClick={() => del(g.id)}
-                        aria-label={`Remove grant ${g.groups.join(', ')} → ${g.environments.join(', ')}`}
-                      >
-                        Remove
-                      </button>
-                    ) : (
-                      <span class="muted small">in the config file</span>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </Table>
         )}
       </View>
     </Page>

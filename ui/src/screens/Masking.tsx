@@ -6,7 +6,7 @@
 // instead of failing.
 import { useState } from 'preact/hooks';
 import { api, ApiError, type CatalogView, type Exemption } from '../api/client';
-import { Badge, ErrorBox, Page, View, useAction } from '../components/ui';
+import { Badge, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
@@ -179,40 +179,26 @@ function Exemptions({ env }: { env: string }) {
         isEmpty={(l) => l.filter((x) => x.environment === env || x.environment === '*').length === 0}
       >
         {(l) => (
-          <table aria-label={`Exemptions in ${env}`}>
-            <thead>
-              <tr>
-                <th scope="col">Group</th>
-                <th scope="col">Category</th>
-                <th scope="col">Until</th>
-                <th scope="col">Why</th>
-                <th scope="col">By</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
-              </tr>
-            </thead>
-            <tbody>
-              {l
-                .filter((x) => x.environment === env || x.environment === '*')
-                .map((x) => (
-                  <tr key={x.id}>
-                    <td>{x.group}</td>
-                    <td>{x.category}</td>
-                    <td>{x.expires_at ? fmtTime(x.expires_at) : 'no end'}</td>
-                    <td>{x.reason ?? '—'}</td>
-                    <td>
-                      {x.created_by}, {fmtTime(x.created_at)}
-                    </td>
-                    <td>
-                      <button type="button" class="danger small" onClick={() => remove(x)}>
-                        Remove
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-            </tbody>
-          </table>
+          <Table label={`Exemptions in ${env}`} columns={['Group', 'Category', 'Until', 'Why', 'By']} actions>
+            {l
+              .filter((x) => x.environment === env || x.environment === '*')
+              .map((x) => (
+                <tr key={x.id}>
+                  <td>{x.group}</td>
+                  <td>{x.category}</td>
+                  <td>{x.expires_at ? fmtTime(x.expires_at) : 'no end'}</td>
+                  <td>{x.reason ?? '—'}</td>
+                  <td>
+                    {x.created_by}, {fmtTime(x.created_at)}
+                  </td>
+                  <td>
+                    <button type="button" class="danger small" onClick={() => remove(x)}>
+                      Remove
+                    </button>
+                  </td>
+                </tr>
+              ))}
+          </Table>
         )}
       </View>
     </section>
@@ -290,24 +276,11 @@ export function Masking() {
                     : 'No column is tagged sensitive. Untick "Only sensitive columns" to see them all.'}
                 </p>
               ) : (
-                <table aria-label={`Catalog of ${chosen}`}>
-                  <thead>
-                    <tr>
-                      <th scope="col">Column</th>
-                      <th scope="col">Type</th>
-                      <th scope="col">Category</th>
-                      <th scope="col">Why</th>
-                      <th scope="col">
-                        <span class="sr-only">Actions</span>
-                      </th>
-                    </tr>
-                  </thead>
-                  <tbody>
-                    {rows.map((r) => (
-                      <ColumnRow key={`${r.database}.${r.schema}.${r.table}.${r.column}.${r.category}.${r.source}`} env={chosen} r={r} onDone={catalog.reload} />
-                    ))}
-                  </tbody>
-                </table>
+                <Table label={`Catalog of ${chosen}`} columns={['Column', 'Type', 'Category', 'Why']} actions>
+                  {rows.map((r) => (
+                    <ColumnRow key={`${r.database}.${r.schema}.${r.table}.${r.column}.${r.category}.${r.source}`} env={chosen} r={r} onDone={catalog.reload} />
+                  ))}
+                </Table>
               )}
               {chosen && <Exemptions env={chosen} />}
             </>

@@ -3,7 +3,7 @@
 // dry run: paste SQL, pick an identity and an environment, see the decision and the rule.
 import { useState } from 'preact/hooks';
 import { api, type DryRun, type Rule, type RuleItem } from '../api/client';
-import { Badge, ErrorBox, Page, Sql, View, useAction } from '../components/ui';
+import { Badge, ErrorBox, Page, Sql, Table, View, useAction } from '../components/ui';
 import { useLoad } from '../lib/load';
 import { ClassificationView } from './Approvals';
 import { ask } from '../components/Confirm';
@@ -205,48 +205,34 @@ export function Rules() {
             <p class="muted">
               Version {r.version}. Rules are tried in order; the first that matches decides.
             </p>
-            <table aria-label="Rules in evaluation order">
-              <thead>
-                <tr>
-                  <th scope="col">#</th>
-                  <th scope="col">Rule</th>
-                  <th scope="col">Action</th>
-                  <th scope="col">Matches</th>
-                  <th scope="col">Source</th>
-                  <th scope="col">
-                    <span class="sr-only">Actions</span>
-                  </th>
+            <Table label="Rules in evaluation order" columns={['#', 'Rule', 'Action', 'Matches', 'Source']} actions>
+              {r.items.map((x) => (
+                <tr key={x.id} data-rule={x.id}>
+                  <td>{x.position}</td>
+                  <td>
+                    <code>{x.id}</code>
+                    <div class="muted small">{x.description}</div>
+                  </td>
+                  <td>
+                    <Badge kind={x.action}>{x.action}</Badge>
+                  </td>
+                  <td class="small">{matchers(x)}</td>
+                  <td>{x.source}</td>
+                  <td>
+                    {x.source === 'api' && (
+                      <>
+                        <button type="button" class="small" onClick={() => setEditor({ rule: ruleOnly(x), editing: true })}>
+                          Edit
+                        </button>{' '}
+                        <button type="button" class="danger small" onClick={() => del(x.id)} aria-label={`Delete rule ${x.id}`}>
+                          Delete
+                        </button>
+                      </>
+                    )}
+                  </td>
                 </tr>
-              </thead>
-              <tbody>
-                {r.items.map((x) => (
-                  <tr key={x.id} data-rule={x.id}>
-                    <td>{x.position}</td>
-                    <td>
-                      <code>{x.id}</code>
-                      <div class="muted small">{x.description}</div>
-                    </td>
-                    <td>
-                      <Badge kind={x.action}>{x.action}</Badge>
-                    </td>
-                    <td class="small">{matchers(x)}</td>
-                    <td>{x.source}</td>
-                    <td>
-                      {x.source === 'api' && (
-                        <>
-                          <button type="button" class="small" onClick={() => setEditor({ rule: ruleOnly(x), editing: true })}>
-                            Edit
-                          </button>{' '}
-                          <button type="button" class="danger small" onClick={() => del(x.id)} aria-label={`Delete rule ${x.id}`}>
-                            Delete
-                          </button>
-                        </>
-                      )}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
+              ))}
+            </Table>
           </>
         )}
       </View>

@@ -2,7 +2,7 @@
 // old one and its connections end), revoke.
 import { useState } from 'preact/hooks';
 import { api, type ServiceAccount } from '../api/client';
-import { Badge, CopyButton, ErrorBox, Page, View, useAction } from '../components/ui';
+import { Badge, CopyButton, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, splitList, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
@@ -97,52 +97,35 @@ export function ServiceAccounts() {
       {act.error && <ErrorBox error={act.error} />}
       <View load={list} what="Loading service accounts" empty="No service account yet.">
         {(items) => (
-          <table aria-label="Service accounts">
-            <thead>
-              <tr>
-                <th scope="col">Name</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Groups</th>
-                <th scope="col">On behalf of</th>
-                <th scope="col">Source</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-                <th scope="col">State</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
+          <Table label="Service accounts" columns={['Name', 'Kind', 'Groups', 'On behalf of', 'Source', 'Created', 'Expires', 'State']} actions>
+            {items.map((a) => (
+              <tr key={a.id} data-service-account={a.name}>
+                <td>
+                  {a.name}
+                  {a.description && <div class="muted small">{a.description}</div>}
+                </td>
+                <td>{a.kind}</td>
+                <td>{a.groups.join(', ')}</td>
+                <td>{a.on_behalf_of ?? '—'}</td>
+                <td>{a.source}</td>
+                <td>{fmtTime(a.created_at)}</td>
+                <td>{fmtTime(a.expires_at)}</td>
+                <td>{a.revoked_at ? <Badge kind="denied">revoked</Badge> : <Badge kind="approved">active</Badge>}</td>
+                <td class="nowrap">
+                  {a.source === 'api' && !a.revoked_at && (
+                    <>
+                      <button type="button" class="small" onClick={() => rotate(a)} aria-label={`Rotate ${a.name}`}>
+                        Rotate
+                      </button>{' '}
+                      <button type="button" class="danger small" onClick={() => revoke(a)} aria-label={`Revoke ${a.name}`}>
+                        Revoke
+                      </button>
+                    </>
+                  )}
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {items.map((a) => (
-                <tr key={a.id} data-service-account={a.name}>
-                  <td>
-                    {a.name}
-                    {a.description && <div class="muted small">{a.description}</div>}
-                  </td>
-                  <td>{a.kind}</td>
-                  <td>{a.groups.join(', ')}</td>
-                  <td>{a.on_behalf_of ?? '—'}</td>
-                  <td>{a.source}</td>
-                  <td>{fmtTime(a.created_at)}</td>
-                  <td>{fmtTime(a.expires_at)}</td>
-                  <td>{a.revoked_at ? <Badge kind="denied">revoked</Badge> : <Badge kind="approved">active</Badge>}</td>
-                  <td class="nowrap">
-                    {a.source === 'api' && !a.revoked_at && (
-                      <>
-                        <button type="button" class="small" onClick={() => rotate(a)} aria-label={`Rotate ${a.name}`}>
-                          Rotate
-                        </button>{' '}
-                        <button type="button" class="danger small" onClick={() => revoke(a)} aria-label={`Revoke ${a.name}`}>
-                          Revoke
-                        </button>
-                      </>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </Table>
         )}
       </View>
     </Page>

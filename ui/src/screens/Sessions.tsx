@@ -2,7 +2,7 @@
 // connections; revoking one ends its connections.
 import { useState } from 'preact/hooks';
 import { api, type SessionItem } from '../api/client';
-import { Badge, ErrorBox, Page, View, useAction } from '../components/ui';
+import { Badge, ErrorBox, Page, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { ask } from '../components/Confirm';
 
@@ -26,44 +26,28 @@ export function Sessions() {
       {act.error && <ErrorBox error={act.error} />}
       <View load={list} what="Loading sessions" empty="No session.">
         {(items) => (
-          <table aria-label="Sessions">
-            <thead>
-              <tr>
-                <th scope="col">Identity</th>
-                <th scope="col">Kind</th>
-                <th scope="col">Groups</th>
-                <th scope="col">Method</th>
-                <th scope="col">Created</th>
-                <th scope="col">Expires</th>
-                <th scope="col">Connections</th>
-                <th scope="col">
-                  <span class="sr-only">Actions</span>
-                </th>
+          <Table label="Sessions" columns={['Identity', 'Kind', 'Groups', 'Method', 'Created', 'Expires', 'Connections']} actions>
+            {items.map((s) => (
+              <tr key={s.id} data-session={s.id}>
+                <td>{s.identity}</td>
+                <td>{s.kind}</td>
+                <td>{s.groups.join(', ')}</td>
+                <td>{s.method}</td>
+                <td>{fmtTime(s.created_at)}</td>
+                <td>{fmtTime(s.refresh_expires_at ?? s.expires_at)}</td>
+                <td>{s.connections}</td>
+                <td>
+                  {s.revoked_at ? (
+                    <Badge kind="denied">revoked</Badge>
+                  ) : (
+                    <button type="button" class="danger small" onClick={() => revoke(s)} aria-label={`Revoke session of ${s.identity}`}>
+                      Revoke
+                    </button>
+                  )}
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {items.map((s) => (
-                <tr key={s.id} data-session={s.id}>
-                  <td>{s.identity}</td>
-                  <td>{s.kind}</td>
-                  <td>{s.groups.join(', ')}</td>
-                  <td>{s.method}</td>
-                  <td>{fmtTime(s.created_at)}</td>
-                  <td>{fmtTime(s.refresh_expires_at ?? s.expires_at)}</td>
-                  <td>{s.connections}</td>
-                  <td>
-                    {s.revoked_at ? (
-                      <Badge kind="denied">revoked</Badge>
-                    ) : (
-                      <button type="button" class="danger small" onClick={() => revoke(s)} aria-label={`Revoke session of ${s.identity}`}>
-                        Revoke
-                      </button>
-                    )}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </Table>
         )}
       </View>
     </Page>
