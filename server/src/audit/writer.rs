@@ -25,7 +25,8 @@ const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// of a handful is most of the writer's cost gone.
 const LINGER: Duration = Duration::from_millis(5);
 /// Records already queued when the writer wakes that show other records are likely close
-/// behind; a lone record (an idle gateway) is committed at once.
+/// behind. A lone record is committed at once unless the last commit was under [`LINGER`] ago
+/// (one busy client: a commit per statement would cost more than the statement).
 const LINGER_FROM: usize = 2;
 
 /// Why a record could not be made durable.
@@ -76,13 +77,14 @@ pub fn spawn(
         };
         shared.healthy.store(true, Ordering::SeqCst);
         let mut last_checkpoint = Instant::now() - CHECKPOINT_EVERY;
+        let mut last_commit = Instant::now() - LINGER;
         let mut batch: Vec<Message> = Vec::with_capacity(MAX_BATCH);
         let mut rows: Vec<StoredRecord> = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             let mut waited_on = first.ack.is_some();
             batch.push(first);
             waited_on |= drain(&mut rx, &mut batch);
-            if batch.len() >= LINGER_FROM && !waited_on {
+            if !waited_on && (batch.len() >= LINGER_FROM || last_commit.elapsed() < LINGER) {
                 // `Audit::record_durable` unparks this thread, so a statement waiting for its
                 // record ends the linger at once.
                 let deadline = Instant::now() + LINGER;
@@ -129,6 +131,7 @@ pub fn spawn(
                 match db.append(&rows, checkpoint.as_ref()) {
                     Ok(()) => {
                         shared.last_commit_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                        last_commit = Instant::now();
                         if checkpoint.is_some() {
                             last_checkpoint = Instant::now();
                         }
