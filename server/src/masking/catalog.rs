@@ -21,6 +21,8 @@ pub enum TagSource {
     Values,
     /// An administrator confirmed or set the tag.
     Override,
+    /// A view column derived from a tagged base column.
+    View,
     /// Nothing suggested a category.
     None,
 }
@@ -70,12 +72,17 @@ pub struct RawColumn {
 }
 
 /// An admin's decision about one column: a category, or `None` to confirm it holds none.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Override {
+    pub environment: String,
     pub schema: String,
     pub table: String,
     pub column: String,
+    #[schema(value_type = Option<String>)]
     pub category: Option<Category>,
+    pub set_by: String,
+    #[schema(value_type = String)]
+    pub set_at: chrono::DateTime<chrono::Utc>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -190,6 +197,49 @@ impl Catalog {
         }
     }
 
+    /// Like [`Catalog::build`], then view columns with no tag of their own take the tags of the
+    /// base columns their definition derives them from (lineage of the view's query).
+    pub fn build_with_views(
+        raw: Vec<RawColumn>,
+        samples: &HashMap<(u32, i16), Vec<String>>,
+        views: &HashMap<u32, String>,
+        overrides: &[Override],
+    ) -> Catalog {
+        let mut c = Catalog::build(raw, samples, overrides);
+        // Views over views: a few rounds reach a fixed point for any sane nesting.
+        for _ in 0..4 {
+            let mut changes = Vec::new();
+            for (ti, t) in c.tables.iter().enumerate() {
+                let Some(def) = views.get(&t.oid) else { continue };
+                let lineage = super::lineage::analyse(def);
+                let Some(st) = lineage.statements.first() else { continue };
+                let planner = super::plan::Planner {
+                    catalog: &c,
+                    lineage: Some(st),
+                    exempt: &Default::default(),
+                };
+                let cats = planner.source_categories(t.columns.len());
+                for (ci, col) in t.columns.iter().enumerate() {
+                    if col.category.is_none() && col.source != TagSource::Override {
+                        if let Some(Some(cat)) = cats.get(ci) {
+                            changes.push((ti, ci, *cat));
+                        }
+                    }
+                }
+            }
+            if changes.is_empty() {
+                break;
+            }
+            for (ti, ci, cat) in changes {
+                let col = &mut c.tables[ti].columns[ci];
+                col.category = Some(cat);
+                col.source = TagSource::View;
+                col.detected = (Some(cat), TagSource::View);
+            }
+        }
+        c
+    }
+
     /// The same catalog with `overrides` applied in place of earlier ones.
     pub fn with_overrides(&self, overrides: &[Override]) -> Catalog {
         let mut c = self.clone();
@@ -278,6 +328,9 @@ mod tests {
             ],
             &samples,
             &[Override {
+                environment: "app".into(),
+                set_by: "admin".into(),
+                set_at: chrono::Utc::now(),
                 schema: "public".into(),
                 table: "people".into(),
                 column: "name".into(),

@@ -60,6 +60,7 @@ pub struct Masking {
     lineage: Mutex<LruCache<String, Arc<Lineage>>>,
     exemptions: RwLock<Arc<Vec<Exemption>>>,
     overrides: RwLock<Arc<Vec<catalog::Override>>>,
+    empty: Arc<Catalog>,
 }
 
 /// What a session should do about its catalog.
@@ -84,7 +85,13 @@ impl Masking {
             )),
             exemptions: RwLock::new(Arc::new(Vec::new())),
             overrides: RwLock::new(Arc::new(Vec::new())),
+            empty: Arc::new(Catalog::empty()),
         }
+    }
+
+    /// The catalog of `env`/`db`, or an empty one (plans then fall back to names and values).
+    pub fn catalog_or_empty(&self, env: &str, db: &str) -> Arc<Catalog> {
+        self.catalog(env, db).unwrap_or_else(|| self.empty.clone())
     }
 
     fn key(env: &str, db: &str) -> (String, String) {
@@ -151,18 +158,22 @@ impl Masking {
         let overrides = Arc::new(overrides);
         *self.overrides.write().unwrap_or_else(|p| p.into_inner()) = overrides.clone();
         let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
-        for slot in map.values_mut() {
+        for ((env, _), slot) in map.iter_mut() {
             if let Some(c) = &slot.catalog {
-                slot.catalog = Some(Arc::new(c.with_overrides(&overrides)));
+                slot.catalog = Some(Arc::new(c.with_overrides(&self.overrides_for(env))));
             }
         }
     }
 
-    pub fn overrides(&self) -> Arc<Vec<catalog::Override>> {
+    /// The admin overrides of one environment.
+    pub fn overrides_for(&self, env: &str) -> Vec<catalog::Override> {
         self.overrides
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .iter()
+            .filter(|o| o.environment == env)
+            .cloned()
+            .collect()
     }
 
     pub fn set_exemptions(&self, list: Vec<Exemption>) {

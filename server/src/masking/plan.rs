@@ -159,6 +159,31 @@ impl Planner<'_> {
         plan
     }
 
+    /// How many columns the lineage's outputs expand to, if that is known.
+    pub fn expanded_len(&self) -> Option<usize> {
+        self.expanded_outputs().map(|o| o.len())
+    }
+
+    /// The first category of each of `n` outputs of the lineage (for view columns).
+    pub fn source_categories(&self, n: usize) -> Vec<Option<Category>> {
+        let outputs = self.expanded_outputs();
+        (0..n)
+            .map(|i| {
+                let known = match outputs.as_ref().filter(|o| o.len() == n).map(|o| &o[i]) {
+                    Some(ExpandedOutput::Column(c)) => self.known_column(c),
+                    Some(ExpandedOutput::Expr { sources, whole_row }) => {
+                        self.known_expr(sources, *whole_row)
+                    }
+                    None => Known::Unknown,
+                };
+                match known {
+                    Known::Categories(c, _) => c.first().copied(),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
     /// The plan for COPY … TO STDOUT (no RowDescription): from the lineage alone.
     pub fn plan_copy(&self, columns: usize) -> ResultPlan {
         let outputs = self.expanded_outputs();

@@ -4,7 +4,7 @@
 //!
 //! Architecture invariant: pure functions from bytes to bytes; no I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use bytes::{BufMut, BytesMut};
 
@@ -544,6 +544,8 @@ pub fn error_frame(m: &Masker, frame: &[u8], skip: &BTreeSet<Category>) -> Optio
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::masking::mask::Mode;
 

@@ -3,6 +3,9 @@
 //! statement starts or ends (Query, Parse, Bind, Execute, Close; CommandComplete, ErrorResponse,
 //! ReadyForQuery); rows and COPY data stream through without being buffered whole.
 //!
+//! Masking rewrites what comes back: the tracker plans each result set, and only rows of a
+//! result whose plan touches a column are read whole and re-encoded; others stream as bytes.
+//!
 //! Before a statement is forwarded the audit must be able to record it (fail closed), and a
 //! statement that may change data waits until its record is durable. A refused statement is
 //! replaced by one that makes the upstream raise the refusal, so transaction state stays true.
@@ -20,7 +23,7 @@ use super::connections::Termination;
 use super::error::{sqlstate, PgError};
 use super::gate::{self, Observer};
 use super::stream::{PgStream, WriteSide};
-use super::tracker::{refusal, Exec, StmtInfo, Tracker, Verdict};
+use super::tracker::{refusal, Exec, SessionMasking, StmtInfo, Tracker, Verdict};
 use crate::audit::{Pending, StatementEvent};
 
 const READ_CHUNK: usize = 32 * 1024;
@@ -149,7 +152,9 @@ pub async fn run(
         in_flight: AtomicI64::new(0),
         tx_status: AtomicU8::new(initial_status),
     };
-    let tracker = Mutex::new(Tracker::default());
+    let mut t = Tracker::default();
+    t.masking = session_masking(observer).await;
+    let tracker = Mutex::new(t);
     let mut down_scanner = FrameScanner::default();
     let mut traffic = Traffic::default();
     let mut statements = 0u64;
@@ -199,7 +204,60 @@ fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
 
 /// Client tags whose whole frame the statement path reads.
 fn client_wants_whole(tag: u8) -> bool {
-    matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C')
+    matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'D')
+}
+
+/// Masking for this session (None when `[masking] enabled = false`): the catalog read or
+/// reused, and the identity's exemptions in this environment.
+async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMasking>> {
+    if !observer.gw.config.masking.enabled {
+        return None;
+    }
+    let database = observer.meta.database.clone();
+    super::catalog::ensure(&observer.gw, &observer.env, &database, false).await;
+    let (exempt, _) = observer
+        .gw
+        .masking
+        .exempt(&observer.env.name, &observer.identity.groups);
+    Some(std::sync::Arc::new(SessionMasking {
+        gw: observer.gw.clone(),
+        env: observer.env.name.clone(),
+        database,
+        exempt,
+    }))
+}
+
+/// A COPY … TO STDOUT in binary format of columns that need masking: refused before it runs,
+/// since binary COPY rows cannot be rewritten value by value.
+fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate::Refusal> {
+    if !info.kinds.iter().any(|k| k == "COPY") {
+        return None;
+    }
+    let m = lock(tracker).masking.clone()?;
+    let lineage = m.gw.masking.lineage(&info.sql);
+    let catalog = m.gw.masking.catalog_or_empty(&m.env, &m.database);
+    for st in &lineage.statements {
+        let Some(copy) = &st.copy else { continue };
+        if copy.format != crate::masking::lineage::CopyFormat::Binary {
+            continue;
+        }
+        let planner = crate::masking::plan::Planner {
+            catalog: &catalog,
+            lineage: Some(st),
+            exempt: &m.exempt,
+        };
+        let n = st.outputs.as_ref().map(|o| o.len()).unwrap_or(0);
+        // Wildcards expand to the table's columns; an unknown count fails closed.
+        let plan = planner.plan_copy(planner.expanded_len().unwrap_or(n.max(1)));
+        if !plan.is_noop() || planner.expanded_len().is_none() {
+            return Some(gate::Refusal {
+                code: "42501",
+                message: "COPY in binary format is refused: its columns may hold personal data, which the gateway masks".into(),
+                hint: "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.".into(),
+            });
+        }
+    }
+    None
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -263,7 +321,7 @@ where
                     None
                 }
                 b'D' => {
-                    lock(tracker).on_describe();
+                    lock(tracker).on_describe(frame);
                     None
                 }
                 b'C' => {
@@ -297,7 +355,21 @@ where
             }
             written = offset + total;
             let mut exec = Exec::new(info.clone());
-            let admission = gate::admit(observer, &info, notices).await;
+            if extended {
+                exec.portal = lock(tracker).execute_portal(frame);
+            }
+            let admission = match binary_copy_refusal(tracker, &info) {
+                Some(refusal) => gate::Admission {
+                    gate: super::tracker::Gate {
+                        decision: "deny",
+                        rule: Some("masking:binary-copy".into()),
+                        approval_id: None,
+                        refused: true,
+                    },
+                    refusal: Some(refusal),
+                },
+                None => gate::admit(observer, &info, notices).await,
+            };
             let out = admission.refusal.as_ref().map(|r| {
                 if extended {
                     refusal::execute(r.code, &r.message, &r.hint)
@@ -410,12 +482,26 @@ where
             Err(e) => return RelayEnd::UpstreamIo(e),
         }
         rewrites.clear();
-        let (ready, done) = {
+        let (ready, done, exempted) = {
             let mut t = lock(tracker);
+            // Which tags masking wants whole changes frame by frame (a RowDescription turns
+            // rows on); the scanner asks before each frame, after the previous one was handled.
+            let masking_on = t.masking.is_some();
+            let wants_rows = std::cell::Cell::new(masking_on && t.masking_wants_whole(b'D'));
+            let wants_copy = std::cell::Cell::new(masking_on && t.masking_wants_whole(b'd'));
             let ready = scanner.scan(
                 &buf,
                 UPSTREAM_MESSAGE_LIMIT,
-                Tracker::backend_wants_whole,
+                |tag| {
+                    Tracker::backend_wants_whole(tag)
+                        || (masking_on
+                            && match tag {
+                                b'T' | b'N' | b'H' => true,
+                                b'D' => wants_rows.get(),
+                                b'd' => wants_copy.get(),
+                                _ => false,
+                            })
+                },
                 |f| {
                     last_tag = f.tag;
                     if let (b'Z', Some(frame)) = (f.tag, f.bytes) {
@@ -429,11 +515,22 @@ where
                         Verdict::Hide => rewrites.push((f.offset, f.total, None)),
                         Verdict::Replace(b) => rewrites.push((f.offset, f.total, Some(b))),
                     }
+                    if masking_on {
+                        wants_rows.set(t.masking_wants_whole(b'D'));
+                        wants_copy.set(t.masking_wants_whole(b'd'));
+                    }
                     Ok::<(), FrameError>(())
                 },
             );
-            (ready, std::mem::take(&mut t.completed))
+            (
+                ready,
+                std::mem::take(&mut t.completed),
+                std::mem::take(&mut t.exemption_uses),
+            )
         };
+        for u in exempted {
+            record_exemption_use(observer, u).await;
+        }
         let ready = match ready {
             Ok(n) => n,
             Err(e) => return RelayEnd::UpstreamIo(std::io::Error::other(e)),
@@ -465,6 +562,21 @@ where
         }
         buf.advance(ready);
     }
+}
+
+/// Each result an exemption let through unmasked is audited.
+async fn record_exemption_use(observer: &Observer, u: super::tracker::ExemptionUse) {
+    metrics::counter!("gatehouse_masking_exemptions_used_total").increment(1);
+    let mut r = observer.meta.record("masking.exemption_used");
+    r.statement = Some(crate::sql::redact(&u.info.sql).into_owned());
+    r.details = Some(serde_json::json!({
+        "categories": u.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+    }));
+    observer
+        .gw
+        .audit
+        .record(crate::audit::Pending::Record(Box::new(r)))
+        .await;
 }
 
 async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {

@@ -8,6 +8,7 @@
 mod approvals;
 mod audit_db;
 mod grants;
+mod masking;
 mod migrations;
 mod rules;
 mod service_accounts;
