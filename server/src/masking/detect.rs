@@ -221,7 +221,7 @@ pub fn find_spans(text: &str) -> Vec<(std::ops::Range<usize>, Category)> {
             while end > start && !b[end - 1].is_ascii_digit() {
                 end -= 1;
             }
-            if b[start..end].contains(&b' ') && b[start..end].iter().filter(|c| c.is_ascii_digit()).count() >= 9 {
+            if b[start..end].iter().filter(|c| c.is_ascii_digit()).count() >= 9 {
                 push_run(text, start, end, &mut out);
             }
         } else if b[i].is_ascii_uppercase()

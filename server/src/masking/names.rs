@@ -89,8 +89,7 @@ pub fn category_for_name(name: &str) -> Option<Category> {
         return Some(Category::PostalAddress);
     }
     let name_word = has("name") && !has("user") && !has("file") && !has("table") && !has("host");
-    if joined == "name"
-        || has("firstname")
+    if has("firstname")
         || has("lastname")
         || has("surname")
         || has("fullname")

@@ -78,6 +78,8 @@ pub struct ColumnPlan {
     pub format: i16,
     /// Inside JSON: keys that name sensitive columns, and their category.
     pub keys: BTreeMap<String, Category>,
+    /// Inside JSON: keys that name columns known to hold nothing tagged.
+    pub safe_keys: BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -105,7 +107,7 @@ impl ResultPlan {
 
 /// What a column's sensitivity is known to be.
 enum Known {
-    Categories(Vec<Category>, BTreeMap<String, Category>),
+    Categories(Vec<Category>, BTreeMap<String, Category>, BTreeSet<String>),
     /// Known to hold nothing tagged (may still get detection if text-like).
     Untagged { confirmed: bool },
     Unknown,
@@ -131,13 +133,13 @@ impl Planner<'_> {
             let known = if f.table_oid != 0 && f.attnum > 0 {
                 match self.catalog.column(f.table_oid, f.attnum) {
                     Some(c) => match c.category {
-                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new()),
+                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
                         None => Known::Untagged {
                             confirmed: Catalog::confirmed_safe(c),
                         },
                     },
                     None => match category_for_name(&f.name) {
-                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new()),
+                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
                         None => Known::Unknown,
                     },
                 }
@@ -148,7 +150,7 @@ impl Planner<'_> {
                         self.known_expr(sources, *whole_row)
                     }
                     None => match category_for_name(&f.name) {
-                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new()),
+                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
                         None => Known::Unknown,
                     },
                 }
@@ -177,7 +179,7 @@ impl Planner<'_> {
                     None => Known::Unknown,
                 };
                 match known {
-                    Known::Categories(c, _) => c.first().copied(),
+                    Known::Categories(c, _, _) => c.first().copied(),
                     _ => None,
                 }
             })
@@ -214,8 +216,10 @@ impl Planner<'_> {
         exempted: &mut BTreeSet<Category>,
     ) -> ColumnPlan {
         let mut keys = BTreeMap::new();
+        let mut safe_keys = BTreeSet::new();
         let action = match known {
-            Known::Categories(cats, k) => {
+            Known::Categories(cats, k, safe) => {
+                safe_keys = safe;
                 let (exempt, cats): (Vec<Category>, Vec<Category>) =
                     cats.into_iter().partition(|c| self.exempt.contains(c));
                 exempted.extend(exempt);
@@ -245,12 +249,13 @@ impl Planner<'_> {
             kind,
             format,
             keys,
+            safe_keys,
         }
     }
 
     fn known_column(&self, c: &CatalogRef) -> Known {
         match c.category {
-            Some(cat) => Known::Categories(vec![cat], BTreeMap::new()),
+            Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
             None => Known::Untagged {
                 confirmed: c.confirmed,
             },
@@ -264,12 +269,16 @@ impl Planner<'_> {
         };
         let mut cats: Vec<Category> = Vec::new();
         let mut keys = BTreeMap::new();
+        let mut safe = BTreeSet::new();
         let mut found_any_table = false;
         for (_, tname) in &l.tables {
             for t in self.catalog.tables_named(tname) {
                 found_any_table = true;
                 for c in &t.columns {
-                    let Some(cat) = c.category else { continue };
+                    let Some(cat) = c.category else {
+                        safe.insert(c.name.clone());
+                        continue;
+                    };
                     if whole_row || sources.contains(&c.name) {
                         if !cats.contains(&cat) {
                             cats.push(cat);
@@ -298,7 +307,8 @@ impl Planner<'_> {
         if cats.is_empty() {
             Known::Untagged { confirmed: false }
         } else {
-            Known::Categories(cats, keys)
+            safe.retain(|k| !keys.contains_key(k));
+            Known::Categories(cats, keys, safe)
         }
     }
 

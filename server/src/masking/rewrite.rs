@@ -64,37 +64,44 @@ fn detect_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<Stri
     }
 }
 
+/// Masks a JSON value in place. A string is masked by the category of its key (a sensitive
+/// column's name, or a name that suggests one, or an enclosing key's), left to the detectors
+/// under a key that names a safe column, and otherwise — when the column derives from
+/// categories no detector recognises (names, addresses) — masked whole: fail closed.
 fn mask_json(
     m: &Masker,
     v: &mut serde_json::Value,
     key: Option<&str>,
+    inherited: Option<Category>,
     col: &ColumnPlan,
     cats: &[Category],
     skip: &BTreeSet<Category>,
 ) {
     use serde_json::Value as J;
-    let key_cat = key.and_then(|k| {
-        col.keys
-            .get(k)
-            .copied()
-            .or_else(|| category_for_name(k).filter(|c| !skip.contains(c)))
+    let key_cat = inherited.or_else(|| {
+        key.and_then(|k| {
+            col.keys
+                .get(k)
+                .copied()
+                .or_else(|| category_for_name(k).filter(|c| !skip.contains(c)))
+        })
     });
     match v {
         J::Object(map) => {
             for (k, inner) in map.iter_mut() {
-                mask_json(m, inner, Some(k.as_str()), col, cats, skip);
+                mask_json(m, inner, Some(k.as_str()), key_cat, col, cats, skip);
             }
         }
         J::Array(items) => {
             for inner in items.iter_mut() {
-                mask_json(m, inner, key, col, cats, skip);
+                mask_json(m, inner, key, key_cat, col, cats, skip);
             }
         }
         J::String(s) => {
+            let safe_key = key.is_some_and(|k| col.safe_keys.contains(k));
             if let Some(c) = key_cat {
-                *s = m.mask_value(c, s);
-            } else if col.keys.is_empty() && key.is_none() && !cats.is_empty() {
-                // A JSON array of the tagged values themselves (`json_agg(full_name)`).
+                *s = mask_whole(m, &[c], s, skip);
+            } else if !safe_key && cats.iter().any(|c| !c.detectable()) {
                 *s = mask_whole(m, cats, s, skip);
             } else if let Some(d) = detect_text(m, s, skip) {
                 *s = d;
@@ -103,6 +110,17 @@ fn mask_json(
         J::Number(_) if key_cat.is_some() => *v = J::Null,
         _ => {}
     }
+}
+
+/// A tagged text value that holds JSON (`profile::text`, `row_to_json(p)::text`), masked as JSON.
+fn mask_text_json(m: &Masker, col: &ColumnPlan, cats: &[Category], text: &str, skip: &BTreeSet<Category>) -> Option<String> {
+    let t = text.trim_start();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    mask_json(m, &mut v, None, None, col, cats, skip);
+    Some(v.to_string())
 }
 
 /// Elements of a one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`); None if it is not
@@ -223,7 +241,7 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                 TypeKind::Json | TypeKind::Jsonb => {
                     match serde_json::from_str::<serde_json::Value>(text) {
                         Ok(mut v) => {
-                            mask_json(m, &mut v, None, col, cats, skip);
+                            mask_json(m, &mut v, None, None, col, cats, skip);
                             v.to_string()
                         }
                         Err(_) => return Value::Null,
@@ -239,7 +257,19 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                     }
                     None => return Value::Null,
                 },
-                _ => mask_whole(m, cats, text, skip),
+                _ => match mask_text_json(m, col, cats, text, skip) {
+                    Some(j) => j,
+                    None => match parse_array(text) {
+                        // An array cast to text (`aliases::text`).
+                        Some(items) if text.starts_with('{') => format_array(
+                            &items
+                                .iter()
+                                .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
+                                .collect::<Vec<_>>(),
+                        ),
+                        _ => mask_whole(m, cats, text, skip),
+                    },
+                },
             };
             let mut v = prefix.to_vec();
             v.extend_from_slice(masked.as_bytes());
@@ -559,6 +589,7 @@ mod tests {
             kind,
             format,
             keys: BTreeMap::new(),
+            safe_keys: BTreeSet::new(),
         }
     }
 
@@ -635,6 +666,7 @@ mod tests {
         let mut c = col(Action::Mask(vec![Category::PersonName, Category::Email]), TypeKind::Json, 0);
         c.keys.insert("full_name".into(), Category::PersonName);
         c.keys.insert("email".into(), Category::Email);
+        c.safe_keys.insert("note".into());
         let v = mask_value(
             &m(),
             &c,
