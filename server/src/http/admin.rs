@@ -487,7 +487,7 @@ pub async fn revoke_service_account(
 }
 
 /// Puts an administrator's change into the audit chain as `admin.<action>`.
-async fn record_admin_action(
+pub(super) async fn record_admin_action(
     gw: &Gateway,
     admin: &crate::identity::Identity,
     action: &str,

@@ -247,3 +247,12 @@ pub async fn ensure(
         CatalogNeed::Wait => gw.masking.catalog(&env.name, database),
     }
 }
+
+/// Reads the catalog again now (on demand from the API) and returns it.
+pub async fn refresh(
+    gw: &Arc<Gateway>,
+    env: &Arc<crate::gateway::Environment>,
+    database: &str,
+) -> Option<Arc<Catalog>> {
+    load(gw, env, database).await
+}
