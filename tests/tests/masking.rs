@@ -515,7 +515,7 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
     assert_eq!(tag("orders", "total").0, None);
 
     // Audit records hold no literal a detector matches.
-    let audit = f.gw.audit(&admin, "limit=1000").await;
+    let audit = f.gw.audit(&admin, "identity=agent").await;
     let text = serde_json::to_string(&audit).unwrap();
     assert!(text.contains("SELECT 1/0 FROM people WHERE email ="), "the statement is audited");
     let seen: BTreeSet<&str> = ps.iter().map(|p| p.email.as_str()).filter(|e| text.contains(e)).collect();

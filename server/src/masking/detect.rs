@@ -16,6 +16,7 @@ pub enum Category {
     Secret,
     PersonName,
     PostalAddress,
+    #[serde(rename = "date_of_birth")]
     BirthDate,
     IpAddress,
     /// Free text that contained values of the other categories when sampled.
