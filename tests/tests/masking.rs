@@ -35,7 +35,10 @@ fn card(prefix: &str, n: usize) -> String {
         })
         .sum();
     digits.push((10 - sum % 10) % 10);
-    let s: String = digits.iter().map(|d| char::from_digit(*d, 10).unwrap()).collect();
+    let s: String = digits
+        .iter()
+        .map(|d| char::from_digit(*d, 10).unwrap())
+        .collect();
     format!("{} {} {} {}", &s[0..4], &s[4..8], &s[8..12], &s[12..16])
 }
 
@@ -46,7 +49,11 @@ fn iban(n: usize) -> String {
     let mut rem = 0u32;
     for c in rearranged.chars() {
         let v = c.to_digit(36).unwrap();
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     let check = 98 - rem;
     let s = format!("GB{check:02}{bban}");
@@ -83,7 +90,11 @@ fn people() -> Vec<Person> {
             Person {
                 id: i,
                 full_name: format!("{first} {last}{i}"),
-                email: format!("{}.{}{i}@example.com", first.to_lowercase(), last.to_lowercase()),
+                email: format!(
+                    "{}.{}{i}@example.com",
+                    first.to_lowercase(),
+                    last.to_lowercase()
+                ),
                 phone: format!("+1 (415) 555-{:04}", 100 + i),
                 ssn: format!("{:03}-{:02}-{:04}", 100 + i, 10 + i, 1000 + i),
                 card: card(if i % 2 == 0 { "4" } else { "51" }, i),
@@ -299,16 +310,45 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
     assert_eq!(rows[0], vec![Some("1000".into()), Some("5.00".into())]);
 
     // The masks keep the shape tools expect.
-    let rows = simple(&c, "SELECT email, ssn, card_number, phone, full_name, birth_date FROM people WHERE id = 2").await;
+    let rows = simple(
+        &c,
+        "SELECT email, ssn, card_number, phone, full_name, birth_date FROM people WHERE id = 2",
+    )
+    .await;
     let p = &ps[1];
     let r = &rows[0];
     let at = p.email.find('@').unwrap();
-    assert_eq!(r[0].as_deref(), Some(format!("{}***{}", &p.email[..1], &p.email[at..]).as_str()));
-    assert_eq!(r[1].as_deref(), Some(format!("***-**-{}", &p.ssn[7..]).as_str()));
-    assert_eq!(r[2].as_deref(), Some(format!("**** **** **** {}", &p.card[15..]).as_str()));
-    assert!(r[3].as_deref().unwrap().ends_with(&p.phone[p.phone.len() - 2..]));
-    assert_eq!(r[4].as_deref(), Some(format!("{}*** {}***", &p.full_name[..1], &p.full_name[p.full_name.find(' ').unwrap() + 1..][..1]).as_str()));
-    assert_eq!(r[5], None, "a masked date of birth is NULL: still a valid date column");
+    assert_eq!(
+        r[0].as_deref(),
+        Some(format!("{}***{}", &p.email[..1], &p.email[at..]).as_str())
+    );
+    assert_eq!(
+        r[1].as_deref(),
+        Some(format!("***-**-{}", &p.ssn[7..]).as_str())
+    );
+    assert_eq!(
+        r[2].as_deref(),
+        Some(format!("**** **** **** {}", &p.card[15..]).as_str())
+    );
+    assert!(r[3]
+        .as_deref()
+        .unwrap()
+        .ends_with(&p.phone[p.phone.len() - 2..]));
+    assert_eq!(
+        r[4].as_deref(),
+        Some(
+            format!(
+                "{}*** {}***",
+                &p.full_name[..1],
+                &p.full_name[p.full_name.find(' ').unwrap() + 1..][..1]
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(
+        r[5], None,
+        "a masked date of birth is NULL: still a valid date column"
+    );
 
     // Safe columns pass untouched: ids, amounts, timestamps, statuses, counts, hashes.
     let safe = "SELECT id, amount, created_at, status, md5(email), count(*) OVER (), length(full_name) FROM people ORDER BY id";
@@ -316,12 +356,19 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
     let mut expected = Vec::new();
     for m in direct.simple_query(safe).await.unwrap() {
         if let SimpleQueryMessage::Row(r) = m {
-            expected.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect::<Vec<_>>());
+            expected.push(
+                (0..r.len())
+                    .map(|i| r.get(i).map(str::to_string))
+                    .collect::<Vec<_>>(),
+            );
         }
     }
     assert_eq!(through, expected, "safe columns must not be masked");
     let through = simple(&c, "SELECT count(DISTINCT email), count(*) FROM people").await;
-    assert_eq!(through[0], vec![Some(ROWS.to_string()), Some(ROWS.to_string())]);
+    assert_eq!(
+        through[0],
+        vec![Some(ROWS.to_string()), Some(ROWS.to_string())]
+    );
     // In SELECT *, the safe columns of each row are the database's own values.
     let star = simple(&c, "SELECT * FROM people ORDER BY id").await;
     let star_direct: Vec<Vec<Option<String>>> = direct
@@ -330,7 +377,9 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
         .unwrap()
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
             _ => None,
         })
         .collect();
@@ -347,11 +396,16 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
         .unwrap()
         .into_iter()
         .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
             _ => None,
         })
         .collect();
-    assert_eq!(orders, orders_direct, "a table without personal data passes as it is");
+    assert_eq!(
+        orders, orders_direct,
+        "a table without personal data passes as it is"
+    );
 
     // Extended protocol, binary results (tokio-postgres prepares, then binds binary formats).
     let rows = c
@@ -365,10 +419,16 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
     for (row, p) in rows.iter().zip(&ps) {
         assert_eq!(row.get::<_, i32>(0) as usize, p.id);
         let email: String = row.get(1);
-        assert!(email.contains("***@") && !secrets.contains(&email), "{email}");
+        assert!(
+            email.contains("***@") && !secrets.contains(&email),
+            "{email}"
+        );
         let name: String = row.get(2);
         assert!(!name.contains(&p.full_name), "{name}");
-        assert!(row.get::<_, Raw>(3).0.is_none(), "binary date of birth is NULL");
+        assert!(
+            row.get::<_, Raw>(3).0.is_none(),
+            "binary date of birth is NULL"
+        );
         let amount = row.get::<_, Raw>(4).0.expect("amount");
         let amount_direct = direct
             .query_one("SELECT amount FROM people WHERE id = $1", &[&(p.id as i32)])
@@ -390,7 +450,10 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
     }
     // JSON as text through the extended protocol keeps its structure, masked inside.
     let row = c
-        .query_one("SELECT profile::text, row_to_json(p)::text FROM people p WHERE id = $1", &[&4i32])
+        .query_one(
+            "SELECT profile::text, row_to_json(p)::text FROM people p WHERE id = $1",
+            &[&4i32],
+        )
         .await
         .unwrap();
     let profile: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0)).unwrap();
@@ -428,8 +491,13 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
         .err()
         .expect("binary COPY of personal data is refused");
     assert_eq!(e.code().map(|c| c.code()), Some("42501"), "{}", message(&e));
-    let ok = c.copy_out("COPY orders TO STDOUT WITH (FORMAT binary)").await;
-    assert!(ok.is_ok(), "binary COPY of a table without personal data is allowed");
+    let ok = c
+        .copy_out("COPY orders TO STDOUT WITH (FORMAT binary)")
+        .await;
+    assert!(
+        ok.is_ok(),
+        "binary COPY of a table without personal data is allowed"
+    );
     let _: Vec<bytes::Bytes> = ok.unwrap().try_collect().await.unwrap();
 
     // Cursors: DECLARE … FETCH, in the simple and the extended protocol.
@@ -500,25 +568,53 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
             .iter()
             .find(|c| c["name"] == col)
             .unwrap();
-        (c["category"].as_str().map(str::to_string), c["source"].as_str().unwrap().to_string())
+        (
+            c["category"].as_str().map(str::to_string),
+            c["source"].as_str().unwrap().to_string(),
+        )
     };
-    assert_eq!(tag("people", "email"), (Some("email".into()), "name".into()));
-    assert_eq!(tag("people", "contact_1"), (Some("email".into()), "values".into()));
-    assert_eq!(tag("people", "notes"), (Some("free_text".into()), "values".into()));
+    assert_eq!(
+        tag("people", "email"),
+        (Some("email".into()), "name".into())
+    );
+    assert_eq!(
+        tag("people", "contact_1"),
+        (Some("email".into()), "values".into())
+    );
+    assert_eq!(
+        tag("people", "notes"),
+        (Some("free_text".into()), "values".into())
+    );
     assert_eq!(tag("people", "full_name").0.as_deref(), Some("person_name"));
-    assert_eq!(tag("people", "birth_date").0.as_deref(), Some("date_of_birth"));
-    assert_eq!(tag("people", "last_login_ip").0.as_deref(), Some("ip_address"));
+    assert_eq!(
+        tag("people", "birth_date").0.as_deref(),
+        Some("date_of_birth")
+    );
+    assert_eq!(
+        tag("people", "last_login_ip").0.as_deref(),
+        Some("ip_address")
+    );
     assert_eq!(tag("people", "api_key").0.as_deref(), Some("secret"));
     assert_eq!(tag("people", "amount").0, None);
     assert_eq!(tag("people", "status").0, None);
-    assert_eq!(tag("people_contacts", "who"), (Some("person_name".into()), "view".into()));
+    assert_eq!(
+        tag("people_contacts", "who"),
+        (Some("person_name".into()), "view".into())
+    );
     assert_eq!(tag("orders", "total").0, None);
 
     // Audit records hold no literal a detector matches.
     let audit = f.gw.audit(&admin, "identity=agent").await;
     let text = serde_json::to_string(&audit).unwrap();
-    assert!(text.contains("SELECT 1/0 FROM people WHERE email ="), "the statement is audited");
-    let seen: BTreeSet<&str> = ps.iter().map(|p| p.email.as_str()).filter(|e| text.contains(e)).collect();
+    assert!(
+        text.contains("SELECT 1/0 FROM people WHERE email ="),
+        "the statement is audited"
+    );
+    let seen: BTreeSet<&str> = ps
+        .iter()
+        .map(|p| p.email.as_str())
+        .filter(|e| text.contains(e))
+        .collect();
     assert!(seen.is_empty(), "audit holds unmasked emails: {seen:?}");
 }
 
@@ -549,7 +645,10 @@ async fn keyed_hashes_exemptions_and_overrides() {
     }
     assert_eq!(distinct.len(), ROWS, "distinct values stay distinct");
     let again = simple(&f.connect().await, "SELECT email FROM people ORDER BY id").await;
-    assert_eq!(again[0][0], rows[0][0], "tokens are stable across connections");
+    assert_eq!(
+        again[0][0], rows[0][0],
+        "tokens are stable across connections"
+    );
 
     // Exemptions: admin only, validated, audited; used by new connections of the group only.
     let http = reqwest::Client::new();
@@ -582,8 +681,16 @@ async fn keyed_hashes_exemptions_and_overrides() {
     let ex: serde_json::Value = r.json().await.unwrap();
     let helper = f.gw.connect("app", "helper", &helper_token).await.unwrap();
     let rows = simple(&helper, "SELECT email, full_name FROM people ORDER BY id").await;
-    assert_eq!(rows[0][0].as_deref(), Some(ps[0].email.as_str()), "exempt: email shown");
-    assert_ne!(rows[0][1].as_deref(), Some(ps[0].full_name.as_str()), "names still masked");
+    assert_eq!(
+        rows[0][0].as_deref(),
+        Some(ps[0].email.as_str()),
+        "exempt: email shown"
+    );
+    assert_ne!(
+        rows[0][1].as_deref(),
+        Some(ps[0].full_name.as_str()),
+        "names still masked"
+    );
     let rows = simple(&c, "SELECT email FROM people ORDER BY id").await;
     assert_no_leak("agent without exemption", &flat(&rows), &secrets);
     // A time-boxed exemption ends by itself.
@@ -610,7 +717,10 @@ async fn keyed_hashes_exemptions_and_overrides() {
         .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 2);
     let r = http
-        .delete(format!("{base}/api/v1/exemptions/{}", ex["id"].as_str().unwrap()))
+        .delete(format!(
+            "{base}/api/v1/exemptions/{}",
+            ex["id"].as_str().unwrap()
+        ))
         .bearer_auth(&admin)
         .send()
         .await
@@ -622,7 +732,9 @@ async fn keyed_hashes_exemptions_and_overrides() {
 
     // Overrides: confirm a column safe, or tag one the gateway missed; both audited.
     let r = http
-        .put(format!("{base}/api/v1/environments/app/catalog/columns/public/people/status"))
+        .put(format!(
+            "{base}/api/v1/environments/app/catalog/columns/public/people/status"
+        ))
         .bearer_auth(&admin)
         .json(&serde_json::json!({"category": "secret"}))
         .send()
@@ -630,7 +742,9 @@ async fn keyed_hashes_exemptions_and_overrides() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let r = http
-        .put(format!("{base}/api/v1/environments/app/catalog/columns/public/people/contact_1"))
+        .put(format!(
+            "{base}/api/v1/environments/app/catalog/columns/public/people/contact_1"
+        ))
         .bearer_auth(&admin)
         .json(&serde_json::json!({"category": null}))
         .send()
@@ -638,10 +752,19 @@ async fn keyed_hashes_exemptions_and_overrides() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let rows = simple(&c, "SELECT status, contact_1 FROM people WHERE id = 1").await;
-    assert!(rows[0][0].as_deref().unwrap().starts_with("h:"), "status is now masked: {rows:?}");
-    assert_eq!(rows[0][1].as_deref(), Some(ps[0].contact.as_str()), "confirmed safe");
+    assert!(
+        rows[0][0].as_deref().unwrap().starts_with("h:"),
+        "status is now masked: {rows:?}"
+    );
+    assert_eq!(
+        rows[0][1].as_deref(),
+        Some(ps[0].contact.as_str()),
+        "confirmed safe"
+    );
     let r = http
-        .delete(format!("{base}/api/v1/environments/app/catalog/columns/public/people/contact_1"))
+        .delete(format!(
+            "{base}/api/v1/environments/app/catalog/columns/public/people/contact_1"
+        ))
         .bearer_auth(&admin)
         .send()
         .await

@@ -34,10 +34,7 @@ pub struct CatalogView {
     pub overrides: Vec<Override>,
 }
 
-fn environment(
-    gw: &Gateway,
-    name: &str,
-) -> Result<Arc<crate::gateway::Environment>, ApiError> {
+fn environment(gw: &Gateway, name: &str) -> Result<Arc<crate::gateway::Environment>, ApiError> {
     gw.environments
         .get(name)
         .cloned()
@@ -164,7 +161,8 @@ pub async fn put_tag(
         set_at: chrono::Utc::now(),
     };
     gw.store.put_masking_override(o.clone()).await?;
-    gw.masking.set_overrides(gw.store.masking_overrides().await?);
+    gw.masking
+        .set_overrides(gw.store.masking_overrides().await?);
     tracing::info!(actor = %admin.identity.name, action = "masking.tag", env = %name, table = %o.table, column = %o.column, category = ?o.category.map(|c| c.as_str()), "admin action");
     record_admin_action(
         &gw,
@@ -195,7 +193,8 @@ pub async fn delete_tag(
     if !found {
         return Err(ApiError::NotFound("no override for that column".into()));
     }
-    gw.masking.set_overrides(gw.store.masking_overrides().await?);
+    gw.masking
+        .set_overrides(gw.store.masking_overrides().await?);
     record_admin_action(
         &gw,
         &admin.identity,

@@ -95,10 +95,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/api/v1/exemptions",
             get(masking::list_exemptions).post(masking::create_exemption),
         )
-        .route(
-            "/api/v1/exemptions/{id}",
-            delete(masking::delete_exemption),
-        )
+        .route("/api/v1/exemptions/{id}", delete(masking::delete_exemption))
         .route("/metrics", get(metrics::render))
         .fallback(api::not_found)
         .with_state(gw)

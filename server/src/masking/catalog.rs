@@ -157,9 +157,9 @@ impl Catalog {
                 tables.len() - 1
             });
             let sample = samples.get(&(r.table_oid, r.attnum));
-            let over = overrides.iter().find(|o| {
-                o.schema == r.schema && o.table == r.table && o.column == r.name
-            });
+            let over = overrides
+                .iter()
+                .find(|o| o.schema == r.schema && o.table == r.table && o.column == r.name);
             let detected = if let Some(c) = category_for_name(&r.name) {
                 (Some(c), TagSource::Name)
             } else if let Some(c) = r.comment.as_deref().and_then(comment_category) {
@@ -210,9 +210,13 @@ impl Catalog {
         for _ in 0..4 {
             let mut changes = Vec::new();
             for (ti, t) in c.tables.iter().enumerate() {
-                let Some(def) = views.get(&t.oid) else { continue };
+                let Some(def) = views.get(&t.oid) else {
+                    continue;
+                };
                 let lineage = super::lineage::analyse(def);
-                let Some(st) = lineage.statements.first() else { continue };
+                let Some(st) = lineage.statements.first() else {
+                    continue;
+                };
                 let planner = super::plan::Planner {
                     catalog: &c,
                     lineage: Some(st),
@@ -313,7 +317,10 @@ mod tests {
     fn tags_from_names_values_comments_and_overrides() {
         let mut samples = HashMap::new();
         samples.insert((10, 2), vec!["ana@example.com".into(), "bo@x.org".into()]);
-        samples.insert((10, 3), vec!["hello".into(), "call +1 (415) 555-0132".into()]);
+        samples.insert(
+            (10, 3),
+            vec!["hello".into(), "call +1 (415) 555-0132".into()],
+        );
         samples.insert((10, 4), vec!["shipped".into(), "pending".into()]);
         let mut r5 = raw(5, "contact", "text");
         r5.comment = Some("Customer e-mail address".into());

@@ -5,7 +5,9 @@
 use serde::Serialize;
 
 /// The kinds of sensitive value the gateway recognises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     Email,
@@ -256,7 +258,12 @@ pub fn find_spans(text: &str) -> Vec<(std::ops::Range<usize>, Category)> {
 /// A run of digits and separators: the whole run, or failing that its longest detected prefix
 /// that ends on a digit (a card followed by a phone in one string is rare; a card followed by
 /// text is common and handled by the run ending).
-fn push_run(text: &str, start: usize, end: usize, out: &mut Vec<(std::ops::Range<usize>, Category)>) {
+fn push_run(
+    text: &str,
+    start: usize,
+    end: usize,
+    out: &mut Vec<(std::ops::Range<usize>, Category)>,
+) {
     if let Some(w) = text.get(start..end) {
         if let Some(c) = detect(w) {
             add_span(out, start..end, c);
@@ -274,11 +281,18 @@ fn push_run(text: &str, start: usize, end: usize, out: &mut Vec<(std::ops::Range
     }
 }
 
-fn add_span(out: &mut Vec<(std::ops::Range<usize>, Category)>, r: std::ops::Range<usize>, c: Category) {
+fn add_span(
+    out: &mut Vec<(std::ops::Range<usize>, Category)>,
+    r: std::ops::Range<usize>,
+    c: Category,
+) {
     // A wider span replaces the narrower ones it covers; one that overlaps an existing span
     // otherwise is merged into it.
     out.retain(|(o, _)| !(o.start >= r.start && o.end <= r.end));
-    if out.iter().any(|(o, _)| o.start <= r.start && o.end >= r.end) {
+    if out
+        .iter()
+        .any(|(o, _)| o.start <= r.start && o.end >= r.end)
+    {
         return;
     }
     out.push((r, c));
@@ -505,10 +519,7 @@ mod tests {
     }
 
     fn spans(t: &str) -> Vec<(&str, Category)> {
-        find_spans(t)
-            .into_iter()
-            .map(|(r, c)| (&t[r], c))
-            .collect()
+        find_spans(t).into_iter().map(|(r, c)| (&t[r], c)).collect()
     }
 
     #[test]

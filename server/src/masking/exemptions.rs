@@ -28,7 +28,7 @@ impl Exemption {
     /// Whether it applies to a member of `groups` in `env` at `now`.
     pub fn applies(&self, env: &str, groups: &[String], now: DateTime<Utc>) -> bool {
         (self.environment == env || self.environment == "*")
-            && groups.iter().any(|g| *g == self.group)
+            && groups.contains(&self.group)
             && self.expires_at.is_none_or(|t| now < t)
     }
 }

@@ -240,10 +240,7 @@ fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> St
     }
 }
 
-fn copy_options(
-    options: &[CopyOption],
-    legacy: &[sqlparser::ast::CopyLegacyOption],
-) -> CopyOut {
+fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOption]) -> CopyOut {
     let mut c = CopyOut {
         format: CopyFormat::Text,
         delimiter: b'\t',
@@ -338,7 +335,9 @@ impl Visitor for TableFinder<'_> {
                 if let Some(a) = &a {
                     self.scope.row_names.insert(a.clone());
                 }
-                self.scope.tables.push((a.unwrap_or_else(|| table.clone()), table));
+                self.scope
+                    .tables
+                    .push((a.unwrap_or_else(|| table.clone()), table));
             }
             TableFactor::Derived {
                 alias: Some(alias),
@@ -390,7 +389,10 @@ impl Visitor for TableFinder<'_> {
     }
 }
 
-fn merge_aliases(into: &mut BTreeMap<String, BTreeSet<String>>, from: BTreeMap<String, BTreeSet<String>>) {
+fn merge_aliases(
+    into: &mut BTreeMap<String, BTreeSet<String>>,
+    from: BTreeMap<String, BTreeSet<String>>,
+) {
     for (k, v) in from {
         into.entry(k).or_default().extend(v);
     }
@@ -429,7 +431,11 @@ fn collect_tables(s: &Statement, scope: &mut Scope) {
         Statement::Insert(i) => {
             if let sqlparser::ast::TableObject::TableName(n) = &i.table {
                 let t = last_part(n);
-                let a = i.table_alias.as_ref().map(|a| ident(&a.alias)).unwrap_or_else(|| t.clone());
+                let a = i
+                    .table_alias
+                    .as_ref()
+                    .map(|a| ident(&a.alias))
+                    .unwrap_or_else(|| t.clone());
                 scope.row_names.insert(t.clone());
                 scope.tables.push((a, t));
             }
@@ -450,9 +456,7 @@ fn set_outputs(s: &SetExpr, scope: &mut Scope) -> Option<Vec<Output>> {
         SetExpr::SetOperation { left, right, .. } => {
             let l = set_outputs(left, scope)?;
             let r = set_outputs(right, scope)?;
-            if l.len() != r.len()
-                || l.iter().chain(&r).any(|o| matches!(o, Output::Wildcard(_)))
-            {
+            if l.len() != r.len() || l.iter().chain(&r).any(|o| matches!(o, Output::Wildcard(_))) {
                 // Wildcards in a UNION: positions cannot be lined up here.
                 return None;
             }
@@ -616,7 +620,10 @@ mod tests {
     #[test]
     fn expression_forms() {
         assert_eq!(srcs("SELECT email AS e, id FROM people")[0], vec!["email"]);
-        assert_eq!(srcs("SELECT upper(p.full_name)::text FROM people p")[0], vec!["full_name"]);
+        assert_eq!(
+            srcs("SELECT upper(p.full_name)::text FROM people p")[0],
+            vec!["full_name"]
+        );
         assert_eq!(
             srcs("SELECT first_name || ' ' || last_name FROM people")[0],
             vec!["first_name", "last_name"]
@@ -629,10 +636,16 @@ mod tests {
             srcs("SELECT CASE WHEN id > 1 THEN email ELSE 'x' END FROM people")[0],
             vec!["email", "id"]
         );
-        assert_eq!(srcs("SELECT md5(email), count(email) FROM people"), vec![Vec::<String>::new(), vec![]]);
+        assert_eq!(
+            srcs("SELECT md5(email), count(email) FROM people"),
+            vec![Vec::<String>::new(), vec![]]
+        );
         assert!(srcs("SELECT row_to_json(p) FROM people p")[0].contains(&"<row>".to_string()));
         assert!(srcs("SELECT json_agg(p) FROM people p")[0].contains(&"<row>".to_string()));
-        assert_eq!(srcs("SELECT string_agg(email, ',') FROM people")[0], vec!["email"]);
+        assert_eq!(
+            srcs("SELECT string_agg(email, ',') FROM people")[0],
+            vec!["email"]
+        );
         assert_eq!(srcs("SELECT * FROM people")[0], vec!["*"]);
         assert_eq!(srcs("SELECT p.* FROM people p")[0], vec!["*p"]);
     }
@@ -659,15 +672,32 @@ mod tests {
     fn copy_and_unreadable() {
         let l = analyse("COPY people TO STDOUT WITH (FORMAT csv, HEADER)");
         let c = l.statements[0].copy.clone().expect("copy");
-        assert_eq!((c.format, c.delimiter, c.header), (CopyFormat::Csv, b',', true));
-        assert_eq!(l.statements[0].tables, vec![("people".to_string(), "people".to_string())]);
+        assert_eq!(
+            (c.format, c.delimiter, c.header),
+            (CopyFormat::Csv, b',', true)
+        );
+        assert_eq!(
+            l.statements[0].tables,
+            vec![("people".to_string(), "people".to_string())]
+        );
         let l = analyse("COPY (SELECT email FROM people) TO STDOUT");
-        assert_eq!(l.statements[0].copy.as_ref().map(|c| c.format), Some(CopyFormat::Text));
+        assert_eq!(
+            l.statements[0].copy.as_ref().map(|c| c.format),
+            Some(CopyFormat::Text)
+        );
         assert!(analyse("FETCH 10 FROM c").statements[0].outputs.is_none());
-        assert_eq!(analyse("FETCH 10 FROM c").statements[0].fetches.as_deref(), Some("c"));
+        assert_eq!(
+            analyse("FETCH 10 FROM c").statements[0].fetches.as_deref(),
+            Some("c")
+        );
         let d = analyse("DECLARE c CURSOR FOR SELECT upper(full_name) FROM people");
         assert_eq!(d.statements[0].declares.as_deref(), Some("c"));
         assert_eq!(d.statements[0].outputs.as_ref().map(|o| o.len()), Some(1));
-        assert_eq!(analyse("SELECT 1; SELECT email FROM people").statements.len(), 2);
+        assert_eq!(
+            analyse("SELECT 1; SELECT email FROM people")
+                .statements
+                .len(),
+            2
+        );
     }
 }

@@ -167,20 +167,32 @@ mod tests {
     #[test]
     fn masks_keep_the_shape() {
         let m = m();
-        assert_eq!(m.mask_value(Category::Email, "ana@example.com"), "a***@example.com");
-        assert_eq!(m.mask_value(Category::NationalId, "123-45-6789"), "***-**-6789");
+        assert_eq!(
+            m.mask_value(Category::Email, "ana@example.com"),
+            "a***@example.com"
+        );
+        assert_eq!(
+            m.mask_value(Category::NationalId, "123-45-6789"),
+            "***-**-6789"
+        );
         assert_eq!(
             m.mask_value(Category::PaymentCard, "4111 1111 1111 1111"),
             "**** **** **** 1111"
         );
-        assert_eq!(m.mask_value(Category::Phone, "+1 (415) 555-0132"), "+* (***) ***-**32");
+        assert_eq!(
+            m.mask_value(Category::Phone, "+1 (415) 555-0132"),
+            "+* (***) ***-**32"
+        );
         assert_eq!(
             m.mask_value(Category::Iban, "GB82 WEST 1234 5698 7654 32"),
             "GB** **** **** **** **54 32"
         );
         assert_eq!(m.mask_value(Category::PersonName, "Ana Silva"), "A*** S***");
         assert_eq!(m.mask_value(Category::IpAddress, "10.1.2.3"), "10.*.*.*");
-        assert_eq!(m.mask_value(Category::BirthDate, "1990-04-01"), "****-**-**");
+        assert_eq!(
+            m.mask_value(Category::BirthDate, "1990-04-01"),
+            "****-**-**"
+        );
         assert_eq!(
             m.mask_value(Category::FreeText, "mail ana@example.com now"),
             "mail a***@example.com now"

@@ -118,7 +118,10 @@ impl Masking {
         let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
         let slot = map.entry(Self::key(env, db)).or_default();
         let stale = slot.loaded.is_none_or(|t| t.elapsed() > CATALOG_MAX_AGE) || force;
-        let may_try = !slot.loading && slot.failed.is_none_or(|t| t.elapsed() > CATALOG_RETRY || force);
+        let may_try = !slot.loading
+            && slot
+                .failed
+                .is_none_or(|t| t.elapsed() > CATALOG_RETRY || force);
         match (&slot.catalog, stale && may_try) {
             (Some(c), false) => CatalogNeed::Ready(c.clone()),
             (Some(c), true) => {

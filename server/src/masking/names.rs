@@ -120,14 +120,26 @@ mod tests {
         assert_eq!(category_for_name("customerEmail"), Some(Category::Email));
         assert_eq!(category_for_name("phone_number"), Some(Category::Phone));
         assert_eq!(category_for_name("ssn"), Some(Category::NationalId));
-        assert_eq!(category_for_name("card_number"), Some(Category::PaymentCard));
+        assert_eq!(
+            category_for_name("card_number"),
+            Some(Category::PaymentCard)
+        );
         assert_eq!(category_for_name("iban"), Some(Category::Iban));
         assert_eq!(category_for_name("password_hash"), Some(Category::Secret));
         assert_eq!(category_for_name("api_key"), Some(Category::Secret));
-        assert_eq!(category_for_name("date_of_birth"), Some(Category::BirthDate));
+        assert_eq!(
+            category_for_name("date_of_birth"),
+            Some(Category::BirthDate)
+        );
         assert_eq!(category_for_name("birth_date"), Some(Category::BirthDate));
-        assert_eq!(category_for_name("last_login_ip"), Some(Category::IpAddress));
-        assert_eq!(category_for_name("street_address"), Some(Category::PostalAddress));
+        assert_eq!(
+            category_for_name("last_login_ip"),
+            Some(Category::IpAddress)
+        );
+        assert_eq!(
+            category_for_name("street_address"),
+            Some(Category::PostalAddress)
+        );
         assert_eq!(category_for_name("full_name"), Some(Category::PersonName));
         assert_eq!(category_for_name("first_name"), Some(Category::PersonName));
     }

@@ -109,7 +109,9 @@ impl ResultPlan {
 enum Known {
     Categories(Vec<Category>, BTreeMap<String, Category>, BTreeSet<String>),
     /// Known to hold nothing tagged (may still get detection if text-like).
-    Untagged { confirmed: bool },
+    Untagged {
+        confirmed: bool,
+    },
     Unknown,
 }
 
@@ -155,8 +157,12 @@ impl Planner<'_> {
                     },
                 }
             };
-            plan.columns
-                .push(self.column(known, type_kind(f.type_oid), f.format, &mut plan.exempted));
+            plan.columns.push(self.column(
+                known,
+                type_kind(f.type_oid),
+                f.format,
+                &mut plan.exempted,
+            ));
         }
         plan
     }
@@ -194,7 +200,11 @@ impl Planner<'_> {
             ..ResultPlan::default()
         };
         for i in 0..columns {
-            let (known, kind) = match outputs.as_ref().filter(|o| o.len() == columns).map(|o| &o[i]) {
+            let (known, kind) = match outputs
+                .as_ref()
+                .filter(|o| o.len() == columns)
+                .map(|o| &o[i])
+            {
                 Some(ExpandedOutput::Column(c)) => (self.known_column(c), type_kind(c.type_oid)),
                 Some(ExpandedOutput::Expr { sources, whole_row }) => {
                     (self.known_expr(sources, *whole_row), TypeKind::Other)
@@ -202,8 +212,13 @@ impl Planner<'_> {
                 None => (Known::Unknown, TypeKind::Other),
             };
             // COPY text and CSV carry every type as text: masks, not NULLs, where they fit.
-            let kind = if kind == TypeKind::Other { TypeKind::Text } else { kind };
-            plan.columns.push(self.column(known, kind, 0, &mut plan.exempted));
+            let kind = if kind == TypeKind::Other {
+                TypeKind::Text
+            } else {
+                kind
+            };
+            plan.columns
+                .push(self.column(known, kind, 0, &mut plan.exempted));
         }
         plan
     }
@@ -223,7 +238,10 @@ impl Planner<'_> {
                 let (exempt, cats): (Vec<Category>, Vec<Category>) =
                     cats.into_iter().partition(|c| self.exempt.contains(c));
                 exempted.extend(exempt);
-                keys = k.into_iter().filter(|(_, c)| !self.exempt.contains(c)).collect();
+                keys = k
+                    .into_iter()
+                    .filter(|(_, c)| !self.exempt.contains(c))
+                    .collect();
                 if cats.is_empty() {
                     // Every category of this column is exempt for this identity.
                     Action::Pass
@@ -435,7 +453,11 @@ mod tests {
         assert_eq!(a[0], &Action::Pass);
         assert_eq!(a[1], &Action::Mask(vec![Category::Email]));
         assert_eq!(a[2], &Action::Mask(vec![Category::PersonName]));
-        assert_eq!(a[3], &Action::Detect, "a hash is text: detection, which finds nothing");
+        assert_eq!(
+            a[3],
+            &Action::Detect,
+            "a hash is text: detection, which finds nothing"
+        );
         assert_eq!(a[4], &Action::Null, "a date of birth cannot hold a mask");
         assert_eq!(a[5], &Action::Pass);
         assert_eq!(a[6], &Action::Detect);

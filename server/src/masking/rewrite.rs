@@ -22,10 +22,7 @@ pub enum Value {
     Bytes(Vec<u8>),
 }
 
-fn spans_without(
-    text: &str,
-    skip: &BTreeSet<Category>,
-) -> Vec<(std::ops::Range<usize>, Category)> {
+fn spans_without(text: &str, skip: &BTreeSet<Category>) -> Vec<(std::ops::Range<usize>, Category)> {
     let mut s = find_spans(text);
     s.retain(|(_, c)| !skip.contains(c));
     s
@@ -113,7 +110,13 @@ fn mask_json(
 }
 
 /// A tagged text value that holds JSON (`profile::text`, `row_to_json(p)::text`), masked as JSON.
-fn mask_text_json(m: &Masker, col: &ColumnPlan, cats: &[Category], text: &str, skip: &BTreeSet<Category>) -> Option<String> {
+fn mask_text_json(
+    m: &Masker,
+    col: &ColumnPlan,
+    cats: &[Category],
+    text: &str,
+    skip: &BTreeSet<Category>,
+) -> Option<String> {
     let t = text.trim_start();
     if !(t.starts_with('{') || t.starts_with('[')) {
         return None;
@@ -156,7 +159,11 @@ fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
                 chars.next();
             }
         }
-        out.push(if !quoted && cur == "NULL" { None } else { Some(cur) });
+        out.push(if !quoted && cur == "NULL" {
+            None
+        } else {
+            Some(cur)
+        });
         match chars.next() {
             Some(',') => continue,
             None => break,
@@ -200,11 +207,12 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                 return Value::Keep;
             }
             // jsonb in binary starts with a version byte.
-            let (prefix, body) = if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
-                (&raw[..1], &raw[1..])
-            } else {
-                (&raw[..0], raw)
-            };
+            let (prefix, body) =
+                if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
+                    (&raw[..1], &raw[1..])
+                } else {
+                    (&raw[..0], raw)
+                };
             match std::str::from_utf8(body) {
                 Ok(text) => match detect_text(m, text, skip) {
                     None => Value::Keep,
@@ -229,11 +237,12 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
             }
         }
         Action::Mask(cats) => {
-            let (prefix, body) = if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
-                (&raw[..1], &raw[1..])
-            } else {
-                (&raw[..0], raw)
-            };
+            let (prefix, body) =
+                if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
+                    (&raw[..1], &raw[1..])
+                } else {
+                    (&raw[..0], raw)
+                };
             let Ok(text) = std::str::from_utf8(body) else {
                 return Value::Null;
             };
@@ -442,7 +451,10 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
             }
         }
         CopyFormat::Csv => {
-            for (i, (field, quoted)) in split_csv(row, copy.delimiter, copy.quote).into_iter().enumerate() {
+            for (i, (field, quoted)) in split_csv(row, copy.delimiter, copy.quote)
+                .into_iter()
+                .enumerate()
+            {
                 if i > 0 {
                     out_row.push(copy.delimiter);
                 }
@@ -620,7 +632,9 @@ mod tests {
             if len < 0 {
                 out.push(None);
             } else {
-                out.push(Some(String::from_utf8_lossy(&frame[pos..pos + len as usize]).into()));
+                out.push(Some(
+                    String::from_utf8_lossy(&frame[pos..pos + len as usize]).into(),
+                ));
                 pos += len as usize;
             }
         }
@@ -635,7 +649,11 @@ mod tests {
                 col(Action::Mask(vec![Category::Email]), TypeKind::Text, 0),
                 col(Action::Detect, TypeKind::Text, 0),
                 col(Action::Null, TypeKind::Plain, 1),
-                col(Action::Mask(vec![Category::PersonName]), TypeKind::TextArray, 0),
+                col(
+                    Action::Mask(vec![Category::PersonName]),
+                    TypeKind::TextArray,
+                    0,
+                ),
             ],
             ..Default::default()
         };
@@ -663,7 +681,11 @@ mod tests {
 
     #[test]
     fn json_is_masked_by_key_and_by_detector() {
-        let mut c = col(Action::Mask(vec![Category::PersonName, Category::Email]), TypeKind::Json, 0);
+        let mut c = col(
+            Action::Mask(vec![Category::PersonName, Category::Email]),
+            TypeKind::Json,
+            0,
+        );
         c.keys.insert("full_name".into(), Category::PersonName);
         c.keys.insert("email".into(), Category::Email);
         c.safe_keys.insert("note".into());
@@ -675,7 +697,10 @@ mod tests {
         );
         let Value::Bytes(b) = v else { panic!("{v:?}") };
         let s = String::from_utf8(b).unwrap();
-        assert!(s.contains("\"A*** S***\"") && s.contains("a***@example.com"), "{s}");
+        assert!(
+            s.contains("\"A*** S***\"") && s.contains("a***@example.com"),
+            "{s}"
+        );
         assert!(s.contains("***-**-6789") && s.contains("\"id\":1"), "{s}");
     }
 

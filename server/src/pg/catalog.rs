@@ -35,6 +35,16 @@ AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 
 AND n.nspname NOT LIKE 'pg\\_temp%' \
 ORDER BY c.oid, a.attnum LIMIT 50000";
 
+/// A relation's oid, schema, name, and the text-like columns (attnum, name) to sample.
+type TableToSample = (u32, String, String, Vec<(i16, String)>);
+
+/// What a catalog read returns: the columns, sampled values by (oid, attnum), view definitions.
+pub type CatalogRead = (
+    Vec<RawColumn>,
+    HashMap<(u32, i16), Vec<String>>,
+    HashMap<u32, String>,
+);
+
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("cannot reach the upstream: {0}")]
@@ -116,11 +126,23 @@ pub async fn read(
     target: &UpstreamTarget,
     database: &str,
     timeout: Duration,
-) -> Result<(Vec<RawColumn>, HashMap<(u32, i16), Vec<String>>, HashMap<u32, String>), CatalogError>
-{
+) -> Result<
+    (
+        Vec<RawColumn>,
+        HashMap<(u32, i16), Vec<String>>,
+        HashMap<u32, String>,
+    ),
+    CatalogError,
+> {
     let params = vec![
-        ("application_name".to_string(), "gatehouse:catalog".to_string()),
-        ("default_transaction_read_only".to_string(), "on".to_string()),
+        (
+            "application_name".to_string(),
+            "gatehouse:catalog".to_string(),
+        ),
+        (
+            "default_transaction_read_only".to_string(),
+            "on".to_string(),
+        ),
         ("statement_timeout".to_string(), "5000".to_string()),
         ("database".to_string(), database.to_string()),
     ];
@@ -150,11 +172,15 @@ pub async fn read(
             });
         }
         // Sample the text-like columns of each relation with one query per relation.
-        let mut by_table: Vec<(u32, String, String, Vec<(i16, String)>)> = Vec::new();
+        let mut by_table: Vec<TableToSample> = Vec::new();
         for r in &raw {
             if !matches!(
                 type_kind(r.type_oid),
-                TypeKind::Text | TypeKind::Json | TypeKind::Jsonb | TypeKind::TextArray | TypeKind::Other
+                TypeKind::Text
+                    | TypeKind::Json
+                    | TypeKind::Jsonb
+                    | TypeKind::TextArray
+                    | TypeKind::Other
             ) {
                 continue;
             }
@@ -201,7 +227,11 @@ pub async fn read(
     Ok(out)
 }
 
-async fn load(gw: &Gateway, env: &crate::gateway::Environment, database: &str) -> Option<Arc<Catalog>> {
+async fn load(
+    gw: &Gateway,
+    env: &crate::gateway::Environment,
+    database: &str,
+) -> Option<Arc<Catalog>> {
     let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds.max(1));
     let started = std::time::Instant::now();
     let result = match read(&env.target, database, timeout).await {

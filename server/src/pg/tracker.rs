@@ -374,9 +374,11 @@ impl Tracker {
                         }
                     }
                 } else if tag == b'T' {
-                    if let (Some(Expect::Query(e)), Some(_)) = (self.pending.front(), &self.masking) {
+                    if let (Some(Expect::Query(e)), Some(_)) = (self.pending.front(), &self.masking)
+                    {
                         let info = e.info.clone();
-                        let plan = self.plan_result(&info, self.query_index, fields.as_deref(), &[], None);
+                        let plan =
+                            self.plan_result(&info, self.query_index, fields.as_deref(), &[], None);
                         self.active = Some(Active {
                             plan,
                             copy: None,
@@ -413,7 +415,10 @@ impl Tracker {
             }
             b'H' => {
                 if let (Some(m), Some(f)) = (self.masking.clone(), frame) {
-                    let ncols = f.get(6..8).map(|b| u16::from_be_bytes([b[0], b[1]]) as usize).unwrap_or(0);
+                    let ncols = f
+                        .get(6..8)
+                        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+                        .unwrap_or(0);
                     let (info, index) = match self.pending.front() {
                         Some(Expect::Query(e)) => (Some(e.info.clone()), self.query_index),
                         Some(Expect::Execute(e)) => (Some(e.info.clone()), 0),
@@ -424,7 +429,11 @@ impl Tracker {
                         let st = lineage.statements.get(index);
                         let copy = st.and_then(|s| s.copy.clone()).unwrap_or(CopyOut {
                             // Unknown: PostgreSQL's default text format.
-                            format: if f.get(5) == Some(&1) { CopyFormat::Binary } else { CopyFormat::Text },
+                            format: if f.get(5) == Some(&1) {
+                                CopyFormat::Binary
+                            } else {
+                                CopyFormat::Text
+                            },
                             delimiter: b'\t',
                             header: false,
                             null: "\\N".into(),
@@ -552,7 +561,12 @@ impl Tracker {
 
     /// The plan of an Execute's rows: from the portal's description, else the statement's
     /// with the Bind's formats, else (no Describe at all) from the lineage alone.
-    fn plan_execute(&mut self, info: &Arc<StmtInfo>, portal: Option<&Portal>, row: Option<&[u8]>) -> Arc<ResultPlan> {
+    fn plan_execute(
+        &mut self,
+        info: &Arc<StmtInfo>,
+        portal: Option<&Portal>,
+        row: Option<&[u8]>,
+    ) -> Arc<ResultPlan> {
         let (fields, formats): (Option<Vec<Field>>, Vec<i16>) = match portal {
             Some(p) => match (p.fields.get(), p.stmt_fields.get()) {
                 (Some(f), _) => (Some(f.as_ref().clone()), Vec::new()),
@@ -617,9 +631,9 @@ impl Tracker {
         };
         let catalog = m.gw.masking.catalog_or_empty(&m.env, &m.database);
         // Columns straight from tables need the catalog only; expressions need the lineage.
-        let needs_lineage = fields
-            .iter()
-            .any(|f| (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool);
+        let needs_lineage = fields.iter().any(|f| {
+            (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
+        });
         let lineage = needs_lineage.then(|| m.gw.masking.lineage(&info.sql));
         let mut st: Option<Arc<StatementLineage>> = lineage
             .as_ref()
@@ -747,7 +761,11 @@ pub fn error_fields(frame: &[u8]) -> Vec<(u8, String)> {
 
 /// The result format codes at the end of a Bind frame (`pos` is just past the statement name).
 fn bind_result_formats(frame: &[u8], mut pos: usize) -> Option<Vec<i16>> {
-    let rd16 = |p: usize| frame.get(p..p + 2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+    let rd16 = |p: usize| {
+        frame
+            .get(p..p + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+    };
     let nfmt = rd16(pos)? as usize;
     pos += 2 + 2 * nfmt;
     let nparams = rd16(pos)? as usize;
