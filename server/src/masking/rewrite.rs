@@ -459,6 +459,13 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
                     out_row.push(copy.delimiter);
                 }
                 let is_null = !quoted && field == copy.null.as_bytes();
+                // Quoted only when PostgreSQL would quote it too.
+                let needs_quotes = |v: &[u8]| {
+                    v.is_empty()
+                        || v == copy.null.as_bytes()
+                        || v.iter()
+                            .any(|&b| b == copy.delimiter || b == copy.quote || b == b'\n' || b == b'\r')
+                };
                 let write_quoted = |v: &[u8], out: &mut Vec<u8>| {
                     out.push(copy.quote);
                     for &b in v {
@@ -489,7 +496,11 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
                     }
                     Value::Bytes(b) => {
                         changed = true;
-                        write_quoted(&b, &mut out_row);
+                        if needs_quotes(&b) {
+                            write_quoted(&b, &mut out_row);
+                        } else {
+                            out_row.extend_from_slice(&b);
+                        }
                     }
                 }
             }
@@ -734,7 +745,7 @@ mod tests {
         let mut f = vec![b'd', 0, 0, 0, 0];
         f.extend_from_slice(b"7,ana@example.com,\"Silva, Ana\"\n");
         let out = copy_row(&plan, &m(), &csv, &f).expect("changed");
-        assert_eq!(&out[5..], b"7,\"a***@example.com\",\"S*** A***\"\n");
+        assert_eq!(&out[5..], b"7,a***@example.com,S*** A***\n");
     }
 
     #[test]
