@@ -458,6 +458,7 @@ where
     let mut last_tag = 0u8;
     // Frames not forwarded as they came: (offset, length, replacement).
     let mut rewrites: Vec<(usize, usize, Option<BytesMut>)> = Vec::new();
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -541,23 +542,31 @@ where
         if !done.is_empty() {
             record_completed(observer, done).await;
         }
-        let mut written = 0;
-        for (offset, total, replacement) in &rewrites {
-            if written < *offset {
-                if let Err(e) = write_flush(client, &buf[written..*offset]).await {
+        if rewrites.is_empty() {
+            if ready > 0 {
+                if let Err(e) = write_flush(client, &buf[..ready]).await {
                     return RelayEnd::ClientIo(e);
                 }
             }
-            if let Some(r) = replacement {
-                if let Err(e) = write_flush(client, r).await {
-                    return RelayEnd::ClientIo(e);
+        } else {
+            // Masked rows: the chunk is re-assembled once and written with one call, not one
+            // write per frame (a masked result rewrites every row).
+            out.clear();
+            let mut written = 0;
+            for (offset, total, replacement) in &rewrites {
+                out.extend_from_slice(&buf[written..*offset]);
+                if let Some(r) = replacement {
+                    out.extend_from_slice(r);
                 }
+                written = offset + total;
             }
-            written = offset + total;
-        }
-        if written < ready {
-            if let Err(e) = write_flush(client, &buf[written..ready]).await {
+            out.extend_from_slice(&buf[written..ready]);
+            if let Err(e) = write_flush(client, &out).await {
                 return RelayEnd::ClientIo(e);
+            }
+            if out.capacity() > 4 * READ_CHUNK {
+                // One huge row must not pin its buffer for the rest of the session.
+                out = BytesMut::with_capacity(READ_CHUNK);
             }
         }
         buf.advance(ready);
