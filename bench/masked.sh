@@ -10,6 +10,7 @@
 #   ROWS=200000 ROUNDS=1 bench/masked.sh   # a quick look (~100 MB)
 #
 # Environment: ROWS (2000000 ≈ 1 GB of result text), ROUNDS (3), FETCH (rows per FETCH, 10000),
+# MASKING (on; `off` measures the same result through the gateway with `[masking] enabled = false`),
 # OUT (also write the table here), KEEP_TMP=1, NICE, GATEHOUSE_BIN (benchmark this binary instead
 # of building ${CARGO_TARGET_DIR:-target}/release/gatehouse-server).
 set -euo pipefail
@@ -21,6 +22,7 @@ cd "$GH_REPO"
 ROWS="${ROWS:-2000000}"
 ROUNDS="${ROUNDS:-3}"
 FETCH="${FETCH:-10000}"
+MASKING="${MASKING:-on}"
 OUT="${OUT:-}"
 NICE="${NICE:-0}"
 PGBOUNCER="${PGBOUNCER:-/usr/sbin/pgbouncer}"
@@ -161,6 +163,9 @@ groups       = ["bench"]
 groups       = ["bench"]
 environments = ["bench"]
 EOF
+if [ "$MASKING" = off ]; then
+    printf '\n[masking]\nenabled = false\n' >>"$TMP/gateway/gatehouse.toml"
+fi
 GATEHOUSE_BENCH_DB_PASSWORD="$DB_PASSWORD" "$BIN" serve --config "$TMP/gateway/gatehouse.toml" \
     >"$TMP/gateway/gateway.log" 2>&1 </dev/null &
 GW_PID=$!
@@ -193,7 +198,7 @@ for t in direct pgbouncer gateway; do
         -c "SELECT * FROM people_wide WHERE id <= 2" >"$TMP/runs/check-$t.txt"
 done
 grep -q 'person1@example.com' "$TMP/runs/check-direct.txt" || gh_die "the direct sample is not what was loaded"
-if grep -q 'person1@example.com\|4111 1111 1111 1111' "$TMP/runs/check-gateway.txt"; then
+if [ "$MASKING" != off ] && grep -q 'person1@example.com\|4111 1111 1111 1111' "$TMP/runs/check-gateway.txt"; then
     gh_die "the gateway did not mask: $(cat "$TMP/runs/check-gateway.txt")"
 fi
 gh_log "through the gateway: $(head -n 1 "$TMP/runs/check-gateway.txt")"
@@ -214,7 +219,7 @@ LOAD_AT_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 commit="${GATEHOUSE_BIN:-$(git -C "$GH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)}"
 
 TABLE="$TMP/table.md"
-python3 - "$RESULTS" "$PEAK_KB" "$ROWS" "$commit" "$LOAD_AT_START" "$LOAD_AT_END" >"$TABLE" <<'EOF'
+python3 - "$RESULTS" "$PEAK_KB" "$ROWS" "$commit" "$LOAD_AT_START" "$LOAD_AT_END" "$MASKING" >"$TABLE" <<'EOF'
 import statistics, sys
 from collections import defaultdict
 rows = defaultdict(list)
@@ -226,7 +231,7 @@ for line in open(sys.argv[1]):
 peak_mb = int(sys.argv[2]) / 1024
 base = sizes["direct"]
 print(f"`bench/masked.sh`: `SELECT * FROM people_wide` ({sys.argv[3]} rows, {base / 1e9:.2f} GB of result text), "
-      f"psql with FETCH_COUNT, gateway at `{sys.argv[4]}`, load {sys.argv[5]} → {sys.argv[6]}")
+      f"psql with FETCH_COUNT, gateway at `{sys.argv[4]}` with masking {sys.argv[7]}, load {sys.argv[5]} → {sys.argv[6]}")
 print()
 print("| target | median s | MB/s (of the direct result's size) | output bytes | runs (s) |")
 print("| --- | --- | --- | --- | --- |")

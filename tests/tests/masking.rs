@@ -542,6 +542,16 @@ async fn personal_data_is_masked_in_every_form_and_nothing_else_is() {
         .await
         .expect_err("division by zero");
     assert_no_leak("error", &format!("{e:?}"), &secrets);
+    let e = c
+        .batch_execute(&format!("SELECT '{}'::int", ps[2].email))
+        .await
+        .expect_err("not an integer");
+    assert!(
+        message(&e).contains("invalid input syntax"),
+        "{}",
+        message(&e)
+    );
+    assert_no_leak("error message quoting a value", &message(&e), &secrets);
 
     // The catalog tagged the columns (names, comments, values), and views through lineage.
     let http = reqwest::Client::new();

@@ -27,6 +27,7 @@ pub mod rewrite;
 
 use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -61,6 +62,8 @@ pub struct Masking {
     exemptions: RwLock<Arc<Vec<Exemption>>>,
     overrides: RwLock<Arc<Vec<catalog::Override>>>,
     empty: Arc<Catalog>,
+    /// Bumped whenever a catalog changes, so sessions can keep theirs until then.
+    generation: AtomicU64,
 }
 
 /// What a session should do about its catalog.
@@ -86,7 +89,13 @@ impl Masking {
             exemptions: RwLock::new(Arc::new(Vec::new())),
             overrides: RwLock::new(Arc::new(Vec::new())),
             empty: Arc::new(Catalog::empty()),
+            generation: AtomicU64::new(1),
         }
+    }
+
+    /// Changes whenever any catalog (or override) changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The catalog of `env`/`db`, or an empty one (plans then fall back to names and values).
@@ -147,6 +156,7 @@ impl Masking {
                 slot.catalog = Some(c.clone());
                 slot.loaded = Some(Instant::now());
                 slot.failed = None;
+                self.generation.fetch_add(1, Ordering::AcqRel);
                 Some(c)
             }
             None => {
@@ -166,6 +176,7 @@ impl Masking {
                 slot.catalog = Some(Arc::new(c.with_overrides(&self.overrides_for(env))));
             }
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The admin overrides of one environment.

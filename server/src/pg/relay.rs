@@ -219,12 +219,12 @@ async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMa
         .gw
         .masking
         .exempt(&observer.env.name, &observer.identity.groups);
-    Some(std::sync::Arc::new(SessionMasking {
-        gw: observer.gw.clone(),
-        env: observer.env.name.clone(),
+    Some(std::sync::Arc::new(SessionMasking::new(
+        observer.gw.clone(),
+        observer.env.name.clone(),
         database,
         exempt,
-    }))
+    )))
 }
 
 /// A COPY … TO STDOUT in binary format of columns that need masking: refused before it runs,
@@ -235,7 +235,7 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
     }
     let m = lock(tracker).masking.clone()?;
     let lineage = m.gw.masking.lineage(&info.sql);
-    let catalog = m.gw.masking.catalog_or_empty(&m.env, &m.database);
+    let catalog = m.catalog();
     for st in &lineage.statements {
         let Some(copy) = &st.copy else { continue };
         if copy.format != crate::masking::lineage::CopyFormat::Binary {
@@ -409,7 +409,17 @@ where
 async fn record_completed(observer: &Observer, done: Vec<super::tracker::Completed>) {
     for c in done {
         let (sqlstate, error) = match c.exec.error {
-            Some((code, message)) => (Some(code), Some(message)),
+            // Upstream messages can quote values (`invalid input syntax …: "ana@…"`); the
+            // audit keeps them masked like the client saw them.
+            Some((code, message)) => {
+                let message = crate::masking::rewrite::error_text(
+                    &observer.gw.masking.masker,
+                    &message,
+                    &Default::default(),
+                )
+                .unwrap_or(message);
+                (Some(code), Some(message))
+            }
             None => (None, None),
         };
         let g = c.exec.gate;

@@ -65,6 +65,40 @@ pub struct SessionMasking {
     pub env: String,
     pub database: String,
     pub exempt: BTreeSet<Category>,
+    /// The catalog last used and the generation it was current at: one atomic load per plan
+    /// instead of a map lookup.
+    pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>)>,
+}
+
+impl SessionMasking {
+    pub fn new(
+        gw: Arc<Gateway>,
+        env: String,
+        database: String,
+        exempt: BTreeSet<Category>,
+    ) -> Self {
+        SessionMasking {
+            gw,
+            env,
+            database,
+            exempt,
+            cached: std::sync::Mutex::new((0, None)),
+        }
+    }
+
+    /// The environment's current catalog (empty if none could be read).
+    pub fn catalog(&self) -> Arc<crate::masking::Catalog> {
+        let generation = self.gw.masking.generation();
+        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        match &c.1 {
+            Some(cat) if c.0 == generation => cat.clone(),
+            _ => {
+                let cat = self.gw.masking.catalog_or_empty(&self.env, &self.database);
+                *c = (generation, Some(cat.clone()));
+                cat
+            }
+        }
+    }
 }
 
 /// The plan of the result set being relayed.
@@ -439,7 +473,7 @@ impl Tracker {
                             null: "\\N".into(),
                             quote: b'"',
                         });
-                        let catalog = m.gw.masking.catalog_or_empty(&m.env, &m.database);
+                        let catalog = m.catalog();
                         let planner = Planner {
                             catalog: &catalog,
                             lineage: st,
@@ -629,7 +663,7 @@ impl Tracker {
                 &owned
             }
         };
-        let catalog = m.gw.masking.catalog_or_empty(&m.env, &m.database);
+        let catalog = m.catalog();
         // Columns straight from tables need the catalog only; expressions need the lineage.
         let needs_lineage = fields.iter().any(|f| {
             (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
