@@ -128,44 +128,63 @@ pub fn may_contain(text: &[u8]) -> bool {
     if text.len() < 6 {
         return false;
     }
+    if text.contains(&b'@') {
+        return true;
+    }
     let mut digits = 0usize;
     let mut dots = 0usize;
     for (i, &b) in text.iter().enumerate() {
-        let rest = &text[i..];
-        // Each arm tests only the secret markers that start with its byte.
-        let marker = match b {
-            b'@' => return true,
-            b'0'..=b'9' => {
-                digits += 1;
-                false
+        match BYTE_CLASS[b as usize] {
+            0 => {}
+            1 => digits += 1,
+            2 => dots += 1,
+            _ => {
+                if secret_marker_at(&text[i..]) {
+                    return true;
+                }
             }
-            b'.' => {
-                dots += 1;
-                false
-            }
-            b'$' => rest.starts_with(b"$2") || rest.starts_with(b"$argon2"),
-            b'_' => {
-                rest.starts_with(b"_live_")
-                    || rest.starts_with(b"_test_")
-                    || rest.starts_with(b"_pat_")
-            }
-            b'-' => rest.starts_with(b"-----BEGIN"),
-            b'A' => rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA"),
-            b'e' => rest.starts_with(b"eyJ"),
-            b'x' => rest.starts_with(b"xoxb-") || rest.starts_with(b"xoxp-"),
-            b'S' => rest.starts_with(b"SCRAM-SHA-256$"),
-            b'g' => {
-                rest.len() > 4
-                    && ((rest[1] == b'h' && b"poas".contains(&rest[2]) && rest[3] == b'_')
-                        || rest.starts_with(b"glpat-"))
-            }
-            _ => false,
-        };
-        if marker {
-            return true;
         }
     }
     digits >= 9 || (digits >= 4 && dots >= 3)
+}
+
+/// 1: digit, 2: dot, 3: the first byte of a secret marker, 0: anything else.
+const BYTE_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut d = b'0';
+    while d <= b'9' {
+        t[d as usize] = 1;
+        d += 1;
+    }
+    t[b'.' as usize] = 2;
+    let starts = b"$_-AexSg";
+    let mut i = 0;
+    while i < starts.len() {
+        t[starts[i] as usize] = 3;
+        i += 1;
+    }
+    t
+};
+
+/// Whether `rest` starts with a marker of a secret (`$2b$`, `sk_live_`, `-----BEGIN`, …).
+fn secret_marker_at(rest: &[u8]) -> bool {
+    match rest[0] {
+        b'$' => rest.starts_with(b"$2") || rest.starts_with(b"$argon2"),
+        b'_' => {
+            rest.starts_with(b"_live_") || rest.starts_with(b"_test_") || rest.starts_with(b"_pat_")
+        }
+        b'-' => rest.starts_with(b"-----BEGIN"),
+        b'A' => rest.starts_with(b"AKIA") || rest.starts_with(b"ASIA"),
+        b'e' => rest.starts_with(b"eyJ"),
+        b'x' => rest.starts_with(b"xoxb-") || rest.starts_with(b"xoxp-"),
+        b'S' => rest.starts_with(b"SCRAM-SHA-256$"),
+        b'g' => {
+            rest.len() > 4
+                && ((rest[1] == b'h' && b"poas".contains(&rest[2]) && rest[3] == b'_')
+                    || rest.starts_with(b"glpat-"))
+        }
+        _ => false,
+    }
 }
 
 /// Every sensitive value found inside free text, as byte ranges with their category, in order
@@ -205,7 +224,7 @@ pub fn find_spans(text: &str) -> Vec<(std::ops::Range<usize>, Category)> {
         while s < end && matches!(b[s], b':' | b'.') {
             s += 1;
         }
-        if end - s >= 6 {
+        if end - s >= 6 && may_contain(&b[s..end]) {
             if let Some(word) = text.get(s..end) {
                 let cat = if word.contains('@') {
                     is_email(word).then_some(Category::Email)
@@ -220,6 +239,11 @@ pub fn find_spans(text: &str) -> Vec<(std::ops::Range<usize>, Category)> {
     }
     // 2. Runs of digits with spaces, dashes, dots, parentheses and plus: cards and phones
     //    written with spaces ("4111 1111 1111 1111", "+1 (415) 555-0132"), IBANs in groups.
+    //    Each needs at least nine digits.
+    if b.iter().filter(|c| c.is_ascii_digit()).count() < 9 {
+        out.sort_by_key(|(r, _)| r.start);
+        return out;
+    }
     let mut i = 0;
     while i < b.len() {
         let run_char = |c: u8| c.is_ascii_digit() || b" -()+.".contains(&c);
@@ -461,7 +485,7 @@ pub fn is_secret(v: &str) -> bool {
         "gha_",
         "ghs_",
     ];
-    if v.contains("PRIVATE KEY-----") {
+    if v.as_bytes().contains(&b'-') && v.contains("PRIVATE KEY-----") {
         return true;
     }
     if v.starts_with("$2a$")

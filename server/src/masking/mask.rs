@@ -58,14 +58,17 @@ impl Masker {
                 keep_last_digits(value, if cat == Category::Phone { 2 } else { 4 })
             }
             Category::Iban => mask_iban(value),
-            Category::PersonName => value
-                .split_whitespace()
-                .map(|w| {
-                    let first: String = w.chars().take(1).collect();
-                    format!("{first}***")
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
+            Category::PersonName => {
+                let mut out = String::with_capacity(value.len() + 8);
+                for w in value.split_whitespace() {
+                    if !out.is_empty() {
+                        out.push(' ');
+                    }
+                    out.extend(w.chars().take(1));
+                    out.push_str("***");
+                }
+                out
+            }
             Category::IpAddress => match value.split_once('.') {
                 Some((first, _)) if value.bytes().filter(|b| *b == b'.').count() == 3 => {
                     format!("{first}.*.*.*")
@@ -108,8 +111,11 @@ impl Masker {
 fn mask_email(v: &str) -> String {
     match v.rsplit_once('@') {
         Some((local, domain)) => {
-            let first: String = local.chars().take(1).collect();
-            format!("{first}***@{domain}")
+            let mut out = String::with_capacity(domain.len() + 8);
+            out.extend(local.chars().take(1));
+            out.push_str("***@");
+            out.push_str(domain);
+            out
         }
         None => "***".into(),
     }

@@ -64,9 +64,7 @@ fn mask_whole(m: &Masker, cats: &[Category], text: &str, skip: &BTreeSet<Categor
 }
 
 fn detect_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<String> {
-    if !may_contain(text.as_bytes()) {
-        return None;
-    }
+    // `find_spans` applies the pre-filter itself.
     let spans = spans_without(text, skip);
     if spans.is_empty() {
         None
@@ -217,6 +215,7 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
         Action::Pass => Value::Keep,
         Action::Null => Value::Null,
         Action::Detect => {
+            // The pre-filter: most values (plain words, numbers, dates) stop here.
             if !may_contain(raw) {
                 return Value::Keep;
             }
@@ -282,9 +281,9 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                 },
                 _ => match mask_text_json(m, col, cats, text, skip) {
                     Some(j) => j,
-                    None => match parse_array(text) {
+                    None => match text.starts_with('{').then(|| parse_array(text)).flatten() {
                         // An array cast to text (`aliases::text`).
-                        Some(items) if text.starts_with('{') => format_array(
+                        Some(items) => format_array(
                             &items
                                 .iter()
                                 .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
