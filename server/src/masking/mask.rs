@@ -123,7 +123,28 @@ fn mask_email(v: &str) -> String {
 
 /// Digits become `*` except the last `keep`; separators stay, so the shape survives.
 fn keep_last_digits(v: &str, keep: usize) -> String {
-    let total = v.chars().filter(|c| c.is_ascii_digit()).count();
+    let total = v.bytes().filter(|c| c.is_ascii_digit()).count();
+    if v.is_ascii() {
+        let mut seen = 0;
+        let out: Vec<u8> = v
+            .bytes()
+            .map(|c| {
+                if c.is_ascii_digit() {
+                    seen += 1;
+                    if seen + keep > total {
+                        c
+                    } else {
+                        b'*'
+                    }
+                } else if c.is_ascii_alphabetic() {
+                    b'*'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        return String::from_utf8(out).unwrap_or_default();
+    }
     let mut seen = 0;
     v.chars()
         .map(|c| {
