@@ -689,8 +689,29 @@ async fn keyed_hashes_exemptions_and_overrides() {
         .unwrap();
     assert_eq!(r.status(), 201);
     let ex: serde_json::Value = r.json().await.unwrap();
+    // A column exemption: that column, read as it is, whatever its category.
+    let r = http
+        .post(format!("{base}/api/v1/exemptions"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"group": "support", "environment": "app", "category": "phone", "column": "people.phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a category or a column, not both");
+    let r = http
+        .post(format!("{base}/api/v1/exemptions"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"group": "support", "environment": "app", "column": "public.people.phone"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let helper = f.gw.connect("app", "helper", &helper_token).await.unwrap();
-    let rows = simple(&helper, "SELECT email, full_name FROM people ORDER BY id").await;
+    let rows = simple(
+        &helper,
+        "SELECT email, full_name, phone, upper(phone), ssn FROM people ORDER BY id",
+    )
+    .await;
     assert_eq!(
         rows[0][0].as_deref(),
         Some(ps[0].email.as_str()),
@@ -700,6 +721,21 @@ async fn keyed_hashes_exemptions_and_overrides() {
         rows[0][1].as_deref(),
         Some(ps[0].full_name.as_str()),
         "names still masked"
+    );
+    assert_eq!(
+        rows[0][2].as_deref(),
+        Some(ps[0].phone.as_str()),
+        "exempt column shown"
+    );
+    assert_ne!(
+        rows[0][3].as_deref(),
+        Some(ps[0].phone.to_uppercase().as_str()),
+        "only the column itself"
+    );
+    assert_ne!(
+        rows[0][4].as_deref(),
+        Some(ps[0].ssn.as_str()),
+        "other columns still masked"
     );
     let rows = simple(&c, "SELECT email FROM people ORDER BY id").await;
     assert_no_leak("agent without exemption", &flat(&rows), &secrets);
@@ -725,7 +761,7 @@ async fn keyed_hashes_exemptions_and_overrides() {
         .json()
         .await
         .unwrap();
-    assert_eq!(list["items"].as_array().unwrap().len(), 2);
+    assert_eq!(list["items"].as_array().unwrap().len(), 3);
     let r = http
         .delete(format!(
             "{base}/api/v1/exemptions/{}",
@@ -801,4 +837,8 @@ async fn keyed_hashes_exemptions_and_overrides() {
         .unwrap();
     assert_eq!(used["identity"], "helper");
     assert_eq!(used["details"]["categories"], serde_json::json!(["email"]));
+    assert_eq!(
+        used["details"]["columns"],
+        serde_json::json!(["people.phone"])
+    );
 }

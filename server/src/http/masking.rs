@@ -215,7 +215,10 @@ pub struct ExemptionRequest {
     pub group: String,
     /// An environment name, or `*` for all.
     pub environment: String,
-    pub category: String,
+    /// A category to exempt …
+    pub category: Option<String>,
+    /// … or one column, `table.column` or `schema.table.column` (exactly one of the two).
+    pub column: Option<String>,
     /// Time-boxed: the exemption ends this many seconds from now.
     pub expires_in_seconds: Option<i64>,
     pub reason: Option<String>,
@@ -254,7 +257,17 @@ pub async fn create_exemption(
     if req.group.trim().is_empty() {
         return Err(ApiError::BadRequest("group must not be empty".into()));
     }
-    let category = parse_category(&req.category)?;
+    let category = match (&req.category, &req.column) {
+        (Some(c), None) => Some(parse_category(c)?),
+        (None, Some(col)) if col.contains('.') && !col.starts_with('.') && !col.ends_with('.') => {
+            None
+        }
+        _ => {
+            return Err(ApiError::BadRequest(
+                "give exactly one of category or column (as table.column)".into(),
+            ))
+        }
+    };
     let now = chrono::Utc::now();
     let expires_at = match req.expires_in_seconds {
         Some(s) if s <= 0 => {
@@ -270,6 +283,7 @@ pub async fn create_exemption(
         group: req.group,
         environment: req.environment,
         category,
+        column: req.column,
         expires_at,
         reason: req.reason,
         created_by: admin.identity.name.clone(),
@@ -277,7 +291,7 @@ pub async fn create_exemption(
     };
     gw.store.insert_exemption(e.clone()).await?;
     gw.masking.set_exemptions(gw.store.exemptions().await?);
-    tracing::info!(actor = %admin.identity.name, action = "masking.exemption.create", id = %e.id, group = %e.group, env = %e.environment, category = e.category.as_str(), "admin action");
+    tracing::info!(actor = %admin.identity.name, action = "masking.exemption.create", id = %e.id, group = %e.group, env = %e.environment, category = ?e.category.map(|c| c.as_str()), column = ?e.column, "admin action");
     record_admin_action(
         &gw,
         &admin.identity,

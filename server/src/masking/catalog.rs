@@ -221,6 +221,7 @@ impl Catalog {
                     catalog: &c,
                     lineage: Some(st),
                     exempt: &Default::default(),
+                    exempt_columns: &Default::default(),
                 };
                 let cats = planner.source_categories(t.columns.len());
                 for (ci, col) in t.columns.iter().enumerate() {
@@ -262,8 +263,20 @@ impl Catalog {
     }
 
     pub fn column(&self, table_oid: u32, attnum: i16) -> Option<&CatalogColumn> {
+        self.table_column(table_oid, attnum).map(|(_, c)| c)
+    }
+
+    /// A column with its table.
+    pub fn table_column(
+        &self,
+        table_oid: u32,
+        attnum: i16,
+    ) -> Option<(&CatalogTable, &CatalogColumn)> {
         let t = &self.tables[*self.by_oid.get(&table_oid)?];
-        t.columns.iter().find(|c| c.attnum == attnum)
+        t.columns
+            .iter()
+            .find(|c| c.attnum == attnum)
+            .map(|c| (t, c))
     }
 
     /// Tables of that name (without schema) in any schema.

@@ -13,8 +13,12 @@ pub struct Exemption {
     pub id: String,
     pub group: String,
     pub environment: String,
-    #[schema(value_type = String)]
-    pub category: Category,
+    /// The category exempt (unset for a column exemption).
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Category>,
+    /// `table.column` exempt whatever its category (unset for a category exemption). Applies
+    /// to result columns read straight from that column.
+    pub column: Option<String>,
     /// After this time the exemption no longer applies.
     #[schema(value_type = Option<String>)]
     pub expires_at: Option<DateTime<Utc>>,
@@ -44,7 +48,8 @@ mod tests {
             id: "x".into(),
             group: "support".into(),
             environment: "prod".into(),
-            category: Category::Email,
+            category: Some(Category::Email),
+            column: None,
             expires_at: Some(now + chrono::Duration::hours(1)),
             reason: None,
             created_by: "admin".into(),

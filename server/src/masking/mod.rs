@@ -194,8 +194,12 @@ impl Masking {
         *self.exemptions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
     }
 
-    /// The categories `groups` are exempt from in `env` right now, with the exemptions used.
-    pub fn exempt(&self, env: &str, groups: &[String]) -> (BTreeSet<Category>, Vec<String>) {
+    /// The categories and (table, column)s `groups` are exempt from in `env` right now.
+    pub fn exempt(
+        &self,
+        env: &str,
+        groups: &[String],
+    ) -> (BTreeSet<Category>, BTreeSet<(String, String)>) {
         let list = self
             .exemptions
             .read()
@@ -203,12 +207,18 @@ impl Masking {
             .clone();
         let now = chrono::Utc::now();
         let mut cats = BTreeSet::new();
-        let mut ids = Vec::new();
+        let mut columns = BTreeSet::new();
         for e in list.iter().filter(|e| e.applies(env, groups, now)) {
-            cats.insert(e.category);
-            ids.push(e.id.clone());
+            if let Some(c) = e.category {
+                cats.insert(c);
+            }
+            if let Some((t, c)) = e.column.as_deref().and_then(|c| c.rsplit_once('.')) {
+                // `schema.table.column` or `table.column`: the table is the part before the column.
+                let table = t.rsplit('.').next().unwrap_or(t);
+                columns.insert((table.to_string(), c.to_string()));
+            }
         }
-        (cats, ids)
+        (cats, columns)
     }
 
     /// The lineage of `sql`, parsed once per statement shape.

@@ -89,6 +89,8 @@ pub struct ResultPlan {
     pub exempted: BTreeSet<Category>,
     /// The identity's exempt categories: detection leaves values of these alone.
     pub skip: BTreeSet<Category>,
+    /// `table.column` of columns left unmasked because of a column exemption.
+    pub exempted_columns: BTreeSet<String>,
 }
 
 impl ResultPlan {
@@ -120,6 +122,8 @@ pub struct Planner<'a> {
     pub catalog: &'a Catalog,
     pub lineage: Option<&'a StatementLineage>,
     pub exempt: &'a BTreeSet<Category>,
+    /// Columns (table, column) the identity is exempt from, whatever their category.
+    pub exempt_columns: &'a BTreeSet<(String, String)>,
 }
 
 impl Planner<'_> {
@@ -132,6 +136,25 @@ impl Planner<'_> {
             ..ResultPlan::default()
         };
         for (i, f) in fields.iter().enumerate() {
+            if f.table_oid != 0 && f.attnum > 0 && !self.exempt_columns.is_empty() {
+                if let Some((t, c)) = self.catalog.table_column(f.table_oid, f.attnum) {
+                    if self
+                        .exempt_columns
+                        .contains(&(t.name.clone(), c.name.clone()))
+                    {
+                        plan.exempted_columns
+                            .insert(format!("{}.{}", t.name, c.name));
+                        plan.columns.push(ColumnPlan {
+                            action: Action::Pass,
+                            kind: type_kind(f.type_oid),
+                            format: f.format,
+                            keys: BTreeMap::new(),
+                            safe_keys: BTreeSet::new(),
+                        });
+                        continue;
+                    }
+                }
+            }
             let known = if f.table_oid != 0 && f.attnum > 0 {
                 match self.catalog.column(f.table_oid, f.attnum) {
                     Some(c) => match c.category {
@@ -439,6 +462,7 @@ mod tests {
             catalog: &cat,
             lineage: l.statements.first(),
             exempt: &none,
+            exempt_columns: &Default::default(),
         };
         let plan = p.plan(&[
             field("id", 100, 1, 23),
@@ -474,6 +498,7 @@ mod tests {
             catalog: &cat,
             lineage: l.statements.first(),
             exempt: &ex,
+            exempt_columns: &Default::default(),
         };
         let plan = p.plan_copy(5);
         let a: Vec<&Action> = plan.columns.iter().map(|c| &c.action).collect();

@@ -215,16 +215,18 @@ async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMa
     }
     let database = observer.meta.database.clone();
     super::catalog::ensure(&observer.gw, &observer.env, &database, false).await;
-    let (exempt, _) = observer
+    let (exempt, exempt_columns) = observer
         .gw
         .masking
         .exempt(&observer.env.name, &observer.identity.groups);
-    Some(std::sync::Arc::new(SessionMasking::new(
+    let mut m = SessionMasking::new(
         observer.gw.clone(),
         observer.env.name.clone(),
         database,
         exempt,
-    )))
+    );
+    m.exempt_columns = exempt_columns;
+    Some(std::sync::Arc::new(m))
 }
 
 /// A COPY … TO STDOUT in binary format of columns that need masking: refused before it runs,
@@ -245,6 +247,7 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
             catalog: &catalog,
             lineage: Some(st),
             exempt: &m.exempt,
+            exempt_columns: &m.exempt_columns,
         };
         let n = st.outputs.as_ref().map(|o| o.len()).unwrap_or(0);
         // Wildcards expand to the table's columns; an unknown count fails closed.
@@ -590,6 +593,7 @@ async fn record_exemption_use(observer: &Observer, u: super::tracker::ExemptionU
     r.statement = Some(crate::sql::redact(&u.info.sql).into_owned());
     r.details = Some(serde_json::json!({
         "categories": u.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "columns": u.columns,
     }));
     observer
         .gw

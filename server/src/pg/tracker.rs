@@ -65,6 +65,8 @@ pub struct SessionMasking {
     pub env: String,
     pub database: String,
     pub exempt: BTreeSet<Category>,
+    /// Columns exempt by name: (table, column).
+    pub exempt_columns: BTreeSet<(String, String)>,
     /// The catalog last used and the generation it was current at: one atomic load per plan
     /// instead of a map lookup.
     pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>)>,
@@ -82,6 +84,7 @@ impl SessionMasking {
             env,
             database,
             exempt,
+            exempt_columns: BTreeSet::new(),
             cached: std::sync::Mutex::new((0, None)),
         }
     }
@@ -113,6 +116,8 @@ struct Active {
 pub struct ExemptionUse {
     pub info: Arc<StmtInfo>,
     pub categories: BTreeSet<Category>,
+    /// `table.column` of columns exempt by name.
+    pub columns: BTreeSet<String>,
 }
 
 /// What the gateway decided about an execution, for the audit record.
@@ -478,6 +483,7 @@ impl Tracker {
                             catalog: &catalog,
                             lineage: st,
                             exempt: &m.exempt,
+                            exempt_columns: &m.exempt_columns,
                         };
                         let plan = Arc::new(planner.plan_copy(ncols));
                         self.note_exemptions(&info, &plan);
@@ -585,10 +591,11 @@ impl Tracker {
     }
 
     fn note_exemptions(&mut self, info: &Arc<StmtInfo>, plan: &ResultPlan) {
-        if !plan.exempted.is_empty() {
+        if !plan.exempted.is_empty() || !plan.exempted_columns.is_empty() {
             self.exemption_uses.push(ExemptionUse {
                 info: info.clone(),
                 categories: plan.exempted.clone(),
+                columns: plan.exempted_columns.clone(),
             });
         }
     }
@@ -680,6 +687,7 @@ impl Tracker {
             catalog: &catalog,
             lineage: st.as_deref(),
             exempt: &m.exempt,
+            exempt_columns: &m.exempt_columns,
         };
         let plan = planner.plan(fields);
         self.note_exemptions(info, &plan);

@@ -37,7 +37,7 @@ fn overrides(c: &rusqlite::Connection) -> Result<Vec<Override>, StoreError> {
 
 fn exemptions(c: &rusqlite::Connection) -> Result<Vec<Exemption>, StoreError> {
     let mut stmt = c.prepare(
-        "SELECT id, group_name, environment, category, expires_at, reason, created_by, created_at
+        "SELECT id, group_name, environment, category, expires_at, reason, created_by, created_at, column_ref
          FROM masking_exemptions ORDER BY created_at, id",
     )?;
     let rows = stmt
@@ -47,13 +47,14 @@ fn exemptions(c: &rusqlite::Connection) -> Result<Vec<Exemption>, StoreError> {
                     id: r.get(0)?,
                     group: r.get(1)?,
                     environment: r.get(2)?,
-                    category: Category::Email,
+                    category: None,
+                    column: r.get(8)?,
                     expires_at: r.get::<_, Option<i64>>(4)?.map(ts),
                     reason: r.get(5)?,
                     created_by: r.get(6)?,
                     created_at: ts(r.get(7)?),
                 },
-                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(3)?,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -61,7 +62,9 @@ fn exemptions(c: &rusqlite::Connection) -> Result<Vec<Exemption>, StoreError> {
     Ok(rows
         .into_iter()
         .filter_map(|(mut e, c)| {
-            e.category = Category::parse(&c)?;
+            if let Some(c) = c {
+                e.category = Some(Category::parse(&c)?);
+            }
             Some(e)
         })
         .collect())
@@ -128,17 +131,18 @@ impl Store {
     pub async fn insert_exemption(&self, e: Exemption) -> Result<(), StoreError> {
         self.run(move |c| {
             c.execute(
-                "INSERT INTO masking_exemptions (id, group_name, environment, category, expires_at, reason, created_by, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO masking_exemptions (id, group_name, environment, category, expires_at, reason, created_by, created_at, column_ref)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 params![
                     e.id,
                     e.group,
                     e.environment,
-                    e.category.as_str(),
+                    e.category.map(|c| c.as_str()),
                     e.expires_at.map(|t| t.timestamp()),
                     e.reason,
                     e.created_by,
-                    e.created_at.timestamp()
+                    e.created_at.timestamp(),
+                    e.column
                 ],
             )?;
             Ok(())
@@ -182,7 +186,8 @@ mod tests {
             id: "ex1".into(),
             group: "support".into(),
             environment: "app".into(),
-            category: Category::Email,
+            category: Some(Category::Email),
+            column: None,
             expires_at: Some(now),
             reason: Some("ticket 42".into()),
             created_by: "admin".into(),
