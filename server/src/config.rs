@@ -55,6 +55,9 @@ pub struct Config {
     /// Guardrail settings.
     #[serde(default)]
     pub policy: PolicyConfig,
+    /// Masking of personal data in results.
+    #[serde(default)]
+    pub masking: MaskingConfig,
     /// Guardrail rules, evaluated in order before API-managed and built-in rules.
     #[serde(default)]
     pub rules: Vec<Spanned<crate::policy::Rule>>,
@@ -130,6 +133,26 @@ impl Default for ServerConfig {
             approval_window_seconds: 60,
             approval_grant_seconds: 900,
             console_dir: None,
+        }
+    }
+}
+
+/// `[masking]`: personal data in results. On by default, with no rules to write.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MaskingConfig {
+    /// Mask results for every identity without an exemption (default true).
+    pub enabled: bool,
+    /// `partial` (format-preserving, `a***@example.com`) or `hash` (deterministic keyed
+    /// tokens, `h:3f…`, so values can still be joined and counted).
+    pub mode: crate::masking::Mode,
+}
+
+impl Default for MaskingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            mode: crate::masking::Mode::Partial,
         }
     }
 }

@@ -37,6 +37,44 @@ pub enum GatewayError {
     Tls(#[from] tls::TlsError),
     #[error("guardrail rules: {0}")]
     Rules(#[from] crate::policy::RuleError),
+    #[error("masking key {path}: {source}")]
+    MaskingKey {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// The masking key (keyed-hash mode): 32 random bytes in `data_dir/masking.key`, created with
+/// mode 0600 on first start, so tokens stay stable across restarts and differ between gateways.
+fn masking_key(data_dir: &std::path::Path) -> Result<[u8; 32], GatewayError> {
+    use rand::RngCore;
+    let path = data_dir.join("masking.key");
+    let err = |source| GatewayError::MaskingKey {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(b) if b.len() == 32 => {
+            let mut k = [0u8; 32];
+            k.copy_from_slice(&b);
+            Ok(k)
+        }
+        Ok(_) => Err(err(std::io::Error::other("not 32 bytes"))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut k = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            use std::io::Write;
+            opts.open(&path)
+                .and_then(|mut f| f.write_all(&k))
+                .map_err(err)?;
+            Ok(k)
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 /// A named upstream database that identities may be granted.
@@ -69,6 +107,7 @@ pub struct Gateway {
     pub approvals: crate::approval::Approvals,
     /// Where the PostgreSQL listener is bound, once it is (the MCP server connects there).
     pub pg_local_addr: std::sync::OnceLock<std::net::SocketAddr>,
+    pub masking: crate::masking::Masking,
 }
 
 impl Gateway {
@@ -130,6 +169,12 @@ impl Gateway {
         grants.load_blocking(&store)?;
         let policy = crate::policy::Policy::from_config(&config);
         policy.load_blocking(&store)?;
+        let masking = crate::masking::Masking::new(crate::masking::Masker::new(
+            config.masking.mode,
+            masking_key(&data_dir)?,
+        ));
+        masking.set_overrides(store.masking_overrides_blocking()?);
+        masking.set_exemptions(store.exemptions_blocking()?);
         let oidc = match &config.oidc {
             Some(o) => {
                 let client_secret = match &o.client_secret_env {
@@ -173,6 +218,7 @@ impl Gateway {
             policy,
             approvals,
             pg_local_addr: std::sync::OnceLock::new(),
+            masking,
         }))
     }
 

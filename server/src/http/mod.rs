@@ -16,6 +16,7 @@ mod error;
 mod events;
 mod groups;
 mod mcp;
+mod masking;
 pub mod metrics;
 mod oidc;
 mod openapi;
@@ -88,6 +89,23 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             "/api/v1/connections/{id}/terminate",
             post(connections::terminate),
         )
+        .route(
+            "/api/v1/environments/{name}/catalog",
+            get(masking::get_catalog),
+        )
+        .route(
+            "/api/v1/environments/{name}/catalog/refresh",
+            post(masking::refresh_catalog),
+        )
+        .route(
+            "/api/v1/environments/{name}/catalog/columns/{schema}/{table}/{column}",
+            put(masking::put_tag).delete(masking::delete_tag),
+        )
+        .route(
+            "/api/v1/exemptions",
+            get(masking::list_exemptions).post(masking::create_exemption),
+        )
+        .route("/api/v1/exemptions/{id}", delete(masking::delete_exemption))
         .route("/metrics", get(metrics::render))
         .merge(mcp::routes(gw.clone()))
         .fallback(console::serve)

@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, approvals, audit, connections, events, groups, oidc, policy};
+use super::{
+    admin, api, approvals, audit, connections, events, groups, masking, oidc, policy,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -21,6 +23,8 @@ use super::{admin, api, approvals, audit, connections, events, groups, oidc, pol
         approvals::list, approvals::get, approvals::approve, approvals::deny, events::stream,
         policy::list_rules, policy::create_rule, policy::update_rule, policy::delete_rule,
         policy::list_versions, policy::dry_run,
+        masking::get_catalog, masking::refresh_catalog, masking::put_tag, masking::delete_tag,
+        masking::list_exemptions, masking::create_exemption, masking::delete_exemption,
     ),
     modifiers(&BearerAuth)
 )]

@@ -1,6 +1,247 @@
-//! Personal-data handling. For now: the value detectors, used to redact audit records; the
-//! masking of result rows builds on them.
+//! Personal-data masking: personal data never leaves the gateway unmasked for an identity
+//! without an exemption, and nobody has to write a masking rule first.
 //!
-//! Architecture invariant: pure code; no I/O, no knowledge of the wire protocol.
+//! - `detect.rs` — value detectors with checksums, and spans inside free text.
+//! - `names.rs` — column-name heuristics.
+//! - `catalog.rs` — an environment's tables and columns with their sensitivity tags.
+//! - `lineage.rs` — which source columns each result column derives from (sqlparser).
+//! - `plan.rs` — per result set: pass, mask, detect or NULL, column by column.
+//! - `mask.rs` — format-preserving masks and the keyed-hash mode.
+//! - `rewrite.rs` — DataRow, COPY rows and error fields rewritten on the wire.
+//! - `exemptions.rs` — who may see which category where, and until when.
+//!
+//! [`Masking`] (this file) is the state shared by sessions: the current catalog of each
+//! environment/database, the lineage cache (one parse per statement shape) and the exemptions.
+//!
+//! Architecture invariant: pure code; no I/O, no knowledge of the wire protocol beyond the
+//! message layouts `rewrite.rs` edits. The catalog is read from the upstream by `pg::catalog`.
 
+pub mod catalog;
 pub mod detect;
+pub mod exemptions;
+pub mod lineage;
+pub mod mask;
+pub mod names;
+pub mod plan;
+pub mod rewrite;
+
+use std::collections::{BTreeSet, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+pub use catalog::Catalog;
+pub use detect::Category;
+pub use exemptions::Exemption;
+pub use lineage::Lineage;
+pub use mask::{Masker, Mode};
+
+/// How long a catalog is trusted before a session triggers a re-read in the background.
+pub const CATALOG_MAX_AGE: Duration = Duration::from_secs(600);
+/// After a failed read, how long before the next attempt.
+const CATALOG_RETRY: Duration = Duration::from_secs(30);
+const LINEAGE_CACHE: usize = 4096;
+const MAX_CACHED_KEY: usize = 16 * 1024;
+
+#[derive(Default)]
+struct Slot {
+    catalog: Option<Arc<Catalog>>,
+    loaded: Option<Instant>,
+    loading: bool,
+    failed: Option<Instant>,
+}
+
+/// The masking state shared by every session.
+pub struct Masking {
+    pub masker: Masker,
+    catalogs: Mutex<HashMap<(String, String), Slot>>,
+    lineage: Mutex<LruCache<String, Arc<Lineage>>>,
+    exemptions: RwLock<Arc<Vec<Exemption>>>,
+    overrides: RwLock<Arc<Vec<catalog::Override>>>,
+    empty: Arc<Catalog>,
+    /// Bumped whenever a catalog changes, so sessions can keep theirs until then.
+    generation: AtomicU64,
+}
+
+/// What a session should do about its catalog.
+pub enum CatalogNeed {
+    /// Use this one.
+    Ready(Arc<Catalog>),
+    /// Use this one, and re-read it in the background (the caller now owns the reload).
+    Refresh(Arc<Catalog>),
+    /// None yet: the caller reads it now (and owns the load).
+    Load,
+    /// None, and someone else is reading it or it failed recently: go on without.
+    Wait,
+}
+
+impl Masking {
+    pub fn new(masker: Masker) -> Masking {
+        Masking {
+            masker,
+            catalogs: Mutex::new(HashMap::new()),
+            lineage: Mutex::new(LruCache::new(
+                NonZeroUsize::new(LINEAGE_CACHE).unwrap_or(NonZeroUsize::MIN),
+            )),
+            exemptions: RwLock::new(Arc::new(Vec::new())),
+            overrides: RwLock::new(Arc::new(Vec::new())),
+            empty: Arc::new(Catalog::empty()),
+            generation: AtomicU64::new(1),
+        }
+    }
+
+    /// Changes whenever any catalog (or override) changes.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The catalog of `env`/`db`, or an empty one (plans then fall back to names and values).
+    pub fn catalog_or_empty(&self, env: &str, db: &str) -> Arc<Catalog> {
+        self.catalog(env, db).unwrap_or_else(|| self.empty.clone())
+    }
+
+    fn key(env: &str, db: &str) -> (String, String) {
+        (env.to_string(), db.to_string())
+    }
+
+    /// The catalog of `env`/`db` if one has been read.
+    pub fn catalog(&self, env: &str, db: &str) -> Option<Arc<Catalog>> {
+        let map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&Self::key(env, db)).and_then(|s| s.catalog.clone())
+    }
+
+    /// Every catalog read so far, by (environment, database).
+    pub fn catalogs_of(&self, env: &str) -> Vec<(String, Arc<Catalog>)> {
+        let map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|((e, _), _)| e == env)
+            .filter_map(|((_, d), s)| s.catalog.clone().map(|c| (d.clone(), c)))
+            .collect()
+    }
+
+    /// Whether the caller should read the catalog (and marks it as being read if so).
+    pub fn need(&self, env: &str, db: &str, force: bool) -> CatalogNeed {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        let stale = slot.loaded.is_none_or(|t| t.elapsed() > CATALOG_MAX_AGE) || force;
+        let may_try = !slot.loading
+            && slot
+                .failed
+                .is_none_or(|t| t.elapsed() > CATALOG_RETRY || force);
+        match (&slot.catalog, stale && may_try) {
+            (Some(c), false) => CatalogNeed::Ready(c.clone()),
+            (Some(c), true) => {
+                slot.loading = true;
+                CatalogNeed::Refresh(c.clone())
+            }
+            (None, true) => {
+                slot.loading = true;
+                CatalogNeed::Load
+            }
+            (None, false) => CatalogNeed::Wait,
+        }
+    }
+
+    /// Stores a freshly read catalog (overrides applied), or records the failure.
+    pub fn loaded(&self, env: &str, db: &str, result: Option<Catalog>) -> Option<Arc<Catalog>> {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        slot.loading = false;
+        match result {
+            Some(c) => {
+                let c = Arc::new(c);
+                slot.catalog = Some(c.clone());
+                slot.loaded = Some(Instant::now());
+                slot.failed = None;
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                Some(c)
+            }
+            None => {
+                slot.failed = Some(Instant::now());
+                slot.catalog.clone()
+            }
+        }
+    }
+
+    /// Re-applies the admin overrides to every catalog in memory (after one changed).
+    pub fn set_overrides(&self, overrides: Vec<catalog::Override>) {
+        let overrides = Arc::new(overrides);
+        *self.overrides.write().unwrap_or_else(|p| p.into_inner()) = overrides.clone();
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        for ((env, _), slot) in map.iter_mut() {
+            if let Some(c) = &slot.catalog {
+                slot.catalog = Some(Arc::new(c.with_overrides(&self.overrides_for(env))));
+            }
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The admin overrides of one environment.
+    pub fn overrides_for(&self, env: &str) -> Vec<catalog::Override> {
+        self.overrides
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|o| o.environment == env)
+            .cloned()
+            .collect()
+    }
+
+    pub fn set_exemptions(&self, list: Vec<Exemption>) {
+        *self.exemptions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
+    }
+
+    /// The categories and (table, column)s `groups` are exempt from in `env` right now.
+    pub fn exempt(
+        &self,
+        env: &str,
+        groups: &[String],
+    ) -> (BTreeSet<Category>, BTreeSet<(String, String)>) {
+        let list = self
+            .exemptions
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let now = chrono::Utc::now();
+        let mut cats = BTreeSet::new();
+        let mut columns = BTreeSet::new();
+        for e in list.iter().filter(|e| e.applies(env, groups, now)) {
+            if let Some(c) = e.category {
+                cats.insert(c);
+            }
+            if let Some((t, c)) = e.column.as_deref().and_then(|c| c.rsplit_once('.')) {
+                // `schema.table.column` or `table.column`: the table is the part before the column.
+                let table = t.rsplit('.').next().unwrap_or(t);
+                columns.insert((table.to_string(), c.to_string()));
+            }
+        }
+        (cats, columns)
+    }
+
+    /// The lineage of `sql`, parsed once per statement shape.
+    pub fn lineage(&self, sql: &str) -> Arc<Lineage> {
+        let mut key = String::new();
+        crate::sql::shape_key(sql, &mut key);
+        if crate::sql::has_backslash_string(sql) {
+            // Split differently under standard_conforming_strings = off: key by the text.
+            key.clear();
+            key.push_str("\u{0}text\u{0}");
+            key.push_str(sql);
+        }
+        if key.len() <= MAX_CACHED_KEY {
+            let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(l) = c.get(&key) {
+                return l.clone();
+            }
+        }
+        let l = Arc::new(lineage::analyse(sql));
+        if key.len() <= MAX_CACHED_KEY {
+            let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
+            c.put(key, l.clone());
+        }
+        l
+    }
+}

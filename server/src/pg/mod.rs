@@ -6,6 +6,7 @@
 //! know about frames.
 
 pub mod cancel;
+pub mod catalog;
 pub mod codec;
 pub mod connections;
 pub mod error;

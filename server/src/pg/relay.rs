@@ -3,6 +3,9 @@
 //! statement starts or ends (Query, Parse, Bind, Execute, Close; CommandComplete, ErrorResponse,
 //! ReadyForQuery); rows and COPY data stream through without being buffered whole.
 //!
+//! Masking rewrites what comes back: the tracker plans each result set, and only rows of a
+//! result whose plan touches a column are read whole and re-encoded; others stream as bytes.
+//!
 //! Before a statement is forwarded the audit must be able to record it (fail closed), and a
 //! statement that may change data waits until its record is durable. A refused statement is
 //! replaced by one that makes the upstream raise the refusal, so transaction state stays true.
@@ -20,7 +23,7 @@ use super::connections::Termination;
 use super::error::{sqlstate, PgError};
 use super::gate::{self, Observer};
 use super::stream::{PgStream, WriteSide};
-use super::tracker::{refusal, Exec, StmtInfo, Tracker, Verdict};
+use super::tracker::{refusal, Exec, SessionMasking, StmtInfo, Tracker, Verdict};
 use crate::audit::{Pending, StatementEvent};
 
 const READ_CHUNK: usize = 32 * 1024;
@@ -149,7 +152,9 @@ pub async fn run(
         in_flight: AtomicI64::new(0),
         tx_status: AtomicU8::new(initial_status),
     };
-    let tracker = Mutex::new(Tracker::default());
+    let mut t = Tracker::default();
+    t.masking = session_masking(observer).await;
+    let tracker = Mutex::new(t);
     let mut down_scanner = FrameScanner::default();
     let mut traffic = Traffic::default();
     let mut statements = 0u64;
@@ -199,7 +204,63 @@ fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
 
 /// Client tags whose whole frame the statement path reads.
 fn client_wants_whole(tag: u8) -> bool {
-    matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C')
+    matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'D')
+}
+
+/// Masking for this session (None when `[masking] enabled = false`): the catalog read or
+/// reused, and the identity's exemptions in this environment.
+async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMasking>> {
+    if !observer.gw.config.masking.enabled {
+        return None;
+    }
+    let database = observer.meta.database.clone();
+    super::catalog::ensure(&observer.gw, &observer.env, &database, false).await;
+    let (exempt, exempt_columns) = observer
+        .gw
+        .masking
+        .exempt(&observer.env.name, &observer.identity.groups);
+    let mut m = SessionMasking::new(
+        observer.gw.clone(),
+        observer.env.name.clone(),
+        database,
+        exempt,
+    );
+    m.exempt_columns = exempt_columns;
+    Some(std::sync::Arc::new(m))
+}
+
+/// A COPY … TO STDOUT in binary format of columns that need masking: refused before it runs,
+/// since binary COPY rows cannot be rewritten value by value.
+fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate::Refusal> {
+    if !info.kinds.iter().any(|k| k == "COPY") {
+        return None;
+    }
+    let m = lock(tracker).masking.clone()?;
+    let lineage = m.gw.masking.lineage(&info.sql);
+    let catalog = m.catalog();
+    for st in &lineage.statements {
+        let Some(copy) = &st.copy else { continue };
+        if copy.format != crate::masking::lineage::CopyFormat::Binary {
+            continue;
+        }
+        let planner = crate::masking::plan::Planner {
+            catalog: &catalog,
+            lineage: Some(st),
+            exempt: &m.exempt,
+            exempt_columns: &m.exempt_columns,
+        };
+        let n = st.outputs.as_ref().map(|o| o.len()).unwrap_or(0);
+        // Wildcards expand to the table's columns; an unknown count fails closed.
+        let plan = planner.plan_copy(planner.expanded_len().unwrap_or(n.max(1)));
+        if !plan.is_noop() || planner.expanded_len().is_none() {
+            return Some(gate::Refusal {
+                code: "42501",
+                message: "COPY in binary format is refused: its columns may hold personal data, which the gateway masks".into(),
+                hint: "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.".into(),
+            });
+        }
+    }
+    None
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -263,7 +324,7 @@ where
                     None
                 }
                 b'D' => {
-                    lock(tracker).on_describe();
+                    lock(tracker).on_describe(frame);
                     None
                 }
                 b'C' => {
@@ -297,7 +358,21 @@ where
             }
             written = offset + total;
             let mut exec = Exec::new(info.clone());
-            let admission = gate::admit(observer, &info, notices).await;
+            if extended {
+                exec.portal = lock(tracker).execute_portal(frame);
+            }
+            let admission = match binary_copy_refusal(tracker, &info) {
+                Some(refusal) => gate::Admission {
+                    gate: super::tracker::Gate {
+                        decision: "deny",
+                        rule: Some("masking:binary-copy".into()),
+                        approval_id: None,
+                        refused: true,
+                    },
+                    refusal: Some(refusal),
+                },
+                None => gate::admit(observer, &info, notices).await,
+            };
             let out = admission.refusal.as_ref().map(|r| {
                 if extended {
                     refusal::execute(r.code, &r.message, &r.hint)
@@ -337,7 +412,17 @@ where
 async fn record_completed(observer: &Observer, done: Vec<super::tracker::Completed>) {
     for c in done {
         let (sqlstate, error) = match c.exec.error {
-            Some((code, message)) => (Some(code), Some(message)),
+            // Upstream messages can quote values (`invalid input syntax …: "ana@…"`); the
+            // audit keeps them masked like the client saw them.
+            Some((code, message)) => {
+                let message = crate::masking::rewrite::error_text(
+                    &observer.gw.masking.masker,
+                    &message,
+                    &Default::default(),
+                )
+                .unwrap_or(message);
+                (Some(code), Some(message))
+            }
             None => (None, None),
         };
         let g = c.exec.gate;
@@ -386,6 +471,7 @@ where
     let mut last_tag = 0u8;
     // Frames not forwarded as they came: (offset, length, replacement).
     let mut rewrites: Vec<(usize, usize, Option<BytesMut>)> = Vec::new();
+    let mut out = BytesMut::with_capacity(READ_CHUNK);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -410,12 +496,26 @@ where
             Err(e) => return RelayEnd::UpstreamIo(e),
         }
         rewrites.clear();
-        let (ready, done) = {
+        let (ready, done, exempted) = {
             let mut t = lock(tracker);
+            // Which tags masking wants whole changes frame by frame (a RowDescription turns
+            // rows on); the scanner asks before each frame, after the previous one was handled.
+            let masking_on = t.masking.is_some();
+            let wants_rows = std::cell::Cell::new(masking_on && t.masking_wants_whole(b'D'));
+            let wants_copy = std::cell::Cell::new(masking_on && t.masking_wants_whole(b'd'));
             let ready = scanner.scan(
                 &buf,
                 UPSTREAM_MESSAGE_LIMIT,
-                Tracker::backend_wants_whole,
+                |tag| {
+                    Tracker::backend_wants_whole(tag)
+                        || (masking_on
+                            && match tag {
+                                b'T' | b'N' | b'H' => true,
+                                b'D' => wants_rows.get(),
+                                b'd' => wants_copy.get(),
+                                _ => false,
+                            })
+                },
                 |f| {
                     last_tag = f.tag;
                     if let (b'Z', Some(frame)) = (f.tag, f.bytes) {
@@ -429,11 +529,22 @@ where
                         Verdict::Hide => rewrites.push((f.offset, f.total, None)),
                         Verdict::Replace(b) => rewrites.push((f.offset, f.total, Some(b))),
                     }
+                    if masking_on {
+                        wants_rows.set(t.masking_wants_whole(b'D'));
+                        wants_copy.set(t.masking_wants_whole(b'd'));
+                    }
                     Ok::<(), FrameError>(())
                 },
             );
-            (ready, std::mem::take(&mut t.completed))
+            (
+                ready,
+                std::mem::take(&mut t.completed),
+                std::mem::take(&mut t.exemption_uses),
+            )
         };
+        for u in exempted {
+            record_exemption_use(observer, u).await;
+        }
         let ready = match ready {
             Ok(n) => n,
             Err(e) => return RelayEnd::UpstreamIo(std::io::Error::other(e)),
@@ -444,27 +555,51 @@ where
         if !done.is_empty() {
             record_completed(observer, done).await;
         }
-        let mut written = 0;
-        for (offset, total, replacement) in &rewrites {
-            if written < *offset {
-                if let Err(e) = write_flush(client, &buf[written..*offset]).await {
+        if rewrites.is_empty() {
+            if ready > 0 {
+                if let Err(e) = write_flush(client, &buf[..ready]).await {
                     return RelayEnd::ClientIo(e);
                 }
             }
-            if let Some(r) = replacement {
-                if let Err(e) = write_flush(client, r).await {
-                    return RelayEnd::ClientIo(e);
+        } else {
+            // Masked rows: the chunk is re-assembled once and written with one call, not one
+            // write per frame (a masked result rewrites every row).
+            out.clear();
+            let mut written = 0;
+            for (offset, total, replacement) in &rewrites {
+                out.extend_from_slice(&buf[written..*offset]);
+                if let Some(r) = replacement {
+                    out.extend_from_slice(r);
                 }
+                written = offset + total;
             }
-            written = offset + total;
-        }
-        if written < ready {
-            if let Err(e) = write_flush(client, &buf[written..ready]).await {
+            out.extend_from_slice(&buf[written..ready]);
+            if let Err(e) = write_flush(client, &out).await {
                 return RelayEnd::ClientIo(e);
+            }
+            if out.capacity() > 4 * READ_CHUNK {
+                // One huge row must not pin its buffer for the rest of the session.
+                out = BytesMut::with_capacity(READ_CHUNK);
             }
         }
         buf.advance(ready);
     }
+}
+
+/// Each result an exemption let through unmasked is audited.
+async fn record_exemption_use(observer: &Observer, u: super::tracker::ExemptionUse) {
+    metrics::counter!("gatehouse_masking_exemptions_used_total").increment(1);
+    let mut r = observer.meta.record("masking.exemption_used");
+    r.statement = Some(crate::sql::redact(&u.info.sql).into_owned());
+    r.details = Some(serde_json::json!({
+        "categories": u.categories.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+        "columns": u.columns,
+    }));
+    observer
+        .gw
+        .audit
+        .record(crate::audit::Pending::Record(Box::new(r)))
+        .await;
 }
 
 async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {

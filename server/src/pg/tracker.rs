@@ -5,14 +5,23 @@
 //! it answers, in protocol order. That mirror is what lets the gateway replace a client's Execute
 //! with a refusal of its own (whose extra ParseComplete/BindComplete/CloseComplete it then hides)
 //! and still hand the client exactly the responses it expects.
+//!
+//! The same mirror carries masking: a Describe's RowDescription is kept with its statement or
+//! portal, a Bind's result formats with its portal, and each result set (a simple query's
+//! RowDescription, an Execute's first row, a CopyOutResponse) gets a plan from
+//! `masking::plan`. Rows of a result whose plan touches nothing are not even looked at.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, BytesMut};
 
 use crate::audit::record::rows_from_tag;
+use crate::gateway::Gateway;
+use crate::masking::lineage::{CopyFormat, CopyOut, StatementLineage};
+use crate::masking::plan::{type_kind, Field, Planner, ResultPlan, TypeKind};
+use crate::masking::{rewrite, Category};
 
 /// A statement as the client prepared or sent it.
 pub use crate::sql::Statement as StmtInfo;
@@ -27,6 +36,88 @@ pub struct Exec {
     pub error: Option<(String, String)>,
     /// What the gateway decided about it.
     pub gate: Gate,
+    /// The portal an Execute runs (its result description and formats).
+    pub portal: Option<Arc<Portal>>,
+}
+
+/// A RowDescription, filled when the upstream answers a Describe.
+pub type FieldsSlot = Arc<OnceLock<Arc<Vec<Field>>>>;
+
+#[derive(Debug)]
+struct Prepared {
+    info: Arc<StmtInfo>,
+    fields: FieldsSlot,
+}
+
+/// A bound portal: its statement, the statement's description, its own description (when the
+/// client described the portal) and the result formats its Bind asked for.
+#[derive(Debug)]
+pub struct Portal {
+    pub info: Arc<StmtInfo>,
+    stmt_fields: FieldsSlot,
+    fields: FieldsSlot,
+    formats: Vec<i16>,
+}
+
+/// Masking for one session: who is exempt from what, and where the catalog comes from.
+pub struct SessionMasking {
+    pub gw: Arc<Gateway>,
+    pub env: String,
+    pub database: String,
+    pub exempt: BTreeSet<Category>,
+    /// Columns exempt by name: (table, column).
+    pub exempt_columns: BTreeSet<(String, String)>,
+    /// The catalog last used and the generation it was current at: one atomic load per plan
+    /// instead of a map lookup.
+    pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>)>,
+}
+
+impl SessionMasking {
+    pub fn new(
+        gw: Arc<Gateway>,
+        env: String,
+        database: String,
+        exempt: BTreeSet<Category>,
+    ) -> Self {
+        SessionMasking {
+            gw,
+            env,
+            database,
+            exempt,
+            exempt_columns: BTreeSet::new(),
+            cached: std::sync::Mutex::new((0, None)),
+        }
+    }
+
+    /// The environment's current catalog (empty if none could be read).
+    pub fn catalog(&self) -> Arc<crate::masking::Catalog> {
+        let generation = self.gw.masking.generation();
+        let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        match &c.1 {
+            Some(cat) if c.0 == generation => cat.clone(),
+            _ => {
+                let cat = self.gw.masking.catalog_or_empty(&self.env, &self.database);
+                *c = (generation, Some(cat.clone()));
+                cat
+            }
+        }
+    }
+}
+
+/// The plan of the result set being relayed.
+struct Active {
+    plan: Arc<ResultPlan>,
+    copy: Option<CopyOut>,
+    header_pending: bool,
+}
+
+/// An exemption that let a result through unmasked, for the audit.
+#[derive(Debug)]
+pub struct ExemptionUse {
+    pub info: Arc<StmtInfo>,
+    pub categories: BTreeSet<Category>,
+    /// `table.column` of columns exempt by name.
+    pub columns: BTreeSet<String>,
 }
 
 /// What the gateway decided about an execution, for the audit record.
@@ -60,6 +151,7 @@ impl Exec {
             rows: None,
             error: None,
             gate: Gate::default(),
+            portal: None,
         }
     }
 }
@@ -75,7 +167,7 @@ enum Expect {
     Close {
         ours: bool,
     },
-    Describe,
+    Describe(Option<FieldsSlot>),
     Execute(Exec),
     Query(Exec),
     /// A simple query already reported (it failed); only its ReadyForQuery is still to come.
@@ -102,11 +194,20 @@ pub enum Verdict {
 
 #[derive(Default)]
 pub struct Tracker {
-    statements: HashMap<String, Arc<StmtInfo>>,
-    portals: HashMap<String, Arc<StmtInfo>>,
+    statements: HashMap<String, Prepared>,
+    portals: HashMap<String, Arc<Portal>>,
     pending: VecDeque<Expect>,
     group_error: Option<(String, String)>,
     pub completed: Vec<Completed>,
+    /// `None`: masking is off for this session and rows are never looked at.
+    pub masking: Option<Arc<SessionMasking>>,
+    active: Option<Active>,
+    /// Statements of the current simple Query already completed (which one a result is from).
+    query_index: usize,
+    /// Cursors declared in this session, for the lineage of their FETCHes.
+    cursors: HashMap<String, Arc<StatementLineage>>,
+    /// Results let through by an exemption, drained by the relay into the audit.
+    pub exemption_uses: Vec<ExemptionUse>,
 }
 
 /// Reads a NUL-terminated string at `*pos`, advancing past it.
@@ -140,7 +241,13 @@ impl Tracker {
         let mut pos = 5;
         let name = cstr(frame, &mut pos).unwrap_or("").to_string();
         let sql = cstr(frame, &mut pos).unwrap_or("");
-        self.statements.insert(name, StmtInfo::new(sql));
+        self.statements.insert(
+            name,
+            Prepared {
+                info: StmtInfo::new(sql),
+                fields: FieldsSlot::default(),
+            },
+        );
         self.pending.push_back(Expect::Parse { ours: false });
     }
 
@@ -148,37 +255,61 @@ impl Tracker {
         let mut pos = 5;
         let portal = cstr(frame, &mut pos).unwrap_or("").to_string();
         let stmt = cstr(frame, &mut pos).unwrap_or("");
-        let info = self
-            .statements
-            .get(stmt)
-            .cloned()
-            .unwrap_or_else(|| StmtInfo::new(UNKNOWN));
-        self.portals.insert(portal, info);
+        let (info, stmt_fields) = match self.statements.get(stmt) {
+            Some(p) => (p.info.clone(), p.fields.clone()),
+            None => (StmtInfo::new(UNKNOWN), FieldsSlot::default()),
+        };
+        let formats = bind_result_formats(frame, pos).unwrap_or_default();
+        self.portals.insert(
+            portal,
+            Arc::new(Portal {
+                info,
+                stmt_fields,
+                fields: FieldsSlot::default(),
+                formats,
+            }),
+        );
         self.pending.push_back(Expect::Bind { ours: false });
     }
 
-    pub fn on_describe(&mut self) {
-        self.pending.push_back(Expect::Describe);
+    /// A Describe of a statement (`S`) or portal (`P`): its RowDescription fills their slot.
+    pub fn on_describe(&mut self, frame: &[u8]) {
+        let mut pos = 6;
+        let name = cstr(frame, &mut pos).unwrap_or("");
+        let slot = match frame.get(5) {
+            Some(b'S') => self.statements.get(name).map(|p| p.fields.clone()),
+            _ => self.portals.get(name).map(|p| p.fields.clone()),
+        };
+        self.pending.push_back(Expect::Describe(slot));
     }
 
     pub fn on_close(&mut self, frame: &[u8]) {
         let mut pos = 6;
         let name = cstr(frame, &mut pos).unwrap_or("");
         match frame.get(5) {
-            Some(b'S') => self.statements.remove(name),
-            _ => self.portals.remove(name),
-        };
+            Some(b'S') => {
+                self.statements.remove(name);
+            }
+            _ => {
+                self.portals.remove(name);
+            }
+        }
         self.pending.push_back(Expect::Close { ours: false });
     }
 
     /// The statement an Execute frame runs.
     pub fn execute_info(&self, frame: &[u8]) -> Arc<StmtInfo> {
+        match self.execute_portal(frame) {
+            Some(p) => p.info.clone(),
+            None => StmtInfo::new(UNKNOWN),
+        }
+    }
+
+    /// The portal an Execute frame runs.
+    pub fn execute_portal(&self, frame: &[u8]) -> Option<Arc<Portal>> {
         let mut pos = 5;
         let portal = cstr(frame, &mut pos).unwrap_or("");
-        self.portals
-            .get(portal)
-            .cloned()
-            .unwrap_or_else(|| StmtInfo::new(UNKNOWN))
+        self.portals.get(portal).cloned()
     }
 
     pub fn expect_execute(&mut self, exec: Exec) {
@@ -219,33 +350,187 @@ impl Tracker {
         matches!(tag, b'Z' | b'C' | b'E')
     }
 
-    /// Handles one upstream frame (`frame` is given for the tags in [`Self::backend_wants_whole`]).
+    /// Tags whose whole frame masking needs to see, besides [`Self::backend_wants_whole`]:
+    /// descriptions and notices always (they are small), rows only while a plan touches them.
+    pub fn masking_wants_whole(&self, tag: u8) -> bool {
+        if self.masking.is_none() {
+            return false;
+        }
+        match tag {
+            b'T' | b'N' | b'H' => true,
+            b'D' => match &self.active {
+                Some(a) => a.copy.is_none() && !a.plan.is_noop(),
+                // An Execute's first row: its plan is made when it arrives.
+                None => matches!(self.pending.front(), Some(Expect::Execute(_))),
+            },
+            b'd' => self
+                .active
+                .as_ref()
+                .is_some_and(|a| a.copy.is_some() && !a.plan.is_noop()),
+            _ => false,
+        }
+    }
+
+    /// Handles one upstream frame (`frame` is given for the tags in [`Self::backend_wants_whole`]
+    /// and [`Self::masking_wants_whole`]).
     pub fn on_backend(&mut self, tag: u8, frame: Option<&[u8]>) -> Verdict {
+        let verdict = self.on_backend_inner(tag, frame);
+        let Some(m) = self.masking.clone() else {
+            return verdict;
+        };
+        // Errors and notices can quote row values (`Key (email)=(…)`).
+        match (tag, verdict, frame) {
+            (b'E' | b'N', Verdict::Forward, Some(f)) => {
+                match rewrite::error_frame(&m.gw.masking.masker, f, &m.exempt) {
+                    Some(b) => Verdict::Replace(b),
+                    None => Verdict::Forward,
+                }
+            }
+            (b'E' | b'N', Verdict::Replace(b), _) => {
+                match rewrite::error_frame(&m.gw.masking.masker, &b, &m.exempt) {
+                    Some(masked) => Verdict::Replace(masked),
+                    None => Verdict::Replace(b),
+                }
+            }
+            (_, v, _) => v,
+        }
+    }
+
+    fn on_backend_inner(&mut self, tag: u8, frame: Option<&[u8]>) -> Verdict {
         match tag {
             b'1' => self.pop_simple(|e| matches!(e, Expect::Parse { .. })),
             b'2' => self.pop_simple(|e| matches!(e, Expect::Bind { .. })),
             b'3' => self.pop_simple(|e| matches!(e, Expect::Close { .. })),
             b'T' | b'n' => {
-                if matches!(self.pending.front(), Some(Expect::Describe)) {
-                    self.pending.pop_front();
+                let fields = match (tag, frame) {
+                    (b'T', Some(f)) => row_description(f),
+                    _ => Some(Vec::new()),
+                };
+                if matches!(self.pending.front(), Some(Expect::Describe(_))) {
+                    if let Some(Expect::Describe(Some(slot))) = self.pending.pop_front() {
+                        if let Some(f) = fields {
+                            let _ = slot.set(Arc::new(f));
+                        }
+                    }
+                } else if tag == b'T' {
+                    if let (Some(Expect::Query(e)), Some(_)) = (self.pending.front(), &self.masking)
+                    {
+                        let info = e.info.clone();
+                        let plan =
+                            self.plan_result(&info, self.query_index, fields.as_deref(), &[], None);
+                        self.active = Some(Active {
+                            plan,
+                            copy: None,
+                            header_pending: false,
+                        });
+                    }
                 }
                 Verdict::Forward
             }
             b'D' => {
+                if self.active.is_none() && self.masking.is_some() {
+                    if let Some(Expect::Execute(e)) = self.pending.front() {
+                        let (info, portal) = (e.info.clone(), e.portal.clone());
+                        let plan = self.plan_execute(&info, portal.as_deref(), frame);
+                        self.active = Some(Active {
+                            plan,
+                            copy: None,
+                            header_pending: false,
+                        });
+                    }
+                }
                 if let Some(e) = self.front_exec() {
                     e.rows = Some(e.rows.unwrap_or(0) + 1);
                 }
+                match (&self.active, frame, &self.masking) {
+                    (Some(a), Some(f), Some(m)) if a.copy.is_none() && !a.plan.is_noop() => {
+                        match rewrite::data_row(&a.plan, &m.gw.masking.masker, f) {
+                            Some(b) => Verdict::Replace(b),
+                            None => Verdict::Forward,
+                        }
+                    }
+                    _ => Verdict::Forward,
+                }
+            }
+            b'H' => {
+                if let (Some(m), Some(f)) = (self.masking.clone(), frame) {
+                    let ncols = f
+                        .get(6..8)
+                        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+                        .unwrap_or(0);
+                    let (info, index) = match self.pending.front() {
+                        Some(Expect::Query(e)) => (Some(e.info.clone()), self.query_index),
+                        Some(Expect::Execute(e)) => (Some(e.info.clone()), 0),
+                        _ => (None, 0),
+                    };
+                    if let Some(info) = info {
+                        let lineage = m.gw.masking.lineage(&info.sql);
+                        let st = lineage.statements.get(index);
+                        let copy = st.and_then(|s| s.copy.clone()).unwrap_or(CopyOut {
+                            // Unknown: PostgreSQL's default text format.
+                            format: if f.get(5) == Some(&1) {
+                                CopyFormat::Binary
+                            } else {
+                                CopyFormat::Text
+                            },
+                            delimiter: b'\t',
+                            header: false,
+                            null: "\\N".into(),
+                            quote: b'"',
+                        });
+                        let catalog = m.catalog();
+                        let planner = Planner {
+                            catalog: &catalog,
+                            lineage: st,
+                            exempt: &m.exempt,
+                            exempt_columns: &m.exempt_columns,
+                        };
+                        let plan = Arc::new(planner.plan_copy(ncols));
+                        self.note_exemptions(&info, &plan);
+                        self.active = Some(Active {
+                            header_pending: copy.header,
+                            plan,
+                            copy: Some(copy),
+                        });
+                    }
+                }
                 Verdict::Forward
             }
+            b'd' => match (&mut self.active, frame, &self.masking) {
+                (Some(a), Some(f), Some(m)) if a.copy.is_some() && !a.plan.is_noop() => {
+                    if a.header_pending {
+                        a.header_pending = false;
+                        return Verdict::Forward;
+                    }
+                    let copy = a.copy.as_ref().expect("checked above");
+                    if copy.format == CopyFormat::Binary {
+                        // Binary COPY of sensitive columns is refused before it runs; should one
+                        // get here anyway, its rows do not leave the gateway.
+                        return Verdict::Hide;
+                    }
+                    match rewrite::copy_row(&a.plan, &m.gw.masking.masker, copy, f) {
+                        Some(b) => Verdict::Replace(b),
+                        None => Verdict::Forward,
+                    }
+                }
+                _ => Verdict::Forward,
+            },
             b'C' | b'I' | b's' => {
+                self.active = None;
                 let tag_rows = frame.and_then(|f| {
                     let mut pos = 5;
                     cstr(f, &mut pos).and_then(rows_from_tag)
                 });
+                if tag == b'C' && self.masking.is_some() {
+                    self.remember_cursor(frame);
+                }
                 match self.pending.front_mut() {
                     Some(Expect::Query(e)) => {
                         if let Some(n) = tag_rows {
                             e.rows = Some(n);
+                        }
+                        if tag != b's' {
+                            self.query_index += 1;
                         }
                     }
                     Some(Expect::Execute(_)) => {
@@ -260,8 +545,13 @@ impl Tracker {
                 }
                 Verdict::Forward
             }
-            b'E' => self.on_error(frame.unwrap_or(&[])),
+            b'E' => {
+                self.active = None;
+                self.on_error(frame.unwrap_or(&[]))
+            }
             b'Z' => {
+                self.active = None;
+                self.query_index = 0;
                 while let Some(e) = self.pending.pop_front() {
                     match e {
                         Expect::Sync | Expect::QueryDone => break,
@@ -278,6 +568,130 @@ impl Tracker {
             }
             _ => Verdict::Forward,
         }
+    }
+
+    /// A DECLARE that completed: its query's lineage serves the cursor's FETCHes.
+    fn remember_cursor(&mut self, frame: Option<&[u8]>) {
+        let Some(f) = frame else { return };
+        if !f.get(5..).is_some_and(|t| t.starts_with(b"DECLARE CURSOR")) {
+            return;
+        }
+        let (info, index) = match self.pending.front() {
+            Some(Expect::Query(e)) => (e.info.clone(), self.query_index),
+            Some(Expect::Execute(e)) => (e.info.clone(), 0),
+            _ => return,
+        };
+        let Some(m) = &self.masking else { return };
+        let lineage = m.gw.masking.lineage(&info.sql);
+        if let Some(st) = lineage.statements.get(index) {
+            if let Some(name) = &st.declares {
+                self.cursors.insert(name.clone(), Arc::new(st.clone()));
+            }
+        }
+    }
+
+    fn note_exemptions(&mut self, info: &Arc<StmtInfo>, plan: &ResultPlan) {
+        if !plan.exempted.is_empty() || !plan.exempted_columns.is_empty() {
+            self.exemption_uses.push(ExemptionUse {
+                info: info.clone(),
+                categories: plan.exempted.clone(),
+                columns: plan.exempted_columns.clone(),
+            });
+        }
+    }
+
+    /// The plan of an Execute's rows: from the portal's description, else the statement's
+    /// with the Bind's formats, else (no Describe at all) from the lineage alone.
+    fn plan_execute(
+        &mut self,
+        info: &Arc<StmtInfo>,
+        portal: Option<&Portal>,
+        row: Option<&[u8]>,
+    ) -> Arc<ResultPlan> {
+        let (fields, formats): (Option<Vec<Field>>, Vec<i16>) = match portal {
+            Some(p) => match (p.fields.get(), p.stmt_fields.get()) {
+                (Some(f), _) => (Some(f.as_ref().clone()), Vec::new()),
+                (None, Some(f)) => (Some(f.as_ref().clone()), p.formats.clone()),
+                (None, None) => (None, p.formats.clone()),
+            },
+            None => (None, Vec::new()),
+        };
+        let ncols = row
+            .and_then(|f| f.get(5..7))
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+            .unwrap_or(0);
+        self.plan_result(info, 0, fields.as_deref(), &formats, Some(ncols))
+    }
+
+    /// The plan of one result set. `formats` (a Bind's) override the fields' own when given;
+    /// without fields, `blind` columns of unknown type are planned from the lineage.
+    fn plan_result(
+        &mut self,
+        info: &Arc<StmtInfo>,
+        index: usize,
+        fields: Option<&[Field]>,
+        formats: &[i16],
+        blind: Option<usize>,
+    ) -> Arc<ResultPlan> {
+        let Some(m) = self.masking.clone() else {
+            return Arc::new(ResultPlan::default());
+        };
+        let mut owned: Vec<Field>;
+        let fields: &[Field] = match fields {
+            Some(f) => {
+                owned = f.to_vec();
+                for (i, fl) in owned.iter_mut().enumerate() {
+                    if let Some(fmt) = match formats.len() {
+                        0 => None,
+                        1 => Some(formats[0]),
+                        _ => formats.get(i).copied(),
+                    } {
+                        fl.format = fmt;
+                    }
+                }
+                &owned
+            }
+            None => {
+                let n = blind.unwrap_or(0);
+                owned = (0..n)
+                    .map(|i| Field {
+                        name: String::new(),
+                        table_oid: 0,
+                        attnum: 0,
+                        // Unknown type: masked values become NULL, detection still runs.
+                        type_oid: u32::MAX,
+                        format: match formats.len() {
+                            0 => 0,
+                            1 => formats[0],
+                            _ => formats.get(i).copied().unwrap_or(0),
+                        },
+                    })
+                    .collect();
+                &owned
+            }
+        };
+        let catalog = m.catalog();
+        // Columns straight from tables need the catalog only; expressions need the lineage.
+        let needs_lineage = fields.iter().any(|f| {
+            (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
+        });
+        let lineage = needs_lineage.then(|| m.gw.masking.lineage(&info.sql));
+        let mut st: Option<Arc<StatementLineage>> = lineage
+            .as_ref()
+            .and_then(|l| l.statements.get(index))
+            .map(|s| Arc::new(s.clone()));
+        if let Some(cursor) = st.as_ref().and_then(|s| s.fetches.clone()) {
+            st = self.cursors.get(&cursor).cloned();
+        }
+        let planner = Planner {
+            catalog: &catalog,
+            lineage: st.as_deref(),
+            exempt: &m.exempt,
+            exempt_columns: &m.exempt_columns,
+        };
+        let plan = planner.plan(fields);
+        self.note_exemptions(info, &plan);
+        Arc::new(plan)
     }
 
     fn pop_simple(&mut self, is: impl Fn(&Expect) -> bool) -> Verdict {
@@ -385,6 +799,48 @@ pub fn error_fields(frame: &[u8]) -> Vec<(u8, String)> {
         }
     }
     out
+}
+
+/// The result format codes at the end of a Bind frame (`pos` is just past the statement name).
+fn bind_result_formats(frame: &[u8], mut pos: usize) -> Option<Vec<i16>> {
+    let rd16 = |p: usize| {
+        frame
+            .get(p..p + 2)
+            .map(|b| i16::from_be_bytes([b[0], b[1]]))
+    };
+    let nfmt = rd16(pos)? as usize;
+    pos += 2 + 2 * nfmt;
+    let nparams = rd16(pos)? as usize;
+    pos += 2;
+    for _ in 0..nparams {
+        let len = frame
+            .get(pos..pos + 4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))?;
+        pos += 4 + len.max(0) as usize;
+    }
+    let nres = rd16(pos)? as usize;
+    pos += 2;
+    (0..nres).map(|i| rd16(pos + 2 * i)).collect()
+}
+
+/// The fields of a RowDescription frame.
+pub fn row_description(frame: &[u8]) -> Option<Vec<Field>> {
+    let n = u16::from_be_bytes([*frame.get(5)?, *frame.get(6)?]) as usize;
+    let mut pos = 7;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let name = cstr(frame, &mut pos)?.to_string();
+        let b = frame.get(pos..pos + 18)?;
+        out.push(Field {
+            name,
+            table_oid: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
+            attnum: i16::from_be_bytes([b[4], b[5]]),
+            type_oid: u32::from_be_bytes([b[6], b[7], b[8], b[9]]),
+            format: i16::from_be_bytes([b[16], b[17]]),
+        });
+        pos += 18;
+    }
+    Some(out)
 }
 
 /// The frames that make the upstream raise `code`/`message` as an error of its own, so the

@@ -330,7 +330,7 @@ fn finish(c: &mut Classification) {
 /// Splits at top-level semicolons using the lexer, so semicolons in strings, quoted identifiers,
 /// dollar quotes and comments do not split. Empty statements are dropped. `non_standard` reads
 /// `'…'` with backslash escapes (`standard_conforming_strings = off`).
-fn split_statements(sql: &str, non_standard: bool) -> Vec<&str> {
+pub(crate) fn split_statements(sql: &str, non_standard: bool) -> Vec<&str> {
     let lexer = if non_standard {
         Lexer::non_standard_strings(sql)
     } else {

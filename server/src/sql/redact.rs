@@ -16,7 +16,11 @@ pub fn redact(sql: &str) -> Cow<'_, str> {
     let mut copied = 0;
     for t in Lexer::new(sql) {
         let category = match t.kind {
-            TokenKind::String => detect::detect(literal_body(t.text(sql))),
+            // A whole value, or one inside free text ('call ana@example.com').
+            TokenKind::String => {
+                let body = literal_body(t.text(sql));
+                detect::detect(body).or_else(|| detect::find_spans(body).first().map(|s| s.1))
+            }
             TokenKind::Number if t.end - t.start >= 9 => detect::detect(t.text(sql)),
             _ => None,
         };
@@ -95,6 +99,10 @@ mod tests {
         assert_eq!(
             redact("SELECT * FROM t WHERE card = 4111111111111111"),
             "SELECT * FROM t WHERE card = '<redacted:payment_card>'"
+        );
+        assert_eq!(
+            redact("SELECT 'mail ana@example.com today'"),
+            "SELECT '<redacted:email>'"
         );
         assert!(matches!(redact("SELECT 1"), Cow::Borrowed(_)));
         assert!(matches!(

@@ -89,6 +89,29 @@ const MIGRATIONS: &[&str] = &[
         added_by   TEXT NOT NULL,
         PRIMARY KEY (group_name, member)
     );",
+    // 6: admin overrides of masking catalog tags (category NULL = confirmed not sensitive).
+    "CREATE TABLE masking_overrides (
+        environment  TEXT NOT NULL,
+        schema_name  TEXT NOT NULL,
+        table_name   TEXT NOT NULL,
+        column_name  TEXT NOT NULL,
+        category     TEXT,
+        set_by       TEXT NOT NULL,
+        set_at       INTEGER NOT NULL,
+        PRIMARY KEY (environment, schema_name, table_name, column_name)
+    );",
+    // 7: masking exemptions: a group sees a category unmasked in an environment, maybe until a time.
+    "CREATE TABLE masking_exemptions (
+        id           TEXT PRIMARY KEY,
+        group_name   TEXT NOT NULL,
+        environment  TEXT NOT NULL,
+        category     TEXT,
+        column_ref   TEXT,
+        expires_at   INTEGER,
+        reason       TEXT,
+        created_by   TEXT NOT NULL,
+        created_at   INTEGER NOT NULL
+    );",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {

@@ -9,6 +9,7 @@ mod approvals;
 mod audit_db;
 mod grants;
 mod groups;
+mod masking;
 mod migrations;
 mod rules;
 mod service_accounts;

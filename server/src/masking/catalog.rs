@@ -1,0 +1,371 @@
+//! The catalog of an environment's database: tables and views, their columns and types, and
+//! the sensitivity tag of each column, decided from (in order) an admin override, the column
+//! name, its comment, and a bounded sample of its values run through the detectors.
+//!
+//! Architecture invariant: pure; the rows come from `pg::catalog` and overrides from the store.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::detect::{detect, find_spans, Category};
+use super::names::category_for_name;
+
+/// Why a column carries its tag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TagSource {
+    Name,
+    Comment,
+    Values,
+    /// An administrator confirmed or set the tag.
+    Override,
+    /// A view column derived from a tagged base column.
+    View,
+    /// Nothing suggested a category.
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CatalogColumn {
+    pub attnum: i16,
+    pub name: String,
+    pub type_name: String,
+    #[serde(skip)]
+    pub type_oid: u32,
+    pub comment: Option<String>,
+    /// The category (`email`, `person_name`, …) or none.
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Category>,
+    pub source: TagSource,
+    /// What the gateway decided before any override.
+    #[serde(skip)]
+    pub detected: (Option<Category>, TagSource),
+    /// Values sampled to decide the tag (never stored or shown).
+    pub sampled: usize,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CatalogTable {
+    #[serde(skip)]
+    pub oid: u32,
+    pub schema: String,
+    pub name: String,
+    /// `table`, `view`, `materialized_view`, `foreign_table`, `partitioned_table`.
+    pub kind: String,
+    pub columns: Vec<CatalogColumn>,
+}
+
+/// One row of the catalog query (a column of a relation).
+#[derive(Debug, Clone)]
+pub struct RawColumn {
+    pub table_oid: u32,
+    pub schema: String,
+    pub table: String,
+    pub relkind: String,
+    pub attnum: i16,
+    pub name: String,
+    pub type_oid: u32,
+    pub type_name: String,
+    pub comment: Option<String>,
+}
+
+/// An admin's decision about one column: a category, or `None` to confirm it holds none.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Override {
+    pub environment: String,
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+    #[schema(value_type = Option<String>)]
+    pub category: Option<Category>,
+    pub set_by: String,
+    #[schema(value_type = String)]
+    pub set_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Catalog {
+    pub tables: Vec<CatalogTable>,
+    #[schema(value_type = String)]
+    pub loaded_at: chrono::DateTime<chrono::Utc>,
+    #[serde(skip)]
+    by_oid: HashMap<u32, usize>,
+    #[serde(skip)]
+    by_name: HashMap<String, Vec<usize>>,
+}
+
+fn kind_name(relkind: &str) -> &'static str {
+    match relkind {
+        "v" => "view",
+        "m" => "materialized_view",
+        "f" => "foreign_table",
+        "p" => "partitioned_table",
+        _ => "table",
+    }
+}
+
+/// The category a bounded sample of values suggests: one category for most whole values, or
+/// `free_text` when values hold sensitive parts inside other text.
+pub fn category_from_samples(values: &[String]) -> Option<Category> {
+    let non_empty: Vec<&String> = values.iter().filter(|v| !v.trim().is_empty()).collect();
+    if non_empty.is_empty() {
+        return None;
+    }
+    let mut counts: HashMap<Category, usize> = HashMap::new();
+    let mut with_spans = 0;
+    for v in &non_empty {
+        if let Some(c) = detect(v) {
+            *counts.entry(c).or_default() += 1;
+        } else if !find_spans(v).is_empty() {
+            with_spans += 1;
+        }
+    }
+    if let Some((c, n)) = counts.iter().max_by_key(|(_, n)| **n) {
+        if *n * 2 >= non_empty.len() {
+            return Some(*c);
+        }
+    }
+    // Any sensitive value at all in a column makes it free text that needs masking.
+    (with_spans > 0 || !counts.is_empty()).then_some(Category::FreeText)
+}
+
+impl Catalog {
+    pub fn empty() -> Catalog {
+        Catalog::build(Vec::new(), &HashMap::new(), &[])
+    }
+
+    /// Builds the catalog from the catalog rows, the sampled values of text-like columns
+    /// (keyed by table oid and attnum) and the admin overrides.
+    pub fn build(
+        raw: Vec<RawColumn>,
+        samples: &HashMap<(u32, i16), Vec<String>>,
+        overrides: &[Override],
+    ) -> Catalog {
+        let mut tables: Vec<CatalogTable> = Vec::new();
+        let mut by_oid: HashMap<u32, usize> = HashMap::new();
+        for r in raw {
+            let idx = *by_oid.entry(r.table_oid).or_insert_with(|| {
+                tables.push(CatalogTable {
+                    oid: r.table_oid,
+                    schema: r.schema.clone(),
+                    name: r.table.clone(),
+                    kind: kind_name(&r.relkind).into(),
+                    columns: Vec::new(),
+                });
+                tables.len() - 1
+            });
+            let sample = samples.get(&(r.table_oid, r.attnum));
+            let over = overrides
+                .iter()
+                .find(|o| o.schema == r.schema && o.table == r.table && o.column == r.name);
+            let detected = if let Some(c) = category_for_name(&r.name) {
+                (Some(c), TagSource::Name)
+            } else if let Some(c) = r.comment.as_deref().and_then(comment_category) {
+                (Some(c), TagSource::Comment)
+            } else if let Some(c) = sample.and_then(|s| category_from_samples(s)) {
+                (Some(c), TagSource::Values)
+            } else {
+                (None, TagSource::None)
+            };
+            let (category, source) = match over {
+                Some(o) => (o.category, TagSource::Override),
+                None => detected,
+            };
+            tables[idx].columns.push(CatalogColumn {
+                attnum: r.attnum,
+                name: r.name,
+                type_name: r.type_name,
+                type_oid: r.type_oid,
+                comment: r.comment,
+                category,
+                source,
+                detected,
+                sampled: sample.map(|s| s.len()).unwrap_or(0),
+            });
+        }
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in tables.iter().enumerate() {
+            by_name.entry(t.name.clone()).or_default().push(i);
+        }
+        Catalog {
+            tables,
+            loaded_at: chrono::DateTime::<chrono::Utc>::from(SystemTime::now()),
+            by_oid,
+            by_name,
+        }
+    }
+
+    /// Like [`Catalog::build`], then view columns with no tag of their own take the tags of the
+    /// base columns their definition derives them from (lineage of the view's query).
+    pub fn build_with_views(
+        raw: Vec<RawColumn>,
+        samples: &HashMap<(u32, i16), Vec<String>>,
+        views: &HashMap<u32, String>,
+        overrides: &[Override],
+    ) -> Catalog {
+        let mut c = Catalog::build(raw, samples, overrides);
+        // Views over views: a few rounds reach a fixed point for any sane nesting.
+        for _ in 0..4 {
+            let mut changes = Vec::new();
+            for (ti, t) in c.tables.iter().enumerate() {
+                let Some(def) = views.get(&t.oid) else {
+                    continue;
+                };
+                let lineage = super::lineage::analyse(def);
+                let Some(st) = lineage.statements.first() else {
+                    continue;
+                };
+                let planner = super::plan::Planner {
+                    catalog: &c,
+                    lineage: Some(st),
+                    exempt: &Default::default(),
+                    exempt_columns: &Default::default(),
+                };
+                let cats = planner.source_categories(t.columns.len());
+                for (ci, col) in t.columns.iter().enumerate() {
+                    if col.category.is_none() && col.source != TagSource::Override {
+                        if let Some(Some(cat)) = cats.get(ci) {
+                            changes.push((ti, ci, *cat));
+                        }
+                    }
+                }
+            }
+            if changes.is_empty() {
+                break;
+            }
+            for (ti, ci, cat) in changes {
+                let col = &mut c.tables[ti].columns[ci];
+                col.category = Some(cat);
+                col.source = TagSource::View;
+                col.detected = (Some(cat), TagSource::View);
+            }
+        }
+        c
+    }
+
+    /// The same catalog with `overrides` applied in place of earlier ones.
+    pub fn with_overrides(&self, overrides: &[Override]) -> Catalog {
+        let mut c = self.clone();
+        for t in &mut c.tables {
+            for col in &mut t.columns {
+                let o = overrides
+                    .iter()
+                    .find(|o| o.schema == t.schema && o.table == t.name && o.column == col.name);
+                (col.category, col.source) = match o {
+                    Some(o) => (o.category, TagSource::Override),
+                    None => col.detected,
+                };
+            }
+        }
+        c
+    }
+
+    pub fn column(&self, table_oid: u32, attnum: i16) -> Option<&CatalogColumn> {
+        self.table_column(table_oid, attnum).map(|(_, c)| c)
+    }
+
+    /// A column with its table.
+    pub fn table_column(
+        &self,
+        table_oid: u32,
+        attnum: i16,
+    ) -> Option<(&CatalogTable, &CatalogColumn)> {
+        let t = &self.tables[*self.by_oid.get(&table_oid)?];
+        t.columns
+            .iter()
+            .find(|c| c.attnum == attnum)
+            .map(|c| (t, c))
+    }
+
+    /// Tables of that name (without schema) in any schema.
+    pub fn tables_named(&self, name: &str) -> impl Iterator<Item = &CatalogTable> {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.tables[i])
+    }
+
+    /// Whether the column was confirmed by an admin to hold nothing sensitive.
+    pub fn confirmed_safe(c: &CatalogColumn) -> bool {
+        c.source == TagSource::Override && c.category.is_none()
+    }
+}
+
+/// A column comment that says what the column holds ("customer e-mail", "PII: phone").
+fn comment_category(comment: &str) -> Option<Category> {
+    let lower = comment.to_lowercase();
+    for w in lower.split(|c: char| !c.is_alphanumeric() && c != '_') {
+        if w.is_empty() {
+            continue;
+        }
+        if let Some(c) = category_for_name(w) {
+            return Some(c);
+        }
+    }
+    (lower.contains("e-mail")).then_some(Category::Email)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(attnum: i16, name: &str, ty: &str) -> RawColumn {
+        RawColumn {
+            table_oid: 10,
+            schema: "public".into(),
+            table: "people".into(),
+            relkind: "r".into(),
+            attnum,
+            name: name.into(),
+            type_oid: 25,
+            type_name: ty.into(),
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn tags_from_names_values_comments_and_overrides() {
+        let mut samples = HashMap::new();
+        samples.insert((10, 2), vec!["ana@example.com".into(), "bo@x.org".into()]);
+        samples.insert(
+            (10, 3),
+            vec!["hello".into(), "call +1 (415) 555-0132".into()],
+        );
+        samples.insert((10, 4), vec!["shipped".into(), "pending".into()]);
+        let mut r5 = raw(5, "contact", "text");
+        r5.comment = Some("Customer e-mail address".into());
+        let c = Catalog::build(
+            vec![
+                raw(1, "full_name", "text"),
+                raw(2, "contact_1", "text"),
+                raw(3, "notes", "text"),
+                raw(4, "status", "text"),
+                r5,
+                raw(6, "name", "text"),
+            ],
+            &samples,
+            &[Override {
+                environment: "app".into(),
+                set_by: "admin".into(),
+                set_at: chrono::Utc::now(),
+                schema: "public".into(),
+                table: "people".into(),
+                column: "name".into(),
+                category: None,
+            }],
+        );
+        let cat = |n| c.column(10, n).and_then(|c| c.category);
+        assert_eq!(cat(1), Some(Category::PersonName));
+        assert_eq!(cat(2), Some(Category::Email));
+        assert_eq!(c.column(10, 2).map(|c| c.source), Some(TagSource::Values));
+        assert_eq!(cat(3), Some(Category::FreeText));
+        assert_eq!(cat(4), None);
+        assert_eq!(cat(5), Some(Category::Email));
+        assert_eq!(cat(6), None);
+        assert!(Catalog::confirmed_safe(c.column(10, 6).expect("col")));
+        assert_eq!(c.tables_named("people").count(), 1);
+    }
+}

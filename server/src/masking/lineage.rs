@@ -1,0 +1,703 @@
+//! Lineage: for each result column of a statement, the source columns it derives from.
+//!
+//! sqlparser (PostgreSQL dialect) reads the statement; each projection item's expression is
+//! walked for column references, through aliases, casts, functions, concatenation, `format`,
+//! CASE, scalar subqueries, CTEs and derived tables (an alias defined inside resolves to the
+//! columns behind it), UNION branches (position by position), JSON builders and aggregates, and
+//! `RETURNING`. A bare table or alias name used as a value (`row_to_json(p)`, `to_jsonb(people)`)
+//! is a whole-row reference. Hash and count functions (`md5(email)`, `count(email)`) cut the
+//! lineage: their results are not personal data.
+//!
+//! Names are matched by name, not by scope: an over-approximation, so a column can only be
+//! thought sensitive too often, never too rarely. Whatever cannot be read gives `None` and the
+//! plan fails closed.
+//!
+//! Architecture invariant: pure function of the text (cached by the caller per statement shape).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    CopyOption, CopySource, CopyTarget, Expr, ObjectName, ObjectNamePart, Query, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, Visit, Visitor,
+};
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
+
+/// One result column, before wildcards are expanded against the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// An expression; the base column names it derives from (lower case), and whether it
+    /// references whole rows (`row_to_json(p)`).
+    Expr {
+        sources: BTreeSet<String>,
+        whole_row: bool,
+    },
+    /// `*` (None) or `t.*`; expanded with the catalog by the plan.
+    Wildcard(Option<String>),
+}
+
+/// How a COPY TO STDOUT writes rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyFormat {
+    Text,
+    Csv,
+    Binary,
+}
+
+/// COPY … TO STDOUT details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyOut {
+    pub format: CopyFormat,
+    pub delimiter: u8,
+    pub header: bool,
+    pub null: String,
+    pub quote: u8,
+}
+
+/// What one statement's results derive from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatementLineage {
+    /// Result columns in order; `None` when the statement could not be read.
+    pub outputs: Option<Vec<Output>>,
+    /// Tables named in FROM/JOIN/DML targets, in order: (alias or name, table name), lower case,
+    /// without schema.
+    pub tables: Vec<(String, String)>,
+    /// Set for `COPY … TO STDOUT`.
+    pub copy: Option<CopyOut>,
+    /// `DECLARE name CURSOR FOR …`: the outputs are the cursor's, for its later FETCHes.
+    pub declares: Option<String>,
+    /// `FETCH … FROM name`: the rows are those of the cursor declared earlier.
+    pub fetches: Option<String>,
+}
+
+/// Lineage of every statement in a query string, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lineage {
+    pub statements: Vec<StatementLineage>,
+}
+
+/// Functions whose result carries no personal data whatever their input.
+const CUTTING_FUNCTIONS: &[&str] = &[
+    "md5",
+    "sha224",
+    "sha256",
+    "sha384",
+    "sha512",
+    "digest",
+    "hmac",
+    "hashtext",
+    "hashtextextended",
+    "crc32",
+    "count",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "bit_length",
+    "pg_column_size",
+    "num_nulls",
+    "num_nonnulls",
+];
+
+fn ident(id: &sqlparser::ast::Ident) -> String {
+    if id.quote_style.is_none() {
+        id.value.to_lowercase()
+    } else {
+        id.value.clone()
+    }
+}
+
+fn last_part(name: &ObjectName) -> String {
+    match name.0.last() {
+        Some(ObjectNamePart::Identifier(id)) => ident(id),
+        Some(ObjectNamePart::Function(f)) => f.to_string().to_lowercase(),
+        None => String::new(),
+    }
+}
+
+/// Analyses `sql` (one simple Query or one Parse).
+pub fn analyse(sql: &str) -> Lineage {
+    let mut out = Lineage::default();
+    for piece in crate::policy::classify::split_statements(sql, false) {
+        match Parser::parse_sql(&PostgreSqlDialect {}, piece) {
+            Ok(stmts) => {
+                for s in &stmts {
+                    out.statements.push(statement(s));
+                }
+            }
+            Err(_) => out.statements.push(StatementLineage::default()),
+        }
+    }
+    out
+}
+
+/// Everything the walk of one statement gathers.
+#[derive(Default)]
+struct Scope {
+    /// Alias → the names it stands for (inner projection aliases, CTE column lists).
+    aliases: BTreeMap<String, BTreeSet<String>>,
+    /// Names that denote rows: tables, their aliases, CTE and derived-table names.
+    row_names: BTreeSet<String>,
+    tables: Vec<(String, String)>,
+}
+
+fn statement(s: &Statement) -> StatementLineage {
+    let mut scope = Scope::default();
+    // Tables and row names anywhere in the statement.
+    collect_tables(s, &mut scope);
+    let (items, copy) = match s {
+        Statement::Query(q) => (query_outputs(q, &mut scope), None),
+        Statement::Insert(i) => (
+            i.returning.as_ref().map(|r| items_outputs(r, &mut scope)),
+            None,
+        ),
+        Statement::Update(u) => (
+            u.returning.as_ref().map(|r| items_outputs(r, &mut scope)),
+            None,
+        ),
+        Statement::Delete(d) => (
+            d.returning.as_ref().map(|r| items_outputs(r, &mut scope)),
+            None,
+        ),
+        Statement::Copy {
+            source,
+            to: true,
+            target: CopyTarget::Stdout,
+            options,
+            legacy_options,
+            ..
+        } => {
+            let copy = copy_options(options, legacy_options);
+            let outputs = match source {
+                CopySource::Query(q) => query_outputs(q, &mut scope),
+                CopySource::Table {
+                    table_name,
+                    columns,
+                } => {
+                    let t = last_part(table_name);
+                    if !scope.tables.iter().any(|(_, n)| *n == t) {
+                        scope.tables.push((t.clone(), t.clone()));
+                    }
+                    Some(if columns.is_empty() {
+                        vec![Output::Wildcard(None)]
+                    } else {
+                        columns
+                            .iter()
+                            .map(|c| Output::Expr {
+                                sources: [ident(c)].into(),
+                                whole_row: false,
+                            })
+                            .collect()
+                    })
+                }
+            };
+            (outputs, Some(copy))
+        }
+        Statement::Declare { stmts, .. } => {
+            let d = stmts.first();
+            let q = d.and_then(|d| d.for_query.as_ref());
+            let outs = q.and_then(|q| query_outputs(q, &mut scope));
+            let name = d.and_then(|d| d.names.first()).map(ident);
+            let mut l = finish(outs, scope, None);
+            l.declares = name;
+            return l;
+        }
+        Statement::Fetch { name, .. } => {
+            return StatementLineage {
+                fetches: Some(ident(name)),
+                ..StatementLineage::default()
+            };
+        }
+        // Statements without result rows, or whose rows the plan cannot see through (EXECUTE,
+        // SHOW): no lineage; the plan fails closed.
+        _ => (None, None),
+    };
+    finish(items, scope, copy)
+}
+
+fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> StatementLineage {
+    let outputs = items.map(|v| {
+        v.into_iter()
+            .map(|o| match o {
+                Output::Expr { sources, whole_row } => {
+                    let (sources, rows) = resolve(&sources, &scope);
+                    Output::Expr {
+                        sources,
+                        whole_row: whole_row || rows,
+                    }
+                }
+                w => w,
+            })
+            .collect()
+    });
+    StatementLineage {
+        outputs,
+        tables: scope.tables,
+        copy,
+        declares: None,
+        fetches: None,
+    }
+}
+
+fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOption]) -> CopyOut {
+    let mut c = CopyOut {
+        format: CopyFormat::Text,
+        delimiter: b'\t',
+        header: false,
+        null: "\\N".into(),
+        quote: b'"',
+    };
+    let mut delimiter_set = false;
+    let mut null_set = false;
+    for o in options {
+        match o {
+            CopyOption::Format(f) => {
+                c.format = match f.value.to_lowercase().as_str() {
+                    "csv" => CopyFormat::Csv,
+                    "binary" => CopyFormat::Binary,
+                    _ => CopyFormat::Text,
+                }
+            }
+            CopyOption::Delimiter(d) => {
+                c.delimiter = *d as u8;
+                delimiter_set = true;
+            }
+            CopyOption::Header(h) => c.header = *h,
+            CopyOption::Null(n) => {
+                c.null = n.clone();
+                null_set = true;
+            }
+            CopyOption::Quote(q) => c.quote = *q as u8,
+            _ => {}
+        }
+    }
+    for o in legacy {
+        use sqlparser::ast::CopyLegacyOption as L;
+        match o {
+            L::Binary => c.format = CopyFormat::Binary,
+            L::Csv(_) => c.format = CopyFormat::Csv,
+            L::Delimiter(d) => {
+                c.delimiter = *d as u8;
+                delimiter_set = true;
+            }
+            L::Null(n) => {
+                c.null = n.clone();
+                null_set = true;
+            }
+            _ => {}
+        }
+    }
+    if c.format == CopyFormat::Csv {
+        if !delimiter_set {
+            c.delimiter = b',';
+        }
+        if !null_set {
+            c.null = String::new();
+        }
+    }
+    c
+}
+
+/// Follows aliases to the names behind them (keeping the alias names too: an alias may also be
+/// a real column somewhere). Returns the names and whether a whole-row name was reached.
+fn resolve(names: &BTreeSet<String>, scope: &Scope) -> (BTreeSet<String>, bool) {
+    let mut out = BTreeSet::new();
+    let mut rows = false;
+    let mut todo: Vec<String> = names.iter().cloned().collect();
+    while let Some(n) = todo.pop() {
+        if !out.insert(n.clone()) {
+            continue;
+        }
+        if scope.row_names.contains(&n) {
+            rows = true;
+        }
+        if let Some(more) = scope.aliases.get(&n) {
+            todo.extend(more.iter().cloned());
+        }
+    }
+    (out, rows)
+}
+
+struct TableFinder<'a> {
+    scope: &'a mut Scope,
+}
+
+impl Visitor for TableFinder<'_> {
+    type Break = ();
+
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        match t {
+            TableFactor::Table { name, alias, .. } => {
+                let table = last_part(name);
+                let a = alias.as_ref().map(|a| ident(&a.name));
+                self.scope.row_names.insert(table.clone());
+                if let Some(a) = &a {
+                    self.scope.row_names.insert(a.clone());
+                }
+                self.scope
+                    .tables
+                    .push((a.unwrap_or_else(|| table.clone()), table));
+            }
+            TableFactor::Derived {
+                alias: Some(alias),
+                subquery,
+                ..
+            } => {
+                self.scope.row_names.insert(ident(&alias.name));
+                let mut inner = Scope::default();
+                if let Some(outs) = query_outputs(subquery, &mut inner) {
+                    for (i, c) in alias.columns.iter().enumerate() {
+                        if let Some(Output::Expr { sources, .. }) = outs.get(i) {
+                            self.scope
+                                .aliases
+                                .entry(ident(&c.name))
+                                .or_default()
+                                .extend(sources.iter().cloned());
+                        }
+                    }
+                }
+                merge_aliases(&mut self.scope.aliases, inner.aliases);
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        if let Some(with) = &q.with {
+            for cte in &with.cte_tables {
+                self.scope.row_names.insert(ident(&cte.alias.name));
+                let mut inner = Scope::default();
+                if let Some(outs) = query_outputs(&cte.query, &mut inner) {
+                    for (i, c) in cte.alias.columns.iter().enumerate() {
+                        if let Some(Output::Expr { sources, .. }) = outs.get(i) {
+                            self.scope
+                                .aliases
+                                .entry(ident(&c.name))
+                                .or_default()
+                                .extend(sources.iter().cloned());
+                        }
+                    }
+                }
+                merge_aliases(&mut self.scope.aliases, inner.aliases);
+            }
+        }
+        // Every projection alias anywhere defines a name the outer query may use.
+        collect_aliases(q, self.scope);
+        ControlFlow::Continue(())
+    }
+}
+
+fn merge_aliases(
+    into: &mut BTreeMap<String, BTreeSet<String>>,
+    from: BTreeMap<String, BTreeSet<String>>,
+) {
+    for (k, v) in from {
+        into.entry(k).or_default().extend(v);
+    }
+}
+
+fn collect_aliases(q: &Query, scope: &mut Scope) {
+    fn set_expr(s: &SetExpr, scope: &mut Scope) {
+        match s {
+            SetExpr::Select(sel) => {
+                for item in &sel.projection {
+                    if let SelectItem::ExprWithAlias { expr, alias } = item {
+                        let (sources, _) = expr_sources(expr);
+                        scope
+                            .aliases
+                            .entry(ident(alias))
+                            .or_default()
+                            .extend(sources);
+                    }
+                }
+            }
+            SetExpr::Query(q) => set_expr(&q.body, scope),
+            SetExpr::SetOperation { left, right, .. } => {
+                set_expr(left, scope);
+                set_expr(right, scope);
+            }
+            _ => {}
+        }
+    }
+    set_expr(&q.body, scope);
+}
+
+fn collect_tables(s: &Statement, scope: &mut Scope) {
+    let mut f = TableFinder { scope };
+    let _ = s.visit(&mut f);
+    match s {
+        Statement::Insert(i) => {
+            if let sqlparser::ast::TableObject::TableName(n) = &i.table {
+                let t = last_part(n);
+                let a = i
+                    .table_alias
+                    .as_ref()
+                    .map(|a| ident(&a.alias))
+                    .unwrap_or_else(|| t.clone());
+                scope.row_names.insert(t.clone());
+                scope.tables.push((a, t));
+            }
+        }
+        Statement::Delete(_) | Statement::Update(_) => {}
+        _ => {}
+    }
+}
+
+fn query_outputs(q: &Query, scope: &mut Scope) -> Option<Vec<Output>> {
+    set_outputs(&q.body, scope)
+}
+
+fn set_outputs(s: &SetExpr, scope: &mut Scope) -> Option<Vec<Output>> {
+    match s {
+        SetExpr::Select(sel) => Some(items_outputs(&sel.projection, scope)),
+        SetExpr::Query(q) => query_outputs(q, scope),
+        SetExpr::SetOperation { left, right, .. } => {
+            let l = set_outputs(left, scope)?;
+            let r = set_outputs(right, scope)?;
+            if l.len() != r.len() || l.iter().chain(&r).any(|o| matches!(o, Output::Wildcard(_))) {
+                // Wildcards in a UNION: positions cannot be lined up here.
+                return None;
+            }
+            Some(
+                l.into_iter()
+                    .zip(r)
+                    .map(|(a, b)| match (a, b) {
+                        (
+                            Output::Expr {
+                                sources: mut s1,
+                                whole_row: w1,
+                            },
+                            Output::Expr {
+                                sources: s2,
+                                whole_row: w2,
+                            },
+                        ) => {
+                            s1.extend(s2);
+                            Output::Expr {
+                                sources: s1,
+                                whole_row: w1 || w2,
+                            }
+                        }
+                        (a, _) => a,
+                    })
+                    .collect(),
+            )
+        }
+        SetExpr::Values(v) => {
+            let width = v.rows.first().map(|r| r.len()).unwrap_or(0);
+            let mut outs = vec![BTreeSet::new(); width];
+            for row in &v.rows {
+                for (i, e) in row.iter().enumerate() {
+                    if let Some(o) = outs.get_mut(i) {
+                        o.extend(expr_sources(e).0);
+                    }
+                }
+            }
+            Some(
+                outs.into_iter()
+                    .map(|sources| Output::Expr {
+                        sources,
+                        whole_row: false,
+                    })
+                    .collect(),
+            )
+        }
+        SetExpr::Insert(st) | SetExpr::Update(st) | SetExpr::Delete(st) => statement(st).outputs,
+        _ => None,
+    }
+}
+
+fn items_outputs(items: &[SelectItem], _scope: &mut Scope) -> Vec<Output> {
+    items
+        .iter()
+        .map(|item| match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => {
+                let (sources, whole_row) = expr_sources(e);
+                Output::Expr { sources, whole_row }
+            }
+            SelectItem::ExprWithAliases { expr, .. } => {
+                let (sources, whole_row) = expr_sources(expr);
+                Output::Expr { sources, whole_row }
+            }
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::ObjectName(n), _) => {
+                Output::Wildcard(Some(last_part(n)))
+            }
+            SelectItem::QualifiedWildcard(SelectItemQualifiedWildcardKind::Expr(e), _) => {
+                let (sources, _) = expr_sources(e);
+                Output::Expr {
+                    sources,
+                    whole_row: true,
+                }
+            }
+            SelectItem::Wildcard(_) => Output::Wildcard(None),
+        })
+        .collect()
+}
+
+struct Refs {
+    names: BTreeSet<String>,
+    star: bool,
+    cut_depth: usize,
+}
+
+fn is_cutting(e: &Expr) -> bool {
+    match e {
+        Expr::Function(f) => CUTTING_FUNCTIONS.contains(&last_part(&f.name).as_str()),
+        _ => false,
+    }
+}
+
+impl Visitor for Refs {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_cutting(e) {
+            self.cut_depth += 1;
+        }
+        if self.cut_depth == 0 {
+            match e {
+                Expr::Identifier(id) => {
+                    self.names.insert(ident(id));
+                }
+                Expr::CompoundIdentifier(parts) => {
+                    if let Some(last) = parts.last() {
+                        self.names.insert(ident(last));
+                    }
+                    // `p.email`: `p` is a row, not a value; only when alone is it whole-row.
+                }
+                Expr::Wildcard(_) | Expr::QualifiedWildcard(..) => self.star = true,
+                _ => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if is_cutting(e) {
+            self.cut_depth -= 1;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Column names an expression references (outside hash/count functions), and whether it uses
+/// a `*` (as in `json_agg(t.*)`).
+fn expr_sources(e: &Expr) -> (BTreeSet<String>, bool) {
+    let mut r = Refs {
+        names: BTreeSet::new(),
+        star: false,
+        cut_depth: 0,
+    };
+    let _ = e.visit(&mut r);
+    (r.names, r.star)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn srcs(sql: &str) -> Vec<Vec<String>> {
+        analyse(sql).statements[0]
+            .outputs
+            .clone()
+            .expect("analysable")
+            .into_iter()
+            .map(|o| match o {
+                Output::Expr { sources, whole_row } => {
+                    let mut v: Vec<String> = sources.into_iter().collect();
+                    if whole_row {
+                        v.push("<row>".into());
+                    }
+                    v
+                }
+                Output::Wildcard(q) => vec![format!("*{}", q.unwrap_or_default())],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn expression_forms() {
+        assert_eq!(srcs("SELECT email AS e, id FROM people")[0], vec!["email"]);
+        assert_eq!(
+            srcs("SELECT upper(p.full_name)::text FROM people p")[0],
+            vec!["full_name"]
+        );
+        assert_eq!(
+            srcs("SELECT first_name || ' ' || last_name FROM people")[0],
+            vec!["first_name", "last_name"]
+        );
+        assert_eq!(
+            srcs("SELECT format('%s <%s>', full_name, email) FROM people")[0],
+            vec!["email", "full_name"]
+        );
+        assert_eq!(
+            srcs("SELECT CASE WHEN id > 1 THEN email ELSE 'x' END FROM people")[0],
+            vec!["email", "id"]
+        );
+        assert_eq!(
+            srcs("SELECT md5(email), count(email) FROM people"),
+            vec![Vec::<String>::new(), vec![]]
+        );
+        assert!(srcs("SELECT row_to_json(p) FROM people p")[0].contains(&"<row>".to_string()));
+        assert!(srcs("SELECT json_agg(p) FROM people p")[0].contains(&"<row>".to_string()));
+        assert_eq!(
+            srcs("SELECT string_agg(email, ',') FROM people")[0],
+            vec!["email"]
+        );
+        assert_eq!(srcs("SELECT * FROM people")[0], vec!["*"]);
+        assert_eq!(srcs("SELECT p.* FROM people p")[0], vec!["*p"]);
+    }
+
+    #[test]
+    fn through_ctes_subqueries_unions_and_returning() {
+        let s = srcs("WITH x AS (SELECT email AS e FROM people) SELECT upper(e) FROM x");
+        assert!(s[0].contains(&"email".to_string()));
+        let s = srcs("WITH x(a) AS (SELECT ssn FROM people) SELECT a FROM x");
+        assert!(s[0].contains(&"ssn".to_string()));
+        let s = srcs("SELECT m FROM (SELECT phone AS m FROM people) sub");
+        assert!(s[0].contains(&"phone".to_string()));
+        let s = srcs("SELECT id, (SELECT email FROM people q WHERE q.id = o.id) FROM orders o");
+        assert!(s[1].contains(&"email".to_string()));
+        let s = srcs("SELECT id FROM orders UNION ALL SELECT email FROM people");
+        assert!(s[0].contains(&"email".to_string()));
+        let s = srcs("UPDATE people SET note = 'x' WHERE id = 1 RETURNING id, email");
+        assert_eq!(s[1], vec!["email"]);
+        let s = srcs("INSERT INTO people (email) VALUES ('a@b.co') RETURNING email");
+        assert_eq!(s[0], vec!["email"]);
+    }
+
+    #[test]
+    fn copy_and_unreadable() {
+        let l = analyse("COPY people TO STDOUT WITH (FORMAT csv, HEADER)");
+        let c = l.statements[0].copy.clone().expect("copy");
+        assert_eq!(
+            (c.format, c.delimiter, c.header),
+            (CopyFormat::Csv, b',', true)
+        );
+        assert_eq!(
+            l.statements[0].tables,
+            vec![("people".to_string(), "people".to_string())]
+        );
+        let l = analyse("COPY (SELECT email FROM people) TO STDOUT");
+        assert_eq!(
+            l.statements[0].copy.as_ref().map(|c| c.format),
+            Some(CopyFormat::Text)
+        );
+        assert!(analyse("FETCH 10 FROM c").statements[0].outputs.is_none());
+        assert_eq!(
+            analyse("FETCH 10 FROM c").statements[0].fetches.as_deref(),
+            Some("c")
+        );
+        let d = analyse("DECLARE c CURSOR FOR SELECT upper(full_name) FROM people");
+        assert_eq!(d.statements[0].declares.as_deref(), Some("c"));
+        assert_eq!(d.statements[0].outputs.as_ref().map(|o| o.len()), Some(1));
+        assert_eq!(
+            analyse("SELECT 1; SELECT email FROM people")
+                .statements
+                .len(),
+            2
+        );
+    }
+}

@@ -1,0 +1,511 @@
+//! The masking plan of one result: what happens to each column, decided once per result set
+//! from its RowDescription (or, for COPY, the statement alone), the catalog and the statement's
+//! lineage. Most results need nothing: then the plan says so and rows pass as bytes.
+//!
+//! Decisions, per column:
+//! - a column straight from a table (RowDescription names its table and attribute) takes the
+//!   catalog's tag; an expression takes the tags of the columns its lineage names;
+//! - a tagged column is masked (a type that cannot hold a mask becomes NULL);
+//! - an untagged text-like column (text, JSON, arrays, unknown types) gets value detection,
+//!   unless an admin confirmed it safe; plain numbers, dates and booleans cost nothing;
+//! - a category the identity is exempt from is left as it is, and the exemption reported.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::catalog::Catalog;
+use super::detect::Category;
+use super::lineage::{Output, StatementLineage};
+use super::names::category_for_name;
+
+/// A field of a RowDescription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub name: String,
+    pub table_oid: u32,
+    pub attnum: i16,
+    pub type_oid: u32,
+    pub format: i16,
+}
+
+/// What a type can hold, as far as masking cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeKind {
+    /// text, varchar, char, name, citext-like and unknown: UTF-8 in both formats.
+    Text,
+    Json,
+    Jsonb,
+    /// One-dimensional arrays of text-like elements (text format only).
+    TextArray,
+    /// Numbers, dates, times, booleans, uuids: cannot hold detectable values.
+    Plain,
+    Bool,
+    /// Anything else (enums, domains, inet, composites…): detected in text, NULL when masked.
+    Other,
+}
+
+pub fn type_kind(oid: u32) -> TypeKind {
+    match oid {
+        25 | 1043 | 1042 | 19 | 705 | 0 => TypeKind::Text,
+        114 => TypeKind::Json,
+        3802 => TypeKind::Jsonb,
+        1009 | 1015 | 1014 | 199 | 3807 | 1003 => TypeKind::TextArray,
+        16 => TypeKind::Bool,
+        20 | 21 | 23 | 26 | 700 | 701 | 1700 | 790 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266
+        | 2950 | 28 | 29 | 1005 | 1007 | 1016 | 1021 | 1022 | 1231 | 1182 | 1115 | 1185 => {
+            TypeKind::Plain
+        }
+        _ => TypeKind::Other,
+    }
+}
+
+/// What happens to one column's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Pass,
+    /// Masked as these categories (the first decides the mask of a whole value).
+    Mask(Vec<Category>),
+    /// Run the detectors; mask what they find.
+    Detect,
+    /// Replace by SQL NULL (a tagged value of a type that cannot hold a mask).
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnPlan {
+    pub action: Action,
+    pub kind: TypeKind,
+    /// 0 text, 1 binary.
+    pub format: i16,
+    /// Inside JSON: keys that name sensitive columns, and their category.
+    pub keys: BTreeMap<String, Category>,
+    /// Inside JSON: keys that name columns known to hold nothing tagged.
+    pub safe_keys: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResultPlan {
+    pub columns: Vec<ColumnPlan>,
+    /// Categories left unmasked because of an exemption (for the audit).
+    pub exempted: BTreeSet<Category>,
+    /// The identity's exempt categories: detection leaves values of these alone.
+    pub skip: BTreeSet<Category>,
+    /// `table.column` of columns left unmasked because of a column exemption.
+    pub exempted_columns: BTreeSet<String>,
+}
+
+impl ResultPlan {
+    /// True when every column passes untouched: rows are forwarded as bytes.
+    pub fn is_noop(&self) -> bool {
+        self.columns.iter().all(|c| c.action == Action::Pass)
+    }
+
+    pub fn masked_columns(&self) -> usize {
+        self.columns
+            .iter()
+            .filter(|c| c.action != Action::Pass)
+            .count()
+    }
+}
+
+/// What a column's sensitivity is known to be.
+enum Known {
+    Categories(Vec<Category>, BTreeMap<String, Category>, BTreeSet<String>),
+    /// Known to hold nothing tagged (may still get detection if text-like).
+    Untagged {
+        confirmed: bool,
+    },
+    Unknown,
+}
+
+/// The inputs of a plan.
+pub struct Planner<'a> {
+    pub catalog: &'a Catalog,
+    pub lineage: Option<&'a StatementLineage>,
+    pub exempt: &'a BTreeSet<Category>,
+    /// Columns (table, column) the identity is exempt from, whatever their category.
+    pub exempt_columns: &'a BTreeSet<(String, String)>,
+}
+
+impl Planner<'_> {
+    /// The plan for a result described by `fields`.
+    pub fn plan(&self, fields: &[Field]) -> ResultPlan {
+        let outputs = self.expanded_outputs();
+        let aligned = outputs.as_ref().filter(|o| o.len() == fields.len());
+        let mut plan = ResultPlan {
+            skip: self.exempt.clone(),
+            ..ResultPlan::default()
+        };
+        for (i, f) in fields.iter().enumerate() {
+            if f.table_oid != 0 && f.attnum > 0 && !self.exempt_columns.is_empty() {
+                if let Some((t, c)) = self.catalog.table_column(f.table_oid, f.attnum) {
+                    if self
+                        .exempt_columns
+                        .contains(&(t.name.clone(), c.name.clone()))
+                    {
+                        plan.exempted_columns
+                            .insert(format!("{}.{}", t.name, c.name));
+                        plan.columns.push(ColumnPlan {
+                            action: Action::Pass,
+                            kind: type_kind(f.type_oid),
+                            format: f.format,
+                            keys: BTreeMap::new(),
+                            safe_keys: BTreeSet::new(),
+                        });
+                        continue;
+                    }
+                }
+            }
+            let known = if f.table_oid != 0 && f.attnum > 0 {
+                match self.catalog.column(f.table_oid, f.attnum) {
+                    Some(c) => match c.category {
+                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
+                        None => Known::Untagged {
+                            confirmed: Catalog::confirmed_safe(c),
+                        },
+                    },
+                    None => match category_for_name(&f.name) {
+                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
+                        None => Known::Unknown,
+                    },
+                }
+            } else {
+                match aligned.map(|o| &o[i]) {
+                    Some(ExpandedOutput::Column(c)) => self.known_column(c),
+                    Some(ExpandedOutput::Expr { sources, whole_row }) => {
+                        self.known_expr(sources, *whole_row)
+                    }
+                    None => match category_for_name(&f.name) {
+                        Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
+                        None => Known::Unknown,
+                    },
+                }
+            };
+            plan.columns.push(self.column(
+                known,
+                type_kind(f.type_oid),
+                f.format,
+                &mut plan.exempted,
+            ));
+        }
+        plan
+    }
+
+    /// How many columns the lineage's outputs expand to, if that is known.
+    pub fn expanded_len(&self) -> Option<usize> {
+        self.expanded_outputs().map(|o| o.len())
+    }
+
+    /// The first category of each of `n` outputs of the lineage (for view columns).
+    pub fn source_categories(&self, n: usize) -> Vec<Option<Category>> {
+        let outputs = self.expanded_outputs();
+        (0..n)
+            .map(|i| {
+                let known = match outputs.as_ref().filter(|o| o.len() == n).map(|o| &o[i]) {
+                    Some(ExpandedOutput::Column(c)) => self.known_column(c),
+                    Some(ExpandedOutput::Expr { sources, whole_row }) => {
+                        self.known_expr(sources, *whole_row)
+                    }
+                    None => Known::Unknown,
+                };
+                match known {
+                    Known::Categories(c, _, _) => c.first().copied(),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The plan for COPY … TO STDOUT (no RowDescription): from the lineage alone.
+    pub fn plan_copy(&self, columns: usize) -> ResultPlan {
+        let outputs = self.expanded_outputs();
+        let mut plan = ResultPlan {
+            skip: self.exempt.clone(),
+            ..ResultPlan::default()
+        };
+        for i in 0..columns {
+            let (known, kind) = match outputs
+                .as_ref()
+                .filter(|o| o.len() == columns)
+                .map(|o| &o[i])
+            {
+                Some(ExpandedOutput::Column(c)) => (self.known_column(c), type_kind(c.type_oid)),
+                Some(ExpandedOutput::Expr { sources, whole_row }) => {
+                    (self.known_expr(sources, *whole_row), TypeKind::Other)
+                }
+                None => (Known::Unknown, TypeKind::Other),
+            };
+            // COPY text and CSV carry every type as text: masks, not NULLs, where they fit.
+            let kind = if kind == TypeKind::Other {
+                TypeKind::Text
+            } else {
+                kind
+            };
+            plan.columns
+                .push(self.column(known, kind, 0, &mut plan.exempted));
+        }
+        plan
+    }
+
+    fn column(
+        &self,
+        known: Known,
+        kind: TypeKind,
+        format: i16,
+        exempted: &mut BTreeSet<Category>,
+    ) -> ColumnPlan {
+        let mut keys = BTreeMap::new();
+        let mut safe_keys = BTreeSet::new();
+        let action = match known {
+            Known::Categories(cats, k, safe) => {
+                safe_keys = safe;
+                let (exempt, cats): (Vec<Category>, Vec<Category>) =
+                    cats.into_iter().partition(|c| self.exempt.contains(c));
+                exempted.extend(exempt);
+                keys = k
+                    .into_iter()
+                    .filter(|(_, c)| !self.exempt.contains(c))
+                    .collect();
+                if cats.is_empty() {
+                    // Every category of this column is exempt for this identity.
+                    Action::Pass
+                } else {
+                    match kind {
+                        TypeKind::Bool => Action::Pass,
+                        TypeKind::Plain | TypeKind::Other => Action::Null,
+                        TypeKind::TextArray | TypeKind::Json | TypeKind::Jsonb if format == 1 => {
+                            Action::Null
+                        }
+                        _ => Action::Mask(cats),
+                    }
+                }
+            }
+            Known::Untagged { confirmed: true } => Action::Pass,
+            Known::Untagged { confirmed: false } | Known::Unknown => match kind {
+                TypeKind::Plain | TypeKind::Bool => Action::Pass,
+                _ => Action::Detect,
+            },
+        };
+        ColumnPlan {
+            action,
+            kind,
+            format,
+            keys,
+            safe_keys,
+        }
+    }
+
+    fn known_column(&self, c: &CatalogRef) -> Known {
+        match c.category {
+            Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
+            None => Known::Untagged {
+                confirmed: c.confirmed,
+            },
+        }
+    }
+
+    /// The tags of the columns an expression derives from, looked up in the statement's tables.
+    fn known_expr(&self, sources: &BTreeSet<String>, whole_row: bool) -> Known {
+        let Some(l) = self.lineage else {
+            return Known::Unknown;
+        };
+        let mut cats: Vec<Category> = Vec::new();
+        let mut keys = BTreeMap::new();
+        let mut safe = BTreeSet::new();
+        let mut found_any_table = false;
+        for (_, tname) in &l.tables {
+            for t in self.catalog.tables_named(tname) {
+                found_any_table = true;
+                for c in &t.columns {
+                    let Some(cat) = c.category else {
+                        safe.insert(c.name.clone());
+                        continue;
+                    };
+                    if whole_row || sources.contains(&c.name) {
+                        if !cats.contains(&cat) {
+                            cats.push(cat);
+                        }
+                        keys.insert(c.name.clone(), cat);
+                    }
+                }
+            }
+        }
+        // Names the catalog does not know (a table created since it was read): the names alone.
+        if !found_any_table || self.catalog.tables.is_empty() {
+            for s in sources {
+                if let Some(cat) = category_for_name(s) {
+                    if !cats.contains(&cat) {
+                        cats.push(cat);
+                    }
+                    keys.insert(s.clone(), cat);
+                }
+            }
+            if whole_row && cats.is_empty() {
+                return Known::Unknown;
+            }
+        }
+        // Put the categories no detector recognises first: they decide a whole value's mask.
+        cats.sort_by_key(|c| c.detectable());
+        if cats.is_empty() {
+            Known::Untagged { confirmed: false }
+        } else {
+            safe.retain(|k| !keys.contains_key(k));
+            Known::Categories(cats, keys, safe)
+        }
+    }
+
+    /// The lineage's outputs with wildcards expanded through the catalog, or None.
+    fn expanded_outputs(&self) -> Option<Vec<ExpandedOutput>> {
+        let l = self.lineage?;
+        let outs = l.outputs.as_ref()?;
+        let mut v = Vec::new();
+        for o in outs {
+            match o {
+                Output::Expr { sources, whole_row } => v.push(ExpandedOutput::Expr {
+                    sources: sources.clone(),
+                    whole_row: *whole_row,
+                }),
+                Output::Wildcard(q) => {
+                    let tables: Vec<&String> = l
+                        .tables
+                        .iter()
+                        .filter(|(alias, name)| q.as_ref().is_none_or(|q| q == alias || q == name))
+                        .map(|(_, name)| name)
+                        .collect();
+                    if tables.is_empty() {
+                        return None;
+                    }
+                    for t in tables {
+                        let mut found = self.catalog.tables_named(t);
+                        let table = found.next()?;
+                        if found.next().is_some() {
+                            // The same name in two schemas: which one depends on search_path.
+                            return None;
+                        }
+                        for c in &table.columns {
+                            v.push(ExpandedOutput::Column(CatalogRef {
+                                category: c.category,
+                                confirmed: Catalog::confirmed_safe(c),
+                                type_oid: c.type_oid,
+                            }));
+                        }
+                    }
+                }
+            }
+        }
+        Some(v)
+    }
+}
+
+struct CatalogRef {
+    category: Option<Category>,
+    confirmed: bool,
+    type_oid: u32,
+}
+
+enum ExpandedOutput {
+    Column(CatalogRef),
+    Expr {
+        sources: BTreeSet<String>,
+        whole_row: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::masking::catalog::RawColumn;
+    use crate::masking::lineage::analyse;
+
+    fn catalog() -> Catalog {
+        let col = |attnum: i16, name: &str, ty: u32| RawColumn {
+            table_oid: 100,
+            schema: "public".into(),
+            table: "people".into(),
+            relkind: "r".into(),
+            attnum,
+            name: name.into(),
+            type_oid: ty,
+            type_name: String::new(),
+            comment: None,
+        };
+        Catalog::build(
+            vec![
+                col(1, "id", 23),
+                col(2, "full_name", 25),
+                col(3, "email", 25),
+                col(4, "birth_date", 1082),
+                col(5, "amount", 1700),
+            ],
+            &HashMap::new(),
+            &[],
+        )
+    }
+
+    fn field(name: &str, table_oid: u32, attnum: i16, type_oid: u32) -> Field {
+        Field {
+            name: name.into(),
+            table_oid,
+            attnum,
+            type_oid,
+            format: 0,
+        }
+    }
+
+    #[test]
+    fn direct_columns_expressions_and_safe_ones() {
+        let cat = catalog();
+        let l = analyse("SELECT id, email AS e, upper(full_name), md5(email), birth_date, amount, note FROM people");
+        let none = BTreeSet::new();
+        let p = Planner {
+            catalog: &cat,
+            lineage: l.statements.first(),
+            exempt: &none,
+            exempt_columns: &Default::default(),
+        };
+        let plan = p.plan(&[
+            field("id", 100, 1, 23),
+            field("e", 100, 3, 25),
+            field("upper", 0, 0, 25),
+            field("md5", 0, 0, 25),
+            field("birth_date", 100, 4, 1082),
+            field("amount", 100, 5, 1700),
+            field("note", 0, 0, 25),
+        ]);
+        let a: Vec<&Action> = plan.columns.iter().map(|c| &c.action).collect();
+        assert_eq!(a[0], &Action::Pass);
+        assert_eq!(a[1], &Action::Mask(vec![Category::Email]));
+        assert_eq!(a[2], &Action::Mask(vec![Category::PersonName]));
+        assert_eq!(
+            a[3],
+            &Action::Detect,
+            "a hash is text: detection, which finds nothing"
+        );
+        assert_eq!(a[4], &Action::Null, "a date of birth cannot hold a mask");
+        assert_eq!(a[5], &Action::Pass);
+        assert_eq!(a[6], &Action::Detect);
+        let ints = p.plan(&[field("id", 100, 1, 23), field("count", 0, 0, 20)]);
+        assert!(ints.is_noop());
+    }
+
+    #[test]
+    fn exemptions_and_copy() {
+        let cat = catalog();
+        let l = analyse("COPY people TO STDOUT");
+        let ex: BTreeSet<Category> = [Category::Email].into();
+        let p = Planner {
+            catalog: &cat,
+            lineage: l.statements.first(),
+            exempt: &ex,
+            exempt_columns: &Default::default(),
+        };
+        let plan = p.plan_copy(5);
+        let a: Vec<&Action> = plan.columns.iter().map(|c| &c.action).collect();
+        assert_eq!(a[0], &Action::Pass);
+        assert_eq!(a[1], &Action::Mask(vec![Category::PersonName]));
+        assert_eq!(a[2], &Action::Pass, "exempt");
+        assert_eq!(a[3], &Action::Null);
+        assert!(plan.exempted.contains(&Category::Email));
+    }
+}

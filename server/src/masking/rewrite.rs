@@ -1,0 +1,782 @@
+//! Rewriting on the wire: DataRow values (text and binary), COPY rows (text and CSV) and the
+//! fields of ErrorResponse/NoticeResponse. Only the columns a plan marks are decoded; a row in
+//! which nothing changed is reported as unchanged so the caller forwards its original bytes.
+//!
+//! Architecture invariant: pure functions from bytes to bytes; no I/O.
+
+use std::collections::BTreeSet;
+
+use bytes::{BufMut, BytesMut};
+
+use super::detect::{find_spans, may_contain, Category};
+use super::lineage::{CopyFormat, CopyOut};
+use super::mask::Masker;
+use super::names::category_for_name;
+use super::plan::{Action, ColumnPlan, ResultPlan, TypeKind};
+
+/// What becomes of one value.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Value {
+    Keep,
+    Null,
+    Bytes(Vec<u8>),
+}
+
+fn spans_without(text: &str, skip: &BTreeSet<Category>) -> Vec<(std::ops::Range<usize>, Category)> {
+    let mut s = find_spans(text);
+    s.retain(|(_, c)| !skip.contains(c));
+    s
+}
+
+/// The mask of a whole text value of a tagged column.
+fn mask_whole(m: &Masker, cats: &[Category], text: &str, skip: &BTreeSet<Category>) -> String {
+    let first = cats.first().copied().unwrap_or(Category::FreeText);
+    if !first.detectable() {
+        return m.mask_value(first, text);
+    }
+    // One structured value of the column's one category (the usual case: an email column
+    // holding an email): its mask, without looking for spans.
+    if cats.len() == 1 && text.len() <= 64 {
+        let plain = match first {
+            Category::Email => !text.bytes().any(|b| b.is_ascii_whitespace()),
+            Category::PaymentCard | Category::NationalId | Category::Phone | Category::Iban => text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b" -().+".contains(&b)),
+            _ => false,
+        };
+        if plain {
+            return m.mask_value(first, text);
+        }
+    }
+    let spans = spans_without(text, skip);
+    match spans.as_slice() {
+        [] => m.mask_value(first, text),
+        [(r, c)] if text[..r.start].trim().is_empty() && text[r.end..].trim().is_empty() => {
+            format!(
+                "{}{}{}",
+                &text[..r.start],
+                m.mask_value(*c, &text[r.clone()]),
+                &text[r.end..]
+            )
+        }
+        _ => m.mask_spans(text, &spans),
+    }
+}
+
+fn detect_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<String> {
+    // `find_spans` applies the pre-filter itself.
+    let spans = spans_without(text, skip);
+    if spans.is_empty() {
+        None
+    } else {
+        Some(m.mask_spans(text, &spans))
+    }
+}
+
+/// Masks a JSON value in place. A string is masked by the category of its key (a sensitive
+/// column's name, or a name that suggests one, or an enclosing key's), left to the detectors
+/// under a key that names a safe column, and otherwise — when the column derives from
+/// categories no detector recognises (names, addresses) — masked whole: fail closed.
+fn mask_json(
+    m: &Masker,
+    v: &mut serde_json::Value,
+    key: Option<&str>,
+    inherited: Option<Category>,
+    col: &ColumnPlan,
+    cats: &[Category],
+    skip: &BTreeSet<Category>,
+) {
+    use serde_json::Value as J;
+    let key_cat = inherited.or_else(|| {
+        key.and_then(|k| {
+            col.keys
+                .get(k)
+                .copied()
+                .or_else(|| category_for_name(k).filter(|c| !skip.contains(c)))
+        })
+    });
+    match v {
+        J::Object(map) => {
+            for (k, inner) in map.iter_mut() {
+                mask_json(m, inner, Some(k.as_str()), key_cat, col, cats, skip);
+            }
+        }
+        J::Array(items) => {
+            for inner in items.iter_mut() {
+                mask_json(m, inner, key, key_cat, col, cats, skip);
+            }
+        }
+        J::String(s) => {
+            let safe_key = key.is_some_and(|k| col.safe_keys.contains(k));
+            if let Some(c) = key_cat {
+                *s = mask_whole(m, &[c], s, skip);
+            } else if !safe_key && cats.iter().any(|c| !c.detectable()) {
+                *s = mask_whole(m, cats, s, skip);
+            } else if let Some(d) = detect_text(m, s, skip) {
+                *s = d;
+            }
+        }
+        J::Number(_) if key_cat.is_some() => *v = J::Null,
+        _ => {}
+    }
+}
+
+/// A tagged text value that holds JSON (`profile::text`, `row_to_json(p)::text`), masked as JSON.
+fn mask_text_json(
+    m: &Masker,
+    col: &ColumnPlan,
+    cats: &[Category],
+    text: &str,
+    skip: &BTreeSet<Category>,
+) -> Option<String> {
+    let t = text.trim_start();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    mask_json(m, &mut v, None, None, col, cats, skip);
+    Some(v.to_string())
+}
+
+/// Elements of a one-dimensional PostgreSQL array literal (`{a,"b c",NULL}`); None if it is not
+/// one (multi-dimensional, bounds prefix).
+fn parse_array(text: &str) -> Option<Vec<Option<String>>> {
+    let inner = text.strip_prefix('{')?.strip_suffix('}')?;
+    let mut out = Vec::new();
+    if inner.is_empty() {
+        return Some(out);
+    }
+    let mut chars = inner.chars().peekable();
+    loop {
+        let mut cur = String::new();
+        let quoted = chars.peek() == Some(&'"');
+        if quoted {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' => cur.push(chars.next()?),
+                    '"' => break,
+                    c => cur.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                if c == '{' || c == '"' {
+                    return None;
+                }
+                cur.push(c);
+                chars.next();
+            }
+        }
+        out.push(if !quoted && cur == "NULL" {
+            None
+        } else {
+            Some(cur)
+        });
+        match chars.next() {
+            Some(',') => continue,
+            None => break,
+            Some(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+fn format_array(items: &[Option<String>]) -> String {
+    let mut out = String::from("{");
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        match it {
+            None => out.push_str("NULL"),
+            Some(s) => {
+                out.push('"');
+                for c in s.chars() {
+                    if c == '"' || c == '\\' {
+                        out.push('\\');
+                    }
+                    out.push(c);
+                }
+                out.push('"');
+            }
+        }
+    }
+    out.push('}');
+    out
+}
+
+/// Masks one value of a column (as the bytes it arrived in, in the column's format).
+pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: &[u8]) -> Value {
+    match &col.action {
+        Action::Pass => Value::Keep,
+        Action::Null => Value::Null,
+        Action::Detect => {
+            // The pre-filter: most values (plain words, numbers, dates) stop here.
+            if !may_contain(raw) {
+                return Value::Keep;
+            }
+            // jsonb in binary starts with a version byte.
+            let (prefix, body) =
+                if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
+                    (&raw[..1], &raw[1..])
+                } else {
+                    (&raw[..0], raw)
+                };
+            match std::str::from_utf8(body) {
+                Ok(text) => match detect_text(m, text, skip) {
+                    None => Value::Keep,
+                    Some(_) if col.format == 1 && col.kind == TypeKind::Other => Value::Null,
+                    Some(_) if col.format == 1 && col.kind == TypeKind::TextArray => Value::Null,
+                    Some(masked) => {
+                        let mut v = prefix.to_vec();
+                        v.extend_from_slice(masked.as_bytes());
+                        Value::Bytes(v)
+                    }
+                },
+                Err(_) => {
+                    // Not text (a binary value of some type): if its bytes read as text hold
+                    // something sensitive, it cannot be masked in place.
+                    let lossy = String::from_utf8_lossy(body);
+                    if spans_without(&lossy, skip).is_empty() {
+                        Value::Keep
+                    } else {
+                        Value::Null
+                    }
+                }
+            }
+        }
+        Action::Mask(cats) => {
+            let (prefix, body) =
+                if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
+                    (&raw[..1], &raw[1..])
+                } else {
+                    (&raw[..0], raw)
+                };
+            let Ok(text) = std::str::from_utf8(body) else {
+                return Value::Null;
+            };
+            let masked = match col.kind {
+                TypeKind::Json | TypeKind::Jsonb => {
+                    match serde_json::from_str::<serde_json::Value>(text) {
+                        Ok(mut v) => {
+                            mask_json(m, &mut v, None, None, col, cats, skip);
+                            v.to_string()
+                        }
+                        Err(_) => return Value::Null,
+                    }
+                }
+                TypeKind::TextArray => match parse_array(text) {
+                    Some(items) => {
+                        let masked: Vec<Option<String>> = items
+                            .iter()
+                            .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
+                            .collect();
+                        format_array(&masked)
+                    }
+                    None => return Value::Null,
+                },
+                _ => match mask_text_json(m, col, cats, text, skip) {
+                    Some(j) => j,
+                    None => match text.starts_with('{').then(|| parse_array(text)).flatten() {
+                        // An array cast to text (`aliases::text`).
+                        Some(items) => format_array(
+                            &items
+                                .iter()
+                                .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
+                                .collect::<Vec<_>>(),
+                        ),
+                        _ => mask_whole(m, cats, text, skip),
+                    },
+                },
+            };
+            let mut v = prefix.to_vec();
+            v.extend_from_slice(masked.as_bytes());
+            Value::Bytes(v)
+        }
+    }
+}
+
+/// A DataRow with the plan applied; `None` when no value changed (forward the original).
+pub fn data_row(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> Option<BytesMut> {
+    if frame.len() < 7 {
+        return None;
+    }
+    let n = u16::from_be_bytes([frame[5], frame[6]]) as usize;
+    let mut pos = 7;
+    let mut changes: Vec<(usize, usize, Value)> = Vec::new();
+    for i in 0..n {
+        let len = i32::from_be_bytes(frame.get(pos..pos + 4)?.try_into().ok()?);
+        let start = pos + 4;
+        let end = if len < 0 { start } else { start + len as usize };
+        if end > frame.len() {
+            return None;
+        }
+        if len >= 0 {
+            if let Some(col) = plan.columns.get(i) {
+                let v = mask_value(m, col, &plan.skip, &frame[start..end]);
+                if v != Value::Keep {
+                    changes.push((pos, end, v));
+                }
+            }
+        }
+        pos = end;
+    }
+    if changes.is_empty() {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(frame.len() + 64);
+    out.put_slice(&frame[..5]);
+    let mut at = 5;
+    for (s, e, v) in changes {
+        out.put_slice(&frame[at..s]);
+        match v {
+            Value::Null | Value::Keep => out.put_i32(-1),
+            Value::Bytes(b) => {
+                out.put_i32(b.len() as i32);
+                out.put_slice(&b);
+            }
+        }
+        at = e;
+    }
+    out.put_slice(&frame[at..]);
+    let len = (out.len() - 1) as u32;
+    out[1..5].copy_from_slice(&len.to_be_bytes());
+    Some(out)
+}
+
+fn unescape_copy_text(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        if field[i] == b'\\' && i + 1 < field.len() {
+            i += 1;
+            out.push(match field[i] {
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                b'b' => 8,
+                b'f' => 12,
+                b'v' => 11,
+                c => c,
+            });
+        } else {
+            out.push(field[i]);
+        }
+        i += 1;
+    }
+    out
+}
+
+fn escape_copy_text(v: &[u8], delimiter: u8, out: &mut Vec<u8>) {
+    for &b in v {
+        match b {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' if delimiter == b'\t' => out.extend_from_slice(b"\\t"),
+            d if d == delimiter => {
+                out.push(b'\\');
+                out.push(d);
+            }
+            _ => out.push(b),
+        }
+    }
+}
+
+/// Splits one CSV record into (raw field, was quoted).
+fn split_csv(row: &[u8], delim: u8, quote: u8) -> Vec<(Vec<u8>, bool)> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut quoted = false;
+    let mut in_q = false;
+    let mut i = 0;
+    while i < row.len() {
+        let b = row[i];
+        if in_q {
+            if b == quote {
+                if row.get(i + 1) == Some(&quote) {
+                    cur.push(quote);
+                    i += 1;
+                } else {
+                    in_q = false;
+                }
+            } else {
+                cur.push(b);
+            }
+        } else if b == quote {
+            in_q = true;
+            quoted = true;
+        } else if b == delim {
+            out.push((std::mem::take(&mut cur), quoted));
+            quoted = false;
+        } else {
+            cur.push(b);
+        }
+        i += 1;
+    }
+    out.push((cur, quoted));
+    out
+}
+
+/// One COPY row (a CopyData frame) with the plan applied; `None` when nothing changed.
+pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> Option<BytesMut> {
+    if copy.format == CopyFormat::Binary || frame.len() < 5 {
+        return None;
+    }
+    let body = &frame[5..];
+    let (row, eol): (&[u8], &[u8]) = if let Some(r) = body.strip_suffix(b"\r\n") {
+        (r, b"\r\n")
+    } else if let Some(r) = body.strip_suffix(b"\n") {
+        (r, b"\n")
+    } else {
+        (body, b"")
+    };
+    let mut changed = false;
+    let mut out_row: Vec<u8> = Vec::with_capacity(body.len() + 32);
+    match copy.format {
+        CopyFormat::Text => {
+            for (i, field) in row.split(|b| *b == copy.delimiter).enumerate() {
+                if i > 0 {
+                    out_row.push(copy.delimiter);
+                }
+                let col = plan.columns.get(i);
+                let is_null = field == copy.null.as_bytes();
+                match col {
+                    Some(c) if !is_null && c.action != Action::Pass => {
+                        match mask_value(m, c, &plan.skip, &unescape_copy_text(field)) {
+                            Value::Keep => out_row.extend_from_slice(field),
+                            Value::Null => {
+                                changed = true;
+                                out_row.extend_from_slice(copy.null.as_bytes());
+                            }
+                            Value::Bytes(b) => {
+                                changed = true;
+                                escape_copy_text(&b, copy.delimiter, &mut out_row);
+                            }
+                        }
+                    }
+                    _ => out_row.extend_from_slice(field),
+                }
+            }
+        }
+        CopyFormat::Csv => {
+            for (i, (field, quoted)) in split_csv(row, copy.delimiter, copy.quote)
+                .into_iter()
+                .enumerate()
+            {
+                if i > 0 {
+                    out_row.push(copy.delimiter);
+                }
+                let is_null = !quoted && field == copy.null.as_bytes();
+                // Quoted only when PostgreSQL would quote it too.
+                let needs_quotes = |v: &[u8]| {
+                    v.is_empty()
+                        || v == copy.null.as_bytes()
+                        || v.iter().any(|&b| {
+                            b == copy.delimiter || b == copy.quote || b == b'\n' || b == b'\r'
+                        })
+                };
+                let write_quoted = |v: &[u8], out: &mut Vec<u8>| {
+                    out.push(copy.quote);
+                    for &b in v {
+                        if b == copy.quote {
+                            out.push(copy.quote);
+                        }
+                        out.push(b);
+                    }
+                    out.push(copy.quote);
+                };
+                let v = match plan.columns.get(i) {
+                    Some(c) if !is_null && c.action != Action::Pass => {
+                        mask_value(m, c, &plan.skip, &field)
+                    }
+                    _ => Value::Keep,
+                };
+                match v {
+                    Value::Keep => {
+                        if quoted {
+                            write_quoted(&field, &mut out_row)
+                        } else {
+                            out_row.extend_from_slice(&field)
+                        }
+                    }
+                    Value::Null => {
+                        changed = true;
+                        out_row.extend_from_slice(copy.null.as_bytes());
+                    }
+                    Value::Bytes(b) => {
+                        changed = true;
+                        if needs_quotes(&b) {
+                            write_quoted(&b, &mut out_row);
+                        } else {
+                            out_row.extend_from_slice(&b);
+                        }
+                    }
+                }
+            }
+        }
+        CopyFormat::Binary => return None,
+    }
+    if !changed {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(out_row.len() + 8);
+    out.put_u8(b'd');
+    out.put_u32((4 + out_row.len() + eol.len()) as u32);
+    out.put_slice(&out_row);
+    out.put_slice(eol);
+    Some(out)
+}
+
+/// Masks the text of one error or notice field: detector matches, the values of a
+/// `Key (col)=(value)` whose column name is sensitive, and the row in "Failing row contains".
+pub fn error_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<String> {
+    let mut out = text.to_string();
+    let mut changed = false;
+    if let Some(start) = out.find("Failing row contains (") {
+        let open = start + "Failing row contains ".len();
+        if let Some(close) = out.rfind(')') {
+            if close > open {
+                out.replace_range(open..=close, "(…)");
+                changed = true;
+            }
+        }
+    }
+    if let Some(start) = out.find("Key (") {
+        let rest = &out[start + 5..];
+        if let Some(eq) = rest.find(")=(") {
+            let cols = &rest[..eq];
+            let sensitive = cols
+                .split(',')
+                .any(|c| category_for_name(c.trim().trim_matches('"')).is_some());
+            let vstart = start + 5 + eq + 3;
+            if sensitive {
+                if let Some(vend) = out[vstart..].rfind(')') {
+                    out.replace_range(vstart..vstart + vend, "***");
+                    changed = true;
+                }
+            }
+        }
+    }
+    if let Some(d) = detect_text(m, &out, skip) {
+        out = d;
+        changed = true;
+    }
+    changed.then_some(out)
+}
+
+/// An ErrorResponse/NoticeResponse with its text fields masked; `None` when nothing changed.
+pub fn error_frame(m: &Masker, frame: &[u8], skip: &BTreeSet<Category>) -> Option<BytesMut> {
+    let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
+    let mut pos = 5;
+    while let Some(&k) = frame.get(pos) {
+        if k == 0 {
+            break;
+        }
+        let end = pos + 1 + frame[pos + 1..].iter().position(|&b| b == 0)?;
+        fields.push((k, frame[pos + 1..end].to_vec()));
+        pos = end + 1;
+    }
+    let mut changed = false;
+    for (k, v) in fields.iter_mut() {
+        // Message, detail, hint, context, and the names of objects are free text.
+        if matches!(*k, b'M' | b'D' | b'H' | b'W' | b'q') {
+            let text = String::from_utf8_lossy(v).into_owned();
+            if let Some(masked) = error_text(m, &text, skip) {
+                *v = masked.into_bytes();
+                changed = true;
+            }
+        }
+    }
+    if !changed {
+        return None;
+    }
+    let mut out = BytesMut::with_capacity(frame.len());
+    out.put_u8(frame[0]);
+    out.put_u32(0);
+    for (k, v) in fields {
+        out.put_u8(k);
+        out.put_slice(&v);
+        out.put_u8(0);
+    }
+    out.put_u8(0);
+    let len = (out.len() - 1) as u32;
+    out[1..5].copy_from_slice(&len.to_be_bytes());
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::masking::mask::Mode;
+
+    fn m() -> Masker {
+        Masker::new(Mode::Partial, [3; 32])
+    }
+
+    fn col(action: Action, kind: TypeKind, format: i16) -> ColumnPlan {
+        ColumnPlan {
+            action,
+            kind,
+            format,
+            keys: BTreeMap::new(),
+            safe_keys: BTreeSet::new(),
+        }
+    }
+
+    fn row(values: &[Option<&[u8]>]) -> Vec<u8> {
+        let mut b = vec![b'D', 0, 0, 0, 0];
+        b.extend_from_slice(&(values.len() as u16).to_be_bytes());
+        for v in values {
+            match v {
+                None => b.extend_from_slice(&(-1i32).to_be_bytes()),
+                Some(v) => {
+                    b.extend_from_slice(&(v.len() as i32).to_be_bytes());
+                    b.extend_from_slice(v);
+                }
+            }
+        }
+        let len = (b.len() - 1) as u32;
+        b[1..5].copy_from_slice(&len.to_be_bytes());
+        b
+    }
+
+    fn values(frame: &[u8]) -> Vec<Option<String>> {
+        let n = u16::from_be_bytes([frame[5], frame[6]]) as usize;
+        let mut pos = 7;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            let len = i32::from_be_bytes(frame[pos..pos + 4].try_into().unwrap());
+            pos += 4;
+            if len < 0 {
+                out.push(None);
+            } else {
+                out.push(Some(
+                    String::from_utf8_lossy(&frame[pos..pos + len as usize]).into(),
+                ));
+                pos += len as usize;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn data_rows_are_rewritten_column_by_column() {
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Pass, TypeKind::Plain, 0),
+                col(Action::Mask(vec![Category::Email]), TypeKind::Text, 0),
+                col(Action::Detect, TypeKind::Text, 0),
+                col(Action::Null, TypeKind::Plain, 1),
+                col(
+                    Action::Mask(vec![Category::PersonName]),
+                    TypeKind::TextArray,
+                    0,
+                ),
+            ],
+            ..Default::default()
+        };
+        let f = row(&[
+            Some(b"42"),
+            Some(b"ana@example.com"),
+            Some(b"call 415-555-0132 now"),
+            Some(&[0, 0, 1, 2]),
+            Some(b"{\"Ana Silva\",Bo,NULL}"),
+        ]);
+        let out = data_row(&plan, &m(), &f).expect("changed");
+        assert_eq!(
+            values(&out),
+            vec![
+                Some("42".into()),
+                Some("a***@example.com".into()),
+                Some("call ***-***-**32 now".into()),
+                None,
+                Some("{\"A*** S***\",\"B***\",NULL}".into()),
+            ]
+        );
+        let safe = row(&[Some(b"1"), None, Some(b"nothing here"), None, None]);
+        assert!(data_row(&plan, &m(), &safe).is_none());
+    }
+
+    #[test]
+    fn json_is_masked_by_key_and_by_detector() {
+        let mut c = col(
+            Action::Mask(vec![Category::PersonName, Category::Email]),
+            TypeKind::Json,
+            0,
+        );
+        c.keys.insert("full_name".into(), Category::PersonName);
+        c.keys.insert("email".into(), Category::Email);
+        c.safe_keys.insert("note".into());
+        let v = mask_value(
+            &m(),
+            &c,
+            &BTreeSet::new(),
+            br#"{"id": 1, "full_name": "Ana Silva", "email": "ana@example.com", "note": "ssn 123-45-6789"}"#,
+        );
+        let Value::Bytes(b) = v else { panic!("{v:?}") };
+        let s = String::from_utf8(b).unwrap();
+        assert!(
+            s.contains("\"A*** S***\"") && s.contains("a***@example.com"),
+            "{s}"
+        );
+        assert!(s.contains("***-**-6789") && s.contains("\"id\":1"), "{s}");
+    }
+
+    #[test]
+    fn copy_text_and_csv() {
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Pass, TypeKind::Plain, 0),
+                col(Action::Mask(vec![Category::Email]), TypeKind::Text, 0),
+                col(Action::Mask(vec![Category::PersonName]), TypeKind::Text, 0),
+            ],
+            ..Default::default()
+        };
+        let text = CopyOut {
+            format: CopyFormat::Text,
+            delimiter: b'\t',
+            header: false,
+            null: "\\N".into(),
+            quote: b'"',
+        };
+        let mut f = vec![b'd', 0, 0, 0, 0];
+        f.extend_from_slice(b"7\tana@example.com\tAna\\tSilva\n");
+        let out = copy_row(&plan, &m(), &text, &f).expect("changed");
+        assert_eq!(&out[5..], b"7\ta***@example.com\tA*** S***\n");
+        let csv = CopyOut {
+            format: CopyFormat::Csv,
+            delimiter: b',',
+            null: String::new(),
+            ..text
+        };
+        let mut f = vec![b'd', 0, 0, 0, 0];
+        f.extend_from_slice(b"7,ana@example.com,\"Silva, Ana\"\n");
+        let out = copy_row(&plan, &m(), &csv, &f).expect("changed");
+        assert_eq!(&out[5..], b"7,a***@example.com,S*** A***\n");
+    }
+
+    #[test]
+    fn errors_lose_row_values() {
+        let s = BTreeSet::new();
+        assert_eq!(
+            error_text(&m(), "Key (email)=(ana@example.com) already exists.", &s).as_deref(),
+            Some("Key (email)=(***) already exists.")
+        );
+        assert_eq!(
+            error_text(&m(), "Key (full_name)=(Ana Silva) already exists.", &s).as_deref(),
+            Some("Key (full_name)=(***) already exists.")
+        );
+        assert_eq!(
+            error_text(&m(), "Failing row contains (1, Ana Silva, x).", &s).as_deref(),
+            Some("Failing row contains (…).")
+        );
+        assert_eq!(error_text(&m(), "relation \"t\" does not exist", &s), None);
+    }
+}

@@ -1,0 +1,288 @@
+//! Reading an environment's catalog for masking: relations, columns, types, comments, view
+//! definitions, and a bounded sample of values of each text-like column, over a short-lived
+//! read-only upstream connection of the gateway's own.
+//!
+//! Sessions call [`ensure`] when they start: the first session of an environment/database waits
+//! (bounded) for the read; later ones use the stored catalog and, when it is old, trigger a
+//! re-read in the background.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, BytesMut};
+use tokio::io::AsyncWriteExt;
+
+use super::codec;
+use super::tracker::error_fields;
+use super::upstream::{self, UpstreamTarget};
+use crate::gateway::Gateway;
+use crate::masking::catalog::{Catalog, RawColumn};
+use crate::masking::plan::{type_kind, TypeKind};
+use crate::masking::CatalogNeed;
+
+/// Values sampled per text-like column.
+pub const SAMPLE_ROWS: usize = 50;
+/// Tables sampled per read (the rest are tagged from names and comments only).
+const SAMPLE_TABLES: usize = 500;
+const CATALOG_SQL: &str = "SELECT c.oid, n.nspname, c.relname, c.relkind, a.attnum, a.attname, \
+a.atttypid, format_type(a.atttypid, a.atttypmod), col_description(c.oid, a.attnum), \
+CASE WHEN c.relkind IN ('v','m') THEN pg_get_viewdef(c.oid) END \
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+JOIN pg_attribute a ON a.attrelid = c.oid \
+WHERE c.relkind IN ('r','v','m','f','p') AND a.attnum > 0 AND NOT a.attisdropped \
+AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg\\_toast%' \
+AND n.nspname NOT LIKE 'pg\\_temp%' \
+ORDER BY c.oid, a.attnum LIMIT 50000";
+
+/// A relation's oid, schema, name, and the text-like columns (attnum, name) to sample.
+type TableToSample = (u32, String, String, Vec<(i16, String)>);
+
+/// What a catalog read returns: the columns, sampled values by (oid, attnum), view definitions.
+pub type CatalogRead = (
+    Vec<RawColumn>,
+    HashMap<(u32, i16), Vec<String>>,
+    HashMap<u32, String>,
+);
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot reach the upstream: {0}")]
+    Connect(#[from] upstream::UpstreamError),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the upstream refused the catalog query: {0}")]
+    Query(String),
+    #[error("unexpected reply: {0}")]
+    Protocol(String),
+    #[error("timed out")]
+    Timeout,
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// Sends one simple Query and collects its rows as text.
+async fn query(
+    stream: &mut super::stream::PgStream,
+    buf: &mut BytesMut,
+    sql: &str,
+) -> Result<Vec<Vec<Option<String>>>, CatalogError> {
+    let mut out = BytesMut::new();
+    out.put_u8(b'Q');
+    out.put_u32((4 + sql.len() + 1) as u32);
+    out.put_slice(sql.as_bytes());
+    out.put_u8(0);
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    let mut rows = Vec::new();
+    let mut error = None;
+    loop {
+        let frame = codec::read_frame(stream, buf, 64 << 20)
+            .await
+            .map_err(|e| CatalogError::Protocol(e.to_string()))?;
+        match frame[0] {
+            b'D' if frame.len() >= 7 => {
+                let n = u16::from_be_bytes([frame[5], frame[6]]) as usize;
+                let mut pos = 7;
+                let mut row = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let len = frame
+                        .get(pos..pos + 4)
+                        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                        .ok_or_else(|| CatalogError::Protocol("short DataRow".into()))?;
+                    pos += 4;
+                    if len < 0 {
+                        row.push(None);
+                    } else {
+                        let v = frame
+                            .get(pos..pos + len as usize)
+                            .ok_or_else(|| CatalogError::Protocol("short DataRow".into()))?;
+                        row.push(Some(String::from_utf8_lossy(v).into_owned()));
+                        pos += len as usize;
+                    }
+                }
+                rows.push(row);
+            }
+            b'E' => {
+                error = error_fields(&frame)
+                    .into_iter()
+                    .find(|(k, _)| *k == b'M')
+                    .map(|(_, v)| v);
+            }
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    match error {
+        Some(e) => Err(CatalogError::Query(e)),
+        None => Ok(rows),
+    }
+}
+
+/// Reads the catalog of `database` in the environment `target` points at.
+pub async fn read(
+    target: &UpstreamTarget,
+    database: &str,
+    timeout: Duration,
+) -> Result<
+    (
+        Vec<RawColumn>,
+        HashMap<(u32, i16), Vec<String>>,
+        HashMap<u32, String>,
+    ),
+    CatalogError,
+> {
+    let params = vec![
+        (
+            "application_name".to_string(),
+            "gatehouse:catalog".to_string(),
+        ),
+        (
+            "default_transaction_read_only".to_string(),
+            "on".to_string(),
+        ),
+        ("statement_timeout".to_string(), "5000".to_string()),
+        ("database".to_string(), database.to_string()),
+    ];
+    let conn = upstream::connect(target, &params, timeout).await?;
+    let mut stream = conn.stream;
+    let mut buf = BytesMut::new();
+    let work = async {
+        let rows = query(&mut stream, &mut buf, CATALOG_SQL).await?;
+        let mut raw = Vec::with_capacity(rows.len());
+        let mut views = HashMap::new();
+        for r in rows {
+            let get = |i: usize| r.get(i).cloned().flatten();
+            let oid: u32 = get(0).and_then(|v| v.parse().ok()).unwrap_or(0);
+            if let Some(def) = get(9) {
+                views.insert(oid, def);
+            }
+            raw.push(RawColumn {
+                table_oid: oid,
+                schema: get(1).unwrap_or_default(),
+                table: get(2).unwrap_or_default(),
+                relkind: get(3).unwrap_or_default(),
+                attnum: get(4).and_then(|v| v.parse().ok()).unwrap_or(0),
+                name: get(5).unwrap_or_default(),
+                type_oid: get(6).and_then(|v| v.parse().ok()).unwrap_or(0),
+                type_name: get(7).unwrap_or_default(),
+                comment: get(8),
+            });
+        }
+        // Sample the text-like columns of each relation with one query per relation.
+        let mut by_table: Vec<TableToSample> = Vec::new();
+        for r in &raw {
+            if !matches!(
+                type_kind(r.type_oid),
+                TypeKind::Text
+                    | TypeKind::Json
+                    | TypeKind::Jsonb
+                    | TypeKind::TextArray
+                    | TypeKind::Other
+            ) {
+                continue;
+            }
+            match by_table.last_mut() {
+                Some(t) if t.0 == r.table_oid => t.3.push((r.attnum, r.name.clone())),
+                _ => by_table.push((
+                    r.table_oid,
+                    r.schema.clone(),
+                    r.table.clone(),
+                    vec![(r.attnum, r.name.clone())],
+                )),
+            }
+        }
+        let mut samples: HashMap<(u32, i16), Vec<String>> = HashMap::new();
+        for (oid, schema, table, cols) in by_table.into_iter().take(SAMPLE_TABLES) {
+            let list: Vec<String> = cols
+                .iter()
+                .map(|(_, c)| format!("{}::text", quote_ident(c)))
+                .collect();
+            let sql = format!(
+                "SELECT {} FROM {}.{} LIMIT {SAMPLE_ROWS}",
+                list.join(", "),
+                quote_ident(&schema),
+                quote_ident(&table)
+            );
+            // A relation the gateway's role may not read is tagged from names only.
+            let Ok(rows) = query(&mut stream, &mut buf, &sql).await else {
+                continue;
+            };
+            for row in rows {
+                for ((attnum, _), v) in cols.iter().zip(row) {
+                    if let Some(v) = v {
+                        samples.entry((oid, *attnum)).or_default().push(v);
+                    }
+                }
+            }
+        }
+        Ok::<_, CatalogError>((raw, samples, views))
+    };
+    let out = tokio::time::timeout(timeout * 4, work)
+        .await
+        .map_err(|_| CatalogError::Timeout)??;
+    let _ = stream.write_all(b"X\0\0\0\x04").await;
+    Ok(out)
+}
+
+async fn load(
+    gw: &Gateway,
+    env: &crate::gateway::Environment,
+    database: &str,
+) -> Option<Arc<Catalog>> {
+    let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds.max(1));
+    let started = std::time::Instant::now();
+    let result = match read(&env.target, database, timeout).await {
+        Ok((raw, samples, views)) => {
+            let overrides = gw.masking.overrides_for(&env.name);
+            let c = Catalog::build_with_views(raw, &samples, &views, &overrides);
+            tracing::info!(
+                env = %env.name,
+                database,
+                tables = c.tables.len(),
+                ms = started.elapsed().as_millis() as u64,
+                "masking catalog read"
+            );
+            Some(c)
+        }
+        Err(e) => {
+            tracing::warn!(env = %env.name, database, error = %e, "masking catalog could not be read");
+            None
+        }
+    };
+    gw.masking.loaded(&env.name, database, result)
+}
+
+/// The catalog a session should use, reading it first if none has been read yet (bounded by
+/// the connect timeout); `None` when it cannot be had now (the plan then fails closed on names
+/// and value detection).
+pub async fn ensure(
+    gw: &Arc<Gateway>,
+    env: &Arc<crate::gateway::Environment>,
+    database: &str,
+    force: bool,
+) -> Option<Arc<Catalog>> {
+    match gw.masking.need(&env.name, database, force) {
+        CatalogNeed::Ready(c) => Some(c),
+        CatalogNeed::Refresh(c) => {
+            let (gw, env, db) = (gw.clone(), env.clone(), database.to_string());
+            tokio::spawn(async move {
+                load(&gw, &env, &db).await;
+            });
+            Some(c)
+        }
+        CatalogNeed::Load => load(gw, env, database).await,
+        CatalogNeed::Wait => gw.masking.catalog(&env.name, database),
+    }
+}
+
+/// Reads the catalog again now (on demand from the API) and returns it.
+pub async fn refresh(
+    gw: &Arc<Gateway>,
+    env: &Arc<crate::gateway::Environment>,
+    database: &str,
+) -> Option<Arc<Catalog>> {
+    load(gw, env, database).await
+}
