@@ -253,10 +253,18 @@ try {
   await shot(alice, '13-session-expired');
   say('STEP alice-revoked');
 
-  // 11. Masking: this gateway has no catalog API yet, and the screen says so.
+  // 11. Masking: prod's catalog (read when the agent first reached it) lists t's columns, none
+  // sensitive; the admin marks t.v as a person's name, and the row says an administrator set it.
   await nav(root, 'Masking').click();
-  await root.getByTestId('masking-unavailable').or(root.getByRole('table')).first().waitFor();
+  await root.getByLabel('Environment').selectOption('prod');
+  await root.getByLabel('Only sensitive columns').setChecked(false);
+  const v = root.locator('tr[data-column="public.t.v"]');
+  await v.waitFor();
+  await root.getByLabel('Category for public.t.v').selectOption('person_name');
+  await root.getByRole('button', { name: 'Override public.t.v' }).click();
+  await v.getByText('set by an administrator').waitFor();
   await shot(root, '14-masking');
+  say('STEP masking-overridden');
 
   // 12. Keyboard: `g a` goes to Approvals, `?` lists the shortcuts, Escape closes the list.
   await root.locator('body').click({ position: { x: 5, y: 300 } });

@@ -442,6 +442,17 @@ async fn chromium_signs_in_approves_a_waiting_statement_grants_dry_runs_and_sear
             && r["details"]["member"] == "alice"),
         "{added:?}"
     );
+    // The override made in the browser is the gateway's, and audited.
+    let (status, catalog) = api.get("/api/v1/environments/prod/catalog", &admin).await;
+    assert_eq!(status, 200, "{catalog}");
+    let text = catalog.to_string();
+    assert!(text.contains("person_name"), "{catalog}");
+    let tagged = gw.audit(&admin, "event=admin.masking.tag").await;
+    assert!(
+        tagged.iter().any(|r| r["identity"] == "root@example.com"
+            && r["details"].to_string().contains("person_name")),
+        "{tagged:?}"
+    );
     for shot in [
         "01-login",
         "02-environments",

@@ -4,9 +4,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{
-    admin, api, approvals, audit, connections, events, groups, masking, oidc, policy,
-};
+use super::{admin, api, approvals, audit, connections, events, groups, masking, oidc, policy};
 
 #[derive(OpenApi)]
 #[openapi(
