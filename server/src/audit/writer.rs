@@ -80,6 +80,8 @@ pub fn spawn(
         let mut last_commit = Instant::now() - LINGER;
         let mut batch: Vec<Message> = Vec::with_capacity(MAX_BATCH);
         let mut rows: Vec<StoredRecord> = Vec::with_capacity(MAX_BATCH);
+        // Per message of the batch, the sequence number its waiter is told.
+        let mut acked: Vec<i64> = Vec::with_capacity(MAX_BATCH);
         while let Some(first) = rx.blocking_recv() {
             let mut waited_on = first.ack.is_some();
             batch.push(first);
@@ -100,8 +102,14 @@ pub fn spawn(
             // Encode once; a retry re-uses the same rows, so the chain stays consistent.
             let (mut s, mut p) = (seq, prev.clone());
             rows.clear();
+            acked.clear();
             for m in batch.iter_mut() {
-                let Some(pending) = m.pending.take() else { continue };
+                // A message without a record is a flush: acknowledged with the last sequence
+                // number before it, once everything queued ahead of it is durable.
+                let Some(pending) = m.pending.take() else {
+                    acked.push(s);
+                    continue;
+                };
                 let mut r = pending.into_record();
                 s += 1;
                 r.seq = s;
@@ -109,6 +117,7 @@ pub fn spawn(
                 let json = r.canonical();
                 let hash = chain::hash_hex(&json);
                 p = hash.clone();
+                acked.push(s);
                 rows.push(StoredRecord {
                     seq: s,
                     ts: r.ts,
@@ -158,11 +167,11 @@ pub fn spawn(
             }
             seq = s;
             prev = p;
-            shared.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            shared.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
             shared.queued.fetch_sub(batch.len() as u64, Ordering::Relaxed);
-            for (m, r) in batch.drain(..).zip(rows.iter()) {
+            for (m, seq) in batch.drain(..).zip(acked.iter()) {
                 if let Some(ack) = m.ack {
-                    let _ = ack.send(Ok(r.seq));
+                    let _ = ack.send(Ok(*seq));
                 }
             }
         }

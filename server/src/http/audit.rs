@@ -79,11 +79,28 @@ fn item(r: &StoredRecord) -> serde_json::Value {
     v
 }
 
+/// Read your writes: records queued before a search are in it. While the trail cannot be
+/// written (or is slow to), search what is there rather than hang; the failure shows in
+/// `/healthz` and on every statement.
+async fn caught_up(gw: &Gateway) {
+    if !gw.audit.healthy() {
+        return;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(2), gw.audit.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "searching the audit trail while it cannot be written")
+        }
+        Err(_) => tracing::warn!("searching the audit trail before the writer caught up"),
+    }
+}
+
 async fn search(
     gw: &Gateway,
     filter: AuditFilter,
     limit: usize,
 ) -> Result<Vec<StoredRecord>, ApiError> {
+    caught_up(gw).await;
     let path = gw.audit.db_path().to_path_buf();
     tokio::task::spawn_blocking(move || AuditDb::open_read_only(&path)?.search(&filter, limit))
         .await
@@ -181,6 +198,7 @@ pub async fn export(
     let mut filter = q.filter();
     filter.ascending = true;
     filter.before_seq = None;
+    caught_up(&gw).await;
     let path = gw.audit.db_path().to_path_buf();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
