@@ -175,6 +175,18 @@ impl Gateway {
         ));
         masking.set_overrides(store.masking_overrides_blocking()?);
         masking.set_exemptions(store.exemptions_blocking()?);
+        for stored in store.masking_catalogs_blocking()? {
+            match crate::masking::Catalog::from_stored_json(
+                &stored.json,
+                &masking.overrides_for(&stored.environment),
+            ) {
+                Ok(c) => masking.restore(&stored.environment, &stored.database, c),
+                // An unreadable copy only costs the first session a fresh read.
+                Err(e) => {
+                    tracing::warn!(env = %stored.environment, database = %stored.database, error = %e, "ignoring a stored masking catalog")
+                }
+            }
+        }
         let oidc = match &config.oidc {
             Some(o) => {
                 let client_secret = match &o.client_secret_env {

@@ -54,6 +54,9 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     );
     tracing::info!(workers = workers.len(), "session workers started");
     let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg, workers));
+    if gw.config.masking.enabled {
+        tokio::spawn(crate::pg::catalog::refresh_periodically(gw.clone()));
+    }
     let result = tokio::select! {
         r = crate::http::run(gw.clone(), http) => r.map_err(ServeError::Http),
         _ = shutdown_signal() => {

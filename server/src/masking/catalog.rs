@@ -13,7 +13,7 @@ use super::detect::{detect, find_spans, Category};
 use super::names::category_for_name;
 
 /// Why a column carries its tag.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TagSource {
     Name,
@@ -131,7 +131,115 @@ pub fn category_from_samples(values: &[String]) -> Option<Category> {
     (with_spans > 0 || !counts.is_empty()).then_some(Category::FreeText)
 }
 
+/// What the store keeps of a catalog: the columns and the tags the gateway found, never the
+/// sampled values; overrides are applied again when it is restored.
+#[derive(Serialize, serde::Deserialize)]
+struct Stored {
+    loaded_at: chrono::DateTime<chrono::Utc>,
+    tables: Vec<StoredTable>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct StoredTable {
+    oid: u32,
+    schema: String,
+    name: String,
+    kind: String,
+    columns: Vec<StoredColumn>,
+}
+
+#[derive(Serialize, serde::Deserialize)]
+struct StoredColumn {
+    attnum: i16,
+    name: String,
+    type_name: String,
+    type_oid: u32,
+    comment: Option<String>,
+    detected: Option<Category>,
+    detected_source: TagSource,
+    sampled: usize,
+}
+
 impl Catalog {
+    /// The form the store keeps (see [`Stored`]).
+    pub fn to_stored_json(&self) -> String {
+        let stored = Stored {
+            loaded_at: self.loaded_at,
+            tables: self
+                .tables
+                .iter()
+                .map(|t| StoredTable {
+                    oid: t.oid,
+                    schema: t.schema.clone(),
+                    name: t.name.clone(),
+                    kind: t.kind.clone(),
+                    columns: t
+                        .columns
+                        .iter()
+                        .map(|c| StoredColumn {
+                            attnum: c.attnum,
+                            name: c.name.clone(),
+                            type_name: c.type_name.clone(),
+                            type_oid: c.type_oid,
+                            comment: c.comment.clone(),
+                            detected: c.detected.0,
+                            detected_source: c.detected.1,
+                            sampled: c.sampled,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        serde_json::to_string(&stored).unwrap_or_else(|_| "{}".into())
+    }
+
+    /// A catalog the store kept, with `overrides` applied as they are now.
+    pub fn from_stored_json(json: &str, overrides: &[Override]) -> serde_json::Result<Catalog> {
+        let stored: Stored = serde_json::from_str(json)?;
+        let tables = stored
+            .tables
+            .into_iter()
+            .map(|t| CatalogTable {
+                oid: t.oid,
+                schema: t.schema,
+                name: t.name,
+                kind: t.kind,
+                columns: t
+                    .columns
+                    .into_iter()
+                    .map(|c| CatalogColumn {
+                        attnum: c.attnum,
+                        name: c.name,
+                        type_name: c.type_name,
+                        type_oid: c.type_oid,
+                        comment: c.comment,
+                        category: c.detected,
+                        source: c.detected_source,
+                        detected: (c.detected, c.detected_source),
+                        sampled: c.sampled,
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Catalog::indexed(tables, stored.loaded_at).with_overrides(overrides))
+    }
+
+    /// A catalog over `tables` with its lookup indices.
+    fn indexed(tables: Vec<CatalogTable>, loaded_at: chrono::DateTime<chrono::Utc>) -> Catalog {
+        let mut by_oid = HashMap::new();
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, t) in tables.iter().enumerate() {
+            by_oid.insert(t.oid, i);
+            by_name.entry(t.name.clone()).or_default().push(i);
+        }
+        Catalog {
+            tables,
+            loaded_at,
+            by_oid,
+            by_name,
+        }
+    }
+
     pub fn empty() -> Catalog {
         Catalog::build(Vec::new(), &HashMap::new(), &[])
     }
@@ -185,16 +293,10 @@ impl Catalog {
                 sampled: sample.map(|s| s.len()).unwrap_or(0),
             });
         }
-        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, t) in tables.iter().enumerate() {
-            by_name.entry(t.name.clone()).or_default().push(i);
-        }
-        Catalog {
+        Catalog::indexed(
             tables,
-            loaded_at: chrono::DateTime::<chrono::Utc>::from(SystemTime::now()),
-            by_oid,
-            by_name,
-        }
+            chrono::DateTime::<chrono::Utc>::from(SystemTime::now()),
+        )
     }
 
     /// Like [`Catalog::build`], then view columns with no tag of their own take the tags of the
@@ -367,5 +469,40 @@ mod tests {
         assert_eq!(cat(6), None);
         assert!(Catalog::confirmed_safe(c.column(10, 6).expect("col")));
         assert_eq!(c.tables_named("people").count(), 1);
+    }
+
+    #[test]
+    fn the_stored_form_keeps_tags_drops_samples_and_takes_todays_overrides() {
+        let mut samples = HashMap::new();
+        samples.insert((10, 2), vec!["ana@example.com".into(), "bo@x.org".into()]);
+        let c = Catalog::build(
+            vec![raw(1, "full_name", "text"), raw(2, "contact_1", "text")],
+            &samples,
+            &[],
+        );
+        let json = c.to_stored_json();
+        assert!(!json.contains("ana@example.com"), "{json}");
+        let back = Catalog::from_stored_json(&json, &[]).unwrap();
+        assert_eq!(back.loaded_at, c.loaded_at);
+        assert_eq!(
+            back.column(10, 2)
+                .map(|c| (c.category, c.source, c.sampled)),
+            Some((Some(Category::Email), TagSource::Values, 2))
+        );
+        assert_eq!(back.tables_named("people").count(), 1);
+        let over = Override {
+            environment: "app".into(),
+            set_by: "admin".into(),
+            set_at: chrono::Utc::now(),
+            schema: "public".into(),
+            table: "people".into(),
+            column: "full_name".into(),
+            category: None,
+        };
+        let back = Catalog::from_stored_json(&json, &[over]).unwrap();
+        let col = back.column(10, 1).unwrap();
+        assert_eq!((col.category, col.source), (None, TagSource::Override));
+        assert_eq!(col.detected, (Some(Category::PersonName), TagSource::Name));
+        assert!(Catalog::from_stored_json("{", &[]).is_err());
     }
 }

@@ -166,6 +166,30 @@ impl Masking {
         }
     }
 
+    /// Installs a catalog the store kept, at startup. It counts as stale, so the first session
+    /// to reach the database reads it again in the background while masking by this one.
+    pub fn restore(&self, env: &str, db: &str, catalog: Catalog) {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        slot.catalog = Some(Arc::new(catalog));
+        slot.loaded = None;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// The (environment, database) pairs whose catalog is older than [`CATALOG_MAX_AGE`] (or
+    /// restored from the store) and not being read: what the periodic refresh reads again.
+    pub fn stale_catalogs(&self) -> Vec<(String, String)> {
+        let map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        map.iter()
+            .filter(|(_, s)| {
+                s.catalog.is_some()
+                    && !s.loading
+                    && s.loaded.is_none_or(|t| t.elapsed() > CATALOG_MAX_AGE)
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
     /// Re-applies the admin overrides to every catalog in memory (after one changed).
     pub fn set_overrides(&self, overrides: Vec<catalog::Override>) {
         let overrides = Arc::new(overrides);

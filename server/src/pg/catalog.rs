@@ -252,7 +252,41 @@ async fn load(
             None
         }
     };
-    gw.masking.loaded(&env.name, database, result)
+    let fresh = result.is_some();
+    let catalog = gw.masking.loaded(&env.name, database, result);
+    if let (true, Some(c)) = (fresh, &catalog) {
+        // Kept so a restarted gateway masks by it at once; losing the copy only costs a re-read.
+        let record = crate::store::StoredCatalogRecord {
+            environment: env.name.clone(),
+            database: database.to_string(),
+            json: c.to_stored_json(),
+        };
+        if let Err(e) = gw
+            .store
+            .save_masking_catalog(record, c.loaded_at.timestamp())
+            .await
+        {
+            tracing::warn!(env = %env.name, database, error = %e, "cannot keep the masking catalog in the store");
+        }
+    }
+    catalog
+}
+
+/// Reads again, every minute, each catalog older than [`crate::masking::CATALOG_MAX_AGE`] (or
+/// restored from the store at startup), so tags follow schema changes even in databases no new
+/// session reaches. Runs until the gateway stops.
+pub async fn refresh_periodically(gw: Arc<Gateway>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        for (env_name, database) in gw.masking.stale_catalogs() {
+            let Some(env) = gw.environments.get(&env_name).cloned() else {
+                continue;
+            };
+            ensure(&gw, &env, &database, false).await;
+        }
+    }
 }
 
 /// The catalog a session should use, reading it first if none has been read yet (bounded by

@@ -70,7 +70,54 @@ fn exemptions(c: &rusqlite::Connection) -> Result<Vec<Exemption>, StoreError> {
         .collect())
 }
 
+/// A masking catalog as the store keeps it (`masking::Catalog::to_stored_json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCatalogRecord {
+    pub environment: String,
+    pub database: String,
+    pub json: String,
+}
+
+fn catalogs(c: &rusqlite::Connection) -> Result<Vec<StoredCatalogRecord>, StoreError> {
+    let mut stmt = c.prepare(
+        "SELECT environment, database_name, catalog_json FROM masking_catalogs
+         ORDER BY environment, database_name",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(StoredCatalogRecord {
+                environment: r.get(0)?,
+                database: r.get(1)?,
+                json: r.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 impl Store {
+    /// Keeps the latest catalog read of one environment's database (replacing the previous).
+    pub async fn save_masking_catalog(
+        &self,
+        record: StoredCatalogRecord,
+        loaded_at: i64,
+    ) -> Result<(), StoreError> {
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO masking_catalogs (environment, database_name, loaded_at, catalog_json)
+                 VALUES (?1, ?2, ?3, ?4)",
+                params![record.environment, record.database, loaded_at, record.json],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Every stored catalog, for startup.
+    pub fn masking_catalogs_blocking(&self) -> Result<Vec<StoredCatalogRecord>, StoreError> {
+        self.run_blocking(catalogs)
+    }
+
     pub fn masking_overrides_blocking(&self) -> Result<Vec<Override>, StoreError> {
         self.run_blocking(overrides)
     }
@@ -197,5 +244,21 @@ mod tests {
         assert_eq!(s.exemptions().await.unwrap(), vec![e]);
         assert!(s.delete_exemption("ex1".into()).await.unwrap());
         assert!(s.exemptions().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn catalogs_are_kept_one_per_database() {
+        let s = Store::open_in_memory().unwrap();
+        let rec = |json: &str| StoredCatalogRecord {
+            environment: "app".into(),
+            database: "appdb".into(),
+            json: json.into(),
+        };
+        s.save_masking_catalog(rec("{\"v\":1}"), 1).await.unwrap();
+        s.save_masking_catalog(rec("{\"v\":2}"), 2).await.unwrap();
+        assert_eq!(
+            s.masking_catalogs_blocking().unwrap(),
+            vec![rec("{\"v\":2}")]
+        );
     }
 }

@@ -112,6 +112,15 @@ const MIGRATIONS: &[&str] = &[
         created_by   TEXT NOT NULL,
         created_at   INTEGER NOT NULL
     );",
+    // 8: the masking catalog of each environment's database as last read (columns and the tags
+    // found; never sampled values), so a restarted gateway masks by it before reading it again.
+    "CREATE TABLE masking_catalogs (
+        environment   TEXT NOT NULL,
+        database_name TEXT NOT NULL,
+        loaded_at     INTEGER NOT NULL,
+        catalog_json  TEXT NOT NULL,
+        PRIMARY KEY (environment, database_name)
+    );",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {

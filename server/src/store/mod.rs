@@ -22,6 +22,7 @@ pub use approvals::ApprovalRecord;
 pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
 pub use grants::GrantRecord;
 pub use groups::GroupMemberRecord;
+pub use masking::StoredCatalogRecord;
 pub use rules::{RuleVersionRecord, SaveOutcome};
 pub use service_accounts::{InsertOutcome, ServiceAccountRecord};
 pub use sessions::{SessionLookup, SessionRecord, SessionSummary};
