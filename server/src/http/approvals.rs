@@ -141,6 +141,9 @@ async fn decide(
         serde_json::json!({ "reason": reason, "requester": decided.identity, "state": decided.state }),
     );
     gw.audit.record(Pending::Record(Box::new(r))).await;
+    if approve && decided.rule == super::masking::EXEMPTION_REQUEST_RULE {
+        super::masking::grant_requested_exemption(gw, &decided, &caller.identity).await?;
+    }
     Ok(Json(decided))
 }
 

@@ -210,7 +210,7 @@ pub struct ExemptionList {
     pub items: Vec<Exemption>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct ExemptionRequest {
     pub group: String,
     /// An environment name, or `*` for all.
@@ -251,8 +251,152 @@ pub async fn create_exemption(
     Admin(admin): Admin,
     Json(req): Json<ExemptionRequest>,
 ) -> Result<(StatusCode, Json<Exemption>), ApiError> {
+    let e = exemption_from(&gw, req, &admin.identity.name)?;
+    install_exemption(&gw, &admin.identity, e.clone(), None).await?;
+    Ok((StatusCode::CREATED, Json(e)))
+}
+
+/// Stores an exemption, puts it in force for new connections and audits who made it (and the
+/// approval it came from, if any).
+async fn install_exemption(
+    gw: &Gateway,
+    actor: &crate::identity::Identity,
+    e: Exemption,
+    approval_id: Option<&str>,
+) -> Result<(), ApiError> {
+    gw.store.insert_exemption(e.clone()).await?;
+    gw.masking.set_exemptions(gw.store.exemptions().await?);
+    tracing::info!(actor = %actor.name, action = "masking.exemption.create", id = %e.id, group = %e.group, env = %e.environment, category = ?e.category.map(|c| c.as_str()), column = ?e.column, approval = ?approval_id, "admin action");
+    let mut details = serde_json::to_value(&e).unwrap_or_default();
+    if let (Some(a), Some(obj)) = (approval_id, details.as_object_mut()) {
+        obj.insert("approval_id".into(), serde_json::json!(a));
+    }
+    record_admin_action(gw, actor, "masking.exemption.create", details).await;
+    Ok(())
+}
+
+/// The rule name an exemption request carries as an approval.
+pub const EXEMPTION_REQUEST_RULE: &str = "masking-exemption-request";
+/// The longest exemption a request may ask for; longer ones are an admin's to create.
+const MAX_REQUESTED_SECONDS: i64 = 7 * 24 * 3600;
+
+/// Ask for an exemption through an approval (any identity): for one of the caller's own groups,
+/// in one environment, time-boxed, with a reason. Approvers of that environment decide it like a
+/// statement (`/api/v1/approvals`); once approved, the exemption starts then, for the time asked.
+#[utoipa::path(
+    post, path = "/api/v1/exemptions/requests", request_body = ExemptionRequest,
+    responses((status = 202, body = crate::store::ApprovalRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn request_exemption(
+    State(gw): State<Arc<Gateway>>,
+    caller: crate::http::auth::Caller,
+    Json(req): Json<ExemptionRequest>,
+) -> Result<(StatusCode, Json<crate::store::ApprovalRecord>), ApiError> {
+    let who = &caller.identity;
+    if req.environment == "*" {
+        return Err(ApiError::BadRequest(
+            "a request names one environment".into(),
+        ));
+    }
+    if !who.groups.contains(&req.group) {
+        return Err(ApiError::BadRequest(format!(
+            "you can only ask for an exemption for a group you are in ({})",
+            who.groups.join(", ")
+        )));
+    }
+    match req.expires_in_seconds {
+        Some(s) if s > 0 && s <= MAX_REQUESTED_SECONDS => {}
+        _ => {
+            return Err(ApiError::BadRequest(format!(
+                "expires_in_seconds is required: 1 to {MAX_REQUESTED_SECONDS}"
+            )))
+        }
+    }
+    let Some(reason) = req.reason.clone().filter(|r| !r.trim().is_empty()) else {
+        return Err(ApiError::BadRequest(
+            "a reason is required, for the approver".into(),
+        ));
+    };
+    // Checked now so the approver decides a request that can be carried out.
+    let draft = exemption_from(&gw, req, &who.name)?;
+    let what = match (&draft.category, &draft.column) {
+        (Some(c), _) => format!("category {}", c.as_str()),
+        (None, Some(col)) => format!("column {col}"),
+        (None, None) => "nothing".into(),
+    };
+    let seconds = draft
+        .expires_at
+        .map(|t| (t - draft.created_at).num_seconds())
+        .unwrap_or(0);
+    let (record, _) = gw
+        .approvals
+        .request(crate::approval::NewApproval {
+            statement: format!(
+                "-- masking exemption: group {} sees {what} unmasked in {} for {seconds} s",
+                draft.group, draft.environment
+            ),
+            fingerprint: EXEMPTION_REQUEST_RULE.into(),
+            identity: who.clone(),
+            environment: draft.environment.clone(),
+            database: String::new(),
+            rule: EXEMPTION_REQUEST_RULE.into(),
+            reason,
+            classification: Some(serde_json::json!({ "exemption_request": {
+                "group": draft.group,
+                "environment": draft.environment,
+                "category": draft.category.map(|c| c.as_str()),
+                "column": draft.column,
+                "expires_in_seconds": seconds,
+                "reason": draft.reason,
+            }})),
+            estimated_rows: None,
+            connection_id: None,
+        })
+        .await?;
+    // Nobody is held: the exemption is created when the approval is decided.
+    gw.approvals.stop_waiting(&record.id);
+    let mut r = crate::audit::AuditRecord::new("masking.exemption.requested").by(who);
+    r.approval_id = Some(record.id.clone());
+    r.environment = Some(record.environment.clone());
+    r.details = record.classification.clone();
+    gw.audit
+        .record(crate::audit::Pending::Record(Box::new(r)))
+        .await;
+    Ok((StatusCode::ACCEPTED, Json(record)))
+}
+
+/// After an approver approved an exemption request: the exemption, from now, for the time asked,
+/// made by the approver.
+pub async fn grant_requested_exemption(
+    gw: &Gateway,
+    approval: &crate::store::ApprovalRecord,
+    approver: &crate::identity::Identity,
+) -> Result<Exemption, ApiError> {
+    let asked = approval
+        .classification
+        .as_ref()
+        .and_then(|c| c.get("exemption_request"))
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("the approval holds no exemption request".into()))?;
+    let req: ExemptionRequest = serde_json::from_value(asked)
+        .map_err(|e| ApiError::Internal(format!("the exemption request cannot be read: {e}")))?;
+    let mut e = exemption_from(gw, req, &approver.name)?;
+    if e.reason.is_none() {
+        e.reason = Some(approval.reason.clone());
+    }
+    install_exemption(gw, approver, e.clone(), Some(&approval.id)).await?;
+    Ok(e)
+}
+
+/// Checks a request and makes the exemption it describes, starting now.
+fn exemption_from(
+    gw: &Gateway,
+    req: ExemptionRequest,
+    created_by: &str,
+) -> Result<Exemption, ApiError> {
     if req.environment != "*" {
-        environment(&gw, &req.environment)?;
+        environment(gw, &req.environment)?;
     }
     if req.group.trim().is_empty() {
         return Err(ApiError::BadRequest("group must not be empty".into()));
@@ -278,7 +422,7 @@ pub async fn create_exemption(
         Some(s) => Some(now + chrono::Duration::seconds(s)),
         None => None,
     };
-    let e = Exemption {
+    Ok(Exemption {
         id: crate::identity::tokens::random_id(),
         group: req.group,
         environment: req.environment,
@@ -286,20 +430,9 @@ pub async fn create_exemption(
         column: req.column,
         expires_at,
         reason: req.reason,
-        created_by: admin.identity.name.clone(),
+        created_by: created_by.to_string(),
         created_at: now,
-    };
-    gw.store.insert_exemption(e.clone()).await?;
-    gw.masking.set_exemptions(gw.store.exemptions().await?);
-    tracing::info!(actor = %admin.identity.name, action = "masking.exemption.create", id = %e.id, group = %e.group, env = %e.environment, category = ?e.category.map(|c| c.as_str()), column = ?e.column, "admin action");
-    record_admin_action(
-        &gw,
-        &admin.identity,
-        "masking.exemption.create",
-        serde_json::to_value(&e).unwrap_or_default(),
-    )
-    .await;
-    Ok((StatusCode::CREATED, Json(e)))
+    })
 }
 
 /// Remove an exemption (admin, audited). Connections opened from now on are masked again.

@@ -106,6 +106,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
             get(masking::list_exemptions).post(masking::create_exemption),
         )
         .route("/api/v1/exemptions/{id}", delete(masking::delete_exemption))
+        .route(
+            "/api/v1/exemptions/requests",
+            post(masking::request_exemption),
+        )
         .route("/metrics", get(metrics::render))
         .merge(mcp::routes(gw.clone()))
         .fallback(console::serve)

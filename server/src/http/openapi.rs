@@ -23,6 +23,7 @@ use super::{admin, api, approvals, audit, connections, events, groups, masking, 
         policy::list_versions, policy::dry_run,
         masking::get_catalog, masking::refresh_catalog, masking::put_tag, masking::delete_tag,
         masking::list_exemptions, masking::create_exemption, masking::delete_exemption,
+        masking::request_exemption,
     ),
     modifiers(&BearerAuth)
 )]
