@@ -18,11 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    CopyOption, CopySource, CopyTarget, Expr, ObjectName, ObjectNamePart, Query, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, Statement, TableFactor, Visit, Visitor,
+    CopyOption, CopySource, CopyTarget, Expr, Query, SelectItem, SelectItemQualifiedWildcardKind,
+    SetExpr, Statement, TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+
+use crate::policy::classify::{ident, last_part};
 
 /// One result column, before wildcards are expanded against the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,22 +101,6 @@ const CUTTING_FUNCTIONS: &[&str] = &[
     "num_nulls",
     "num_nonnulls",
 ];
-
-fn ident(id: &sqlparser::ast::Ident) -> String {
-    if id.quote_style.is_none() {
-        id.value.to_lowercase()
-    } else {
-        id.value.clone()
-    }
-}
-
-fn last_part(name: &ObjectName) -> String {
-    match name.0.last() {
-        Some(ObjectNamePart::Identifier(id)) => ident(id),
-        Some(ObjectNamePart::Function(f)) => f.to_string().to_lowercase(),
-        None => String::new(),
-    }
-}
 
 /// Analyses `sql` (one simple Query or one Parse).
 pub fn analyse(sql: &str) -> Lineage {

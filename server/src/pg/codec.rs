@@ -172,6 +172,36 @@ pub fn put_message(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)
     out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Appends one statement in the extended protocol: Parse and Bind of the unnamed statement and
+/// portal (no parameters, text results), a Describe of the portal when the caller wants the
+/// RowDescription, Execute of every row, and Sync. Parse refuses a second statement, so nothing
+/// can ride along after a semicolon.
+pub fn put_unnamed_query(out: &mut BytesMut, sql: &str, describe: bool) {
+    put_message(out, b'P', |o| {
+        o.put_u8(0);
+        o.put_slice(sql.as_bytes());
+        o.put_u8(0);
+        o.put_u16(0);
+    });
+    put_message(out, b'B', |o| {
+        o.put_slice(b"\0\0");
+        o.put_u16(0);
+        o.put_u16(0);
+        o.put_u16(0);
+    });
+    if describe {
+        put_message(out, b'D', |o| {
+            o.put_u8(b'P');
+            o.put_u8(0);
+        });
+    }
+    put_message(out, b'E', |o| {
+        o.put_u8(0);
+        o.put_u32(0);
+    });
+    put_message(out, b'S', |_| {});
+}
+
 /// Encodes a pgwire message into `out`.
 pub fn encode(out: &mut BytesMut, m: &impl Message) {
     // Encoding into a BytesMut only fails for values our own code builds wrongly (e.g. a key

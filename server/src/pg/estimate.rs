@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::codec;
@@ -52,23 +52,7 @@ pub async fn rows(
     let mut stream = conn.stream;
     let explain = format!("EXPLAIN (FORMAT JSON) {}", sql.trim().trim_end_matches(';'));
     let mut out = BytesMut::new();
-    codec::put_message(&mut out, b'P', |o| {
-        o.put_slice(b"\0");
-        o.put_slice(explain.as_bytes());
-        o.put_u8(0);
-        o.put_u16(0);
-    });
-    codec::put_message(&mut out, b'B', |o| {
-        o.put_slice(b"\0\0");
-        o.put_u16(0);
-        o.put_u16(0);
-        o.put_u16(0);
-    });
-    codec::put_message(&mut out, b'E', |o| {
-        o.put_u8(0);
-        o.put_u32(0);
-    });
-    codec::put_message(&mut out, b'S', |_| {});
+    codec::put_unnamed_query(&mut out, &explain, false);
     codec::put_message(&mut out, b'X', |_| {});
     stream.write_all(&out).await?;
     stream.flush().await?;

@@ -271,27 +271,7 @@ impl LoopbackSession {
     /// nothing can ride along after a semicolon).
     pub async fn query_one(&mut self, sql: &str, max_rows: usize) -> Result<Reply, LoopbackError> {
         let mut out = BytesMut::new();
-        codec::put_message(&mut out, b'P', |o| {
-            o.put_u8(0);
-            o.put_slice(sql.as_bytes());
-            o.put_u8(0);
-            o.put_u16(0);
-        });
-        codec::put_message(&mut out, b'B', |o| {
-            o.put_slice(b"\0\0");
-            o.put_u16(0);
-            o.put_u16(0);
-            o.put_u16(0);
-        });
-        codec::put_message(&mut out, b'D', |o| {
-            o.put_u8(b'P');
-            o.put_u8(0);
-        });
-        codec::put_message(&mut out, b'E', |o| {
-            o.put_u8(0);
-            o.put_u32(0);
-        });
-        codec::put_message(&mut out, b'S', |_| {});
+        codec::put_unnamed_query(&mut out, sql, true);
         self.exchange(out, max_rows).await
     }
 

@@ -494,7 +494,8 @@ pub fn object_name(name: &ObjectName) -> String {
     out
 }
 
-fn ident(id: &sqlparser::ast::Ident) -> String {
+/// An identifier as PostgreSQL resolves it: folded to lower case unless quoted.
+pub(crate) fn ident(id: &sqlparser::ast::Ident) -> String {
     if id.quote_style.is_none() {
         id.value.to_lowercase()
     } else {
@@ -503,7 +504,7 @@ fn ident(id: &sqlparser::ast::Ident) -> String {
 }
 
 /// The last part of a name: what a function or table is called without its schema.
-fn last_part(name: &ObjectName) -> String {
+pub(crate) fn last_part(name: &ObjectName) -> String {
     match name.0.last() {
         Some(ObjectNamePart::Identifier(id)) => ident(id),
         Some(ObjectNamePart::Function(f)) => f.to_string().to_lowercase(),
