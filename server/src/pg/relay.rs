@@ -282,6 +282,8 @@ where
     let mut scanner = FrameScanner::default();
     // (offset, length, tag, whole) of each frame header seen in the current chunk.
     let mut frames: Vec<(usize, usize, u8, bool)> = Vec::with_capacity(16);
+    // The chunk as sent upstream when a refused statement's frame was replaced.
+    let mut rewritten = BytesMut::new();
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -350,13 +352,6 @@ where
             let Some((info, extended)) = decision_point else {
                 continue;
             };
-            // Forward what came before this statement, then decide on it.
-            if written < offset {
-                if let Err(e) = write_flush(upstream, &buf[written..offset]).await {
-                    return RelayEnd::UpstreamIo(e);
-                }
-            }
-            written = offset + total;
             let mut exec = Exec::new(info.clone());
             if extended {
                 exec.portal = lock(tracker).execute_portal(frame);
@@ -389,18 +384,27 @@ where
                     (false, _) => t.expect_query(exec),
                 }
             }
-            let bytes_out: &[u8] = match &out {
-                Some(f) => f,
-                None => &buf[offset..offset + total],
-            };
-            if let Err(e) = write_flush(upstream, bytes_out).await {
-                return RelayEnd::UpstreamIo(e);
+            if let Some(replacement) = out {
+                rewritten.extend_from_slice(&buf[written..offset]);
+                rewritten.extend_from_slice(&replacement);
+                written = offset + total;
             }
         }
-        if written < ready {
-            if let Err(e) = write_flush(upstream, &buf[written..ready]).await {
-                return RelayEnd::UpstreamIo(e);
-            }
+        // The whole chunk goes upstream in one write, after every statement in it was decided:
+        // a write per frame group wakes the backend once per group (Bind, then Execute, then
+        // Sync), which on a busy host costs more than everything else the gateway does.
+        let sent = if ready == 0 {
+            Ok(())
+        } else if rewritten.is_empty() {
+            write_flush(upstream, &buf[..ready]).await
+        } else {
+            rewritten.extend_from_slice(&buf[written..ready]);
+            let r = write_flush(upstream, &rewritten).await;
+            rewritten.clear();
+            r
+        };
+        if let Err(e) = sent {
+            return RelayEnd::UpstreamIo(e);
         }
         buf.advance(ready);
         if terminate {
