@@ -10,6 +10,11 @@ use gatehouse_server::config::Config;
 use gatehouse_server::gateway::Gateway;
 use gatehouse_server::identity::tokens;
 
+// Every statement allocates small, short-lived buffers on one thread and frees them on another
+// (the audit writer); mimalloc's per-thread free lists take that without glibc's consolidation.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gatehouse-server",
