@@ -157,6 +157,13 @@ async fn a_scripted_session_leaves_the_exact_trail() {
         f.gw.audit(&admin, "q=people&event=statement&kind=DELETE")
             .await;
     assert_eq!(found.len(), 1);
+    let by_connection = f.gw.audit(&admin, &format!("connection={conn_id}")).await;
+    let seqs = |rs: &[Value]| rs.iter().map(|r| r["seq"].as_i64()).collect::<Vec<_>>();
+    let mut expected_seqs = seqs(&records);
+    expected_seqs.sort();
+    let mut got_seqs = seqs(&by_connection);
+    got_seqs.sort();
+    assert_eq!(got_seqs, expected_seqs);
     let logins = f.gw.audit(&admin, "event=auth.login").await;
     assert!(
         logins.iter().any(|r| s(r, "identity") == ADMIN),
