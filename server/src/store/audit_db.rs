@@ -196,21 +196,8 @@ impl AuditDb {
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
-            let mut stmt = tx.prepare_cached(
-                "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )?;
             for r in records {
-                stmt.execute(params![
-                    r.seq,
-                    r.ts,
-                    r.event,
-                    r.identity,
-                    r.environment,
-                    r.connection_id,
-                    r.json,
-                    r.hash
-                ])?;
+                insert_record(&tx, r)?;
             }
             // A batch holds a handful of connections: one upsert each.
             let mut spans: Vec<(&str, i64, i64)> = Vec::new();
@@ -419,6 +406,25 @@ impl AuditDb {
     }
 }
 
+/// One record into the audit table (the writer's batches, and tests that build old trails).
+fn insert_record(conn: &rusqlite::Connection, r: &StoredRecord) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        r.seq,
+        r.ts,
+        r.event,
+        r.identity,
+        r.environment,
+        r.connection_id,
+        r.json,
+        r.hash
+    ])?;
+    Ok(())
+}
+
 fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
@@ -521,23 +527,7 @@ mod tests {
             let mut conn = rusqlite::Connection::open(&path).unwrap();
             super::super::migrations::apply(&mut conn, &MIGRATIONS[..2]).unwrap();
             for (seq, c) in [(1, "a"), (2, "b"), (3, "a")] {
-                let r = rec(seq, Some(c));
-                conn.execute(
-                    &format!(
-                        "INSERT INTO audit ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-                    ),
-                    params![
-                        r.seq,
-                        r.ts,
-                        r.event,
-                        r.identity,
-                        r.environment,
-                        r.connection_id,
-                        r.json,
-                        r.hash
-                    ],
-                )
-                .unwrap();
+                insert_record(&conn, &rec(seq, Some(c))).unwrap();
             }
         }
         let db = AuditDb::open(&path).unwrap();
