@@ -17,6 +17,8 @@ set -euo pipefail
 GH_SCRIPT=bench-masked
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$GH_REPO"
 
 ROWS="${ROWS:-2000000}"
@@ -37,61 +39,9 @@ if [ -z "${GATEHOUSE_BIN:-}" ]; then
     cargo build --release -q -p gatehouse-server
 fi
 [ -x "$BIN" ] || gh_die "no gateway binary at $BIN"
-if [ "$NICE" != 0 ]; then
-    renice -n "$NICE" -p $$ >/dev/null || gh_die "cannot set niceness $NICE (negative needs root)"
-fi
-
-TMP="$(mktemp -d /tmp/gatehouse-bench-masked.XXXXXX)"
-chmod 755 "$TMP"
-mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs"
-[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pg" "$TMP/pgbouncer"
-
-GW_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "$GW_PID" ]; then
-        kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
-    fi
-    if [ -s "$TMP/pgbouncer/pgbouncer.pid" ]; then
-        kill -TERM "$(cat "$TMP/pgbouncer/pgbouncer.pid")" 2>/dev/null || true
-    fi
-    if [ -f "$TMP/pg/data/postmaster.pid" ]; then
-        gh_as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-    fi
-    if [ "${KEEP_TMP:-0}" = 1 ]; then gh_log "kept $TMP"; else rm -rf "$TMP"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-ports=()
-while [ "${#ports[@]}" -lt 4 ]; do
-    p="$(gh_free_port)"
-    case " ${ports[*]-} " in *" $p "*) ;; *) ports+=("$p") ;; esac
-done
-PG_PORT="${ports[0]}" PGB_PORT="${ports[1]}" GW_PORT="${ports[2]}" GW_HTTP_PORT="${ports[3]}"
-DB_PASSWORD="$(gh_random 32)"
-
-gh_log "starting PostgreSQL 15 on 127.0.0.1:$PG_PORT"
-gh_as_postgres "$PG_BIN/initdb" -D "$TMP/pg/data" -U postgres -E UTF8 --locale=C \
-    --auth-local=trust --auth-host=scram-sha-256 >"$TMP/pg/initdb.log" 2>&1 ||
-    { cat "$TMP/pg/initdb.log" >&2; gh_die "initdb failed"; }
-cat >>"$TMP/pg/data/postgresql.conf" <<EOF
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$TMP/pg'
-shared_buffers = 1GB
-password_encryption = 'scram-sha-256'
-EOF
-gh_as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -l "$TMP/pg/postgres.log" -w start >/dev/null ||
-    { tail -n 20 "$TMP/pg/postgres.log" >&2; gh_die "PostgreSQL did not start"; }
-gh_as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<SQL
-CREATE ROLE bench LOGIN PASSWORD '$DB_PASSWORD';
-CREATE DATABASE bench OWNER bench;
-SQL
-SCRAM_SECRET="$(gh_as_postgres "$PG_BIN/psql" -X -At -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres \
-    -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")"
+bench_renice
+bench_setup gatehouse-bench-masked
+bench_start_postgres 1GB
 
 gh_log "loading $ROWS fake people"
 # Several sensitive columns (name, email, phone, SSN, Luhn-valid card, address, free text with an
@@ -120,56 +70,12 @@ FROM generate_series(1, $ROWS) AS i;
 VACUUM ANALYZE people_wide;
 SQL
 
-printf '"bench" "%s"\n' "$SCRAM_SECRET" >"$TMP/pgbouncer/userlist.txt"
-cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
-[databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $TMP/pgbouncer/userlist.txt
-pool_mode = session
-server_tls_sslmode = disable
-logfile = $TMP/pgbouncer/pgbouncer.log
-pidfile = $TMP/pgbouncer/pgbouncer.pid
-EOF
-[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pgbouncer"/*
-chmod 600 "$TMP/pgbouncer/userlist.txt"
-gh_as_postgres "$PGBOUNCER" -d -q "$TMP/pgbouncer/pgbouncer.ini" || gh_die "PgBouncer did not start"
-
-TOKEN="$("$BIN" new-token | awk '$1 == "token" { print $3 }')"
-TOKEN_SHA256="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
-cat >"$TMP/gateway/gatehouse.toml" <<EOF
-[server]
-postgres_listen = "127.0.0.1:$GW_PORT"
-http_listen     = "127.0.0.1:$GW_HTTP_PORT"
-public_url      = "http://127.0.0.1:$GW_HTTP_PORT"
-data_dir        = "state"
-
-[[environments]]
-name     = "bench"
-tier     = "development"
-upstream = "postgresql://bench@127.0.0.1:$PG_PORT/bench?sslmode=disable"
-upstream_password_env = "GATEHOUSE_BENCH_DB_PASSWORD"
-
-[[service_accounts]]
-name         = "bench-agent"
-token_sha256 = "$TOKEN_SHA256"
-groups       = ["bench"]
-
-[[grants]]
-groups       = ["bench"]
-environments = ["bench"]
-EOF
+bench_start_pgbouncer "$PGBOUNCER"
+masking_toml=""
 if [ "$MASKING" = off ]; then
-    printf '\n[masking]\nenabled = false\n' >>"$TMP/gateway/gatehouse.toml"
+    masking_toml="$(printf '\n[masking]\nenabled = false')"
 fi
-GATEHOUSE_BENCH_DB_PASSWORD="$DB_PASSWORD" "$BIN" serve --config "$TMP/gateway/gatehouse.toml" \
-    >"$TMP/gateway/gateway.log" 2>&1 </dev/null &
-GW_PID=$!
-gh_wait_http 30 "http://127.0.0.1:$GW_HTTP_PORT/healthz" || gh_die "the gateway did not become healthy"
+bench_start_gateway "$BIN" "$masking_toml"
 
 export PGSSLMODE=disable
 QUERY="SELECT * FROM people_wide"

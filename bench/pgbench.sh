@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # What the gateway costs: pgbench -S (read-only, one primary-key lookup per transaction) against
-# the same throwaway PostgreSQL 15 four ways: directly, through PgBouncer (session pooling,
-# SCRAM), through the release Gatehouse gateway (service-account token), and through a
-# `gatehouse connect` tunnel in front of that gateway (pgbench -> tunnel on loopback, no
-# password -> TLS -> gateway). Runs interleave the targets round by round; the table shows
-# median tps and mean latency per target, and tunnel/gateway.
+# the same throwaway PostgreSQL 15 five ways: directly, through PgBouncer (session pooling,
+# SCRAM), through the release Gatehouse gateway (service-account token) without and with TLS,
+# and through a `gatehouse connect` tunnel in front of that gateway (pgbench -> tunnel on
+# loopback, no password -> TLS -> gateway). Runs interleave the targets round by round; the table
+# shows median tps and mean latency per target, and the tunnel against the gateway both ways.
 #
-#   bench/pgbench.sh                       # 3 modes x 2 client counts x 4 targets x 3 rounds x 10 s
+#   bench/pgbench.sh                       # 3 modes x 2 client counts x 5 targets x 3 rounds x 10 s
 #   DURATION=5 ROUNDS=1 bench/pgbench.sh   # a quick look
 #
 # Environment: DURATION (s per run, 10), ROUNDS (3), SCALE (pgbench -i -s, 10),
-# MODES ("simple extended prepared"), CLIENTS ("1 8"), TARGETS ("direct pgbouncer gateway tunnel";
+# MODES ("simple extended prepared"), CLIENTS ("1 8"), TARGETS ("direct pgbouncer gateway gateway-tls tunnel";
 # direct must stay), OUT (also write the table to this file),
 # KEEP_TMP=1 (keep the temp dir with logs), NICE (run everything at this niceness, e.g. -10
 # on a machine that is busy with other work), GATEHOUSE_BIN / GATEHOUSE_CLI_BIN (benchmark these
@@ -20,6 +20,8 @@ set -euo pipefail
 GH_SCRIPT=bench
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$GH_REPO"
 
 DURATION="${DURATION:-10}"
@@ -30,7 +32,7 @@ CLIENTS="${CLIENTS:-1 8}"
 OUT="${OUT:-}"
 NICE="${NICE:-0}"
 PGBOUNCER="${PGBOUNCER:-/usr/sbin/pgbouncer}"
-TARGETS="${TARGETS:-direct pgbouncer gateway tunnel}"
+TARGETS="${TARGETS:-direct pgbouncer gateway gateway-tls tunnel}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$GH_REPO/target}"
 BIN="${GATEHOUSE_BIN:-$TARGET_DIR/release/gatehouse-server}"
 CLI="${GATEHOUSE_CLI_BIN:-$TARGET_DIR/release/gatehouse}"
@@ -46,135 +48,12 @@ if [ -z "${GATEHOUSE_BIN:-}" ] || [ -z "${GATEHOUSE_CLI_BIN:-}" ]; then
 fi
 [ -x "$BIN" ] || gh_die "no gateway binary at $BIN"
 [ -x "$CLI" ] || gh_die "no gatehouse CLI binary at $CLI"
-# Everything started from here on inherits this priority: on a shared machine, NICE=-10 (root)
-# keeps other work (a compile, say) from skewing one target's runs more than another's.
-if [ "$NICE" != 0 ]; then
-    renice -n "$NICE" -p $$ >/dev/null || gh_die "cannot set niceness $NICE (negative needs root)"
-fi
-
-TMP="$(mktemp -d /tmp/gatehouse-bench.XXXXXX)"
-chmod 755 "$TMP"
-mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs" "$TMP/cli"
-[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pg" "$TMP/pgbouncer"
-
-GW_PID=""
-TUNNEL_PID=""
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    if [ -n "$TUNNEL_PID" ]; then
-        kill -TERM "$TUNNEL_PID" 2>/dev/null && wait "$TUNNEL_PID" 2>/dev/null || true
-    fi
-    if [ -n "$GW_PID" ]; then
-        kill -TERM "$GW_PID" 2>/dev/null && wait "$GW_PID" 2>/dev/null || true
-    fi
-    if [ -s "$TMP/pgbouncer/pgbouncer.pid" ]; then
-        kill -TERM "$(cat "$TMP/pgbouncer/pgbouncer.pid")" 2>/dev/null || true
-    fi
-    if [ -f "$TMP/pg/data/postmaster.pid" ]; then
-        gh_as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -m fast -w stop >/dev/null 2>&1 || true
-    fi
-    if [ "${KEEP_TMP:-0}" = 1 ]; then
-        gh_log "kept $TMP"
-    else
-        rm -rf "$TMP"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# Four distinct free ports.
-ports=()
-while [ "${#ports[@]}" -lt 4 ]; do
-    p="$(gh_free_port)"
-    case " ${ports[*]-} " in *" $p "*) ;; *) ports+=("$p") ;; esac
-done
-PG_PORT="${ports[0]}" PGB_PORT="${ports[1]}" GW_PORT="${ports[2]}" GW_HTTP_PORT="${ports[3]}"
-DB_PASSWORD="$(gh_random 32)"
-
-# --- PostgreSQL ------------------------------------------------------------------------------------
-gh_log "starting PostgreSQL 15 on 127.0.0.1:$PG_PORT ($TMP/pg)"
-gh_as_postgres "$PG_BIN/initdb" -D "$TMP/pg/data" -U postgres -E UTF8 --locale=C \
-    --auth-local=trust --auth-host=scram-sha-256 >"$TMP/pg/initdb.log" 2>&1 ||
-    { cat "$TMP/pg/initdb.log" >&2; gh_die "initdb failed"; }
-cat >>"$TMP/pg/data/postgresql.conf" <<EOF
-
-# bench/pgbench.sh
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$TMP/pg'
-max_connections = 100
-shared_buffers = 512MB
-password_encryption = 'scram-sha-256'
-EOF
-gh_as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -l "$TMP/pg/postgres.log" -w start >/dev/null ||
-    { tail -n 20 "$TMP/pg/postgres.log" >&2; gh_die "PostgreSQL did not start"; }
-gh_as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<SQL
-CREATE ROLE bench LOGIN PASSWORD '$DB_PASSWORD';
-CREATE DATABASE bench OWNER bench;
-SQL
-SCRAM_SECRET="$(gh_as_postgres "$PG_BIN/psql" -X -At -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres \
-    -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")"
-case "$SCRAM_SECRET" in SCRAM-SHA-256*) ;; *) gh_die "the bench role has no SCRAM secret" ;; esac
-
-# --- PgBouncer -------------------------------------------------------------------------------------
-gh_log "starting PgBouncer on 127.0.0.1:$PGB_PORT"
-printf '"bench" "%s"\n' "$SCRAM_SECRET" >"$TMP/pgbouncer/userlist.txt"
-cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
-[databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench
-
-[pgbouncer]
-listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
-unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $TMP/pgbouncer/userlist.txt
-pool_mode = session
-max_client_conn = 200
-default_pool_size = 20
-server_tls_sslmode = disable
-logfile = $TMP/pgbouncer/pgbouncer.log
-pidfile = $TMP/pgbouncer/pgbouncer.pid
-EOF
-[ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pgbouncer"/*
-chmod 600 "$TMP/pgbouncer/userlist.txt"
-gh_as_postgres "$PGBOUNCER" -d -q "$TMP/pgbouncer/pgbouncer.ini" ||
-    { tail -n 20 "$TMP/pgbouncer/pgbouncer.log" >&2 || true; gh_die "PgBouncer did not start"; }
-
-# --- the gateway -----------------------------------------------------------------------------------
-gh_log "starting the gateway on 127.0.0.1:$GW_PORT"
-TOKEN="$("$BIN" new-token | awk '$1 == "token" { print $3 }')"
-TOKEN_SHA256="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
-cat >"$TMP/gateway/gatehouse.toml" <<EOF
-[server]
-postgres_listen = "127.0.0.1:$GW_PORT"
-http_listen     = "127.0.0.1:$GW_HTTP_PORT"
-public_url      = "http://127.0.0.1:$GW_HTTP_PORT"
-data_dir        = "state"
-${GATEHOUSE_WORKERS:+worker_threads = $GATEHOUSE_WORKERS}
-
-[[environments]]
-name     = "bench"
-tier     = "development"
-upstream = "postgresql://bench@127.0.0.1:$PG_PORT/bench?sslmode=disable"
-upstream_password_env = "GATEHOUSE_BENCH_DB_PASSWORD"
-
-[[service_accounts]]
-name         = "bench-agent"
-token_sha256 = "$TOKEN_SHA256"
-groups       = ["bench"]
-
-[[grants]]
-groups       = ["bench"]
-environments = ["bench"]
-EOF
-GATEHOUSE_BENCH_DB_PASSWORD="$DB_PASSWORD" "$BIN" serve --config "$TMP/gateway/gatehouse.toml" \
-    >"$TMP/gateway/gateway.log" 2>&1 </dev/null &
-GW_PID=$!
-gh_wait_http 30 "http://127.0.0.1:$GW_HTTP_PORT/healthz" ||
-    { tail -n 20 "$TMP/gateway/gateway.log" >&2; gh_die "the gateway did not become healthy"; }
+bench_renice
+bench_setup gatehouse-bench
+mkdir -p "$TMP/cli"
+bench_start_postgres 512MB
+bench_start_pgbouncer "$PGBOUNCER"
+bench_start_gateway "$BIN"
 
 # --- the tunnel ------------------------------------------------------------------------------------
 # Its own config dir and the file session store, so the benchmark never touches a keychain.
@@ -197,16 +76,19 @@ if [[ " $TARGETS " == *" tunnel "* ]]; then
 fi
 
 # --- targets -----------------------------------------------------------------------------------------
-# TLS is off from pgbench (libpq would otherwise negotiate it with the gateway only), so direct,
-# pgbouncer and gateway differ only in what sits between pgbench and PostgreSQL. The tunnel's hop
-# to the gateway is TLS, as it always is.
-export PGSSLMODE=disable
-target_env() { # $1: target; prints `port user password dbname`
+# TLS is off from pgbench to direct, pgbouncer and gateway (libpq would otherwise negotiate it
+# with the gateway only), so those differ only in what sits between pgbench and PostgreSQL.
+# gateway-tls is the gateway as a client off this host must reach it (the gateway takes a token
+# without TLS on loopback only), and the fair baseline for the tunnel, whose hop to the gateway is
+# always TLS.
+target_env() { # $1: target; prints `port user password dbname sslmode`
     case "$1" in
-    direct) echo "$PG_PORT bench $DB_PASSWORD bench" ;;
-    pgbouncer) echo "$PGB_PORT bench $DB_PASSWORD bench" ;;
-    gateway) echo "$GW_PORT bench-agent $TOKEN bench" ;;
-    tunnel) echo "$TUNNEL_PORT whoever no-password-needed bench" ;;
+    direct) echo "$PG_PORT bench $DB_PASSWORD bench disable" ;;
+    pgbouncer) echo "$PGB_PORT bench $DB_PASSWORD bench disable" ;;
+    gateway) echo "$GW_PORT bench-agent $TOKEN bench disable" ;;
+    gateway-tls) echo "$GW_PORT bench-agent $TOKEN bench require" ;;
+    tunnel) echo "$TUNNEL_PORT whoever no-password-needed bench disable" ;;
+    *) gh_die "unknown target $1 (direct, pgbouncer, gateway, gateway-tls, tunnel)" ;;
     esac
 }
 # The proxy processes behind a target, whose CPU time per transaction the table reports: on a
@@ -214,7 +96,7 @@ target_env() { # $1: target; prints `port user password dbname`
 proxy_pids() { # $1: target
     case "$1" in
     pgbouncer) cat "$TMP/pgbouncer/pgbouncer.pid" ;;
-    gateway) echo "$GW_PID" ;;
+    gateway | gateway-tls) echo "$GW_PID" ;;
     tunnel) echo "$TUNNEL_PID $GW_PID" ;;
     esac
 }
@@ -228,10 +110,10 @@ cpu_ticks() { # $@: pids; prints their user+system clock ticks so far (all threa
 }
 CLK_TCK="$(getconf CLK_TCK)"
 run_pgbench() { # $1: target; the rest: pgbench arguments
-    local t="$1" port user pw db
+    local t="$1" port user pw db ssl
     shift
-    read -r port user pw db <<<"$(target_env "$t")"
-    PGPASSWORD="$pw" pgbench -h 127.0.0.1 -p "$port" -U "$user" "$@" "$db"
+    read -r port user pw db ssl <<<"$(target_env "$t")"
+    PGSSLMODE="$ssl" PGPASSWORD="$pw" pgbench -h 127.0.0.1 -p "$port" -U "$user" "$@" "$db"
 }
 
 gh_log "pgbench -i -s $SCALE"
@@ -239,8 +121,8 @@ run_pgbench direct -i -q -s "$SCALE" >"$TMP/runs/init.log" 2>&1 ||
     { cat "$TMP/runs/init.log" >&2; gh_die "pgbench -i failed"; }
 read -r -a targets <<<"$TARGETS"
 for t in "${targets[@]}"; do
-    read -r port user pw db <<<"$(target_env "$t")"
-    n="$(PGPASSWORD="$pw" psql -X -At -h 127.0.0.1 -p "$port" -U "$user" -d "$db" \
+    read -r port user pw db ssl <<<"$(target_env "$t")"
+    n="$(PGSSLMODE="$ssl" PGPASSWORD="$pw" psql -X -At -h 127.0.0.1 -p "$port" -U "$user" -d "$db" \
         -c 'SELECT count(*) FROM pgbench_branches' 2>&1)" ||
         gh_die "cannot query through $t: $n"
     [ "$n" = "$SCALE" ] || gh_die "unexpected answer through $t: $n"
@@ -336,11 +218,12 @@ ratio = lambda a, b: None if a is None or b is None else a / b
 diff = lambda a, b: None if a is None or b is None else a - b
 # Ratios of tps: every proxy against direct, and the tunnel against the gateway it sits in front of.
 ratios = [(t, "direct") for t in others]
-if "tunnel" in targets and "gateway" in targets:
-    ratios.append(("tunnel", "gateway"))
+for base in ("gateway", "gateway-tls"):
+    if "tunnel" in targets and base in targets:
+        ratios.append(("tunnel", base))
 
 print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, niceness $NICE; "
-      "TLS off from pgbench (the tunnel's hop to the gateway is TLS).")
+      "TLS off from pgbench except to gateway-tls (the tunnel's hop to the gateway is TLS).")
 print("Machine: $NPROC cores ($cpu), $mem, load average $LOAD_AT_START at start, $LOAD_AT_END at end; "
       "PostgreSQL $pgv, PgBouncer $pgbv, gateway at $commit.")
 print()
