@@ -90,102 +90,70 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>> {
             .with_no_client_auth(),
         Trust::Pinned { sha256 } => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                sha256: sha256.clone(),
-                provider: provider(),
-            }))
+            .with_custom_certificate_verifier(Arc::new(Verifier::pinned(sha256.clone())))
             .with_no_client_auth(),
         Trust::Insecure => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Recorder::new(None)))
+            .with_custom_certificate_verifier(Arc::new(Verifier::recorder(None)))
             .with_no_client_auth(),
     };
     Ok(Arc::new(config))
 }
 
-/// Accepts exactly one certificate (by fingerprint); the handshake signature is still verified
-/// with its key, so a copied certificate without the key is useless.
+/// What [`Verifier`] checks of the certificate itself. Everything else (the handshake signature
+/// made with the certificate's key) is the same for both, so it lives once in [`Verifier`].
 #[derive(Debug)]
-struct Pinned {
-    sha256: String,
+enum Check {
+    /// Accepts exactly one certificate (by fingerprint, hex sha256); the handshake signature is
+    /// still verified with its key, so a copied certificate without the key is useless.
+    Pinned { sha256: String },
+    /// Records the certificate it is shown and what normal verification (`webpki`, when given)
+    /// thinks of it, and lets the handshake finish (signatures still checked). Used for the login
+    /// probe and for `--insecure`.
+    Record {
+        webpki: Option<Arc<dyn ServerCertVerifier>>,
+        seen: Mutex<Option<(String, bool)>>,
+    },
+}
+
+/// The client's one custom certificate verifier: `check` decides about the certificate, and the
+/// handshake signatures are always verified with the provider's algorithms, whatever `check`
+/// says, so accepting a certificate never means accepting a peer without its private key.
+#[derive(Debug)]
+struct Verifier {
+    check: Check,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        if fingerprint(end_entity) == self.sha256 {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "the gateway's certificate changed (sha256 {}, pinned {}); if the gateway's certificate was replaced on purpose, run `gatehouse login` again",
-                fingerprint(end_entity),
-                self.sha256
-            )))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-/// Records the certificate it is shown and what normal verification thinks of it, and lets the
-/// handshake finish (signatures still checked). Used for the login probe and for `--insecure`.
-#[derive(Debug)]
-struct Recorder {
-    webpki: Option<Arc<dyn ServerCertVerifier>>,
-    seen: Mutex<Option<(String, bool)>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl Recorder {
-    fn new(webpki: Option<Arc<dyn ServerCertVerifier>>) -> Self {
-        Recorder {
-            webpki,
-            seen: Mutex::new(None),
+impl Verifier {
+    fn pinned(sha256: String) -> Self {
+        Verifier {
+            check: Check::Pinned { sha256 },
             provider: provider(),
         }
     }
+
+    fn recorder(webpki: Option<Arc<dyn ServerCertVerifier>>) -> Self {
+        Verifier {
+            check: Check::Record {
+                webpki,
+                seen: Mutex::new(None),
+            },
+            provider: provider(),
+        }
+    }
+
+    /// What a recording verifier saw: the fingerprint and whether normal verification accepted
+    /// it. `None` before a handshake, and always for a pinned one (it records nothing).
+    fn seen(&self) -> Option<(String, bool)> {
+        match &self.check {
+            Check::Record { seen, .. } => seen.lock().ok().and_then(|s| s.clone()),
+            Check::Pinned { .. } => None,
+        }
+    }
 }
 
-impl ServerCertVerifier for Recorder {
+impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -194,14 +162,29 @@ impl ServerCertVerifier for Recorder {
         ocsp: &[u8],
         now: UnixTime,
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
-        let valid = self.webpki.as_ref().is_some_and(|v| {
-            v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-                .is_ok()
-        });
-        if let Ok(mut s) = self.seen.lock() {
-            *s = Some((fingerprint(end_entity), valid));
+        match &self.check {
+            Check::Pinned { sha256 } => {
+                if fingerprint(end_entity) == *sha256 {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "the gateway's certificate changed (sha256 {}, pinned {}); if the gateway's certificate was replaced on purpose, run `gatehouse login` again",
+                        fingerprint(end_entity),
+                        sha256
+                    )))
+                }
+            }
+            Check::Record { webpki, seen } => {
+                let valid = webpki.as_ref().is_some_and(|v| {
+                    v.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                        .is_ok()
+                });
+                if let Ok(mut s) = seen.lock() {
+                    *s = Some((fingerprint(end_entity), valid));
+                }
+                Ok(ServerCertVerified::assertion())
+            }
         }
-        Ok(ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -256,7 +239,7 @@ pub async fn probe(addr: &str, host: &str, ca: Option<&Trust>) -> Result<Probe> 
     )
     .build()
     .map_err(|e| Error::invalid("TLS settings", e.to_string()))?;
-    let recorder = Arc::new(Recorder::new(Some(webpki)));
+    let recorder = Arc::new(Verifier::recorder(Some(webpki)));
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::invalid("TLS settings", e.to_string()))?
@@ -265,7 +248,7 @@ pub async fn probe(addr: &str, host: &str, ca: Option<&Trust>) -> Result<Probe> 
         .with_no_client_auth();
     let mut tls = connect_config(addr, host, Arc::new(config)).await?;
     let _ = tls.shutdown().await;
-    let seen = recorder.seen.lock().ok().and_then(|s| s.clone());
+    let seen = recorder.seen();
     let (fingerprint, verified) = seen.ok_or_else(|| Error::Tls {
         addr: addr.into(),
         reason: "the gateway showed no certificate".into(),
