@@ -4,27 +4,28 @@
 # gateway (service account `bench-agent`) in front of it, all on free loopback ports. Source it
 # after scripts/lib.sh; it defines functions and changes nothing until they are called.
 #
-# After bench_setup: TMP, PG_PORT, PGB_PORT, GW_PORT, GW_HTTP_PORT, DB_PASSWORD. After
+# After bench_setup: TMP, PG_PORT, PGB_PORT, PGB2_PORT, GW_PORT, GW_HTTP_PORT, DB_PASSWORD. After
 # bench_start_postgres: SCRAM_SECRET. After bench_start_gateway: TOKEN, GW_PID. A script that
 # starts more (a tunnel) puts its pid in TUNNEL_PID so the cleanup stops it first.
 
 GW_PID=""
 TUNNEL_PID=""
 
-# $1: the temp dir's name prefix. Makes the dir, arms the cleanup, picks four distinct ports.
+# $1: the temp dir's name prefix. Makes the dir, arms the cleanup, picks five distinct ports.
 bench_setup() {
     TMP="$(mktemp -d "/tmp/$1.XXXXXX")"
     chmod 755 "$TMP"
-    mkdir -p "$TMP/pg" "$TMP/pgbouncer" "$TMP/gateway" "$TMP/runs"
-    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pg" "$TMP/pgbouncer"
+    mkdir -p "$TMP/pg" "$TMP/gateway" "$TMP/runs"
+    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pg"
     trap bench_cleanup EXIT
     trap 'exit 130' INT TERM
     local ports=() p
-    while [ "${#ports[@]}" -lt 4 ]; do
+    while [ "${#ports[@]}" -lt 5 ]; do
         p="$(gh_free_port)"
         case " ${ports[*]-} " in *" $p "*) ;; *) ports+=("$p") ;; esac
     done
     PG_PORT="${ports[0]}" PGB_PORT="${ports[1]}" GW_PORT="${ports[2]}" GW_HTTP_PORT="${ports[3]}"
+    PGB2_PORT="${ports[4]}"
     DB_PASSWORD="$(gh_random 32)"
 }
 
@@ -37,9 +38,9 @@ bench_cleanup() {
             kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
         fi
     done
-    if [ -s "$TMP/pgbouncer/pgbouncer.pid" ]; then
-        kill -TERM "$(cat "$TMP/pgbouncer/pgbouncer.pid")" 2>/dev/null || true
-    fi
+    for pid in "$TMP"/*/pgbouncer.pid; do
+        [ -s "$pid" ] && { kill -TERM "$(cat "$pid")" 2>/dev/null || true; }
+    done
     if [ -f "$TMP/pg/data/postmaster.pid" ]; then
         gh_as_postgres "$PG_BIN/pg_ctl" -D "$TMP/pg/data" -m fast -w stop >/dev/null 2>&1 || true
     fi
@@ -86,31 +87,34 @@ SQL
     case "$SCRAM_SECRET" in SCRAM-SHA-256*) ;; *) gh_die "the bench role has no SCRAM secret" ;; esac
 }
 
-# $1: the PgBouncer binary. Session pooling, SCRAM with the role's secret, no TLS to PostgreSQL.
+# $1: the PgBouncer binary; $2: its dir under TMP; $3: its port; $4: the port it forwards to;
+# $5 $6 $7: auth_type, user and secret of its userlist. Session pooling, no TLS behind it.
 bench_start_pgbouncer() {
-    gh_log "starting PgBouncer on 127.0.0.1:$PGB_PORT"
-    printf '"bench" "%s"\n' "$SCRAM_SECRET" >"$TMP/pgbouncer/userlist.txt"
-    cat >"$TMP/pgbouncer/pgbouncer.ini" <<EOF
+    local dir="$TMP/$2"
+    gh_log "starting PgBouncer on 127.0.0.1:$3 in front of 127.0.0.1:$4"
+    mkdir -p "$dir"
+    printf '"%s" "%s"\n' "$6" "$7" >"$dir/userlist.txt"
+    cat >"$dir/pgbouncer.ini" <<EOF
 [databases]
-bench = host=127.0.0.1 port=$PG_PORT dbname=bench
+bench = host=127.0.0.1 port=$4 dbname=bench
 
 [pgbouncer]
 listen_addr = 127.0.0.1
-listen_port = $PGB_PORT
+listen_port = $3
 unix_socket_dir =
-auth_type = scram-sha-256
-auth_file = $TMP/pgbouncer/userlist.txt
+auth_type = $5
+auth_file = $dir/userlist.txt
 pool_mode = session
 max_client_conn = 200
 default_pool_size = 20
 server_tls_sslmode = disable
-logfile = $TMP/pgbouncer/pgbouncer.log
-pidfile = $TMP/pgbouncer/pgbouncer.pid
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
 EOF
-    [ "$(id -u)" -eq 0 ] && chown postgres:postgres "$TMP/pgbouncer"/*
-    chmod 600 "$TMP/pgbouncer/userlist.txt"
-    gh_as_postgres "$1" -d -q "$TMP/pgbouncer/pgbouncer.ini" ||
-        { tail -n 20 "$TMP/pgbouncer/pgbouncer.log" >&2 || true; gh_die "PgBouncer did not start"; }
+    [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$dir"
+    chmod 600 "$dir/userlist.txt"
+    gh_as_postgres "$1" -d -q "$dir/pgbouncer.ini" ||
+        { tail -n 20 "$dir/pgbouncer.log" >&2 || true; gh_die "PgBouncer did not start"; }
 }
 
 # $1: the gateway binary; $2 (optional): TOML appended to the config. One environment `bench`

@@ -70,7 +70,7 @@ FROM generate_series(1, $ROWS) AS i;
 VACUUM ANALYZE people_wide;
 SQL
 
-bench_start_pgbouncer "$PGBOUNCER"
+bench_start_pgbouncer "$PGBOUNCER" pgbouncer "$PGB_PORT" "$PG_PORT" scram-sha-256 bench "$SCRAM_SECRET"
 masking_toml=""
 if [ "$MASKING" = off ]; then
     masking_toml="$(printf '\n[masking]\nenabled = false')"

@@ -11,7 +11,8 @@
 #
 # Environment: DURATION (s per run, 10), ROUNDS (3), SCALE (pgbench -i -s, 10),
 # MODES ("simple extended prepared"), CLIENTS ("1 8"), TARGETS ("direct pgbouncer gateway gateway-tls tunnel";
-# direct must stay), OUT (also write the table to this file),
+# direct must stay; pgbouncer-gateway, PgBouncer in front of the gateway, is what any extra hop
+# costs, the yardstick for the tunnel's), OUT (also write the table to this file),
 # KEEP_TMP=1 (keep the temp dir with logs), NICE (run everything at this niceness, e.g. -10
 # on a machine that is busy with other work), GATEHOUSE_BIN / GATEHOUSE_CLI_BIN (benchmark these
 # gateway and CLI binaries instead of building them into ${CARGO_TARGET_DIR:-target}/release).
@@ -52,8 +53,12 @@ bench_renice
 bench_setup gatehouse-bench
 mkdir -p "$TMP/cli"
 bench_start_postgres 512MB
-bench_start_pgbouncer "$PGBOUNCER"
+bench_start_pgbouncer "$PGBOUNCER" pgbouncer "$PGB_PORT" "$PG_PORT" scram-sha-256 bench "$SCRAM_SECRET"
 bench_start_gateway "$BIN"
+if [[ " $TARGETS " == *" pgbouncer-gateway "* ]]; then
+    # The userlist holds the gateway token in plain text: PgBouncer must send it on as a password.
+    bench_start_pgbouncer "$PGBOUNCER" pgbouncer-gateway "$PGB2_PORT" "$GW_PORT" plain bench-agent "$TOKEN"
+fi
 
 # --- the tunnel ------------------------------------------------------------------------------------
 # Its own config dir and the file session store, so the benchmark never touches a keychain.
@@ -88,7 +93,8 @@ target_env() { # $1: target; prints `port user password dbname sslmode`
     gateway) echo "$GW_PORT bench-agent $TOKEN bench disable" ;;
     gateway-tls) echo "$GW_PORT bench-agent $TOKEN bench require" ;;
     tunnel) echo "$TUNNEL_PORT whoever no-password-needed bench disable" ;;
-    *) gh_die "unknown target $1 (direct, pgbouncer, gateway, gateway-tls, tunnel)" ;;
+    pgbouncer-gateway) echo "$PGB2_PORT bench-agent $TOKEN bench disable" ;;
+    *) gh_die "unknown target $1 (direct, pgbouncer, gateway, gateway-tls, tunnel, pgbouncer-gateway)" ;;
     esac
 }
 # The proxy processes behind a target, whose CPU time per transaction the table reports: on a
@@ -97,6 +103,7 @@ proxy_pids() { # $1: target
     case "$1" in
     pgbouncer) cat "$TMP/pgbouncer/pgbouncer.pid" ;;
     gateway | gateway-tls) echo "$GW_PID" ;;
+    pgbouncer-gateway) echo "$(cat "$TMP/pgbouncer-gateway/pgbouncer.pid") $GW_PID" ;;
     tunnel) echo "$TUNNEL_PID $GW_PID" ;;
     esac
 }
@@ -218,9 +225,9 @@ ratio = lambda a, b: None if a is None or b is None else a / b
 diff = lambda a, b: None if a is None or b is None else a - b
 # Ratios of tps: every proxy against direct, and the tunnel against the gateway it sits in front of.
 ratios = [(t, "direct") for t in others]
-for base in ("gateway", "gateway-tls"):
-    if "tunnel" in targets and base in targets:
-        ratios.append(("tunnel", base))
+for hop, base in (("tunnel", "gateway"), ("tunnel", "gateway-tls"), ("pgbouncer-gateway", "gateway")):
+    if hop in targets and base in targets:
+        ratios.append((hop, base))
 
 print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, niceness $NICE; "
       "TLS off from pgbench except to gateway-tls (the tunnel's hop to the gateway is TLS).")
