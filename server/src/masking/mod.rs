@@ -248,23 +248,33 @@ impl Masking {
     /// The lineage of `sql`, parsed once per statement shape.
     pub fn lineage(&self, sql: &str) -> Arc<Lineage> {
         let mut key = String::new();
-        crate::sql::shape_key(sql, &mut key);
-        if crate::sql::has_backslash_string(sql) {
-            // Split differently under standard_conforming_strings = off: key by the text.
-            key.clear();
-            key.push_str("\u{0}text\u{0}");
-            key.push_str(sql);
-        }
+        let shape = crate::sql::shape_into(sql, Some(&mut key));
+        self.lineage_keyed(sql, &key, shape.backslash_string)
+    }
+
+    /// [`Masking::lineage`] of a statement that arrived on a connection, with the shape key
+    /// made when it arrived.
+    pub fn lineage_of(&self, stmt: &crate::sql::Statement) -> Arc<Lineage> {
+        self.lineage_keyed(&stmt.sql, &stmt.shape_key, stmt.backslash_string)
+    }
+
+    fn lineage_keyed(&self, sql: &str, key: &str, backslash_string: bool) -> Arc<Lineage> {
+        // Split differently under standard_conforming_strings = off: key by the text.
+        let key: std::borrow::Cow<'_, str> = if backslash_string {
+            format!("\u{0}text\u{0}{sql}").into()
+        } else {
+            key.into()
+        };
         if key.len() <= MAX_CACHED_KEY {
             let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(l) = c.get(&key) {
+            if let Some(l) = c.get(key.as_ref()) {
                 return l.clone();
             }
         }
         let l = Arc::new(lineage::analyse(sql));
         if key.len() <= MAX_CACHED_KEY {
             let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
-            c.put(key, l.clone());
+            c.put(key.into_owned(), l.clone());
         }
         l
     }

@@ -106,7 +106,7 @@ pub async fn admit(
         tier: o.env.tier,
         tags: &o.env.tags,
     };
-    let decision = o.gw.policy.decide(&subject, &info.sql);
+    let decision = o.gw.policy.decide_statement(&subject, info);
     // Under a pinned role, leaving it (SET ROLE NONE, SET SESSION AUTHORIZATION, DISCARD ALL…)
     // would undo the grant, in every tier.
     if let Some(role) = &o.pinned_role {

@@ -236,7 +236,7 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
         return None;
     }
     let m = lock(tracker).masking.clone()?;
-    let lineage = m.gw.masking.lineage(&info.sql);
+    let lineage = m.gw.masking.lineage_of(info);
     let catalog = m.catalog();
     for st in &lineage.statements {
         let Some(copy) = &st.copy else { continue };

@@ -464,7 +464,7 @@ impl Tracker {
                         _ => (None, 0),
                     };
                     if let Some(info) = info {
-                        let lineage = m.gw.masking.lineage(&info.sql);
+                        let lineage = m.gw.masking.lineage_of(&info);
                         let st = lineage.statements.get(index);
                         let copy = st.and_then(|s| s.copy.clone()).unwrap_or(CopyOut {
                             // Unknown: PostgreSQL's default text format.
@@ -582,7 +582,7 @@ impl Tracker {
             _ => return,
         };
         let Some(m) = &self.masking else { return };
-        let lineage = m.gw.masking.lineage(&info.sql);
+        let lineage = m.gw.masking.lineage_of(&info);
         if let Some(st) = lineage.statements.get(index) {
             if let Some(name) = &st.declares {
                 self.cursors.insert(name.clone(), Arc::new(st.clone()));
@@ -675,7 +675,7 @@ impl Tracker {
         let needs_lineage = fields.iter().any(|f| {
             (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
         });
-        let lineage = needs_lineage.then(|| m.gw.masking.lineage(&info.sql));
+        let lineage = needs_lineage.then(|| m.gw.masking.lineage_of(info));
         let mut st: Option<Arc<StatementLineage>> = lineage
             .as_ref()
             .and_then(|l| l.statements.get(index))

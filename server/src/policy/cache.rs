@@ -72,34 +72,39 @@ impl ClassifierCache {
         KEY.with(|k| {
             let mut key = k.borrow_mut();
             shape_key(sql, &mut key);
-            if key.len() > MAX_CACHED_KEY {
-                return Arc::new(classify(sql));
-            }
-            let shard = &self.shards[(self.hasher.hash_one(key.as_str()) as usize) % SHARDS];
-            {
-                let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-                let per_text = match s.shapes.get(key.as_str()) {
-                    Some(Slot::Shape(c)) => return c.clone(),
-                    Some(Slot::PerText) => true,
-                    None => false,
-                };
-                if per_text {
-                    if let Some(c) = s.texts.get(sql) {
-                        return c.clone();
-                    }
+            self.classify_keyed(sql, &key)
+        })
+    }
+
+    /// [`ClassifierCache::classify`] for a statement whose [`shape_key`] is already known.
+    pub fn classify_keyed(&self, sql: &str, key: &str) -> Arc<Classification> {
+        if key.len() > MAX_CACHED_KEY {
+            return Arc::new(classify(sql));
+        }
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
+        {
+            let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+            let per_text = match s.shapes.get(key) {
+                Some(Slot::Shape(c)) => return c.clone(),
+                Some(Slot::PerText) => true,
+                None => false,
+            };
+            if per_text {
+                if let Some(c) = s.texts.get(sql) {
+                    return c.clone();
                 }
             }
-            // Parse outside the lock: other sessions on this shard keep going meanwhile.
-            let c = Arc::new(classify(sql));
-            let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
-            if c.literal_sensitive {
-                s.shapes.put(key.clone(), Slot::PerText);
-                s.texts.put(sql.to_string(), c.clone());
-            } else {
-                s.shapes.put(key.clone(), Slot::Shape(c.clone()));
-            }
-            c
-        })
+        }
+        // Parse outside the lock: other sessions on this shard keep going meanwhile.
+        let c = Arc::new(classify(sql));
+        let mut s = shard.lock().unwrap_or_else(|p| p.into_inner());
+        if c.literal_sensitive {
+            s.shapes.put(key.to_string(), Slot::PerText);
+            s.texts.put(sql.to_string(), c.clone());
+        } else {
+            s.shapes.put(key.to_string(), Slot::Shape(c.clone()));
+        }
+        c
     }
 
     /// Shapes and texts held.

@@ -247,21 +247,31 @@ impl Policy {
 
     /// What `sql` gets when `subject` runs it.
     pub fn decide(&self, subject: &Subject<'_>, sql: &str) -> Decision {
-        self.decide_with_clock(subject, sql, Utc::now)
+        self.decide_classified(subject, self.cache.classify(sql), Utc::now)
+    }
+
+    /// [`Policy::decide`] for a statement that arrived on a connection, whose shape key was made
+    /// when it arrived.
+    pub fn decide_statement(
+        &self,
+        subject: &Subject<'_>,
+        stmt: &crate::sql::Statement,
+    ) -> Decision {
+        let c = self.cache.classify_keyed(&stmt.sql, &stmt.shape_key);
+        self.decide_classified(subject, c, Utc::now)
     }
 
     /// [`Policy::decide`] at a given time (for time-window rules; tests and dry runs).
     pub fn decide_at(&self, subject: &Subject<'_>, sql: &str, at: DateTime<Utc>) -> Decision {
-        self.decide_with_clock(subject, sql, || at)
+        self.decide_classified(subject, self.cache.classify(sql), || at)
     }
 
-    fn decide_with_clock(
+    fn decide_classified(
         &self,
         subject: &Subject<'_>,
-        sql: &str,
+        c: Arc<Classification>,
         clock: impl Fn() -> DateTime<Utc>,
     ) -> Decision {
-        let c = self.cache.classify(sql);
         let set = self.rules();
         // The clock is read at most once, and only if some rule has a time window.
         let mut now: Option<DateTime<Utc>> = None;

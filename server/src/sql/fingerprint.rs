@@ -42,6 +42,8 @@ pub struct Shape {
     /// False only when every statement is known not to change data; unknown means true.
     pub may_write: bool,
     pub statements: usize,
+    /// Some plain `'…'` string holds a backslash (see [`has_backslash_string`]).
+    pub backslash_string: bool,
 }
 
 /// Statements that never change data by themselves.
@@ -91,18 +93,31 @@ const WRITING_WORDS: &[&str] = &[
 
 /// Fingerprints `sql` and classifies it coarsely, in one pass over its tokens.
 pub fn shape(sql: &str) -> Shape {
+    shape_into(sql, None)
+}
+
+/// [`shape`], writing the [`shape_key`] into `key` in the same pass when one is given: the
+/// statement is lexed once for its fingerprint, its kinds and the key the caches look it up by.
+pub fn shape_into(sql: &str, mut key: Option<&mut String>) -> Shape {
     let mut h = Fnv(FNV_OFFSET);
     let mut kinds: Vec<String> = Vec::new();
     let mut may_write = false;
     let mut statements = 0;
     let mut at_statement_start = true;
     let mut current_read_only = false;
+    let mut backslash_string = false;
+    if let Some(k) = key.as_deref_mut() {
+        k.clear();
+    }
     for t in Lexer::new(sql) {
         let text = t.text(sql);
         match t.kind {
             TokenKind::Word => {
                 for b in text.bytes() {
                     h.byte(b.to_ascii_lowercase());
+                }
+                if let Some(k) = key.as_deref_mut() {
+                    k.extend(text.chars().map(|c| c.to_ascii_lowercase()));
                 }
                 if at_statement_start {
                     at_statement_start = false;
@@ -122,20 +137,39 @@ pub fn shape(sql: &str) -> Shape {
                     may_write = true;
                 }
             }
-            TokenKind::String | TokenKind::Number | TokenKind::Param => h.byte(b'?'),
-            TokenKind::QuotedIdent | TokenKind::Other => h.bytes(text.as_bytes()),
+            TokenKind::String | TokenKind::Number | TokenKind::Param => {
+                h.byte(b'?');
+                let backslash = t.kind == TokenKind::String && is_backslash_string(text);
+                backslash_string |= backslash;
+                if let Some(k) = key.as_deref_mut() {
+                    k.push_str(if backslash { "\\?" } else { "?" });
+                }
+            }
+            TokenKind::QuotedIdent | TokenKind::Other => {
+                h.bytes(text.as_bytes());
+                if let Some(k) = key.as_deref_mut() {
+                    k.push_str(text);
+                }
+            }
             TokenKind::Semicolon => {
                 h.byte(b';');
                 at_statement_start = true;
+                if let Some(k) = key.as_deref_mut() {
+                    k.push(';');
+                }
             }
         }
         h.byte(0x1f);
+        if let Some(k) = key.as_deref_mut() {
+            k.push('\x1f');
+        }
     }
     Shape {
         fingerprint: Fingerprint(h.0),
         kinds,
         may_write,
         statements,
+        backslash_string,
     }
 }
 
@@ -147,18 +181,7 @@ pub fn shape(sql: &str) -> Shape {
 /// `standard_conforming_strings = off` it ends somewhere else, so the text may mean something
 /// else than a statement of the same shape without one (see [`has_backslash_string`]).
 pub fn shape_key(sql: &str, out: &mut String) {
-    out.clear();
-    for t in Lexer::new(sql) {
-        let text = t.text(sql);
-        match t.kind {
-            TokenKind::Word => out.extend(text.chars().map(|c| c.to_ascii_lowercase())),
-            TokenKind::String if is_backslash_string(text) => out.push_str("\\?"),
-            TokenKind::String | TokenKind::Number | TokenKind::Param => out.push('?'),
-            TokenKind::QuotedIdent | TokenKind::Other => out.push_str(text),
-            TokenKind::Semicolon => out.push(';'),
-        }
-        out.push('\x1f');
-    }
+    shape_into(sql, Some(out));
 }
 
 /// A `'…'` or `N'…'` string (not `E'…'`, which always escapes) with a backslash in it.
@@ -197,6 +220,24 @@ mod tests {
         );
         assert!(has_backslash_string("SELECT 'a\\'"));
         assert!(!has_backslash_string("SELECT E'a\\'"));
+    }
+
+    #[test]
+    fn a_statement_carries_the_key_and_backslash_flag_its_text_gives() {
+        for sql in [
+            "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
+            "select  \"Odd\".x, 'lit', 4.5e3 FROM t; UPDATE t SET y = E'a\\b'",
+            "SELECT 'a\\'; SELECT 'b'",
+            "SELECT N'x\\y' || $$dollar$$",
+            "",
+        ] {
+            let stmt = crate::sql::Statement::new(sql);
+            let mut key = String::new();
+            shape_key(sql, &mut key);
+            assert_eq!(stmt.shape_key, key, "{sql}");
+            assert_eq!(stmt.backslash_string, has_backslash_string(sql), "{sql}");
+            assert_eq!(stmt.fingerprint, shape(sql).fingerprint, "{sql}");
+        }
     }
 
     #[test]

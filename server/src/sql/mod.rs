@@ -7,7 +7,7 @@ pub mod fingerprint;
 pub mod lexer;
 pub mod redact;
 
-pub use fingerprint::{has_backslash_string, shape, shape_key, Fingerprint, Shape};
+pub use fingerprint::{has_backslash_string, shape, shape_into, shape_key, Fingerprint, Shape};
 pub use redact::redact;
 
 use std::sync::Arc;
@@ -20,16 +20,24 @@ pub struct Statement {
     pub fingerprint: Fingerprint,
     pub kinds: Vec<String>,
     pub may_write: bool,
+    /// What the classification and lineage caches look it up by ([`shape_key`]), made in the
+    /// same pass: no execution lexes the text again.
+    pub shape_key: String,
+    /// See [`has_backslash_string`].
+    pub backslash_string: bool,
 }
 
 impl Statement {
     pub fn new(sql: &str) -> Arc<Statement> {
-        let shape = shape(sql);
+        let mut shape_key = String::new();
+        let shape = shape_into(sql, Some(&mut shape_key));
         Arc::new(Statement {
             sql: Arc::from(sql),
             fingerprint: shape.fingerprint,
             kinds: shape.kinds,
             may_write: shape.may_write,
+            shape_key,
+            backslash_string: shape.backslash_string,
         })
     }
 }
