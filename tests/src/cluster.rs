@@ -215,6 +215,12 @@ impl Cluster {
     /// Turns on TLS with a server certificate for `localhost`/127.0.0.1 signed by a fresh test CA,
     /// and restarts; returns the CA certificate's path (for `sslrootcert`).
     pub fn enable_ssl(&mut self) -> PathBuf {
+        self.enable_ssl_for("IP:127.0.0.1,DNS:localhost")
+    }
+
+    /// [`Cluster::enable_ssl`] with a certificate for the names in `san` (an openssl
+    /// `subjectAltName` value): one that leaves out 127.0.0.1 tests what checks the name.
+    pub fn enable_ssl_for(&mut self, san: &str) -> PathBuf {
         let data = self.data_dir();
         let d = self.dir.path();
         let (ca_key, ca_cert, csr, ext) = (
@@ -226,7 +232,7 @@ impl Cluster {
         let (key, cert) = (data.join("server.key"), data.join("server.crt"));
         std::fs::write(
             &ext,
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n",
+            format!("subjectAltName={san}\nbasicConstraints=CA:FALSE\n"),
         )
         .expect("san.ext");
         let p = |x: &PathBuf| x.to_str().unwrap().to_string();

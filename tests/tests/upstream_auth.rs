@@ -1,5 +1,6 @@
 //! The gateway authenticates to upstreams as libpq would: SCRAM or md5 passwords, and TLS per
-//! `sslmode` (require encrypts; verify-full also checks the certificate against `sslrootcert`).
+//! `sslmode` (require encrypts; verify-ca also checks the certificate against `sslrootcert`;
+//! verify-full checks the host name as well).
 
 use gatehouse_tests::{message, random_token, sqlstate, Cluster, GatewayBuilder};
 
@@ -118,4 +119,70 @@ async fn md5_scram_and_tls_modes() {
         .map(|_| ())
         .expect_err("rejected by pg_hba");
     assert_eq!(sqlstate(&e), "08004", "{e}");
+}
+
+/// verify-ca trusts a certificate that chains to `sslrootcert` whatever names it carries, and
+/// still refuses one that does not chain; verify-full refuses the same certificate for its name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_ca_checks_the_chain_but_not_the_name() {
+    let mut c = Cluster::start().await;
+    // Valid for another host only: the gateway reaches it as 127.0.0.1.
+    let ca = c.enable_ssl_for("DNS:db.example.internal");
+    let mut other = Cluster::start().await;
+    let other_ca = other.enable_ssl();
+    let url = |mode: &str, root: &std::path::Path| {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/postgres?sslmode={mode}&sslrootcert={}",
+            c.port,
+            root.display()
+        )
+    };
+    let token = random_token("gha_");
+    let gw = GatewayBuilder::new()
+        .environment(
+            "ca",
+            "production",
+            &url("verify-ca", &ca),
+            Some(&c.password),
+        )
+        .environment(
+            "full",
+            "production",
+            &url("verify-full", &ca),
+            Some(&c.password),
+        )
+        .environment(
+            "forged",
+            "production",
+            &url("verify-ca", &other_ca),
+            Some(&c.password),
+        )
+        .service_account("agent", &token, &["eng"])
+        .grant(&["eng"], &["*"])
+        .start()
+        .await;
+
+    let client = gw
+        .connect("ca", "agent", &token)
+        .await
+        .unwrap_or_else(|e| panic!("verify-ca: {e}\n{}", gw.log()));
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "verify-ca: the upstream connection is encrypted");
+
+    for (env, why) in [("full", "name"), ("forged", "chain")] {
+        let e = gw
+            .connect(env, "agent", &token)
+            .await
+            .map(|_| ())
+            .expect_err(env);
+        assert_eq!(sqlstate(&e), "08001", "{env} ({why}): {e}");
+        assert!(message(&e).contains("TLS"), "{env}: {}", message(&e));
+    }
 }
