@@ -2,7 +2,36 @@
 //! `sslmode` (require encrypts; verify-ca also checks the certificate against `sslrootcert`;
 //! verify-full checks the host name as well).
 
-use gatehouse_tests::{message, random_token, sqlstate, Cluster, GatewayBuilder};
+use gatehouse_tests::{message, random_token, sqlstate, Cluster, Gateway, GatewayBuilder};
+
+/// Connects to `env` as the service account and asserts the gateway's own upstream connection
+/// is encrypted.
+async fn assert_encrypted_upstream(gw: &Gateway, env: &str, token: &str) {
+    let client = gw
+        .connect(env, "agent", token)
+        .await
+        .unwrap_or_else(|e| panic!("{env}: {e}\n{}", gw.log()));
+    let ssl: bool = client
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(ssl, "{env}: the upstream connection is encrypted");
+}
+
+/// Asserts that connecting to `env` fails as the gateway reports a refused upstream certificate.
+async fn assert_certificate_refused(gw: &Gateway, env: &str, token: &str) {
+    let e = gw
+        .connect(env, "agent", token)
+        .await
+        .map(|_| ())
+        .expect_err(env);
+    assert_eq!(sqlstate(&e), "08001", "{env}: {e}");
+    assert!(message(&e).contains("TLS"), "{env}: {}", message(&e));
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn md5_scram_and_tls_modes() {
@@ -88,29 +117,10 @@ async fn md5_scram_and_tls_modes() {
     assert_eq!((user.as_str(), ssl), ("md5_user", false));
 
     for env in ["tls", "verified"] {
-        let client = gw
-            .connect(env, "agent", &token)
-            .await
-            .unwrap_or_else(|e| panic!("{env}: {e}\n{}", gw.log()));
-        let ssl: bool = client
-            .query_one(
-                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert!(ssl, "{env}: the upstream connection is encrypted");
+        assert_encrypted_upstream(&gw, env, &token).await;
     }
-
     // A certificate that does not chain to sslrootcert is refused.
-    let e = gw
-        .connect("forged", "agent", &token)
-        .await
-        .map(|_| ())
-        .expect_err("forged certificate");
-    assert_eq!(sqlstate(&e), "08001", "{e}");
-    assert!(message(&e).contains("TLS"), "{}", message(&e));
+    assert_certificate_refused(&gw, "forged", &token).await;
 
     // The upstream's own refusal (pg_hba reject) is the operator's problem, reported as such.
     let e = gw
@@ -162,27 +172,9 @@ async fn verify_ca_checks_the_chain_but_not_the_name() {
         .start()
         .await;
 
-    let client = gw
-        .connect("ca", "agent", &token)
-        .await
-        .unwrap_or_else(|e| panic!("verify-ca: {e}\n{}", gw.log()));
-    let ssl: bool = client
-        .query_one(
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert!(ssl, "verify-ca: the upstream connection is encrypted");
-
-    for (env, why) in [("full", "name"), ("forged", "chain")] {
-        let e = gw
-            .connect(env, "agent", &token)
-            .await
-            .map(|_| ())
-            .expect_err(env);
-        assert_eq!(sqlstate(&e), "08001", "{env} ({why}): {e}");
-        assert!(message(&e).contains("TLS"), "{env}: {}", message(&e));
+    assert_encrypted_upstream(&gw, "ca", &token).await;
+    // verify-full: the name; verify-ca with another CA: the chain.
+    for env in ["full", "forged"] {
+        assert_certificate_refused(&gw, env, &token).await;
     }
 }
