@@ -164,13 +164,12 @@ impl ServerCertVerifier for Verifier {
     ) -> std::result::Result<ServerCertVerified, rustls::Error> {
         match &self.check {
             Check::Pinned { sha256 } => {
-                if fingerprint(end_entity) == *sha256 {
+                let shown = fingerprint(end_entity);
+                if shown == *sha256 {
                     Ok(ServerCertVerified::assertion())
                 } else {
                     Err(rustls::Error::General(format!(
-                        "the gateway's certificate changed (sha256 {}, pinned {}); if the gateway's certificate was replaced on purpose, run `gatehouse login` again",
-                        fingerprint(end_entity),
-                        sha256
+                        "the gateway's certificate changed (sha256 {shown}, pinned {sha256}); if the gateway's certificate was replaced on purpose, run `gatehouse login` again"
                     )))
                 }
             }

@@ -245,25 +245,15 @@ impl Masking {
         (cats, columns)
     }
 
-    /// The lineage of `sql`, parsed once per statement shape.
-    pub fn lineage(&self, sql: &str) -> Arc<Lineage> {
-        let mut key = String::new();
-        let shape = crate::sql::shape_into(sql, Some(&mut key));
-        self.lineage_keyed(sql, &key, shape.backslash_string)
-    }
-
-    /// [`Masking::lineage`] of a statement that arrived on a connection, with the shape key
-    /// made when it arrived.
+    /// The lineage of a statement, parsed once per statement shape (looked up by the shape key
+    /// made when the statement arrived).
     pub fn lineage_of(&self, stmt: &crate::sql::Statement) -> Arc<Lineage> {
-        self.lineage_keyed(&stmt.sql, &stmt.shape_key, stmt.backslash_string)
-    }
-
-    fn lineage_keyed(&self, sql: &str, key: &str, backslash_string: bool) -> Arc<Lineage> {
+        let sql: &str = &stmt.sql;
         // Split differently under standard_conforming_strings = off: key by the text.
-        let key: std::borrow::Cow<'_, str> = if backslash_string {
+        let key: std::borrow::Cow<'_, str> = if stmt.backslash_string {
             format!("\u{0}text\u{0}{sql}").into()
         } else {
-            key.into()
+            stmt.shape_key.as_str().into()
         };
         if key.len() <= MAX_CACHED_KEY {
             let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
