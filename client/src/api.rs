@@ -30,6 +30,16 @@ pub struct WhoAmI {
     pub admin: bool,
 }
 
+/// `GET /api/v1/info`: what the gateway tells a client before it logs in.
+#[derive(Debug, Clone, Deserialize)]
+pub struct GatewayInfo {
+    /// `HOST:PORT` of its PostgreSQL listener as clients reach it.
+    pub postgres_address: String,
+    /// Whether single sign-on is configured.
+    #[serde(default)]
+    pub sso: bool,
+}
+
 /// One item of `GET /api/v1/environments`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Environment {
@@ -212,6 +222,15 @@ impl ApiClient {
             status: 200,
             message: format!("unexpected answer from the gateway: {e}"),
         })
+    }
+
+    /// `GET /api/v1/info`; `None` from a gateway that does not offer it.
+    pub async fn info(&self) -> Result<Option<GatewayInfo>> {
+        match self.json(self.http.get(self.url("/api/v1/info"))).await {
+            Ok(info) => Ok(Some(info)),
+            Err(Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// `POST /api/v1/auth/login` for a local user.

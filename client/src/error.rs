@@ -42,6 +42,9 @@ pub enum Error {
     #[error("single sign-on failed: {0}")]
     Sso(String),
 
+    #[error("{gateway} has no single sign-on configured; log in as a local user (`--user NAME`) or with a service account's token (`--token TOKEN`)")]
+    NoSso { gateway: String },
+
     #[error("invalid {what}: {reason}")]
     Invalid { what: &'static str, reason: String },
 
@@ -77,7 +80,7 @@ impl Error {
             Error::NotFound(_) | Error::NoSuchTunnel(_) => 5,
             Error::Unreachable { .. } | Error::PostgresUnreachable { .. } => 6,
             Error::UntrustedCertificate { .. } | Error::Tls { .. } => 7,
-            Error::Invalid { .. } => 2,
+            Error::Invalid { .. } | Error::NoSso { .. } => 2,
             _ => 1,
         }
     }

@@ -51,7 +51,8 @@ pub enum Credentials {
 pub struct LoginTarget {
     /// The gateway's HTTP URL.
     pub gateway: String,
-    /// `HOST:PORT` of its PostgreSQL listener; default: the URL's host, port 7432.
+    /// `HOST:PORT` of its PostgreSQL listener; default: what the gateway announces
+    /// (`GET /api/v1/info`), else the URL's host, port 7432.
     pub postgres: Option<String>,
     pub trust: TrustChoice,
 }
@@ -74,9 +75,21 @@ pub async fn login(
     confirm: ConfirmCertificate<'_>,
 ) -> Result<LoggedIn> {
     let gateway = normalize_base(&target.gateway)?;
-    let postgres = match &target.postgres {
-        Some(p) => p.clone(),
-        None => default_postgres(&gateway)?,
+    // Asked before the PostgreSQL port's certificate is looked at: the gateway says where that
+    // port is. Its API is trusted as the person asked, a pin aside (it is the port's).
+    let provisional = match &target.trust {
+        TrustChoice::Ca(pem) => Trust::Ca { pem: pem.clone() },
+        TrustChoice::Insecure => Trust::Insecure,
+        TrustChoice::Auto | TrustChoice::Fingerprint(_) => Trust::WebPki,
+    };
+    let info = ApiClient::new(&gateway, &provisional)?.info().await?;
+    if matches!(creds, Credentials::Sso { .. }) && info.as_ref().is_some_and(|i| !i.sso) {
+        return Err(Error::NoSso { gateway });
+    }
+    let postgres = match (&target.postgres, info) {
+        (Some(p), _) => p.clone(),
+        (None, Some(info)) => info.postgres_address,
+        (None, None) => default_postgres(&gateway)?,
     };
     let mut notes = Vec::new();
     let trust = resolve_trust(&postgres, &target.trust, confirm, &mut notes).await?;

@@ -76,6 +76,9 @@ pub struct ServerConfig {
     pub http_listen: Spanned<String>,
     pub data_dir: PathBuf,
     pub public_url: Spanned<String>,
+    /// `HOST:PORT` at which clients reach `postgres_listen`, announced to the CLI and the desktop
+    /// app (`GET /api/v1/info`). Unset: `public_url`'s host with `postgres_listen`'s port.
+    pub postgres_public_address: Option<Spanned<String>>,
     pub admin_groups: Vec<String>,
     /// PEM certificate chain and key for TLS to clients; generated into `data_dir` when unset.
     pub tls_cert: Option<PathBuf>,
@@ -116,6 +119,7 @@ impl Default for ServerConfig {
             http_listen: Spanned::new(0..0, "127.0.0.1:7480".into()),
             data_dir: PathBuf::from("./data"),
             public_url: Spanned::new(0..0, "http://127.0.0.1:7480".into()),
+            postgres_public_address: None,
             admin_groups: vec!["admins".into()],
             tls_cert: None,
             tls_key: None,
@@ -420,6 +424,24 @@ impl Config {
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7432)))
     }
 
+    /// Where clients reach the PostgreSQL listener: `server.postgres_public_address`, else
+    /// `public_url`'s host (the name people already use for this gateway) with the listener's port.
+    pub fn postgres_public_address(&self) -> String {
+        if let Some(a) = &self.server.postgres_public_address {
+            return a.get_ref().clone();
+        }
+        let port = self.postgres_listen().port();
+        // validated in `Validator::check`
+        match url::Url::parse(self.server.public_url.get_ref())
+            .ok()
+            .and_then(|u| u.host().map(|h| h.to_owned()))
+        {
+            Some(url::Host::Ipv6(ip)) => format!("[{ip}]:{port}"),
+            Some(h) => format!("{h}:{port}"),
+            None => self.postgres_listen().to_string(),
+        }
+    }
+
     pub fn http_listen(&self) -> SocketAddr {
         self.server
             .http_listen
@@ -472,6 +494,18 @@ impl Validator<'_> {
                     &s.public_url,
                     "server.public_url",
                     "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if let Some(a) = &s.postgres_public_address {
+            if !is_host_port(a.get_ref()) {
+                return Err(self.err(
+                    a,
+                    "server.postgres_public_address",
+                    format!(
+                        "`{}` is not an address like gatehouse.example.com:7432",
+                        a.get_ref()
+                    ),
                 ));
             }
         }
@@ -714,6 +748,18 @@ fn is_loopback_host(u: &url::Url) -> bool {
     }
 }
 
+/// `host:port` as a client dials it: a DNS name or IPv4 address, or an IPv6 one in brackets.
+fn is_host_port(s: &str) -> bool {
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = match host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        Some(v6) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+        None => !host.is_empty() && !host.contains(':') && url::Host::parse(host).is_ok(),
+    };
+    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+}
+
 /// A role name the gateway is willing to put in `SET ROLE`: a plain identifier.
 pub fn valid_role_name(name: &str) -> bool {
     let mut chars = name.chars();
@@ -771,6 +817,53 @@ environments = ["prod"]
         let e = parse(&text).unwrap_err().to_string();
         assert!(e.contains("line 8"), "{e}");
         assert!(e.contains("teir"), "{e}");
+    }
+
+    #[test]
+    fn postgres_public_address_defaults_to_the_public_host_and_listener_port() {
+        let text = OK.replace(
+            "postgres_listen = \"127.0.0.1:7432\"",
+            "postgres_listen = \"0.0.0.0:6432\"\npublic_url = \"https://gh.example.com\"",
+        );
+        assert_eq!(
+            parse(&text).unwrap().postgres_public_address(),
+            "gh.example.com:6432"
+        );
+        let v6 = OK.replace(
+            "postgres_listen = \"127.0.0.1:7432\"",
+            "postgres_listen = \"[::]:7432\"\npublic_url = \"http://[::1]:7480\"",
+        );
+        assert_eq!(parse(&v6).unwrap().postgres_public_address(), "[::1]:7432");
+        let set = OK.replace(
+            "postgres_listen = \"127.0.0.1:7432\"",
+            "postgres_listen = \"127.0.0.1:7432\"\npostgres_public_address = \"db.example.com:443\"",
+        );
+        assert_eq!(
+            parse(&set).unwrap().postgres_public_address(),
+            "db.example.com:443"
+        );
+    }
+
+    #[test]
+    fn bad_postgres_public_address_names_key_and_line() {
+        for bad in [
+            "db.example.com",
+            "db.example.com:0",
+            ":7432",
+            "::1:7432",
+            "a b:7432",
+        ] {
+            let text = OK.replace(
+                "postgres_listen = \"127.0.0.1:7432\"",
+                &format!("postgres_listen = \"127.0.0.1:7432\"\npostgres_public_address = {bad:?}"),
+            );
+            let e = parse(&text).unwrap_err().to_string();
+            assert!(
+                e.contains(":4:") && e.contains("server.postgres_public_address"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(is_host_port("[::1]:7432") && is_host_port("10.0.0.5:7432"));
     }
 
     #[test]

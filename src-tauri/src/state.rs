@@ -45,7 +45,7 @@ pub struct TunnelView {
 /// The state Tauri manages.
 pub struct AppState {
     store: SessionStore,
-    /// The gateway's PostgreSQL address when it is not the URL's host on port 7432
+    /// The gateway's PostgreSQL address when it is not the one the gateway announces
     /// (`GATEHOUSE_POSTGRES`, like the CLI's `--postgres`).
     postgres: Option<String>,
     inner: Mutex<Inner>,

@@ -107,19 +107,11 @@ impl CliHome {
         }
     }
 
-    /// `gatehouse login --gateway URL --postgres ADDR --user NAME`, password on stdin.
+    /// `gatehouse login --gateway URL --user NAME`, password on stdin; the PostgreSQL address
+    /// is the one the gateway announces.
     pub fn login_user(&self, gw: &Gateway, user: &str, password: &str) -> CmdOutput {
-        let pg = format!("{}:{}", gw.pg_host, gw.pg_port);
         self.run_with_stdin(
-            &[
-                "login",
-                "--gateway",
-                &gw.http(),
-                "--postgres",
-                &pg,
-                "--user",
-                user,
-            ],
+            &["login", "--gateway", &gw.http(), "--user", user],
             &format!("{password}\n"),
         )
     }

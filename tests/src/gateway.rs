@@ -144,6 +144,10 @@ impl GatewayBuilder {
         let host = self.listen_host.as_deref().unwrap_or("127.0.0.1");
         let mut t = String::new();
         let _ = writeln!(t, "[server]\npostgres_listen = \"{host}:{pg_port}\"\nhttp_listen = \"127.0.0.1:{http_port}\"");
+        if self.listen_host.is_some() {
+            // The public URL's host is 127.0.0.1: tell clients where PostgreSQL really is.
+            let _ = writeln!(t, "postgres_public_address = \"{host}:{pg_port}\"");
+        }
         let _ = writeln!(
             t,
             "data_dir = {data_dir:?}\npublic_url = \"http://127.0.0.1:{http_port}\"\n{}",

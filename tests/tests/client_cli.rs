@@ -119,6 +119,15 @@ async fn service_token_login_keychain_fallback_and_exit_codes() {
     ]);
     assert_eq!(out.status, 6, "{out:?}");
 
+    // SSO (neither --user nor --token) at a gateway that has none: refused at once, saying
+    // which logins work, instead of a browser page that cannot succeed.
+    let out = home.run(&["login", "--gateway", &f.gw.http(), "--no-browser"]);
+    assert_eq!(out.status, 2, "{out:?}");
+    assert!(
+        out.stderr.contains("no single sign-on") && out.stderr.contains("--user NAME"),
+        "{out:?}"
+    );
+
     // The service account logs in with its token (from stdin) in `auto` store mode: there is
     // no keychain on this machine, so the session lands in the private file by itself.
     let mut cmd = home.command();
@@ -174,6 +183,8 @@ async fn service_token_login_keychain_fallback_and_exit_codes() {
     // An admin searches the audit trail: the agent's tunnel connection is there.
     let admin = CliHome::new();
     admin.must_login(&f.gw, "root", "root-password");
+    // Logged in without --postgres: the gateway said where its PostgreSQL listener is.
+    assert_eq!(admin.session()["postgres"], pg, "{}", admin.session());
     let out = admin.run(&[
         "--json",
         "audit",

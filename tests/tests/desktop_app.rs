@@ -33,9 +33,10 @@ struct Desktop {
 }
 
 impl Desktop {
-    /// Starts X, the driver and the app, with a private session store, the gateway's
-    /// PostgreSQL address, and a "browser" that writes the URL it is given to `browser-url`.
-    async fn start(f: &Fixture, name: &'static str) -> Desktop {
+    /// Starts X, the driver and the app, with a private session store and a "browser" that
+    /// writes the URL it is given to `browser-url`. The app learns the gateway's PostgreSQL
+    /// address (not the default port here) from the gateway itself.
+    async fn start(name: &'static str) -> Desktop {
         let out_dir = test_output_dir("desktop");
         let home = tempfile::Builder::new()
             .prefix("gatehouse-desktop-")
@@ -62,11 +63,6 @@ impl Desktop {
             ),
             ("GATEHOUSE_SESSION_STORE".into(), "file".into()),
             ("GATEHOUSE_BROWSER".into(), browser.display().to_string()),
-            // The test gateway's PostgreSQL port is not the default 7432.
-            (
-                "GATEHOUSE_POSTGRES".into(),
-                format!("{}:{}", f.gw.pg_host, f.gw.pg_port),
-            ),
             (
                 "GATEHOUSE_LOG".into(),
                 "gatehouse_desktop=debug,gatehouse_client=debug".into(),
@@ -130,7 +126,7 @@ async fn sign_in_connect_and_psql_through_the_desktop_app() {
             .grant(&["desktop-users"], &[ENV])
     })
     .await;
-    let d = Desktop::start(&f, "main").await;
+    let d = Desktop::start("main").await;
     let result = async {
         sign_in_with_password(&d.wd, &f).await?;
         connect_psql_disconnect(&d, "main-window").await
@@ -142,7 +138,7 @@ async fn sign_in_connect_and_psql_through_the_desktop_app() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_with_sso_through_the_system_browser() {
     let (f, idp) = sso_fixture(&["engineers"]).await;
-    let d = Desktop::start(&f, "sso").await;
+    let d = Desktop::start("sso").await;
     let result = async {
         let gateway =
             d.wd.wait_for("the Gateway URL field", WAIT, || {

@@ -1,4 +1,4 @@
-//! The HTTP API: health, the OpenAPI document, login, environments filtered by grants, whoami.
+//! The HTTP API: health, discovery, the OpenAPI document, login, environments filtered by grants, whoami.
 
 use gatehouse_tests::{Api, Fixture};
 use reqwest::Method;
@@ -23,8 +23,19 @@ async fn login_environments_whoami_and_openapi() {
     let (_, health) = api.get_anonymous("/healthz").await;
     assert_eq!(health["status"], "ok");
 
+    // Discovery, before any login: where PostgreSQL is (the public URL's host, the listener's
+    // port) and that this gateway has no SSO.
+    let (status, info) = api.get_anonymous("/api/v1/info").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        info["postgres_address"],
+        format!("127.0.0.1:{}", f.gw.pg_port)
+    );
+    assert_eq!(info["sso"], false);
+
     let (_, doc) = api.get_anonymous("/api/v1/openapi.json").await;
     for path in [
+        "/api/v1/info",
         "/api/v1/auth/login",
         "/api/v1/auth/logout",
         "/api/v1/environments",

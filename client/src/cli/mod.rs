@@ -54,7 +54,7 @@ pub struct LoginArgs {
     /// Log in with a service account's token ("-" reads it from stdin).
     #[arg(long)]
     pub token: Option<String>,
-    /// The gateway's PostgreSQL address, HOST:PORT (default: the URL's host, port 7432).
+    /// The gateway's PostgreSQL address, HOST:PORT (default: the one the gateway announces).
     #[arg(long, value_name = "HOST:PORT")]
     pub postgres: Option<String>,
     /// Trust the gateway's certificate through this CA (or the gateway's own certificate), PEM.

@@ -95,6 +95,37 @@ pub struct Health {
     pub status: &'static str,
 }
 
+/// What a client needs to know about this gateway before logging in.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct GatewayInfo {
+    /// `HOST:PORT` of the PostgreSQL listener as clients reach it (what tunnels dial).
+    pub postgres_address: String,
+    /// Whether single sign-on is configured (`gatehouse login` without `--user`/`--token`).
+    pub sso: bool,
+    pub version: String,
+}
+
+/// Discovery for the CLI and the desktop app: where to reach the PostgreSQL listener and which
+/// logins work. Public: it says nothing a port scan would not.
+#[utoipa::path(get, path = "/api/v1/info", responses((status = 200, body = GatewayInfo)))]
+pub async fn info(State(gw): State<Arc<Gateway>>) -> Json<GatewayInfo> {
+    let mut postgres_address = gw.config.postgres_public_address();
+    // A listener configured on port 0 took whatever port the OS gave it.
+    if gw.config.server.postgres_public_address.is_none() && gw.config.postgres_listen().port() == 0
+    {
+        if let (Some(bound), Some((host, _))) =
+            (gw.pg_local_addr.get(), postgres_address.rsplit_once(':'))
+        {
+            postgres_address = format!("{host}:{}", bound.port());
+        }
+    }
+    Json(GatewayInfo {
+        postgres_address,
+        sso: gw.oidc.is_some(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    })
+}
+
 /// Liveness: answers while the gateway runs.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub async fn healthz() -> Json<Health> {

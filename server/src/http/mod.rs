@@ -34,6 +34,7 @@ pub fn router(gw: Arc<Gateway>) -> Router {
     Router::new()
         .route("/healthz", get(api::healthz))
         .route("/api/v1/openapi.json", get(openapi::document))
+        .route("/api/v1/info", get(api::info))
         .route("/api/v1/auth/login", post(api::login))
         .route("/api/v1/auth/logout", post(api::logout))
         .route("/api/v1/auth/refresh", post(api::refresh))

@@ -10,7 +10,7 @@ use super::{admin, api, approvals, audit, connections, events, groups, masking, 
 #[openapi(
     info(title = "Gatehouse API", description = "Identity-aware access gateway for databases."),
     paths(
-        api::healthz, api::login, api::logout, api::refresh, api::environments, api::whoami,
+        api::healthz, api::info, api::login, api::logout, api::refresh, api::environments, api::whoami,
         oidc::start, oidc::callback, oidc::token,
         admin::list_sessions, admin::revoke_session,
         admin::list_grants, admin::create_grant, admin::delete_grant,
