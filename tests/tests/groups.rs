@@ -205,6 +205,15 @@ async fn removing_a_member_ends_their_connections_that_lost_access() {
         c.simple_query("SELECT 1").await.expect("connected");
     }
 
+    // What the re-check keeps about each connection (the token's own groups) stays inside
+    // the gateway: neither the live view nor its schema shows it.
+    let (status, live) = api.get("/api/v1/connections", &root).await;
+    assert_eq!(status, 200);
+    assert_eq!(live["items"].as_array().unwrap().len(), 5, "{live}");
+    assert!(!live.to_string().contains("token_groups"), "{live}");
+    let (_, doc) = api.get_anonymous("/api/v1/openapi.json").await;
+    assert!(!doc.to_string().contains("token_groups"));
+
     // Removing dana from the group ends both her connections at once, with the reason.
     let (status, _) = api
         .delete("/api/v1/groups/analysts/members/dana", &root)

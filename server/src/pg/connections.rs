@@ -168,4 +168,26 @@ mod tests {
         drop(b);
         assert_eq!(c.list().len(), 1);
     }
+
+    #[tokio::test]
+    async fn each_connection_gets_its_own_verdict() {
+        let c = Connections::default();
+        let mut prod = c.register(info("a", None));
+        let mut staging_info = info("b", None);
+        staging_info.environment = "staging".into();
+        let staging = c.register(staging_info);
+        let n = c.terminate_each(|i| {
+            (i.environment == "prod").then(|| Termination {
+                code: "57P01",
+                message: format!("no more {}", i.environment),
+            })
+        });
+        assert_eq!(n, 1);
+        prod.stop.changed().await.unwrap();
+        assert_eq!(
+            prod.stop.borrow().as_ref().map(|t| t.message.clone()),
+            Some("no more prod".into())
+        );
+        assert!(staging.stop.borrow().is_none());
+    }
 }
