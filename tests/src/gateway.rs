@@ -407,6 +407,25 @@ impl Gateway {
         Ok(client)
     }
 
+    /// Connects like [`Gateway::connect`] and hands back the task driving the connection: its
+    /// result says how the gateway ended it (see [`crate::ended_with`]). Panics with the
+    /// gateway's log if the connection is refused.
+    pub async fn connect_watched(
+        &self,
+        env: &str,
+        user: &str,
+        password: &str,
+    ) -> (
+        tokio_postgres::Client,
+        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    ) {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conn_str(env, user, password), tokio_postgres::NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("connect to {env} as {user}: {e}\n{}", self.log()));
+        (client, tokio::spawn(conn))
+    }
+
     /// Kills the process with SIGKILL, as a crash would.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {

@@ -55,3 +55,16 @@ pub fn message(e: &tokio_postgres::Error) -> String {
         .map(|d| d.message().to_string())
         .unwrap_or_else(|| e.to_string())
 }
+
+/// How a connection from [`Gateway::connect_watched`] ended: the SQLSTATE and message of the
+/// error the gateway closed it with. Panics if it does not end within 10 s or ends cleanly.
+pub async fn ended_with(
+    h: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) -> (String, String) {
+    let r = tokio::time::timeout(std::time::Duration::from_secs(10), h)
+        .await
+        .expect("the connection should have been closed")
+        .expect("the connection task");
+    let e = r.expect_err("the connection should end with an error");
+    (sqlstate(&e), message(&e))
+}

@@ -1,8 +1,12 @@
 //! Identity administration over the API against a running gateway: grants that take effect for
-//! new connections at once, service-account rotation, refresh tokens, local-user lockout, admin
-//! endpoints closed to non-admins, and the OpenAPI document naming every new endpoint.
+//! new connections at once, a deleted grant ending the open connections it alone let in (or
+//! whose upstream role it chose), service-account rotation, refresh tokens, local-user lockout,
+//! admin endpoints closed to non-admins, and the OpenAPI document naming every new endpoint.
 
-use gatehouse_tests::{sqlstate, Api, Fixture, ENV};
+use gatehouse_tests::{
+    app_database, app_url, ended_with, random_token, sqlstate, Api, Fixture, GatewayBuilder, AGENT,
+    ENV,
+};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -205,4 +209,137 @@ async fn grants_service_accounts_refresh_and_lockout() {
             "{path} missing from the OpenAPI document"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_grant_ends_the_connections_that_lost_access() {
+    const OTHER_ENV: &str = "other";
+    let (cluster, upstream_password) = app_database().await;
+    cluster
+        .exec(
+            "appdb",
+            "CREATE ROLE app_readonly NOLOGIN; GRANT app_readonly TO app_owner",
+        )
+        .await;
+    let agent_token = random_token("gha_");
+    let gw = GatewayBuilder::new()
+        .environment(ENV, "staging", &app_url(&cluster), Some(&upstream_password))
+        .environment(
+            OTHER_ENV,
+            "staging",
+            &app_url(&cluster),
+            Some(&upstream_password),
+        )
+        .service_account(AGENT, &agent_token, &["agents"])
+        .user("root", "root-pw", &["admins"])
+        .user("erin", "erin-pw", &["auditors"])
+        .user("fred", "fred-pw", &["auditors", "finance"])
+        .user("gina", "gina-pw", &["writers", "readers"])
+        .user("olga", "olga-pw", &["auditors", "others"])
+        .grant(&["agents"], &[ENV])
+        .grant(&["others"], &[OTHER_ENV])
+        .start()
+        .await;
+    let api = Api::new(gw.http());
+    let root = gw.login("root", "root-pw").await;
+    let mut grant_ids = Vec::new();
+    // API grants, oldest first: the first that matches picks the upstream role.
+    for body in [
+        json!({"groups": ["auditors"], "environments": [ENV]}),
+        json!({"groups": ["finance"], "environments": [ENV]}),
+        json!({"groups": ["writers"], "environments": [ENV]}),
+        json!({"groups": ["readers"], "environments": [ENV], "upstream_role": "app_readonly"}),
+    ] {
+        let (status, g) = api.post("/api/v1/grants", &root, body).await;
+        assert_eq!(status, 201, "{g}");
+        grant_ids.push(format!("/api/v1/grants/{}", g["id"].as_str().unwrap()));
+    }
+    let erin = gw.login("erin", "erin-pw").await;
+    let fred = gw.login("fred", "fred-pw").await;
+    let gina = gw.login("gina", "gina-pw").await;
+    let olga = gw.login("olga", "olga-pw").await;
+    let (erin_c, erin_end) = gw.connect_watched(ENV, "erin", &erin).await;
+    let (fred_c, fred_end) = gw.connect_watched(ENV, "fred", &fred).await;
+    let (gina_c, gina_end) = gw.connect_watched(ENV, "gina", &gina).await;
+    let (olga_c, olga_end) = gw.connect_watched(OTHER_ENV, "olga", &olga).await;
+    let (agent_c, agent_end) = gw.connect_watched(ENV, AGENT, &agent_token).await;
+    for c in [&erin_c, &fred_c, &gina_c, &olga_c, &agent_c] {
+        c.simple_query("SELECT 1").await.expect("connected");
+    }
+
+    // Deleting the auditors' grant ends erin's connection: nothing else lets her in. fred
+    // keeps his through the finance grant; olga's auditors membership never concerned her
+    // connection to another environment; gina and the agent are other grants' business.
+    assert_eq!(api.delete(&grant_ids[0], &root).await.0, 204);
+    let (code, m) = ended_with(erin_end).await;
+    assert_eq!(code, "57P01", "{m}");
+    assert_eq!(
+        m,
+        "access to environment \"app\" was revoked by administrator \"root\""
+    );
+    assert!(
+        erin_c.simple_query("SELECT 1").await.is_err(),
+        "the next statement fails"
+    );
+    let e = gw.connect(ENV, "erin", &erin).await.expect_err("refused");
+    assert_eq!(sqlstate(&e), "28000");
+    for c in [&fred_c, &gina_c, &olga_c, &agent_c] {
+        let row = c.query_one("SELECT 2", &[]).await.expect("still open");
+        assert_eq!(row.get::<_, i32>(0), 2);
+    }
+    for end in [&fred_end, &gina_end, &olga_end, &agent_end] {
+        assert!(!end.is_finished());
+    }
+
+    // gina runs as the environment's user under the writers' grant. Once it is gone the
+    // readers' grant still lets her in, but as `app_readonly`: the connection opened with more
+    // than that ends, and her next one runs as the read-only role.
+    assert_eq!(current_user(&gina_c).await, "app_owner");
+    assert_eq!(api.delete(&grant_ids[2], &root).await.0, 204);
+    let (code, m) = ended_with(gina_end).await;
+    assert_eq!(code, "57P01", "{m}");
+    assert_eq!(
+        m,
+        "access to environment \"app\" was changed by administrator \"root\": connections now run as upstream role \"app_readonly\"; reconnect to continue"
+    );
+    let again = gw.connect(ENV, "gina", &gina).await.expect("reconnects");
+    drop(gina_c);
+    assert_eq!(current_user(&again).await, "app_readonly");
+    for c in [&fred_c, &olga_c, &agent_c] {
+        c.simple_query("SELECT 3").await.expect("still open");
+    }
+
+    // The audit: each ended connection's close with its reason; each deletion with its count.
+    let closes = gw
+        .audit(&root, "event=connection.close&identity=erin")
+        .await;
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert_eq!(
+        closes[0]["details"]["reason"],
+        "terminated: access to environment \"app\" was revoked by administrator \"root\""
+    );
+    let deletions = gw.audit(&root, "event=admin.grant.delete").await;
+    let counts: Vec<u64> = deletions
+        .iter()
+        .map(|r| r["details"]["connections_closed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [1, 1], "{deletions:?}");
+    let verify = gw.verify_audit();
+    assert_eq!(verify.status, 0, "{}", verify.stderr);
+}
+
+/// The upstream role a connection runs as. A simple query: an extended one leaves tokio-postgres
+/// closing its statement in the background, and a termination arriving meanwhile would answer
+/// that close instead of ending the connection with the gateway's reason.
+async fn current_user(c: &tokio_postgres::Client) -> String {
+    let rows = c
+        .simple_query("SELECT current_user")
+        .await
+        .expect("current_user");
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .expect("a row")
 }

@@ -3,13 +3,11 @@
 //! with the session token, admin revocation closing open connections, the web console's cookie
 //! session with CSRF, and every refusal the flow must make (PKCE, state, replay, redirect URI).
 
-use std::time::Duration;
-
 use gatehouse_tests::oidc::{
     browser_stopping_at, browser_stopping_at_any, login, sso_fixture_with, AppLogin, LoginEnd,
     NodeIdp,
 };
-use gatehouse_tests::{message, sqlstate, Api, Fixture, AGENT, ENV};
+use gatehouse_tests::{ended_with, message, sqlstate, Api, Fixture, AGENT, ENV};
 use reqwest::Method;
 use serde_json::{json, Value};
 
@@ -77,33 +75,6 @@ impl Sso {
     }
 }
 
-/// Connects and returns the client plus a handle that yields how the connection ended.
-async fn connect_watched(
-    f: &Fixture,
-    user: &str,
-    token: &str,
-) -> (
-    tokio_postgres::Client,
-    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-) {
-    let (client, conn) =
-        tokio_postgres::connect(&f.gw.conn_str(ENV, user, token), tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connect as {user}: {e}\n{}", f.gw.log()));
-    (client, tokio::spawn(conn))
-}
-
-async fn ended_with(
-    h: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-) -> (String, String) {
-    let r = tokio::time::timeout(Duration::from_secs(10), h)
-        .await
-        .expect("the connection should have been closed")
-        .unwrap();
-    let e = r.expect_err("the connection should end with an error");
-    (sqlstate(&e), message(&e))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn person_and_agent_connect_then_admin_revokes_both() {
     let s = Sso::start().await;
@@ -153,8 +124,8 @@ async fn person_and_agent_connect_then_admin_revokes_both() {
     assert!(list.to_string().contains("reporter") && !list.to_string().contains(&agent_token));
 
     // Both connected at once.
-    let (person, person_end) = connect_watched(&s.f, alice, &token).await;
-    let (agent, agent_end) = connect_watched(&s.f, "reporter", &agent_token).await;
+    let (person, person_end) = s.f.gw.connect_watched(ENV, alice, &token).await;
+    let (agent, agent_end) = s.f.gw.connect_watched(ENV, "reporter", &agent_token).await;
     person.simple_query("SELECT 1").await.unwrap();
     agent.simple_query("SELECT 1").await.unwrap();
 

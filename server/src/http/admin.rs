@@ -2,7 +2,9 @@
 //! an [`Admin`] (an identity in `server.admin_groups`) and logs what it changed, by whom.
 //!
 //! Revoking a session or a service account also closes its open database connections: the
-//! client receives a FATAL `57P01` naming the reason.
+//! client receives a FATAL `57P01` naming the reason. So does taking access away (deleting a
+//! grant here, removing a group member in `groups.rs`): every open connection it could affect
+//! is asked again against the grants as they are now, and those without access end.
 
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ use crate::identity::{
     GrantError, GrantView, IdentityKind, ManageError, NewGrant, NewServiceAccount,
     ServiceAccountView,
 };
-use crate::pg::connections::Termination;
+use crate::pg::connections::{ConnectionInfo, Termination};
 use crate::store::ServiceAccountRecord;
 
 // ---- sessions ------------------------------------------------------------------------------
@@ -226,7 +228,9 @@ pub async fn create_grant(
     Ok((StatusCode::CREATED, Json(g.into())))
 }
 
-/// Remove an API-managed grant (admin). Open connections keep running; new ones are refused.
+/// Remove an API-managed grant (admin). New connections it let in are refused, and open ones
+/// that no other grant covers end with `57P01` ("access to environment … was revoked"), as do
+/// those another grant now gives a different upstream role.
 #[utoipa::path(
     delete, path = "/api/v1/grants/{id}", params(("id" = String, Path, description = "grant id")),
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -241,12 +245,14 @@ pub async fn delete_grant(
         .remove(&gw.store, &id)
         .await
         .map_err(grant_error)?;
-    tracing::info!(actor = %admin.identity.name, action = "grant.delete", grant = %id, "admin action");
+    // Any connection may have come in through this grant: ask about all of them.
+    let closed = end_connections_without_access(&gw, &admin.identity.name, |_| true);
+    tracing::info!(actor = %admin.identity.name, action = "grant.delete", grant = %id, connections = closed, "admin action");
     record_admin_action(
         &gw,
         &admin.identity,
         "grant.delete",
-        serde_json::json!({"grant_id": id}),
+        serde_json::json!({"grant_id": id, "connections_closed": closed}),
     )
     .await;
     Ok(StatusCode::NO_CONTENT)
@@ -338,6 +344,31 @@ fn manage_error(e: ManageError) -> ApiError {
         ManageError::Invalid(m) => ApiError::BadRequest(m),
         ManageError::Store(e) => e.into(),
     }
+}
+
+/// After an administrator narrowed who may reach which environment (the grants and
+/// memberships are already reloaded): asks the grants again about every open connection in
+/// `scope` (see [`crate::pg::session::access_withdrawn`]) and ends those that lost their
+/// access. Returns how many were ended; each records its reason in its `connection.close`.
+pub(super) fn end_connections_without_access(
+    gw: &Gateway,
+    admin: &str,
+    scope: impl Fn(&ConnectionInfo) -> bool,
+) -> usize {
+    let n = gw.connections.terminate_each(|c| {
+        if !scope(c) {
+            return None;
+        }
+        crate::pg::session::access_withdrawn(gw, c, Some(admin))
+    });
+    if n > 0 {
+        tracing::info!(
+            actor = admin,
+            connections = n,
+            "closed connections whose access was taken away"
+        );
+    }
+    n
 }
 
 fn end_account_connections(gw: &Gateway, name: &str, why: String) -> usize {

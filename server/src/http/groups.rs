@@ -1,6 +1,7 @@
 //! Group memberships under `/api/v1/groups` (admin): who is in which group beyond what the IdP
 //! and the config say. A membership added here reaches grants, rules and approver lists at the
-//! member's next connection or request; every change is in the audit trail.
+//! member's next connection or request; a membership removed also ends the member's open
+//! connections that no longer have a grant. Every change is in the audit trail.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::admin::record_admin_action;
+use super::admin::{end_connections_without_access, record_admin_action};
 use super::api::rfc3339;
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
@@ -144,8 +145,9 @@ pub async fn add_member(
     ))
 }
 
-/// Remove an API-managed membership (admin). Open connections keep running, as when a grant
-/// is deleted; new connections and requests no longer carry the group.
+/// Remove an API-managed membership (admin). New connections and requests no longer carry the
+/// group; the member's open connections that no other grant or group covers end with `57P01`
+/// ("access to environment … was revoked").
 #[utoipa::path(
     delete, path = "/api/v1/groups/{name}/members/{member}",
     params(("name" = String, Path, description = "group name"), ("member" = String, Path, description = "identity name")),
@@ -162,12 +164,15 @@ pub async fn remove_member(
         .remove(&gw.store, &group, &member)
         .await
         .map_err(group_error)?;
-    tracing::info!(actor = %admin.identity.name, action = "group.remove_member", group = %group, member = %member, "admin action");
+    // Only the member's own connections can have changed.
+    let closed =
+        end_connections_without_access(&gw, &admin.identity.name, |c| c.identity == member);
+    tracing::info!(actor = %admin.identity.name, action = "group.remove_member", group = %group, member = %member, connections = closed, "admin action");
     record_admin_action(
         &gw,
         &admin.identity,
         "group.remove_member",
-        serde_json::json!({"group": group, "member": member}),
+        serde_json::json!({"group": group, "member": member, "connections_closed": closed}),
     )
     .await;
     Ok(StatusCode::NO_CONTENT)

@@ -209,12 +209,22 @@ impl Authenticator {
     /// Resolves a bearer token (service-account or session) to its identity, with the groups
     /// administrators added through the API as they are now.
     pub async fn authenticate_token(&self, token: &str) -> Result<Identity, AuthError> {
-        let mut identity = self.identity_for_token(token).await?;
-        self.groups.merge_into(&mut identity);
-        Ok(identity)
+        Ok(self.with_memberships(self.token_identity(token).await?))
     }
 
-    async fn identity_for_token(&self, token: &str) -> Result<Identity, AuthError> {
+    /// `identity` with the API-managed group memberships as they are at this moment.
+    /// Together with [`Self::token_identity`] this is [`Self::authenticate_token`] split in
+    /// two, so that an open connection can be asked again, after a membership changes, what
+    /// the same token would be worth now.
+    pub fn with_memberships(&self, mut identity: Identity) -> Identity {
+        self.groups.merge_into(&mut identity);
+        identity
+    }
+
+    /// The identity a token proves as it was issued: the groups its login (IdP claims, local
+    /// user), the config or the service account gave it, without API memberships. These do
+    /// not change while the token lives, so a connection keeps them.
+    pub async fn token_identity(&self, token: &str) -> Result<Identity, AuthError> {
         let digest = tokens::sha256(token);
         if token.starts_with(SESSION_PREFIX) {
             return match self.store.lookup_session(digest, now()).await? {

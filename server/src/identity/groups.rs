@@ -169,8 +169,9 @@ impl GroupDirectory {
         Ok(added)
     }
 
-    /// Removes an API-managed membership. Open connections keep running, as when a grant is
-    /// deleted; new connections and requests see the change.
+    /// Removes an API-managed membership; new connections and requests see the change. Open
+    /// connections are the caller's to re-check (the HTTP handler ends those left without a
+    /// grant).
     pub async fn remove(&self, store: &Store, group: &str, member: &str) -> Result<(), GroupError> {
         if !store
             .delete_group_member(group.to_string(), member.to_string())

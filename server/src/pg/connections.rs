@@ -1,5 +1,6 @@
 //! The registry of open client connections: who is connected where, for the live view, and a
-//! way to end a connection from outside its task (an admin's terminate, a revoked session).
+//! way to end a connection from outside its task (an admin's terminate, a revoked session,
+//! access taken away by a deleted grant or a removed group membership).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -23,6 +24,15 @@ pub struct ConnectionInfo {
     pub tls: bool,
     /// Unix seconds.
     pub started_at: i64,
+    /// The upstream role a grant pinned for this connection; the environment's own user when
+    /// absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_role: Option<String>,
+    /// The groups the identity's token carried at connect time (IdP claims at login, config,
+    /// service account), without API memberships: with today's memberships merged in, what
+    /// the grants are asked again when access is taken away. Not shown in the live view.
+    #[serde(skip)]
+    pub token_groups: Vec<String>,
 }
 
 /// Why a connection is being ended from outside; sent to the client as a FATAL error.
@@ -87,11 +97,23 @@ impl Connections {
         pred: impl Fn(&ConnectionInfo) -> bool,
         why: Termination,
     ) -> usize {
+        self.terminate_each(|c| pred(c).then(|| why.clone()))
+    }
+
+    /// Asks `verdict` about every open connection and ends those it gives a reason for (each
+    /// its own, e.g. naming its environment); returns how many were told to stop. The
+    /// registry stays locked meanwhile, so keep `verdict` cheap and free of waits.
+    pub fn terminate_each(
+        &self,
+        verdict: impl Fn(&ConnectionInfo) -> Option<Termination>,
+    ) -> usize {
         let entries = self.lock();
         let mut n = 0;
-        for e in entries.values().filter(|e| pred(&e.info)) {
-            if e.stop.send(Some(why.clone())).is_ok() {
-                n += 1;
+        for e in entries.values() {
+            if let Some(why) = verdict(&e.info) {
+                if e.stop.send(Some(why)).is_ok() {
+                    n += 1;
+                }
             }
         }
         n
@@ -118,6 +140,8 @@ mod tests {
             application_name: None,
             tls: false,
             started_at: 0,
+            upstream_role: None,
+            token_groups: vec![],
         }
     }
 
@@ -143,5 +167,27 @@ mod tests {
         assert!(b.stop.borrow().is_none());
         drop(b);
         assert_eq!(c.list().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn each_connection_gets_its_own_verdict() {
+        let c = Connections::default();
+        let mut prod = c.register(info("a", None));
+        let mut staging_info = info("b", None);
+        staging_info.environment = "staging".into();
+        let staging = c.register(staging_info);
+        let n = c.terminate_each(|i| {
+            (i.environment == "prod").then(|| Termination {
+                code: "57P01",
+                message: format!("no more {}", i.environment),
+            })
+        });
+        assert_eq!(n, 1);
+        prod.stop.changed().await.unwrap();
+        assert_eq!(
+            prod.stop.borrow().as_ref().map(|t| t.message.clone()),
+            Some("no more prod".into())
+        );
+        assert!(staging.stop.borrow().is_none());
     }
 }

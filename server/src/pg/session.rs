@@ -18,7 +18,7 @@ use tracing::{field, Instrument};
 
 use super::cancel::CancelKey;
 use super::codec;
-use super::connections::ConnectionInfo;
+use super::connections::{ConnectionInfo, Termination};
 use super::error::{sqlstate, PgError};
 use super::gate::Observer;
 use super::handshake::{self, HandshakeError, Opening};
@@ -27,7 +27,7 @@ use super::stream::PgStream;
 use super::upstream;
 use crate::audit::{AuditRecord, ConnectionMeta, Pending};
 use crate::gateway::{Environment, Gateway};
-use crate::identity::{AuthError, Identity};
+use crate::identity::{AuthError, Identity, IdentityKind};
 
 /// Startup parameters passed on to the upstream as the client sent them. Anything else is
 /// dropped (it could change who the upstream thinks we are, e.g. `role` via `options`).
@@ -117,6 +117,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
     };
     let Established {
         identity,
+        token_groups,
         env,
         database,
         upstream,
@@ -148,10 +149,10 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         meta: meta.clone(),
         identity: identity.clone(),
         env: env.clone(),
-        pinned_role,
+        pinned_role: pinned_role.clone(),
         approval_window_seconds: approval_window(&gw, &params),
     };
-    let registration = gw.connections.register(ConnectionInfo {
+    let info = ConnectionInfo {
         id: conn_id.clone(),
         identity: identity.name.clone(),
         identity_kind: identity.kind.as_str().to_string(),
@@ -162,7 +163,16 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         application_name: params.get("application_name").cloned(),
         tls: stream.is_tls(),
         started_at: crate::identity::now(),
-    });
+        upstream_role: pinned_role,
+        token_groups,
+    };
+    let registration = gw.connections.register(info.clone());
+    // An administrator may have taken access away between the grant check in `establish` and
+    // this registration, when the sweep that follows such a change could not see us yet; ask
+    // the grants once more now that any later sweep will. The relay then ends at once.
+    if let Some(why) = access_withdrawn(&gw, &info, None) {
+        gw.connections.terminate(&conn_id, why);
+    }
     tracing::info!(
         kind = identity.kind.as_str(),
         tls = stream.is_tls(),
@@ -225,6 +235,8 @@ impl From<PgError> for SetupError {
 
 struct Established {
     identity: Identity,
+    /// The groups the token itself carries (see [`ConnectionInfo::token_groups`]).
+    token_groups: Vec<String>,
     env: Arc<Environment>,
     database: String,
     pinned_role: Option<String>,
@@ -279,7 +291,7 @@ async fn establish(
             return Err(SetupError::Quiet);
         }
     };
-    let identity = match gw.auth.authenticate_token(&token).await {
+    let token_identity = match gw.auth.token_identity(&token).await {
         Ok(i) if i.name == user => i,
         Ok(_) | Err(AuthError::InvalidCredentials) => return Err(auth_failed(&user).into()),
         Err(AuthError::Expired) => {
@@ -308,8 +320,11 @@ async fn establish(
             .into());
         }
     };
-    tracing::Span::current().record("identity", identity.name.as_str());
-    let identity = identity
+    tracing::Span::current().record("identity", token_identity.name.as_str());
+    let token_groups = token_identity.groups.clone();
+    let identity = gw
+        .auth
+        .with_memberships(token_identity)
         .acting_for(params.get(ON_BEHALF_OF_PARAM).map(String::as_str))
         .map_err(|e| PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()))?;
 
@@ -377,12 +392,58 @@ async fn establish(
     }
     Ok(Established {
         identity,
+        token_groups,
         env,
         database: database_name,
         pinned_role,
         upstream,
         _cancel_key: cancel_key,
     })
+}
+
+/// Asks the grants again about a connection that is already open, exactly as `establish` asked
+/// them at connect time ([`Grants::allows`], then [`Grants::upstream_role`]), for the identity
+/// its token proves with the group memberships as they are now. `None` while the connection
+/// may keep running as it was opened; otherwise why it must end, as a `57P01` like every other
+/// termination. A connection whose grants now give it another upstream role ends too: it runs
+/// as the role chosen at connect time, which the grants no longer say. `by` names the
+/// administrator whose change this follows, when known.
+///
+/// [`Grants::allows`]: crate::identity::Grants::allows
+/// [`Grants::upstream_role`]: crate::identity::Grants::upstream_role
+pub fn access_withdrawn(gw: &Gateway, c: &ConnectionInfo, by: Option<&str>) -> Option<Termination> {
+    let identity = gw.auth.with_memberships(Identity {
+        name: c.identity.clone(),
+        kind: IdentityKind::parse(&c.identity_kind),
+        groups: c.token_groups.clone(),
+        on_behalf_of: None,
+        session_id: c.session_id.clone(),
+    });
+    let by = by.map_or_else(
+        || "an administrator".to_string(),
+        |a| format!("administrator \"{a}\""),
+    );
+    let env = &c.environment;
+    if !gw.grants.allows(&identity, env) {
+        return Some(Termination {
+            code: sqlstate::ADMIN_SHUTDOWN,
+            message: format!("access to environment \"{env}\" was revoked by {by}"),
+        });
+    }
+    let role = gw.grants.upstream_role(&identity, env);
+    if role != c.upstream_role {
+        let now = match role {
+            Some(r) => format!("upstream role \"{r}\""),
+            None => "the environment's own user".to_string(),
+        };
+        return Some(Termination {
+            code: sqlstate::ADMIN_SHUTDOWN,
+            message: format!(
+                "access to environment \"{env}\" was changed by {by}: connections now run as {now}; reconnect to continue"
+            ),
+        });
+    }
+    None
 }
 
 /// The approval hold for this connection: the configured window, or less if the client asked.

@@ -16,10 +16,12 @@ pub struct GrantRecord {
     pub created_by: String,
 }
 
+/// Oldest first, as `Grants` promises (the first match picks the upstream role). Grants made in
+/// the same second keep the order they were made in (`rowid`), not that of their random ids.
 fn list(c: &rusqlite::Connection) -> Result<Vec<GrantRecord>, StoreError> {
     let mut stmt = c.prepare(
         "SELECT id, groups_json, environments_json, upstream_role, created_at, created_by
-         FROM grants ORDER BY created_at, id",
+         FROM grants ORDER BY created_at, rowid",
     )?;
     let rows = stmt
         .query_map([], |r| {

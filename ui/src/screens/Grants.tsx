@@ -28,7 +28,7 @@ export function Grants() {
     }
   };
   const del = async (id: string) => {
-    if ((await ask({ title: 'Remove this grant?', message: 'Its groups lose access at their next connection.', confirm: 'Remove' })) === null) return;
+    if ((await ask({ title: 'Remove this grant?', message: 'Its groups lose access now: open connections that no other grant covers are ended, and new ones are refused.', confirm: 'Remove' })) === null) return;
     if ((await remove.run(() => api.deleteGrant(id).then(() => true))) !== undefined) grants.reload();
   };
 

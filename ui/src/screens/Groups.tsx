@@ -1,6 +1,7 @@
 // Groups (administrators): who belongs to which group. Members from the config file are shown
-// read-only; members added here (through the API) can be removed. A change takes effect at the
-// member's next request or connection, without a new sign-in.
+// read-only; members added here (through the API) can be removed. An addition takes effect at
+// the member's next request or connection, without a new sign-in; a removal also ends their open
+// connections that no other grant covers.
 import { useState } from 'preact/hooks';
 import { api, type Group, type GroupMember } from '../api/client';
 import { ErrorBox, Page, RemoveIfApi, Table, View, useAction } from '../components/ui';
@@ -30,7 +31,7 @@ export function Groups() {
   };
   const del = async (g: Group, m: GroupMember) => {
     const title = `Remove ${m.member} from ${g.name}?`;
-    if ((await ask({ title, message: 'Access through this group ends at their next connection.', confirm: 'Remove' })) === null) return;
+    if ((await ask({ title, message: 'Access through this group ends now: their open connections that no other grant covers are ended, and new ones are refused.', confirm: 'Remove' })) === null) return;
     if ((await remove.run(() => api.removeGroupMember(g.name, m.member).then(() => true))) !== undefined) groups.reload();
   };
 
