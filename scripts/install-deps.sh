@@ -35,6 +35,8 @@ APT_PACKAGES=(
     python3
     python3-venv
     chromium               # the SSO end-to-end test drives a real browser (playwright-core)
+    libpostgresql-jdbc-java  # PgJDBC, the driver of DBeaver and IntelliJ, for tests/tests/pgjdbc.rs
+    openjdk-17-jdk-headless  # `java File.java` runs tests/java/PgJdbcCheck.java
     # The desktop app (src-tauri/, Tauri v2 on WebKitGTK) and its WebDriver test:
     libwebkit2gtk-4.1-dev  # the web view (pulls GTK, libsoup 3, JavaScriptCore)
     libgtk-3-dev

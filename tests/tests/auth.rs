@@ -83,6 +83,16 @@ async fn session_tokens_expire_and_logout_revokes() {
         .unwrap()
         .get(0);
     assert_eq!(app, "gatehouse:alice");
+    // A client that names itself later (simple protocol here) keeps the identity in front.
+    c.batch_execute("SET application_name = 'nightly report'")
+        .await
+        .unwrap();
+    let app: String = c
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app, "gatehouse:alice/nightly report");
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (code, m) = refused(&f, ENV, "alice", &token).await;

@@ -191,7 +191,11 @@ pub async fn run(
     };
     traffic.statements = statements;
     // Statements that were under way when the connection ended are recorded too.
-    let leftovers = std::mem::take(&mut lock(&tracker).completed);
+    let leftovers = {
+        let mut t = lock(&tracker);
+        t.finish_suspended();
+        std::mem::take(&mut t.completed)
+    };
     record_completed(observer, leftovers).await;
     // Leave the upstream cleanly when we can; it frees the backend at once.
     let _ = uw.shutdown().await;
@@ -282,8 +286,10 @@ where
     let mut scanner = FrameScanner::default();
     // (offset, length, tag, whole) of each frame header seen in the current chunk.
     let mut frames: Vec<(usize, usize, u8, bool)> = Vec::with_capacity(16);
-    // The chunk as sent upstream when a refused statement's frame was replaced.
+    // The chunk as sent upstream when a frame was replaced (a refused statement, a client's
+    // own `SET application_name`).
     let mut rewritten = BytesMut::new();
+    let app_prefix = super::app_name::prefix(&observer.meta.identity);
     loop {
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
@@ -319,6 +325,11 @@ where
                 b'E' => Some((lock(tracker).execute_info(frame), true)),
                 b'P' => {
                     lock(tracker).on_parse(frame);
+                    if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
+                        rewritten.extend_from_slice(&buf[written..offset]);
+                        rewritten.extend_from_slice(&own);
+                        written = offset + total;
+                    }
                     None
                 }
                 b'B' => {
@@ -355,6 +366,7 @@ where
             let mut exec = Exec::new(info.clone());
             if extended {
                 exec.portal = lock(tracker).execute_portal(frame);
+                exec.portal_name = super::tracker::execute_portal_name(frame);
             }
             let admission = match binary_copy_refusal(tracker, &info) {
                 Some(refusal) => gate::Admission {
@@ -368,13 +380,12 @@ where
                 },
                 None => gate::admit(observer, &info, notices).await,
             };
-            let out = admission.refusal.as_ref().map(|r| {
-                if extended {
-                    refusal::execute(r.code, &r.message, &r.hint)
-                } else {
-                    refusal::query(r.code, &r.message, &r.hint)
-                }
-            });
+            let out = match &admission.refusal {
+                Some(r) if extended => Some(refusal::execute(r.code, &r.message, &r.hint)),
+                Some(r) => Some(refusal::query(r.code, &r.message, &r.hint)),
+                None if !extended => super::app_name::rewrite_frame(tag, frame, &app_prefix),
+                None => None,
+            };
             exec.gate = admission.gate;
             {
                 let mut t = lock(tracker);

@@ -483,10 +483,10 @@ fn upstream_params(
         (Some(o), None) | (None, Some(o)) => out.push(("options".into(), o)),
         (None, None) => {}
     }
-    let app = match params.get("application_name").filter(|a| !a.is_empty()) {
-        Some(a) => format!("gatehouse:{}/{a}", identity.name),
-        None => format!("gatehouse:{}", identity.name),
-    };
+    let app = super::app_name::upstream_value(
+        &identity.name,
+        params.get("application_name").map(String::as_str),
+    );
     out.push(("application_name".into(), app));
     Ok(out)
 }

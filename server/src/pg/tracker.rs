@@ -38,6 +38,14 @@ pub struct Exec {
     pub gate: Gate,
     /// The portal an Execute runs (its result description and formats).
     pub portal: Option<Arc<Portal>>,
+    /// The name of the portal an Execute runs: a suspended portal's next Execute continues it.
+    pub portal_name: Option<String>,
+}
+
+/// The portal an Execute frame names.
+pub fn execute_portal_name(frame: &[u8]) -> Option<String> {
+    let mut pos = 5;
+    cstr(frame, &mut pos).map(str::to_string)
 }
 
 /// A RowDescription, filled when the upstream answers a Describe.
@@ -152,6 +160,7 @@ impl Exec {
             error: None,
             gate: Gate::default(),
             portal: None,
+            portal_name: None,
         }
     }
 }
@@ -208,6 +217,10 @@ pub struct Tracker {
     cursors: HashMap<String, Arc<StatementLineage>>,
     /// Results let through by an exemption, drained by the relay into the audit.
     pub exemption_uses: Vec<ExemptionUse>,
+    /// Executions whose portal is suspended (its row limit reached), by portal name: the
+    /// Executes that read the rest continue them, so a result fetched in pieces (JDBC's fetch
+    /// size) is one audit record with all its rows, not one per piece.
+    suspended: HashMap<String, Exec>,
 }
 
 /// Reads a NUL-terminated string at `*pos`, advancing past it.
@@ -260,6 +273,9 @@ impl Tracker {
             None => (StmtInfo::new(UNKNOWN), FieldsSlot::default()),
         };
         let formats = bind_result_formats(frame, pos).unwrap_or_default();
+        if let Some(old) = self.suspended.remove(&portal) {
+            self.finish(old);
+        }
         self.portals.insert(
             portal,
             Arc::new(Portal {
@@ -292,6 +308,10 @@ impl Tracker {
             }
             _ => {
                 self.portals.remove(name);
+                // Closed before its last row was read: recorded with the rows read so far.
+                if let Some(run) = self.suspended.remove(name) {
+                    self.finish(run);
+                }
             }
         }
         self.pending.push_back(Expect::Close { ours: false });
@@ -312,8 +332,27 @@ impl Tracker {
         self.portals.get(portal).cloned()
     }
 
-    pub fn expect_execute(&mut self, exec: Exec) {
+    pub fn expect_execute(&mut self, mut exec: Exec) {
+        // The next piece of a suspended portal continues its execution.
+        if let Some(run) = exec
+            .portal_name
+            .as_ref()
+            .and_then(|name| self.suspended.remove(name))
+        {
+            exec.started = run.started;
+            exec.at = run.at;
+            exec.rows = run.rows;
+        }
         self.pending.push_back(Expect::Execute(exec));
+    }
+
+    /// Ends the executions of suspended portals (the transaction or the connection ended);
+    /// each is recorded with the rows read.
+    pub fn finish_suspended(&mut self) {
+        let runs: Vec<Exec> = self.suspended.drain().map(|(_, e)| e).collect();
+        for run in runs {
+            self.finish(run);
+        }
     }
 
     pub fn on_sync(&mut self) {
@@ -535,10 +574,19 @@ impl Tracker {
                     }
                     Some(Expect::Execute(_)) => {
                         if let Some(Expect::Execute(mut e)) = self.pending.pop_front() {
+                            // The rows counted so far include earlier pieces of a suspended
+                            // portal, which the tag (PostgreSQL counts the last piece) does not.
                             if let Some(n) = tag_rows {
-                                e.rows = Some(n);
+                                e.rows = Some(e.rows.map_or(n, |counted| counted.max(n)));
                             }
-                            self.finish(e);
+                            match (tag, e.portal_name.take()) {
+                                (b's', Some(name)) => {
+                                    if let Some(old) = self.suspended.insert(name, e) {
+                                        self.finish(old);
+                                    }
+                                }
+                                _ => self.finish(e),
+                            }
                         }
                     }
                     _ => {}
@@ -552,6 +600,10 @@ impl Tracker {
             b'Z' => {
                 self.active = None;
                 self.query_index = 0;
+                // Idle: the transaction is over, and every portal with it.
+                if frame.and_then(|f| f.get(5)) == Some(&b'I') {
+                    self.finish_suspended();
+                }
                 while let Some(e) = self.pending.pop_front() {
                     match e {
                         Expect::Sync | Expect::QueryDone => break,
@@ -925,6 +977,75 @@ mod tests {
         b.push(0);
         let f = frame(b'C', &b);
         assert_eq!(t.on_backend(b'C', Some(&f)), Verdict::Forward);
+    }
+
+    /// Bind portal `name` of statement `s1` (unless it is bound already), Execute it for `max`
+    /// rows and Sync; the upstream sends `max` rows.
+    fn execute_piece(t: &mut Tracker, name: &str, max: i32, bind: bool) {
+        if bind {
+            t.on_bind(&frame(b'B', format!("{name}\0s1\0\0\0\0\0\0\0").as_bytes()));
+        }
+        let mut body = format!("{name}\0").into_bytes();
+        body.extend_from_slice(&max.to_be_bytes());
+        let e = frame(b'E', &body);
+        let mut exec = Exec::new(t.execute_info(&e));
+        exec.portal_name = execute_portal_name(&e);
+        t.expect_execute(exec);
+        t.on_sync();
+        if bind {
+            assert_eq!(t.on_backend(b'2', None), Verdict::Forward);
+        }
+        for _ in 0..max {
+            assert_eq!(t.on_backend(b'D', None), Verdict::Forward);
+        }
+    }
+
+    #[test]
+    fn a_portal_read_in_pieces_is_one_execution_with_all_its_rows() {
+        let mut t = Tracker::default();
+        t.on_parse(&frame(b'P', b"s1\0SELECT id FROM t\0\0\0"));
+        assert_eq!(t.on_backend(b'1', None), Verdict::Forward);
+        // Two pieces of 50 rows (PortalSuspended), then the last 50, inside a transaction.
+        execute_piece(&mut t, "C_1", 50, true);
+        for _ in 0..2 {
+            assert_eq!(t.on_backend(b's', None), Verdict::Forward);
+            t.on_backend(b'Z', Some(&frame(b'Z', b"T")));
+            assert!(t.completed.is_empty(), "a suspended portal is not finished");
+            execute_piece(&mut t, "C_1", 50, false);
+        }
+        // The last piece's tag counts that piece only.
+        complete(&mut t, "SELECT 50");
+        t.on_backend(b'Z', Some(&frame(b'Z', b"T")));
+        assert_eq!(t.completed.len(), 1);
+        assert_eq!(t.completed[0].exec.rows, Some(150));
+        assert_eq!(&*t.completed[0].exec.info.sql, "SELECT id FROM t");
+
+        // Closed after one piece: recorded with the rows read.
+        execute_piece(&mut t, "C_2", 10, true);
+        t.on_backend(b's', None);
+        t.on_backend(b'Z', Some(&frame(b'Z', b"T")));
+        t.on_close(&frame(b'C', b"PC_2\0"));
+        t.on_sync();
+        assert_eq!(t.on_backend(b'3', None), Verdict::Forward);
+        t.on_backend(b'Z', Some(&frame(b'Z', b"T")));
+        assert_eq!(t.completed.len(), 2);
+        assert_eq!(t.completed[1].exec.rows, Some(10));
+
+        // Left suspended when the transaction ends: recorded then.
+        execute_piece(&mut t, "C_3", 5, true);
+        t.on_backend(b's', None);
+        t.on_backend(b'Z', Some(&frame(b'Z', b"T")));
+        assert_eq!(t.completed.len(), 2);
+        t.on_backend(b'Z', Some(&frame(b'Z', b"I")));
+        assert_eq!(t.completed.len(), 3);
+        assert_eq!(t.completed[2].exec.rows, Some(5));
+
+        // Still suspended when the connection ends: the relay asks for it.
+        execute_piece(&mut t, "C_4", 3, true);
+        t.on_backend(b's', None);
+        t.finish_suspended();
+        assert_eq!(t.completed.len(), 4);
+        assert_eq!(t.completed[3].exec.rows, Some(3));
     }
 
     #[test]
