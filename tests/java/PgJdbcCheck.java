@@ -6,11 +6,15 @@
  *
  * Run by tests/tests/pgjdbc.rs with the source launcher:
  *   java -cp /usr/share/java/postgresql.jar PgJdbcCheck.java
- * with GATEHOUSE_JDBC_URL, GATEHOUSE_USER and GATEHOUSE_PASSWORD set. Prints "all checks
- * passed" and exits 0, or names the first check that failed and exits 1.
+ * with GATEHOUSE_JDBC_URL, GATEHOUSE_USER, GATEHOUSE_PASSWORD and GATEHOUSE_JDBC_SETUP (the path
+ * of jdbc_customers.sql) set. With the argument `browse` it only reads, as a tool showing an
+ * existing database does (the table must exist). Prints "all checks passed" and exits 0, or
+ * names the first check that failed and exits 1.
  */
 
 import java.math.BigDecimal;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.sql.Connection;
 import java.sql.DatabaseMetaData;
 import java.sql.DriverManager;
@@ -39,6 +43,15 @@ public class PgJdbcCheck {
     }
 
     public static void main(String[] args) throws Exception {
+        if (args.length > 0 && args[0].equals("browse")) {
+            // Only what a tool does to show a database that already exists: nothing it writes.
+            try (Connection c = open("")) {
+                catalog(c);
+                browse(c);
+            }
+            System.out.println("all checks passed");
+            return;
+        }
         try (Connection c = open("")) {
             setup(c);
             catalog(c);
@@ -57,16 +70,11 @@ public class PgJdbcCheck {
         System.out.println("all checks passed");
     }
 
-    static void setup(Connection c) throws SQLException {
+    /* The table every check reads, from jdbc_customers.sql (GATEHOUSE_JDBC_SETUP names it). */
+    static void setup(Connection c) throws Exception {
+        String sql = Files.readString(Path.of(System.getenv("GATEHOUSE_JDBC_SETUP")));
         try (Statement st = c.createStatement()) {
-            st.execute("CREATE TABLE jdbc_customers (id int PRIMARY KEY, email text NOT NULL, "
-                    + "balance numeric(12,2), joined timestamptz, ext_ref uuid, payload bytea, active boolean)");
-            st.execute("CREATE INDEX jdbc_customers_email ON jdbc_customers (email)");
-            st.execute("COMMENT ON TABLE jdbc_customers IS 'people who buy things'");
-            st.execute("INSERT INTO jdbc_customers SELECT g, 'customer' || g || '@example.com', g * 1.25, "
-                    + "'2024-01-01T00:00:00Z'::timestamptz + g * interval '1 hour', "
-                    + "md5(g::text)::uuid, decode(lpad(to_hex(g), 4, '0'), 'hex'), g % 2 = 0 "
-                    + "FROM generate_series(1, 1000) g");
+            st.execute(sql);
         }
     }
 
@@ -126,6 +134,38 @@ public class PgJdbcCheck {
         }
         try (ResultSet rs = md.getFunctions(null, "pg_catalog", "md5")) {
             check(rs.next(), "getFunctions md5");
+        }
+    }
+
+    /* The rest of a tool's tree: every schema's tables, their columns and keys, the functions,
+       and the first rows of a table, as DBeaver's data tab reads them. */
+    static void browse(Connection c) throws SQLException {
+        DatabaseMetaData md = c.getMetaData();
+        int tables = 0;
+        try (ResultSet rs = md.getTables(null, null, "%", null)) {
+            while (rs.next()) {
+                tables++;
+            }
+        }
+        check(tables > 50, "tables in every schema " + tables);
+        try (ResultSet rs = md.getColumns(null, "pg_catalog", "pg_class", "%")) {
+            check(rs.next(), "columns of pg_class");
+        }
+        md.getImportedKeys(null, "public", "jdbc_customers").close();
+        md.getExportedKeys(null, "public", "jdbc_customers").close();
+        md.getTablePrivileges(null, "public", "jdbc_customers").close();
+        md.getProcedures(null, "public", "%").close();
+        md.getCatalogs().close();
+        md.getUDTs(null, null, null, null).close();
+        try (Statement st = c.createStatement()) {
+            st.setMaxRows(200);
+            try (ResultSet rs = st.executeQuery("SELECT * FROM public.jdbc_customers")) {
+                int n = 0;
+                while (rs.next()) {
+                    n++;
+                }
+                check(n == 200, "first rows " + n);
+            }
         }
     }
 

@@ -12,18 +12,18 @@ use gatehouse_tests::{run_cmd, Api, Fixture, AGENT, ENV};
 /// Debian's PgJDBC jar.
 const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pgjdbc_catalog_prepares_portals_and_cancel() {
-    let f = Fixture::start_with(|b| b.user("root", "root-pw", &["admins"])).await;
+/// Runs the PgJDBC checks (`args`: none for all of them, `browse` for reading only) as `agent`.
+fn run_checks(f: &Fixture, args: &[&str]) {
     assert!(
         std::path::Path::new(JDBC_JAR).exists(),
         "{JDBC_JAR} is missing: run scripts/install-deps.sh (apt package libpostgresql-jdbc-java)"
     );
-    let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java/PgJdbcCheck.java");
+    let java = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("java");
     let out = run_cmd(
         Command::new("java")
             .args(["-cp", JDBC_JAR])
-            .arg(source)
+            .arg(java.join("PgJdbcCheck.java"))
+            .args(args)
             .env(
                 "GATEHOUSE_JDBC_URL",
                 format!(
@@ -32,7 +32,8 @@ async fn pgjdbc_catalog_prepares_portals_and_cancel() {
                 ),
             )
             .env("GATEHOUSE_USER", AGENT)
-            .env("GATEHOUSE_PASSWORD", &f.token),
+            .env("GATEHOUSE_PASSWORD", &f.token)
+            .env("GATEHOUSE_JDBC_SETUP", java.join("jdbc_customers.sql")),
         Duration::from_secs(180),
     );
     assert!(
@@ -43,6 +44,12 @@ async fn pgjdbc_catalog_prepares_portals_and_cancel() {
         f.gw.log()
     );
     assert!(out.stdout.contains("all checks passed"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgjdbc_catalog_prepares_portals_and_cancel() {
+    let f = Fixture::start_with(|b| b.user("root", "root-pw", &["admins"])).await;
+    run_checks(&f, &[]);
 
     // A result read in pieces (fetch size) is one audit record with all its rows, as if read
     // at once.
@@ -76,4 +83,42 @@ async fn pgjdbc_catalog_prepares_portals_and_cancel() {
                 .is_some_and(|s| s.contains("DBeaver")))),
         "{page}"
     );
+}
+
+/// A tool browsing a production database is never held for review nor refused: what PgJDBC
+/// runs to show the catalog and a table's first rows are reads the classifier understands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsing_production_with_pgjdbc_is_never_held() {
+    let f = Fixture::start_with_tier("production", |b| {
+        // A statement held for review would fail the check after this instead of a minute.
+        b.server("approval_window_seconds = 3")
+            .user("root", "root-pw", &["admins"])
+    })
+    .await;
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner; {}",
+                include_str!("../java/jdbc_customers.sql")
+            ),
+        )
+        .await;
+    run_checks(&f, &["browse"]);
+
+    let api = Api::new(f.gw.http());
+    let root = f.gw.login("root", "root-pw").await;
+    let (status, page) = api
+        .get(
+            &format!("/api/v1/audit?identity={AGENT}&event=statement&limit=500"),
+            &root,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().expect("audit items");
+    assert!(items.len() > 10, "{page}");
+    for r in items {
+        assert_eq!(r["decision"], "allow", "{r}");
+        assert!(r["sqlstate"].is_null(), "{r}");
+    }
 }
