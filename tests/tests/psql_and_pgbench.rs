@@ -1,10 +1,11 @@
 //! The command-line tools people use every day, through the gateway: psql (catalog describe,
-//! transactions, `\copy` both ways) and pgbench in all three query modes.
+//! also of a production environment without holds, transactions, `\copy` both ways) and
+//! pgbench in all three query modes.
 
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::{run_cmd, Fixture, AGENT, ENV};
+use gatehouse_tests::{run_cmd, Api, Fixture, AGENT, ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_describe_transactions_and_copy() {
@@ -99,6 +100,60 @@ async fn psql_describe_transactions_and_copy() {
     assert_eq!(back.lines().count(), 1001);
     // Emails are personal data: the gateway masks them on the way out (see tests/masking.rs).
     assert_eq!(back.lines().nth(1), Some("Person 0,p***@example.com"));
+}
+
+/// psql's describe commands on a production environment are never held for review nor
+/// refused: their catalog queries are reads the classifier understands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_describes_production_without_holds() {
+    let f = Fixture::start_with_tier("production", |b| {
+        // A statement held for review would fail after this instead of a minute.
+        b.server("approval_window_seconds = 3")
+            .user("root", "root-pw", &["admins"])
+    })
+    .await;
+    f.cluster
+        .exec(
+            "appdb",
+            "SET ROLE app_owner; CREATE TABLE people (id serial PRIMARY KEY, name text NOT NULL, email text);
+             CREATE VIEW people_names AS SELECT name FROM people;
+             CREATE FUNCTION people_count() RETURNS bigint LANGUAGE sql AS 'SELECT count(*) FROM people'",
+        )
+        .await;
+    for command in [
+        "\\l",
+        "\\dn",
+        "\\dt",
+        "\\d people",
+        "\\d+ people",
+        "\\dv",
+        "\\di",
+        "\\ds",
+        "\\df",
+        "\\du",
+        "\\dx",
+        "\\dp people",
+        "\\dT",
+        "\\sf people_count",
+        "\\sv people_names",
+    ] {
+        let out = f.psql(&["-X", "-c", command]);
+        assert!(out.ok(), "{command}: {out:?}\n{}", f.gw.log());
+    }
+    let api = Api::new(f.gw.http());
+    let root = f.gw.login("root", "root-pw").await;
+    let (status, page) = api
+        .get(
+            &format!("/api/v1/audit?identity={AGENT}&event=statement&limit=500"),
+            &root,
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let items = page["items"].as_array().expect("audit items");
+    assert!(items.len() >= 15, "{page}");
+    for r in items {
+        assert_eq!(r["decision"], "allow", "{r}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
