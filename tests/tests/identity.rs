@@ -368,6 +368,17 @@ async fn an_expiring_grant_ends_its_connections_when_it_expires() {
     // Logins first (argon2 takes its time in a debug build): bob's grant lasts three seconds.
     let bob = gw.login("bob", "bob-pw").await;
     let carol = gw.login("carol", "carol-pw").await;
+    // The OpenAPI document describes both ways of giving an expiry, and the listed one.
+    let (_, doc) = api.get_anonymous("/api/v1/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    for field in ["expires_at", "expires_in_seconds"] {
+        assert!(
+            schemas["GrantRequest"]["properties"][field].is_object(),
+            "GrantRequest.{field}"
+        );
+    }
+    assert!(schemas["GrantItem"]["properties"]["expires_at"].is_object());
+
     // carol's grant never expires; bob's lasts three seconds.
     let (status, carol_grant) = api
         .post(
