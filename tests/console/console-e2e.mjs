@@ -3,7 +3,7 @@
 // tests/tests/console_browser.rs. Two browser sessions at once:
 //   root (administrator, signs in with SSO): environments and the tier filter → Approvals, where
 //     a statement a psql session is waiting on appears live and is approved, and a second one is
-//     denied (a reason is required) → a grant for engineers, then taken back → alice added to
+//     denied (a reason is required) → an 8-hour grant for engineers, then taken back → alice added to
 //     the group oncall → dry runs, before and after a new
 //     rule → an audit search
 //     and one connection's timeline → a service account created, rotated, revoked → alice's
@@ -131,13 +131,17 @@ try {
   await shot(alice, '10-no-environment-yet');
   say('STEP alice-signed-in');
 
-  // 6. Grants: root gives engineers the dev environment; alice sees it after a reload.
+  // 6. Grants: root gives engineers the dev environment for 8 hours; alice sees it after a reload.
   await nav(root, 'Grants').click();
   await root.getByLabel('Groups').fill('engineers');
   await root.getByLabel('Environments').fill('dev');
   await root.getByLabel('Upstream role').fill('');
+  // Just-in-time access: the grant lasts 8 hours, and the list says until when.
+  await root.getByLabel('Expires').selectOption({ label: '8 hours' });
   await root.getByRole('button', { name: 'Add grant' }).click();
   await root.locator('tr[data-grant]').filter({ hasText: 'engineers' }).waitFor();
+  const jit = await root.locator('tr[data-grant]').filter({ hasText: 'engineers' }).locator('td').nth(5).textContent();
+  if (!/^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/.test(jit ?? '')) throw new Error(`the 8-hour grant shows no expiry: ${jit}`);
   await shot(root, '05-grants');
   await alice.reload();
   await alice.locator('[data-env="dev"]').waitFor();

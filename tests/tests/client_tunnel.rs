@@ -1,14 +1,15 @@
 //! `gatehouse login` + `gatehouse connect` end to end: real PostgreSQL, the real gateway and the
 //! real CLI, with psql, pgbench (every -M mode), tokio-postgres and psycopg 3 connecting through
 //! the tunnel with no password; cancel through the tunnel; two tunnels to two environments; the
-//! session refreshed under a running tunnel; a gateway restart; an expired or revoked session.
+//! session refreshed under a running tunnel; a gateway restart; an expired or revoked session;
+//! tunnel connections ended with their session, and new ones after a new login.
 
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gatehouse_tests::{
-    app_url, message, run_cmd, sqlstate, CliHome, Fixture, GatewayBuilder, ENV, PG_BIN,
+    app_url, ended_with, message, run_cmd, sqlstate, CliHome, Fixture, GatewayBuilder, ENV, PG_BIN,
 };
 
 const USER: &str = "ana";
@@ -274,6 +275,46 @@ async fn the_tunnel_survives_a_token_refresh() {
     // Other commands in the same home pick up the refreshed session.
     let who = home.run(&["whoami"]);
     assert!(who.ok() && who.stdout.contains(USER), "{who:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_connections_end_with_their_session_and_a_new_login_opens_new_ones() {
+    // Two-second access tokens the tunnel keeps refreshing, six-second sessions: a refresh
+    // renews the token, not the session.
+    let f = fixture_with(|b| b.server("session_ttl_seconds = 2\nrefresh_ttl_seconds = 6")).await;
+    let home = CliHome::new();
+    home.must_login(&f.gw, USER, PASSWORD);
+    let session_end = home.session()["refresh_expires_at"]
+        .as_str()
+        .expect("a refresh token")
+        .to_string();
+    let t = home.tunnel(ENV, &[]);
+    let (old, conn) = tokio_postgres::connect(&t.conn_str(ENV), tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("through the tunnel: {e}\n{}", t.log()));
+    let old_end = tokio::spawn(conn);
+    old.simple_query("SELECT 1").await.expect("connected");
+
+    // The gateway's reason reaches the local client unchanged.
+    let (code, m) = ended_with(old_end).await;
+    assert_eq!(code, "57P01", "{m}");
+    assert_eq!(
+        m,
+        format!("your Gatehouse session ended at {session_end}; log in again")
+    );
+    let refused = t.connect(ENV).await.expect_err("the session is over");
+    assert!(message(&refused).contains("login"), "{}", message(&refused));
+
+    // After a new login the same tunnel opens connections with the new session; the old
+    // session's end is not theirs.
+    home.must_login(&f.gw, USER, PASSWORD);
+    let new = t
+        .connect(ENV)
+        .await
+        .unwrap_or_else(|e| panic!("after a new login: {e}\n{}", t.log()));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let row = new.query_one("SELECT 2", &[]).await.expect("still open");
+    assert_eq!(row.get::<_, i32>(0), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

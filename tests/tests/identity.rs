@@ -1,7 +1,9 @@
 //! Identity administration over the API against a running gateway: grants that take effect for
 //! new connections at once, a deleted grant ending the open connections it alone let in (or
 //! whose upstream role it chose), service-account rotation, refresh tokens, local-user lockout,
-//! admin endpoints closed to non-admins, and the OpenAPI document naming every new endpoint.
+//! admin endpoints closed to non-admins, the OpenAPI document naming every new endpoint; grants
+//! that expire (their connections end, the gateway audits it) and connections that end with
+//! the session they were opened with.
 
 use gatehouse_tests::{
     app_database, app_url, ended_with, random_token, sqlstate, Api, Fixture, GatewayBuilder, AGENT,
@@ -326,6 +328,217 @@ async fn deleting_a_grant_ends_the_connections_that_lost_access() {
     assert_eq!(counts, [1, 1], "{deletions:?}");
     let verify = gw.verify_audit();
     assert_eq!(verify.status, 0, "{}", verify.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expiring_grant_ends_its_connections_when_it_expires() {
+    let f = Fixture::start_with(|b| {
+        b.user("root", "root-pw", &["admins"])
+            .user("bob", "bob-pw", &["oncall"])
+            .user("carol", "carol-pw", &["eng"])
+    })
+    .await;
+    let gw = &f.gw;
+    let api = Api::new(gw.http());
+    let root = gw.login("root", "root-pw").await;
+
+    // Bad input is refused, naming the field; nothing is created.
+    for (body, field) in [
+        (json!({"expires_in_seconds": -5}), "`expires_in_seconds`"),
+        (
+            json!({"expires_in_seconds": 60, "expires_at": "2099-01-01T00:00:00Z"}),
+            "`expires_at` or `expires_in_seconds`",
+        ),
+        (
+            json!({"expires_at": "2020-01-01T00:00:00Z"}),
+            "`expires_at`",
+        ),
+        (json!({"expires_at": "next tuesday"}), "`expires_at`"),
+    ] {
+        let mut b = json!({"groups": ["oncall"], "environments": [ENV]});
+        for (k, v) in body.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        let (status, e) = api.post("/api/v1/grants", &root, b).await;
+        assert_eq!(status, 400, "{body}: {e}");
+        let m = e["message"].as_str().unwrap_or_default();
+        assert!(m.contains(field), "{body}: {e}");
+    }
+
+    // Logins first (argon2 takes its time in a debug build): bob's grant lasts three seconds.
+    let bob = gw.login("bob", "bob-pw").await;
+    let carol = gw.login("carol", "carol-pw").await;
+    // The OpenAPI document describes both ways of giving an expiry, and the listed one.
+    let (_, doc) = api.get_anonymous("/api/v1/openapi.json").await;
+    let schemas = &doc["components"]["schemas"];
+    for field in ["expires_at", "expires_in_seconds"] {
+        assert!(
+            schemas["GrantRequest"]["properties"][field].is_object(),
+            "GrantRequest.{field}"
+        );
+    }
+    assert!(schemas["GrantItem"]["properties"]["expires_at"].is_object());
+
+    // carol's grant never expires; bob's lasts three seconds.
+    let (status, carol_grant) = api
+        .post(
+            "/api/v1/grants",
+            &root,
+            json!({"groups": ["eng"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{carol_grant}");
+    assert_eq!(carol_grant["expires_at"], Value::Null);
+    let (status, bob_grant) = api
+        .post(
+            "/api/v1/grants",
+            &root,
+            json!({"groups": ["oncall"], "environments": [ENV], "expires_in_seconds": 3}),
+        )
+        .await;
+    assert_eq!(status, 201, "{bob_grant}");
+    let bob_grant_id = bob_grant["id"].as_str().unwrap().to_string();
+    let expires_at = bob_grant["expires_at"]
+        .as_str()
+        .expect("an expiry")
+        .to_string();
+    let (_, list) = api.get("/api/v1/grants", &root).await;
+    let listed = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == bob_grant["id"])
+        .cloned()
+        .expect("listed");
+    assert_eq!(listed["expires_at"], expires_at.as_str());
+
+    let (bob_c, bob_end) = gw.connect_watched(ENV, "bob", &bob).await;
+    let (carol_c, carol_end) = gw.connect_watched(ENV, "carol", &carol).await;
+    for c in [&bob_c, &carol_c] {
+        c.simple_query("SELECT 1").await.expect("connected");
+    }
+
+    // The grant expires: bob's open connection ends, saying so, within the sweep's interval.
+    let (code, m) = ended_with(bob_end).await;
+    assert_eq!(code, "57P01", "{m}");
+    assert_eq!(
+        m,
+        format!("access to environment \"app\" expired at {expires_at}: the grant that allowed it ended; ask an administrator for access again")
+    );
+    let e = gw.connect(ENV, "bob", &bob).await.expect_err("refused");
+    assert_eq!(sqlstate(&e), "28000");
+    let row = carol_c
+        .query_one("SELECT 2", &[])
+        .await
+        .expect("still open");
+    assert_eq!(row.get::<_, i32>(0), 2);
+    assert!(!carol_end.is_finished());
+    gw.connect(ENV, "carol", &carol)
+        .await
+        .expect("carol still gets in");
+
+    // The grant is gone from the list and from the store (a delete finds nothing).
+    let (_, list) = api.get("/api/v1/grants", &root).await;
+    let ids: Vec<&str> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["id"].as_str())
+        .collect();
+    assert!(!ids.contains(&bob_grant_id.as_str()), "{list}");
+    assert!(ids.contains(&carol_grant["id"].as_str().unwrap()), "{list}");
+    assert_eq!(
+        api.delete(&format!("/api/v1/grants/{bob_grant_id}"), &root)
+            .await
+            .0,
+        404
+    );
+
+    // The audit: the gateway itself recorded the expiry, with the connection it ended.
+    let expired = gw.audit(&root, "event=admin.grant.expired").await;
+    assert_eq!(expired.len(), 1, "{expired:?}");
+    let r = &expired[0];
+    assert_eq!(r["identity"], "gatehouse", "{r}");
+    assert_eq!(r["identity_kind"], "gateway", "{r}");
+    assert_eq!(r["details"]["grant_id"], bob_grant_id.as_str(), "{r}");
+    assert_eq!(r["details"]["groups"], json!(["oncall"]), "{r}");
+    assert_eq!(r["details"]["environments"], json!([ENV]), "{r}");
+    assert_eq!(r["details"]["connections_closed"], 1, "{r}");
+    let closes = gw.audit(&root, "event=connection.close&identity=bob").await;
+    assert_eq!(closes.len(), 1, "{closes:?}");
+    assert_eq!(closes[0]["details"]["reason"], format!("terminated: {m}"));
+    let verify = gw.verify_audit();
+    assert_eq!(verify.status, 0, "{}", verify.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_ends_when_its_session_ends() {
+    // Access tokens last 2 s, the session (its refresh token) 6 s.
+    let f = Fixture::start_with(|b| {
+        b.user("dana", "dana-pw", &["analysts"])
+            .grant(&["analysts"], &[ENV])
+            .server("session_ttl_seconds = 2\nrefresh_ttl_seconds = 6")
+    })
+    .await;
+    let gw = &f.gw;
+    let api = Api::new(gw.http());
+    let (status, login) = api
+        .send(
+            Method::POST,
+            "/api/v1/auth/login",
+            None,
+            Some(json!({"username": "dana", "password": "dana-pw"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{login}");
+    let token = login["token"].as_str().unwrap().to_string();
+    let session_end = login["refresh_expires_at"]
+        .as_str()
+        .expect("a refresh token")
+        .to_string();
+    let (dana_c, dana_end) = gw.connect_watched(ENV, "dana", &token).await;
+    let (agent_c, agent_end) = gw.connect_watched(ENV, AGENT, &f.token).await;
+    for c in [&dana_c, &agent_c] {
+        c.simple_query("SELECT 1").await.expect("connected");
+    }
+
+    // A refresh renews the access token, not the session: the connection outlives the first
+    // access token (expired after 2 s) and ends at the session's end.
+    let (status, renewed) = api
+        .send(
+            Method::POST,
+            "/api/v1/auth/refresh",
+            None,
+            Some(json!({"refresh_token": login["refresh_token"]})),
+        )
+        .await;
+    assert_eq!(status, 200, "{renewed}");
+    assert_eq!(renewed["refresh_expires_at"], session_end.as_str());
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+    let e = gw
+        .connect(ENV, "dana", &token)
+        .await
+        .expect_err("the first access token no longer works");
+    assert_eq!(sqlstate(&e), "28P01");
+    dana_c
+        .simple_query("SELECT 2")
+        .await
+        .expect("open past the access token's expiry");
+    assert!(!dana_end.is_finished());
+
+    let (code, m) = ended_with(dana_end).await;
+    assert_eq!(code, "57P01", "{m}");
+    assert_eq!(
+        m,
+        format!("your Gatehouse session ended at {session_end}; log in again")
+    );
+    // The service account's connection, opened at the same time, is not a session's.
+    let row = agent_c
+        .query_one("SELECT 3", &[])
+        .await
+        .expect("still open");
+    assert_eq!(row.get::<_, i32>(0), 3);
+    assert!(!agent_end.is_finished());
 }
 
 /// The upstream role a connection runs as. A simple query: an extended one leaves tokio-postgres

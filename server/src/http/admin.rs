@@ -4,7 +4,8 @@
 //! Revoking a session or a service account also closes its open database connections: the
 //! client receives a FATAL `57P01` naming the reason. So does taking access away (deleting a
 //! grant here, removing a group member in `groups.rs`): every open connection it could affect
-//! is asked again against the grants as they are now, and those without access end.
+//! is asked again against the grants as they are now, and those without access end
+//! (`pg::access`; a grant's expiry takes the same path from the gateway's sweep).
 
 use std::sync::Arc;
 
@@ -22,7 +23,8 @@ use crate::identity::{
     GrantError, GrantView, IdentityKind, ManageError, NewGrant, NewServiceAccount,
     ServiceAccountView,
 };
-use crate::pg::connections::{ConnectionInfo, Termination};
+use crate::pg::access::{end_connections_without_access, Cause};
+use crate::pg::connections::Termination;
 use crate::store::ServiceAccountRecord;
 
 // ---- sessions ------------------------------------------------------------------------------
@@ -148,6 +150,9 @@ pub struct GrantItem {
     pub source: String,
     pub created_by: Option<String>,
     pub created_at: Option<String>,
+    /// When the grant stops letting anyone in (RFC 3339); null when it never expires. An
+    /// expired grant is deleted within seconds and its connections end.
+    pub expires_at: Option<String>,
 }
 
 impl From<GrantView> for GrantItem {
@@ -160,6 +165,7 @@ impl From<GrantView> for GrantItem {
             source: g.source.into(),
             created_by: g.created_by,
             created_at: g.created_at.map(rfc3339),
+            expires_at: g.expires_at.map(rfc3339),
         }
     }
 }
@@ -174,6 +180,48 @@ pub struct GrantRequest {
     pub groups: Vec<String>,
     pub environments: Vec<String>,
     pub upstream_role: Option<String>,
+    /// When the grant ends (RFC 3339, in the future); never when absent. Not with
+    /// `expires_in_seconds`.
+    pub expires_at: Option<String>,
+    /// How long the grant lasts from now, in seconds (positive); not with `expires_at`.
+    pub expires_in_seconds: Option<i64>,
+}
+
+/// Longest `expires_in_seconds` taken: ten years. Longer is a mistake, and `never` exists.
+const MAX_GRANT_SECONDS: i64 = 10 * 366 * 24 * 3600;
+
+/// A grant request's expiry as Unix seconds (`None`: never), from one of its two fields;
+/// the message names the field at fault.
+fn grant_expiry(
+    expires_at: Option<&str>,
+    expires_in_seconds: Option<i64>,
+    now: i64,
+) -> Result<Option<i64>, String> {
+    match (expires_at, expires_in_seconds) {
+        (Some(_), Some(_)) => Err(
+            "give either `expires_at` or `expires_in_seconds`, not both".into(),
+        ),
+        (None, None) => Ok(None),
+        (None, Some(s)) if s <= 0 => Err(format!(
+            "`expires_in_seconds` must be a positive number of seconds (got {s})"
+        )),
+        (None, Some(s)) if s > MAX_GRANT_SECONDS => Err(format!(
+            "`expires_in_seconds` must be at most {MAX_GRANT_SECONDS} (ten years); omit it for a grant that never expires"
+        )),
+        (None, Some(s)) => Ok(Some(now + s)),
+        (Some(t), None) => {
+            let at = chrono::DateTime::parse_from_rfc3339(t)
+                .map_err(|e| format!("`expires_at` is not an RFC 3339 time: {e}"))?
+                .timestamp();
+            if at <= now {
+                return Err(format!(
+                    "`expires_at` must be in the future (it is {t}, and now is {})",
+                    rfc3339(now)
+                ));
+            }
+            Ok(Some(at))
+        }
+    }
 }
 
 fn grant_error(e: GrantError) -> ApiError {
@@ -196,8 +244,10 @@ pub async fn list_grants(State(gw): State<Arc<Gateway>>, _admin: Admin) -> Json<
     })
 }
 
-/// Grant groups access to environments, optionally as a given upstream role (admin). Takes
-/// effect for new connections at once.
+/// Grant groups access to environments, optionally as a given upstream role and until a given
+/// time (admin). Takes effect for new connections at once. When it expires it lets nobody in,
+/// is deleted within seconds (`admin.grant.expired` in the audit) and the open connections no
+/// other grant covers end with `57P01`.
 #[utoipa::path(
     post, path = "/api/v1/grants", request_body = GrantRequest,
     responses((status = 201, body = GrantItem), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -208,6 +258,9 @@ pub async fn create_grant(
     Admin(admin): Admin,
     Json(req): Json<GrantRequest>,
 ) -> Result<(StatusCode, Json<GrantItem>), ApiError> {
+    let now = crate::identity::now();
+    let expires_at = grant_expiry(req.expires_at.as_deref(), req.expires_in_seconds, now)
+        .map_err(ApiError::BadRequest)?;
     let g = gw
         .grants
         .add(
@@ -216,15 +269,17 @@ pub async fn create_grant(
                 groups: req.groups,
                 environments: req.environments,
                 upstream_role: req.upstream_role,
+                expires_at,
             },
             |e| gw.environments.contains_key(e),
             &admin.identity.name,
-            crate::identity::now(),
+            now,
         )
         .await
         .map_err(grant_error)?;
-    tracing::info!(actor = %admin.identity.name, action = "grant.create", grant = %g.id, groups = ?g.groups, environments = ?g.environments, upstream_role = ?g.upstream_role, "admin action");
-    record_admin_action(&gw, &admin.identity, "grant.create", serde_json::json!({"grant_id": g.id, "groups": g.groups, "environments": g.environments, "upstream_role": g.upstream_role})).await;
+    let expires_at = g.expires_at.map(rfc3339);
+    tracing::info!(actor = %admin.identity.name, action = "grant.create", grant = %g.id, groups = ?g.groups, environments = ?g.environments, upstream_role = ?g.upstream_role, expires_at = ?expires_at, "admin action");
+    record_admin_action(&gw, &admin.identity, "grant.create", serde_json::json!({"grant_id": g.id, "groups": g.groups, "environments": g.environments, "upstream_role": g.upstream_role, "expires_at": expires_at})).await;
     Ok((StatusCode::CREATED, Json(g.into())))
 }
 
@@ -246,7 +301,8 @@ pub async fn delete_grant(
         .await
         .map_err(grant_error)?;
     // Any connection may have come in through this grant: ask about all of them.
-    let closed = end_connections_without_access(&gw, &admin.identity.name, |_| true);
+    let closed =
+        end_connections_without_access(&gw, &Cause::Admin(Some(&admin.identity.name)), |_| true);
     tracing::info!(actor = %admin.identity.name, action = "grant.delete", grant = %id, connections = closed, "admin action");
     record_admin_action(
         &gw,
@@ -344,31 +400,6 @@ fn manage_error(e: ManageError) -> ApiError {
         ManageError::Invalid(m) => ApiError::BadRequest(m),
         ManageError::Store(e) => e.into(),
     }
-}
-
-/// After an administrator narrowed who may reach which environment (the grants and
-/// memberships are already reloaded): asks the grants again about every open connection in
-/// `scope` (see [`crate::pg::session::access_withdrawn`]) and ends those that lost their
-/// access. Returns how many were ended; each records its reason in its `connection.close`.
-pub(super) fn end_connections_without_access(
-    gw: &Gateway,
-    admin: &str,
-    scope: impl Fn(&ConnectionInfo) -> bool,
-) -> usize {
-    let n = gw.connections.terminate_each(|c| {
-        if !scope(c) {
-            return None;
-        }
-        crate::pg::session::access_withdrawn(gw, c, Some(admin))
-    });
-    if n > 0 {
-        tracing::info!(
-            actor = admin,
-            connections = n,
-            "closed connections whose access was taken away"
-        );
-    }
-    n
 }
 
 fn end_account_connections(gw: &Gateway, name: &str, why: String) -> usize {
@@ -530,4 +561,40 @@ pub(super) async fn record_admin_action(
     gw.audit
         .record(crate::audit::Pending::Record(Box::new(r)))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_expiry;
+
+    const NOW: i64 = 1_800_000_000; // 2027-01-15T08:00:00Z
+
+    #[test]
+    fn a_grant_expiry_comes_from_one_field_and_lies_ahead() {
+        assert_eq!(grant_expiry(None, None, NOW), Ok(None));
+        assert_eq!(grant_expiry(None, Some(3), NOW), Ok(Some(NOW + 3)));
+        assert_eq!(
+            grant_expiry(Some("2027-01-15T10:00:00+02:00"), None, NOW - 1),
+            Ok(Some(NOW))
+        );
+        for (at, secs, field) in [
+            (None, Some(-5), "`expires_in_seconds`"),
+            (None, Some(0), "`expires_in_seconds`"),
+            (None, Some(i64::MAX), "`expires_in_seconds`"),
+            (
+                Some("2027-01-15T08:00:00Z"),
+                None,
+                "`expires_at` must be in the future",
+            ),
+            (
+                Some("tomorrow"),
+                None,
+                "`expires_at` is not an RFC 3339 time",
+            ),
+            (Some("2030-01-01T00:00:00Z"), Some(60), "not both"),
+        ] {
+            let e = grant_expiry(at, secs, NOW).expect_err("refused");
+            assert!(e.contains(field), "{e}");
+        }
+    }
 }

@@ -11,12 +11,13 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::admin::{end_connections_without_access, record_admin_action};
+use super::admin::record_admin_action;
 use super::api::rfc3339;
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
 use crate::gateway::Gateway;
 use crate::identity::{now, GroupError, GroupView};
+use crate::pg::access::{end_connections_without_access, Cause};
 
 #[derive(Serialize, ToSchema)]
 pub struct MemberItem {
@@ -166,7 +167,9 @@ pub async fn remove_member(
         .map_err(group_error)?;
     // Only the member's own connections can have changed.
     let closed =
-        end_connections_without_access(&gw, &admin.identity.name, |c| c.identity == member);
+        end_connections_without_access(&gw, &Cause::Admin(Some(&admin.identity.name)), |c| {
+            c.identity == member
+        });
     tracing::info!(actor = %admin.identity.name, action = "group.remove_member", group = %group, member = %member, connections = closed, "admin action");
     record_admin_action(
         &gw,

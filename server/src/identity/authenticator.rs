@@ -225,16 +225,31 @@ impl Authenticator {
     /// user), the config or the service account gave it, without API memberships. These do
     /// not change while the token lives, so a connection keeps them.
     pub async fn token_identity(&self, token: &str) -> Result<Identity, AuthError> {
+        Ok(self.token_identity_until(token).await?.0)
+    }
+
+    /// [`Authenticator::token_identity`], and for a session token the session's absolute end
+    /// (Unix seconds): its refresh token's expiry, or its access token's when it has no refresh
+    /// token. A refresh renews the access token but never moves that end, so a connection
+    /// opened with the session may keep it as the time it must end. `None` for service-account
+    /// tokens, which a connection may use until they are rotated or revoked.
+    pub async fn token_identity_until(
+        &self,
+        token: &str,
+    ) -> Result<(Identity, Option<i64>), AuthError> {
         let digest = tokens::sha256(token);
         if token.starts_with(SESSION_PREFIX) {
             return match self.store.lookup_session(digest, now()).await? {
-                SessionLookup::Active(rec) => Ok(Identity {
-                    name: rec.identity,
-                    kind: IdentityKind::parse(&rec.kind),
-                    groups: rec.groups,
-                    on_behalf_of: None,
-                    session_id: Some(rec.id),
-                }),
+                SessionLookup::Active(rec) => Ok((
+                    Identity {
+                        name: rec.identity,
+                        kind: IdentityKind::parse(&rec.kind),
+                        groups: rec.groups,
+                        on_behalf_of: None,
+                        session_id: Some(rec.id),
+                    },
+                    Some(rec.refresh_expires_at.unwrap_or(rec.expires_at)),
+                )),
                 SessionLookup::Expired => Err(AuthError::Expired),
                 SessionLookup::Revoked => Err(AuthError::Revoked),
                 SessionLookup::Unknown => Err(AuthError::InvalidCredentials),
@@ -248,13 +263,14 @@ impl Authenticator {
             }
         }
         if let Some(sa) = found {
-            return Ok(Identity {
+            let identity = Identity {
                 name: sa.name.clone(),
                 kind: IdentityKind::Agent,
                 groups: sa.groups.clone(),
                 on_behalf_of: sa.on_behalf_of.clone(),
                 session_id: None,
-            });
+            };
+            return Ok((identity, None));
         }
         // API-created accounts: found by the hash of a 256-bit secret, so the index lookup
         // reveals nothing useful through its timing.
@@ -267,13 +283,14 @@ impl Authenticator {
         if sa.expires_at.is_some_and(|t| t <= now()) {
             return Err(AuthError::Expired);
         }
-        Ok(Identity {
+        let identity = Identity {
             name: sa.name,
             kind: IdentityKind::parse(&sa.kind),
             groups: sa.groups,
             on_behalf_of: sa.on_behalf_of,
             session_id: None,
-        })
+        };
+        Ok((identity, None))
     }
 
     /// Checks a local user's password, with lockout after repeated failures. Runs argon2, so

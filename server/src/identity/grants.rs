@@ -4,6 +4,10 @@
 //! that administrators manage through the API (kept in the store). Connections ask
 //! [`Grants::allows`] synchronously on their hot path, so the merged list lives in memory behind
 //! an `Arc` that is swapped whole after every change; readers never wait for the store.
+//!
+//! An API grant may expire. An expired grant is ignored from its expiry on, whether or not the
+//! expiry sweep (`pg::access`) has deleted it yet: access fails closed, never on the sweep's
+//! schedule.
 
 use std::sync::{Arc, RwLock};
 
@@ -23,6 +27,27 @@ struct Grant {
     source: &'static str,
     created_by: Option<String>,
     created_at: Option<i64>,
+    /// Unix seconds from which the grant lets nobody in; `None`: never (config grants).
+    expires_at: Option<i64>,
+}
+
+impl Grant {
+    fn live_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|t| t > now)
+    }
+
+    fn view(&self) -> GrantView {
+        GrantView {
+            id: self.id.clone(),
+            groups: self.groups.clone(),
+            environments: self.environments.clone(),
+            upstream_role: self.upstream_role.clone(),
+            source: self.source,
+            created_by: self.created_by.clone(),
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
+    }
 }
 
 /// A grant as listed to administrators.
@@ -35,6 +60,8 @@ pub struct GrantView {
     pub source: &'static str,
     pub created_by: Option<String>,
     pub created_at: Option<i64>,
+    /// Unix seconds; `None` when the grant never expires.
+    pub expires_at: Option<i64>,
 }
 
 /// What an administrator asks for when adding a grant.
@@ -43,6 +70,8 @@ pub struct NewGrant {
     pub groups: Vec<String>,
     pub environments: Vec<String>,
     pub upstream_role: Option<String>,
+    /// Unix seconds; must be after `now` when given.
+    pub expires_at: Option<i64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +99,7 @@ fn from_record(r: GrantRecord) -> Grant {
         source: "api",
         created_by: Some(r.created_by),
         created_at: Some(r.created_at),
+        expires_at: r.expires_at,
     }
 }
 
@@ -86,6 +116,7 @@ impl Grants {
                 source: "config",
                 created_by: None,
                 created_at: None,
+                expires_at: None,
             })
             .collect();
         Self {
@@ -119,40 +150,47 @@ impl Grants {
         Ok(())
     }
 
+    /// Whether a grant lets `identity` reach `environment` now. Expired grants never do.
     pub fn allows(&self, identity: &Identity, environment: &str) -> bool {
-        self.matching(identity, environment).is_some()
+        self.matching(identity, environment, super::now()).is_some()
     }
 
     /// The upstream role for a connection the grants allow: that of the first matching grant
-    /// (config grants first, then API grants, oldest first); `None` means the environment's
-    /// own user.
+    /// that has not expired (config grants first, then API grants, oldest first); `None` means
+    /// the environment's own user.
     pub fn upstream_role(&self, identity: &Identity, environment: &str) -> Option<String> {
-        self.matching(identity, environment)
+        self.matching(identity, environment, super::now())
             .and_then(|g| g.upstream_role)
     }
 
-    fn matching(&self, identity: &Identity, environment: &str) -> Option<Grant> {
+    fn matching(&self, identity: &Identity, environment: &str, now: i64) -> Option<Grant> {
         self.snapshot()
             .iter()
             .find(|g| {
-                identity.in_any_group(&g.groups)
+                g.live_at(now)
+                    && identity.in_any_group(&g.groups)
                     && g.environments.iter().any(|e| e == "*" || e == environment)
             })
             .cloned()
     }
 
+    /// The grants in force: an expired grant is no longer listed, even before the sweep
+    /// deletes it.
     pub fn list(&self) -> Vec<GrantView> {
+        let now = super::now();
         self.snapshot()
             .iter()
-            .map(|g| GrantView {
-                id: g.id.clone(),
-                groups: g.groups.clone(),
-                environments: g.environments.clone(),
-                upstream_role: g.upstream_role.clone(),
-                source: g.source,
-                created_by: g.created_by.clone(),
-                created_at: g.created_at,
-            })
+            .filter(|g| g.live_at(now))
+            .map(Grant::view)
+            .collect()
+    }
+
+    /// The API grants whose expiry is at or before `now`, for the sweep to delete.
+    pub fn expired(&self, now: i64) -> Vec<GrantView> {
+        self.snapshot()
+            .iter()
+            .filter(|g| !g.live_at(now))
+            .map(Grant::view)
             .collect()
     }
 
@@ -184,6 +222,13 @@ impl Grants {
                 "no environment named `{e}` is defined"
             )));
         }
+        if let Some(t) = req.expires_at {
+            if t <= now {
+                return Err(GrantError::Invalid(
+                    "`expires_at` must be in the future".into(),
+                ));
+            }
+        }
         if let Some(r) = &req.upstream_role {
             if !valid_role_name(r) {
                 return Err(GrantError::Invalid(
@@ -199,19 +244,11 @@ impl Grants {
             upstream_role: req.upstream_role,
             created_at: now,
             created_by: created_by.to_string(),
+            expires_at: req.expires_at,
         };
         store.insert_grant(record.clone()).await?;
         self.reload(store).await?;
-        let g = from_record(record);
-        Ok(GrantView {
-            id: g.id,
-            groups: g.groups,
-            environments: g.environments,
-            upstream_role: g.upstream_role,
-            source: g.source,
-            created_by: g.created_by,
-            created_at: g.created_at,
-        })
+        Ok(from_record(record).view())
     }
 
     /// Removes an API-managed grant.
@@ -248,6 +285,7 @@ mod tests {
             source: "config",
             created_by: None,
             created_at: None,
+            expires_at: None,
         }
     }
 
@@ -281,6 +319,7 @@ mod tests {
             groups: vec!["agents".into()],
             environments: vec!["prod".into()],
             upstream_role: Some("readonly".into()),
+            expires_at: None,
         };
         let bad = NewGrant {
             environments: vec!["nope".into()],
@@ -309,5 +348,57 @@ mod tests {
             g.remove(&store, &added.id).await,
             Err(GrantError::NotFound(_))
         ));
+    }
+
+    #[test]
+    fn an_expired_grant_lets_nobody_in_even_before_the_sweep() {
+        let mut until = grant(&["eng"], &["prod"], Some("oncall"));
+        until.id = "jit".into();
+        until.source = "api";
+        until.expires_at = Some(100);
+        let config = vec![grant(&["eng"], &["staging"], None)];
+        let g = Grants {
+            current: RwLock::new(Arc::new(vec![config[0].clone(), until])),
+            config,
+        };
+        assert!(g.matching(&who(&["eng"]), "prod", 99).is_some());
+        assert_eq!(
+            g.matching(&who(&["eng"]), "prod", 99)
+                .and_then(|x| x.upstream_role)
+                .as_deref(),
+            Some("oncall")
+        );
+        // At the expiry second itself it is over.
+        assert!(g.matching(&who(&["eng"]), "prod", 100).is_none());
+        assert!(g.matching(&who(&["eng"]), "staging", 100).is_some());
+        assert!(g.expired(99).is_empty());
+        let gone: Vec<String> = g.expired(100).into_iter().map(|v| v.id).collect();
+        assert_eq!(gone, ["jit"]);
+        // Long past (the clock of `allows`): neither allowed nor listed.
+        assert!(!g.allows(&who(&["eng"]), "prod"));
+        assert_eq!(g.list().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_grant_must_expire_in_the_future() {
+        let store = Store::open_in_memory().unwrap();
+        let g = Grants::from_config(&[]);
+        let req = |expires_at| NewGrant {
+            groups: vec!["eng".into()],
+            environments: vec!["prod".into()],
+            upstream_role: None,
+            expires_at,
+        };
+        assert!(matches!(
+            g.add(&store, req(Some(50)), |_| true, "root", 50).await,
+            Err(GrantError::Invalid(m)) if m.contains("expires_at")
+        ));
+        let v = g
+            .add(&store, req(Some(i64::MAX)), |_| true, "root", 50)
+            .await
+            .unwrap();
+        assert_eq!(v.expires_at, Some(i64::MAX));
+        let stored = store.list_grants().await.unwrap();
+        assert_eq!(stored[0].expires_at, Some(i64::MAX));
     }
 }

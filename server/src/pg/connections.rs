@@ -1,6 +1,7 @@
 //! The registry of open client connections: who is connected where, for the live view, and a
 //! way to end a connection from outside its task (an admin's terminate, a revoked session,
-//! access taken away by a deleted grant or a removed group membership).
+//! access taken away by a deleted or expired grant or a removed group membership, a session
+//! that ended).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,11 @@ pub struct ConnectionInfo {
     /// the grants are asked again when access is taken away. Not shown in the live view.
     #[serde(skip)]
     pub token_groups: Vec<String>,
+    /// When the gateway session behind a session token ends for good (Unix seconds; its
+    /// refresh token's expiry, which a refresh does not move), as known at connect time. The
+    /// expiry sweep ends the connection then. `None` for service-account tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session_ends_at: Option<i64>,
 }
 
 /// Why a connection is being ended from outside; sent to the client as a FATAL error.
@@ -142,6 +148,7 @@ mod tests {
             started_at: 0,
             upstream_role: None,
             token_groups: vec![],
+            session_ends_at: None,
         }
     }
 

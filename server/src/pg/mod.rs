@@ -5,6 +5,7 @@
 //! identity (and later policy, masking, audit) through their narrow interfaces; none of those
 //! know about frames.
 
+pub mod access;
 pub mod app_name;
 pub mod cancel;
 pub mod catalog;

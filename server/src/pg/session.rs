@@ -16,9 +16,10 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::{field, Instrument};
 
+use super::access;
 use super::cancel::CancelKey;
 use super::codec;
-use super::connections::{ConnectionInfo, Termination};
+use super::connections::ConnectionInfo;
 use super::error::{sqlstate, PgError};
 use super::gate::Observer;
 use super::handshake::{self, HandshakeError, Opening};
@@ -27,7 +28,7 @@ use super::stream::PgStream;
 use super::upstream;
 use crate::audit::{AuditRecord, ConnectionMeta, Pending};
 use crate::gateway::{Environment, Gateway};
-use crate::identity::{AuthError, Identity, IdentityKind};
+use crate::identity::{AuthError, Identity};
 
 /// Startup parameters passed on to the upstream as the client sent them. Anything else is
 /// dropped (it could change who the upstream thinks we are, e.g. `role` via `options`).
@@ -118,6 +119,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
     let Established {
         identity,
         token_groups,
+        session_ends_at,
         env,
         database,
         upstream,
@@ -165,12 +167,13 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         started_at: crate::identity::now(),
         upstream_role: pinned_role,
         token_groups,
+        session_ends_at,
     };
     let registration = gw.connections.register(info.clone());
     // An administrator may have taken access away between the grant check in `establish` and
     // this registration, when the sweep that follows such a change could not see us yet; ask
     // the grants once more now that any later sweep will. The relay then ends at once.
-    if let Some(why) = access_withdrawn(&gw, &info, None) {
+    if let Some(why) = access::access_withdrawn(&gw, &info, &access::Cause::Admin(None)) {
         gw.connections.terminate(&conn_id, why);
     }
     tracing::info!(
@@ -237,6 +240,8 @@ struct Established {
     identity: Identity,
     /// The groups the token itself carries (see [`ConnectionInfo::token_groups`]).
     token_groups: Vec<String>,
+    /// See [`ConnectionInfo::session_ends_at`].
+    session_ends_at: Option<i64>,
     env: Arc<Environment>,
     database: String,
     pinned_role: Option<String>,
@@ -291,8 +296,8 @@ async fn establish(
             return Err(SetupError::Quiet);
         }
     };
-    let token_identity = match gw.auth.token_identity(&token).await {
-        Ok(i) if i.name == user => i,
+    let (token_identity, session_ends_at) = match gw.auth.token_identity_until(&token).await {
+        Ok((i, end)) if i.name == user => (i, end),
         Ok(_) | Err(AuthError::InvalidCredentials) => return Err(auth_failed(&user).into()),
         Err(AuthError::Expired) => {
             return Err(PgError::fatal(
@@ -393,57 +398,13 @@ async fn establish(
     Ok(Established {
         identity,
         token_groups,
+        session_ends_at,
         env,
         database: database_name,
         pinned_role,
         upstream,
         _cancel_key: cancel_key,
     })
-}
-
-/// Asks the grants again about a connection that is already open, exactly as `establish` asked
-/// them at connect time ([`Grants::allows`], then [`Grants::upstream_role`]), for the identity
-/// its token proves with the group memberships as they are now. `None` while the connection
-/// may keep running as it was opened; otherwise why it must end, as a `57P01` like every other
-/// termination. A connection whose grants now give it another upstream role ends too: it runs
-/// as the role chosen at connect time, which the grants no longer say. `by` names the
-/// administrator whose change this follows, when known.
-///
-/// [`Grants::allows`]: crate::identity::Grants::allows
-/// [`Grants::upstream_role`]: crate::identity::Grants::upstream_role
-pub fn access_withdrawn(gw: &Gateway, c: &ConnectionInfo, by: Option<&str>) -> Option<Termination> {
-    let identity = gw.auth.with_memberships(Identity {
-        name: c.identity.clone(),
-        kind: IdentityKind::parse(&c.identity_kind),
-        groups: c.token_groups.clone(),
-        on_behalf_of: None,
-        session_id: c.session_id.clone(),
-    });
-    let by = by.map_or_else(
-        || "an administrator".to_string(),
-        |a| format!("administrator \"{a}\""),
-    );
-    let env = &c.environment;
-    if !gw.grants.allows(&identity, env) {
-        return Some(Termination {
-            code: sqlstate::ADMIN_SHUTDOWN,
-            message: format!("access to environment \"{env}\" was revoked by {by}"),
-        });
-    }
-    let role = gw.grants.upstream_role(&identity, env);
-    if role != c.upstream_role {
-        let now = match role {
-            Some(r) => format!("upstream role \"{r}\""),
-            None => "the environment's own user".to_string(),
-        };
-        return Some(Termination {
-            code: sqlstate::ADMIN_SHUTDOWN,
-            message: format!(
-                "access to environment \"{env}\" was changed by {by}: connections now run as {now}; reconnect to continue"
-            ),
-        });
-    }
-    None
 }
 
 /// The approval hold for this connection: the configured window, or less if the client asked.

@@ -14,13 +14,16 @@ pub struct GrantRecord {
     pub upstream_role: Option<String>,
     pub created_at: i64,
     pub created_by: String,
+    /// Unix seconds after which the grant lets nobody in; `None`: it never expires.
+    pub expires_at: Option<i64>,
 }
 
 /// Oldest first, as `Grants` promises (the first match picks the upstream role). Grants made in
 /// the same second keep the order they were made in (`rowid`), not that of their random ids.
 fn list(c: &rusqlite::Connection) -> Result<Vec<GrantRecord>, StoreError> {
     let mut stmt = c.prepare(
-        "SELECT id, groups_json, environments_json, upstream_role, created_at, created_by
+        "SELECT id, groups_json, environments_json, upstream_role, created_at, created_by,
+                expires_at
          FROM grants ORDER BY created_at, rowid",
     )?;
     let rows = stmt
@@ -32,6 +35,7 @@ fn list(c: &rusqlite::Connection) -> Result<Vec<GrantRecord>, StoreError> {
                 upstream_role: r.get(3)?,
                 created_at: r.get(4)?,
                 created_by: r.get(5)?,
+                expires_at: r.get(6)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -42,15 +46,17 @@ impl Store {
     pub async fn insert_grant(&self, g: GrantRecord) -> Result<(), StoreError> {
         self.run(move |c| {
             c.execute(
-                "INSERT INTO grants (id, groups_json, environments_json, upstream_role, created_at, created_by)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO grants (id, groups_json, environments_json, upstream_role, created_at, created_by,
+                                     expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 params![
                     g.id,
                     serde_json::to_string(&g.groups).unwrap_or_else(|_| "[]".into()),
                     serde_json::to_string(&g.environments).unwrap_or_else(|_| "[]".into()),
                     g.upstream_role,
                     g.created_at,
-                    g.created_by
+                    g.created_by,
+                    g.expires_at
                 ],
             )?;
             Ok(())
@@ -88,9 +94,17 @@ mod tests {
             upstream_role: Some("readonly".into()),
             created_at: 1,
             created_by: "root".into(),
+            expires_at: None,
+        };
+        let until = GrantRecord {
+            id: "g2".into(),
+            expires_at: Some(5000),
+            ..g.clone()
         };
         s.insert_grant(g.clone()).await.unwrap();
-        assert_eq!(s.list_grants().await.unwrap(), vec![g]);
+        s.insert_grant(until.clone()).await.unwrap();
+        assert_eq!(s.list_grants().await.unwrap(), vec![g, until]);
+        assert!(s.delete_grant("g2".into()).await.unwrap());
         assert!(s.delete_grant("g1".into()).await.unwrap());
         assert!(!s.delete_grant("g1".into()).await.unwrap());
         assert!(s.list_grants_blocking().unwrap().is_empty());

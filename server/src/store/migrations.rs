@@ -121,6 +121,9 @@ const MIGRATIONS: &[&str] = &[
         catalog_json  TEXT NOT NULL,
         PRIMARY KEY (environment, database_name)
     );",
+    // 9: grants that end: an API grant may carry the time it stops letting anyone in (NULL:
+    // never); the expiry sweep deletes it soon after.
+    "ALTER TABLE grants ADD COLUMN expires_at INTEGER;",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {

@@ -82,6 +82,8 @@ export interface Grant {
   source: string;
   created_by: string | null;
   created_at: string | null;
+  /** When the grant stops letting anyone in (RFC 3339); null: never. */
+  expires_at: string | null;
 }
 export interface GroupMember {
   member: string;
@@ -255,7 +257,7 @@ export const api = {
     call<Approval>('POST', `/api/v1/approvals/${enc(id)}/approve`, { reason: reason || null }),
   deny: (id: string, reason: string) => call<Approval>('POST', `/api/v1/approvals/${enc(id)}/deny`, { reason }),
   grants: () => call<{ items: Grant[] }>('GET', '/api/v1/grants').then((r) => r.items),
-  createGrant: (g: { groups: string[]; environments: string[]; upstream_role: string | null }) =>
+  createGrant: (g: { groups: string[]; environments: string[]; upstream_role: string | null; expires_in_seconds?: number }) =>
     call<Grant>('POST', '/api/v1/grants', g),
   deleteGrant: (id: string) => call<null>('DELETE', `/api/v1/grants/${enc(id)}`),
   groups: () => call<{ items: Group[] }>('GET', '/api/v1/groups').then((r) => r.items),
