@@ -18,7 +18,9 @@ pub mod raw;
 pub use api::Api;
 pub use client::{client_bin, CliHome, Tunnel};
 pub use cluster::Cluster;
-pub use fixture::{app_database, app_url, Fixture, AGENT, ENV};
+pub use fixture::{
+    app_database, app_url, two_environments, Fixture, ADMIN, ADMIN_PASSWORD, AGENT, ENV, OTHER_ENV,
+};
 pub use gateway::{server_bin, Gateway, GatewayBuilder};
 pub use process::{free_port, python, run_cmd, spawn_tied, CmdOutput};
 

@@ -5,8 +5,8 @@
 //! touch memberships.
 
 use gatehouse_tests::{
-    app_database, app_url, ended_with, random_token, sqlstate, Api, Fixture, GatewayBuilder, AGENT,
-    ENV,
+    app_database, ended_with, random_token, sqlstate, two_environments, Api, Fixture, AGENT, ENV,
+    OTHER_ENV,
 };
 use serde_json::json;
 use std::process::Stdio;
@@ -153,32 +153,15 @@ async fn memberships_grant_access_until_removed_and_are_audited() {
     }
 }
 
-/// The second environment of the revocation tests: the same database under another name,
-/// granted to another group, so its connections are someone else's business.
-const OTHER_ENV: &str = "other";
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn removing_a_member_ends_their_connections_that_lost_access() {
-    // The fixture's setup plus a second environment, which its builder hook cannot name
-    // (the cluster's port is not known there).
     let (cluster, upstream_password) = app_database().await;
     let agent_token = random_token("gha_");
-    let gw = GatewayBuilder::new()
-        .environment(ENV, "staging", &app_url(&cluster), Some(&upstream_password))
-        .environment(
-            OTHER_ENV,
-            "staging",
-            &app_url(&cluster),
-            Some(&upstream_password),
-        )
-        .service_account(AGENT, &agent_token, &["agents"])
-        .user("root", "root-pw", &["admins"])
+    let gw = two_environments(&cluster, &upstream_password, &agent_token)
         .user("dana", "dana-pw", &["interns"])
         .user("omar", "omar-pw", &["interns", "others", "reviewers"])
-        .grant(&["agents"], &[ENV])
         .grant(&["analysts"], &[ENV])
         .grant(&["reviewers"], &[ENV])
-        .grant(&["others"], &[OTHER_ENV])
         .start()
         .await;
     let api = Api::new(gw.http());

@@ -6,8 +6,8 @@
 //! the session they were opened with.
 
 use gatehouse_tests::{
-    app_database, app_url, ended_with, random_token, sqlstate, Api, Fixture, GatewayBuilder, AGENT,
-    ENV,
+    app_database, ended_with, random_token, sqlstate, two_environments, Api, Fixture, AGENT, ENV,
+    OTHER_ENV,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -215,7 +215,6 @@ async fn grants_service_accounts_refresh_and_lockout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_grant_ends_the_connections_that_lost_access() {
-    const OTHER_ENV: &str = "other";
     let (cluster, upstream_password) = app_database().await;
     cluster
         .exec(
@@ -224,22 +223,11 @@ async fn deleting_a_grant_ends_the_connections_that_lost_access() {
         )
         .await;
     let agent_token = random_token("gha_");
-    let gw = GatewayBuilder::new()
-        .environment(ENV, "staging", &app_url(&cluster), Some(&upstream_password))
-        .environment(
-            OTHER_ENV,
-            "staging",
-            &app_url(&cluster),
-            Some(&upstream_password),
-        )
-        .service_account(AGENT, &agent_token, &["agents"])
-        .user("root", "root-pw", &["admins"])
+    let gw = two_environments(&cluster, &upstream_password, &agent_token)
         .user("erin", "erin-pw", &["auditors"])
         .user("fred", "fred-pw", &["auditors", "finance"])
         .user("gina", "gina-pw", &["writers", "readers"])
         .user("olga", "olga-pw", &["auditors", "others"])
-        .grant(&["agents"], &[ENV])
-        .grant(&["others"], &[OTHER_ENV])
         .start()
         .await;
     let api = Api::new(gw.http());

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::{run_cmd, Api, Fixture, AGENT, ENV};
+use gatehouse_tests::{run_cmd, Fixture, ADMIN, ADMIN_PASSWORD, AGENT, ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_postgres_queries_prepares_cursor_and_notify() {
-    let f = Fixture::start_with(|b| b.user("root", "root-pw", &["admins"])).await;
+    let f = Fixture::start_with(|b| b.user(ADMIN, ADMIN_PASSWORD, &["admins"])).await;
     let root_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     assert!(
         root_dir.join("node_modules/pg-cursor").exists(),
@@ -35,16 +35,7 @@ async fn node_postgres_queries_prepares_cursor_and_notify() {
     );
     assert!(out.stdout.contains("all checks passed"), "{}", out.stdout);
 
-    let api = Api::new(f.gw.http());
-    let root = f.gw.login("root", "root-pw").await;
-    let (status, page) = api
-        .get(
-            &format!("/api/v1/audit?identity={AGENT}&event=statement&q=email%20FROM%20node_people&limit=50"),
-            &root,
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    let items = page["items"].as_array().expect("audit items");
-    assert_eq!(items.len(), 1, "one record for the cursor: {page}");
+    let items = f.agent_statements(Some("email FROM node_people")).await;
+    assert_eq!(items.len(), 1, "one record for the cursor: {items:?}");
     assert_eq!(items[0]["rows"], 500, "{}", items[0]);
 }

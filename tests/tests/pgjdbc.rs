@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::{run_cmd, Api, Fixture, AGENT, ENV};
+use gatehouse_tests::{run_cmd, Fixture, ADMIN, ADMIN_PASSWORD, AGENT, ENV};
 
 /// Debian's PgJDBC jar.
 const JDBC_JAR: &str = "/usr/share/java/postgresql.jar";
@@ -48,40 +48,28 @@ fn run_checks(f: &Fixture, args: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pgjdbc_catalog_prepares_portals_and_cancel() {
-    let f = Fixture::start_with(|b| b.user("root", "root-pw", &["admins"])).await;
+    let f = Fixture::start_with(|b| b.user(ADMIN, ADMIN_PASSWORD, &["admins"])).await;
     run_checks(&f, &[]);
 
     // A result read in pieces (fetch size) is one audit record with all its rows, as if read
     // at once.
-    let api = Api::new(f.gw.http());
-    let root = f.gw.login("root", "root-pw").await;
-    let search = |q: &str| {
-        format!(
-            "/api/v1/audit?identity={AGENT}&event=statement&q={}&limit=50",
-            url::form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>()
-        )
-    };
     for (q, rows) in [
         ("jdbc_customers WHERE id <=", 1000),
         ("generate_series(1, 100)", 100),
         ("generate_series(101, 200)", 100),
     ] {
-        let (status, page) = api.get(&search(q), &root).await;
-        assert_eq!(status, 200, "{page}");
-        let items = page["items"].as_array().expect("audit items");
-        assert_eq!(items.len(), 1, "one record for {q}: {page}");
+        let items = f.agent_statements(Some(q)).await;
+        assert_eq!(items.len(), 1, "one record for {q}: {items:?}");
         assert_eq!(items[0]["rows"], rows, "{}", items[0]);
     }
     // PgJDBC names itself with a SET after connecting: the audit has it as the tool sent it
     // (upstream it kept the identity in front, which the Java checks saw).
-    let (_, page) = api.get(&search("application_name"), &root).await;
+    let sets = f.agent_statements(Some("application_name")).await;
     assert!(
-        page["items"]
-            .as_array()
-            .is_some_and(|items| items.iter().any(|r| r["statement"]
-                .as_str()
-                .is_some_and(|s| s.contains("DBeaver")))),
-        "{page}"
+        sets.iter().any(|r| r["statement"]
+            .as_str()
+            .is_some_and(|s| s.contains("DBeaver"))),
+        "{sets:?}"
     );
 }
 
@@ -89,12 +77,7 @@ async fn pgjdbc_catalog_prepares_portals_and_cancel() {
 /// runs to show the catalog and a table's first rows are reads the classifier understands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsing_production_with_pgjdbc_is_never_held() {
-    let f = Fixture::start_with_tier("production", |b| {
-        // A statement held for review would fail the check after this instead of a minute.
-        b.server("approval_window_seconds = 3")
-            .user("root", "root-pw", &["admins"])
-    })
-    .await;
+    let f = Fixture::production_without_long_holds().await;
     f.cluster
         .exec(
             "appdb",
@@ -105,19 +88,9 @@ async fn browsing_production_with_pgjdbc_is_never_held() {
         )
         .await;
     run_checks(&f, &["browse"]);
-
-    let api = Api::new(f.gw.http());
-    let root = f.gw.login("root", "root-pw").await;
-    let (status, page) = api
-        .get(
-            &format!("/api/v1/audit?identity={AGENT}&event=statement&limit=500"),
-            &root,
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    let items = page["items"].as_array().expect("audit items");
-    assert!(items.len() > 10, "{page}");
-    for r in items {
+    let items = f.agent_statements(None).await;
+    assert!(items.len() > 10, "{items:?}");
+    for r in &items {
         assert_eq!(r["decision"], "allow", "{r}");
         assert!(r["sqlstate"].is_null(), "{r}");
     }

@@ -5,7 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::{run_cmd, Api, Fixture, AGENT, ENV};
+use gatehouse_tests::{run_cmd, Fixture, AGENT, ENV};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_describe_transactions_and_copy() {
@@ -106,12 +106,7 @@ async fn psql_describe_transactions_and_copy() {
 /// refused: their catalog queries are reads the classifier understands.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn psql_describes_production_without_holds() {
-    let f = Fixture::start_with_tier("production", |b| {
-        // A statement held for review would fail after this instead of a minute.
-        b.server("approval_window_seconds = 3")
-            .user("root", "root-pw", &["admins"])
-    })
-    .await;
+    let f = Fixture::production_without_long_holds().await;
     f.cluster
         .exec(
             "appdb",
@@ -140,18 +135,9 @@ async fn psql_describes_production_without_holds() {
         let out = f.psql(&["-X", "-c", command]);
         assert!(out.ok(), "{command}: {out:?}\n{}", f.gw.log());
     }
-    let api = Api::new(f.gw.http());
-    let root = f.gw.login("root", "root-pw").await;
-    let (status, page) = api
-        .get(
-            &format!("/api/v1/audit?identity={AGENT}&event=statement&limit=500"),
-            &root,
-        )
-        .await;
-    assert_eq!(status, 200, "{page}");
-    let items = page["items"].as_array().expect("audit items");
-    assert!(items.len() >= 15, "{page}");
-    for r in items {
+    let items = f.agent_statements(None).await;
+    assert!(items.len() >= 15, "{items:?}");
+    for r in &items {
         assert_eq!(r["decision"], "allow", "{r}");
     }
 }

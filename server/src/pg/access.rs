@@ -227,19 +227,10 @@ mod tests {
 
     fn conn(session_ends_at: Option<i64>) -> ConnectionInfo {
         ConnectionInfo {
-            id: "c".into(),
             identity: "bob".into(),
-            identity_kind: "human".into(),
             session_id: session_ends_at.map(|_| "s".into()),
-            environment: "prod".into(),
-            database: "app".into(),
-            client_addr: "127.0.0.1:5".into(),
-            application_name: None,
-            tls: false,
-            started_at: 0,
-            upstream_role: None,
-            token_groups: vec![],
             session_ends_at,
+            ..ConnectionInfo::sample("c")
         }
     }
 

@@ -131,15 +131,14 @@ impl Connections {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn info(id: &str, session: Option<&str>) -> ConnectionInfo {
+impl ConnectionInfo {
+    /// A connection of `alice` to `prod` with nothing special, for tests to adjust.
+    pub(crate) fn sample(id: &str) -> ConnectionInfo {
         ConnectionInfo {
             id: id.into(),
             identity: "alice".into(),
             identity_kind: "human".into(),
-            session_id: session.map(Into::into),
+            session_id: None,
             environment: "prod".into(),
             database: "app".into(),
             client_addr: "127.0.0.1:5".into(),
@@ -149,6 +148,18 @@ mod tests {
             upstream_role: None,
             token_groups: vec![],
             session_ends_at: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(id: &str, session: Option<&str>) -> ConnectionInfo {
+        ConnectionInfo {
+            session_id: session.map(Into::into),
+            ..ConnectionInfo::sample(id)
         }
     }
 
