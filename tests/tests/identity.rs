@@ -6,8 +6,8 @@
 //! the session they were opened with.
 
 use gatehouse_tests::{
-    app_database, ended_with, random_token, sqlstate, two_environments, Api, Fixture, AGENT, ENV,
-    OTHER_ENV,
+    app_database, ended_with, random_token, sqlstate, two_environments, Api, Fixture, ADMIN,
+    ADMIN_PASSWORD, AGENT, ENV, OTHER_ENV,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -460,10 +460,11 @@ async fn an_expiring_grant_ends_its_connections_when_it_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_connection_ends_when_its_session_ends() {
+async fn a_connection_ends_when_its_session_or_service_account_token_ends() {
     // Access tokens last 2 s, the session (its refresh token) 6 s.
     let f = Fixture::start_with(|b| {
         b.user("dana", "dana-pw", &["analysts"])
+            .user(ADMIN, ADMIN_PASSWORD, &["admins"])
             .grant(&["analysts"], &[ENV])
             .server("session_ttl_seconds = 2\nrefresh_ttl_seconds = 6")
     })
@@ -484,9 +485,21 @@ async fn a_connection_ends_when_its_session_ends() {
         .as_str()
         .expect("a refresh token")
         .to_string();
+    // An API service account that expires when dana's session ends.
+    let admin = gw.login(ADMIN, ADMIN_PASSWORD).await;
+    let (status, nightly) = api
+        .post(
+            "/api/v1/service-accounts",
+            &admin,
+            json!({"name": "nightly", "groups": ["analysts"], "expires_at": session_end}),
+        )
+        .await;
+    assert_eq!(status, 201, "{nightly}");
+    let nightly_token = nightly["token"].as_str().unwrap().to_string();
     let (dana_c, dana_end) = gw.connect_watched(ENV, "dana", &token).await;
     let (agent_c, agent_end) = gw.connect_watched(ENV, AGENT, &f.token).await;
-    for c in [&dana_c, &agent_c] {
+    let (nightly_c, nightly_end) = gw.connect_watched(ENV, "nightly", &nightly_token).await;
+    for c in [&dana_c, &agent_c, &nightly_c] {
         c.simple_query("SELECT 1").await.expect("connected");
     }
 
@@ -520,7 +533,14 @@ async fn a_connection_ends_when_its_session_ends() {
         m,
         format!("your Gatehouse session ended at {session_end}; log in again")
     );
-    // The service account's connection, opened at the same time, is not a session's.
+    // The expiring service account's connection ends at its expiry, saying so.
+    let (code, m) = ended_with(nightly_end).await;
+    assert_eq!(code, "57P01", "{m}");
+    assert_eq!(
+        m,
+        format!("the service account token of \"nightly\" expired at {session_end}; an administrator can rotate it for a new one")
+    );
+    // The config service account's connection, opened at the same time, never expires.
     let row = agent_c
         .query_one("SELECT 3", &[])
         .await

@@ -228,11 +228,13 @@ impl Authenticator {
         Ok(self.token_identity_until(token).await?.0)
     }
 
-    /// [`Authenticator::token_identity`], and for a session token the session's absolute end
-    /// (Unix seconds): its refresh token's expiry, or its access token's when it has no refresh
-    /// token. A refresh renews the access token but never moves that end, so a connection
-    /// opened with the session may keep it as the time it must end. `None` for service-account
-    /// tokens, which a connection may use until they are rotated or revoked.
+    /// [`Authenticator::token_identity`], and when the token stops being valid for good (Unix
+    /// seconds): for a session token the session's absolute end (its refresh token's expiry,
+    /// or its access token's when it has no refresh token; a refresh renews the access token
+    /// but never moves that end), for an API service account its `expires_at`. A connection
+    /// opened with the token keeps that as the time it must end. `None` for tokens that do not
+    /// expire (config service accounts, API ones without an expiry), which a connection may
+    /// use until they are rotated or revoked.
     pub async fn token_identity_until(
         &self,
         token: &str,
@@ -290,7 +292,7 @@ impl Authenticator {
             on_behalf_of: sa.on_behalf_of,
             session_id: None,
         };
-        Ok((identity, None))
+        Ok((identity, sa.expires_at))
     }
 
     /// Checks a local user's password, with lockout after repeated failures. Runs argon2, so

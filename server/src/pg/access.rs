@@ -146,16 +146,21 @@ pub fn end_connections_without_access(
     n
 }
 
-/// Why a connection opened with a session token must end at `now`: its session's absolute end
-/// has passed. Pure, so the sweep's rule can be tested alone.
-pub fn session_ended(c: &ConnectionInfo, now: i64) -> Option<Termination> {
-    let end = c.session_ends_at.filter(|end| *end <= now)?;
+/// Why a connection must end at `now` because the token it was opened with is over: a
+/// session's absolute end, or an API service account's expiry. Pure, so the sweep's rule can
+/// be tested alone.
+pub fn token_ended(c: &ConnectionInfo, now: i64) -> Option<Termination> {
+    let end = rfc3339(c.token_ends_at.filter(|end| *end <= now)?);
+    let message = match c.session_id {
+        Some(_) => format!("your Gatehouse session ended at {end}; log in again"),
+        None => format!(
+            "the service account token of \"{}\" expired at {end}; an administrator can rotate it for a new one",
+            c.identity
+        ),
+    };
     Some(Termination {
         code: sqlstate::ADMIN_SHUTDOWN,
-        message: format!(
-            "your Gatehouse session ended at {}; log in again",
-            rfc3339(end)
-        ),
+        message,
     })
 }
 
@@ -199,11 +204,11 @@ pub async fn sweep(gw: &Gateway, now: i64) -> SweepOutcome {
         out.grants_expired += 1;
         out.connections_closed += closed;
     }
-    let ended = gw.connections.terminate_each(|c| session_ended(c, now));
+    let ended = gw.connections.terminate_each(|c| token_ended(c, now));
     if ended > 0 {
         tracing::info!(
             connections = ended,
-            "closed connections whose session ended"
+            "closed connections whose session or service account token ended"
         );
     }
     out.connections_closed += ended;
@@ -225,27 +230,37 @@ pub async fn sweep_periodically(gw: Arc<Gateway>) {
 mod tests {
     use super::*;
 
-    fn conn(session_ends_at: Option<i64>) -> ConnectionInfo {
+    fn conn(token_ends_at: Option<i64>) -> ConnectionInfo {
         ConnectionInfo {
             identity: "bob".into(),
-            session_id: session_ends_at.map(|_| "s".into()),
-            session_ends_at,
+            session_id: token_ends_at.map(|_| "s".into()),
+            token_ends_at,
             ..ConnectionInfo::sample("c")
         }
     }
 
     #[test]
-    fn a_connection_ends_with_its_session_and_not_before() {
+    fn a_connection_ends_with_its_token_and_not_before() {
         let c = conn(Some(1_800_000_000));
-        assert!(session_ended(&c, 1_799_999_999).is_none());
-        let t = session_ended(&c, 1_800_000_000).expect("ended");
+        assert!(token_ended(&c, 1_799_999_999).is_none());
+        let t = token_ended(&c, 1_800_000_000).expect("ended");
         assert_eq!(t.code, "57P01");
         assert_eq!(
             t.message,
             "your Gatehouse session ended at 2027-01-15T08:00:00Z; log in again"
         );
-        // Service-account tokens carry no session end.
-        assert!(session_ended(&conn(None), i64::MAX).is_none());
+        // Tokens that do not expire carry no end.
+        assert!(token_ended(&conn(None), i64::MAX).is_none());
+        // An API service account's token, past its expiry.
+        let sa = ConnectionInfo {
+            identity: "nightly".into(),
+            token_ends_at: Some(1_800_000_000),
+            ..ConnectionInfo::sample("d")
+        };
+        assert_eq!(
+            token_ended(&sa, 1_800_000_001).map(|t| t.message),
+            Some("the service account token of \"nightly\" expired at 2027-01-15T08:00:00Z; an administrator can rotate it for a new one".into())
+        );
     }
 
     #[test]

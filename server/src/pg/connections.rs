@@ -34,11 +34,12 @@ pub struct ConnectionInfo {
     /// the grants are asked again when access is taken away. Not shown in the live view.
     #[serde(skip)]
     pub token_groups: Vec<String>,
-    /// When the gateway session behind a session token ends for good (Unix seconds; its
-    /// refresh token's expiry, which a refresh does not move), as known at connect time. The
-    /// expiry sweep ends the connection then. `None` for service-account tokens.
+    /// When the token the connection was opened with stops being valid for good (Unix
+    /// seconds), as known at connect time: a session's absolute end (its refresh token's
+    /// expiry, which a refresh does not move) or an API service account's expiry. The expiry
+    /// sweep ends the connection then. `None` for tokens that do not expire.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub session_ends_at: Option<i64>,
+    pub token_ends_at: Option<i64>,
 }
 
 /// Why a connection is being ended from outside; sent to the client as a FATAL error.
@@ -147,7 +148,7 @@ impl ConnectionInfo {
             started_at: 0,
             upstream_role: None,
             token_groups: vec![],
-            session_ends_at: None,
+            token_ends_at: None,
         }
     }
 }

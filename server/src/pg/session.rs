@@ -119,7 +119,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
     let Established {
         identity,
         token_groups,
-        session_ends_at,
+        token_ends_at,
         env,
         database,
         upstream,
@@ -167,7 +167,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         started_at: crate::identity::now(),
         upstream_role: pinned_role,
         token_groups,
-        session_ends_at,
+        token_ends_at,
     };
     let registration = gw.connections.register(info.clone());
     // An administrator may have taken access away between the grant check in `establish` and
@@ -240,8 +240,8 @@ struct Established {
     identity: Identity,
     /// The groups the token itself carries (see [`ConnectionInfo::token_groups`]).
     token_groups: Vec<String>,
-    /// See [`ConnectionInfo::session_ends_at`].
-    session_ends_at: Option<i64>,
+    /// See [`ConnectionInfo::token_ends_at`].
+    token_ends_at: Option<i64>,
     env: Arc<Environment>,
     database: String,
     pinned_role: Option<String>,
@@ -296,7 +296,7 @@ async fn establish(
             return Err(SetupError::Quiet);
         }
     };
-    let (token_identity, session_ends_at) = match gw.auth.token_identity_until(&token).await {
+    let (token_identity, token_ends_at) = match gw.auth.token_identity_until(&token).await {
         Ok((i, end)) if i.name == user => (i, end),
         Ok(_) | Err(AuthError::InvalidCredentials) => return Err(auth_failed(&user).into()),
         Err(AuthError::Expired) => {
@@ -398,7 +398,7 @@ async fn establish(
     Ok(Established {
         identity,
         token_groups,
-        session_ends_at,
+        token_ends_at,
         env,
         database: database_name,
         pinned_role,
