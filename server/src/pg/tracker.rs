@@ -334,11 +334,11 @@ impl Tracker {
 
     pub fn expect_execute(&mut self, mut exec: Exec) {
         // The next piece of a suspended portal continues its execution.
-        if let Some(run) = exec
-            .portal_name
-            .as_ref()
-            .and_then(|name| self.suspended.remove(name))
-        {
+        let resumed = match &exec.portal_name {
+            Some(name) if !self.suspended.is_empty() => self.suspended.remove(name),
+            _ => None,
+        };
+        if let Some(run) = resumed {
             exec.started = run.started;
             exec.at = run.at;
             exec.rows = run.rows;
