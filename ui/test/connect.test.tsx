@@ -1,11 +1,10 @@
 // The desktop Connect/Disconnect UI over a stubbed Tauri shell (window.__TAURI__ does not exist
 // in a browser): the commands it calls with which arguments, and what it shows.
-import { render } from 'preact';
-import { act } from 'preact/test-utils';
 import { useState } from 'preact/hooks';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Connect, TunnelIndicator } from '../src/components/Connect';
 import type { Tunnel } from '../src/api/desktop';
+import { button, click, flush, mount, removeTauri, stubTauri } from './harness';
 
 let calls: [string, unknown][] = [];
 let fail: string | null = null;
@@ -21,24 +20,20 @@ beforeEach(() => {
   calls = [];
   fail = null;
   open = [];
-  (window as unknown as Record<string, unknown>).__TAURI__ = {
-    core: {
-      invoke: async (cmd: string, args: unknown) => {
-        calls.push([cmd, args]);
-        if (fail) throw fail;
-        if (cmd === 'tunnels') return open;
-        if (cmd === 'connect') {
-          open = [{ ...tunnel, opened_at: '2026-01-01T00:00:00Z' }];
-          return tunnel;
-        }
-        if (cmd === 'disconnect') open = [];
-        return null;
-      },
-    },
-  };
+  stubTauri(async (cmd, args) => {
+    calls.push([cmd, args]);
+    if (fail) throw fail;
+    if (cmd === 'tunnels') return open;
+    if (cmd === 'connect') {
+      open = [{ ...tunnel, opened_at: '2026-01-01T00:00:00Z' }];
+      return tunnel;
+    }
+    if (cmd === 'disconnect') open = [];
+    return null;
+  });
 });
 afterEach(() => {
-  delete (window as unknown as Record<string, unknown>).__TAURI__;
+  removeTauri();
   document.body.innerHTML = '';
 });
 
@@ -56,17 +51,11 @@ function Host() {
   );
 }
 
-const flush = () => act(() => new Promise((r) => setTimeout(r, 0)));
-const button = (name: string) =>
-  [...document.querySelectorAll('button')].find((b) => b.textContent?.trim() === name) as HTMLButtonElement | undefined;
-
 describe('Connect', () => {
   it('opens a tunnel, shows port, connection string and psql line, and disconnects', async () => {
-    const root = document.createElement('div');
-    document.body.appendChild(root);
-    await act(() => render(<Host />, root));
+    await mount(<Host />);
     expect(document.querySelector('[data-testid="tunnel-port"]')).toBeNull();
-    await act(() => button('Connect')!.click());
+    await click('Connect');
     await flush();
     expect(calls.filter(([c]) => c !== 'tunnels')).toEqual([['connect', { environment: 'prod', database: null, port: null }]]);
     await flush();
@@ -78,7 +67,7 @@ describe('Connect', () => {
     expect(env.querySelector('[role="status"]')!.textContent).toContain('Open on port');
     expect(button('Connect')).toBeUndefined();
 
-    await act(() => button('Disconnect')!.click());
+    await click('Disconnect');
     await flush();
     expect(calls.filter(([c]) => c !== 'tunnels')[1]).toEqual(['disconnect', { environment: 'prod' }]);
     await flush();
@@ -89,10 +78,8 @@ describe('Connect', () => {
 
   it("shows the shell's message when connecting fails", async () => {
     fail = 'no session: sign in again';
-    const root = document.createElement('div');
-    document.body.appendChild(root);
-    await act(() => render(<Host />, root));
-    await act(() => button('Connect')!.click());
+    await mount(<Host />);
+    await click('Connect');
     await flush();
     expect(document.querySelector('[role="alert"]')!.textContent).toContain('no session: sign in again');
     expect(document.querySelector('[data-testid="tunnel-port"]')).toBeNull();

@@ -2,73 +2,41 @@
 // `/api/v1/grants` endpoints do (web transport, real fetch): the list with each grant's expiry
 // (or "never"), and a new grant that lasts a chosen time (`expires_in_seconds`) or forever (no
 // expiry field sent at all).
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { render } from 'preact';
-import { act } from 'preact/test-utils';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { getTransport, setTransport, type Grant } from '../src/api/client';
-import { WebTransport, type Transport } from '../src/api/transport';
-import { ConfirmHost } from '../src/components/Confirm';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { Grant } from '../src/api/client';
 import { Grants } from '../src/screens/Grants';
+import { fill, label, mountScreen, submit, tableRows, until, withFakeGateway } from './harness';
 
 const NOW = Date.parse('2026-01-02T03:00:00Z');
 let grants: Grant[] = [];
 const posted: Record<string, unknown>[] = [];
-let server: Server;
-let previous: Transport;
-
-function answer(res: import('node:http').ServerResponse, status: number, body?: unknown) {
-  res.statusCode = status;
-  if (body !== undefined) res.setHeader('content-type', 'application/json');
-  res.end(body === undefined ? undefined : JSON.stringify(body));
-}
 
 const iso = (ms: number) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
 
-beforeAll(async () => {
-  server = createServer((req, res) => {
-    let body = '';
-    req.on('data', (c) => (body += c));
-    req.on('end', () => {
-      res.setHeader('access-control-allow-origin', '*');
-      res.setHeader('access-control-allow-headers', '*');
-      res.setHeader('access-control-allow-methods', '*');
-      if (req.method === 'OPTIONS') return res.end();
-      const url = req.url ?? '';
-      if (req.method === 'GET' && url === '/api/v1/grants') return answer(res, 200, { items: grants });
-      if (req.method === 'GET' && url === '/api/v1/environments') return answer(res, 200, { items: [] });
-      if (req.method === 'POST' && url === '/api/v1/grants') {
-        const req = JSON.parse(body) as Record<string, unknown>;
-        posted.push(req);
-        // As the gateway does: one of the two fields, a positive number of seconds.
-        const secs = req.expires_in_seconds as number | undefined;
-        if (secs !== undefined && secs <= 0) {
-          return answer(res, 400, { error: 'bad_request', message: '`expires_in_seconds` must be positive' });
-        }
-        const g: Grant = {
-          id: `g${grants.length}`,
-          groups: req.groups as string[],
-          environments: req.environments as string[],
-          upstream_role: (req.upstream_role as string | null) ?? null,
-          source: 'api',
-          created_by: 'root',
-          created_at: iso(NOW),
-          expires_at: secs === undefined ? null : iso(NOW + secs * 1000),
-        };
-        grants.push(g);
-        return answer(res, 201, g);
-      }
-      answer(res, 404, { error: 'not_found', message: 'no such endpoint' });
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  previous = getTransport();
-  setTransport(new WebTransport(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
-});
-afterAll(async () => {
-  setTransport(previous);
-  await new Promise<void>((r) => server.close(() => r()));
+withFakeGateway((req) => {
+  if (req.method === 'GET' && req.url === '/api/v1/grants') return { status: 200, body: { items: grants } };
+  if (req.method === 'GET' && req.url === '/api/v1/environments') return { status: 200, body: { items: [] } };
+  if (req.method === 'POST' && req.url === '/api/v1/grants') {
+    const sent = JSON.parse(req.body) as Record<string, unknown>;
+    posted.push(sent);
+    // As the gateway does: one of the two fields, a positive number of seconds.
+    const secs = sent.expires_in_seconds as number | undefined;
+    if (secs !== undefined && secs <= 0) {
+      return { status: 400, body: { error: 'bad_request', message: '`expires_in_seconds` must be positive' } };
+    }
+    const g: Grant = {
+      id: `g${grants.length}`,
+      groups: sent.groups as string[],
+      environments: sent.environments as string[],
+      upstream_role: (sent.upstream_role as string | null) ?? null,
+      source: 'api',
+      created_by: 'root',
+      created_at: iso(NOW),
+      expires_at: secs === undefined ? null : iso(NOW + secs * 1000),
+    };
+    grants.push(g);
+    return { status: 201, body: g };
+  }
 });
 beforeEach(() => {
   posted.length = 0;
@@ -89,50 +57,11 @@ afterEach(() => {
   document.body.innerHTML = '';
 });
 
-async function until(what: string, ok: () => boolean) {
-  for (let i = 0; i < 200; i++) {
-    if (ok()) return;
-    await act(() => new Promise((r) => setTimeout(r, 10)));
-  }
-  throw new Error(`timed out waiting for ${what}; page: ${document.body.textContent}`);
-}
-
-const rows = () =>
-  [...document.querySelectorAll('table[aria-label="Grants"] tbody tr')].map((r) =>
-    [...r.querySelectorAll('td')].map((c) => c.textContent),
-  );
-const label = (name: string) => [...document.querySelectorAll('label')].find((l) => l.textContent?.trim().startsWith(name))!;
-
-async function fill(name: string, value: string) {
-  const el = label(name).querySelector('input, select') as HTMLInputElement | HTMLSelectElement;
-  await act(() => {
-    el.value = value;
-    el.dispatchEvent(new Event(el.tagName === 'SELECT' ? 'change' : 'input', { bubbles: true }));
-  });
-}
-
-async function submit() {
-  await act(() => {
-    document.querySelector('form')!.dispatchEvent(new Event('submit', { bubbles: true, cancelable: true }));
-  });
-}
-
-async function mount() {
-  const root = document.body.appendChild(document.createElement('div'));
-  await act(() =>
-    render(
-      <>
-        <Grants />
-        <ConfirmHost />
-      </>,
-      root,
-    ),
-  );
-}
+const rows = () => tableRows('Grants');
 
 describe('Grants screen', () => {
   it('creates a grant that lasts 8 hours and shows when it expires', async () => {
-    await mount();
+    await mountScreen(<Grants />);
     await until('the list', () => rows().length === 1);
     expect(rows()[0][5]).toBe('never');
     const options = [...label('Expires').querySelectorAll('option')].map((o) => o.textContent);
@@ -150,7 +79,7 @@ describe('Grants screen', () => {
   });
 
   it('sends no expiry for a grant that never expires', async () => {
-    await mount();
+    await mountScreen(<Grants />);
     await until('the list', () => rows().length === 1);
     await fill('Groups', 'eng');
     await fill('Environments', 'staging');

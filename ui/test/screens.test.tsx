@@ -1,5 +1,4 @@
 // Pure pieces of the screens and the login form in both shells.
-import { render } from 'preact';
 import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NAV, navFor } from '../src/App';
@@ -10,9 +9,10 @@ import { tokenize } from '../src/lib/sql';
 import { parseHash } from '../src/lib/router';
 import { advice } from '../src/components/ui';
 import { ConfirmHost, ask } from '../src/components/Confirm';
+import { click, mount, removeTauri, setValue, stubTauri } from './harness';
 
 afterEach(() => {
-  delete (window as unknown as Record<string, unknown>).__TAURI__;
+  removeTauri();
   document.body.innerHTML = '';
 });
 
@@ -20,17 +20,15 @@ const labels = () => [...document.querySelectorAll('label')].map((l) => l.textCo
 
 describe('login form', () => {
   it('asks for username and password in the browser, and offers SSO', async () => {
-    const root = document.body.appendChild(document.createElement('div'));
-    await act(() => render(<Login onSignedIn={() => {}} />, root));
+    await mount(<Login onSignedIn={() => {}} />);
     expect(labels()).toEqual(['Username', 'Password']);
     const buttons = [...document.querySelectorAll('button')].map((b) => b.textContent);
     expect(buttons).toEqual(['Sign in', 'Sign in with SSO']);
   });
 
   it('asks for the gateway URL in the desktop app', async () => {
-    (window as unknown as Record<string, unknown>).__TAURI__ = { core: { invoke: async () => null } };
-    const root = document.body.appendChild(document.createElement('div'));
-    await act(() => render(<Login onSignedIn={() => {}} expired />, root));
+    stubTauri(async () => null);
+    await mount(<Login onSignedIn={() => {}} expired />);
     expect(labels()).toEqual(['Gateway URL', 'Username', 'Password']);
     expect(document.body.textContent).toContain('Your session has expired');
   });
@@ -140,19 +138,14 @@ describe('states', () => {
 
 describe('confirmation dialog', () => {
   it('resolves to the text typed when confirmed, and null when cancelled', async () => {
-    const root = document.body.appendChild(document.createElement('div'));
-    await act(() => render(<ConfirmHost />, root));
+    await mount(<ConfirmHost />);
     let answer: Promise<string | null> = Promise.resolve(null);
     await act(() => {
       answer = ask({ title: 'End it?', input: 'Reason', confirm: 'End connection' });
     });
     const dialog = document.querySelector('[role="alertdialog"]')!;
     expect(dialog.textContent).toContain('End it?');
-    const input = dialog.querySelector('input')!;
-    await act(() => {
-      input.value = 'maintenance';
-      input.dispatchEvent(new Event('input', { bubbles: true }));
-    });
+    await setValue(dialog.querySelector('input')!, 'maintenance');
     await act(() => (dialog.querySelector('button.primary') as HTMLButtonElement).click());
     expect(await answer).toBe('maintenance');
     expect(document.querySelector('[role="alertdialog"]')).toBeNull();
@@ -160,8 +153,7 @@ describe('confirmation dialog', () => {
     await act(() => {
       answer = ask({ title: 'Revoke?', confirm: 'Revoke' });
     });
-    const cancel = [...document.querySelectorAll('button')].find((b) => b.textContent === 'Cancel')!;
-    await act(() => cancel.click());
+    await click('Cancel');
     expect(await answer).toBeNull();
   });
 });

@@ -1,10 +1,10 @@
 // The shared data table: column headers every screen's table has, the actions column named for
 // screen readers only (and only when asked for), and the rows the screen gives it; the
 // remove action only API entries have.
-import { render } from 'preact';
 import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RemoveIfApi, Table } from '../src/components/ui';
+import { mount } from './harness';
 
 afterEach(() => {
   document.body.innerHTML = '';
@@ -12,20 +12,16 @@ afterEach(() => {
 
 describe('Table', () => {
   it('heads each column for screen readers and keeps the rows and their hooks', async () => {
-    const root = document.body.appendChild(document.createElement('div'));
-    await act(() =>
-      render(
-        <Table label="Grants" class="audit" columns={['Groups', 'Source']} actions>
-          <tr data-grant="g1">
-            <td>analysts</td>
-            <td>api</td>
-            <td>
-              <button type="button">Remove</button>
-            </td>
-          </tr>
-        </Table>,
-        root,
-      ),
+    await mount(
+      <Table label="Grants" class="audit" columns={['Groups', 'Source']} actions>
+        <tr data-grant="g1">
+          <td>analysts</td>
+          <td>api</td>
+          <td>
+            <button type="button">Remove</button>
+          </td>
+        </tr>
+      </Table>,
     );
     const table = document.querySelector('table')!;
     expect(table.getAttribute('aria-label')).toBe('Grants');
@@ -40,8 +36,11 @@ describe('Table', () => {
   });
 
   it('has no actions column unless asked, and no label unless given', async () => {
-    const root = document.body.appendChild(document.createElement('div'));
-    await act(() => render(<Table columns={['Environment', 'Port']} actions={false}>{null}</Table>, root));
+    await mount(
+      <Table columns={['Environment', 'Port']} actions={false}>
+        {null}
+      </Table>,
+    );
     const table = document.querySelector('table')!;
     expect(table.hasAttribute('aria-label')).toBe(false);
     expect([...table.querySelectorAll('th')].map((h) => h.textContent)).toEqual(['Environment', 'Port']);
@@ -52,15 +51,11 @@ describe('Table', () => {
 describe('RemoveIfApi', () => {
   it('offers Remove, named, for API entries and says where config entries live', async () => {
     let removed = 0;
-    const root = document.body.appendChild(document.createElement('div'));
-    await act(() =>
-      render(
-        <>
-          <RemoveIfApi source="api" label="Remove dana from analysts" onRemove={() => removed++} />
-          <RemoveIfApi source="config" label="Remove root from admins" onRemove={() => removed++} />
-        </>,
-        root,
-      ),
+    await mount(
+      <>
+        <RemoveIfApi source="api" label="Remove dana from analysts" onRemove={() => removed++} />
+        <RemoveIfApi source="config" label="Remove root from admins" onRemove={() => removed++} />
+      </>,
     );
     const buttons = [...document.querySelectorAll('button')];
     expect(buttons.map((b) => [b.textContent, b.getAttribute('aria-label')])).toEqual([['Remove', 'Remove dana from analysts']]);

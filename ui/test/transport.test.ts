@@ -1,16 +1,13 @@
 // Which transport each shell gets, and what each sends: the desktop one goes through the Tauri
 // shell's `api_request` command (stubbed here: there is no Tauri in a browser), the web one
 // talks to a real local HTTP server with the session cookie's CSRF companion on changes.
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DesktopTransport, WebTransport, detectTransport, isDesktop, readCookie } from '../src/api/transport';
-
-type Seen = { method: string; url: string; headers: IncomingMessage['headers']; body: string };
+import { fakeGateway, removeTauri, stubTauri, type GatewayRequest } from './harness';
 
 describe('transport selection', () => {
   afterEach(() => {
-    delete (window as unknown as Record<string, unknown>).__TAURI__;
+    removeTauri();
   });
 
   it('uses fetch in the browser', () => {
@@ -20,14 +17,10 @@ describe('transport selection', () => {
 
   it('uses the shell command when window.__TAURI__ is there', async () => {
     const calls: [string, unknown][] = [];
-    (window as unknown as Record<string, unknown>).__TAURI__ = {
-      core: {
-        invoke: async (cmd: string, args: unknown) => {
-          calls.push([cmd, args]);
-          return { status: 200, body: { items: [] } };
-        },
-      },
-    };
+    stubTauri(async (cmd, args) => {
+      calls.push([cmd, args]);
+      return { status: 200, body: { items: [] } };
+    });
     expect(isDesktop()).toBe(true);
     const t = detectTransport();
     expect(t).toBeInstanceOf(DesktopTransport);
@@ -46,37 +39,17 @@ describe('transport selection', () => {
 });
 
 describe('web transport against a real HTTP server', () => {
-  let server: Server;
-  let base = '';
-  const seen: Seen[] = [];
+  let server: Awaited<ReturnType<typeof fakeGateway>>;
+  const seen: GatewayRequest[] = [];
   beforeAll(async () => {
-    server = createServer((req, res) => {
-      let body = '';
-      req.on('data', (c) => (body += c));
-      req.on('end', () => {
-        seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
-        // The page and this server are different origins under happy-dom.
-        res.setHeader('access-control-allow-origin', '*');
-        res.setHeader('access-control-allow-headers', '*');
-        res.setHeader('access-control-allow-methods', '*');
-        if (req.method === 'OPTIONS') return res.end();
-        if (req.url === '/missing') {
-          res.statusCode = 404;
-          res.setHeader('content-type', 'application/json');
-          return res.end(JSON.stringify({ error: 'not_found', message: 'no such thing' }));
-        }
-        if (req.url === '/empty') {
-          res.statusCode = 204;
-          return res.end();
-        }
-        res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ ok: true }));
-      });
+    server = await fakeGateway((req) => {
+      seen.push(req);
+      if (req.url === '/missing') return { status: 404, body: { error: 'not_found', message: 'no such thing' } };
+      if (req.url === '/empty') return { status: 204 };
+      return { status: 200, body: { ok: true } };
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   });
-  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+  afterAll(() => server.close());
 
   it('reads the CSRF cookie', () => {
     expect(readCookie('gatehouse_csrf', 'a=1; gatehouse_csrf=abc%3D; b=2')).toBe('abc=');
@@ -85,7 +58,7 @@ describe('web transport against a real HTTP server', () => {
 
   it('sends the CSRF header on changes only, and parses answers', async () => {
     document.cookie = 'gatehouse_csrf=tok123';
-    const t = new WebTransport(base);
+    const t = new WebTransport(server.url);
     expect(await t.request('GET', '/x')).toEqual({ status: 200, body: { ok: true } });
     expect(await t.request('POST', '/y', { a: 1 })).toEqual({ status: 200, body: { ok: true } });
     expect(await t.request('GET', '/missing')).toEqual({
