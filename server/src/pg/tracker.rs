@@ -601,7 +601,7 @@ impl Tracker {
                 self.active = None;
                 self.query_index = 0;
                 // Idle: the transaction is over, and every portal with it.
-                if frame.and_then(|f| f.get(5)) == Some(&b'I') {
+                if !self.suspended.is_empty() && frame.and_then(|f| f.get(5)) == Some(&b'I') {
                     self.finish_suspended();
                 }
                 while let Some(e) = self.pending.pop_front() {
