@@ -1,8 +1,9 @@
 /*
  * PgJDBC (Debian's libpostgresql-jdbc-java, the driver DBeaver and IntelliJ use) through the
  * gateway: what those tools do on connect and while browsing (DatabaseMetaData), server-side
- * prepared statements with binary results, fetch-size portals over masked rows, batches,
- * generated keys, errors inside transactions, and cancel.
+ * prepared statements with binary results, fetch-size portals over masked rows, batches (also
+ * rewritten into multi-row inserts), generated keys, errors inside transactions (also with
+ * autosave savepoints), cancel and query timeouts.
  *
  * Run by tests/tests/pgjdbc.rs with the source launcher:
  *   java -cp /usr/share/java/postgresql.jar PgJdbcCheck.java
@@ -61,6 +62,7 @@ public class PgJdbcCheck {
             errorsInTransactions(c);
             cancel(c);
         }
+        autosaveAndTimeouts();
         // TLS to the gateway without checking its certificate, as DBeaver's "require": PgJDBC
         // gives up at once if the SSLRequest is refused.
         try (Connection c = open("&sslmode=require"); Statement st = c.createStatement();
@@ -296,6 +298,51 @@ public class PgJdbcCheck {
             check(false, "a syntax error raised nothing");
         } catch (SQLException e) {
             check("42601".equals(e.getSQLState()), "syntax error SQLSTATE " + e.getSQLState());
+        }
+    }
+
+    /* autosave=always (a SAVEPOINT before each statement, rolled back to on error, so one failed
+       statement does not lose the transaction), batched inserts rewritten into one multi-row
+       INSERT, and setQueryTimeout, which PgJDBC enforces with a cancel of its own. */
+    static void autosaveAndTimeouts() throws Exception {
+        try (Connection c = open("&autosave=always&reWriteBatchedInserts=true")) {
+            c.setAutoCommit(false);
+            try (Statement st = c.createStatement()) {
+                st.executeUpdate("CREATE TEMP TABLE jdbc_saves (n int)");
+                st.executeUpdate("INSERT INTO jdbc_saves VALUES (1)");
+                try {
+                    st.executeQuery("SELECT 1 / 0");
+                    check(false, "division by zero raised nothing");
+                } catch (SQLException e) {
+                    check("22012".equals(e.getSQLState()), "autosave error " + e.getSQLState());
+                }
+                st.executeUpdate("INSERT INTO jdbc_saves VALUES (2)");
+            }
+            try (PreparedStatement ps = c.prepareStatement("INSERT INTO jdbc_saves VALUES (?)")) {
+                for (int i = 3; i <= 50; i++) {
+                    ps.setInt(1, i);
+                    ps.addBatch();
+                }
+                ps.executeBatch();
+            }
+            try (Statement st = c.createStatement();
+                    ResultSet rs = st.executeQuery("SELECT count(*), sum(n) FROM jdbc_saves")) {
+                check(rs.next() && rs.getInt(1) == 50 && rs.getInt(2) == 1275, "rows kept across the error");
+            }
+            c.commit();
+            try (Statement st = c.createStatement()) {
+                st.setQueryTimeout(1);
+                long start = System.nanoTime();
+                try {
+                    st.execute("SELECT pg_sleep(10)");
+                    check(false, "the query timeout did not fire");
+                } catch (SQLException e) {
+                    check("57014".equals(e.getSQLState()), "timeout SQLSTATE " + e.getSQLState());
+                }
+                long ms = (System.nanoTime() - start) / 1_000_000;
+                check(ms < 5000, "query timeout took " + ms + " ms");
+            }
+            c.rollback();
         }
     }
 
