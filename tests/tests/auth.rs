@@ -83,8 +83,9 @@ async fn session_tokens_expire_and_logout_revokes() {
         .unwrap()
         .get(0);
     assert_eq!(app, "gatehouse:alice");
-    // A client that names itself later (simple protocol here) keeps the identity in front.
-    c.batch_execute("SET application_name = 'nightly report'")
+    // A client that names itself later (simple protocol here, among other statements) keeps
+    // the identity in front.
+    c.batch_execute("SELECT 1; SET application_name = 'nightly report'")
         .await
         .unwrap();
     let app: String = c

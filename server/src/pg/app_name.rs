@@ -79,8 +79,51 @@ pub fn rewrite_set(sql: &str, prefix: &str) -> Option<String> {
     })
 }
 
+/// `sql` as a simple Query carries it (one or more statements) with each lone
+/// `SET application_name` among them rewritten by [`rewrite_set`]; `None` when there is none.
+/// Text with a backslash is left alone: whether it escapes a quote depends on a setting of the
+/// session, and a wrong guess about where a string ends could rewrite inside a literal.
+pub fn rewrite_statements(sql: &str, prefix: &str) -> Option<String> {
+    if !mentions_application_name(sql) || sql.contains('\\') {
+        return None;
+    }
+    let mut out = String::new();
+    // Where the statement being read starts, and how much of `sql` is already in `out`.
+    let (mut start, mut copied) = (0, 0);
+    let mut ends: Vec<(usize, usize)> = Lexer::new(sql)
+        .filter(|t| t.kind == TokenKind::Semicolon)
+        .map(|t| (t.start, t.end))
+        .collect();
+    ends.push((sql.len(), sql.len()));
+    for (end, next) in ends {
+        let statement = &sql[start..end];
+        if let Some(new) = rewrite_set(statement, prefix) {
+            // Whitespace and comments before the statement stay as they were.
+            let from = start + Lexer::new(statement).next().map_or(0, |t| t.start);
+            out.push_str(&sql[copied..from]);
+            out.push_str(&new);
+            copied = end;
+        }
+        start = next;
+    }
+    if copied == 0 {
+        return None;
+    }
+    out.push_str(&sql[copied..]);
+    Some(out)
+}
+
+/// A quick look before any lexing: almost no statement names the setting.
+fn mentions_application_name(sql: &str) -> bool {
+    const NAME: &[u8] = b"application_name";
+    sql.as_bytes()
+        .windows(NAME.len())
+        .any(|w| w.eq_ignore_ascii_case(NAME))
+}
+
 /// A client's Query (`Q`) or Parse (`P`) frame with its `SET application_name` rewritten by
-/// [`rewrite_set`]; `None` when there is nothing to rewrite.
+/// [`rewrite_statements`] (a Parse holds one statement); `None` when there is nothing to
+/// rewrite.
 pub fn rewrite_frame(tag: u8, frame: &[u8], prefix: &str) -> Option<BytesMut> {
     let body = frame.get(5..)?;
     let (name, rest) = match tag {
@@ -93,7 +136,7 @@ pub fn rewrite_frame(tag: u8, frame: &[u8], prefix: &str) -> Option<BytesMut> {
     };
     let end = rest.iter().position(|&b| b == 0)?;
     let sql = std::str::from_utf8(&rest[..end]).ok()?;
-    let new = rewrite_set(sql, prefix)?;
+    let new = rewrite_statements(sql, prefix)?;
     let tail = &rest[end..];
     let len = 4 + name.len() + new.len() + tail.len();
     let mut out = BytesMut::with_capacity(1 + len);
@@ -154,6 +197,26 @@ mod tests {
             "",
         ] {
             assert_eq!(rewrite_set(sql, P), None, "{sql}");
+        }
+    }
+
+    #[test]
+    fn a_set_among_other_statements_is_rewritten_in_place() {
+        assert_eq!(
+            rewrite_statements("SELECT 1; SET application_name = 'x';SELECT ';'", P).as_deref(),
+            Some("SELECT 1; SET application_name = 'gatehouse:alice/x';SELECT ';'")
+        );
+        assert_eq!(
+            rewrite_statements("set application_name to a; set application_name to b", P)
+                .as_deref(),
+            Some("SET application_name = 'gatehouse:alice/a'; SET application_name = 'gatehouse:alice/b'")
+        );
+        for sql in [
+            "SELECT 'SET application_name = x'",
+            "INSERT INTO t VALUES ('a\\'; SET application_name = ''x''')",
+            "SELECT 1; SELECT 2",
+        ] {
+            assert_eq!(rewrite_statements(sql, P), None, "{sql}");
         }
     }
 
