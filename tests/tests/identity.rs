@@ -324,6 +324,7 @@ async fn an_expiring_grant_ends_its_connections_when_it_expires() {
         b.user("root", "root-pw", &["admins"])
             .user("bob", "bob-pw", &["oncall"])
             .user("carol", "carol-pw", &["eng"])
+            .user("dave", "dave-pw", &["contractors"])
     })
     .await;
     let gw = &f.gw;
@@ -399,6 +400,18 @@ async fn an_expiring_grant_ends_its_connections_when_it_expires() {
         .cloned()
         .expect("listed");
     assert_eq!(listed["expires_at"], expires_at.as_str());
+    // dave's grant expires at the same second as bob's: one sweep ends both, and each grant's
+    // record counts the connection it let in.
+    let (status, dave_grant) = api
+        .post(
+            "/api/v1/grants",
+            &root,
+            json!({"groups": ["contractors"], "environments": [ENV], "expires_at": expires_at}),
+        )
+        .await;
+    assert_eq!(status, 201, "{dave_grant}");
+    let dave = gw.login("dave", "dave-pw").await;
+    let (_dave_c, dave_end) = gw.connect_watched(ENV, "dave", &dave).await;
 
     let (bob_c, bob_end) = gw.connect_watched(ENV, "bob", &bob).await;
     let (carol_c, carol_end) = gw.connect_watched(ENV, "carol", &carol).await;
@@ -415,6 +428,7 @@ async fn an_expiring_grant_ends_its_connections_when_it_expires() {
     );
     let e = gw.connect(ENV, "bob", &bob).await.expect_err("refused");
     assert_eq!(sqlstate(&e), "28000");
+    assert_eq!(ended_with(dave_end).await.0, "57P01");
     let row = carol_c
         .query_one("SELECT 2", &[])
         .await
@@ -444,8 +458,19 @@ async fn an_expiring_grant_ends_its_connections_when_it_expires() {
 
     // The audit: the gateway itself recorded the expiry, with the connection it ended.
     let expired = gw.audit(&root, "event=admin.grant.expired").await;
-    assert_eq!(expired.len(), 1, "{expired:?}");
-    let r = &expired[0];
+    assert_eq!(expired.len(), 2, "{expired:?}");
+    let dave_record = expired
+        .iter()
+        .find(|r| r["details"]["grant_id"] == dave_grant["id"])
+        .expect("dave's grant's record");
+    assert_eq!(
+        dave_record["details"]["connections_closed"], 1,
+        "{dave_record}"
+    );
+    let r = expired
+        .iter()
+        .find(|r| r["details"]["grant_id"] == bob_grant_id.as_str())
+        .expect("bob's grant's record");
     assert_eq!(r["identity"], "gatehouse", "{r}");
     assert_eq!(r["identity_kind"], "gateway", "{r}");
     assert_eq!(r["details"]["grant_id"], bob_grant_id.as_str(), "{r}");

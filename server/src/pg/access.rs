@@ -21,7 +21,7 @@ use super::connections::{ConnectionInfo, Termination};
 use super::error::sqlstate;
 use crate::audit::{AuditRecord, Pending};
 use crate::gateway::Gateway;
-use crate::identity::{GrantError, Identity, IdentityKind};
+use crate::identity::{GrantError, GrantView, Identity, IdentityKind};
 
 /// How often the sweep looks for expired grants and ended sessions: an expiry takes effect
 /// for open connections within this long (new connections are refused at once).
@@ -93,13 +93,7 @@ pub fn access_withdrawn(
     c: &ConnectionInfo,
     cause: &Cause<'_>,
 ) -> Option<Termination> {
-    let identity = gw.auth.with_memberships(Identity {
-        name: c.identity.clone(),
-        kind: IdentityKind::parse(&c.identity_kind),
-        groups: c.token_groups.clone(),
-        on_behalf_of: None,
-        session_id: c.session_id.clone(),
-    });
+    let identity = identity_now(gw, c);
     let env = &c.environment;
     if !gw.grants.allows(&identity, env) {
         return Some(Termination {
@@ -119,6 +113,28 @@ pub fn access_withdrawn(
         });
     }
     None
+}
+
+/// The identity behind an open connection as the grants see it now: the groups its token
+/// carried at connect time and the group memberships as they are at this moment.
+fn identity_now(gw: &Gateway, c: &ConnectionInfo) -> Identity {
+    gw.auth.with_memberships(Identity {
+        name: c.identity.clone(),
+        kind: IdentityKind::parse(&c.identity_kind),
+        groups: c.token_groups.clone(),
+        on_behalf_of: None,
+        session_id: c.session_id.clone(),
+    })
+}
+
+/// Whether `grant` is one that let `c` in: its groups hold the connection's identity and its
+/// environments name the connection's.
+fn admitted_by(gw: &Gateway, grant: &GrantView, c: &ConnectionInfo) -> bool {
+    grant
+        .environments
+        .iter()
+        .any(|e| e == "*" || *e == c.environment)
+        && identity_now(gw, c).in_any_group(&grant.groups)
 }
 
 /// After access was narrowed (the grants and memberships already reloaded): asks the grants
@@ -187,8 +203,11 @@ pub async fn sweep(gw: &Gateway, now: i64) -> SweepOutcome {
             }
         }
         let at = g.expires_at.unwrap_or(now);
-        // Any connection may have come in through this grant: ask about all of them.
-        let closed = end_connections_without_access(gw, &Cause::GrantExpired { at }, |_| true);
+        // Only the connections this grant let in: another grant expiring in the same sweep
+        // no longer lets anyone in either, and its own record must count its own.
+        let closed = end_connections_without_access(gw, &Cause::GrantExpired { at }, |c| {
+            admitted_by(gw, &g, c)
+        });
         tracing::info!(action = "grant.expired", grant = %g.id, groups = ?g.groups, environments = ?g.environments, connections = closed, "grant expired");
         let mut r = AuditRecord::new("admin.grant.expired").details(serde_json::json!({
             "grant_id": g.id,
