@@ -210,9 +210,7 @@ fn grant_expiry(
         )),
         (None, Some(s)) => Ok(Some(now + s)),
         (Some(t), None) => {
-            let at = chrono::DateTime::parse_from_rfc3339(t)
-                .map_err(|e| format!("`expires_at` is not an RFC 3339 time: {e}"))?
-                .timestamp();
+            let at = expires_at_unix(t)?;
             if at <= now {
                 return Err(format!(
                     "`expires_at` must be in the future (it is {t}, and now is {})",
@@ -385,12 +383,15 @@ pub struct ServiceAccountCreated {
 }
 
 fn parse_time(s: Option<String>) -> Result<Option<i64>, ApiError> {
-    s.map(|t| {
-        chrono::DateTime::parse_from_rfc3339(&t)
-            .map(|d| d.timestamp())
-            .map_err(|e| ApiError::BadRequest(format!("`expires_at` is not an RFC 3339 time: {e}")))
-    })
-    .transpose()
+    s.map(|t| expires_at_unix(&t).map_err(ApiError::BadRequest))
+        .transpose()
+}
+
+/// A request's `expires_at` (RFC 3339) as Unix seconds; the message names the field.
+fn expires_at_unix(t: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|d| d.timestamp())
+        .map_err(|e| format!("`expires_at` is not an RFC 3339 time: {e}"))
 }
 
 fn manage_error(e: ManageError) -> ApiError {

@@ -209,11 +209,11 @@ impl Authenticator {
     /// Resolves a bearer token (service-account or session) to its identity, with the groups
     /// administrators added through the API as they are now.
     pub async fn authenticate_token(&self, token: &str) -> Result<Identity, AuthError> {
-        Ok(self.with_memberships(self.token_identity(token).await?))
+        Ok(self.with_memberships(self.token_identity_until(token).await?.0))
     }
 
     /// `identity` with the API-managed group memberships as they are at this moment.
-    /// Together with [`Self::token_identity`] this is [`Self::authenticate_token`] split in
+    /// Together with [`Self::token_identity_until`] this is [`Self::authenticate_token`] split in
     /// two, so that an open connection can be asked again, after a membership changes, what
     /// the same token would be worth now.
     pub fn with_memberships(&self, mut identity: Identity) -> Identity {
@@ -221,14 +221,9 @@ impl Authenticator {
         identity
     }
 
-    /// The identity a token proves as it was issued: the groups its login (IdP claims, local
-    /// user), the config or the service account gave it, without API memberships. These do
-    /// not change while the token lives, so a connection keeps them.
-    pub async fn token_identity(&self, token: &str) -> Result<Identity, AuthError> {
-        Ok(self.token_identity_until(token).await?.0)
-    }
-
-    /// [`Authenticator::token_identity`], and when the token stops being valid for good (Unix
+    /// The identity a token proves as it was issued (the groups its login, the config or the
+    /// service account gave it, without API memberships: these do not change while the token
+    /// lives, so a connection keeps them), and when the token stops being valid for good (Unix
     /// seconds): for a session token the session's absolute end (its refresh token's expiry,
     /// or its access token's when it has no refresh token; a refresh renews the access token
     /// but never moves that end), for an API service account its `expires_at`. A connection

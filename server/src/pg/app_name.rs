@@ -84,7 +84,7 @@ pub fn rewrite_set(sql: &str, prefix: &str) -> Option<String> {
 /// Text with a backslash is left alone: whether it escapes a quote depends on a setting of the
 /// session, and a wrong guess about where a string ends could rewrite inside a literal.
 pub fn rewrite_statements(sql: &str, prefix: &str) -> Option<String> {
-    if !mentions_application_name(sql) || sql.contains('\\') {
+    if !mentions_application_name(sql.as_bytes()) || sql.contains('\\') {
         return None;
     }
     let mut out = String::new();
@@ -114,10 +114,9 @@ pub fn rewrite_statements(sql: &str, prefix: &str) -> Option<String> {
 }
 
 /// A quick look before any lexing: almost no statement names the setting.
-fn mentions_application_name(sql: &str) -> bool {
+fn mentions_application_name(sql: &[u8]) -> bool {
     const NAME: &[u8] = b"application_name";
-    sql.as_bytes()
-        .windows(NAME.len())
+    sql.windows(NAME.len())
         .any(|w| w.eq_ignore_ascii_case(NAME))
 }
 
@@ -135,6 +134,10 @@ pub fn rewrite_frame(tag: u8, frame: &[u8], prefix: &str) -> Option<BytesMut> {
         _ => return None,
     };
     let end = rest.iter().position(|&b| b == 0)?;
+    // Checked on the bytes first: nearly every frame stops here, before UTF-8 validation.
+    if !mentions_application_name(&rest[..end]) {
+        return None;
+    }
     let sql = std::str::from_utf8(&rest[..end]).ok()?;
     let new = rewrite_statements(sql, prefix)?;
     let tail = &rest[end..];

@@ -326,9 +326,7 @@ where
                 b'P' => {
                     lock(tracker).on_parse(frame);
                     if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
-                        rewritten.extend_from_slice(&buf[written..offset]);
-                        rewritten.extend_from_slice(&own);
-                        written = offset + total;
+                        written = replace_frame(&mut rewritten, &buf, written, offset, total, &own);
                     }
                     None
                 }
@@ -396,9 +394,7 @@ where
                 }
             }
             if let Some(replacement) = out {
-                rewritten.extend_from_slice(&buf[written..offset]);
-                rewritten.extend_from_slice(&replacement);
-                written = offset + total;
+                written = replace_frame(&mut rewritten, &buf, written, offset, total, &replacement);
             }
         }
         // The whole chunk goes upstream in one write, after every statement in it was decided:
@@ -582,11 +578,8 @@ where
             out.clear();
             let mut written = 0;
             for (offset, total, replacement) in &rewrites {
-                out.extend_from_slice(&buf[written..*offset]);
-                if let Some(r) = replacement {
-                    out.extend_from_slice(r);
-                }
-                written = offset + total;
+                let with = replacement.as_deref().unwrap_or_default();
+                written = replace_frame(&mut out, &buf, written, *offset, *total, with);
             }
             out.extend_from_slice(&buf[written..ready]);
             if let Err(e) = write_flush(client, &out).await {
@@ -615,6 +608,21 @@ async fn record_exemption_use(observer: &Observer, u: super::tracker::ExemptionU
         .audit
         .record(crate::audit::Pending::Record(Box::new(r)))
         .await;
+}
+
+/// Copies `buf[written..offset]` into `out`, then `with` in place of the `total` bytes of the
+/// frame at `offset` (nothing: the frame is dropped); returns how far `buf` is now copied.
+fn replace_frame(
+    out: &mut BytesMut,
+    buf: &[u8],
+    written: usize,
+    offset: usize,
+    total: usize,
+    with: &[u8],
+) -> usize {
+    out.extend_from_slice(&buf[written..offset]);
+    out.extend_from_slice(with);
+    offset + total
 }
 
 async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {
