@@ -16,6 +16,8 @@ pub enum FrameError {
     BadLength { tag: u8, len: u32 },
     #[error("message of {size} bytes exceeds the limit of {limit} bytes")]
     TooLarge { tag: u8, size: usize, limit: usize },
+    #[error("invalid frontend message type {}", *.0)]
+    UnknownType(u8),
 }
 
 /// What the scanner shows the caller about one frame.

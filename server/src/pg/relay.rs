@@ -23,7 +23,7 @@ use super::connections::Termination;
 use super::error::{sqlstate, PgError};
 use super::gate::{self, Observer};
 use super::stream::{PgStream, WriteSide};
-use super::tracker::{refusal, Exec, SessionMasking, StmtInfo, Tracker, Verdict};
+use super::tracker::{refusal, Exec, SessionMasking, StmtInfo, Tracker, Unreadable, Verdict};
 use crate::audit::{Pending, StatementEvent};
 
 const READ_CHUNK: usize = 32 * 1024;
@@ -53,6 +53,9 @@ pub enum RelayEnd {
     UpstreamIo(std::io::Error),
     /// Ended from outside: an administrator, or the session behind the token was revoked.
     Terminated(Termination),
+    /// Ended by the gateway: the session came to a state it cannot check statements in
+    /// (e.g. a client encoding it cannot read).
+    Refused(PgError),
 }
 
 impl RelayEnd {
@@ -66,6 +69,7 @@ impl RelayEnd {
             RelayEnd::ClientIo(e) => format!("client i/o error: {e}"),
             RelayEnd::UpstreamIo(e) => format!("upstream i/o error: {e}"),
             RelayEnd::Terminated(t) => format!("terminated: {}", t.message),
+            RelayEnd::Refused(e) => format!("refused: {}", e.message),
         }
     }
 
@@ -96,6 +100,7 @@ impl RelayEnd {
                 format!("invalid frontend message: {e}"),
             )),
             RelayEnd::Terminated(t) => Some(PgError::fatal(t.code, t.message.clone())),
+            RelayEnd::Refused(e) => Some(e.clone()),
             RelayEnd::Idle(d) => Some(PgError::fatal(
                 sqlstate::IDLE_SESSION_TIMEOUT,
                 format!("terminating connection after {} seconds idle", d.as_secs()),
@@ -141,6 +146,7 @@ pub async fn run(
     upstream: PgStream,
     limits: Limits,
     initial_status: u8,
+    encoding: super::encoding::ClientEncoding,
     mut stop: tokio::sync::watch::Receiver<Option<Termination>>,
     observer: &Observer,
 ) -> (RelayEnd, WriteSide, bool, Traffic) {
@@ -153,6 +159,7 @@ pub async fn run(
         tx_status: AtomicU8::new(initial_status),
     };
     let mut t = Tracker::default();
+    t.encoding = encoding;
     t.masking = session_masking(observer).await;
     let tracker = Mutex::new(t);
     let mut down_scanner = FrameScanner::default();
@@ -208,7 +215,7 @@ fn lock(t: &Mutex<Tracker>) -> std::sync::MutexGuard<'_, Tracker> {
 
 /// Client tags whose whole frame the statement path reads.
 fn client_wants_whole(tag: u8) -> bool {
-    matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'D')
+    matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'C' | b'D' | b'F')
 }
 
 /// Masking for this session (None when `[masking] enabled = false`): the catalog read or
@@ -267,6 +274,32 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
     None
 }
 
+/// A refusal made before the policy is asked, and the rule name the audit gives it.
+type EarlyRefusal = (gate::Refusal, &'static str);
+
+/// The refusal of an execution the gateway cannot read.
+fn unreadable_refusal(u: &Unreadable) -> EarlyRefusal {
+    let (code, message, hint) = u.refusal();
+    let refusal = gate::Refusal {
+        code,
+        message,
+        hint: hint.into(),
+    };
+    (refusal, "protocol:unreadable")
+}
+
+/// The refusal of a statement that would switch to a client encoding the gateway cannot read.
+fn encoding_refusal(info: &StmtInfo) -> Option<EarlyRefusal> {
+    super::encoding::statement_refused(&info.sql).map(|e| {
+        let refusal = gate::Refusal {
+            code: sqlstate::FEATURE_NOT_SUPPORTED,
+            message: e.to_string(),
+            hint: super::encoding::EncodingRefused::HINT.into(),
+        };
+        (refusal, "protocol:client-encoding")
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn client_to_upstream<R, W>(
     client: &mut R,
@@ -320,9 +353,28 @@ where
             let decision_point = match tag {
                 b'Q' => {
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    Some((Tracker::query_info(frame), false))
+                    let read = lock(tracker).query_info(frame);
+                    Some(match read {
+                        Ok(info) => {
+                            let refusal = encoding_refusal(&info);
+                            (info, false, None, refusal)
+                        }
+                        Err(e) => (
+                            StmtInfo::new("<unreadable query>"),
+                            false,
+                            None,
+                            Some(unreadable_refusal(&Unreadable::Text(e))),
+                        ),
+                    })
                 }
-                b'E' => Some((lock(tracker).execute_info(frame), true)),
+                b'E' => {
+                    let target = lock(tracker).execute_target(frame);
+                    let refusal = match &target.unreadable {
+                        Some(u) => Some(unreadable_refusal(u)),
+                        None => encoding_refusal(&target.info),
+                    };
+                    Some((target.info.clone(), true, Some(target), refusal))
+                }
                 b'P' => {
                     lock(tracker).on_parse(frame);
                     if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
@@ -348,29 +400,52 @@ where
                     None
                 }
                 b'F' => {
+                    // Decided as the SELECT it stands for; answered like a simple query
+                    // (a FunctionCallResponse or an error, then ReadyForQuery).
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    lock(tracker).expect_query(Exec::new(StmtInfo::new("<function call>")));
-                    None
+                    Some(match super::function_call::statement(frame) {
+                        Ok(sql) => (StmtInfo::new(&sql), false, None, None),
+                        Err(e) => (
+                            StmtInfo::new("<function call>"),
+                            false,
+                            None,
+                            Some((
+                                gate::Refusal {
+                                    code: e.sqlstate(),
+                                    message: e.to_string(),
+                                    hint: super::function_call::CallRefused::HINT.into(),
+                                },
+                                "protocol:function-call",
+                            )),
+                        ),
+                    })
                 }
                 b'X' => {
                     terminate = true;
                     None
                 }
-                _ => None,
+                // Flush, and COPY data from the client (the COPY itself was decided).
+                b'H' | b'd' | b'c' | b'f' => None,
+                // Nothing else may follow the startup; PostgreSQL itself ends the session
+                // on any other type, so does the gateway, before forwarding it.
+                other => return RelayEnd::ClientProtocol(FrameError::UnknownType(other)),
             };
-            let Some((info, extended)) = decision_point else {
+            let Some((info, extended, target, early_refusal)) = decision_point else {
                 continue;
             };
             let mut exec = Exec::new(info.clone());
-            if extended {
-                exec.portal = lock(tracker).execute_portal(frame);
-                exec.portal_name = super::tracker::execute_portal_name(frame);
+            if let Some(target) = target {
+                exec.portal = target.portal;
+                exec.portal_name = Some(target.name);
             }
-            let admission = match binary_copy_refusal(tracker, &info) {
-                Some(refusal) => gate::Admission {
+            let early = early_refusal.or_else(|| {
+                binary_copy_refusal(tracker, &info).map(|r| (r, "masking:binary-copy"))
+            });
+            let admission = match early {
+                Some((refusal, rule)) => gate::Admission {
                     gate: super::tracker::Gate {
                         decision: "deny",
-                        rule: Some("masking:binary-copy".into()),
+                        rule: Some(rule.into()),
                         approval_id: None,
                         refused: true,
                     },
@@ -547,6 +622,14 @@ where
                     Ok::<(), FrameError>(())
                 },
             );
+            if let Some(message) = t.refused_encoding.take() {
+                // The server now reads client text in an encoding the gateway cannot: nothing
+                // more may pass. What this read brought is not forwarded either.
+                return RelayEnd::Refused(
+                    PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, message)
+                        .with_hint(super::encoding::EncodingRefused::HINT),
+                );
+            }
             (
                 ready,
                 std::mem::take(&mut t.completed),

@@ -20,10 +20,12 @@ use super::access;
 use super::cancel::CancelKey;
 use super::codec;
 use super::connections::ConnectionInfo;
+use super::encoding::ClientEncoding;
 use super::error::{sqlstate, PgError};
 use super::gate::Observer;
 use super::handshake::{self, HandshakeError, Opening};
 use super::relay::{self, Limits};
+use super::startup_options;
 use super::stream::PgStream;
 use super::upstream;
 use crate::audit::{AuditRecord, ConnectionMeta, Pending};
@@ -55,9 +57,6 @@ pub const ON_BEHALF_OF_PARAM: &str = "gatehouse.on_behalf_of";
 pub const APPROVAL_WAIT_PARAM: &str = "gatehouse.approval_wait";
 /// `application_name` of the MCP server's own connections (audit `via = "mcp"`).
 pub const MCP_APPLICATION: &str = "gatehouse-mcp";
-
-/// GUCs a client may not set through `options`: they would change the upstream identity.
-const FORBIDDEN_OPTIONS: &[&str] = &["role", "session_authorization", "application_name"];
 
 /// Serves one accepted connection to completion.
 pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
@@ -195,6 +194,11 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         upstream.stream,
         relay_limits,
         upstream.ready_status,
+        upstream
+            .client_encoding
+            .as_deref()
+            .and_then(|n| ClientEncoding::from_name(n).ok())
+            .unwrap_or_default(),
         registration.stop.clone(),
         &observer,
     )
@@ -374,6 +378,18 @@ async fn establish(
             tracing::warn!(error = %e, "upstream connection failed");
             e.to_client(&env.name)
         })?;
+    // The server's own answer decides how client text is read; an encoding the gateway cannot
+    // read exactly (a role's or database's default, say) ends the connection before any
+    // statement is sent.
+    if let Some(name) = &upstream.client_encoding {
+        if let Err(e) = ClientEncoding::from_name(name) {
+            return Err(
+                PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, e.to_string())
+                    .with_hint(super::encoding::EncodingRefused::HINT)
+                    .into(),
+            );
+        }
+    }
     let database_name = target.database.clone();
     let cancel_key = gw
         .cancels
@@ -418,31 +434,40 @@ fn approval_window(gw: &Gateway, params: &BTreeMap<String, String>) -> u64 {
 
 /// The upstream's startup parameters: the client's harmless settings, and an
 /// `application_name` that names the identity so DBAs see who is behind a backend.
+/// `options` is parsed the server's way and re-encoded (see [`startup_options`]); a setting that
+/// would change the identity or the client encoding's safety refuses the connection.
 fn upstream_params(
     params: &BTreeMap<String, String>,
     identity: &Identity,
     role: Option<&str>,
 ) -> Result<Vec<(String, String)>, PgError> {
     let mut out = Vec::new();
-    let mut options = None;
+    let mut settings = Vec::new();
     for (k, v) in params {
         let lk = k.to_ascii_lowercase();
         if !FORWARDED_PARAMS.contains(&lk.as_str()) {
             continue;
         }
         if lk == "options" {
-            check_options(v)?;
-            options = Some(v.clone());
+            settings = startup_options::parse(v).map_err(options_refused)?;
             continue;
         }
+        startup_options::check(&startup_options::Setting {
+            name: lk,
+            value: v.clone(),
+        })
+        .map_err(options_refused)?;
         out.push((k.clone(), v.clone()));
     }
-    let role_option =
-        role.map(|r| format!("-c role={}", r.replace('\\', "\\\\").replace(' ', "\\ ")));
-    match (options, role_option) {
-        (Some(o), Some(r)) => out.push(("options".into(), format!("{o} {r}"))),
-        (Some(o), None) | (None, Some(o)) => out.push(("options".into(), o)),
-        (None, None) => {}
+    // Last, so it wins over anything before it.
+    if let Some(r) = role {
+        settings.push(startup_options::Setting {
+            name: "role".into(),
+            value: r.to_string(),
+        });
+    }
+    if !settings.is_empty() {
+        out.push(("options".into(), startup_options::encode(&settings)));
     }
     let app = super::app_name::upstream_value(
         &identity.name,
@@ -452,30 +477,16 @@ fn upstream_params(
     Ok(out)
 }
 
-/// Rejects `options` that would set an identity-changing GUC (`-c role=x`, `--role=x`).
-fn check_options(options: &str) -> Result<(), PgError> {
-    let words: Vec<&str> = options.split_whitespace().collect();
-    for (i, w) in words.iter().enumerate() {
-        let setting = if *w == "-c" {
-            words.get(i + 1).copied()
-        } else {
-            w.strip_prefix("-c").or_else(|| w.strip_prefix("--"))
-        };
-        let Some(setting) = setting else { continue };
-        let name = setting
-            .split('=')
-            .next()
-            .unwrap_or("")
-            .replace('-', "_")
-            .to_ascii_lowercase();
-        if FORBIDDEN_OPTIONS.contains(&name.as_str()) {
-            return Err(PgError::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
-                format!("the startup option \"{name}\" cannot be set through the gateway"),
-            ));
+fn options_refused(e: startup_options::OptionsRefused) -> PgError {
+    use startup_options::OptionsRefused as R;
+    match e {
+        R::Forbidden(_) => PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()),
+        R::Encoding(_) => PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, e.to_string())
+            .with_hint(super::encoding::EncodingRefused::HINT),
+        R::NotASetting(_) | R::NoValue(_) => {
+            PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -506,10 +517,20 @@ mod tests {
     }
 
     #[test]
-    fn identity_changing_options_are_refused() {
-        assert!(check_options("-c role=postgres").is_err());
-        assert!(check_options("-csession_authorization=postgres").is_err());
-        assert!(check_options("--role=x").is_err());
-        assert!(check_options("-c search_path=app -c statement_timeout=5s").is_ok());
+    fn identity_changing_options_are_refused_and_the_pinned_role_comes_last() {
+        let mut p = BTreeMap::new();
+        p.insert("options".to_string(), r"-\c role=postgres".to_string());
+        let e = upstream_params(&p, &alice(), None).unwrap_err();
+        assert_eq!(e.code, sqlstate::INVALID_AUTHORIZATION);
+        p.insert("options".to_string(), "-c search_path=app".to_string());
+        let out = upstream_params(&p, &alice(), Some("reader x")).unwrap();
+        assert!(out.contains(&(
+            "options".into(),
+            r"-c search_path=app -c role=reader\ x".into()
+        )));
+        p.insert("client_encoding".to_string(), "SJIS".to_string());
+        let e = upstream_params(&p, &alice(), None).unwrap_err();
+        assert_eq!(e.code, sqlstate::FEATURE_NOT_SUPPORTED);
+        assert!(e.message.contains("SJIS"), "{}", e.message);
     }
 }

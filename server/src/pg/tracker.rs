@@ -17,6 +17,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{BufMut, BytesMut};
 
+use super::encoding::{ClientEncoding, InvalidText};
+use super::names::{self, Resolved};
 use crate::audit::record::rows_from_tag;
 use crate::gateway::Gateway;
 use crate::masking::lineage::{CopyFormat, CopyOut, StatementLineage};
@@ -55,6 +57,57 @@ pub type FieldsSlot = Arc<OnceLock<Arc<Vec<Field>>>>;
 struct Prepared {
     info: Arc<StmtInfo>,
     fields: FieldsSlot,
+    /// The text was not valid in the session's encoding.
+    unreadable: Option<InvalidText>,
+}
+
+/// Why the gateway cannot say what an Execute would run; such an execution is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Text not valid in the session's encoding.
+    Text(InvalidText),
+    /// A statement or portal name that means different things depending on how messages
+    /// still unanswered end (see [`names`]).
+    Ambiguous { portal: bool, name: String },
+    /// A statement or portal name the gateway has no definition for (made with SQL `PREPARE`
+    /// or `DECLARE`, or never made).
+    Unknown { portal: bool, name: String },
+}
+
+impl Unreadable {
+    /// The SQLSTATE, message and hint of the refusal.
+    pub fn refusal(&self) -> (&'static str, String, &'static str) {
+        let what = |portal: bool| {
+            if portal {
+                "portal"
+            } else {
+                "prepared statement"
+            }
+        };
+        match self {
+            Unreadable::Text(e) => (
+                InvalidText::SQLSTATE,
+                format!("{e}"),
+                "Send text that is valid in the session's client_encoding.",
+            ),
+            Unreadable::Ambiguous { portal, name } => (
+                "08P01",
+                format!(
+                    "the {} \"{name}\" was redefined by messages the database has not answered yet, so the gateway cannot tell which one would run",
+                    what(*portal)
+                ),
+                "Wait for the answer to a Parse or Bind (ParseComplete/BindComplete) before using its name in a later Sync group.",
+            ),
+            Unreadable::Unknown { portal, name } => (
+                if *portal { "34000" } else { "26000" },
+                format!(
+                    "the gateway does not know the {} \"{name}\"",
+                    what(*portal)
+                ),
+                "Prepare statements with the protocol's Parse message (or run them with EXECUTE/FETCH in SQL), so the gateway can check what they run.",
+            ),
+        }
+    }
 }
 
 /// A bound portal: its statement, the statement's description, its own description (when the
@@ -65,6 +118,17 @@ pub struct Portal {
     stmt_fields: FieldsSlot,
     fields: FieldsSlot,
     formats: Vec<i16>,
+    /// Set when the gateway cannot say what the portal runs.
+    pub unreadable: Option<Unreadable>,
+}
+
+/// What an Execute frame runs, as far as the gateway can tell.
+pub struct ExecTarget {
+    /// The portal's name as the tracker keys it.
+    pub name: String,
+    pub info: Arc<StmtInfo>,
+    pub portal: Option<Arc<Portal>>,
+    pub unreadable: Option<Unreadable>,
 }
 
 /// Masking for one session: who is exempt from what, and where the catalog comes from.
@@ -165,16 +229,27 @@ impl Exec {
     }
 }
 
+/// What a Close names: a prepared statement (`S`) or a portal.
+#[derive(Debug)]
+struct CloseTarget {
+    statement: bool,
+    name: String,
+}
+
 #[derive(Debug)]
 enum Expect {
+    /// A Parse; the client's carries the definition it makes once the server accepts it.
     Parse {
         ours: bool,
+        def: Option<(String, Arc<Prepared>)>,
     },
     Bind {
         ours: bool,
+        def: Option<(String, Arc<Portal>)>,
     },
     Close {
         ours: bool,
+        target: Option<CloseTarget>,
     },
     Describe(Option<FieldsSlot>),
     Execute(Exec),
@@ -203,7 +278,8 @@ pub enum Verdict {
 
 #[derive(Default)]
 pub struct Tracker {
-    statements: HashMap<String, Prepared>,
+    /// Prepared statements and portals as the server has confirmed them.
+    statements: HashMap<String, Arc<Prepared>>,
     portals: HashMap<String, Arc<Portal>>,
     pending: VecDeque<Expect>,
     group_error: Option<(String, String)>,
@@ -221,14 +297,24 @@ pub struct Tracker {
     /// Executes that read the rest continue them, so a result fetched in pieces (JDBC's fetch
     /// size) is one audit record with all its rows, not one per piece.
     suspended: HashMap<String, Exec>,
+    /// The session's `client_encoding`, from the server's ParameterStatus.
+    pub encoding: ClientEncoding,
+    /// Set when the server reports a `client_encoding` the gateway cannot read: the relay ends
+    /// the session with this message.
+    pub refused_encoding: Option<String>,
 }
 
 /// Reads a NUL-terminated string at `*pos`, advancing past it.
 fn cstr<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a str> {
+    std::str::from_utf8(cbytes(b, pos)?).ok()
+}
+
+/// The bytes of a NUL-terminated string at `*pos`, advancing past it.
+fn cbytes<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
     let rest = b.get(*pos..)?;
     let end = rest.iter().position(|&c| c == 0)?;
     *pos += end + 1;
-    std::str::from_utf8(&rest[..end]).ok()
+    Some(&rest[..end])
 }
 
 const UNKNOWN: &str = "<unknown prepared statement>";
@@ -240,96 +326,196 @@ impl Tracker {
 
     // ----- client side -----
 
-    /// A simple Query frame; returns the statement to decide on.
-    pub fn query_info(frame: &[u8]) -> Arc<StmtInfo> {
+    /// A simple Query frame; returns the statement to decide on, read in the session's
+    /// encoding (text that is not valid there is refused, never read as something else).
+    pub fn query_info(&self, frame: &[u8]) -> Result<Arc<StmtInfo>, InvalidText> {
         let mut pos = 5;
-        StmtInfo::new(cstr(frame, &mut pos).unwrap_or(""))
+        let text = cbytes(frame, &mut pos).unwrap_or_default();
+        Ok(StmtInfo::new(&self.encoding.decode(text)?))
+    }
+
+    /// A statement or portal name as the maps key it: the session encoding's reading, or for
+    /// bytes invalid there (the server refuses the message) a key no valid name can have.
+    fn name(&self, frame: &[u8], pos: &mut usize) -> String {
+        let bytes = cbytes(frame, pos).unwrap_or_default();
+        match self.encoding.decode(bytes) {
+            Ok(s) => s.into_owned(),
+            Err(_) => std::iter::once('\0')
+                .chain(bytes.iter().map(|&b| b as char))
+                .collect(),
+        }
+    }
+
+    /// The prepared statement `name` means for a message sent now.
+    fn resolve_statement(&self, name: &str) -> Resolved<Arc<Prepared>> {
+        let last_sync = self.pending.iter().rposition(|e| matches!(e, Expect::Sync));
+        let ops = self.pending.iter().enumerate().filter_map(|(i, e)| {
+            let leaves = match e {
+                Expect::Parse {
+                    def: Some((n, p)), ..
+                } if n == name => Some(p.clone()),
+                Expect::Close {
+                    target: Some(t), ..
+                } if t.statement && t.name == name => None,
+                _ => return None,
+            };
+            Some(names::Op {
+                earlier_group: last_sync.is_some_and(|s| i < s),
+                leaves,
+            })
+        });
+        names::resolve(self.statements.get(name).cloned(), ops, |a, b| {
+            a.info.sql == b.info.sql && a.unreadable == b.unreadable
+        })
+    }
+
+    /// The portal `name` means for a message sent now.
+    fn resolve_portal(&self, name: &str) -> Resolved<Arc<Portal>> {
+        let last_sync = self.pending.iter().rposition(|e| matches!(e, Expect::Sync));
+        let ops = self.pending.iter().enumerate().filter_map(|(i, e)| {
+            let leaves = match e {
+                Expect::Bind {
+                    def: Some((n, p)), ..
+                } if n == name => Some(p.clone()),
+                Expect::Close {
+                    target: Some(t), ..
+                } if !t.statement && t.name == name => None,
+                _ => return None,
+            };
+            Some(names::Op {
+                earlier_group: last_sync.is_some_and(|s| i < s),
+                leaves,
+            })
+        });
+        names::resolve(self.portals.get(name).cloned(), ops, |a, b| {
+            Arc::ptr_eq(a, b) || (a.info.sql == b.info.sql && a.unreadable == b.unreadable)
+        })
     }
 
     pub fn expect_query(&mut self, exec: Exec) {
         self.pending.push_back(Expect::Query(exec));
     }
 
+    /// A Parse: its definition takes effect when the server accepts it (ParseComplete).
     pub fn on_parse(&mut self, frame: &[u8]) {
         let mut pos = 5;
-        let name = cstr(frame, &mut pos).unwrap_or("").to_string();
-        let sql = cstr(frame, &mut pos).unwrap_or("");
-        self.statements.insert(
-            name,
-            Prepared {
-                info: StmtInfo::new(sql),
-                fields: FieldsSlot::default(),
-            },
-        );
-        self.pending.push_back(Expect::Parse { ours: false });
+        let name = self.name(frame, &mut pos);
+        let text = cbytes(frame, &mut pos).unwrap_or_default();
+        let (info, unreadable) = match self.encoding.decode(text) {
+            Ok(sql) => (StmtInfo::new(&sql), None),
+            Err(e) => (StmtInfo::new(""), Some(e)),
+        };
+        let def = Arc::new(Prepared {
+            info,
+            fields: FieldsSlot::default(),
+            unreadable,
+        });
+        self.pending.push_back(Expect::Parse {
+            ours: false,
+            def: Some((name, def)),
+        });
     }
 
+    /// A Bind: the portal takes effect when the server accepts it (BindComplete).
     pub fn on_bind(&mut self, frame: &[u8]) {
         let mut pos = 5;
-        let portal = cstr(frame, &mut pos).unwrap_or("").to_string();
-        let stmt = cstr(frame, &mut pos).unwrap_or("");
-        let (info, stmt_fields) = match self.statements.get(stmt) {
-            Some(p) => (p.info.clone(), p.fields.clone()),
-            None => (StmtInfo::new(UNKNOWN), FieldsSlot::default()),
+        let portal = self.name(frame, &mut pos);
+        let stmt = self.name(frame, &mut pos);
+        let (info, stmt_fields, unreadable) = match self.resolve_statement(&stmt) {
+            Resolved::Known(p) => (
+                p.info.clone(),
+                p.fields.clone(),
+                p.unreadable.clone().map(Unreadable::Text),
+            ),
+            Resolved::Unknown => (
+                StmtInfo::new(UNKNOWN),
+                FieldsSlot::default(),
+                Some(Unreadable::Unknown {
+                    portal: false,
+                    name: stmt,
+                }),
+            ),
+            Resolved::Ambiguous => (
+                StmtInfo::new(UNKNOWN),
+                FieldsSlot::default(),
+                Some(Unreadable::Ambiguous {
+                    portal: false,
+                    name: stmt,
+                }),
+            ),
         };
         let formats = bind_result_formats(frame, pos).unwrap_or_default();
         if let Some(old) = self.suspended.remove(&portal) {
             self.finish(old);
         }
-        self.portals.insert(
-            portal,
-            Arc::new(Portal {
-                info,
-                stmt_fields,
-                fields: FieldsSlot::default(),
-                formats,
-            }),
-        );
-        self.pending.push_back(Expect::Bind { ours: false });
+        let def = Arc::new(Portal {
+            info,
+            stmt_fields,
+            fields: FieldsSlot::default(),
+            formats,
+            unreadable,
+        });
+        self.pending.push_back(Expect::Bind {
+            ours: false,
+            def: Some((portal, def)),
+        });
     }
 
     /// A Describe of a statement (`S`) or portal (`P`): its RowDescription fills their slot.
     pub fn on_describe(&mut self, frame: &[u8]) {
         let mut pos = 6;
-        let name = cstr(frame, &mut pos).unwrap_or("");
+        let name = self.name(frame, &mut pos);
         let slot = match frame.get(5) {
-            Some(b'S') => self.statements.get(name).map(|p| p.fields.clone()),
-            _ => self.portals.get(name).map(|p| p.fields.clone()),
+            Some(b'S') => match self.resolve_statement(&name) {
+                Resolved::Known(p) => Some(p.fields.clone()),
+                _ => None,
+            },
+            _ => match self.resolve_portal(&name) {
+                Resolved::Known(p) => Some(p.fields.clone()),
+                _ => None,
+            },
         };
         self.pending.push_back(Expect::Describe(slot));
     }
 
+    /// A Close: the name is forgotten when the server confirms it (CloseComplete).
     pub fn on_close(&mut self, frame: &[u8]) {
         let mut pos = 6;
-        let name = cstr(frame, &mut pos).unwrap_or("");
-        match frame.get(5) {
-            Some(b'S') => {
-                self.statements.remove(name);
-            }
-            _ => {
-                self.portals.remove(name);
-                // Closed before its last row was read: recorded with the rows read so far.
-                if let Some(run) = self.suspended.remove(name) {
-                    self.finish(run);
-                }
+        let name = self.name(frame, &mut pos);
+        let statement = frame.get(5) == Some(&b'S');
+        if !statement {
+            // Closed before its last row was read: recorded with the rows read so far.
+            if let Some(run) = self.suspended.remove(&name) {
+                self.finish(run);
             }
         }
-        self.pending.push_back(Expect::Close { ours: false });
+        self.pending.push_back(Expect::Close {
+            ours: false,
+            target: Some(CloseTarget { statement, name }),
+        });
     }
 
-    /// The statement an Execute frame runs.
-    pub fn execute_info(&self, frame: &[u8]) -> Arc<StmtInfo> {
-        match self.execute_portal(frame) {
-            Some(p) => p.info.clone(),
-            None => StmtInfo::new(UNKNOWN),
-        }
-    }
-
-    /// The portal an Execute frame runs.
-    pub fn execute_portal(&self, frame: &[u8]) -> Option<Arc<Portal>> {
+    /// What an Execute frame runs.
+    pub fn execute_target(&self, frame: &[u8]) -> ExecTarget {
         let mut pos = 5;
-        let portal = cstr(frame, &mut pos).unwrap_or("");
-        self.portals.get(portal).cloned()
+        let name = self.name(frame, &mut pos);
+        let name_key = name.clone();
+        let (portal, unreadable) = match self.resolve_portal(&name) {
+            Resolved::Known(p) => {
+                let u = p.unreadable.clone();
+                (Some(p), u)
+            }
+            Resolved::Unknown => (None, Some(Unreadable::Unknown { portal: true, name })),
+            Resolved::Ambiguous => (None, Some(Unreadable::Ambiguous { portal: true, name })),
+        };
+        ExecTarget {
+            name: name_key,
+            info: portal
+                .as_ref()
+                .map_or_else(|| StmtInfo::new(UNKNOWN), |p| p.info.clone()),
+            portal,
+            unreadable,
+        }
     }
 
     pub fn expect_execute(&mut self, mut exec: Exec) {
@@ -361,9 +547,18 @@ impl Tracker {
 
     /// Records that the gateway sent its own Close+Parse+Bind+Execute for a refused Execute.
     pub fn expect_refusal_execute(&mut self, exec: Exec) {
-        self.pending.push_back(Expect::Close { ours: true });
-        self.pending.push_back(Expect::Parse { ours: true });
-        self.pending.push_back(Expect::Bind { ours: true });
+        self.pending.push_back(Expect::Close {
+            ours: true,
+            target: None,
+        });
+        self.pending.push_back(Expect::Parse {
+            ours: true,
+            def: None,
+        });
+        self.pending.push_back(Expect::Bind {
+            ours: true,
+            def: None,
+        });
         self.pending.push_back(Expect::Execute(exec));
     }
 
@@ -386,7 +581,7 @@ impl Tracker {
 
     /// Tags whose whole frame the tracker needs to see.
     pub fn backend_wants_whole(tag: u8) -> bool {
-        matches!(tag, b'Z' | b'C' | b'E')
+        matches!(tag, b'Z' | b'C' | b'E' | b'S')
     }
 
     /// Tags whose whole frame masking needs to see, besides [`Self::backend_wants_whole`]:
@@ -440,6 +635,18 @@ impl Tracker {
             b'1' => self.pop_simple(|e| matches!(e, Expect::Parse { .. })),
             b'2' => self.pop_simple(|e| matches!(e, Expect::Bind { .. })),
             b'3' => self.pop_simple(|e| matches!(e, Expect::Close { .. })),
+            b'S' => {
+                if let Some((b"client_encoding", value)) =
+                    frame.and_then(super::encoding::parameter_status)
+                {
+                    let value = String::from_utf8_lossy(value);
+                    match ClientEncoding::from_name(&value) {
+                        Ok(e) => self.encoding = e,
+                        Err(e) => self.refused_encoding = Some(e.to_string()),
+                    }
+                }
+                Verdict::Forward
+            }
             b'T' | b'n' => {
                 let fields = match (tag, frame) {
                     (b'T', Some(f)) => row_description(f),
@@ -746,23 +953,43 @@ impl Tracker {
         Arc::new(plan)
     }
 
+    /// A ParseComplete, BindComplete or CloseComplete: what its message defined or closed now
+    /// holds on the server.
     fn pop_simple(&mut self, is: impl Fn(&Expect) -> bool) -> Verdict {
-        match self.pending.front() {
-            Some(e) if is(e) => {
-                let ours = matches!(
-                    e,
-                    Expect::Parse { ours: true }
-                        | Expect::Bind { ours: true }
-                        | Expect::Close { ours: true }
-                );
-                self.pending.pop_front();
-                if ours {
-                    Verdict::Hide
-                } else {
-                    Verdict::Forward
+        if !self.pending.front().is_some_and(is) {
+            return Verdict::Forward;
+        }
+        let ours = match self.pending.pop_front() {
+            Some(Expect::Parse { ours, def }) => {
+                if let Some((name, p)) = def {
+                    self.statements.insert(name, p);
                 }
+                ours
             }
-            _ => Verdict::Forward,
+            Some(Expect::Bind { ours, def }) => {
+                if let Some((name, p)) = def {
+                    self.portals.insert(name, p);
+                }
+                ours
+            }
+            Some(Expect::Close { ours, target }) => {
+                match target {
+                    Some(t) if t.statement => {
+                        self.statements.remove(&t.name);
+                    }
+                    Some(t) => {
+                        self.portals.remove(&t.name);
+                    }
+                    None => {}
+                }
+                ours
+            }
+            _ => false,
+        };
+        if ours {
+            Verdict::Hide
+        } else {
+            Verdict::Forward
         }
     }
 
@@ -988,7 +1215,7 @@ mod tests {
         let mut body = format!("{name}\0").into_bytes();
         body.extend_from_slice(&max.to_be_bytes());
         let e = frame(b'E', &body);
-        let mut exec = Exec::new(t.execute_info(&e));
+        let mut exec = Exec::new(t.execute_target(&e).info);
         exec.portal_name = execute_portal_name(&e);
         t.expect_execute(exec);
         t.on_sync();
@@ -1053,12 +1280,12 @@ mod tests {
         let mut t = Tracker::default();
         t.on_parse(&frame(b'P', b"s1\0INSERT INTO t VALUES ($1)\0\0\0"));
         t.on_bind(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
-        let info = t.execute_info(&frame(b'E', b"\0\0\0\0\0"));
+        let info = t.execute_target(&frame(b'E', b"\0\0\0\0\0")).info;
         assert!(info.may_write && info.sql.starts_with("INSERT"));
         t.expect_execute(Exec::new(info));
         t.on_sync();
         t.on_bind(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
-        let info = t.execute_info(&frame(b'E', b"\0\0\0\0\0"));
+        let info = t.execute_target(&frame(b'E', b"\0\0\0\0\0")).info;
         t.expect_execute(Exec::new(info));
         t.on_sync();
 
@@ -1088,7 +1315,7 @@ mod tests {
         let mut t = Tracker::default();
         t.on_parse(&frame(b'P', b"\0DROP TABLE t\0\0\0"));
         t.on_bind(&frame(b'B', b"\0\0\0\0\0\0\0\0"));
-        let mut exec = Exec::new(t.execute_info(&frame(b'E', b"\0\0\0\0\0")));
+        let mut exec = Exec::new(t.execute_target(&frame(b'E', b"\0\0\0\0\0")).info);
         exec.gate = Gate {
             refused: true,
             decision: "deny",
@@ -1135,7 +1362,9 @@ mod tests {
     #[test]
     fn simple_query_rows_and_errors() {
         let mut t = Tracker::default();
-        let info = Tracker::query_info(&frame(b'Q', b"SELECT 1; SELECT 2\0"));
+        let info = Tracker::default()
+            .query_info(&frame(b'Q', b"SELECT 1; SELECT 2\0"))
+            .unwrap();
         assert!(!info.may_write);
         t.expect_query(Exec::new(info));
         t.on_backend(b'T', None);

@@ -217,6 +217,8 @@ pub struct Upstream {
     pub stream: PgStream,
     /// ParameterStatus and NoticeResponse frames the upstream sent during startup, to relay.
     pub startup_frames: BytesMut,
+    /// The `client_encoding` the upstream reported at startup.
+    pub client_encoding: Option<String>,
     pub pid: i32,
     pub secret: i32,
     /// Transaction status from the upstream's first ReadyForQuery.
@@ -314,6 +316,7 @@ async fn connect_inner(
     let ctx = DecodeContext::new(ProtocolVersion::PROTOCOL3_0);
     let mut buf = BytesMut::with_capacity(8192);
     let mut startup_frames = BytesMut::new();
+    let mut client_encoding = None;
     let mut scram: Option<ScramSha256> = None;
     let mut key = (0, 0);
     loop {
@@ -409,12 +412,19 @@ async fn connect_inner(
                     key = (k.pid, k.secret_key.as_i32().unwrap_or(0));
                 }
             }
-            b'S' | b'N' => startup_frames.put_slice(&frame),
+            b'S' | b'N' => {
+                if let Some((b"client_encoding", value)) = super::encoding::parameter_status(&frame)
+                {
+                    client_encoding = Some(String::from_utf8_lossy(value).into_owned());
+                }
+                startup_frames.put_slice(&frame)
+            }
             b'Z' => {
                 let ready_status = frame.get(5).copied().unwrap_or(b'I');
                 return Ok(Upstream {
                     stream,
                     startup_frames,
+                    client_encoding,
                     pid: key.0,
                     secret: key.1,
                     ready_status,
