@@ -1,0 +1,350 @@
+//! Guardrails on the wire: what an adversary can do with the protocol itself rather than with
+//! SQL. Every test is judged by effect on the real database (the victim table still exists,
+//! `current_user` unchanged, the other backend alive), not by the gateway's words alone.
+
+use gatehouse_tests::raw::{ext, message, Msg, RawConn};
+use gatehouse_tests::{Fixture, AGENT, ENV};
+
+/// The fixture's cluster gets a table `victim` owned by the upstream role (so a DROP would
+/// succeed if the gateway let it through) and a role the upstream role may switch to.
+async fn victim(f: &Fixture) {
+    f.cluster
+        .exec(
+            "appdb",
+            "CREATE TABLE victim (id int); INSERT INTO victim VALUES (1), (2);
+             ALTER TABLE victim OWNER TO app_owner;
+             DO $$BEGIN CREATE ROLE other_role; EXCEPTION WHEN duplicate_object THEN NULL; END$$;
+             GRANT other_role TO app_owner;",
+        )
+        .await;
+}
+
+async fn victim_rows(f: &Fixture) -> i64 {
+    f.cluster
+        .client("appdb")
+        .await
+        .query_one(
+            "SELECT CASE WHEN to_regclass('public.victim') IS NULL THEN -1 ELSE (SELECT count(*) FROM victim) END",
+            &[],
+        )
+        .await
+        .expect("count victim rows")
+        .get(0)
+}
+
+async fn login(f: &Fixture, extra: &[(&str, &str)]) -> Result<RawConn, Msg> {
+    let mut params = vec![("user", AGENT), ("database", ENV)];
+    params.extend_from_slice(extra);
+    RawConn::login_with("127.0.0.1", f.gw.pg_port, &params, &f.token).await
+}
+
+fn error_of(msgs: &[Msg]) -> Option<&Msg> {
+    msgs.iter().find(|m| m.tag == b'E')
+}
+
+fn code(m: Option<&Msg>) -> Option<String> {
+    m.and_then(|m| m.field(b'C'))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_are_read_in_the_sessions_encoding() {
+    let f = Fixture::production_without_long_holds().await;
+    victim(&f).await;
+
+    // LATIN1: 0xE9 is 'é'. The server runs every statement; the gateway must see them too.
+    let mut c = login(&f, &[("client_encoding", "LATIN1")]).await.unwrap();
+    c.send(&ext::query(b"DROP TABLE victim; SELECT 1 /* \xe9 */"))
+        .await;
+    let reply = c.read_until_ready().await;
+    assert_eq!(
+        code(error_of(&reply)).as_deref(),
+        Some("42501"),
+        "{reply:?}"
+    );
+    assert_eq!(victim_rows(&f).await, 2);
+
+    // UTF8: an invalid byte is refused as such (never read as an empty statement), and the
+    // connection stays usable.
+    let mut c = login(&f, &[("client_encoding", "UTF8")]).await.unwrap();
+    c.send(&ext::query(b"DROP TABLE victim; SELECT 1 /* \xff */"))
+        .await;
+    let reply = c.read_until_ready().await;
+    assert_eq!(
+        code(error_of(&reply)).as_deref(),
+        Some("22021"),
+        "{reply:?}"
+    );
+    assert_eq!(c.simple_query("SELECT 41 + 1").await.unwrap(), ["42"]);
+    assert_eq!(victim_rows(&f).await, 2);
+
+    // The same through the extended protocol: the Parse text is read in the encoding too.
+    let mut c = login(&f, &[("client_encoding", "LATIN1")]).await.unwrap();
+    let mut batch = ext::parse("", b"DROP TABLE victim /* \xe9 */");
+    batch.extend(ext::bind("", ""));
+    batch.extend(ext::execute(""));
+    batch.extend(ext::sync());
+    c.send(&batch).await;
+    let reply = c.read_until_ready().await;
+    assert_eq!(
+        code(error_of(&reply)).as_deref(),
+        Some("42501"),
+        "{reply:?}"
+    );
+    assert_eq!(victim_rows(&f).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encodings_that_hide_quotes_are_refused_everywhere() {
+    let f = Fixture::start().await;
+    victim(&f).await;
+
+    for params in [
+        vec![("client_encoding", "SJIS")],
+        vec![("client_encoding", "big5")],
+        vec![("options", "-c client_encoding=GBK")],
+        vec![("options", r"--client-encoding=UHC")],
+    ] {
+        let e = login(&f, &params).await.err().expect("refused");
+        assert_eq!(e.field(b'C').as_deref(), Some("0A000"), "{params:?}: {e:?}");
+        let m = e.field(b'M').unwrap_or_default();
+        assert!(m.contains("client_encoding"), "{m}");
+    }
+
+    // Switching in the session is refused before the server switches.
+    let mut c = login(&f, &[]).await.unwrap();
+    for sql in [
+        "SET client_encoding TO 'SJIS'",
+        "SET NAMES 'big5'",
+        "SELECT set_config('client_encoding', 'GBK', false)",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(e.field(b'C').as_deref(), Some("0A000"), "{sql}: {e:?}");
+    }
+    assert_eq!(
+        c.simple_query("SHOW client_encoding").await.unwrap(),
+        ["UTF8"]
+    );
+
+    // A switch the text does not spell out is caught when the server reports it: the session
+    // ends before anything else is read in that encoding.
+    c.send(&ext::query(
+        b"DO $$BEGIN PERFORM set_config('client_encoding', 'S' || 'JIS', false); END$$",
+    ))
+    .await;
+    let mut fatal = None;
+    while let Some(m) = c.read().await {
+        if m.tag == b'E' {
+            fatal = Some(m);
+            break;
+        }
+    }
+    let fatal = fatal.expect("the session ends with an error");
+    assert_eq!(fatal.field(b'S').as_deref(), Some("FATAL"), "{fatal:?}");
+    assert_eq!(fatal.field(b'C').as_deref(), Some("0A000"));
+    assert!(c.read().await.is_none(), "the connection is closed");
+
+    // A role default the gateway cannot read refuses the connection before any statement.
+    f.cluster
+        .exec("appdb", "ALTER ROLE app_owner SET client_encoding = 'SJIS'")
+        .await;
+    let e = login(&f, &[]).await.err().expect("refused");
+    assert_eq!(e.field(b'C').as_deref(), Some("0A000"), "{e:?}");
+    f.cluster
+        .exec("appdb", "ALTER ROLE app_owner RESET client_encoding")
+        .await;
+    assert!(login(&f, &[]).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_options_are_read_with_the_servers_escapes() {
+    let f = Fixture::start().await;
+    victim(&f).await;
+    for options in [
+        r"-\c role=other_role",
+        r"-c r\ole=other_role",
+        "-c ROLE=other_role",
+        "--Role=other_role",
+        "-c session-authorization=other_role",
+        "-crole=other_role",
+        "-ec role=other_role",
+    ] {
+        match login(&f, &[("options", options)]).await {
+            Err(e) => {
+                let code = e.field(b'C').unwrap_or_default();
+                assert!(code == "28000" || code == "08P01", "{options}: {e:?}");
+            }
+            Ok(mut c) => panic!(
+                "{options}: connected as {:?}",
+                c.simple_query("SELECT current_user").await
+            ),
+        }
+    }
+    // Settings still pass, escapes and all.
+    let mut c = login(&f, &[("options", r#"-c search_path="a\ b",public"#)])
+        .await
+        .unwrap();
+    assert_eq!(
+        c.simple_query("SELECT current_user").await.unwrap(),
+        ["app_owner"]
+    );
+    assert_eq!(
+        c.simple_query("SHOW search_path").await.unwrap(),
+        [r#""a b",public"#]
+    );
+}
+
+/// OIDs of built-in functions, fixed in PostgreSQL's catalog.
+const SET_CONFIG: u32 = 2078;
+const PG_TERMINATE_BACKEND: u32 = 2096;
+const PG_READ_FILE: u32 = 3826;
+const LO_OPEN: u32 = 952;
+const LOREAD: u32 = 954;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn function_calls_are_decided_like_the_select_they_stand_for() {
+    let f = Fixture::start().await;
+    victim(&f).await;
+    let mut c = login(&f, &[]).await.unwrap();
+
+    // set_config('role', …) by OID: refused; the role is unchanged.
+    c.send(&ext::function_call(
+        SET_CONFIG,
+        &[b"role", b"other_role", &[0]],
+    ))
+    .await;
+    let reply = c.read_until_ready().await;
+    assert_eq!(
+        code(error_of(&reply)).as_deref(),
+        Some("42501"),
+        "{reply:?}"
+    );
+    assert_eq!(
+        c.simple_query("SELECT current_user").await.unwrap(),
+        ["app_owner"]
+    );
+
+    // Another backend of the same role survives pg_terminate_backend by OID.
+    let mut other = login(&f, &[]).await.unwrap();
+    let pid: i32 = other.simple_query("SELECT pg_backend_pid()").await.unwrap()[0]
+        .parse()
+        .unwrap();
+    c.send(&ext::function_call(
+        PG_TERMINATE_BACKEND,
+        &[&pid.to_be_bytes(), &0i64.to_be_bytes()],
+    ))
+    .await;
+    let reply = c.read_until_ready().await;
+    assert_eq!(
+        code(error_of(&reply)).as_deref(),
+        Some("42501"),
+        "{reply:?}"
+    );
+    assert_eq!(other.simple_query("SELECT 1").await.unwrap(), ["1"]);
+
+    // pg_read_file by OID: refused, the file's content never arrives.
+    c.send(&ext::function_call(PG_READ_FILE, &[b"postgresql.conf"]))
+        .await;
+    let reply = c.read_until_ready().await;
+    assert_eq!(
+        code(error_of(&reply)).as_deref(),
+        Some("42501"),
+        "{reply:?}"
+    );
+    assert!(!reply.iter().any(|m| m.tag == b'V'));
+
+    // The large-object API (PgJDBC uses it) still works, audited as the SELECT it stands for.
+    let oid: u32 = c
+        .simple_query("SELECT lo_from_bytea(0, 'hello')")
+        .await
+        .unwrap()[0]
+        .parse()
+        .unwrap();
+    c.simple_query("BEGIN").await.unwrap();
+    c.send(&ext::function_call(
+        LO_OPEN,
+        &[&oid.to_be_bytes(), &0x40000i32.to_be_bytes()],
+    ))
+    .await;
+    let reply = c.read_until_ready().await;
+    let v = reply
+        .iter()
+        .find(|m| m.tag == b'V')
+        .expect("lo_open result");
+    let fd = &v.body[4..8];
+    c.send(&ext::function_call(LOREAD, &[fd, &5i32.to_be_bytes()]))
+        .await;
+    let reply = c.read_until_ready().await;
+    let v = reply.iter().find(|m| m.tag == b'V').expect("loread result");
+    assert_eq!(&v.body[4..], b"hello");
+    c.simple_query("COMMIT").await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_frontend_messages_end_the_session() {
+    let f = Fixture::start().await;
+    let mut c = login(&f, &[]).await.unwrap();
+    c.send(&message(b'?', b"anything")).await;
+    let e = c.read_error().await.expect("an error");
+    assert_eq!(e.field(b'S').as_deref(), Some("FATAL"));
+    assert_eq!(e.field(b'C').as_deref(), Some("08P01"));
+    assert!(c.read().await.is_none());
+    // Everyone else carries on.
+    let mut other = login(&f, &[]).await.unwrap();
+    assert_eq!(other.simple_query("SELECT 1").await.unwrap(), ["1"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_name_means_what_the_server_accepted() {
+    let f = Fixture::production_without_long_holds().await;
+    victim(&f).await;
+    let mut c = login(&f, &[]).await.unwrap();
+
+    // s1 is the DROP (parsed, never executed).
+    let mut b = ext::parse("s1", b"DROP TABLE victim");
+    b.extend(ext::sync());
+    c.send(&b).await;
+    assert!(error_of(&c.read_until_ready().await).is_none());
+
+    // A second Parse of s1 is rejected by the server (the name is taken); a Bind after the
+    // Sync binds the DROP. The gateway must not decide on "SELECT 1".
+    let mut b = ext::parse("s1", b"SELECT 1");
+    b.extend(ext::sync());
+    b.extend(ext::bind("", "s1"));
+    b.extend(ext::execute(""));
+    b.extend(ext::sync());
+    c.send(&b).await;
+    let first = c.read_until_ready().await;
+    assert_eq!(
+        code(error_of(&first)).as_deref(),
+        Some("42P05"),
+        "{first:?}"
+    );
+    let second = c.read_until_ready().await;
+    assert!(error_of(&second).is_some(), "{second:?}");
+    assert_eq!(victim_rows(&f).await, 2);
+
+    // A Close skipped after an error leaves s1 in place: the same must hold.
+    let mut b = ext::parse("bad", b"SELEC nonsense");
+    b.extend(ext::close(b'S', "s1"));
+    b.extend(ext::sync());
+    b.extend(ext::parse("s1", b"SELECT 1"));
+    b.extend(ext::sync());
+    b.extend(ext::bind("", "s1"));
+    b.extend(ext::execute(""));
+    b.extend(ext::sync());
+    c.send(&b).await;
+    for _ in 0..3 {
+        c.read_until_ready().await;
+    }
+    assert_eq!(victim_rows(&f).await, 2);
+
+    // Ordinary pipelining still works: Parse, Bind, Execute, Sync in one write.
+    let mut b = ext::parse("s2", b"SELECT count(*) FROM victim");
+    b.extend(ext::bind("", "s2"));
+    b.extend(ext::execute(""));
+    b.extend(ext::sync());
+    c.send(&b).await;
+    let reply = c.read_until_ready().await;
+    assert!(error_of(&reply).is_none(), "{reply:?}");
+    assert!(reply.iter().any(|m| m.tag == b'D'));
+}
