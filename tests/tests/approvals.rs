@@ -367,3 +367,55 @@ async fn small_changes_are_approved_from_the_planners_estimate() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_estimate_runs_no_user_code_and_counts_writes_in_ctes() {
+    let s = setup(|b| {
+        b.environment_setting("prod", "auto_approve_below_rows = 100")
+            .server("approval_window_seconds = 2")
+    })
+    .await;
+    // A backend of the upstream role, which a function run by that role could kill.
+    let watcher = s.gw.connect("dev", "agent", &s.token).await.unwrap();
+    let pid: i32 = watcher
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    watcher
+        .batch_execute(
+            "CREATE FUNCTION boom(p int) RETURNS int IMMUTABLE LANGUAGE plpgsql AS
+             $$BEGIN PERFORM pg_terminate_backend(p); RETURN 1; END$$",
+        )
+        .await
+        .unwrap();
+    let c = s.gw.connect("prod", "agent", &s.token).await.unwrap();
+
+    // Planning folds an immutable call with constant arguments: the estimate must not plan it.
+    let e = c
+        .execute(&format!("UPDATE t SET v = 5 WHERE id = boom({pid})"), &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    assert_eq!(
+        watcher
+            .query_one("SELECT 7", &[])
+            .await
+            .expect("the other backend is alive")
+            .get::<_, i32>(0),
+        7
+    );
+    let held = wait_pending(&s, "boom(").await;
+    assert!(held["estimated_rows"].is_null(), "{held:#}");
+
+    // A write in a CTE under a one-row SELECT counts with its own rows.
+    let e = c
+        .query(
+            "WITH d AS (UPDATE t SET v = 6 RETURNING 1) SELECT count(*) FROM d",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&e), "42501", "{e}");
+    assert_eq!(count(&s, "SELECT count(*) FROM t WHERE v = 6").await, 0);
+}

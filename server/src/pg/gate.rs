@@ -50,7 +50,7 @@ pub struct Admission {
 
 const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; statements resume once the audit trail is writable again. Tell a Gatehouse administrator.";
 
-fn audit_refusal(f: &WriteFailure) -> Refusal {
+pub fn audit_refusal(f: &WriteFailure) -> Refusal {
     let (code, message) = match f {
         WriteFailure::DiskFull => (
             "53100",

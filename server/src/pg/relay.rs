@@ -274,6 +274,16 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
     None
 }
 
+/// Where a client message is decided.
+enum Point {
+    /// A simple Query, or a FunctionCall: decided and answered as one.
+    Query,
+    /// A Bind: decided here, before the server plans the statement.
+    Bind(super::tracker::BindTarget),
+    /// An Execute: runs with its portal's decision.
+    Execute(super::tracker::ExecTarget),
+}
+
 /// A refusal made before the policy is asked, and the rule name the audit gives it.
 type EarlyRefusal = (gate::Refusal, &'static str);
 
@@ -357,33 +367,42 @@ where
                     Some(match read {
                         Ok(info) => {
                             let refusal = encoding_refusal(&info);
-                            (info, false, None, refusal)
+                            (info, Point::Query, refusal)
                         }
                         Err(e) => (
                             StmtInfo::new("<unreadable query>"),
-                            false,
-                            None,
+                            Point::Query,
                             Some(unreadable_refusal(&Unreadable::Text(e))),
                         ),
                     })
+                }
+                // A Bind plans the statement (folding immutable calls): it is decided here,
+                // and its Executes carry the decision.
+                b'B' => {
+                    let target = lock(tracker).bind_target(frame);
+                    let refusal = match &target.unreadable {
+                        Some(u) => Some(unreadable_refusal(u)),
+                        None => encoding_refusal(&target.info),
+                    };
+                    Some((target.info.clone(), Point::Bind(target), refusal))
                 }
                 b'E' => {
                     let target = lock(tracker).execute_target(frame);
                     let refusal = match &target.unreadable {
                         Some(u) => Some(unreadable_refusal(u)),
-                        None => encoding_refusal(&target.info),
+                        None => observer
+                            .gw
+                            .audit
+                            .failure()
+                            .map(|f| (gate::audit_refusal(&f), "audit-unavailable")),
                     };
-                    Some((target.info.clone(), true, Some(target), refusal))
+                    Some((target.info.clone(), Point::Execute(target), refusal))
                 }
                 b'P' => {
                     lock(tracker).on_parse(frame);
                     if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
                         written = replace_frame(&mut rewritten, &buf, written, offset, total, &own);
                     }
-                    None
-                }
-                b'B' => {
-                    lock(tracker).on_bind(frame);
                     None
                 }
                 b'D' => {
@@ -404,11 +423,10 @@ where
                     // (a FunctionCallResponse or an error, then ReadyForQuery).
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
                     Some(match super::function_call::statement(frame) {
-                        Ok(sql) => (StmtInfo::new(&sql), false, None, None),
+                        Ok(sql) => (StmtInfo::new(&sql), Point::Query, None),
                         Err(e) => (
                             StmtInfo::new("<function call>"),
-                            false,
-                            None,
+                            Point::Query,
                             Some((
                                 gate::Refusal {
                                     code: e.sqlstate(),
@@ -430,19 +448,16 @@ where
                 // on any other type, so does the gateway, before forwarding it.
                 other => return RelayEnd::ClientProtocol(FrameError::UnknownType(other)),
             };
-            let Some((info, extended, target, early_refusal)) = decision_point else {
+            let Some((info, point, early_refusal)) = decision_point else {
                 continue;
             };
             let mut exec = Exec::new(info.clone());
-            if let Some(target) = target {
-                exec.portal = target.portal;
-                exec.portal_name = Some(target.name);
-            }
-            let early = early_refusal.or_else(|| {
-                binary_copy_refusal(tracker, &info).map(|r| (r, "masking:binary-copy"))
+            let early = early_refusal.or_else(|| match point {
+                Point::Execute(_) => None,
+                _ => binary_copy_refusal(tracker, &info).map(|r| (r, "masking:binary-copy")),
             });
-            let admission = match early {
-                Some((refusal, rule)) => gate::Admission {
+            let admission = match (early, &point) {
+                (Some((refusal, rule)), _) => gate::Admission {
                     gate: super::tracker::Gate {
                         decision: "deny",
                         rule: Some(rule.into()),
@@ -451,8 +466,18 @@ where
                     },
                     refusal: Some(refusal),
                 },
-                None => gate::admit(observer, &info, notices).await,
+                // Decided at its Bind.
+                (None, Point::Execute(target)) => gate::Admission {
+                    gate: target
+                        .portal
+                        .as_ref()
+                        .map(|p| p.gate.clone())
+                        .unwrap_or_default(),
+                    refusal: None,
+                },
+                (None, _) => gate::admit(observer, &info, notices).await,
             };
+            let extended = !matches!(point, Point::Query);
             let out = match &admission.refusal {
                 Some(r) if extended => Some(refusal::execute(r.code, &r.message, &r.hint)),
                 Some(r) => Some(refusal::query(r.code, &r.message, &r.hint)),
@@ -462,10 +487,17 @@ where
             exec.gate = admission.gate;
             {
                 let mut t = lock(tracker);
-                match (extended, exec.gate.refused) {
-                    (true, true) => t.expect_refusal_execute(exec),
-                    (true, false) => t.expect_execute(exec),
-                    (false, _) => t.expect_query(exec),
+                match point {
+                    // A refused Bind or Execute: the gateway's own statement raises the refusal
+                    // in its place.
+                    _ if exec.gate.refused && extended => t.expect_refusal_execute(exec),
+                    Point::Query => t.expect_query(exec),
+                    Point::Bind(target) => t.on_bind(target, exec.gate),
+                    Point::Execute(target) => {
+                        exec.portal = target.portal;
+                        exec.portal_name = Some(target.name);
+                        t.expect_execute(exec);
+                    }
                 }
             }
             if let Some(replacement) = out {

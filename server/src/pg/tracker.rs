@@ -120,6 +120,19 @@ pub struct Portal {
     formats: Vec<i16>,
     /// Set when the gateway cannot say what the portal runs.
     pub unreadable: Option<Unreadable>,
+    /// The decision made at its Bind, which every Execute of it carries: planning happens at
+    /// Bind (and folds immutable calls), so that is where a statement is decided.
+    pub gate: Gate,
+}
+
+/// What a Bind frame binds, as far as the gateway can tell; [`Tracker::on_bind`] records it
+/// once decided.
+pub struct BindTarget {
+    pub portal: String,
+    pub info: Arc<StmtInfo>,
+    stmt_fields: FieldsSlot,
+    formats: Vec<i16>,
+    pub unreadable: Option<Unreadable>,
 }
 
 /// What an Execute frame runs, as far as the gateway can tell.
@@ -416,8 +429,8 @@ impl Tracker {
         });
     }
 
-    /// A Bind: the portal takes effect when the server accepts it (BindComplete).
-    pub fn on_bind(&mut self, frame: &[u8]) {
+    /// What a Bind frame binds (the statement its name means now).
+    pub fn bind_target(&self, frame: &[u8]) -> BindTarget {
         let mut pos = 5;
         let portal = self.name(frame, &mut pos);
         let stmt = self.name(frame, &mut pos);
@@ -444,20 +457,32 @@ impl Tracker {
                 }),
             ),
         };
-        let formats = bind_result_formats(frame, pos).unwrap_or_default();
-        if let Some(old) = self.suspended.remove(&portal) {
+        BindTarget {
+            portal,
+            info,
+            stmt_fields,
+            formats: bind_result_formats(frame, pos).unwrap_or_default(),
+            unreadable,
+        }
+    }
+
+    /// A Bind the gate let through: the portal takes effect when the server accepts it
+    /// (BindComplete), carrying the decision.
+    pub fn on_bind(&mut self, target: BindTarget, gate: Gate) {
+        if let Some(old) = self.suspended.remove(&target.portal) {
             self.finish(old);
         }
         let def = Arc::new(Portal {
-            info,
-            stmt_fields,
+            info: target.info,
+            stmt_fields: target.stmt_fields,
             fields: FieldsSlot::default(),
-            formats,
-            unreadable,
+            formats: target.formats,
+            unreadable: target.unreadable,
+            gate,
         });
         self.pending.push_back(Expect::Bind {
             ours: false,
-            def: Some((portal, def)),
+            def: Some((target.portal, def)),
         });
     }
 
@@ -1210,7 +1235,10 @@ mod tests {
     /// rows and Sync; the upstream sends `max` rows.
     fn execute_piece(t: &mut Tracker, name: &str, max: i32, bind: bool) {
         if bind {
-            t.on_bind(&frame(b'B', format!("{name}\0s1\0\0\0\0\0\0\0").as_bytes()));
+            {
+                let b = t.bind_target(&frame(b'B', format!("{name}\0s1\0\0\0\0\0\0\0").as_bytes()));
+                t.on_bind(b, Gate::default());
+            }
         }
         let mut body = format!("{name}\0").into_bytes();
         body.extend_from_slice(&max.to_be_bytes());
@@ -1279,12 +1307,18 @@ mod tests {
     fn extended_pipeline_with_an_error_skips_to_sync() {
         let mut t = Tracker::default();
         t.on_parse(&frame(b'P', b"s1\0INSERT INTO t VALUES ($1)\0\0\0"));
-        t.on_bind(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
+        {
+            let b = t.bind_target(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
+            t.on_bind(b, Gate::default());
+        }
         let info = t.execute_target(&frame(b'E', b"\0\0\0\0\0")).info;
         assert!(info.may_write && info.sql.starts_with("INSERT"));
         t.expect_execute(Exec::new(info));
         t.on_sync();
-        t.on_bind(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
+        {
+            let b = t.bind_target(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
+            t.on_bind(b, Gate::default());
+        }
         let info = t.execute_target(&frame(b'E', b"\0\0\0\0\0")).info;
         t.expect_execute(Exec::new(info));
         t.on_sync();
@@ -1314,7 +1348,10 @@ mod tests {
     fn refusal_responses_are_hidden_and_its_error_cleaned() {
         let mut t = Tracker::default();
         t.on_parse(&frame(b'P', b"\0DROP TABLE t\0\0\0"));
-        t.on_bind(&frame(b'B', b"\0\0\0\0\0\0\0\0"));
+        {
+            let b = t.bind_target(&frame(b'B', b"\0\0\0\0\0\0\0\0"));
+            t.on_bind(b, Gate::default());
+        }
         let mut exec = Exec::new(t.execute_target(&frame(b'E', b"\0\0\0\0\0")).info);
         exec.gate = Gate {
             refused: true,
