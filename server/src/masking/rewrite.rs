@@ -569,6 +569,25 @@ pub fn error_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<S
     changed.then_some(out)
 }
 
+/// A FunctionCallResponse (`V`) whose value is text, with detector matches masked as for any
+/// value of unknown lineage (the fast-path call names no column); `None` when nothing changed.
+/// A value that is not UTF-8 text is left as it is: there is nothing a detector could read.
+pub fn function_result_frame(
+    m: &Masker,
+    frame: &[u8],
+    skip: &BTreeSet<Category>,
+) -> Option<BytesMut> {
+    let len = i32::from_be_bytes(frame.get(5..9)?.try_into().ok()?);
+    let value = frame.get(9..9 + usize::try_from(len).ok()?)?;
+    let masked = detect_text(m, std::str::from_utf8(value).ok()?, skip)?;
+    let mut out = BytesMut::with_capacity(9 + masked.len());
+    out.put_u8(b'V');
+    out.put_u32((8 + masked.len()) as u32);
+    out.put_i32(masked.len() as i32);
+    out.put_slice(masked.as_bytes());
+    Some(out)
+}
+
 /// An ErrorResponse/NoticeResponse with its text fields masked; `None` when nothing changed.
 pub fn error_frame(m: &Masker, frame: &[u8], skip: &BTreeSet<Category>) -> Option<BytesMut> {
     let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();

@@ -616,7 +616,7 @@ impl Tracker {
             return false;
         }
         match tag {
-            b'T' | b'N' | b'H' => true,
+            b'T' | b'N' | b'H' | b'V' => true,
             b'D' => match &self.active {
                 Some(a) => a.copy.is_none() && !a.plan.is_noop(),
                 // An Execute's first row: its plan is made when it arrives.
@@ -639,6 +639,12 @@ impl Tracker {
         };
         // Errors and notices can quote row values (`Key (email)=(…)`).
         match (tag, verdict, frame) {
+            (b'V', Verdict::Forward, Some(f)) => {
+                match rewrite::function_result_frame(&m.gw.masking.masker, f, &m.exempt) {
+                    Some(b) => Verdict::Replace(b),
+                    None => Verdict::Forward,
+                }
+            }
             (b'E' | b'N', Verdict::Forward, Some(f)) => {
                 match rewrite::error_frame(&m.gw.masking.masker, f, &m.exempt) {
                     Some(b) => Verdict::Replace(b),
