@@ -14,8 +14,8 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::codec;
-use super::tracker::error_fields;
 use super::upstream::{self, UpstreamTarget};
+use super::wire::error_fields;
 use crate::gateway::Gateway;
 use crate::masking::catalog::{Catalog, RawColumn};
 use crate::masking::plan::{type_kind, TypeKind};

@@ -232,15 +232,6 @@ pub fn statement_refused(sql: &str) -> Option<EncodingRefused> {
         })
 }
 
-/// The name and value of a whole ParameterStatus frame (`S`, length, name, NUL, value, NUL).
-pub fn parameter_status(frame: &[u8]) -> Option<(&[u8], &[u8])> {
-    let body = frame.get(5..)?;
-    let name_end = body.iter().position(|&b| b == 0)?;
-    let rest = &body[name_end + 1..];
-    let value_end = rest.iter().position(|&b| b == 0)?;
-    Some((&body[..name_end], &rest[..value_end]))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

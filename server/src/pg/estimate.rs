@@ -18,8 +18,8 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 
 use super::codec;
-use super::tracker::error_fields;
 use super::upstream::{self, UpstreamTarget};
+use super::wire::error_fields;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EstimateError {

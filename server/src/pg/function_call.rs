@@ -59,19 +59,11 @@ impl CallRefused {
 
 /// The statement a FunctionCall frame (tag and length included) stands for.
 pub fn statement(frame: &[u8]) -> Result<String, CallRefused> {
-    let rd16 = |p: usize| {
-        frame
-            .get(p..p + 2)
-            .map(|b| i16::from_be_bytes([b[0], b[1]]))
-            .ok_or(CallRefused::Malformed)
-    };
-    let oid = frame
-        .get(5..9)
-        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or(CallRefused::Malformed)?;
-    let nformats = usize::try_from(rd16(9)?).map_err(|_| CallRefused::Malformed)?;
-    let nargs_at = 11 + 2 * nformats;
-    let nargs = usize::try_from(rd16(nargs_at)?).map_err(|_| CallRefused::Malformed)?;
+    let mut r = super::wire::Reader::body(frame);
+    let oid = r.u32().ok_or(CallRefused::Malformed)?;
+    let nformats = r.count().ok_or(CallRefused::Malformed)?;
+    r.bytes(2 * nformats).ok_or(CallRefused::Malformed)?;
+    let nargs = r.count().ok_or(CallRefused::Malformed)?;
     let &(_, name, arity) = VETTED
         .iter()
         .find(|(o, _, _)| *o == oid)

@@ -16,8 +16,8 @@ use tokio::io::AsyncWriteExt;
 use super::codec::{self, ReadError};
 use super::session::{APPROVAL_WAIT_PARAM, MCP_APPLICATION, ON_BEHALF_OF_PARAM};
 use super::stream::PgStream;
-use super::tracker::error_fields;
 use super::upstream::{self, TargetError, UpstreamError, UpstreamTarget};
+use super::wire::error_fields;
 
 /// Largest message accepted from the gateway (a DataRow of wide values).
 const MAX_FRAME: usize = 64 << 20;
@@ -197,10 +197,7 @@ pub async fn open(o: &Opening<'_>) -> Result<LoopbackSession, LoopbackError> {
 }
 
 fn cstr(b: &[u8], pos: &mut usize) -> Option<String> {
-    let rest = b.get(*pos..)?;
-    let end = rest.iter().position(|&c| c == 0)?;
-    *pos += end + 1;
-    Some(String::from_utf8_lossy(&rest[..end]).into_owned())
+    super::wire::cstr_at(b, pos).map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
 fn be_u16(b: &[u8], pos: usize) -> Option<u16> {
@@ -212,20 +209,16 @@ fn be_i32(b: &[u8], pos: usize) -> Option<i32> {
 }
 
 fn row_description(frame: &[u8]) -> Option<Vec<Column>> {
-    let n = be_u16(frame, 5)?;
-    let mut pos = 7;
-    let mut cols = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let name = cstr(frame, &mut pos)?;
-        // table oid (4), attnum (2), then the type oid.
-        let oid = be_i32(frame, pos + 6)? as u32;
-        pos += 18;
-        cols.push(Column {
-            name,
-            type_oid: oid,
-        });
-    }
-    Some(cols)
+    let fields = super::wire::row_description(frame)?;
+    Some(
+        fields
+            .into_iter()
+            .map(|f| Column {
+                name: f.name,
+                type_oid: f.type_oid,
+            })
+            .collect(),
+    )
 }
 
 /// A DataRow's text values, each cut at [`MAX_CELL_BYTES`]; the flag says whether one was.

@@ -27,4 +27,5 @@ pub mod stream;
 pub mod tls;
 pub mod tracker;
 pub mod upstream;
+pub mod wire;
 pub mod workers;

@@ -19,6 +19,8 @@ use bytes::{BufMut, BytesMut};
 
 use super::encoding::{ClientEncoding, InvalidText};
 use super::names::{self, Resolved};
+pub use super::wire::error_fields;
+use super::wire::{bind_result_formats, cstr_at, row_description};
 use crate::audit::record::rows_from_tag;
 use crate::gateway::Gateway;
 use crate::masking::lineage::{CopyFormat, CopyOut, StatementLineage};
@@ -317,17 +319,9 @@ pub struct Tracker {
     pub refused_encoding: Option<String>,
 }
 
-/// Reads a NUL-terminated string at `*pos`, advancing past it.
+/// Reads a NUL-terminated UTF-8 string at `*pos`, advancing past it.
 fn cstr<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a str> {
-    std::str::from_utf8(cbytes(b, pos)?).ok()
-}
-
-/// The bytes of a NUL-terminated string at `*pos`, advancing past it.
-fn cbytes<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a [u8]> {
-    let rest = b.get(*pos..)?;
-    let end = rest.iter().position(|&c| c == 0)?;
-    *pos += end + 1;
-    Some(&rest[..end])
+    std::str::from_utf8(cstr_at(b, pos)?).ok()
 }
 
 const UNKNOWN: &str = "<unknown prepared statement>";
@@ -343,14 +337,14 @@ impl Tracker {
     /// encoding (text that is not valid there is refused, never read as something else).
     pub fn query_info(&self, frame: &[u8]) -> Result<Arc<StmtInfo>, InvalidText> {
         let mut pos = 5;
-        let text = cbytes(frame, &mut pos).unwrap_or_default();
+        let text = cstr_at(frame, &mut pos).unwrap_or_default();
         Ok(StmtInfo::new(&self.encoding.decode(text)?))
     }
 
     /// A statement or portal name as the maps key it: the session encoding's reading, or for
     /// bytes invalid there (the server refuses the message) a key no valid name can have.
     fn name(&self, frame: &[u8], pos: &mut usize) -> String {
-        let bytes = cbytes(frame, pos).unwrap_or_default();
+        let bytes = cstr_at(frame, pos).unwrap_or_default();
         match self.encoding.decode(bytes) {
             Ok(s) => s.into_owned(),
             Err(_) => std::iter::once('\0')
@@ -413,7 +407,7 @@ impl Tracker {
     pub fn on_parse(&mut self, frame: &[u8]) {
         let mut pos = 5;
         let name = self.name(frame, &mut pos);
-        let text = cbytes(frame, &mut pos).unwrap_or_default();
+        let text = cstr_at(frame, &mut pos).unwrap_or_default();
         let (info, unreadable) = match self.encoding.decode(text) {
             Ok(sql) => (StmtInfo::new(&sql), None),
             Err(e) => (StmtInfo::new(""), Some(e)),
@@ -668,7 +662,7 @@ impl Tracker {
             b'3' => self.pop_simple(|e| matches!(e, Expect::Close { .. })),
             b'S' => {
                 if let Some((b"client_encoding", value)) =
-                    frame.and_then(super::encoding::parameter_status)
+                    frame.and_then(super::wire::parameter_status)
                 {
                     let value = String::from_utf8_lossy(value);
                     match ClientEncoding::from_name(&value) {
@@ -1092,65 +1086,6 @@ impl Tracker {
         }
         Verdict::Forward
     }
-}
-
-/// The (code, value) fields of an ErrorResponse/NoticeResponse frame.
-pub fn error_fields(frame: &[u8]) -> Vec<(u8, String)> {
-    let mut out = Vec::new();
-    let mut pos = 5;
-    while let Some(&k) = frame.get(pos) {
-        if k == 0 {
-            break;
-        }
-        pos += 1;
-        match cstr(frame, &mut pos) {
-            Some(v) => out.push((k, v.to_string())),
-            None => break,
-        }
-    }
-    out
-}
-
-/// The result format codes at the end of a Bind frame (`pos` is just past the statement name).
-fn bind_result_formats(frame: &[u8], mut pos: usize) -> Option<Vec<i16>> {
-    let rd16 = |p: usize| {
-        frame
-            .get(p..p + 2)
-            .map(|b| i16::from_be_bytes([b[0], b[1]]))
-    };
-    let nfmt = rd16(pos)? as usize;
-    pos += 2 + 2 * nfmt;
-    let nparams = rd16(pos)? as usize;
-    pos += 2;
-    for _ in 0..nparams {
-        let len = frame
-            .get(pos..pos + 4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))?;
-        pos += 4 + len.max(0) as usize;
-    }
-    let nres = rd16(pos)? as usize;
-    pos += 2;
-    (0..nres).map(|i| rd16(pos + 2 * i)).collect()
-}
-
-/// The fields of a RowDescription frame.
-pub fn row_description(frame: &[u8]) -> Option<Vec<Field>> {
-    let n = u16::from_be_bytes([*frame.get(5)?, *frame.get(6)?]) as usize;
-    let mut pos = 7;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let name = cstr(frame, &mut pos)?.to_string();
-        let b = frame.get(pos..pos + 18)?;
-        out.push(Field {
-            name,
-            table_oid: u32::from_be_bytes([b[0], b[1], b[2], b[3]]),
-            attnum: i16::from_be_bytes([b[4], b[5]]),
-            type_oid: u32::from_be_bytes([b[6], b[7], b[8], b[9]]),
-            format: i16::from_be_bytes([b[16], b[17]]),
-        });
-        pos += 18;
-    }
-    Some(out)
 }
 
 /// The frames that make the upstream raise `code`/`message` as an error of its own, so the

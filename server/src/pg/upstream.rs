@@ -413,8 +413,7 @@ async fn connect_inner(
                 }
             }
             b'S' | b'N' => {
-                if let Some((b"client_encoding", value)) = super::encoding::parameter_status(&frame)
-                {
+                if let Some((b"client_encoding", value)) = super::wire::parameter_status(&frame) {
                     client_encoding = Some(String::from_utf8_lossy(value).into_owned());
                 }
                 startup_frames.put_slice(&frame)
