@@ -10,7 +10,7 @@ GH_SCRIPT=test
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$GH_REPO"
 
-"$GH_REPO/scripts/install-deps.sh"
+"$GH_REPO/scripts/install-deps.sh" test
 gh_cargo_path || gh_die "cargo is not on PATH"
 
 # The end-to-end tests drive the gateway with real clients; psycopg lives in the venv.
@@ -18,8 +18,8 @@ export GATEHOUSE_PYTHON="$GH_REPO/.venv/bin/python"
 
 # The UI's component tests (Vitest); install-deps.sh has built ui/dist for the console tests
 # and for the desktop app, which embeds it.
-gh_log "npm run test:ui"
-npm run --silent test:ui
+gh_log "npm test"
+npm test --silent
 
 # The desktop app is built on its own, once per run: in one build with the rest, Tauri's
 # dependencies would change the features of crates the gateway shares with it, so the whole
