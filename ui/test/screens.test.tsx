@@ -1,37 +1,18 @@
-// Pure pieces of the screens and the login form in both shells.
+// Pure pieces of the screens (the login form has its own file, login.test.tsx).
 import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NAV, navFor } from '../src/App';
-import { Login } from '../src/screens/Login';
 import { filterEnvironments } from '../src/screens/Environments';
 import { catalogRows } from '../src/screens/Masking';
 import { tokenize } from '../src/lib/sql';
 import { parseHash } from '../src/lib/router';
 import { advice } from '../src/components/ui';
 import { ConfirmHost, ask } from '../src/components/Confirm';
-import { click, mount, removeTauri, setValue, stubTauri } from './harness';
+import { click, mount, removeTauri, setValue } from './harness';
 
 afterEach(() => {
   removeTauri();
   document.body.innerHTML = '';
-});
-
-const labels = () => [...document.querySelectorAll('label')].map((l) => l.textContent?.trim());
-
-describe('login form', () => {
-  it('asks for username and password in the browser, and offers SSO', async () => {
-    await mount(<Login onSignedIn={() => {}} />);
-    expect(labels()).toEqual(['Username', 'Password']);
-    const buttons = [...document.querySelectorAll('button')].map((b) => b.textContent);
-    expect(buttons).toEqual(['Sign in', 'Sign in with SSO']);
-  });
-
-  it('asks for the gateway URL in the desktop app', async () => {
-    stubTauri(async () => null);
-    await mount(<Login onSignedIn={() => {}} expired />);
-    expect(labels()).toEqual(['Gateway URL', 'Username', 'Password']);
-    expect(document.body.textContent).toContain('Your session has expired');
-  });
 });
 
 describe('navigation', () => {

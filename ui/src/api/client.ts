@@ -21,6 +21,11 @@ export interface Environment {
   description: string | null;
   dbname: string;
 }
+export interface GatewayInfo {
+  postgres_address: string;
+  sso: boolean;
+  version: string;
+}
 export interface WhoAmI {
   name: string;
   kind: 'human' | 'agent';
@@ -243,6 +248,8 @@ export function query(params: Record<string, string | number | boolean | undefin
 const enc = encodeURIComponent;
 
 export const api = {
+  /** Where the gateway's PostgreSQL listener is and whether it has SSO; needs no session. */
+  info: () => call<GatewayInfo>('GET', '/api/v1/info'),
   whoami: () => call<WhoAmI>('GET', '/api/v1/whoami'),
   login: (username: string, password: string) =>
     call<{ identity: string; expires_at: string }>('POST', '/api/v1/auth/login', { username, password, cookie: true }),
