@@ -5,7 +5,7 @@ import { NAV, navFor } from '../src/App';
 import { filterEnvironments } from '../src/screens/Environments';
 import { catalogRows } from '../src/screens/Masking';
 import { tokenize } from '../src/lib/sql';
-import { parseHash } from '../src/lib/router';
+import { parseHash, startRoute } from '../src/lib/router';
 import { advice } from '../src/components/ui';
 import { ConfirmHost, ask } from '../src/components/Confirm';
 import { click, mount, removeTauri, setValue } from './harness';
@@ -31,6 +31,14 @@ describe('navigation', () => {
       'Masking',
     ]);
     expect(new Set(NAV.map((n) => n.key)).size).toBe(NAV.length);
+  });
+
+  it('starts on the screen a gateway link names, hash or path', () => {
+    expect(startRoute('/', '', '#/audit?q=x').path).toBe('/audit');
+    expect(startRoute('/approvals', '', '').path).toBe('/approvals');
+    expect(startRoute('/approvals/', '?state=pending', '').params.get('state')).toBe('pending');
+    expect(startRoute('/', '', '').path).toBe('/');
+    expect(startRoute('/index.html', '', '').path).toBe('/');
   });
 
   it('parses hash routes', () => {
