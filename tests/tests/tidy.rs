@@ -151,7 +151,9 @@ fn repo_files() -> Vec<String> {
             let p = e.path();
             let name = e.file_name().to_string_lossy().to_string();
             if p.is_dir() {
-                if ![".git", "target", "node_modules", ".venv", ".tools", "dist"].contains(&name.as_str()) {
+                if ![".git", "target", "node_modules", ".venv", ".tools", "dist"]
+                    .contains(&name.as_str())
+                {
                     walk(&p, root, out);
                 }
             } else if let Ok(rel) = p.strip_prefix(root) {
@@ -172,9 +174,11 @@ fn architecture_doc_names_only_existing_non_rust_files() {
     let mut missing = vec![];
     for word in doc.split(|c: char| c.is_whitespace() || "`()[],;:".contains(c)) {
         let word = word.trim_end_matches('.');
-        let named = [".ts", ".tsx", ".sh", ".mjs", ".py", ".java", ".json", ".toml"]
-            .iter()
-            .any(|ext| word.ends_with(ext));
+        let named = [
+            ".ts", ".tsx", ".sh", ".mjs", ".py", ".java", ".json", ".toml",
+        ]
+        .iter()
+        .any(|ext| word.ends_with(ext));
         if named && !word.contains('*') && !word.starts_with("http") {
             let suffix = format!("/{}", word.trim_start_matches("./"));
             if !files.iter().any(|f| f.ends_with(&suffix)) {
@@ -229,11 +233,16 @@ fn http_errors_become_responses_only_in_http_error() {
     let mut impls = vec![];
     for (f, text) in server_files() {
         let path = f.to_string_lossy().to_string();
-        if text.contains("impl IntoResponse for") || text.contains("impl axum::response::IntoResponse for") {
+        if text.contains("impl IntoResponse for")
+            || text.contains("impl axum::response::IntoResponse for")
+        {
             impls.push(path.clone());
         }
         if !path.ends_with("server/src/main.rs") {
-            assert!(!text.contains("anyhow"), "{path} uses anyhow; only main.rs may");
+            assert!(
+                !text.contains("anyhow"),
+                "{path} uses anyhow; only main.rs may"
+            );
         }
     }
     assert_eq!(impls.len(), 1, "{impls:?}");
@@ -258,10 +267,16 @@ fn architecture_doc_names_every_bench() {
             }
         }
     }
-    assert!(!declared.is_empty(), "server/Cargo.toml declares no [[bench]]");
+    assert!(
+        !declared.is_empty(),
+        "server/Cargo.toml declares no [[bench]]"
+    );
     for name in &declared {
         assert!(
-            root().join("server/benches").join(format!("{name}.rs")).exists(),
+            root()
+                .join("server/benches")
+                .join(format!("{name}.rs"))
+                .exists(),
             "bench {name} has no server/benches/{name}.rs"
         );
         assert!(
@@ -269,7 +284,10 @@ fn architecture_doc_names_every_bench() {
             "docs/architecture.md does not describe the bench {name} and how to run it"
         );
     }
-    for e in std::fs::read_dir(root().join("server/benches")).unwrap().flatten() {
+    for e in std::fs::read_dir(root().join("server/benches"))
+        .unwrap()
+        .flatten()
+    {
         let file = e.file_name().to_string_lossy().to_string();
         let stem = file.trim_end_matches(".rs");
         assert!(
