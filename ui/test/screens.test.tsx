@@ -6,6 +6,7 @@ import { filterEnvironments } from '../src/screens/Environments';
 import { catalogRows } from '../src/screens/Masking';
 import { tokenize } from '../src/lib/sql';
 import { parseHash, startRoute } from '../src/lib/router';
+import type { Environment } from '../src/api/client';
 import { advice } from '../src/components/ui';
 import { ConfirmHost, ask } from '../src/components/Confirm';
 import { click, mount, removeTauri, setValue } from './harness';
@@ -50,7 +51,7 @@ describe('navigation', () => {
 });
 
 describe('environment filters', () => {
-  const envs = [
+  const envs: Environment[] = [
     { name: 'prod', tier: 'production', tags: ['payments', 'eu'], description: 'live', dbname: 'prod' },
     { name: 'dev', tier: 'development', tags: ['payments'], description: null, dbname: 'dev' },
     { name: 'analytics', tier: 'production', tags: ['bi'], description: 'warehouse', dbname: 'analytics' },
