@@ -203,7 +203,7 @@ install_node_modules() { # $1: run|test
     fi
     local omit=()
     [ "$want" = run ] && omit=(--omit=dev)
-    gh_log "installing node_modules (npm ci ${omit[*]})"
+    gh_log "installing node_modules (npm ci${omit[*]:+ ${omit[*]}})"
     (cd "$GH_REPO" && npm ci "${omit[@]}" --no-audit --no-fund --loglevel=error >/dev/null)
     printf '%s %s\n' "$lock_hash" "$want" >"$stamp"
 }

@@ -34,8 +34,12 @@ PROD_DB=demo_prod   # environment `prod`, tier production: the same data, the bu
 GW_PORT="${GATEHOUSE_DEMO_PORT:-7432}"
 GW_HTTP_PORT="${GATEHOUSE_DEMO_HTTP_PORT:-7480}"
 DATA="$GH_REPO/demo/data"
-BIN_DIR="${GATEHOUSE_PREBUILT_BIN_DIR:-$GH_REPO/target/release}"
-BIN_DIR="$(cd "$BIN_DIR" 2>/dev/null && pwd)" || gh_die "GATEHOUSE_PREBUILT_BIN_DIR=$GATEHOUSE_PREBUILT_BIN_DIR is not a directory"
+if [ -n "${GATEHOUSE_PREBUILT_BIN_DIR:-}" ]; then
+    BIN_DIR="$(cd "$GATEHOUSE_PREBUILT_BIN_DIR" 2>/dev/null && pwd)" ||
+        gh_die "GATEHOUSE_PREBUILT_BIN_DIR=$GATEHOUSE_PREBUILT_BIN_DIR is not a directory"
+else
+    BIN_DIR="$(cd "$GH_REPO" && mkdir -p "${CARGO_TARGET_DIR:-target}/release" && cd "${CARGO_TARGET_DIR:-target}/release" && pwd)"
+fi
 BIN="$BIN_DIR/gatehouse-server"
 CLI="$BIN_DIR/gatehouse"
 CONF="$DATA/gatehouse.toml"
