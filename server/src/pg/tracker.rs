@@ -1095,13 +1095,33 @@ pub mod refusal {
 
     pub const NAME: &str = "gatehouse_refusal";
 
+    /// `text` as an `E'…'` literal of ASCII only: it reads the same whatever the session's
+    /// `standard_conforming_strings` (a plain `'…'` does not: with it off, a backslash in a
+    /// quoted table name the reason mentions would end the literal early) and whatever its
+    /// `client_encoding`. It holds no `$`, so nothing in it can end the dollar-quoted DO body.
+    pub(crate) fn literal(text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 3);
+        out.push_str("E'");
+        for c in text.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '$' => out.push_str("\\u0024"),
+                ' '..='~' => out.push(c),
+                c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push_str(&format!("\\U{:08x}", c as u32)),
+            }
+        }
+        out.push('\'');
+        out
+    }
+
     fn sql(code: &str, message: &str, hint: &str) -> String {
-        let q = |s: &str| s.replace('\'', "''").replace("$gh$", "$ gh $");
         format!(
-            "DO $gh$BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = '{}', HINT = '{}'; END$gh$",
-            q(code),
-            q(message),
-            q(hint)
+            "DO $gh$BEGIN RAISE EXCEPTION USING ERRCODE = {}, MESSAGE = {}, HINT = {}; END$gh$",
+            literal(code),
+            literal(message),
+            literal(hint)
         )
     }
 
@@ -1156,6 +1176,17 @@ pub mod refusal {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refusal_literals_read_the_same_in_every_session() {
+        use super::refusal::literal;
+        assert_eq!(literal("it's"), r"E'it\'s'");
+        assert_eq!(literal(r"a\'b"), r"E'a\\\'b'");
+        assert_eq!(literal("…é"), r"E'\u2026\u00e9'");
+        let l = literal("$$gh$gh$ 😀");
+        assert!(!l.contains('$'), "{l}");
+        assert!(l.ends_with(r"\U0001f600'"), "{l}");
+    }
+
     use super::*;
 
     fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
