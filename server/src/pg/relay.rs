@@ -628,7 +628,7 @@ where
                     Tracker::backend_wants_whole(tag)
                         || (masking_on
                             && match tag {
-                                b'T' | b'N' | b'H' | b'V' => true,
+                                b'T' | b'N' | b'H' | b'V' | b'A' => true,
                                 b'D' => wants_rows.get(),
                                 b'd' => wants_copy.get(),
                                 _ => false,

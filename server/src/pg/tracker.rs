@@ -610,7 +610,7 @@ impl Tracker {
             return false;
         }
         match tag {
-            b'T' | b'N' | b'H' | b'V' => true,
+            b'T' | b'N' | b'H' | b'V' | b'A' => true,
             b'D' => match &self.active {
                 Some(a) => a.copy.is_none() && !a.plan.is_noop(),
                 // An Execute's first row: its plan is made when it arrives.
@@ -633,8 +633,14 @@ impl Tracker {
         };
         // Errors and notices can quote row values (`Key (email)=(…)`).
         match (tag, verdict, frame) {
-            (b'V', Verdict::Forward, Some(f)) => {
-                match rewrite::function_result_frame(&m.gw.masking.masker, f, &m.exempt) {
+            (b'V' | b'A' | b'S', Verdict::Forward, Some(f)) => {
+                let masker = &m.gw.masking.masker;
+                let masked = match tag {
+                    b'V' => rewrite::function_result_frame(masker, f, &m.exempt),
+                    b'A' => rewrite::notification_frame(masker, f, &m.exempt),
+                    _ => rewrite::parameter_status_frame(masker, f, &m.exempt),
+                };
+                match masked {
                     Some(b) => Verdict::Replace(b),
                     None => Verdict::Forward,
                 }
