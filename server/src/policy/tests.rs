@@ -36,7 +36,7 @@ fn reasons_name_the_rule_and_say_what_to_do() {
     assert_eq!(d.rule, "prod-no-drop");
     assert!(
         d.reason
-            .starts_with("rule prod-no-drop: DROP TABLE — DROP, TRUNCATE and ALTER … DROP are not allowed in production environments"),
+            .starts_with("rule prod-no-drop: DROP TABLE — DROP, TRUNCATE, ALTER … DROP and column type changes are not allowed in production environments"),
         "{}",
         d.reason
     );
