@@ -384,7 +384,13 @@ fn classify_piece(text: &str, strings: Strings, ctx: &mut Context, out: &mut Vec
         }
         Err(e) => {
             if !classify_fallback(&mut c, text, &lexemes.1, ctx) {
-                classify_unparsed(&mut c, text, &e);
+                // sqlparser's message quotes the token it stopped at, which may be a value;
+                // the note is shared by every statement of this shape.
+                let e = match e.find(", found:") {
+                    Some(i) => &e[..i],
+                    None => &e,
+                };
+                classify_unparsed(&mut c, text, e);
             }
         }
     }
@@ -824,9 +830,18 @@ fn classify_unparsed(c: &mut Classification, text: &str, error: &str) {
     ));
 }
 
+/// The statement for a note: its tokens with every literal written `?`. A classification is
+/// shared by every statement of its shape (and its reason shown to whoever runs one), so it
+/// must not carry one caller's values to another.
 fn abbreviate(text: &str) -> String {
     const MAX: usize = 60;
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line: String = Lexer::new(text)
+        .map(|t| match t.kind {
+            TokenKind::String | TokenKind::Number | TokenKind::Param => "?",
+            _ => t.text(text),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     match one_line.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
         None => one_line,
@@ -1262,6 +1277,13 @@ impl<'c> Walker<'c> {
                 }
                 if *to {
                     self.c.kind(K::Copy, "COPY TO");
+                    // `COPY t TO …` reads every row of t (the tree's walk does not name it as
+                    // a relation; `COPY (query) TO` is walked as a query).
+                    if let CopySource::Table { table_name, .. } = source {
+                        if self.plan_only == 0 {
+                            self.relations.push(object_name(table_name));
+                        }
+                    }
                 } else {
                     self.c.kind(K::Copy, "COPY FROM");
                     // COPY FROM fills a table: a write, like INSERT.

@@ -25,7 +25,7 @@ pub mod functions;
 pub mod rules;
 
 pub use cache::ClassifierCache;
-pub use classify::{Classification, StatementKind};
+pub use classify::{Classification, StatementKind, Strings};
 pub use rules::{Flag, Rule, RuleInvalid};
 
 use crate::config::{Config, Tier};
@@ -289,6 +289,22 @@ impl Policy {
     /// [`Policy::decide`] at a given time (for time-window rules; tests and dry runs).
     pub fn decide_at(&self, subject: &Subject<'_>, sql: &str, at: DateTime<Utc>) -> Decision {
         self.decide_classified(subject, self.cache.classify(sql), || at)
+    }
+
+    /// [`Policy::decide_at`] for a session known to read strings as `strings` says (the dry
+    /// run's `standard_conforming_strings`); not cached. `None` reads as `decide_at` does.
+    pub fn decide_reading_at(
+        &self,
+        subject: &Subject<'_>,
+        sql: &str,
+        strings: Option<classify::Strings>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let c = match strings {
+            Some(strings) => Arc::new(classify::classify_as(sql, strings)),
+            None => self.cache.classify(sql),
+        };
+        self.decide_classified(subject, c, || at)
     }
 
     fn decide_classified(

@@ -348,3 +348,37 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod scanner_tests {
+    use super::*;
+
+    fn words(l: Lexer<'_>, s: &str) -> Vec<String> {
+        l.map(|t| t.text(s).to_string()).collect()
+    }
+
+    #[test]
+    fn a_bare_carriage_return_ends_a_line_comment() {
+        let s = "SELECT 1 --x\r; DROP";
+        assert_eq!(words(Lexer::new(s), s), ["SELECT", "1", ";", "DROP"]);
+    }
+
+    #[test]
+    fn national_strings_follow_standard_conforming_strings() {
+        let s = "SELECT N'a\\'; DROP; --'";
+        assert_eq!(
+            words(Lexer::new(s), s),
+            ["SELECT", "N'a\\'", ";", "DROP", ";"]
+        );
+        assert_eq!(
+            words(Lexer::non_standard_strings(s), s),
+            ["SELECT", "N'a\\'; DROP; --'"]
+        );
+        // B'' and X'' never take backslash escapes.
+        let s = "SELECT X'a\\'; DROP";
+        assert_eq!(
+            words(Lexer::non_standard_strings(s), s),
+            ["SELECT", "X'a\\'", ";", "DROP"]
+        );
+    }
+}

@@ -770,3 +770,155 @@ fn odd_input_never_panics() {
     let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
     assert!(!classify(&deep).analysable);
 }
+
+mod properties {
+    //! Properties over generated text: the classifier never panics, and two statements of one
+    //! shape classify alike unless the classification says a literal matters (class 6 of
+    //! issue 17: the cache shares a classification between them).
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces PostgreSQL's scanner treats specially, glued at random.
+    fn sqlish() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "SELECT ",
+                "'",
+                "\"",
+                "$$",
+                "$a$",
+                "--",
+                "\r",
+                "\n",
+                "/*",
+                "*/",
+                ";",
+                "E'",
+                "N'",
+                "U&'",
+                "\\",
+                "DROP TABLE t",
+                " ",
+                "(",
+                ")",
+                "set_config('role','x',false)",
+                "é",
+                "x",
+                "1",
+                ",",
+                "EXPLAIN (ANALYZE 1) ",
+                "DELETE FROM t",
+                " WHERE ",
+                "=",
+                "::",
+                "UESCAPE",
+                "$1",
+                "PREPARE p AS ",
+                "EXECUTE p",
+                "LOCK t",
+                "MERGE",
+                "FETCH ALL c",
+            ]),
+            0..40,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    const TEMPLATES: &[&str] = &[
+        "EXPLAIN (ANALYZE {}) DELETE FROM users",
+        "EXPLAIN (ANALYZE {}, FORMAT JSON) UPDATE t SET a = {}",
+        "SELECT set_config({}, {}, false)",
+        "SELECT * FROM set_config({}, {}, false)",
+        "SELECT table_to_xml({}, true, false, '')",
+        "SELECT query_to_xml({}, true, true, '')",
+        "DELETE FROM users WHERE id = {} OR {} = {}",
+        "UPDATE users SET a = {} WHERE id IN ({}, {})",
+        "SET statement_timeout = {}",
+        "SELECT * FROM t WHERE a BETWEEN {} AND {}",
+        "SELECT {}::regclass, pg_sleep({})",
+        "MERGE INTO t USING s ON t.id = {} WHEN MATCHED THEN DELETE",
+        "PREPARE p AS SELECT {}; EXECUTE p",
+        "COPY t TO STDOUT (FORMAT {})",
+        "SELEC {} FROM t",
+        "INSERT INTO t VALUES ({}) ON CONFLICT (id) DO UPDATE SET v = {}",
+    ];
+
+    /// Two literals of one form (the shape key keeps the form, not the value).
+    fn literal_pair() -> impl Strategy<Value = (&'static str, &'static str)> {
+        const FORMS: &[&[&str]] = &[
+            &["0", "1", "-1", "1.5", "1e3"],
+            &[
+                "'role'",
+                "'ROLE'",
+                "'session_authorization'",
+                "'search_path'",
+                "'on'",
+                "'off'",
+                "'true'",
+                "'false'",
+                "'0'",
+                "'payroll.salaries'",
+                "'public.x'",
+                "'DELETE FROM users'",
+                "'x'",
+                "'csv'",
+                "'binary'",
+            ],
+            &["$$role$$", "$$x$$", "$$search_path$$"],
+            &["E'role'", "E'\\x72ole'", "E'x'"],
+            &["U&'role'", "U&'x'"],
+            &["$1", "$2"],
+        ];
+        (0..FORMS.len()).prop_flat_map(|f| {
+            (
+                prop::sample::select(FORMS[f].to_vec()),
+                prop::sample::select(FORMS[f].to_vec()),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn classifying_never_panics(s in sqlish()) {
+            let _ = classify(&s);
+        }
+
+        #[test]
+        fn classifying_any_text_never_panics(chars in prop::collection::vec(any::<char>(), 0..120)) {
+            let s: String = chars.into_iter().collect();
+            let _ = classify(&s);
+        }
+
+        #[test]
+        fn one_shape_one_classification_unless_a_literal_matters(
+            t in prop::sample::select(TEMPLATES.to_vec()),
+            pairs in prop::collection::vec(literal_pair(), 3),
+        ) {
+            let a: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+            let b: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+            let fill = |v: &[&str]| {
+                let mut out = t.to_string();
+                for l in v {
+                    out = out.replacen("{}", l, 1);
+                }
+                out
+            };
+            let (x, y) = (fill(&a), fill(&b));
+            let key = |s: &str| {
+                let mut k = String::new();
+                crate::sql::shape_key(s, &mut k);
+                k
+            };
+            prop_assume!(key(&x) == key(&y));
+            let (cx, cy) = (classify(&x), classify(&y));
+            if !cx.literal_sensitive && !cy.literal_sensitive {
+                prop_assert_eq!(cx, cy, "{} vs {}", x, y);
+            } else {
+                // The cache keys a literal-sensitive shape by text; both must say so.
+                prop_assert!(cx.literal_sensitive && cy.literal_sensitive, "{} vs {}", x, y);
+            }
+        }
+    }
+}
