@@ -1075,6 +1075,7 @@ impl<'c> Walker<'c> {
             // EXPLAIN without ANALYZE runs nothing volatile, but the planner folds calls it is
             // told are immutable, and only a built-in's word for that can be trusted.
             if !builtin_name || super::functions::builtin(&n).is_none() {
+                self.c.writes = true;
                 push_unique(&mut self.c.functions, full.clone());
                 push_unique(&mut self.c.unvetted_functions, full);
             }
@@ -1134,6 +1135,8 @@ impl<'c> Walker<'c> {
             _ => {}
         }
         if !super::functions::vetted(&full) {
+            // Unknown effects count as changes (`writes`: unknown counts as yes).
+            self.c.writes = true;
             push_unique(&mut self.c.unvetted_functions, full);
         }
     }

@@ -89,6 +89,13 @@ const WRITING_WORDS: &[&str] = &[
     "setval",
     "lo_import",
     "lo_unlink",
+    "lo_from_bytea",
+    "lo_put",
+    "lo_create",
+    "lo_creat",
+    "lo_truncate",
+    "lo_truncate64",
+    "lowrite",
 ];
 
 /// Fingerprints `sql` and classifies it coarsely, in one pass over its tokens.
