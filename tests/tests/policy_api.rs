@@ -173,9 +173,12 @@ async fn rules_api_versions_audit_and_dry_run() {
         d["reason"]
             .as_str()
             .unwrap()
-            .starts_with("rule prod-no-drop: SELECT, DROP TABLE — DROP, TRUNCATE"),
+            .starts_with("rule prod-no-drop: DROP TABLE — DROP, TRUNCATE"),
         "{d}"
     );
+    // Each statement is decided on its own; the string gets the strictest.
+    assert_eq!(d["statements"][0]["action"], "allow", "{d}");
+    assert_eq!(d["statements"][1]["rule"], "prod-no-drop", "{d}");
     let (_, d) = api
         .dry_run(
             &erin,
