@@ -479,8 +479,15 @@ where
             };
             let extended = !matches!(point, Point::Query);
             let out = match &admission.refusal {
-                Some(r) if extended => Some(refusal::execute(r.code, &r.message, &r.hint)),
-                Some(r) => Some(refusal::query(r.code, &r.message, &r.hint)),
+                Some(r) => {
+                    let enc = lock(tracker).encoding;
+                    let (message, hint) = (enc.receivable(&r.message), enc.receivable(&r.hint));
+                    Some(if extended {
+                        refusal::execute(r.code, &message, &hint)
+                    } else {
+                        refusal::query(r.code, &message, &hint)
+                    })
+                }
                 None if !extended => super::app_name::rewrite_frame(tag, frame, &app_prefix),
                 None => None,
             };
