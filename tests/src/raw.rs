@@ -30,6 +30,15 @@ impl Msg {
     }
 }
 
+/// An ErrorResponse as `"SQLSTATE message"`.
+fn refusal(m: &Msg) -> String {
+    format!(
+        "{} {}",
+        m.field(b'C').unwrap_or_default(),
+        m.field(b'M').unwrap_or_default()
+    )
+}
+
 pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = 196608u32.to_be_bytes().to_vec();
     for (k, v) in params {
@@ -60,10 +69,29 @@ impl RawConn {
 
     /// Connects and authenticates with a token; returns once ReadyForQuery arrives.
     pub async fn login(host: &str, port: u16, user: &str, db: &str, token: &str) -> RawConn {
+        Self::try_login(host, port, user, db, token, &[])
+            .await
+            .unwrap_or_else(|e| panic!("login failed: {e}"))
+    }
+
+    /// Like [`RawConn::login`], with extra startup parameters (such as
+    /// `gatehouse.on_behalf_of`, which no driver sends); the refusal as `"SQLSTATE message"`.
+    pub async fn try_login(
+        host: &str,
+        port: u16,
+        user: &str,
+        db: &str,
+        token: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<RawConn, String> {
+        let mut params = vec![("user", user), ("database", db)];
+        params.extend_from_slice(extra);
         let mut c = Self::connect(host, port).await;
-        c.send(&startup_packet(&[("user", user), ("database", db)]))
-            .await;
+        c.send(&startup_packet(&params)).await;
         let m = c.read().await.expect("auth request");
+        if m.tag == b'E' {
+            return Err(refusal(&m));
+        }
         assert_eq!(m.tag, b'R', "{m:?}");
         let mut pw = token.as_bytes().to_vec();
         pw.push(0);
@@ -71,8 +99,8 @@ impl RawConn {
         loop {
             let m = c.read().await.expect("startup reply");
             match m.tag {
-                b'Z' => return c,
-                b'E' => panic!("login failed: {:?}", m.field(b'M')),
+                b'Z' => return Ok(c),
+                b'E' => return Err(refusal(&m)),
                 _ => {}
             }
         }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::raw::{self, RawConn};
+use gatehouse_tests::raw::RawConn;
 use gatehouse_tests::{python, random_token, run_cmd, Api, Cluster, Gateway, GatewayBuilder};
 use serde_json::Value;
 
@@ -261,36 +261,14 @@ async fn query_results_through_mcp_are_masked() {
     assert_eq!(emails.len(), 3);
 }
 
-/// Logs in over the wire with extra startup parameters; the first ErrorResponse, if any.
+/// Logs in to `dev` over the wire with extra startup parameters; the refusal, if any.
 async fn raw_login(
     gw: &Gateway,
     user: &str,
     token: &str,
     extra: &[(&str, &str)],
 ) -> Result<RawConn, String> {
-    let mut params = vec![("user", user), ("database", "dev")];
-    params.extend_from_slice(extra);
-    let mut c = RawConn::connect("127.0.0.1", gw.pg_port).await;
-    c.send(&raw::startup_packet(&params)).await;
-    let m = c.read().await.expect("auth request");
-    assert_eq!(m.tag, b'R', "{m:?}");
-    let mut pw = token.as_bytes().to_vec();
-    pw.push(0);
-    c.send(&raw::message(b'p', &pw)).await;
-    loop {
-        let m = c.read().await.expect("startup reply");
-        match m.tag {
-            b'Z' => return Ok(c),
-            b'E' => {
-                return Err(format!(
-                    "{} {}",
-                    m.field(b'C').unwrap_or_default(),
-                    m.field(b'M').unwrap_or_default()
-                ))
-            }
-            _ => {}
-        }
-    }
+    RawConn::try_login("127.0.0.1", gw.pg_port, user, "dev", token, extra).await
 }
 
 /// The startup parameter the MCP server uses to carry on-behalf-of is honoured for agents on
