@@ -15,6 +15,7 @@ use serde_json::Value;
 const ROOT: &str = "root";
 const ROOT_PW: &str = "root-pw";
 const PERSON: &str = "alice@example.com";
+const MAY_ACT_FOR: &str = "may_act_for = [\"alice@example.com\", \"bob@example.com\"]";
 
 struct Setup {
     _cluster: Cluster,
@@ -48,6 +49,10 @@ async fn setup_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder, seed: 
         .service_account("agent", &agent, &["agents"])
         .service_account("limited-bot", &limited, &["agents"])
         .service_account("busy-bot", &busy, &["agents"])
+        // The people these agents may name as the one they act for.
+        .service_account_setting("agent", MAY_ACT_FOR)
+        .service_account_setting("limited-bot", MAY_ACT_FOR)
+        .service_account_setting("busy-bot", MAY_ACT_FOR)
         .user(ROOT, ROOT_PW, &["admins"])
         .grant(&["agents", "admins"], &["prod", "dev"])
         .grant(&["admins"], &["secret"])

@@ -42,7 +42,7 @@ pub enum DecideError {
     NotFound(String),
     #[error("approval {id} is already {state}")]
     NotPending { id: String, state: String },
-    #[error("you cannot decide your own statement; another approver must")]
+    #[error("you cannot decide a request you made or that was made on your behalf; another approver must")]
     OwnRequest,
     #[error("only members of {0:?} may decide approvals for this environment")]
     NotAnApprover(Vec<String>),
@@ -70,6 +70,17 @@ pub struct Approvals {
     waiters: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
     events: broadcast::Sender<Event>,
     grant_seconds: i64,
+}
+
+/// Whether `who` asked for `approval`: as the identity that made the request, or as the person
+/// an agent made it for. Names are compared ignoring ASCII case (an IdP's `Bob@Example.com` and
+/// a config's `bob@example.com` are one person), so a near-miss refuses rather than allows.
+pub fn is_requester(approval: &ApprovalRecord, who: &str) -> bool {
+    approval.identity.eq_ignore_ascii_case(who)
+        || approval
+            .on_behalf_of
+            .as_deref()
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case(who))
 }
 
 pub fn statement_hash(sql: &str) -> String {
@@ -147,7 +158,8 @@ impl Approvals {
         self.lock().remove(id);
     }
 
-    /// Records a decision by `approver` (who must be in `approver_groups` and not the requester).
+    /// Records a decision by `approver`, who must be in `approver_groups` and must not be a
+    /// requester: neither the identity that asked nor the person it acted for decides.
     pub async fn decide(
         &self,
         id: &str,
@@ -167,7 +179,7 @@ impl Approvals {
                 state: current.state,
             });
         }
-        if current.identity == approver.name {
+        if is_requester(&current, &approver.name) {
             return Err(DecideError::OwnRequest);
         }
         if !approver.in_any_group(approver_groups) {

@@ -74,6 +74,9 @@ pub struct EnvironmentItem {
     pub description: Option<String>,
     /// The `dbname` to use in a connection string.
     pub dbname: String,
+    /// The databases it reaches (`dbname=NAME/DATABASE`): its own first, then any its config
+    /// opens (`*`: every database on its server).
+    pub databases: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -296,6 +299,7 @@ pub async fn environments(State(gw): State<Arc<Gateway>>, caller: Caller) -> Jso
             tags: e.tags.clone(),
             description: e.description.clone(),
             dbname: e.name.clone(),
+            databases: e.database_names(),
         })
         .collect();
     Json(EnvironmentList { items })

@@ -64,13 +64,7 @@ pub fn set_cookie(
     if http_only {
         c.push_str("; HttpOnly");
     }
-    if gw
-        .config
-        .server
-        .public_url
-        .get_ref()
-        .starts_with("https://")
-    {
+    if gw.config.public_https() {
         c.push_str("; Secure");
     }
     if let Some(age) = max_age {

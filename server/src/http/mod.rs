@@ -21,6 +21,7 @@ pub mod metrics;
 mod oidc;
 mod openapi;
 mod policy;
+mod redirect;
 
 use std::sync::Arc;
 

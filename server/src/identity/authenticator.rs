@@ -59,6 +59,22 @@ struct ServiceAccount {
     on_behalf_of: Option<String>,
 }
 
+/// Whom an agent that is not bound to a person may name as the one it acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MayActFor {
+    Anyone,
+    These(Vec<String>),
+}
+
+impl MayActFor {
+    fn allows(&self, person: &str) -> bool {
+        match self {
+            MayActFor::Anyone => true,
+            MayActFor::These(people) => people.iter().any(|p| p == person),
+        }
+    }
+}
+
 struct LocalUser {
     password_phc: String,
     groups: Vec<String>,
@@ -123,6 +139,8 @@ pub struct Authenticator {
     dummy_phc: String,
     /// API-managed group memberships, added to every identity this authenticator vouches for.
     groups: GroupDirectory,
+    /// Config service accounts' `may_act_for`, by name (API-created accounts have none).
+    may_act_for: HashMap<String, MayActFor>,
 }
 
 pub fn now() -> i64 {
@@ -163,6 +181,18 @@ impl Authenticator {
             .map(|sa| sa.name.get_ref().clone())
             .chain(users.iter().map(|u| u.name.get_ref().clone()))
             .collect();
+        let may_act_for = service_accounts
+            .iter()
+            .filter_map(|sa| {
+                let people = sa.may_act_for.as_ref()?.get_ref();
+                let rule = if people.iter().any(|p| p == "*") {
+                    MayActFor::Anyone
+                } else {
+                    MayActFor::These(people.clone())
+                };
+                Some((sa.name.get_ref().clone(), rule))
+            })
+            .collect();
         let service_accounts = service_accounts
             .iter()
             .filter_map(|sa| {
@@ -198,7 +228,37 @@ impl Authenticator {
             lockout: Lockout::new(server.login_max_failures, server.login_lockout_seconds),
             dummy_phc: hash_password("gatehouse-dummy-password").unwrap_or_default(),
             groups: GroupDirectory::new(config_members),
+            may_act_for,
         }
+    }
+
+    /// `identity` acting for `person`, as a wire startup parameter or an MCP header or argument
+    /// names them. Only agents act for someone ([`Identity::acting_for`]); an agent bound to a
+    /// person by its administrator acts for that person only; an agent that is not bound may
+    /// name only the people its config `may_act_for` lists (`*`: anyone), because whoever an
+    /// agent acts for is a requester of what it asks and may not decide it.
+    pub fn acting_for(
+        &self,
+        identity: Identity,
+        person: Option<&str>,
+    ) -> Result<Identity, super::OnBehalfError> {
+        let named = person.map(str::trim).filter(|p| !p.is_empty());
+        if let Some(p) = named {
+            let unbound_agent =
+                identity.kind == IdentityKind::Agent && identity.on_behalf_of.is_none();
+            if unbound_agent
+                && !self
+                    .may_act_for
+                    .get(&identity.name)
+                    .is_some_and(|m| m.allows(p))
+            {
+                return Err(super::OnBehalfError::NotAllowed {
+                    identity: identity.name,
+                    requested: p.to_string(),
+                });
+            }
+        }
+        identity.acting_for(named)
     }
 
     /// The API-managed group memberships.
