@@ -120,5 +120,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 /// Serves HTTP until the task is dropped.
 pub async fn run(gw: Arc<Gateway>, listener: TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(gw)).await
+    // The peer address reaches handlers (the per-address login limit) as `ConnectInfo`.
+    axum::serve(
+        listener,
+        router(gw).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }

@@ -5,11 +5,12 @@
 //! same [`AuthError::InvalidCredentials`].
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 
 use super::groups::GroupDirectory;
-use super::lockout::Lockout;
+use super::lockout::{Lockout, Refusal};
 use super::tokens::{self, REFRESH_PREFIX, SERVICE_ACCOUNT_PREFIX, SESSION_PREFIX};
 use super::{Identity, IdentityKind};
 use crate::config::{ServerConfig, ServiceAccountConfig, UserConfig};
@@ -34,9 +35,17 @@ pub enum AuthError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("invalid username or password")]
-    InvalidCredentials,
+    InvalidCredentials {
+        /// This failure was the source address's last allowed one: every login from it is
+        /// refused for this many seconds.
+        address_limited: Option<i64>,
+    },
     #[error("too many failed logins for this user; try again in {seconds} seconds")]
     LockedOut { seconds: i64 },
+    #[error("too many failed logins from your address; try again in {seconds} seconds")]
+    AddressLimited { seconds: i64 },
+    #[error("the gateway cannot check logins right now: {0}")]
+    Unavailable(#[from] StoreError),
 }
 
 /// Why an administrator's change to service accounts was refused.
@@ -218,6 +227,12 @@ impl Authenticator {
                 )
             })
             .collect();
+        let lockout = Lockout::new(
+            server.login_max_failures,
+            server.login_lockout_seconds,
+            server.login_max_failures_per_address,
+            store.clone(),
+        );
         Self {
             service_accounts,
             users,
@@ -225,7 +240,7 @@ impl Authenticator {
             store,
             session_ttl_seconds: server.session_ttl_seconds as i64,
             refresh_ttl_seconds: server.refresh_ttl_seconds as i64,
-            lockout: Lockout::new(server.login_max_failures, server.login_lockout_seconds),
+            lockout,
             dummy_phc: hash_password("gatehouse-dummy-password").unwrap_or_default(),
             groups: GroupDirectory::new(config_members),
             may_act_for,
@@ -350,11 +365,22 @@ impl Authenticator {
         Ok((identity, sa.expires_at))
     }
 
-    /// Checks a local user's password, with lockout after repeated failures. Runs argon2, so
-    /// call it off the async runtime.
-    pub fn verify_password(&self, username: &str, password: &str) -> Result<Identity, LoginError> {
-        if let Some(seconds) = self.lockout.locked(username, now()) {
-            return Err(LoginError::LockedOut { seconds });
+    /// Checks a local user's password, with lockout after repeated failures for the user name
+    /// and a limit on failures from one source address (see `lockout.rs`). Runs argon2 and
+    /// reads the store, so call it off the async runtime.
+    pub fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Identity, LoginError> {
+        let t = now();
+        match self.lockout.refused(username, source, t)? {
+            Some(Refusal::User { seconds }) => return Err(LoginError::LockedOut { seconds }),
+            Some(Refusal::Address { seconds }) => {
+                return Err(LoginError::AddressLimited { seconds })
+            }
+            None => {}
         }
         let user = self.users.get(username);
         let phc = user
@@ -378,17 +404,29 @@ impl Authenticator {
                     session_id: None,
                 })
             }
-            _ => match self.lockout.failed(username, now()) {
-                Some(seconds) => {
+            _ => {
+                let failed = self.lockout.failed(username, source, now())?;
+                if let Some(seconds) = failed.address_limited {
                     tracing::warn!(
-                        user = username,
+                        address = ?source,
                         seconds,
-                        "local user locked out after repeated failed logins"
+                        "logins refused from an address after repeated failures"
                     );
-                    Err(LoginError::LockedOut { seconds })
                 }
-                None => Err(LoginError::InvalidCredentials),
-            },
+                match failed.user_locked {
+                    Some(seconds) => {
+                        tracing::warn!(
+                            user = username,
+                            seconds,
+                            "local user locked out after repeated failed logins"
+                        );
+                        Err(LoginError::LockedOut { seconds })
+                    }
+                    None => Err(LoginError::InvalidCredentials {
+                        address_limited: failed.address_limited,
+                    }),
+                }
+            }
         }
     }
 
@@ -682,14 +720,14 @@ groups = ["admins"]
     async fn passwords_sessions_and_revocation() {
         let a = authenticator();
         assert!(matches!(
-            a.verify_password("admin", "nope"),
-            Err(LoginError::InvalidCredentials)
+            a.verify_password("admin", "nope", None),
+            Err(LoginError::InvalidCredentials { .. })
         ));
         assert!(matches!(
-            a.verify_password("ghost", "pw"),
-            Err(LoginError::InvalidCredentials)
+            a.verify_password("ghost", "pw", None),
+            Err(LoginError::InvalidCredentials { .. })
         ));
-        let id = a.verify_password("admin", "pw").unwrap();
+        let id = a.verify_password("admin", "pw", None).unwrap();
         let s = a.issue_session(&id, SessionMethod::Password).await.unwrap();
         let back = a.authenticate_token(&s.token).await.unwrap();
         assert_eq!(
@@ -713,7 +751,7 @@ groups = ["admins"]
     #[tokio::test]
     async fn refresh_rotates_and_lockout_holds_even_the_right_password() {
         let a = authenticator();
-        let id = a.verify_password("admin", "pw").unwrap();
+        let id = a.verify_password("admin", "pw", None).unwrap();
         let s = a.issue_session(&id, SessionMethod::Password).await.unwrap();
         let r = a
             .refresh(s.refresh_token.as_deref().unwrap())
@@ -737,16 +775,16 @@ groups = ["admins"]
 
         for _ in 0..2 {
             assert!(matches!(
-                a.verify_password("admin", "x"),
-                Err(LoginError::InvalidCredentials)
+                a.verify_password("admin", "x", None),
+                Err(LoginError::InvalidCredentials { .. })
             ));
         }
         assert!(matches!(
-            a.verify_password("admin", "x"),
+            a.verify_password("admin", "x", None),
             Err(LoginError::LockedOut { .. })
         ));
         assert!(matches!(
-            a.verify_password("admin", "pw"),
+            a.verify_password("admin", "pw", None),
             Err(LoginError::LockedOut { .. })
         ));
     }
