@@ -10,6 +10,7 @@ mod api;
 mod approvals;
 mod audit;
 mod auth;
+mod channel;
 mod connections;
 mod console;
 mod error;
