@@ -19,8 +19,8 @@ use gatehouse_tests::raw::RawConn;
 use gatehouse_tests::sse::{SseNext, SseStream};
 use gatehouse_tests::tls_front::TlsFront;
 use gatehouse_tests::{
-    app_database, app_url, free_port, message, random_token, server_bin, sqlstate, Api, Cluster,
-    Fixture, Gateway, GatewayBuilder,
+    app_database, app_url, ended_with, free_port, message, random_token, server_bin, sqlstate, Api,
+    CliHome, Cluster, Fixture, Gateway, GatewayBuilder,
 };
 use serde_json::{json, Value};
 
@@ -587,6 +587,72 @@ async fn an_events_stream_ends_when_its_session_expires() {
         "{:?}",
         opened.elapsed()
     );
+}
+
+/// What a tunnel carries follows the session too: its connections end when the membership
+/// that granted the environment is removed, and when an administrator revokes the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnels_connections_end_with_its_session_and_its_groups() {
+    let w = world(|b| b).await;
+    let api = w.api();
+    let (status, _) = api
+        .post(
+            "/api/v1/grants",
+            &w.root,
+            json!({"groups": ["oncall"], "environments": ["dev"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let member = json!({"member": BOB});
+    assert_eq!(
+        api.post("/api/v1/groups/oncall/members", &w.root, member.clone())
+            .await
+            .0,
+        201
+    );
+    let home = CliHome::new();
+    home.must_login(&w.gw, BOB, BOB_PW);
+    let tunnel = home.tunnel("dev", &[]);
+    let open = || async {
+        let (c, conn) = tokio_postgres::connect(&tunnel.conn_str("dev"), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("through the tunnel: {e}\n{}", tunnel.log()));
+        let watch = tokio::spawn(conn);
+        c.simple_query("SELECT 1").await.expect("connected");
+        (c, watch)
+    };
+
+    let (_c, watch) = open().await;
+    assert_eq!(
+        api.delete("/api/v1/groups/oncall/members/bob", &w.root)
+            .await
+            .0,
+        204
+    );
+    let t = Instant::now();
+    let (code, m) = ended_with(watch).await;
+    assert!(t.elapsed() <= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(code, "57P01", "{m}");
+
+    assert_eq!(
+        api.post("/api/v1/groups/oncall/members", &w.root, member)
+            .await
+            .0,
+        201
+    );
+    let (_c, watch) = open().await;
+    let (_, sessions) = api.get("/api/v1/sessions?identity=bob", &w.root).await;
+    let sid = sessions["items"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        api.delete(&format!("/api/v1/sessions/{sid}"), &w.root)
+            .await
+            .0,
+        204
+    );
+    let t = Instant::now();
+    let (code, m) = ended_with(watch).await;
+    assert!(t.elapsed() <= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert_eq!(code, "57P01", "{m}");
 }
 
 /// An MCP session whose token is revoked ends: a tool call waiting for an approval and the
