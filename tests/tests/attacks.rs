@@ -390,8 +390,7 @@ async fn an_environment_reaches_the_databases_it_lists_under_its_own_rules() {
     let e =
         w.gw.connect("dev/appdb", DANA, &dana)
             .await
-            .err()
-            .expect("not listed");
+            .expect_err("not listed");
     assert_eq!(sqlstate(&e), "28000");
 
     // The same unbounded UPDATE on dev's database: at once through dev, held through prod.

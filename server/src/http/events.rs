@@ -27,11 +27,6 @@ struct Open {
     tick: tokio::time::Interval,
 }
 
-enum Next {
-    Recheck,
-    Published(Result<Event, RecvError>),
-}
-
 /// A stream of `approval.created` / `approval.decided` events (JSON in `data`).
 #[utoipa::path(get, path = "/events", responses((status = 200, description = "text/event-stream")), security(("bearer" = [])))]
 pub async fn stream(
@@ -51,15 +46,16 @@ pub async fn stream(
     };
     let events = futures_util::stream::unfold(open, |mut s| async move {
         loop {
-            let next = tokio::select! {
-                _ = s.tick.tick() => Next::Recheck,
-                e = s.rx.recv() => Next::Published(e),
+            // `None`: time to ask again; otherwise what was published.
+            let published = tokio::select! {
+                _ = s.tick.tick() => None,
+                e = s.rx.recv() => Some(e),
             };
-            let event = match next {
-                Next::Recheck => None,
-                Next::Published(Ok(e)) => Some(e),
-                Next::Published(Err(RecvError::Lagged(_))) => continue,
-                Next::Published(Err(RecvError::Closed)) => return None,
+            let event = match published {
+                None => None,
+                Some(Ok(e)) => Some(e),
+                Some(Err(RecvError::Lagged(_))) => continue,
+                Some(Err(RecvError::Closed)) => return None,
             };
             // Asked again on every tick and before anything is delivered, so nothing reaches
             // a caller between a logout and the next tick.
