@@ -30,15 +30,6 @@ impl Msg {
     }
 }
 
-/// An ErrorResponse as `"SQLSTATE message"`.
-fn refusal(m: &Msg) -> String {
-    format!(
-        "{} {}",
-        m.field(b'C').unwrap_or_default(),
-        m.field(b'M').unwrap_or_default()
-    )
-}
-
 pub fn startup_packet(params: &[(&str, &str)]) -> Vec<u8> {
     let mut body = 196608u32.to_be_bytes().to_vec();
     for (k, v) in params {
@@ -69,28 +60,23 @@ impl RawConn {
 
     /// Connects and authenticates with a token; returns once ReadyForQuery arrives.
     pub async fn login(host: &str, port: u16, user: &str, db: &str, token: &str) -> RawConn {
-        Self::try_login(host, port, user, db, token, &[])
+        Self::login_with(host, port, &[("user", user), ("database", db)], token)
             .await
-            .unwrap_or_else(|e| panic!("login failed: {e}"))
+            .unwrap_or_else(|e| panic!("login failed: {:?}", e.field(b'M')))
     }
 
-    /// Like [`RawConn::login`], with extra startup parameters (such as
-    /// `gatehouse.on_behalf_of`, which no driver sends); the refusal as `"SQLSTATE message"`.
-    pub async fn try_login(
+    /// Like [`RawConn::login`] with any startup parameters; the ErrorResponse if refused.
+    pub async fn login_with(
         host: &str,
         port: u16,
-        user: &str,
-        db: &str,
+        params: &[(&str, &str)],
         token: &str,
-        extra: &[(&str, &str)],
-    ) -> Result<RawConn, String> {
-        let mut params = vec![("user", user), ("database", db)];
-        params.extend_from_slice(extra);
+    ) -> Result<RawConn, Msg> {
         let mut c = Self::connect(host, port).await;
-        c.send(&startup_packet(&params)).await;
+        c.send(&startup_packet(params)).await;
         let m = c.read().await.expect("auth request");
         if m.tag == b'E' {
-            return Err(refusal(&m));
+            return Err(m);
         }
         assert_eq!(m.tag, b'R', "{m:?}");
         let mut pw = token.as_bytes().to_vec();
@@ -100,10 +86,23 @@ impl RawConn {
             let m = c.read().await.expect("startup reply");
             match m.tag {
                 b'Z' => return Ok(c),
-                b'E' => return Err(refusal(&m)),
+                b'E' => return Err(m),
                 _ => {}
             }
         }
+    }
+
+    /// Reads up to and including the next ReadyForQuery (or until EOF / 10 s of silence).
+    pub async fn read_until_ready(&mut self) -> Vec<Msg> {
+        let mut out = Vec::new();
+        while let Some(m) = self.read().await {
+            let done = m.tag == b'Z';
+            out.push(m);
+            if done {
+                break;
+            }
+        }
+        out
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -164,5 +163,70 @@ impl RawConn {
             tag: 0,
             body: b"Mconnection closed\0".to_vec(),
         })
+    }
+}
+
+/// Extended-protocol messages, as bytes to send.
+pub mod ext {
+    use super::message;
+
+    fn cstr(out: &mut Vec<u8>, s: &[u8]) {
+        out.extend_from_slice(s);
+        out.push(0);
+    }
+
+    pub fn parse(name: &str, sql: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, name.as_bytes());
+        cstr(&mut b, sql);
+        b.extend_from_slice(&0i16.to_be_bytes());
+        message(b'P', &b)
+    }
+
+    /// Bind of `stmt` to `portal` with no parameters and text results.
+    pub fn bind(portal: &str, stmt: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal.as_bytes());
+        cstr(&mut b, stmt.as_bytes());
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        message(b'B', &b)
+    }
+
+    pub fn execute(portal: &str) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, portal.as_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        message(b'E', &b)
+    }
+
+    /// Close of a statement (`b'S'`) or portal (`b'P'`).
+    pub fn close(kind: u8, name: &str) -> Vec<u8> {
+        let mut b = vec![kind];
+        cstr(&mut b, name.as_bytes());
+        message(b'C', &b)
+    }
+
+    pub fn sync() -> Vec<u8> {
+        message(b'S', &[])
+    }
+
+    pub fn query(sql: &[u8]) -> Vec<u8> {
+        let mut b = Vec::new();
+        cstr(&mut b, sql);
+        message(b'Q', &b)
+    }
+
+    /// A FunctionCall of `oid` with binary arguments and a binary result.
+    pub fn function_call(oid: u32, args: &[&[u8]]) -> Vec<u8> {
+        let mut b = oid.to_be_bytes().to_vec();
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&(args.len() as i16).to_be_bytes());
+        for a in args {
+            b.extend_from_slice(&(a.len() as i32).to_be_bytes());
+            b.extend_from_slice(a);
+        }
+        b.extend_from_slice(&1i16.to_be_bytes());
+        message(b'F', &b)
     }
 }

@@ -158,6 +158,28 @@ impl World {
     }
 }
 
+/// Logs in over the wire with extra startup parameters (such as `gatehouse.on_behalf_of`,
+/// which no driver sends); the refusal as `"SQLSTATE message"`.
+async fn wire_login(
+    w: &World,
+    user: &str,
+    db: &str,
+    token: &str,
+    extra: &[(&str, &str)],
+) -> Result<RawConn, String> {
+    let mut params = vec![("user", user), ("database", db)];
+    params.extend_from_slice(extra);
+    RawConn::login_with("127.0.0.1", w.gw.pg_port, &params, token)
+        .await
+        .map_err(|m| {
+            format!(
+                "{} {}",
+                m.field(b'C').unwrap_or_default(),
+                m.field(b'M').unwrap_or_default()
+            )
+        })
+}
+
 /// The same text once the environment name each one mentions is replaced.
 fn same_but_name(a: &str, a_name: &str, b: &str, b_name: &str) -> bool {
     a.replace(a_name, "ENV") == b.replace(b_name, "ENV")
@@ -172,17 +194,10 @@ fn same_but_name(a: &str, a_name: &str, b: &str, b_name: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_names_a_person_only_when_the_config_lets_it() {
     let w = world(|b| b).await;
-    let refused = RawConn::try_login(
-        "127.0.0.1",
-        w.gw.pg_port,
-        BOT,
-        "prod",
-        &w.bot,
-        &[("gatehouse.on_behalf_of", BOB)],
-    )
-    .await
-    .err()
-    .expect("an unbound agent may not name bob");
+    let refused = wire_login(&w, BOT, "prod", &w.bot, &[("gatehouse.on_behalf_of", BOB)])
+        .await
+        .err()
+        .expect("an unbound agent may not name bob");
     assert!(
         refused.starts_with("28000") && refused.contains("may_act_for"),
         "{refused}"
@@ -205,7 +220,7 @@ async fn an_agent_names_a_person_only_when_the_config_lets_it() {
         .expect("an answer");
     assert_eq!(r["isError"], true, "{r}");
     // As itself it works.
-    let mut c = RawConn::try_login("127.0.0.1", w.gw.pg_port, BOT, "prod", &w.bot, &[])
+    let mut c = wire_login(&w, BOT, "prod", &w.bot, &[])
         .await
         .expect("the agent as itself");
     assert_eq!(c.simple_query("SELECT 'ok'").await.unwrap(), ["ok"]);
@@ -224,29 +239,15 @@ async fn neither_the_agent_nor_the_person_it_acts_for_decides_its_requests() {
             .service_account_setting("helper", "on_behalf_of = \"bob\"")
     })
     .await;
-    let e = RawConn::try_login(
-        "127.0.0.1",
-        w.gw.pg_port,
-        BOT,
-        "prod",
-        &w.bot,
-        &[("gatehouse.on_behalf_of", DANA)],
-    )
-    .await
-    .err()
-    .expect("bob only");
+    let e = wire_login(&w, BOT, "prod", &w.bot, &[("gatehouse.on_behalf_of", DANA)])
+        .await
+        .err()
+        .expect("bob only");
     assert!(e.starts_with("28000"), "{e}");
 
-    let mut c = RawConn::try_login(
-        "127.0.0.1",
-        w.gw.pg_port,
-        BOT,
-        "prod",
-        &w.bot,
-        &[("gatehouse.on_behalf_of", BOB)],
-    )
-    .await
-    .expect("bot may act for bob");
+    let mut c = wire_login(&w, BOT, "prod", &w.bot, &[("gatehouse.on_behalf_of", BOB)])
+        .await
+        .expect("bot may act for bob");
     let held = tokio::spawn(async move {
         c.simple_query("UPDATE t SET v = 1")
             .await

@@ -273,7 +273,17 @@ async fn raw_login(
     token: &str,
     extra: &[(&str, &str)],
 ) -> Result<RawConn, String> {
-    RawConn::try_login("127.0.0.1", gw.pg_port, user, "dev", token, extra).await
+    let mut params = vec![("user", user), ("database", "dev")];
+    params.extend_from_slice(extra);
+    RawConn::login_with("127.0.0.1", gw.pg_port, &params, token)
+        .await
+        .map_err(|m| {
+            format!(
+                "{} {}",
+                m.field(b'C').unwrap_or_default(),
+                m.field(b'M').unwrap_or_default()
+            )
+        })
 }
 
 /// The startup parameter the MCP server uses to carry on-behalf-of is honoured for agents on
