@@ -870,6 +870,54 @@ environments = ["prod"]
     }
 
     #[test]
+    fn databases_and_may_act_for_are_checked_with_key_and_line() {
+        let with = |env_line: &str, sa_line: &str| {
+            OK.replace(
+                "upstream = \"postgresql://app@127.0.0.1:5432/appdb\"",
+                &format!("upstream = \"postgresql://app@127.0.0.1:5432/appdb\"\n{env_line}"),
+            )
+            .replace(
+                "groups = [\"agents\"]\n\n[[grants]]",
+                &format!("groups = [\"agents\"]\n{sa_line}\n\n[[grants]]"),
+            )
+        };
+        assert!(parse(&with(
+            "databases = [\"reports\"]",
+            "may_act_for = [\"alice\"]"
+        ))
+        .is_ok());
+        assert!(parse(&with("databases = [\"*\"]", "may_act_for = [\"*\"]")).is_ok());
+        for (env_line, sa_line, key) in [
+            ("databases = [\"a/b\"]", "", "environments[0].databases"),
+            (
+                "databases = [\"*\", \"x\"]",
+                "",
+                "environments[0].databases",
+            ),
+            ("databases = [\"\"]", "", "environments[0].databases"),
+            (
+                "",
+                "may_act_for = [\"*\", \"bob\"]",
+                "service_accounts[0].may_act_for",
+            ),
+            (
+                "",
+                "may_act_for = [\" \"]",
+                "service_accounts[0].may_act_for",
+            ),
+            (
+                "",
+                "on_behalf_of = \"bob\"\nmay_act_for = [\"alice\"]",
+                "service_accounts[0].may_act_for",
+            ),
+        ] {
+            let e = parse(&with(env_line, sa_line)).unwrap_err().to_string();
+            assert!(e.contains(key), "{env_line} {sa_line}: {e}");
+            assert!(e.contains("test.toml:"), "{e}");
+        }
+    }
+
+    #[test]
     fn unknown_grant_environment_names_key_and_line() {
         let text = OK.replace("environments = [\"prod\"]", "environments = [\"staging\"]");
         let e = parse(&text).unwrap_err().to_string();

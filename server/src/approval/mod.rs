@@ -289,3 +289,43 @@ impl Approvals {
         self.store.approvals(state, limit).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_and_the_person_it_acted_for_are_both_requesters() {
+        let a = ApprovalRecord {
+            id: "apr_1".into(),
+            state: "pending".into(),
+            statement_sha256: String::new(),
+            statement: "UPDATE t SET v = 1".into(),
+            fingerprint: String::new(),
+            identity: "bot".into(),
+            identity_kind: "agent".into(),
+            on_behalf_of: Some("Bob@Example.com".into()),
+            environment: "prod".into(),
+            database: "appdb".into(),
+            rule: "r".into(),
+            reason: String::new(),
+            classification: None,
+            estimated_rows: None,
+            connection_id: None,
+            created_at: 0,
+            decided_at: None,
+            decided_by: None,
+            decision_reason: None,
+            grant_expires_at: None,
+            used_at: None,
+        };
+        assert!(is_requester(&a, "bot"));
+        assert!(is_requester(&a, "bob@example.com"));
+        assert!(!is_requester(&a, "root"));
+        let plain = ApprovalRecord {
+            on_behalf_of: None,
+            ..a
+        };
+        assert!(!is_requester(&plain, "bob@example.com"));
+    }
+}

@@ -681,12 +681,25 @@ token_sha256 = "{}"
 groups = ["agents"]
 on_behalf_of = "alice"
 
+[[service_accounts]]
+name = "helper"
+token_sha256 = "{}"
+groups = ["agents"]
+may_act_for = ["bob"]
+
+[[service_accounts]]
+name = "loner"
+token_sha256 = "{}"
+groups = ["agents"]
+
 [[users]]
 name = "admin"
 password_argon2 = "{phc}"
 groups = ["admins"]
 "#,
-            tokens::sha256_hex("gha_secret")
+            tokens::sha256_hex("gha_secret"),
+            tokens::sha256_hex("gha_helper"),
+            tokens::sha256_hex("gha_loner"),
         );
         let c = Config::parse(&text, Path::new("t.toml")).unwrap();
         let server = crate::config::ServerConfig {
@@ -700,6 +713,38 @@ groups = ["admins"]
             Store::open_in_memory().unwrap(),
             &server,
         )
+    }
+
+    #[tokio::test]
+    async fn an_agent_names_only_the_people_its_config_allows() {
+        let a = authenticator();
+        let helper = a.authenticate_token("gha_helper").await.unwrap();
+        let acting = a.acting_for(helper.clone(), Some("bob")).unwrap();
+        assert_eq!(acting.on_behalf_of.as_deref(), Some("bob"));
+        assert!(matches!(
+            a.acting_for(helper.clone(), Some("carol")),
+            Err(crate::identity::OnBehalfError::NotAllowed { .. })
+        ));
+        assert!(a.acting_for(helper, None).unwrap().on_behalf_of.is_none());
+        assert!(matches!(
+            a.acting_for(
+                a.authenticate_token("gha_loner").await.unwrap(),
+                Some("bob")
+            ),
+            Err(crate::identity::OnBehalfError::NotAllowed { .. })
+        ));
+        // Bound to alice: alice only, as before.
+        let bot = a.authenticate_token("gha_secret").await.unwrap();
+        assert!(a.acting_for(bot.clone(), Some("alice")).is_ok());
+        assert!(matches!(
+            a.acting_for(bot, Some("bob")),
+            Err(crate::identity::OnBehalfError::Fixed { .. })
+        ));
+        let admin = a.verify_password("admin", "pw", None).unwrap();
+        assert!(matches!(
+            a.acting_for(admin, Some("bob")),
+            Err(crate::identity::OnBehalfError::NotAnAgent(_))
+        ));
     }
 
     #[tokio::test]
@@ -821,6 +866,6 @@ groups = ["admins"]
             a.authenticate_token(&token2).await,
             Err(AuthError::Revoked)
         ));
-        assert_eq!(a.list_service_accounts().await.unwrap().len(), 2);
+        assert_eq!(a.list_service_accounts().await.unwrap().len(), 4);
     }
 }
