@@ -947,6 +947,12 @@ async fn an_environment_without_a_grant_looks_like_one_that_does_not_exist() {
         "{b1} {b2}"
     );
 
+    // The catalog is for administrators: anyone else hears the same for every name.
+    let (s1, b1) = api.get("/api/v1/environments/secret/catalog", &dana).await;
+    let (s2, b2) = api.get("/api/v1/environments/nope/catalog", &dana).await;
+    assert_eq!((s1, s2), (403, 403));
+    assert_eq!(b1, b2);
+
     // The list.
     let (_, envs) = api.get("/api/v1/environments", &dana).await;
     let names: Vec<&str> = envs["items"]
