@@ -46,6 +46,8 @@ async fn rules_api_versions_audit_and_dry_run() {
         b.user("root", "root-pw", &["admins"])
             .user("dana", "dana-pw", &["analysts"])
             .user("erin", "erin-pw", &["engineers"])
+            // A dry run is about an environment one may reach (or any, for an admin).
+            .grant(&["engineers"], &[ENV])
             .toml(CONFIG_RULE)
     })
     .await;

@@ -296,12 +296,14 @@ pub async fn dry_run(
             "only administrators may dry-run as another identity, kind or groups; leave `identity`, `kind` and `groups` out to dry-run as yourself".into(),
         ));
     }
-    let env = gw.environments.get(&req.environment).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no environment named `{}`; GET /api/v1/environments lists them",
-            req.environment
-        ))
-    })?;
+    // An administrator may ask about any environment; anyone else about those they may reach,
+    // and an environment without a grant gets the same answer as one that does not exist.
+    let env = if gw.is_admin(me) {
+        gw.environments.get(&req.environment)
+    } else {
+        gw.granted_environment(me, &req.environment)
+    }
+    .ok_or_else(|| not_reachable(&req.environment))?;
     let at = match &req.at {
         Some(t) => chrono::DateTime::parse_from_rfc3339(t)
             .map(|d| d.with_timezone(&chrono::Utc))
@@ -353,6 +355,13 @@ pub async fn dry_run(
         environment: env.name.clone(),
         tier: env.tier,
     }))
+}
+
+/// The answer for an environment the caller may not ask about, whether or not it exists.
+pub fn not_reachable(name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no environment named `{name}` that you may reach; GET /api/v1/environments lists yours"
+    ))
 }
 
 /// The identity called `name` as the gateway knows it: a local user or a service account
