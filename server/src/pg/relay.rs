@@ -372,7 +372,7 @@ where
                         Err(e) => (
                             StmtInfo::new("<unreadable query>"),
                             Point::Query,
-                            Some(unreadable_refusal(&Unreadable::Text(e))),
+                            Some(unreadable_refusal(&e)),
                         ),
                     })
                 }
