@@ -1213,6 +1213,18 @@ impl<'c> Walker<'c> {
                     )),
                 }
             }
+            // These read every table of a schema (or of the database): the tables are
+            // recorded as `schema.*` (or `*`), which table rules on that schema match.
+            "schema_to_xml" | "schema_to_xmlschema" | "schema_to_xml_and_xmlschema" => {
+                self.c.literal_sensitive = true;
+                match args.first().and_then(string_arg) {
+                    Some(schema) => self.relations.push(format!("{schema}.*")),
+                    None => self.relations.push("*".into()),
+                }
+            }
+            "database_to_xml" | "database_to_xmlschema" | "database_to_xml_and_xmlschema" => {
+                self.relations.push("*".into())
+            }
             _ => {}
         }
         if !super::functions::vetted(&full) {

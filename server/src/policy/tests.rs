@@ -344,6 +344,8 @@ fn table_rules_see_every_spelling_and_every_kind_of_access() {
         "SELECT table_to_xml('payroll.salaries', true, false, '')",
         "SELECT table_to_xml('\"payroll\".\"salaries\"'::regclass, true, false, '')",
         "SELECT table_to_xmlschema('payroll.salaries', true, false, '')",
+        "SELECT schema_to_xml('payroll', true, false, '')",
+        "SELECT database_to_xml(true, false, '')",
         "SELECT 1; SELECT * FROM payroll.salaries",
     ] {
         let d = p.decide(&s, sql);
@@ -353,6 +355,7 @@ fn table_rules_see_every_spelling_and_every_kind_of_access() {
         "SELECT * FROM public.salaries",
         "SELECT * FROM payroll.bonuses",
         "SELECT table_to_xml('public.salaries', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
     ] {
         assert_eq!(p.decide(&s, sql).action, Action::Allow, "{sql}");
     }
