@@ -1227,7 +1227,11 @@ impl<'c> Walker<'c> {
             }
             _ => {}
         }
-        if !super::functions::vetted(&full) {
+        let quoted = matches!(
+            name.0.last(),
+            Some(ObjectNamePart::Identifier(id)) if id.quote_style.is_some()
+        );
+        if !super::functions::vetted_call(&full, quoted) {
             // Unknown effects count as changes (`writes`: unknown counts as yes).
             self.c.writes = true;
             push_unique(&mut self.c.unvetted_functions, full);

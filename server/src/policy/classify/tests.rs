@@ -333,6 +333,10 @@ const CAUGHT: &[(&str, &str)] = &[
         "prod-review-unvetted-functions",
     ),
     (
+        "SELECT \"coalesce\"(1)",
+        "prod-review-unvetted-functions",
+    ),
+    (
         "SELECT public.archive_everything()",
         "prod-review-unvetted-functions",
     ),
