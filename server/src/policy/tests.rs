@@ -402,3 +402,25 @@ fn literals_that_change_a_verdict_are_never_shared_through_the_cache() {
         ["payroll.y"]
     );
 }
+
+#[test]
+fn a_session_whose_string_reading_is_known_gets_that_reading_only() {
+    let p = Policy::default();
+    let alice = identity(IdentityKind::Human, &[]);
+    let s = subject(&alice, Tier::Production);
+    let sql = "SELECT 'a\\'; SELECT ' ; DROP TABLE users; --'";
+    let stmt = crate::sql::Statement::new(sql);
+    // Unknown: both readings count, and one of them drops a table.
+    assert_eq!(p.decide_statement_as(&s, &stmt, None).action, Action::Deny);
+    // standard_conforming_strings = on: two SELECTs of strings.
+    assert_eq!(
+        p.decide_statement_as(&s, &stmt, Some(Strings::Standard))
+            .action,
+        Action::Allow
+    );
+    assert_eq!(
+        p.decide_statement_as(&s, &stmt, Some(Strings::Backslash))
+            .action,
+        Action::Deny
+    );
+}
