@@ -357,6 +357,7 @@ groups = ["engineers"]
         "BEGIN; DECLARE c CURSOR FOR SELECT * FROM customers; FETCH ALL c; MOVE ABSOLUTE 0 IN c; FETCH ALL FROM c; CLOSE c; COMMIT",
         "PREPARE q AS SELECT * FROM customers WHERE id = $1; EXECUTE q(1); DEALLOCATE q",
         "BEGIN; LOCK TABLE customers IN ACCESS SHARE MODE; COMMIT",
+        "SELECT xmlelement(name c, xmlattributes(id AS \"id\"), xmlforest(name AS n)) FROM customers LIMIT 1",
         "DELETE FROM customers WHERE id = 1",
         "TRUNCATE staging_x; SELECT 1",
     ] {

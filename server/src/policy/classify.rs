@@ -375,7 +375,18 @@ fn classify_piece(text: &str, strings: Strings, ctx: &mut Context, out: &mut Vec
     };
     let lexemes = lexemes(text, strings);
     let normal = normalize(text, strings);
-    match parse_agreeing(&normal, &lexemes.0) {
+    let mut parsed = parse_agreeing(&normal, &lexemes.0);
+    if parsed.is_err() {
+        // XML constructors' labels are the one PostgreSQL syntax sqlparser cannot read in
+        // everyday reads; without them the same calls on the same expressions remain.
+        if let Some(plain) = without_xml_labels(text, strings) {
+            let expected = self::lexemes(&plain, strings).0;
+            if let Ok(stmts) = parse_agreeing(&normalize(&plain, strings), &expected) {
+                parsed = Ok(stmts);
+            }
+        }
+    }
+    match parsed {
         Ok(stmts) if stmts.is_empty() => c.kind(StatementKind::Other, "EMPTY"),
         Ok(stmts) => {
             for s in &stmts {
@@ -397,6 +408,76 @@ fn classify_piece(text: &str, strings: Strings, ctx: &mut Context, out: &mut Vec
     keyword_facts(&mut c, &lexemes.1);
     finish(&mut c);
     out.push(c);
+}
+
+/// The statement without the labels of PostgreSQL's XML constructors, which are names, not
+/// expressions: `xmlelement(name tag, …)` loses `name tag,`, and `xmlattributes(e AS label)`
+/// and `xmlforest(e AS label)` lose `AS label` (only directly in their argument lists: a
+/// `CAST(x AS t)` inside keeps its type). None when there is nothing to drop.
+fn without_xml_labels(text: &str, strings: Strings) -> Option<String> {
+    let lexer = match strings {
+        Strings::Standard => Lexer::new(text),
+        Strings::Backslash => Lexer::non_standard_strings(text),
+    };
+    let toks: Vec<crate::sql::lexer::Token> = lexer.collect();
+    let word = |i: usize| -> Option<String> {
+        toks.get(i)
+            .filter(|t| t.kind == TokenKind::Word)
+            .map(|t| t.text(text).to_ascii_lowercase())
+    };
+    let is = |i: usize, s: &str| toks.get(i).is_some_and(|t| t.text(text) == s);
+    let is_name = |i: usize| {
+        toks.get(i)
+            .is_some_and(|t| matches!(t.kind, TokenKind::Word | TokenKind::QuotedIdent))
+    };
+    // The XML call each open parenthesis belongs to, if any.
+    let mut frames: Vec<Option<String>> = Vec::new();
+    let mut drop: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if is(i, "(") {
+            let call = i
+                .checked_sub(1)
+                .and_then(word)
+                .filter(|w| matches!(w.as_str(), "xmlelement" | "xmlattributes" | "xmlforest"));
+            if call.as_deref() == Some("xmlelement")
+                && word(i + 1).as_deref() == Some("name")
+                && is_name(i + 2)
+            {
+                let end = if is(i + 3, ",") { i + 3 } else { i + 2 };
+                drop.push((toks[i + 1].start, toks[end].end));
+                frames.push(call);
+                i = end + 1;
+                continue;
+            }
+            frames.push(call);
+        } else if is(i, ")") {
+            frames.pop();
+        } else if word(i).as_deref() == Some("as")
+            && matches!(
+                frames.last(),
+                Some(Some(c)) if c == "xmlattributes" || c == "xmlforest"
+            )
+            && is_name(i + 1)
+        {
+            drop.push((toks[i].start, toks[i + 1].end));
+            i += 2;
+            continue;
+        }
+        i += 1;
+    }
+    if drop.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (a, b) in drop {
+        out.push_str(&text[at..a]);
+        out.push(' ');
+        at = b;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
 }
 
 /// What must read the same to PostgreSQL's scanner (our lexer) and to sqlparser's tokenizer
@@ -1132,9 +1213,25 @@ impl<'c> Walker<'c> {
                     )),
                 }
             }
+            // These read every table of a schema (or of the database): the tables are
+            // recorded as `schema.*` (or `*`), which table rules on that schema match.
+            "schema_to_xml" | "schema_to_xmlschema" | "schema_to_xml_and_xmlschema" => {
+                self.c.literal_sensitive = true;
+                match args.first().and_then(string_arg) {
+                    Some(schema) => self.relations.push(format!("{schema}.*")),
+                    None => self.relations.push("*".into()),
+                }
+            }
+            "database_to_xml" | "database_to_xmlschema" | "database_to_xml_and_xmlschema" => {
+                self.relations.push("*".into())
+            }
             _ => {}
         }
-        if !super::functions::vetted(&full) {
+        let quoted = matches!(
+            name.0.last(),
+            Some(ObjectNamePart::Identifier(id)) if id.quote_style.is_some()
+        );
+        if !super::functions::vetted_call(&full, quoted) {
             // Unknown effects count as changes (`writes`: unknown counts as yes).
             self.c.writes = true;
             push_unique(&mut self.c.unvetted_functions, full);

@@ -196,6 +196,16 @@ const SQL_SYNTAX: &[&str] = &[
     "treat",
 ];
 
+/// [`vetted`] for a call whose function name was written in double quotes when `quoted`:
+/// `"coalesce"(x)` is no longer SQL's COALESCE but a lookup of a function called `coalesce`,
+/// which only a user can have created.
+pub fn vetted_call(name: &str, quoted: bool) -> bool {
+    if quoted && SQL_SYNTAX.contains(&name) {
+        return false;
+    }
+    vetted(name)
+}
+
 /// Whether a call to `name` (as PostgreSQL folds it: `schema.function` when qualified) needs no
 /// review.
 pub fn vetted(name: &str) -> bool {
@@ -289,5 +299,11 @@ mod tests {
         ] {
             assert!(!vetted(no), "{no}");
         }
+        assert!(vetted_call("coalesce", false));
+        assert!(
+            !vetted_call("coalesce", true),
+            "a quoted name is a function lookup"
+        );
+        assert!(vetted_call("lower", true));
     }
 }

@@ -286,6 +286,26 @@ impl Policy {
         self.decide_classified(subject, c, Utc::now)
     }
 
+    /// [`Policy::decide_statement`] for a session whose `standard_conforming_strings` is known
+    /// (followed from ParameterStatus): only that reading of a backslash string counts. The
+    /// reading only matters for text with a backslash in a plain string, which is rare and is
+    /// then classified on its own, uncached; everything else takes the cached path.
+    pub fn decide_statement_as(
+        &self,
+        subject: &Subject<'_>,
+        stmt: &crate::sql::Statement,
+        strings: Option<Strings>,
+    ) -> Decision {
+        match strings {
+            Some(strings) if stmt.backslash_string => self.decide_classified(
+                subject,
+                Arc::new(classify::classify_as(&stmt.sql, strings)),
+                Utc::now,
+            ),
+            _ => self.decide_statement(subject, stmt),
+        }
+    }
+
     /// [`Policy::decide`] at a given time (for time-window rules; tests and dry runs).
     pub fn decide_at(&self, subject: &Subject<'_>, sql: &str, at: DateTime<Utc>) -> Decision {
         self.decide_classified(subject, self.cache.classify(sql), || at)

@@ -363,6 +363,14 @@ fn table_matches(pattern: &str, table: &str, search_path_set: bool) -> bool {
     }
     let (pschema, pname) = split(pattern);
     let (schema, name) = split(table);
+    // `schema.*` / `*` stand for every table of a schema or of the database (read by
+    // `schema_to_xml(…)`, `database_to_xml(…)`): any table a pattern names may be among them.
+    if name == "*" {
+        return match (pschema, schema) {
+            (Some(ps), Some(s)) => glob(&ps, &s) || glob(&s, &ps),
+            _ => true,
+        };
+    }
     if !glob(&pname, &name) {
         return false;
     }
@@ -650,5 +658,10 @@ mod tests {
             "SET search_path must not dodge it"
         );
         assert!(m("*.salaries", "payroll.salaries"));
+        // Every table of a schema, or of the database (schema_to_xml, database_to_xml).
+        assert!(m("payroll.salaries", "payroll.*"));
+        assert!(m("salaries", "payroll.*"));
+        assert!(m("payroll.salaries", "*"));
+        assert!(!m("payroll.salaries", "public.*"));
     }
 }

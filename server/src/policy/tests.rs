@@ -344,6 +344,8 @@ fn table_rules_see_every_spelling_and_every_kind_of_access() {
         "SELECT table_to_xml('payroll.salaries', true, false, '')",
         "SELECT table_to_xml('\"payroll\".\"salaries\"'::regclass, true, false, '')",
         "SELECT table_to_xmlschema('payroll.salaries', true, false, '')",
+        "SELECT schema_to_xml('payroll', true, false, '')",
+        "SELECT database_to_xml(true, false, '')",
         "SELECT 1; SELECT * FROM payroll.salaries",
     ] {
         let d = p.decide(&s, sql);
@@ -353,6 +355,7 @@ fn table_rules_see_every_spelling_and_every_kind_of_access() {
         "SELECT * FROM public.salaries",
         "SELECT * FROM payroll.bonuses",
         "SELECT table_to_xml('public.salaries', true, false, '')",
+        "SELECT schema_to_xml('public', true, false, '')",
     ] {
         assert_eq!(p.decide(&s, sql).action, Action::Allow, "{sql}");
     }
@@ -397,5 +400,27 @@ fn literals_that_change_a_verdict_are_never_shared_through_the_cache() {
             .unwrap()
             .tables_read,
         ["payroll.y"]
+    );
+}
+
+#[test]
+fn a_session_whose_string_reading_is_known_gets_that_reading_only() {
+    let p = Policy::default();
+    let alice = identity(IdentityKind::Human, &[]);
+    let s = subject(&alice, Tier::Production);
+    let sql = "SELECT 'a\\'; SELECT ' ; DROP TABLE users; --'";
+    let stmt = crate::sql::Statement::new(sql);
+    // Unknown: both readings count, and one of them drops a table.
+    assert_eq!(p.decide_statement_as(&s, &stmt, None).action, Action::Deny);
+    // standard_conforming_strings = on: two SELECTs of strings.
+    assert_eq!(
+        p.decide_statement_as(&s, &stmt, Some(Strings::Standard))
+            .action,
+        Action::Allow
+    );
+    assert_eq!(
+        p.decide_statement_as(&s, &stmt, Some(Strings::Backslash))
+            .action,
+        Action::Deny
     );
 }

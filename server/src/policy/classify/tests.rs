@@ -333,6 +333,10 @@ const CAUGHT: &[(&str, &str)] = &[
         "prod-review-unvetted-functions",
     ),
     (
+        "SELECT \"coalesce\"(1)",
+        "prod-review-unvetted-functions",
+    ),
+    (
         "SELECT public.archive_everything()",
         "prod-review-unvetted-functions",
     ),
@@ -480,6 +484,15 @@ const CAUGHT: &[(&str, &str)] = &[
         "ALTER ROLE app_owner SET search_path = evil",
         "prod-no-role-change",
     ),
+    // XML labels are dropped, the calls inside still count.
+    (
+        "SELECT xmlelement(name x, pg_terminate_backend(1))",
+        "prod-no-dangerous-functions",
+    ),
+    (
+        "SELECT xmlforest(lo_unlink(1) AS x)",
+        "prod-review-unvetted-functions",
+    ),
     // Class 6: literals that change a verdict are part of what is cached.
     (
         "EXPLAIN (ANALYZE 1) DELETE FROM users",
@@ -583,6 +596,8 @@ const PASSES: &[&str] = &[
     "SELECT $a$ ; DROP TABLE users; $a$",
     "FETCH ALL c",
     "FETCH ALL FROM c",
+    "SELECT xmlelement(name person, xmlattributes(u.id AS \"id\", u.name), xmlforest(u.email AS mail, CAST(u.age AS text) AS age)) FROM users u",
+    "SELECT xmlelement(NAME empty)",
     "FETCH FORWARD 5 IN c",
     "MOVE NEXT IN c",
     "MOVE ABSOLUTE -1 FROM c",
