@@ -92,6 +92,10 @@ pub struct ServerConfig {
     pub login_max_failures: u32,
     /// How long a locked-out local user must wait.
     pub login_lockout_seconds: u64,
+    /// Failed logins from one source address (an IPv6 /64 counts as one) within
+    /// `login_lockout_seconds` before every login from it is refused for the rest of that
+    /// window; 0 disables.
+    pub login_max_failures_per_address: u32,
     /// Largest single protocol message a client may send.
     pub max_message_bytes: usize,
     pub max_connections: usize,
@@ -128,6 +132,7 @@ impl Default for ServerConfig {
             refresh_ttl_seconds: 7 * 24 * 3600,
             login_max_failures: 5,
             login_lockout_seconds: 300,
+            login_max_failures_per_address: 50,
             max_message_bytes: 64 * 1024 * 1024,
             max_connections: 1000,
             worker_threads: 0,
@@ -258,6 +263,9 @@ pub struct EnvironmentConfig {
     /// Statements sent to review are approved automatically when the planner estimates they
     /// touch fewer rows than this (`EXPLAIN`, never `ANALYZE`). Unset: always a person.
     pub auto_approve_below_rows: Option<u64>,
+    /// Databases on the upstream server that clients may reach as `env/database`, besides the
+    /// one in `upstream`; `["*"]` opens every database. Unset: the `upstream` database only.
+    pub databases: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -293,6 +301,10 @@ pub struct ServiceAccountConfig {
     pub groups: Vec<String>,
     /// The person an agent acts for, shown to policy and audit.
     pub on_behalf_of: Option<String>,
+    /// For an agent not bound to a person (`on_behalf_of` unset): the people it may name as the
+    /// one it acts for (their identity names; `"*"`: anyone). Empty: nobody.
+    #[serde(default)]
+    pub may_act_for: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -415,6 +427,12 @@ impl Config {
         }
     }
 
+    /// Whether the gateway is served over https (`public_url`'s scheme, in whatever case it was
+    /// written): then every cookie it sets is `Secure`.
+    pub fn public_https(&self) -> bool {
+        url::Url::parse(self.server.public_url.get_ref()).is_ok_and(|u| u.scheme() == "https")
+    }
+
     pub fn postgres_listen(&self) -> SocketAddr {
         // validated in `Validator::check`
         self.server
@@ -449,6 +467,37 @@ impl Config {
             .parse()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 7480)))
     }
+}
+
+/// `databases` of an environment: database names (no `/`, as `env/database` splits on the
+/// first), or `*` alone.
+fn check_databases(dbs: &[String]) -> Result<(), String> {
+    if dbs.iter().any(|d| d == "*") && dbs.len() > 1 {
+        return Err("`*` opens every database; list it alone".into());
+    }
+    for d in dbs {
+        if d.is_empty() || d.len() > 63 || d.contains('/') || d.chars().any(char::is_control) {
+            return Err(format!(
+                "`{d}` is not a database name (1 to 63 bytes, no `/` or control characters)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `may_act_for` of a service account: identity names, or `*` alone.
+fn check_people(people: &[String]) -> Result<(), String> {
+    if people.iter().any(|p| p == "*") && people.len() > 1 {
+        return Err("`*` lets the agent name anyone; list it alone".into());
+    }
+    for p in people {
+        if p.trim().is_empty() || p.len() > 200 || p.chars().any(char::is_control) {
+            return Err(format!(
+                "`{p}` is not an identity name (1 to 200 printable characters)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 struct Validator<'a> {
@@ -539,6 +588,11 @@ impl Validator<'_> {
                     message.to_string(),
                 ));
             }
+            if let Some(dbs) = &env.databases {
+                if let Err(message) = check_databases(dbs.get_ref()) {
+                    return Err(self.err(dbs, format!("environments[{i}].databases"), message));
+                }
+            }
         }
 
         let mut identities = HashSet::new();
@@ -558,6 +612,19 @@ impl Validator<'_> {
                     format!("service_accounts[{i}].token_sha256"),
                     "must be 64 hex characters (sha256 of the token, e.g. `printf %s TOKEN | sha256sum`)",
                 ));
+            }
+            if let Some(people) = &sa.may_act_for {
+                let key = format!("service_accounts[{i}].may_act_for");
+                if sa.on_behalf_of.is_some() && !people.get_ref().is_empty() {
+                    return Err(self.err(
+                        people,
+                        key,
+                        "this account is bound to one person by `on_behalf_of`; `may_act_for` is for agents that are not",
+                    ));
+                }
+                if let Err(message) = check_people(people.get_ref()) {
+                    return Err(self.err(people, key, message));
+                }
             }
         }
         for (i, u) in c.users.iter().enumerate() {
@@ -800,6 +867,54 @@ environments = ["prod"]
         let c = parse(OK).expect("valid");
         assert_eq!(c.environments[0].name.get_ref(), "prod");
         assert_eq!(c.server.admin_groups, vec!["admins"]);
+    }
+
+    #[test]
+    fn databases_and_may_act_for_are_checked_with_key_and_line() {
+        let with = |env_line: &str, sa_line: &str| {
+            OK.replace(
+                "upstream = \"postgresql://app@127.0.0.1:5432/appdb\"",
+                &format!("upstream = \"postgresql://app@127.0.0.1:5432/appdb\"\n{env_line}"),
+            )
+            .replace(
+                "groups = [\"agents\"]\n\n[[grants]]",
+                &format!("groups = [\"agents\"]\n{sa_line}\n\n[[grants]]"),
+            )
+        };
+        assert!(parse(&with(
+            "databases = [\"reports\"]",
+            "may_act_for = [\"alice\"]"
+        ))
+        .is_ok());
+        assert!(parse(&with("databases = [\"*\"]", "may_act_for = [\"*\"]")).is_ok());
+        for (env_line, sa_line, key) in [
+            ("databases = [\"a/b\"]", "", "environments[0].databases"),
+            (
+                "databases = [\"*\", \"x\"]",
+                "",
+                "environments[0].databases",
+            ),
+            ("databases = [\"\"]", "", "environments[0].databases"),
+            (
+                "",
+                "may_act_for = [\"*\", \"bob\"]",
+                "service_accounts[0].may_act_for",
+            ),
+            (
+                "",
+                "may_act_for = [\" \"]",
+                "service_accounts[0].may_act_for",
+            ),
+            (
+                "",
+                "on_behalf_of = \"bob\"\nmay_act_for = [\"alice\"]",
+                "service_accounts[0].may_act_for",
+            ),
+        ] {
+            let e = parse(&with(env_line, sa_line)).unwrap_err().to_string();
+            assert!(e.contains(key), "{env_line} {sa_line}: {e}");
+            assert!(e.contains("test.toml:"), "{e}");
+        }
     }
 
     #[test]

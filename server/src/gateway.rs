@@ -77,6 +77,33 @@ fn masking_key(data_dir: &std::path::Path) -> Result<[u8; 32], GatewayError> {
     }
 }
 
+/// Which databases on its upstream server an environment reaches (`dbname=env/database`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Databases {
+    /// The `upstream` URL's database, and these (config `databases`).
+    Listed(Vec<String>),
+    /// Every database on the server (`databases = ["*"]`, an explicit opt-in).
+    Any,
+}
+
+/// Why a client's `dbname` leads nowhere for an identity. Mapped to a SQLSTATE at the session
+/// edge and to an HTTP status at the API edge.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unreachable {
+    /// No environment of that name, or one the identity has no grant for: the very same
+    /// answer, so that asking does not tell which environments exist.
+    #[error("no environment named \"{name}\" is available to identity \"{identity}\"")]
+    NoEnvironment { name: String, identity: String },
+    /// The environment is granted, but the database is not one it reaches.
+    #[error("environment \"{env}\" does not reach database \"{database}\"")]
+    Database {
+        env: String,
+        database: String,
+        /// The environment's own database (its `upstream` URL's), to suggest.
+        own: String,
+    },
+}
+
 /// A named upstream database that identities may be granted.
 pub struct Environment {
     pub name: String,
@@ -87,6 +114,34 @@ pub struct Environment {
     /// Groups that decide approvals here (`server.admin_groups` when none are configured).
     pub approvers: Vec<String>,
     pub auto_approve_below_rows: Option<u64>,
+    /// The databases beyond `target`'s own that clients may reach.
+    pub databases: Databases,
+}
+
+impl Environment {
+    /// Whether this environment reaches `database`: its upstream URL's own database always,
+    /// another only when the environment lists it (or lists `*`). Whatever it reaches is
+    /// decided with this environment's tier and rules.
+    pub fn reaches(&self, database: &str) -> bool {
+        database == self.target.database
+            || match &self.databases {
+                Databases::Any => true,
+                Databases::Listed(dbs) => dbs.iter().any(|d| d == database),
+            }
+    }
+
+    /// The databases as the API shows them: the upstream's own first, then the listed ones
+    /// (`*` when every database is open).
+    pub fn database_names(&self) -> Vec<String> {
+        let mut out = vec![self.target.database.clone()];
+        match &self.databases {
+            Databases::Any => out.push("*".into()),
+            Databases::Listed(dbs) => {
+                out.extend(dbs.iter().filter(|d| **d != self.target.database).cloned())
+            }
+        }
+        out
+    }
 }
 
 pub struct Gateway {
@@ -147,6 +202,11 @@ impl Gateway {
                         e.approvers.clone()
                     },
                     auto_approve_below_rows: e.auto_approve_below_rows,
+                    databases: match e.databases.as_ref().map(|d| d.get_ref()) {
+                        Some(d) if d.iter().any(|x| x == "*") => Databases::Any,
+                        Some(d) => Databases::Listed(d.clone()),
+                        None => Databases::Listed(Vec::new()),
+                    },
                 }),
             );
         }
@@ -236,5 +296,49 @@ impl Gateway {
 
     pub fn is_admin(&self, identity: &crate::identity::Identity) -> bool {
         identity.in_any_group(&self.config.server.admin_groups)
+    }
+
+    /// The environment called `name`, if `identity` has a grant for it now; `None` both when
+    /// there is no such environment and when there is no grant, so callers answer the two
+    /// alike.
+    pub fn granted_environment(
+        &self,
+        identity: &crate::identity::Identity,
+        name: &str,
+    ) -> Option<&Arc<Environment>> {
+        self.environments
+            .get(name)
+            .filter(|e| self.grants.allows(identity, &e.name))
+    }
+
+    /// Where a client's `dbname` leads for `identity`: `env` is the environment's own
+    /// database, `env/database` another database on its server if the environment reaches it
+    /// ([`Environment::reaches`]). The environment and the database name, or why not.
+    pub fn reach(
+        &self,
+        identity: &crate::identity::Identity,
+        dbname: &str,
+    ) -> Result<(Arc<Environment>, String), Unreachable> {
+        let (env_name, database) = match dbname.split_once('/') {
+            Some((e, d)) if !d.is_empty() => (e, Some(d)),
+            Some((e, _)) => (e, None),
+            None => (dbname, None),
+        };
+        let env = self
+            .granted_environment(identity, env_name)
+            .cloned()
+            .ok_or_else(|| Unreachable::NoEnvironment {
+                name: env_name.to_string(),
+                identity: identity.name.clone(),
+            })?;
+        let database = database.unwrap_or(&env.target.database).to_string();
+        if !env.reaches(&database) {
+            return Err(Unreachable::Database {
+                env: env.name.clone(),
+                own: env.target.database.clone(),
+                database,
+            });
+        }
+        Ok((env, database))
     }
 }

@@ -25,6 +25,14 @@ pub fn server_bin() -> PathBuf {
     bin
 }
 
+struct Account {
+    name: String,
+    token: String,
+    groups: Vec<String>,
+    /// Extra `key = value` lines for this service account's table.
+    lines: Vec<String>,
+}
+
 struct Env {
     name: String,
     tier: String,
@@ -38,7 +46,7 @@ struct Env {
 #[derive(Default)]
 pub struct GatewayBuilder {
     envs: Vec<Env>,
-    service_accounts: Vec<(String, String, Vec<String>)>,
+    service_accounts: Vec<Account>,
     users: Vec<(String, String, Vec<String>)>,
     grants: Vec<(Vec<String>, Vec<String>)>,
     server_extra: String,
@@ -48,6 +56,8 @@ pub struct GatewayBuilder {
     /// Extra environment variables for the gateway process.
     env_extra: Vec<(String, String)>,
     data_dir: Option<PathBuf>,
+    /// `server.public_url` instead of the HTTP listener's own `http://` address.
+    public_url: Option<String>,
 }
 
 fn toml_list(items: &[String]) -> String {
@@ -84,8 +94,27 @@ impl GatewayBuilder {
     }
 
     pub fn service_account(mut self, name: &str, token: &str, groups: &[&str]) -> Self {
-        self.service_accounts
-            .push((name.into(), token.into(), strs(groups)));
+        self.service_accounts.push(Account {
+            name: name.into(),
+            token: token.into(),
+            groups: strs(groups),
+            lines: Vec::new(),
+        });
+        self
+    }
+
+    /// An extra `key = value` line for the service account named `name` (added before it).
+    pub fn service_account_setting(mut self, name: &str, line: &str) -> Self {
+        if let Some(a) = self.service_accounts.iter_mut().find(|a| a.name == name) {
+            a.lines.push(line.to_string());
+        }
+        self
+    }
+
+    /// `server.public_url` (e.g. the https address of a TLS front); by default the HTTP
+    /// listener's own `http://127.0.0.1:PORT`.
+    pub fn public_url(mut self, url: &str) -> Self {
+        self.public_url = Some(url.into());
         self
     }
 
@@ -148,9 +177,13 @@ impl GatewayBuilder {
             // The public URL's host is 127.0.0.1: tell clients where PostgreSQL really is.
             let _ = writeln!(t, "postgres_public_address = \"{host}:{pg_port}\"");
         }
+        let public_url = self
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{http_port}"));
         let _ = writeln!(
             t,
-            "data_dir = {data_dir:?}\npublic_url = \"http://127.0.0.1:{http_port}\"\n{}",
+            "data_dir = {data_dir:?}\npublic_url = {public_url:?}\n{}",
             self.server_extra
         );
         for (i, e) in self.envs.iter().enumerate() {
@@ -166,13 +199,17 @@ impl GatewayBuilder {
                 let _ = writeln!(t, "{l}");
             }
         }
-        for (name, token, groups) in &self.service_accounts {
+        for a in &self.service_accounts {
             let _ = writeln!(
                 t,
-                "[[service_accounts]]\nname = {name:?}\ntoken_sha256 = {:?}\ngroups = {}",
-                crate::sha256_hex(token),
-                toml_list(groups)
+                "[[service_accounts]]\nname = {:?}\ntoken_sha256 = {:?}\ngroups = {}",
+                a.name,
+                crate::sha256_hex(&a.token),
+                toml_list(&a.groups)
             );
+            for l in &a.lines {
+                let _ = writeln!(t, "{l}");
+            }
         }
         for (name, password, groups) in &self.users {
             let _ = writeln!(

@@ -11,9 +11,12 @@ pub mod desktop;
 mod fixture;
 mod gateway;
 pub mod http_sink;
+pub mod mcp;
 pub mod oidc;
 mod process;
 pub mod raw;
+pub mod sse;
+pub mod tls_front;
 
 pub use api::Api;
 pub use client::{client_bin, CliHome, Tunnel};

@@ -37,13 +37,20 @@ async fn tokens_grants_and_environments() {
     let (code, _) = refused(&f, ENV, "outsider", &f.token).await;
     assert_eq!(code, "28P01");
 
+    // No grant and no such environment: one answer, so it says nothing about what exists.
     let (code, m) = refused(&f, ENV, "outsider", &outsider).await;
     assert_eq!(code, "28000");
-    assert!(m.contains("no grant for environment \"app\""), "{m}");
+    assert_eq!(
+        m,
+        "no environment named \"app\" is available to identity \"outsider\""
+    );
 
     let (code, m) = refused(&f, "nope", AGENT, &f.token).await;
     assert_eq!(code, "28000");
-    assert!(m.contains("no environment named \"nope\""), "{m}");
+    assert_eq!(
+        m,
+        "no environment named \"nope\" is available to identity \"agent\""
+    );
 
     // Upstream credentials never reach the client, even in errors.
     assert!(!f.gw.log().contains(&f.upstream_password));

@@ -216,6 +216,8 @@ async fn two_tunnels_to_two_environments_at_once() {
             &app_url(&f.cluster),
             Some(&f.upstream_password),
         )
+        // The production environment may also reach the staging database (it says so).
+        .environment_setting(ENV, &format!("databases = [\"{cluster_db}\"]"))
         .environment("stage", "staging", &stage_url, Some(&f.upstream_password))
         .user(USER, PASSWORD, &["engineers"])
         .grant(&["engineers"], &[ENV, "stage"])
@@ -247,10 +249,17 @@ async fn two_tunnels_to_two_environments_at_once() {
     assert_eq!(db(a).await, "appdb");
     assert_eq!(db(b).await, cluster_db);
 
-    // --database picks another database on the environment's server.
+    // --database picks another database the environment reaches; one it does not list is
+    // refused.
     let other = home.tunnel(ENV, &["--database", cluster_db, "--port", "0"]);
     let out = other.psql(ENV, &["-At", "-c", "SELECT current_database()"]);
     assert_eq!(out.stdout.trim(), cluster_db, "{out:?}");
+    let unlisted = home.tunnel("stage", &["--database", "appdb", "--port", "0"]);
+    let out = unlisted.psql("stage", &["-At", "-c", "SELECT current_database()"]);
+    assert!(
+        !out.ok() && out.stderr.contains("does not reach database \"appdb\""),
+        "{out:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -379,3 +379,38 @@ async fn a_statement_name_means_what_the_server_accepted() {
     assert!(error_of(&reply).is_none(), "{reply:?}");
     assert!(reply.iter().any(|m| m.tag == b'D'));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_runs_nothing_of_what_it_quotes() {
+    // The refusal is raised by the upstream, in a statement of the gateway's own that quotes
+    // the reason, which names the table the client wrote. With standard_conforming_strings off
+    // a backslash in that name must not end the quoted text early.
+    let f = Fixture::start_with(|b| {
+        b.toml("[[rules]]\nid = \"no-secrets\"\naction = \"deny\"\ntables = [\"secret*\"]\n")
+    })
+    .await;
+    victim(&f).await;
+    let mut other = login(&f, &[]).await.unwrap();
+    let pid = other.simple_query("SELECT pg_backend_pid()").await.unwrap()[0].clone();
+    let mut c = login(&f, &[]).await.unwrap();
+    c.simple_query("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    let name = format!(r"secret\' || (SELECT pg_terminate_backend({pid}))::text; END; --");
+    let sql = format!(r#"SELECT * FROM "{name}""#);
+    let e = c.simple_query(&sql).await.expect_err("denied");
+    assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{e:?}");
+    assert!(
+        e.field(b'M').unwrap_or_default().contains("no-secrets"),
+        "{e:?}"
+    );
+    assert_eq!(other.simple_query("SELECT 1").await.unwrap(), ["1"]);
+    // The same with the dollar quote the refusal statement uses.
+    let name = r"secret\'; END; -- $gh$gh$";
+    let e = c
+        .simple_query(&format!(r#"SELECT * FROM "{name}""#))
+        .await
+        .expect_err("denied");
+    assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{e:?}");
+    assert_eq!(victim_rows(&f).await, 2);
+}

@@ -842,3 +842,42 @@ async fn keyed_hashes_exemptions_and_overrides() {
         serde_json::json!(["people.phone"])
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_and_reported_settings_are_masked() {
+    use gatehouse_tests::raw::{ext, RawConn};
+    let f = Fixture::start().await;
+    let email = "ana.lopez@example.com";
+    let mut c = RawConn::login(
+        "127.0.0.1",
+        f.gw.pg_port,
+        gatehouse_tests::AGENT,
+        gatehouse_tests::ENV,
+        &f.token,
+    )
+    .await;
+    let mut seen = Vec::new();
+    for sql in [
+        "LISTEN ch".to_string(),
+        format!("SELECT pg_notify('ch', 'contact ' || '{email}')"),
+        format!("SELECT set_config('application_name', 'me ' || '{email}', false)"),
+    ] {
+        c.send(&ext::query(sql.as_bytes())).await;
+        seen.extend(c.read_until_ready().await);
+    }
+    let notification = seen.iter().find(|m| m.tag == b'A').expect("a notification");
+    assert!(String::from_utf8_lossy(&notification.body).contains("contact "));
+    let app = seen
+        .iter()
+        .find(|m| m.tag == b'S' && m.body.starts_with(b"application_name\0"))
+        .expect("the new application_name is reported");
+    assert!(String::from_utf8_lossy(&app.body).contains("me "));
+    for m in &seen {
+        let text = String::from_utf8_lossy(&m.body);
+        assert!(
+            !text.contains(email),
+            "'{}' carries {email}: {text}",
+            m.tag as char
+        );
+    }
+}

@@ -8,13 +8,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use gatehouse_tests::raw::{self, RawConn};
+use gatehouse_tests::raw::RawConn;
 use gatehouse_tests::{python, random_token, run_cmd, Api, Cluster, Gateway, GatewayBuilder};
 use serde_json::Value;
 
 const ROOT: &str = "root";
 const ROOT_PW: &str = "root-pw";
 const PERSON: &str = "alice@example.com";
+const MAY_ACT_FOR: &str = "may_act_for = [\"alice@example.com\", \"bob@example.com\"]";
 
 struct Setup {
     _cluster: Cluster,
@@ -48,6 +49,10 @@ async fn setup_with(extra: impl FnOnce(GatewayBuilder) -> GatewayBuilder, seed: 
         .service_account("agent", &agent, &["agents"])
         .service_account("limited-bot", &limited, &["agents"])
         .service_account("busy-bot", &busy, &["agents"])
+        // The people these agents may name as the one they act for.
+        .service_account_setting("agent", MAY_ACT_FOR)
+        .service_account_setting("limited-bot", MAY_ACT_FOR)
+        .service_account_setting("busy-bot", MAY_ACT_FOR)
         .user(ROOT, ROOT_PW, &["admins"])
         .grant(&["agents", "admins"], &["prod", "dev"])
         .grant(&["admins"], &["secret"])
@@ -261,7 +266,7 @@ async fn query_results_through_mcp_are_masked() {
     assert_eq!(emails.len(), 3);
 }
 
-/// Logs in over the wire with extra startup parameters; the first ErrorResponse, if any.
+/// Logs in to `dev` over the wire with extra startup parameters; the refusal, if any.
 async fn raw_login(
     gw: &Gateway,
     user: &str,
@@ -270,27 +275,15 @@ async fn raw_login(
 ) -> Result<RawConn, String> {
     let mut params = vec![("user", user), ("database", "dev")];
     params.extend_from_slice(extra);
-    let mut c = RawConn::connect("127.0.0.1", gw.pg_port).await;
-    c.send(&raw::startup_packet(&params)).await;
-    let m = c.read().await.expect("auth request");
-    assert_eq!(m.tag, b'R', "{m:?}");
-    let mut pw = token.as_bytes().to_vec();
-    pw.push(0);
-    c.send(&raw::message(b'p', &pw)).await;
-    loop {
-        let m = c.read().await.expect("startup reply");
-        match m.tag {
-            b'Z' => return Ok(c),
-            b'E' => {
-                return Err(format!(
-                    "{} {}",
-                    m.field(b'C').unwrap_or_default(),
-                    m.field(b'M').unwrap_or_default()
-                ))
-            }
-            _ => {}
-        }
-    }
+    RawConn::login_with("127.0.0.1", gw.pg_port, &params, token)
+        .await
+        .map_err(|m| {
+            format!(
+                "{} {}",
+                m.field(b'C').unwrap_or_default(),
+                m.field(b'M').unwrap_or_default()
+            )
+        })
 }
 
 /// The startup parameter the MCP server uses to carry on-behalf-of is honoured for agents on

@@ -187,7 +187,7 @@ async fn user_without_a_grant_logs_in_but_sees_and_reaches_nothing() {
             .expect_err("refused");
     assert_eq!(sqlstate(&e), "28000");
     assert!(
-        message(&e).contains("no grant for environment"),
+        message(&e).contains("no environment named \"app\" is available to"),
         "{}",
         message(&e)
     );

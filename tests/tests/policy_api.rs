@@ -46,6 +46,8 @@ async fn rules_api_versions_audit_and_dry_run() {
         b.user("root", "root-pw", &["admins"])
             .user("dana", "dana-pw", &["analysts"])
             .user("erin", "erin-pw", &["engineers"])
+            // A dry run is about an environment one may reach (or any, for an admin).
+            .grant(&["engineers"], &[ENV])
             .toml(CONFIG_RULE)
     })
     .await;
@@ -173,9 +175,12 @@ async fn rules_api_versions_audit_and_dry_run() {
         d["reason"]
             .as_str()
             .unwrap()
-            .starts_with("rule prod-no-drop: SELECT, DROP TABLE — DROP, TRUNCATE"),
+            .starts_with("rule prod-no-drop: DROP TABLE — DROP, TRUNCATE"),
         "{d}"
     );
+    // Each statement is decided on its own; the string gets the strictest.
+    assert_eq!(d["statements"][0]["action"], "allow", "{d}");
+    assert_eq!(d["statements"][1]["rule"], "prod-no-drop", "{d}");
     let (_, d) = api
         .dry_run(
             &erin,

@@ -164,7 +164,8 @@ async fn extended_protocol_binary_types_pipelining_copy_and_notify() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_to_the_gateway_and_env_slash_database() {
-    let f = Fixture::start().await;
+    // `app/other` reaches `other` because the environment lists it.
+    let f = Fixture::start_with(|b| b.environment_setting("app", "databases = [\"other\"]")).await;
     f.cluster
         .exec("postgres", "CREATE DATABASE other OWNER app_owner;")
         .await;

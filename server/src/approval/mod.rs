@@ -42,7 +42,7 @@ pub enum DecideError {
     NotFound(String),
     #[error("approval {id} is already {state}")]
     NotPending { id: String, state: String },
-    #[error("you cannot decide your own statement; another approver must")]
+    #[error("you cannot decide a request you made or that was made on your behalf; another approver must")]
     OwnRequest,
     #[error("only members of {0:?} may decide approvals for this environment")]
     NotAnApprover(Vec<String>),
@@ -70,6 +70,17 @@ pub struct Approvals {
     waiters: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
     events: broadcast::Sender<Event>,
     grant_seconds: i64,
+}
+
+/// Whether `who` asked for `approval`: as the identity that made the request, or as the person
+/// an agent made it for. Names are compared ignoring ASCII case (an IdP's `Bob@Example.com` and
+/// a config's `bob@example.com` are one person), so a near-miss refuses rather than allows.
+pub fn is_requester(approval: &ApprovalRecord, who: &str) -> bool {
+    approval.identity.eq_ignore_ascii_case(who)
+        || approval
+            .on_behalf_of
+            .as_deref()
+            .is_some_and(|p| p.trim().eq_ignore_ascii_case(who))
 }
 
 pub fn statement_hash(sql: &str) -> String {
@@ -147,7 +158,8 @@ impl Approvals {
         self.lock().remove(id);
     }
 
-    /// Records a decision by `approver` (who must be in `approver_groups` and not the requester).
+    /// Records a decision by `approver`, who must be in `approver_groups` and must not be a
+    /// requester: neither the identity that asked nor the person it acted for decides.
     pub async fn decide(
         &self,
         id: &str,
@@ -167,7 +179,7 @@ impl Approvals {
                 state: current.state,
             });
         }
-        if current.identity == approver.name {
+        if is_requester(&current, &approver.name) {
             return Err(DecideError::OwnRequest);
         }
         if !approver.in_any_group(approver_groups) {
@@ -275,5 +287,45 @@ impl Approvals {
         limit: usize,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
         self.store.approvals(state, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_identity_and_the_person_it_acted_for_are_both_requesters() {
+        let a = ApprovalRecord {
+            id: "apr_1".into(),
+            state: "pending".into(),
+            statement_sha256: String::new(),
+            statement: "UPDATE t SET v = 1".into(),
+            fingerprint: String::new(),
+            identity: "bot".into(),
+            identity_kind: "agent".into(),
+            on_behalf_of: Some("Bob@Example.com".into()),
+            environment: "prod".into(),
+            database: "appdb".into(),
+            rule: "r".into(),
+            reason: String::new(),
+            classification: None,
+            estimated_rows: None,
+            connection_id: None,
+            created_at: 0,
+            decided_at: None,
+            decided_by: None,
+            decision_reason: None,
+            grant_expires_at: None,
+            used_at: None,
+        };
+        assert!(is_requester(&a, "bot"));
+        assert!(is_requester(&a, "bob@example.com"));
+        assert!(!is_requester(&a, "root"));
+        let plain = ApprovalRecord {
+            on_behalf_of: None,
+            ..a
+        };
+        assert!(!is_requester(&plain, "bob@example.com"));
     }
 }

@@ -10,7 +10,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::{self, Caller};
+use super::auth::{self, Caller, PeerAddr};
 use super::error::{ApiError, ErrorBody};
 use crate::audit::{AuditRecord, Pending};
 use crate::config::Tier;
@@ -74,6 +74,9 @@ pub struct EnvironmentItem {
     pub description: Option<String>,
     /// The `dbname` to use in a connection string.
     pub dbname: String,
+    /// The databases it reaches (`dbname=NAME/DATABASE`): its own first, then any its config
+    /// opens (`*`: every database on its server).
+    pub databases: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -141,26 +144,40 @@ pub async fn healthz() -> Json<Health> {
 )]
 pub async fn login(
     State(gw): State<Arc<Gateway>>,
+    peer: PeerAddr,
     Json(req): Json<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let gw2 = gw.clone();
     let username = req.username.clone();
     let as_cookie = req.cookie;
+    let source = peer.0;
     // argon2 is deliberately slow; keep it off the async workers.
-    let verified =
-        tokio::task::spawn_blocking(move || gw2.auth.verify_password(&req.username, &req.password))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let verified = tokio::task::spawn_blocking(move || {
+        gw2.auth
+            .verify_password(&req.username, &req.password, source)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let failed = |details: serde_json::Value| {
+        let mut r = AuditRecord::new("auth.login_failed").details(details);
+        r.client_addr = source.map(|a| a.to_string());
+        r
+    };
     let identity = match verified {
         Ok(i) => i,
-        Err(e @ LoginError::InvalidCredentials) => {
-            let r = AuditRecord::new("auth.login_failed")
-                .details(serde_json::json!({ "claimed_user": username, "method": "password" }));
-            gw.audit.record(Pending::Record(Box::new(r))).await;
+        Err(e @ LoginError::InvalidCredentials { address_limited }) => {
+            let mut details = serde_json::json!({ "claimed_user": username, "method": "password" });
+            if let Some(seconds) = address_limited {
+                details["address_limited"] = serde_json::json!(true);
+                details["limited_for_seconds"] = serde_json::json!(seconds);
+            }
+            gw.audit
+                .record(Pending::Record(Box::new(failed(details))))
+                .await;
             return Err(ApiError::Unauthorized(e.to_string()));
         }
         Err(e @ LoginError::LockedOut { seconds }) => {
-            let r = AuditRecord::new("auth.login_failed").details(
+            let r = failed(
                 serde_json::json!({ "claimed_user": username, "method": "password", "locked_out_seconds": seconds }),
             );
             gw.audit.record(Pending::Record(Box::new(r))).await;
@@ -168,6 +185,22 @@ pub async fn login(
                 message: e.to_string(),
                 retry_after: seconds,
             });
+        }
+        // Refused before any check, and not audited one by one: a flood from an address
+        // already limited must not cost the trail a record per request (the failure that
+        // set the limit is audited with `address_limited`).
+        Err(e @ LoginError::AddressLimited { seconds }) => {
+            metrics::counter!("gatehouse_logins_refused_total", "reason" => "address").increment(1);
+            return Err(ApiError::TooManyRequests {
+                message: e.to_string(),
+                retry_after: seconds,
+            });
+        }
+        Err(e @ LoginError::Unavailable(_)) => {
+            tracing::error!(error = %e, "login refused: the lockout store cannot be read");
+            return Err(ApiError::Internal(
+                "the gateway cannot check logins right now; try again shortly".into(),
+            ));
         }
     };
     let issued = gw
@@ -296,6 +329,7 @@ pub async fn environments(State(gw): State<Arc<Gateway>>, caller: Caller) -> Jso
             tags: e.tags.clone(),
             description: e.description.clone(),
             dbname: e.name.clone(),
+            databases: e.database_names(),
         })
         .collect();
     Json(EnvironmentList { items })

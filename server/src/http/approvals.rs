@@ -1,5 +1,6 @@
 //! `/api/v1/approvals`: statements waiting for review, and deciding them. Approvers are the
-//! environment's `approvers` groups (or `server.admin_groups`); nobody decides their own request.
+//! environment's `approvers` groups (or `server.admin_groups`); nobody decides a request they
+//! made or that an agent made on their behalf (`approval::is_requester`).
 
 use std::sync::Arc;
 
@@ -137,9 +138,12 @@ async fn decide(
     .by(&caller.identity);
     r.approval_id = Some(id.to_string());
     r.environment = Some(decided.environment.clone());
-    r.details = Some(
-        serde_json::json!({ "reason": reason, "requester": decided.identity, "state": decided.state }),
-    );
+    r.details = Some(serde_json::json!({
+        "reason": reason,
+        "requester": decided.identity,
+        "on_behalf_of": decided.on_behalf_of,
+        "state": decided.state,
+    }));
     gw.audit.record(Pending::Record(Box::new(r))).await;
     if approve && decided.rule == super::masking::EXEMPTION_REQUEST_RULE {
         super::masking::grant_requested_exemption(gw, &decided, &caller.identity).await?;

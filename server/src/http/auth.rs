@@ -33,6 +33,22 @@ pub struct Caller {
 /// A caller in one of `server.admin_groups`.
 pub struct Admin(pub Caller);
 
+/// The address the request came from (the TCP peer), when the listener knows it.
+pub struct PeerAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// The CSRF token that goes with a session token.
 pub fn csrf_token(session_token: &str) -> String {
     tokens::sha256_hex(&format!("gatehouse-csrf:{session_token}"))
@@ -64,13 +80,7 @@ pub fn set_cookie(
     if http_only {
         c.push_str("; HttpOnly");
     }
-    if gw
-        .config
-        .server
-        .public_url
-        .get_ref()
-        .starts_with("https://")
-    {
+    if gw.config.public_https() {
         c.push_str("; Secure");
     }
     if let Some(age) = max_age {

@@ -42,10 +42,14 @@ fn environment(gw: &Gateway, name: &str) -> Result<Arc<crate::gateway::Environme
 }
 
 fn view(gw: &Gateway, env: &str) -> CatalogView {
+    // Only the databases the environment reaches now (a catalog kept from before its
+    // `databases` changed is not this environment's any more).
+    let reaches = |db: &str| gw.environments.get(env).is_some_and(|e| e.reaches(db));
     let mut databases: Vec<CatalogDatabase> = gw
         .masking
         .catalogs_of(env)
         .into_iter()
+        .filter(|(database, _)| reaches(database))
         .map(|(database, c)| CatalogDatabase {
             database,
             loaded_at: c.loaded_at.to_rfc3339(),
@@ -298,6 +302,10 @@ pub async fn request_exemption(
         return Err(ApiError::BadRequest(
             "a request names one environment".into(),
         ));
+    }
+    // One of the caller's environments; any other gets the answer a missing one gets.
+    if !gw.is_admin(who) && gw.granted_environment(who, &req.environment).is_none() {
+        return Err(super::policy::not_reachable(&req.environment));
     }
     if !who.groups.contains(&req.group) {
         return Err(ApiError::BadRequest(format!(

@@ -10,6 +10,7 @@ mod api;
 mod approvals;
 mod audit;
 mod auth;
+mod channel;
 mod connections;
 mod console;
 mod error;
@@ -21,6 +22,7 @@ pub mod metrics;
 mod oidc;
 mod openapi;
 mod policy;
+mod redirect;
 
 use std::sync::Arc;
 
@@ -119,5 +121,10 @@ pub fn router(gw: Arc<Gateway>) -> Router {
 
 /// Serves HTTP until the task is dropped.
 pub async fn run(gw: Arc<Gateway>, listener: TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(gw)).await
+    // The peer address reaches handlers (the per-address login limit) as `ConnectInfo`.
+    axum::serve(
+        listener,
+        router(gw).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }

@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::api::TokenResponse;
 use super::auth::{self, cookie, set_cookie};
 use super::error::{ApiError, ErrorBody};
+use super::redirect::same_origin_path;
 use crate::gateway::Gateway;
 use crate::identity::loopback::{AppRequest, FlowError, Pending, FLOW_TTL};
 use crate::identity::oidc::OidcClient;
@@ -36,7 +37,9 @@ pub struct StartParams {
     pub code_challenge_method: Option<String>,
     /// Native apps: returned unchanged with the code.
     pub state: Option<String>,
-    /// Web console: the console path to land on after login (default `/`).
+    /// Web console: the console path to land on after login (default `/`): a path on this
+    /// gateway only (no control characters, backslashes or leading `//`, even
+    /// percent-encoded), or the login is refused with 400.
     pub return_to: Option<String>,
 }
 
@@ -140,15 +143,16 @@ pub async fn start(State(gw): State<Arc<Gateway>>, Query(p): Query<StartParams>)
             )
         }
     };
-    let return_to = match p.return_to {
-        // Only paths on this gateway: never an open redirect.
-        Some(r) if r.starts_with('/') && !r.starts_with("//") && !r.contains('\\') => Some(r),
-        Some(_) => {
+    // Only paths on this gateway: never an open redirect.
+    let return_to = match p.return_to.as_deref().map(same_origin_path) {
+        Some(Ok(path)) => Some(path),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "SSO login refused: return_to is not a path on this gateway");
             return page(
                 StatusCode::BAD_REQUEST,
                 "Cannot start the login",
-                "return_to must be a path on this gateway",
-            )
+                &format!("return_to {e}"),
+            );
         }
         None => None,
     };
@@ -284,7 +288,13 @@ pub async fn callback(
                 .await;
             let mut cookies = vec![clear];
             cookies.extend(auth::session_cookies(&gw, &issued.token, issued.expires_at));
-            redirect(pending.return_to.as_deref().unwrap_or("/"), cookies)
+            // Checked at the start already; checked again where it is used.
+            let landing = pending
+                .return_to
+                .as_deref()
+                .and_then(|r| same_origin_path(r).ok())
+                .unwrap_or_else(|| "/".to_string());
+            redirect(&landing, cookies)
         }
     }
 }

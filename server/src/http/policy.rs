@@ -15,7 +15,9 @@ use super::error::{ApiError, ErrorBody};
 use crate::config::Tier;
 use crate::gateway::Gateway;
 use crate::identity::{Identity, IdentityKind};
-use crate::policy::{Action, Classification, Policy, Rule, RuleError, RuleSource, Subject};
+use crate::policy::{
+    Action, Classification, Policy, Rule, RuleError, RuleSource, Strings, Subject,
+};
 
 fn rule_error(e: RuleError) -> ApiError {
     match e {
@@ -242,6 +244,10 @@ pub struct DryRunRequest {
     pub groups: Option<Vec<String>>,
     /// Decide as at this RFC 3339 time (for rules with a time window); now when absent.
     pub at: Option<String>,
+    /// Read plain `'…'` strings as a session with this `standard_conforming_strings` would.
+    /// When absent, as the gateway does for a session whose setting it does not know: both
+    /// readings count when a backslash makes them differ.
+    pub standard_conforming_strings: Option<bool>,
 }
 
 /// Who a dry run ran as.
@@ -260,6 +266,9 @@ pub struct DryRunResponse {
     pub reason: String,
     #[schema(value_type = Classification)]
     pub classification: Arc<Classification>,
+    /// For several statements, what each got (the decision is the strictest).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<crate::policy::StatementDecision>,
     pub identity: DryRunIdentity,
     pub environment: String,
     pub tier: Tier,
@@ -287,12 +296,14 @@ pub async fn dry_run(
             "only administrators may dry-run as another identity, kind or groups; leave `identity`, `kind` and `groups` out to dry-run as yourself".into(),
         ));
     }
-    let env = gw.environments.get(&req.environment).ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "no environment named `{}`; GET /api/v1/environments lists them",
-            req.environment
-        ))
-    })?;
+    // An administrator may ask about any environment; anyone else about those they may reach,
+    // and an environment without a grant gets the same answer as one that does not exist.
+    let env = if gw.is_admin(me) {
+        gw.environments.get(&req.environment)
+    } else {
+        gw.granted_environment(me, &req.environment)
+    }
+    .ok_or_else(|| not_reachable(&req.environment))?;
     let at = match &req.at {
         Some(t) => chrono::DateTime::parse_from_rfc3339(t)
             .map(|d| d.with_timezone(&chrono::Utc))
@@ -309,7 +320,14 @@ pub async fn dry_run(
     if let Some(g) = req.groups {
         identity.groups = g;
     }
-    let d = gw.policy.decide_at(
+    let strings = req.standard_conforming_strings.map(|on| {
+        if on {
+            Strings::Standard
+        } else {
+            Strings::Backslash
+        }
+    });
+    let d = gw.policy.decide_reading_at(
         &Subject {
             identity: &identity,
             environment: &env.name,
@@ -317,6 +335,7 @@ pub async fn dry_run(
             tags: &env.tags,
         },
         &req.sql,
+        strings,
         at,
     );
     let classification = d
@@ -327,6 +346,7 @@ pub async fn dry_run(
         rule: d.rule,
         reason: d.reason,
         classification,
+        statements: d.statements,
         identity: DryRunIdentity {
             name: identity.name,
             kind: identity.kind,
@@ -335,6 +355,13 @@ pub async fn dry_run(
         environment: env.name.clone(),
         tier: env.tier,
     }))
+}
+
+/// The answer for an environment the caller may not ask about, whether or not it exists.
+pub fn not_reachable(name: &str) -> ApiError {
+    ApiError::NotFound(format!(
+        "no environment named `{name}` that you may reach; GET /api/v1/environments lists yours"
+    ))
 }
 
 /// The identity called `name` as the gateway knows it: a local user or a service account

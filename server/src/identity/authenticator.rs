@@ -5,11 +5,12 @@
 //! same [`AuthError::InvalidCredentials`].
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 
 use argon2::{Argon2, PasswordHash, PasswordVerifier};
 
 use super::groups::GroupDirectory;
-use super::lockout::Lockout;
+use super::lockout::{Lockout, Refusal};
 use super::tokens::{self, REFRESH_PREFIX, SERVICE_ACCOUNT_PREFIX, SESSION_PREFIX};
 use super::{Identity, IdentityKind};
 use crate::config::{ServerConfig, ServiceAccountConfig, UserConfig};
@@ -34,9 +35,17 @@ pub enum AuthError {
 #[derive(Debug, thiserror::Error)]
 pub enum LoginError {
     #[error("invalid username or password")]
-    InvalidCredentials,
+    InvalidCredentials {
+        /// This failure was the source address's last allowed one: every login from it is
+        /// refused for this many seconds.
+        address_limited: Option<i64>,
+    },
     #[error("too many failed logins for this user; try again in {seconds} seconds")]
     LockedOut { seconds: i64 },
+    #[error("too many failed logins from your address; try again in {seconds} seconds")]
+    AddressLimited { seconds: i64 },
+    #[error("the gateway cannot check logins right now: {0}")]
+    Unavailable(#[from] StoreError),
 }
 
 /// Why an administrator's change to service accounts was refused.
@@ -57,6 +66,22 @@ struct ServiceAccount {
     token_sha256: [u8; 32],
     groups: Vec<String>,
     on_behalf_of: Option<String>,
+}
+
+/// Whom an agent that is not bound to a person may name as the one it acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum MayActFor {
+    Anyone,
+    These(Vec<String>),
+}
+
+impl MayActFor {
+    fn allows(&self, person: &str) -> bool {
+        match self {
+            MayActFor::Anyone => true,
+            MayActFor::These(people) => people.iter().any(|p| p == person),
+        }
+    }
 }
 
 struct LocalUser {
@@ -123,6 +148,8 @@ pub struct Authenticator {
     dummy_phc: String,
     /// API-managed group memberships, added to every identity this authenticator vouches for.
     groups: GroupDirectory,
+    /// Config service accounts' `may_act_for`, by name (API-created accounts have none).
+    may_act_for: HashMap<String, MayActFor>,
 }
 
 pub fn now() -> i64 {
@@ -163,6 +190,18 @@ impl Authenticator {
             .map(|sa| sa.name.get_ref().clone())
             .chain(users.iter().map(|u| u.name.get_ref().clone()))
             .collect();
+        let may_act_for = service_accounts
+            .iter()
+            .filter_map(|sa| {
+                let people = sa.may_act_for.as_ref()?.get_ref();
+                let rule = if people.iter().any(|p| p == "*") {
+                    MayActFor::Anyone
+                } else {
+                    MayActFor::These(people.clone())
+                };
+                Some((sa.name.get_ref().clone(), rule))
+            })
+            .collect();
         let service_accounts = service_accounts
             .iter()
             .filter_map(|sa| {
@@ -188,6 +227,12 @@ impl Authenticator {
                 )
             })
             .collect();
+        let lockout = Lockout::new(
+            server.login_max_failures,
+            server.login_lockout_seconds,
+            server.login_max_failures_per_address,
+            store.clone(),
+        );
         Self {
             service_accounts,
             users,
@@ -195,10 +240,40 @@ impl Authenticator {
             store,
             session_ttl_seconds: server.session_ttl_seconds as i64,
             refresh_ttl_seconds: server.refresh_ttl_seconds as i64,
-            lockout: Lockout::new(server.login_max_failures, server.login_lockout_seconds),
+            lockout,
             dummy_phc: hash_password("gatehouse-dummy-password").unwrap_or_default(),
             groups: GroupDirectory::new(config_members),
+            may_act_for,
         }
+    }
+
+    /// `identity` acting for `person`, as a wire startup parameter or an MCP header or argument
+    /// names them. Only agents act for someone ([`Identity::acting_for`]); an agent bound to a
+    /// person by its administrator acts for that person only; an agent that is not bound may
+    /// name only the people its config `may_act_for` lists (`*`: anyone), because whoever an
+    /// agent acts for is a requester of what it asks and may not decide it.
+    pub fn acting_for(
+        &self,
+        identity: Identity,
+        person: Option<&str>,
+    ) -> Result<Identity, super::OnBehalfError> {
+        let named = person.map(str::trim).filter(|p| !p.is_empty());
+        if let Some(p) = named {
+            let unbound_agent =
+                identity.kind == IdentityKind::Agent && identity.on_behalf_of.is_none();
+            if unbound_agent
+                && !self
+                    .may_act_for
+                    .get(&identity.name)
+                    .is_some_and(|m| m.allows(p))
+            {
+                return Err(super::OnBehalfError::NotAllowed {
+                    identity: identity.name,
+                    requested: p.to_string(),
+                });
+            }
+        }
+        identity.acting_for(named)
     }
 
     /// The API-managed group memberships.
@@ -290,11 +365,22 @@ impl Authenticator {
         Ok((identity, sa.expires_at))
     }
 
-    /// Checks a local user's password, with lockout after repeated failures. Runs argon2, so
-    /// call it off the async runtime.
-    pub fn verify_password(&self, username: &str, password: &str) -> Result<Identity, LoginError> {
-        if let Some(seconds) = self.lockout.locked(username, now()) {
-            return Err(LoginError::LockedOut { seconds });
+    /// Checks a local user's password, with lockout after repeated failures for the user name
+    /// and a limit on failures from one source address (see `lockout.rs`). Runs argon2 and
+    /// reads the store, so call it off the async runtime.
+    pub fn verify_password(
+        &self,
+        username: &str,
+        password: &str,
+        source: Option<IpAddr>,
+    ) -> Result<Identity, LoginError> {
+        let t = now();
+        match self.lockout.refused(username, source, t)? {
+            Some(Refusal::User { seconds }) => return Err(LoginError::LockedOut { seconds }),
+            Some(Refusal::Address { seconds }) => {
+                return Err(LoginError::AddressLimited { seconds })
+            }
+            None => {}
         }
         let user = self.users.get(username);
         let phc = user
@@ -318,17 +404,29 @@ impl Authenticator {
                     session_id: None,
                 })
             }
-            _ => match self.lockout.failed(username, now()) {
-                Some(seconds) => {
+            _ => {
+                let failed = self.lockout.failed(username, source, now())?;
+                if let Some(seconds) = failed.address_limited {
                     tracing::warn!(
-                        user = username,
+                        address = ?source,
                         seconds,
-                        "local user locked out after repeated failed logins"
+                        "logins refused from an address after repeated failures"
                     );
-                    Err(LoginError::LockedOut { seconds })
                 }
-                None => Err(LoginError::InvalidCredentials),
-            },
+                match failed.user_locked {
+                    Some(seconds) => {
+                        tracing::warn!(
+                            user = username,
+                            seconds,
+                            "local user locked out after repeated failed logins"
+                        );
+                        Err(LoginError::LockedOut { seconds })
+                    }
+                    None => Err(LoginError::InvalidCredentials {
+                        address_limited: failed.address_limited,
+                    }),
+                }
+            }
         }
     }
 
@@ -583,12 +681,25 @@ token_sha256 = "{}"
 groups = ["agents"]
 on_behalf_of = "alice"
 
+[[service_accounts]]
+name = "helper"
+token_sha256 = "{}"
+groups = ["agents"]
+may_act_for = ["bob"]
+
+[[service_accounts]]
+name = "loner"
+token_sha256 = "{}"
+groups = ["agents"]
+
 [[users]]
 name = "admin"
 password_argon2 = "{phc}"
 groups = ["admins"]
 "#,
-            tokens::sha256_hex("gha_secret")
+            tokens::sha256_hex("gha_secret"),
+            tokens::sha256_hex("gha_helper"),
+            tokens::sha256_hex("gha_loner"),
         );
         let c = Config::parse(&text, Path::new("t.toml")).unwrap();
         let server = crate::config::ServerConfig {
@@ -602,6 +713,38 @@ groups = ["admins"]
             Store::open_in_memory().unwrap(),
             &server,
         )
+    }
+
+    #[tokio::test]
+    async fn an_agent_names_only_the_people_its_config_allows() {
+        let a = authenticator();
+        let helper = a.authenticate_token("gha_helper").await.unwrap();
+        let acting = a.acting_for(helper.clone(), Some("bob")).unwrap();
+        assert_eq!(acting.on_behalf_of.as_deref(), Some("bob"));
+        assert!(matches!(
+            a.acting_for(helper.clone(), Some("carol")),
+            Err(crate::identity::OnBehalfError::NotAllowed { .. })
+        ));
+        assert!(a.acting_for(helper, None).unwrap().on_behalf_of.is_none());
+        assert!(matches!(
+            a.acting_for(
+                a.authenticate_token("gha_loner").await.unwrap(),
+                Some("bob")
+            ),
+            Err(crate::identity::OnBehalfError::NotAllowed { .. })
+        ));
+        // Bound to alice: alice only, as before.
+        let bot = a.authenticate_token("gha_secret").await.unwrap();
+        assert!(a.acting_for(bot.clone(), Some("alice")).is_ok());
+        assert!(matches!(
+            a.acting_for(bot, Some("bob")),
+            Err(crate::identity::OnBehalfError::Fixed { .. })
+        ));
+        let admin = a.verify_password("admin", "pw", None).unwrap();
+        assert!(matches!(
+            a.acting_for(admin, Some("bob")),
+            Err(crate::identity::OnBehalfError::NotAnAgent(_))
+        ));
     }
 
     #[tokio::test]
@@ -622,14 +765,14 @@ groups = ["admins"]
     async fn passwords_sessions_and_revocation() {
         let a = authenticator();
         assert!(matches!(
-            a.verify_password("admin", "nope"),
-            Err(LoginError::InvalidCredentials)
+            a.verify_password("admin", "nope", None),
+            Err(LoginError::InvalidCredentials { .. })
         ));
         assert!(matches!(
-            a.verify_password("ghost", "pw"),
-            Err(LoginError::InvalidCredentials)
+            a.verify_password("ghost", "pw", None),
+            Err(LoginError::InvalidCredentials { .. })
         ));
-        let id = a.verify_password("admin", "pw").unwrap();
+        let id = a.verify_password("admin", "pw", None).unwrap();
         let s = a.issue_session(&id, SessionMethod::Password).await.unwrap();
         let back = a.authenticate_token(&s.token).await.unwrap();
         assert_eq!(
@@ -653,7 +796,7 @@ groups = ["admins"]
     #[tokio::test]
     async fn refresh_rotates_and_lockout_holds_even_the_right_password() {
         let a = authenticator();
-        let id = a.verify_password("admin", "pw").unwrap();
+        let id = a.verify_password("admin", "pw", None).unwrap();
         let s = a.issue_session(&id, SessionMethod::Password).await.unwrap();
         let r = a
             .refresh(s.refresh_token.as_deref().unwrap())
@@ -677,16 +820,16 @@ groups = ["admins"]
 
         for _ in 0..2 {
             assert!(matches!(
-                a.verify_password("admin", "x"),
-                Err(LoginError::InvalidCredentials)
+                a.verify_password("admin", "x", None),
+                Err(LoginError::InvalidCredentials { .. })
             ));
         }
         assert!(matches!(
-            a.verify_password("admin", "x"),
+            a.verify_password("admin", "x", None),
             Err(LoginError::LockedOut { .. })
         ));
         assert!(matches!(
-            a.verify_password("admin", "pw"),
+            a.verify_password("admin", "pw", None),
             Err(LoginError::LockedOut { .. })
         ));
     }
@@ -723,6 +866,6 @@ groups = ["admins"]
             a.authenticate_token(&token2).await,
             Err(AuthError::Revoked)
         ));
-        assert_eq!(a.list_service_accounts().await.unwrap().len(), 2);
+        assert_eq!(a.list_service_accounts().await.unwrap().len(), 4);
     }
 }

@@ -74,6 +74,8 @@ pub enum OnBehalfError {
     },
     #[error("the on-behalf-of name must be 1 to 200 printable characters")]
     Invalid,
+    #[error("`{identity}` may not act for `{requested}`: an agent names the person it acts for only when its service account lists them in `may_act_for`")]
+    NotAllowed { identity: String, requested: String },
 }
 
 impl Identity {

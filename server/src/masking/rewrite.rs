@@ -588,6 +588,56 @@ pub fn function_result_frame(
     Some(out)
 }
 
+/// The NUL-terminated string at the start of `b`, and what follows it.
+fn split_cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
+    let end = b.iter().position(|&c| c == 0)?;
+    Some((&b[..end], &b[end + 1..]))
+}
+
+/// A NotificationResponse (`A`: pid, channel, payload) with detector matches in its payload
+/// masked; `None` when nothing changed. A payload is any text a statement chose to send.
+pub fn notification_frame(m: &Masker, frame: &[u8], skip: &BTreeSet<Category>) -> Option<BytesMut> {
+    let pid = frame.get(5..9)?;
+    let (channel, rest) = split_cstr(frame.get(9..)?)?;
+    let (payload, _) = split_cstr(rest)?;
+    let masked = detect_text(m, std::str::from_utf8(payload).ok()?, skip)?;
+    let mut out = BytesMut::with_capacity(frame.len());
+    out.put_u8(b'A');
+    out.put_u32(0);
+    out.put_slice(pid);
+    out.put_slice(channel);
+    out.put_u8(0);
+    out.put_slice(masked.as_bytes());
+    out.put_u8(0);
+    let len = (out.len() - 1) as u32;
+    out[1..5].copy_from_slice(&len.to_be_bytes());
+    Some(out)
+}
+
+/// A ParameterStatus (`S`) of a setting a statement may fill with any text
+/// (`application_name`, custom `x.y` settings) with detector matches masked; the server's
+/// own settings (`server_version`, `DateStyle`, …) are never touched: drivers parse them.
+pub fn parameter_status_frame(
+    m: &Masker,
+    frame: &[u8],
+    skip: &BTreeSet<Category>,
+) -> Option<BytesMut> {
+    let (name, rest) = split_cstr(frame.get(5..)?)?;
+    let (value, _) = split_cstr(rest)?;
+    if name != b"application_name" && !name.contains(&b'.') {
+        return None;
+    }
+    let masked = detect_text(m, std::str::from_utf8(value).ok()?, skip)?;
+    let mut out = BytesMut::with_capacity(frame.len());
+    out.put_u8(b'S');
+    out.put_u32((4 + name.len() + 1 + masked.len() + 1) as u32);
+    out.put_slice(name);
+    out.put_u8(0);
+    out.put_slice(masked.as_bytes());
+    out.put_u8(0);
+    Some(out)
+}
+
 /// An ErrorResponse/NoticeResponse with its text fields masked; `None` when nothing changed.
 pub fn error_frame(m: &Masker, frame: &[u8], skip: &BTreeSet<Category>) -> Option<BytesMut> {
     let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();

@@ -36,8 +36,11 @@ pub struct McpCaller {
 
 /// The Streamable HTTP service: one [`tools::GatehouseMcp`] per MCP session, sharing the
 /// gateway and the limits.
+/// `sessions` is shared with the HTTP layer, which binds each session to its owner and closes
+/// it when the owner's token or groups no longer allow it (`http/mcp.rs`).
 pub fn service(
     gw: Arc<Gateway>,
+    sessions: Arc<LocalSessionManager>,
 ) -> StreamableHttpService<tools::GatehouseMcp, LocalSessionManager> {
     let shared = Arc::new(tools::Shared {
         limits: limits::Limits::from_config(&gw.config.mcp),
@@ -46,7 +49,7 @@ pub fn service(
     let config = StreamableHttpServerConfig::default().with_allowed_hosts(allowed_hosts(&gw));
     StreamableHttpService::new(
         move || Ok(tools::GatehouseMcp::new(shared.clone())),
-        LocalSessionManager::default().into(),
+        sessions,
         config,
     )
 }

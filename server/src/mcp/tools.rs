@@ -275,6 +275,7 @@ impl GatehouseMcp {
                     "tier": e.tier,
                     "tags": e.tags,
                     "description": e.description,
+                    "databases": e.database_names(),
                 })
             })
             .collect();
@@ -497,7 +498,7 @@ impl GatehouseMcp {
             ));
         };
         let person = on_behalf_of.or(c.on_behalf_of.as_deref());
-        match c.identity.clone().acting_for(person) {
+        match self.shared.gw.auth.acting_for(c.identity.clone(), person) {
             Ok(i) => Ok((i, c.token.clone())),
             Err(e) => {
                 self.audit(

@@ -281,7 +281,12 @@ pub async fn refresh_periodically(gw: Arc<Gateway>) {
     loop {
         tick.tick().await;
         for (env_name, database) in gw.masking.stale_catalogs() {
-            let Some(env) = gw.environments.get(&env_name).cloned() else {
+            let Some(env) = gw
+                .environments
+                .get(&env_name)
+                .filter(|e| e.reaches(&database))
+                .cloned()
+            else {
                 continue;
             };
             ensure(&gw, &env, &database, false).await;

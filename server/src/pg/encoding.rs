@@ -178,6 +178,28 @@ impl ClientEncoding {
         Self::from_name(value).map(|_| ())
     }
 
+    /// `text` in characters the session can receive: in a session that is not UTF8, the
+    /// gateway's own messages (refusals raised by the upstream, then converted to the client's
+    /// encoding) are reduced to ASCII, or the conversion would fail and replace the refusal
+    /// with an encoding error.
+    pub fn receivable(self, text: &str) -> Cow<'_, str> {
+        if self == ClientEncoding::Utf8 || text.is_ascii() {
+            return Cow::Borrowed(text);
+        }
+        let mut out = String::with_capacity(text.len());
+        for c in text.chars() {
+            match c {
+                c if c.is_ascii() => out.push(c),
+                '\u{2013}' | '\u{2014}' => out.push('-'),
+                '\u{2026}' => out.push_str("..."),
+                '\u{2018}' | '\u{2019}' => out.push('\''),
+                '\u{201c}' | '\u{201d}' => out.push('"'),
+                _ => out.push('?'),
+            }
+        }
+        Cow::Owned(out)
+    }
+
     /// The text of a client string as the gateway reads it (see the module doc).
     pub fn decode(self, bytes: &[u8]) -> Result<Cow<'_, str>, InvalidText> {
         match self {
@@ -302,6 +324,15 @@ mod tests {
         ] {
             assert!(statement_refused(sql).is_none(), "{sql}");
         }
+    }
+
+    #[test]
+    fn the_gateways_messages_reach_sessions_in_other_encodings() {
+        assert_eq!(ClientEncoding::Utf8.receivable("a — b…"), "a — b…");
+        assert_eq!(
+            ClientEncoding::AsciiSafe.receivable("rule r: DROP TABLE — on café…"),
+            "rule r: DROP TABLE - on caf?..."
+        );
     }
 
     #[test]

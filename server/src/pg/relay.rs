@@ -167,6 +167,7 @@ pub async fn run(
     let mut statements = 0u64;
     // Messages of the gateway's own for the client (a hold NOTICE), sent between frames.
     let (notices, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<BytesMut>();
+    let stop_seen = stop.clone();
     let end = {
         let up = client_to_upstream(
             &mut cr,
@@ -177,6 +178,7 @@ pub async fn run(
             &tracker,
             observer,
             &notices,
+            &stop_seen,
         );
         let down = upstream_to_client(
             &mut ur,
@@ -320,6 +322,7 @@ async fn client_to_upstream<R, W>(
     tracker: &Mutex<Tracker>,
     observer: &Observer,
     notices: &tokio::sync::mpsc::UnboundedSender<BytesMut>,
+    stop: &tokio::sync::watch::Receiver<Option<Termination>>,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -343,6 +346,11 @@ where
             Err(e) => return RelayEnd::ClientIo(e),
         }
         activity.touch();
+        // A connection ended from outside (revoked token, access taken away) forwards nothing
+        // it reads after that, even when its stop and the client's bytes arrive together.
+        if let Some(t) = stop.borrow().clone() {
+            return RelayEnd::Terminated(t);
+        }
         frames.clear();
         let ready = scanner.scan(&buf, limit, client_wants_whole, |f| {
             frames.push((f.offset, f.total, f.tag, f.bytes.is_some()));
@@ -372,7 +380,7 @@ where
                         Err(e) => (
                             StmtInfo::new("<unreadable query>"),
                             Point::Query,
-                            Some(unreadable_refusal(&Unreadable::Text(e))),
+                            Some(unreadable_refusal(&e)),
                         ),
                     })
                 }
@@ -479,8 +487,15 @@ where
             };
             let extended = !matches!(point, Point::Query);
             let out = match &admission.refusal {
-                Some(r) if extended => Some(refusal::execute(r.code, &r.message, &r.hint)),
-                Some(r) => Some(refusal::query(r.code, &r.message, &r.hint)),
+                Some(r) => {
+                    let enc = lock(tracker).encoding;
+                    let (message, hint) = (enc.receivable(&r.message), enc.receivable(&r.hint));
+                    Some(if extended {
+                        refusal::execute(r.code, &message, &hint)
+                    } else {
+                        refusal::query(r.code, &message, &hint)
+                    })
+                }
                 None if !extended => super::app_name::rewrite_frame(tag, frame, &app_prefix),
                 None => None,
             };
@@ -628,7 +643,7 @@ where
                     Tracker::backend_wants_whole(tag)
                         || (masking_on
                             && match tag {
-                                b'T' | b'N' | b'H' | b'V' => true,
+                                b'T' | b'N' | b'H' | b'V' | b'A' => true,
                                 b'D' => wants_rows.get(),
                                 b'd' => wants_copy.get(),
                                 _ => false,

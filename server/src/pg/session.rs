@@ -333,44 +333,25 @@ async fn establish(
     let token_groups = token_identity.groups.clone();
     let identity = gw
         .auth
-        .with_memberships(token_identity)
-        .acting_for(params.get(ON_BEHALF_OF_PARAM).map(String::as_str))
+        .acting_for(
+            gw.auth.with_memberships(token_identity),
+            params.get(ON_BEHALF_OF_PARAM).map(String::as_str),
+        )
         .map_err(|e| PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()))?;
 
     let dbname = params
         .get("database")
         .filter(|d| !d.is_empty())
         .unwrap_or(&user);
-    let (env_name, database) = match dbname.split_once('/') {
-        Some((e, d)) if !d.is_empty() => (e, Some(d)),
-        Some((e, _)) => (e, None),
-        None => (dbname.as_str(), None),
-    };
-    let env = gw.environments.get(env_name).cloned().ok_or_else(|| {
-        PgError::fatal(sqlstate::INVALID_AUTHORIZATION, format!("no environment named \"{env_name}\""))
-            .with_hint("The database name selects the environment (`env` or `env/database`); list yours with `gatehouse envs`.")
-    })?;
+    let (env, database) = gw.reach(&identity, dbname).map_err(unreachable)?;
     tracing::Span::current().record("env", env.name.as_str());
-    if !gw.grants.allows(&identity, &env.name) {
-        return Err(PgError::fatal(
-            sqlstate::INVALID_AUTHORIZATION,
-            format!(
-                "identity \"{}\" has no grant for environment \"{}\"",
-                identity.name, env.name
-            ),
-        )
-        .with_hint("Ask a Gatehouse administrator for access to this environment.")
-        .into());
-    }
 
     // A grant may pin the upstream role (e.g. read-only for agents): it becomes the session's
     // own default, so RESET ROLE returns to it; the gate refuses statements that would leave it.
     let pinned_role = gw.grants.upstream_role(&identity, &env.name);
     let upstream_params = upstream_params(params, &identity, pinned_role.as_deref())?;
     let mut target = (*env.target).clone();
-    if let Some(db) = database {
-        target.database = db.to_string();
-    }
+    target.database = database;
     let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds.max(1));
     let upstream = upstream::connect(&target, &upstream_params, timeout)
         .await
@@ -421,6 +402,17 @@ async fn establish(
         upstream,
         _cancel_key: cancel_key,
     })
+}
+
+/// A `dbname` that leads nowhere for this identity, as the client hears it: no environment
+/// and no grant get the same words, so a refusal never says which environments exist.
+fn unreachable(e: crate::gateway::Unreachable) -> PgError {
+    use crate::gateway::Unreachable;
+    let hint = match &e {
+        Unreachable::NoEnvironment { .. } => "The database name selects the environment (`env` or `env/database`); list the environments you may reach with `gatehouse envs`, and ask a Gatehouse administrator for access to others.".to_string(),
+        Unreachable::Database { env, own, .. } => format!("Connect with dbname={env} (its database is \"{own}\"); an administrator can open more databases with the environment's `databases` setting."),
+    };
+    PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()).with_hint(hint)
 }
 
 /// The approval hold for this connection: the configured window, or less if the client asked.

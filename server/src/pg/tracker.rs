@@ -74,6 +74,8 @@ pub enum Unreadable {
     /// A statement or portal name the gateway has no definition for (made with SQL `PREPARE`
     /// or `DECLARE`, or never made).
     Unknown { portal: bool, name: String },
+    /// A message whose text does not end where the protocol says (no terminating NUL).
+    Malformed,
 }
 
 impl Unreadable {
@@ -99,6 +101,11 @@ impl Unreadable {
                     what(*portal)
                 ),
                 "Wait for the answer to a Parse or Bind (ParseComplete/BindComplete) before using its name in a later Sync group.",
+            ),
+            Unreadable::Malformed => (
+                "08P01",
+                "malformed message: its text has no terminating NUL byte".into(),
+                "This is a bug in the client or its driver.",
             ),
             Unreadable::Unknown { portal, name } => (
                 if *portal { "34000" } else { "26000" },
@@ -335,10 +342,11 @@ impl Tracker {
 
     /// A simple Query frame; returns the statement to decide on, read in the session's
     /// encoding (text that is not valid there is refused, never read as something else).
-    pub fn query_info(&self, frame: &[u8]) -> Result<Arc<StmtInfo>, InvalidText> {
+    pub fn query_info(&self, frame: &[u8]) -> Result<Arc<StmtInfo>, Unreadable> {
         let mut pos = 5;
-        let text = cstr_at(frame, &mut pos).unwrap_or_default();
-        Ok(StmtInfo::new(&self.encoding.decode(text)?))
+        let text = cstr_at(frame, &mut pos).ok_or(Unreadable::Malformed)?;
+        let text = self.encoding.decode(text).map_err(Unreadable::Text)?;
+        Ok(StmtInfo::new(&text))
     }
 
     /// A statement or portal name as the maps key it: the session encoding's reading, or for
@@ -610,7 +618,7 @@ impl Tracker {
             return false;
         }
         match tag {
-            b'T' | b'N' | b'H' | b'V' => true,
+            b'T' | b'N' | b'H' | b'V' | b'A' => true,
             b'D' => match &self.active {
                 Some(a) => a.copy.is_none() && !a.plan.is_noop(),
                 // An Execute's first row: its plan is made when it arrives.
@@ -633,8 +641,14 @@ impl Tracker {
         };
         // Errors and notices can quote row values (`Key (email)=(…)`).
         match (tag, verdict, frame) {
-            (b'V', Verdict::Forward, Some(f)) => {
-                match rewrite::function_result_frame(&m.gw.masking.masker, f, &m.exempt) {
+            (b'V' | b'A' | b'S', Verdict::Forward, Some(f)) => {
+                let masker = &m.gw.masking.masker;
+                let masked = match tag {
+                    b'V' => rewrite::function_result_frame(masker, f, &m.exempt),
+                    b'A' => rewrite::notification_frame(masker, f, &m.exempt),
+                    _ => rewrite::parameter_status_frame(masker, f, &m.exempt),
+                };
+                match masked {
                     Some(b) => Verdict::Replace(b),
                     None => Verdict::Forward,
                 }
@@ -1095,13 +1109,33 @@ pub mod refusal {
 
     pub const NAME: &str = "gatehouse_refusal";
 
+    /// `text` as an `E'…'` literal of ASCII only: it reads the same whatever the session's
+    /// `standard_conforming_strings` (a plain `'…'` does not: with it off, a backslash in a
+    /// quoted table name the reason mentions would end the literal early) and whatever its
+    /// `client_encoding`. It holds no `$`, so nothing in it can end the dollar-quoted DO body.
+    pub(crate) fn literal(text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 3);
+        out.push_str("E'");
+        for c in text.chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                '\'' => out.push_str("\\'"),
+                '$' => out.push_str("\\u0024"),
+                ' '..='~' => out.push(c),
+                c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
+                c => out.push_str(&format!("\\U{:08x}", c as u32)),
+            }
+        }
+        out.push('\'');
+        out
+    }
+
     fn sql(code: &str, message: &str, hint: &str) -> String {
-        let q = |s: &str| s.replace('\'', "''").replace("$gh$", "$ gh $");
         format!(
-            "DO $gh$BEGIN RAISE EXCEPTION USING ERRCODE = '{}', MESSAGE = '{}', HINT = '{}'; END$gh$",
-            q(code),
-            q(message),
-            q(hint)
+            "DO $gh$BEGIN RAISE EXCEPTION USING ERRCODE = {}, MESSAGE = {}, HINT = {}; END$gh$",
+            literal(code),
+            literal(message),
+            literal(hint)
         )
     }
 
@@ -1156,6 +1190,17 @@ pub mod refusal {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refusal_literals_read_the_same_in_every_session() {
+        use super::refusal::literal;
+        assert_eq!(literal("it's"), r"E'it\'s'");
+        assert_eq!(literal(r"a\'b"), r"E'a\\\'b'");
+        assert_eq!(literal("…é"), r"E'\u2026\u00e9'");
+        let l = literal("$$gh$gh$ 😀");
+        assert!(!l.contains('$'), "{l}");
+        assert!(l.ends_with(r"\U0001f600'"), "{l}");
+    }
+
     use super::*;
 
     fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
@@ -1351,5 +1396,54 @@ mod tests {
         t.on_backend(b'Z', Some(&frame(b'Z', b"I")));
         assert_eq!(t.completed[0].exec.rows, Some(1));
         assert!(refusal::query("42501", "it's denied", "ask").len() > 20);
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends, the tracker decides on some text or an explicit refusal:
+        /// never a panic, and never an empty statement standing for bytes it could not read.
+        #[test]
+        fn client_frames_are_read_or_refused(
+            frames in proptest::collection::vec(
+                (proptest::sample::select(vec![b'Q', b'P', b'B', b'E', b'D', b'C', b'S']),
+                 proptest::collection::vec(proptest::sample::select(vec![0u8, 1, b's', b'S', b'P', 0xe9, 0xff, b'x', b';', b'\'']), 0..24)),
+                0..12),
+            latin1 in proptest::bool::ANY,
+        ) {
+            let mut t = Tracker::default();
+            if latin1 {
+                t.encoding = crate::pg::encoding::ClientEncoding::AsciiSafe;
+            }
+            for (tag, body) in &frames {
+                let f = frame(*tag, body);
+                match tag {
+                    b'Q' => {
+                        let terminated = body.contains(&0);
+                        let text_bytes = body.split(|&b| b == 0).next().unwrap_or_default();
+                        match t.query_info(&f) {
+                            Ok(info) => proptest::prop_assert!(
+                                terminated && info.sql.is_empty() == text_bytes.is_empty()
+                            ),
+                            Err(Unreadable::Malformed) => proptest::prop_assert!(!terminated),
+                            Err(_) => proptest::prop_assert!(!latin1),
+                        }
+                    }
+                    b'P' => t.on_parse(&f),
+                    b'B' => {
+                        let b = t.bind_target(&f);
+                        t.on_bind(b, Gate::default());
+                    }
+                    b'E' => {
+                        let target = t.execute_target(&f);
+                        proptest::prop_assert!(target.portal.is_some() || target.unreadable.is_some());
+                    }
+                    b'D' => t.on_describe(&f),
+                    b'C' => t.on_close(&f),
+                    _ => t.on_sync(),
+                }
+            }
+            for tag in [b'1', b'2', b'3', b'E', b'Z'] {
+                let _ = t.on_backend(tag, Some(&frame(tag, b"I\0")));
+            }
+        }
     }
 }

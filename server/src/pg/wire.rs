@@ -190,4 +190,21 @@ mod tests {
             Some(vec![1, 0])
         );
     }
+
+    proptest::proptest! {
+        /// Frames come from the network: no byte string makes a reader panic.
+        #[test]
+        fn any_bytes_read_without_panicking(tag in 0u8..=255, body in proptest::collection::vec(0u8..=255, 0..64)) {
+            let f = frame(tag, &body);
+            let _ = error_fields(&f);
+            let _ = row_description(&f);
+            let _ = parameter_status(&f);
+            for pos in 0..f.len() + 2 {
+                let _ = bind_result_formats(&f, pos);
+                let mut p = pos;
+                let _ = cstr_at(&f, &mut p);
+            }
+            let _ = crate::pg::function_call::statement(&f);
+        }
+    }
 }

@@ -19,10 +19,11 @@ use std::ops::ControlFlow;
 
 use serde::Serialize;
 use sqlparser::ast::{
-    AlterTableOperation, AssignmentTarget, CopySource, CopyTarget, DiscardObject, Expr, FromTable,
-    Function, FunctionArg, FunctionArgExpr, FunctionArguments, ObjectName, ObjectNamePart,
-    ObjectType, Query, Reset, Select, SelectItem, Set, SetExpr, Statement, TableFactor,
-    TableObject, Value, Visit, Visitor,
+    AlterColumnOperation, AlterTableOperation, AssignmentTarget, CopySource, CopyTarget,
+    DiscardObject, Expr, FromTable, Function, FunctionArg, FunctionArgExpr, FunctionArguments,
+    MergeAction, ObjectName, ObjectNamePart, ObjectType, OnConflict, OnConflictAction, OnInsert,
+    Query, Reset, Select, SelectItem, Set, SetExpr, Statement, TableFactor, TableObject, Value,
+    Visit, Visitor,
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
@@ -154,12 +155,35 @@ pub struct Classification {
     pub server_file_access: bool,
     /// COPY to or from a program run on the database server.
     pub program_access: bool,
+    /// Every function called, as PostgreSQL folds the name and qualified as written
+    /// (`lower`, `pg_temp.lower`, `public.f`), in first-seen order.
+    pub functions: Vec<String>,
+    /// Called functions whose effects the gateway has not vetted: not a PostgreSQL built-in
+    /// (user-defined, from an extension, or qualified with a schema other than `pg_catalog`), or
+    /// a volatile built-in off the short vetted list (see `functions.rs`).
+    pub unvetted_functions: Vec<String>,
+    /// Settings changed by SET, RESET or `set_config(…)` (lower case), so they are visible.
+    pub settings: Vec<String>,
+    /// Defines code that later statements run: CREATE/ALTER FUNCTION, PROCEDURE, TRIGGER,
+    /// RULE, OPERATOR, CAST, AGGREGATE, EXTENSION, LANGUAGE, LOAD.
+    pub defines_code: bool,
+    /// LOCK in a mode that blocks other sessions' reads or writes (SHARE and stronger, by
+    /// PostgreSQL's lock conflict table; a plain `LOCK t` is ACCESS EXCLUSIVE).
+    pub blocking_lock: bool,
+    /// Changes settings every later session gets: ALTER DATABASE … SET/RESET.
+    pub persistent_setting: bool,
     /// Why parts could not be analysed, in words.
     pub notes: Vec<String>,
     /// True when the classification depends on a literal's value (so two statements of the same
     /// shape may differ): the cache then keys it by exact text.
     #[serde(skip)]
     pub literal_sensitive: bool,
+    /// Each statement of a string of several, classified on its own, in order (both readings'
+    /// when a backslash makes the string ambiguous). Empty for a single statement: the whole
+    /// is then that statement. Rules decide each statement separately.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(no_recursion)]
+    pub each: Vec<Classification>,
 }
 
 impl Classification {
@@ -259,58 +283,338 @@ fn is_dangerous(name: &str) -> bool {
     DANGEROUS_FUNCTIONS.contains(&name) || name.starts_with("dblink")
 }
 
+/// How a session reads plain `'…'` strings (`standard_conforming_strings`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strings {
+    /// `standard_conforming_strings = on` (PostgreSQL's default): a backslash is a character.
+    Standard,
+    /// `standard_conforming_strings = off`: a backslash escapes the next character.
+    Backslash,
+}
+
 /// Classifies a statement string. Never fails: what cannot be understood is reported as
 /// not analysable.
+///
+/// With a backslash in a plain `'…'` string, the text reads differently when the session has
+/// `standard_conforming_strings = off` (`'a\'; DROP …` hides other statements), and the
+/// gateway does not assume which: both readings count, each statement of each reading is
+/// decided, and the result is cached by exact text.
 pub fn classify(sql: &str) -> Classification {
-    let mut c = classify_pieces(split_statements(sql, false));
     if crate::sql::has_backslash_string(sql) {
-        // With `standard_conforming_strings = off` (a session can set it) a backslash escapes a
-        // quote, strings end elsewhere and `'a\'; DROP …` hides different statements. Count
-        // what either reading would run. The result depends on the literal, so it is cached by
-        // exact text.
-        let other = classify_pieces(split_statements(sql, true));
-        let mut both = Classification {
-            analysable: true,
-            ..Default::default()
-        };
-        merge(&mut both, c);
-        let mut other = other;
-        // Statements both readings agree on are listed once.
-        other.statements.retain(|s| !both.statements.contains(s));
-        merge(&mut both, other);
-        c = both;
+        let mut parts = classify_reading(sql, Strings::Standard);
+        for p in classify_reading(sql, Strings::Backslash) {
+            // Statements both readings agree on are listed once.
+            if !parts.contains(&p) {
+                parts.push(p);
+            }
+        }
+        let mut c = whole(parts);
         c.literal_sensitive = true;
-        finish(&mut c);
+        c
+    } else {
+        whole(classify_reading(sql, Strings::Standard))
     }
+}
+
+/// Classifies `sql` as a session reading strings as `strings` says (the dry run's
+/// `standard_conforming_strings`); [`classify`] when the session's setting is not known.
+pub fn classify_as(sql: &str, strings: Strings) -> Classification {
+    let mut c = whole(classify_reading(sql, strings));
+    c.literal_sensitive |= crate::sql::has_backslash_string(sql);
     c
 }
 
-fn classify_pieces(pieces: Vec<&str>) -> Classification {
+/// One classification for the whole string from its statements' own.
+fn whole(parts: Vec<Classification>) -> Classification {
     let mut c = Classification {
         analysable: true,
         ..Default::default()
     };
-    let mut any = false;
-    for text in pieces {
-        any = true;
-        match Parser::parse_sql(&PostgreSqlDialect {}, text) {
-            Ok(stmts) => {
-                for s in &stmts {
-                    Walker::new(&mut c).statement(s);
-                }
-                if stmts.is_empty() {
-                    c.kind(StatementKind::Other, "EMPTY");
-                }
-            }
-            Err(e) => classify_unparsed(&mut c, text, &e.to_string()),
-        }
-    }
-    if !any {
-        // An empty query string: PostgreSQL answers EmptyQueryResponse.
-        c.kind(StatementKind::Other, "EMPTY");
+    for p in &parts {
+        merge(&mut c, p.clone());
     }
     finish(&mut c);
+    if parts.len() > 1 {
+        c.each = parts;
+    }
     c
+}
+
+/// What earlier statements of the same string tell about later ones.
+#[derive(Default)]
+struct Context {
+    /// `PREPARE name AS …` earlier in the string: what `EXECUTE name` runs.
+    prepared: Vec<(String, Classification)>,
+}
+
+/// The statements of `sql` as a session reading strings as `strings` would run them, each
+/// classified on its own.
+fn classify_reading(sql: &str, strings: Strings) -> Vec<Classification> {
+    let mut ctx = Context::default();
+    let mut parts = Vec::new();
+    for piece in split_statements(sql, strings == Strings::Backslash) {
+        classify_piece(piece, strings, &mut ctx, &mut parts);
+    }
+    if parts.is_empty() {
+        // An empty query string: PostgreSQL answers EmptyQueryResponse.
+        let mut c = Classification {
+            analysable: true,
+            ..Default::default()
+        };
+        c.kind(StatementKind::Other, "EMPTY");
+        parts.push(c);
+    }
+    parts
+}
+
+/// One statement (text between top-level semicolons) into `out`.
+fn classify_piece(text: &str, strings: Strings, ctx: &mut Context, out: &mut Vec<Classification>) {
+    let mut c = Classification {
+        analysable: true,
+        ..Default::default()
+    };
+    let lexemes = lexemes(text, strings);
+    let normal = normalize(text, strings);
+    let mut parsed = parse_agreeing(&normal, &lexemes.0);
+    if parsed.is_err() {
+        // XML constructors' labels are the one PostgreSQL syntax sqlparser cannot read in
+        // everyday reads; without them the same calls on the same expressions remain.
+        if let Some(plain) = without_xml_labels(text, strings) {
+            let expected = self::lexemes(&plain, strings).0;
+            if let Ok(stmts) = parse_agreeing(&normalize(&plain, strings), &expected) {
+                parsed = Ok(stmts);
+            }
+        }
+    }
+    match parsed {
+        Ok(stmts) if stmts.is_empty() => c.kind(StatementKind::Other, "EMPTY"),
+        Ok(stmts) => {
+            for s in &stmts {
+                Walker::new(&mut c, ctx).statement(s);
+            }
+        }
+        Err(e) => {
+            if !classify_fallback(&mut c, text, &lexemes.1, ctx) {
+                // sqlparser's message quotes the token it stopped at, which may be a value;
+                // the note is shared by every statement of this shape.
+                let e = match e.find(", found:") {
+                    Some(i) => &e[..i],
+                    None => &e,
+                };
+                classify_unparsed(&mut c, text, e);
+            }
+        }
+    }
+    keyword_facts(&mut c, &lexemes.1);
+    finish(&mut c);
+    out.push(c);
+}
+
+/// The statement without the labels of PostgreSQL's XML constructors, which are names, not
+/// expressions: `xmlelement(name tag, …)` loses `name tag,`, and `xmlattributes(e AS label)`
+/// and `xmlforest(e AS label)` lose `AS label` (only directly in their argument lists: a
+/// `CAST(x AS t)` inside keeps its type). None when there is nothing to drop.
+fn without_xml_labels(text: &str, strings: Strings) -> Option<String> {
+    let lexer = match strings {
+        Strings::Standard => Lexer::new(text),
+        Strings::Backslash => Lexer::non_standard_strings(text),
+    };
+    let toks: Vec<crate::sql::lexer::Token> = lexer.collect();
+    let word = |i: usize| -> Option<String> {
+        toks.get(i)
+            .filter(|t| t.kind == TokenKind::Word)
+            .map(|t| t.text(text).to_ascii_lowercase())
+    };
+    let is = |i: usize, s: &str| toks.get(i).is_some_and(|t| t.text(text) == s);
+    let is_name = |i: usize| {
+        toks.get(i)
+            .is_some_and(|t| matches!(t.kind, TokenKind::Word | TokenKind::QuotedIdent))
+    };
+    // The XML call each open parenthesis belongs to, if any.
+    let mut frames: Vec<Option<String>> = Vec::new();
+    let mut drop: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        if is(i, "(") {
+            let call = i
+                .checked_sub(1)
+                .and_then(word)
+                .filter(|w| matches!(w.as_str(), "xmlelement" | "xmlattributes" | "xmlforest"));
+            if call.as_deref() == Some("xmlelement")
+                && word(i + 1).as_deref() == Some("name")
+                && is_name(i + 2)
+            {
+                let end = if is(i + 3, ",") { i + 3 } else { i + 2 };
+                drop.push((toks[i + 1].start, toks[end].end));
+                frames.push(call);
+                i = end + 1;
+                continue;
+            }
+            frames.push(call);
+        } else if is(i, ")") {
+            frames.pop();
+        } else if word(i).as_deref() == Some("as")
+            && matches!(
+                frames.last(),
+                Some(Some(c)) if c == "xmlattributes" || c == "xmlforest"
+            )
+            && is_name(i + 1)
+        {
+            drop.push((toks[i].start, toks[i + 1].end));
+            i += 2;
+            continue;
+        }
+        i += 1;
+    }
+    if drop.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for (a, b) in drop {
+        out.push_str(&text[at..a]);
+        out.push(' ');
+        at = b;
+    }
+    out.push_str(&text[at..]);
+    Some(out)
+}
+
+/// What must read the same to PostgreSQL's scanner (our lexer) and to sqlparser's tokenizer
+/// before the gateway trusts sqlparser's tree: words, quoted identifiers, literals, parameters
+/// and semicolons, in order. Operators are left out: the two group them differently without
+/// changing the meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Lexeme {
+    Word(String),
+    Quoted,
+    Literal,
+    Param,
+    Semicolon,
+}
+
+/// The lexemes of a statement as PostgreSQL reads it, and its words alone (lower case) for
+/// keyword checks.
+fn lexemes(text: &str, strings: Strings) -> (Vec<Lexeme>, Vec<String>) {
+    let lexer = match strings {
+        Strings::Standard => Lexer::new(text),
+        Strings::Backslash => Lexer::non_standard_strings(text),
+    };
+    let mut all = Vec::new();
+    let mut words = Vec::new();
+    for t in lexer {
+        match t.kind {
+            TokenKind::Word => {
+                let w = t.text(text).to_lowercase();
+                words.push(w.clone());
+                all.push(Lexeme::Word(w));
+            }
+            TokenKind::QuotedIdent => all.push(Lexeme::Quoted),
+            TokenKind::String | TokenKind::Number => all.push(Lexeme::Literal),
+            TokenKind::Param => all.push(Lexeme::Param),
+            TokenKind::Semicolon => all.push(Lexeme::Semicolon),
+            TokenKind::Other => {}
+        }
+    }
+    (all, words)
+}
+
+/// The statement as sqlparser should see it: comments replaced by a space (sqlparser's idea
+/// of where a comment ends is not PostgreSQL's: a bare `\r` ends a `--` comment), and, when
+/// strings take backslash escapes, each plain `'…'` string with a backslash written as the
+/// `E'…'` string it is.
+fn normalize(text: &str, strings: Strings) -> String {
+    let lexer = match strings {
+        Strings::Standard => Lexer::new(text),
+        Strings::Backslash => Lexer::non_standard_strings(text),
+    };
+    let mut out = String::with_capacity(text.len());
+    let mut prev = 0;
+    for t in lexer {
+        let gap = &text[prev..t.start];
+        if gap.bytes().all(|b| b.is_ascii_whitespace()) {
+            out.push_str(gap);
+        } else if gap.contains(['\n', '\r']) {
+            out.push('\n');
+        } else {
+            out.push(' ');
+        }
+        let tok = t.text(text);
+        if strings == Strings::Backslash && t.kind == TokenKind::String && tok.contains('\\') {
+            match tok.as_bytes().first() {
+                Some(b'\'') => {
+                    out.push('E');
+                    out.push_str(tok);
+                }
+                Some(b'n' | b'N') if tok.as_bytes().get(1) == Some(&b'\'') => {
+                    out.push('E');
+                    out.push_str(&tok[1..]);
+                }
+                _ => out.push_str(tok),
+            }
+        } else {
+            out.push_str(tok);
+        }
+        prev = t.end;
+    }
+    out
+}
+
+/// Parses `normal` with sqlparser, but only when its tokenizer reads the same lexemes as
+/// PostgreSQL's scanner would (`expected`); otherwise the tree could describe another
+/// statement than the one the server runs, and the statement counts as not parsed.
+fn parse_agreeing(normal: &str, expected: &[Lexeme]) -> Result<Vec<Statement>, String> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let dialect = PostgreSqlDialect {};
+    let tokens = Tokenizer::new(&dialect, normal)
+        .tokenize_with_location()
+        .map_err(|e| e.to_string())?;
+    let mut i = 0;
+    for t in &tokens {
+        let l = match &t.token {
+            Token::Word(w) if w.quote_style.is_none() => Lexeme::Word(w.value.to_lowercase()),
+            Token::Word(_) => Lexeme::Quoted,
+            Token::Number(..)
+            | Token::SingleQuotedString(_)
+            | Token::DollarQuotedString(_)
+            | Token::NationalStringLiteral(_)
+            | Token::EscapedStringLiteral(_)
+            | Token::UnicodeStringLiteral(_)
+            | Token::HexStringLiteral(_) => Lexeme::Literal,
+            Token::Placeholder(_) => Lexeme::Param,
+            Token::SemiColon => Lexeme::Semicolon,
+            // Any other quoting form is not PostgreSQL's: a disagreement.
+            Token::DoubleQuotedString(_)
+            | Token::TripleSingleQuotedString(_)
+            | Token::TripleDoubleQuotedString(_)
+            | Token::SingleQuotedByteStringLiteral(_)
+            | Token::DoubleQuotedByteStringLiteral(_)
+            | Token::TripleSingleQuotedByteStringLiteral(_)
+            | Token::TripleDoubleQuotedByteStringLiteral(_)
+            | Token::SingleQuotedRawStringLiteral(_)
+            | Token::DoubleQuotedRawStringLiteral(_)
+            | Token::TripleSingleQuotedRawStringLiteral(_)
+            | Token::TripleDoubleQuotedRawStringLiteral(_)
+            | Token::QuoteDelimitedStringLiteral(_)
+            | Token::NationalQuoteDelimitedStringLiteral(_) => {
+                return Err("sqlparser reads a quoting form PostgreSQL does not have".into())
+            }
+            _ => continue,
+        };
+        if expected.get(i) != Some(&l) {
+            return Err(
+                "sqlparser would read this text differently from PostgreSQL's scanner".into(),
+            );
+        }
+        i += 1;
+    }
+    if i != expected.len() {
+        return Err("sqlparser would read this text differently from PostgreSQL's scanner".into());
+    }
+    Parser::new(&dialect)
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
+        .map_err(|e| e.to_string())
 }
 
 /// Sorts and deduplicates the name lists.
@@ -353,6 +657,144 @@ pub(crate) fn split_statements(sql: &str, non_standard: bool) -> Vec<&str> {
         out.push(&sql[s..end]);
     }
     out
+}
+
+/// Statements sqlparser cannot read whose meaning is certain from their words alone. Returns
+/// false when it is not one of them.
+fn classify_fallback(
+    c: &mut Classification,
+    text: &str,
+    words: &[String],
+    _ctx: &mut Context,
+) -> bool {
+    match words.first().map(String::as_str) {
+        // `FETCH ALL c`, `FETCH ALL FROM c`, `MOVE NEXT IN c`: they read (or move in) a cursor
+        // whose query was classified when it was declared. Only words, numbers, signs and a
+        // quoted cursor name may follow: anything else is not a FETCH the gateway understands.
+        Some(verb @ ("fetch" | "move")) => {
+            let plain = Lexer::new(text).all(|t| match t.kind {
+                TokenKind::Word | TokenKind::Number | TokenKind::QuotedIdent => true,
+                TokenKind::Other => matches!(t.text(text), "-" | "+"),
+                _ => false,
+            });
+            if plain {
+                c.kind(StatementKind::Other, verb.to_ascii_uppercase());
+            }
+            plain
+        }
+        _ => false,
+    }
+}
+
+/// Facts told by keywords, whatever sqlparser made of the statement (or whether it could read
+/// it at all): they hold in every variant of the syntax, so new sqlparser versions and
+/// statements it cannot parse are covered alike. Words are keywords or unquoted names, never
+/// the inside of strings or quoted identifiers.
+fn keyword_facts(c: &mut Classification, w: &[String]) {
+    let has = |seq: &[&str]| {
+        w.windows(seq.len())
+            .any(|x| x.iter().zip(seq).all(|(a, b)| a == b))
+    };
+    let verb = w.first().map(String::as_str).unwrap_or("");
+    // The object a CREATE/ALTER/DROP acts on, past its modifiers.
+    let object = w
+        .iter()
+        .skip(1)
+        .map(String::as_str)
+        .find(|x| {
+            !matches!(
+                *x,
+                "or" | "replace"
+                    | "temp"
+                    | "temporary"
+                    | "trusted"
+                    | "procedural"
+                    | "constraint"
+                    | "event"
+                    | "if"
+                    | "exists"
+            )
+        })
+        .unwrap_or("");
+    match verb {
+        "create" | "alter" => {
+            if matches!(
+                object,
+                "function"
+                    | "procedure"
+                    | "trigger"
+                    | "rule"
+                    | "operator"
+                    | "cast"
+                    | "aggregate"
+                    | "extension"
+                    | "language"
+                    | "transform"
+                    | "conversion"
+            ) {
+                c.defines_code = true;
+                c.writes = true;
+            }
+            // A function that runs with its owner's rights.
+            if has(&["security", "definer"]) {
+                c.privilege_change = true;
+            }
+            // Row-level security switched off, or no longer applied to the owner.
+            if has(&["disable", "row", "level", "security"])
+                || has(&["no", "force", "row", "level", "security"])
+            {
+                c.privilege_change = true;
+            }
+            // Triggers and rules are often the audit or the integrity checks.
+            if has(&["disable", "trigger"]) || has(&["disable", "rule"]) {
+                c.privilege_change = true;
+            }
+            // `… OWNER TO r` gives an object away; `RENAME [COLUMN] owner TO x` does not.
+            if w.windows(2).enumerate().any(|(i, x)| {
+                x[0] == "owner"
+                    && x[1] == "to"
+                    && !(i > 0 && matches!(w[i - 1].as_str(), "rename" | "column"))
+            }) {
+                c.privilege_change = true;
+            }
+            if object == "policy" {
+                c.privilege_change = true;
+            }
+            if verb == "alter"
+                && object == "database"
+                && w.iter().any(|x| x == "set" || x == "reset")
+            {
+                c.persistent_setting = true;
+                c.writes = true;
+            }
+        }
+        "drop" if object == "policy" => c.privilege_change = true,
+        // LOAD puts a shared library into the server process.
+        "load" => {
+            c.defines_code = true;
+            c.writes = true;
+        }
+        "lock" => {
+            // `LOCK [TABLE] name [, …] [IN mode MODE] [NOWAIT]`; the default mode is ACCESS
+            // EXCLUSIVE. Plain reads take ACCESS SHARE and writes ROW EXCLUSIVE: the modes
+            // that conflict with either are SHARE and stronger (SHARE UPDATE EXCLUSIVE blocks
+            // neither).
+            let mode = match w.iter().position(|x| x == "in") {
+                Some(i) => {
+                    let end = w.iter().rposition(|x| x == "mode").unwrap_or(w.len());
+                    w.get(i + 1..end).map(|m| m.join(" ")).unwrap_or_default()
+                }
+                None => "access exclusive".into(),
+            };
+            if !matches!(
+                mode.as_str(),
+                "access share" | "row share" | "row exclusive" | "share update exclusive"
+            ) {
+                c.blocking_lock = true;
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The first few words of a statement, upper case, skipping comments.
@@ -427,9 +869,11 @@ fn classify_unparsed(c: &mut Classification, text: &str, error: &str) {
             // `TABLE x` is `SELECT * FROM x`, which sqlparser does read.
             let rest = text.trim_start()[5..].trim_start();
             let rewritten = format!("SELECT * FROM {rest}");
-            if let Ok(stmts) = Parser::parse_sql(&PostgreSqlDialect {}, &rewritten) {
+            let expected = lexemes(&rewritten, Strings::Standard).0;
+            if let Ok(stmts) = parse_agreeing(&normalize(&rewritten, Strings::Standard), &expected)
+            {
                 if stmts.len() == 1 {
-                    Walker::new(c).statement(&stmts[0]);
+                    Walker::new(c, &mut Context::default()).statement(&stmts[0]);
                     return;
                 }
             }
@@ -467,9 +911,18 @@ fn classify_unparsed(c: &mut Classification, text: &str, error: &str) {
     ));
 }
 
+/// The statement for a note: its tokens with every literal written `?`. A classification is
+/// shared by every statement of its shape (and its reason shown to whoever runs one), so it
+/// must not carry one caller's values to another.
 fn abbreviate(text: &str) -> String {
     const MAX: usize = 60;
-    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let one_line: String = Lexer::new(text)
+        .map(|t| match t.kind {
+            TokenKind::String | TokenKind::Number | TokenKind::Param => "?",
+            _ => t.text(text),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     match one_line.char_indices().nth(MAX) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
         None => one_line,
@@ -512,9 +965,16 @@ pub(crate) fn last_part(name: &ObjectName) -> String {
     }
 }
 
-/// True when `selection` limits the rows a DELETE/UPDATE touches. A missing WHERE does not; nor
-/// does a constant one (`WHERE true`, `WHERE 1 = 1`, `WHERE x = x`), nor an `OR` with a branch
-/// that does not bound. Literal values never matter here, so statements of one shape agree.
+/// True when `selection` limits the rows a DELETE/UPDATE touches.
+///
+/// The rule: a WHERE bounds only when one of its top-level AND branches is, on its own, a
+/// comparison of a bare column with a value — `col = v`, `col <|<=|>|>= v`, `col IN (v, …)`,
+/// `col = ANY(v)`, `col BETWEEN v AND v` (either side), where a value is a literal, a
+/// parameter or an expression over them with no column and no subquery (`now() - interval
+/// '1 day'`). An OR bounds when every branch does. Nothing else counts: not a constant
+/// (`WHERE true`, `1 IN (1)`), not a comparison of columns (`x = x`, `t.id = u.id`: a join
+/// may match every row), not `IS [NOT] NULL`, `<>`, `NOT …`, LIKE, EXISTS or a subquery. The
+/// rule reads no literal's value, so every statement of one shape gets the same answer.
 fn bounded(selection: Option<&Expr>) -> bool {
     match selection {
         None => false,
@@ -536,18 +996,60 @@ fn bounds(e: &Expr) -> bool {
             op: Op::And,
             right,
         } => bounds(left) || bounds(right),
-        // `x = x` holds for every non-null x.
-        Expr::BinaryOp { left, right, .. } if left == right => false,
-        other => references_column(other),
+        Expr::BinaryOp {
+            left,
+            op: Op::Eq | Op::Lt | Op::LtEq | Op::Gt | Op::GtEq,
+            right,
+        } => (is_column(left) && is_value(right)) || (is_value(left) && is_column(right)),
+        Expr::In {
+            expr,
+            target: sqlparser::ast::InTarget::List(list),
+            negated: false,
+            ..
+        } => is_column(expr) && !list.is_empty() && list.iter().all(is_value),
+        Expr::AnyOp {
+            left,
+            compare_op,
+            right,
+            ..
+        } => matches!(compare_op, Op::Eq) && is_column(left) && is_value(right),
+        Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } => is_column(expr) && is_value(low) && is_value(high),
+        _ => false,
     }
 }
 
-fn references_column(e: &Expr) -> bool {
+/// A column reference, possibly cast or parenthesised.
+fn is_column(e: &Expr) -> bool {
+    match e {
+        Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+        Expr::Nested(inner) | Expr::Cast { expr: inner, .. } => is_column(inner),
+        _ => false,
+    }
+}
+
+/// An expression whose value does not depend on the row: no column, no subquery.
+fn is_value(e: &Expr) -> bool {
     struct Finder(bool);
     impl Visitor for Finder {
         type Break = ();
         fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
-            if matches!(e, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+            if matches!(
+                e,
+                Expr::Identifier(_)
+                    | Expr::CompoundIdentifier(_)
+                    | Expr::Subquery(_)
+                    | Expr::Exists { .. }
+                    | Expr::In {
+                        target: sqlparser::ast::InTarget::Subquery(_)
+                            | sqlparser::ast::InTarget::Table { .. },
+                        ..
+                    }
+            ) {
                 self.0 = true;
                 return ControlFlow::Break(());
             }
@@ -556,7 +1058,7 @@ fn references_column(e: &Expr) -> bool {
     }
     let mut f = Finder(false);
     let _ = e.visit(&mut f);
-    f.0
+    !f.0
 }
 
 /// How to walk what is inside a statement.
@@ -572,6 +1074,8 @@ enum Frame {
 /// Walks one parsed statement (and everything nested in it) into a [`Classification`].
 struct Walker<'c> {
     c: &'c mut Classification,
+    /// What earlier statements of the string prepared.
+    ctx: &'c mut Context,
     /// Depth of nested statements; above 0 we are inside a query (a data-modifying CTE).
     depth: usize,
     /// Inside `EXPLAIN` without ANALYZE: the inner statement is planned, not run.
@@ -595,9 +1099,10 @@ struct Walker<'c> {
 }
 
 impl<'c> Walker<'c> {
-    fn new(c: &'c mut Classification) -> Self {
+    fn new(c: &'c mut Classification, ctx: &'c mut Context) -> Self {
         Walker {
             c,
+            ctx,
             depth: 0,
             plan_only: 0,
             skip: 0,
@@ -644,35 +1149,101 @@ impl<'c> Walker<'c> {
     }
 
     fn function(&mut self, name: &ObjectName, args: Option<&[FunctionArg]>) {
+        let full = object_name(name);
+        let n = last_part(name);
+        let builtin_name = !full.contains('.') || full.starts_with("pg_catalog.");
         if self.plan_only > 0 {
+            // EXPLAIN without ANALYZE runs nothing volatile, but the planner folds calls it is
+            // told are immutable, and only a built-in's word for that can be trusted.
+            if !builtin_name || super::functions::builtin(&n).is_none() {
+                self.c.writes = true;
+                push_unique(&mut self.c.functions, full.clone());
+                push_unique(&mut self.c.unvetted_functions, full);
+            }
             return;
         }
-        let n = last_part(name);
+        push_unique(&mut self.c.functions, full.clone());
         if is_dangerous(&n) {
             self.c.dangerous(&n);
             if SERVER_FILE_FUNCTIONS.contains(&n.as_str()) {
                 self.c.server_file_access = true;
             }
         }
-        if n == "set_config" {
-            // set_config('role', …) is SET ROLE in disguise; only the first argument's value
-            // says so, which makes this classification depend on a literal.
-            self.c.literal_sensitive = true;
-            let setting = args.and_then(|a| a.first()).and_then(|a| match a {
-                FunctionArg::Unnamed(FunctionArgExpr::Expr(Expr::Value(v))) => match &v.value {
-                    Value::SingleQuotedString(s) | Value::EscapedStringLiteral(s) => {
-                        Some(s.trim().to_ascii_lowercase())
+        let args = args.unwrap_or_default();
+        match n.as_str() {
+            "set_config" if builtin_name => {
+                // set_config('role', …) is SET ROLE in disguise; only the first argument's
+                // value says so, which makes this classification depend on a literal.
+                self.c.literal_sensitive = true;
+                match args.first().and_then(string_arg) {
+                    // GUC names are matched case-insensitively by the server.
+                    Some(setting) => {
+                        let setting = setting.to_lowercase();
+                        if ROLE_SETTINGS.contains(&setting.as_str()) {
+                            self.c.role_change = true;
+                            self.c.dangerous("set_config");
+                        }
+                        push_unique(&mut self.c.settings, setting);
                     }
-                    _ => None,
-                },
-                _ => None,
-            });
-            match setting {
-                Some(s) if !ROLE_SETTINGS.contains(&s.as_str()) => {}
-                // A role setting, or one the gateway cannot read (a parameter, an expression).
-                _ => {
-                    self.c.role_change = true;
-                    self.c.dangerous("set_config");
+                    // A parameter or an expression: it may name a role setting.
+                    None => {
+                        self.c.role_change = true;
+                        self.c.dangerous("set_config");
+                    }
+                }
+                return;
+            }
+            // These run the SQL text they are given, which the gateway never sees as a
+            // statement: `ts_stat(query)`, and `ts_rewrite(tsquery, query)` (its two-argument
+            // form; the three-argument one only substitutes).
+            "ts_stat" => self.c.dangerous(&n),
+            "ts_rewrite" if args.len() == 2 => self.c.dangerous(&n),
+            // These read every row of the table they name in a string.
+            "table_to_xml" | "table_to_xmlschema" | "table_to_xml_and_xmlschema" => {
+                self.c.literal_sensitive = true;
+                match args.first().and_then(string_arg) {
+                    Some(t) => match parse_qualified_name(&t) {
+                        Some(t) => self.relations.push(t),
+                        None => self
+                            .c
+                            .not_analysable(format!("{n} names a table the gateway cannot read")),
+                    },
+                    None => self.c.not_analysable(format!(
+                        "{n} reads a table the gateway cannot name from its arguments"
+                    )),
+                }
+            }
+            // These read every table of a schema (or of the database): the tables are
+            // recorded as `schema.*` (or `*`), which table rules on that schema match.
+            "schema_to_xml" | "schema_to_xmlschema" | "schema_to_xml_and_xmlschema" => {
+                self.c.literal_sensitive = true;
+                match args.first().and_then(string_arg) {
+                    Some(schema) => self.relations.push(format!("{schema}.*")),
+                    None => self.relations.push("*".into()),
+                }
+            }
+            "database_to_xml" | "database_to_xmlschema" | "database_to_xml_and_xmlschema" => {
+                self.relations.push("*".into())
+            }
+            _ => {}
+        }
+        let quoted = matches!(
+            name.0.last(),
+            Some(ObjectNamePart::Identifier(id)) if id.quote_style.is_some()
+        );
+        if !super::functions::vetted_call(&full, quoted) {
+            // Unknown effects count as changes (`writes`: unknown counts as yes).
+            self.c.writes = true;
+            push_unique(&mut self.c.unvetted_functions, full);
+        }
+    }
+
+    fn assignments(&mut self, assignments: &[sqlparser::ast::Assignment]) {
+        for a in assignments {
+            match &a.target {
+                AssignmentTarget::ColumnName(n) => self.c.columns_written.push(object_name(n)),
+                AssignmentTarget::Tuple(ns) => {
+                    self.c.columns_written.extend(ns.iter().map(object_name))
                 }
             }
         }
@@ -713,12 +1284,32 @@ impl<'c> Walker<'c> {
                     self.c.data_modifying_cte = true;
                 }
                 self.c.kind(K::Insert, "INSERT");
+                let mut name = String::new();
                 if let TableObject::TableName(n) = &i.table {
                     self.target(n);
+                    name = object_name(n);
                 }
                 self.c
                     .columns_written
                     .extend(i.columns.iter().map(object_name));
+                if let Some(OnInsert::OnConflict(OnConflict {
+                    action: OnConflictAction::DoUpdate(u),
+                    ..
+                })) = &i.on
+                {
+                    // ON CONFLICT DO UPDATE updates one row per source row: from VALUES that
+                    // is as many rows as written; from a query, possibly every row.
+                    self.assignments(&u.assignments);
+                    let from_values = i
+                        .source
+                        .as_ref()
+                        .is_some_and(|q| matches!(q.body.as_ref(), SetExpr::Values(_)));
+                    if !from_values && self.plan_only == 0 {
+                        self.c
+                            .unbounded_writes
+                            .push(format!("INSERT INTO {name} … ON CONFLICT DO UPDATE"));
+                    }
+                }
             }
             Statement::Update(u) => {
                 if nested {
@@ -730,16 +1321,7 @@ impl<'c> Walker<'c> {
                     self.target(n);
                     name = object_name(n);
                 }
-                for a in &u.assignments {
-                    match &a.target {
-                        AssignmentTarget::ColumnName(n) => {
-                            self.c.columns_written.push(object_name(n))
-                        }
-                        AssignmentTarget::Tuple(ns) => {
-                            self.c.columns_written.extend(ns.iter().map(object_name))
-                        }
-                    }
-                }
+                self.assignments(&u.assignments);
                 if !bounded(u.selection.as_ref()) {
                     self.c.unbounded_writes.push(format!("UPDATE {name}"));
                 }
@@ -761,8 +1343,28 @@ impl<'c> Walker<'c> {
                     self.c.data_modifying_cte = true;
                 }
                 self.c.kind(K::Merge, "MERGE");
+                let mut target = String::new();
                 if let TableFactor::Table { name, .. } = &m.table {
                     self.target(name);
+                    target = object_name(name);
+                }
+                let mut changes_matched = false;
+                for clause in &m.clauses {
+                    match &clause.action {
+                        MergeAction::Update(u) => {
+                            changes_matched = true;
+                            if let sqlparser::ast::MergeUpdateKind::Set(a) = &u.kind {
+                                self.assignments(a);
+                            }
+                        }
+                        MergeAction::Delete { .. } => changes_matched = true,
+                        _ => {}
+                    }
+                }
+                // WHEN MATCHED THEN UPDATE/DELETE touches every target row the join condition
+                // matches: bounded only when that condition is selective on its own.
+                if changes_matched && !bounds(&m.on) {
+                    self.c.unbounded_writes.push(format!("MERGE INTO {target}"));
                 }
             }
             Statement::Copy {
@@ -775,6 +1377,13 @@ impl<'c> Walker<'c> {
                 }
                 if *to {
                     self.c.kind(K::Copy, "COPY TO");
+                    // `COPY t TO …` reads every row of t (the tree's walk does not name it as
+                    // a relation; `COPY (query) TO` is walked as a query).
+                    if let CopySource::Table { table_name, .. } = source {
+                        if self.plan_only == 0 {
+                            self.relations.push(object_name(table_name));
+                        }
+                    }
                 } else {
                     self.c.kind(K::Copy, "COPY FROM");
                     // COPY FROM fills a table: a write, like INSERT.
@@ -840,7 +1449,24 @@ impl<'c> Walker<'c> {
                     matches!(op, AlterTableOperation::DropColumn { .. })
                         || format!("{op:?}").starts_with("Drop")
                 });
-                if drops {
+                // ALTER COLUMN … TYPE rewrites every row (USING may compute anything; a
+                // narrower type rounds or truncates): a destructive, unbounded write.
+                let retypes = a.operations.iter().any(|op| {
+                    matches!(
+                        op,
+                        AlterTableOperation::AlterColumn {
+                            op: AlterColumnOperation::SetDataType { .. },
+                            ..
+                        }
+                    )
+                });
+                if retypes {
+                    self.c.kind(K::Alter, "ALTER TABLE … TYPE");
+                    self.c.destructive = true;
+                    self.c
+                        .unbounded_writes
+                        .push(format!("ALTER TABLE {} … TYPE", object_name(&a.name)));
+                } else if drops {
                     self.c.kind(K::Alter, "ALTER TABLE … DROP");
                     self.c.destructive = true;
                 } else {
@@ -894,7 +1520,9 @@ impl<'c> Walker<'c> {
                     self.c.kind(K::Role, "RESET SESSION AUTHORIZATION");
                     self.c.role_change = true;
                 }
-                Reset::ConfigurationParameter(ref n) if object_name(n) == "role" => {
+                Reset::ConfigurationParameter(ref n)
+                    if ROLE_SETTINGS.contains(&object_name(n).to_lowercase().as_str()) =>
+                {
                     self.c.kind(K::Role, "RESET ROLE");
                     self.c.role_change = true;
                 }
@@ -916,9 +1544,17 @@ impl<'c> Walker<'c> {
                 ..
             } => {
                 self.c.kind(K::Explain, "EXPLAIN");
+                if options.as_deref().is_some_and(|o| {
+                    o.iter()
+                        .any(|o| matches!(o.arg, Some(Expr::Value(_) | Expr::UnaryOp { .. })))
+                }) {
+                    // `ANALYZE 0` and `ANALYZE 1` are one shape; only the value tells them
+                    // apart.
+                    self.c.literal_sensitive = true;
+                }
                 if *analyze || explain_option_analyze(options.as_deref()) {
                     // ANALYZE runs the statement: the inner statement is classified as if sent.
-                    let inner = classify_statement(statement);
+                    let inner = classify_statement(statement, self.ctx);
                     if inner.writes {
                         self.c.explain_analyze_write = true;
                     }
@@ -927,17 +1563,43 @@ impl<'c> Walker<'c> {
                 }
                 return Frame::PlanOnly;
             }
-            Statement::Prepare { statement, .. } => {
+            Statement::Prepare {
+                name, statement, ..
+            } => {
                 // PREPARE x AS <stmt> is classified as <stmt>: it is what EXECUTE will run.
                 self.c.kind(K::Prepare, "PREPARE");
-                merge(self.c, classify_statement(statement));
+                let inner = classify_statement(statement, self.ctx);
+                let name = ident(name);
+                self.ctx.prepared.retain(|(n, _)| *n != name);
+                self.ctx.prepared.push((name, inner.clone()));
+                merge(self.c, inner);
                 return Frame::Skip;
             }
-            Statement::Execute { .. } => {
+            Statement::Execute { name, .. } => {
+                let was_writing = self.c.writes;
                 self.c.kind(K::Execute, "EXECUTE");
-                self.c.not_analysable(
-                    "EXECUTE runs a prepared statement whose text the gateway did not classify",
-                );
+                // A statement prepared earlier in the same string is as known as its body.
+                let known = name.as_ref().and_then(|n| {
+                    let n = object_name(n);
+                    self.ctx
+                        .prepared
+                        .iter()
+                        .find(|(p, _)| *p == n)
+                        .map(|(_, c)| c.clone())
+                });
+                match known {
+                    Some(body) => {
+                        // EXECUTE of a known body writes only if the body does.
+                        self.c.writes = was_writing;
+                        let mut body = body;
+                        // Its commands are listed once, under PREPARE.
+                        body.statements.clear();
+                        merge(self.c, body);
+                    }
+                    None => self.c.not_analysable(
+                        "EXECUTE runs a prepared statement whose text the gateway did not classify",
+                    ),
+                }
             }
             Statement::Deallocate { .. } => self.c.kind(K::Deallocate, "DEALLOCATE"),
             Statement::Call(f) => {
@@ -977,7 +1639,11 @@ impl<'c> Walker<'c> {
             other => {
                 // CREATE …, ALTER … and anything else: named by its leading keywords.
                 let text = other.to_string();
-                let words = leading_words(&text, 2);
+                let words: Vec<String> = leading_words(&text, 5)
+                    .into_iter()
+                    .filter(|w| !matches!(w.as_str(), "OR" | "REPLACE" | "TEMP" | "TEMPORARY"))
+                    .take(2)
+                    .collect();
                 let kind = match words.first().map(String::as_str) {
                     Some("CREATE") => K::Create,
                     Some("ALTER") => K::Alter,
@@ -1001,28 +1667,43 @@ impl<'c> Walker<'c> {
 
     fn set(&mut self, set: &Set) {
         use StatementKind as K;
+        // Setting names are matched case-insensitively by the server, quoted or not:
+        // `SET "ROLE" = …` is SET ROLE.
+        let setting = |n: &ObjectName| object_name(n).to_lowercase();
         match set {
             Set::SetRole { .. } => {
                 self.c.kind(K::Role, "SET ROLE");
                 self.c.role_change = true;
+                push_unique(&mut self.c.settings, "role".into());
             }
             Set::SetSessionAuthorization(_) => {
                 self.c.kind(K::Role, "SET SESSION AUTHORIZATION");
                 self.c.role_change = true;
+                push_unique(&mut self.c.settings, "session_authorization".into());
             }
-            Set::SingleAssignment { variable, .. }
-                if ROLE_SETTINGS.contains(&object_name(variable).as_str()) =>
-            {
-                self.c.kind(K::Role, "SET ROLE");
-                self.c.role_change = true;
+            Set::SingleAssignment { variable, .. } => {
+                let name = setting(variable);
+                if ROLE_SETTINGS.contains(&name.as_str()) {
+                    self.c.kind(K::Role, "SET ROLE");
+                    self.c.role_change = true;
+                } else {
+                    self.c.kind(K::Set, "SET");
+                }
+                push_unique(&mut self.c.settings, name);
             }
-            Set::MultipleAssignments { assignments }
-                if assignments
-                    .iter()
-                    .any(|a| ROLE_SETTINGS.contains(&object_name(&a.name).as_str())) =>
-            {
-                self.c.kind(K::Role, "SET ROLE");
-                self.c.role_change = true;
+            Set::MultipleAssignments { assignments } => {
+                let mut role = false;
+                for a in assignments {
+                    let name = setting(&a.name);
+                    role |= ROLE_SETTINGS.contains(&name.as_str());
+                    push_unique(&mut self.c.settings, name);
+                }
+                if role {
+                    self.c.kind(K::Role, "SET ROLE");
+                    self.c.role_change = true;
+                } else {
+                    self.c.kind(K::Set, "SET");
+                }
             }
             _ => self.c.kind(K::Set, "SET"),
         }
@@ -1050,6 +1731,52 @@ fn explain_option_analyze(options: Option<&[sqlparser::ast::UtilityOption]>) -> 
     })
 }
 
+/// A function argument that is a plain string constant (possibly cast): its value. `E'…'` and
+/// `U&'…'` strings are not read (their escapes could spell a name the gateway would miss), nor
+/// anything computed.
+fn string_arg(a: &FunctionArg) -> Option<String> {
+    let FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) = a else {
+        return None;
+    };
+    let mut e = e;
+    loop {
+        match e {
+            Expr::Cast { expr, .. } | Expr::Nested(expr) => e = expr.as_ref(),
+            Expr::Value(v) => {
+                return match &v.value {
+                    Value::SingleQuotedString(s) | Value::NationalStringLiteral(s) => {
+                        Some(s.clone())
+                    }
+                    Value::DollarQuotedString(d) => Some(d.value.clone()),
+                    _ => None,
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// A relation name written in a string, as `regclass` input reads it (`'payroll.salaries'`,
+/// `'"Payroll"."Salaries"'`): unquoted parts folded to lower case. None for anything else
+/// (an OID, odd quoting), which the caller treats as unknown.
+pub(crate) fn parse_qualified_name(text: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    let mut want_name = true;
+    for t in Lexer::new(text) {
+        let tok = t.text(text);
+        match (t.kind, want_name) {
+            (TokenKind::Word, true) => parts.push(tok.to_lowercase()),
+            (TokenKind::QuotedIdent, true) if tok.starts_with('"') && tok.len() >= 2 => {
+                parts.push(tok[1..tok.len() - 1].replace("\"\"", "\""))
+            }
+            (TokenKind::Other, false) if tok == "." => {}
+            _ => return None,
+        }
+        want_name = !want_name;
+    }
+    (!parts.is_empty() && !want_name && parts.len() <= 3).then(|| parts.join("."))
+}
+
 fn function_args(f: &Function) -> Option<&[FunctionArg]> {
     match &f.args {
         FunctionArguments::List(l) => Some(&l.args),
@@ -1058,19 +1785,29 @@ fn function_args(f: &Function) -> Option<&[FunctionArg]> {
 }
 
 /// Classifies one already-parsed statement on its own (the inside of EXPLAIN ANALYZE/PREPARE).
-fn classify_statement(s: &Statement) -> Classification {
+fn classify_statement(s: &Statement, ctx: &mut Context) -> Classification {
     let mut c = Classification {
         analysable: true,
         ..Default::default()
     };
-    Walker::new(&mut c).statement(s);
+    Walker::new(&mut c, ctx).statement(s);
     c
+}
+
+fn push_unique(list: &mut Vec<String>, item: String) {
+    if !list.contains(&item) {
+        list.push(item);
+    }
 }
 
 /// Adds everything `inner` found to `c`.
 fn merge(c: &mut Classification, inner: Classification) {
     for s in inner.statements {
-        c.kind(s.kind, s.command);
+        // Whether it writes is `inner.writes`, below: an EXECUTE of a known read does not.
+        if !c.kinds.contains(&s.kind) {
+            c.kinds.push(s.kind);
+        }
+        c.statements.push(s);
     }
     c.analysable &= inner.analysable;
     c.writes |= inner.writes;
@@ -1091,6 +1828,18 @@ fn merge(c: &mut Classification, inner: Classification) {
     c.alter_system |= inner.alter_system;
     c.server_file_access |= inner.server_file_access;
     c.program_access |= inner.program_access;
+    for f in inner.functions {
+        push_unique(&mut c.functions, f);
+    }
+    for f in inner.unvetted_functions {
+        push_unique(&mut c.unvetted_functions, f);
+    }
+    for f in inner.settings {
+        push_unique(&mut c.settings, f);
+    }
+    c.defines_code |= inner.defines_code;
+    c.blocking_lock |= inner.blocking_lock;
+    c.persistent_setting |= inner.persistent_setting;
     c.notes.extend(inner.notes);
     c.literal_sensitive |= inner.literal_sensitive;
 }
@@ -1182,6 +1931,10 @@ impl Visitor for Walker<'_> {
     fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
         if self.skip > 0 {
             return ControlFlow::Continue(());
+        }
+        if let TableFactor::Function { name, args, .. } = t {
+            // `FROM LATERAL f(…)`.
+            self.function(name, Some(args));
         }
         if let TableFactor::Table {
             name,

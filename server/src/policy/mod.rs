@@ -21,10 +21,11 @@ use serde::{Deserialize, Serialize};
 
 pub mod cache;
 pub mod classify;
+pub mod functions;
 pub mod rules;
 
 pub use cache::ClassifierCache;
-pub use classify::{Classification, StatementKind};
+pub use classify::{Classification, StatementKind, Strings};
 pub use rules::{Flag, Rule, RuleInvalid};
 
 use crate::config::{Config, Tier};
@@ -41,6 +42,15 @@ pub enum Action {
 }
 
 impl Action {
+    /// Deny over review over allow: what a string of statements gets is its strictest.
+    fn strictness(self) -> u8 {
+        match self {
+            Action::Allow => 0,
+            Action::Review => 1,
+            Action::Deny => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Allow => "allow",
@@ -70,6 +80,20 @@ pub struct Decision {
     /// What the statement was found to do (shared with the cache, so cheap to carry).
     #[schema(value_type = Option<Classification>)]
     pub classification: Option<Arc<Classification>>,
+    /// For a string of several statements, what each got, in order (the decision above is the
+    /// strictest of them). Empty for a single statement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<StatementDecision>,
+}
+
+/// What one statement of a string of several got.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct StatementDecision {
+    /// The statement's commands, e.g. `DROP TABLE`.
+    pub command: String,
+    pub action: Action,
+    pub rule: String,
+    pub reason: String,
 }
 
 impl Decision {
@@ -79,6 +103,7 @@ impl Decision {
             rule: "default".into(),
             reason: "no rule matched".into(),
             classification: None,
+            statements: Vec::new(),
         }
     }
 }
@@ -261,9 +286,45 @@ impl Policy {
         self.decide_classified(subject, c, Utc::now)
     }
 
+    /// [`Policy::decide_statement`] for a session whose `standard_conforming_strings` is known
+    /// (followed from ParameterStatus): only that reading of a backslash string counts. The
+    /// reading only matters for text with a backslash in a plain string, which is rare and is
+    /// then classified on its own, uncached; everything else takes the cached path.
+    pub fn decide_statement_as(
+        &self,
+        subject: &Subject<'_>,
+        stmt: &crate::sql::Statement,
+        strings: Option<Strings>,
+    ) -> Decision {
+        match strings {
+            Some(strings) if stmt.backslash_string => self.decide_classified(
+                subject,
+                Arc::new(classify::classify_as(&stmt.sql, strings)),
+                Utc::now,
+            ),
+            _ => self.decide_statement(subject, stmt),
+        }
+    }
+
     /// [`Policy::decide`] at a given time (for time-window rules; tests and dry runs).
     pub fn decide_at(&self, subject: &Subject<'_>, sql: &str, at: DateTime<Utc>) -> Decision {
         self.decide_classified(subject, self.cache.classify(sql), || at)
+    }
+
+    /// [`Policy::decide_at`] for a session known to read strings as `strings` says (the dry
+    /// run's `standard_conforming_strings`); not cached. `None` reads as `decide_at` does.
+    pub fn decide_reading_at(
+        &self,
+        subject: &Subject<'_>,
+        sql: &str,
+        strings: Option<classify::Strings>,
+        at: DateTime<Utc>,
+    ) -> Decision {
+        let c = match strings {
+            Some(strings) => Arc::new(classify::classify_as(sql, strings)),
+            None => self.cache.classify(sql),
+        };
+        self.decide_classified(subject, c, || at)
     }
 
     fn decide_classified(
@@ -276,20 +337,72 @@ impl Policy {
         // The clock is read at most once, and only if some rule has a time window.
         let mut now: Option<DateTime<Utc>> = None;
         let mut now = || *now.get_or_insert_with(&clock);
+        if c.each.is_empty() {
+            let (action, rule, reason) = Self::first_match(&set, &c, subject, &mut now);
+            return Decision {
+                action,
+                rule,
+                reason,
+                classification: Some(c),
+                statements: Vec::new(),
+            };
+        }
+        // Several statements: each is decided on its own, so an allow rule covers only the
+        // statements it matches, and the strictest decision is the string's. Ties go to the
+        // first statement; among allows, to the first an explicit rule allowed.
+        let statements: Vec<StatementDecision> = c
+            .each
+            .iter()
+            .map(|part| {
+                let (action, rule, reason) = Self::first_match(&set, part, subject, &mut now);
+                StatementDecision {
+                    command: part.commands(),
+                    action,
+                    rule,
+                    reason,
+                }
+            })
+            .collect();
+        let decisive = statements
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, d)| {
+                (
+                    d.action.strictness(),
+                    d.rule != "default",
+                    std::cmp::Reverse(*i),
+                )
+            })
+            .map(|(_, d)| d.clone());
+        match decisive {
+            Some(d) => Decision {
+                action: d.action,
+                rule: d.rule,
+                reason: d.reason,
+                classification: Some(c),
+                statements,
+            },
+            None => Decision {
+                classification: Some(c),
+                ..Decision::allow()
+            },
+        }
+    }
+
+    /// The first rule of `set` that matches `c`: its action, id and reason (or the default).
+    fn first_match(
+        set: &RuleSet,
+        c: &Classification,
+        subject: &Subject<'_>,
+        now: &mut dyn FnMut() -> DateTime<Utc>,
+    ) -> (Action, String, String) {
         for (rule, _) in &set.all {
-            if rule.matches(&c, subject, &mut now) {
-                return Decision {
-                    action: rule.action,
-                    rule: rule.id.clone(),
-                    reason: rule.reason(&c),
-                    classification: Some(c),
-                };
+            if rule.matches(c, subject, now) {
+                return (rule.action, rule.id.clone(), rule.reason(c));
             }
         }
-        Decision {
-            classification: Some(c),
-            ..Decision::allow()
-        }
+        let d = Decision::allow();
+        (d.action, d.rule, d.reason)
     }
 
     fn check(&self, rule: &Rule) -> Result<(), RuleError> {

@@ -35,6 +35,15 @@ pub enum Flag {
     ExplainAnalyzeWrite,
     /// The gateway could not analyse some part of it.
     NotAnalysable,
+    /// Calls a function whose effects the gateway has not vetted (user-defined, from another
+    /// schema than `pg_catalog`, or a volatile built-in that changes state).
+    UnvettedFunction,
+    /// Defines code later statements run (CREATE FUNCTION, TRIGGER, EXTENSION, …).
+    DefinesCode,
+    /// LOCK in a mode that blocks other sessions' reads or writes.
+    BlockingLock,
+    /// ALTER DATABASE … SET/RESET: settings every later session gets.
+    PersistentSetting,
 }
 
 impl Flag {
@@ -53,6 +62,10 @@ impl Flag {
             Flag::SelectInto => c.select_into,
             Flag::ExplainAnalyzeWrite => c.explain_analyze_write,
             Flag::NotAnalysable => !c.analysable,
+            Flag::UnvettedFunction => !c.unvetted_functions.is_empty(),
+            Flag::DefinesCode => c.defines_code,
+            Flag::BlockingLock => c.blocking_lock,
+            Flag::PersistentSetting => c.persistent_setting,
         }
     }
 
@@ -80,6 +93,15 @@ impl Flag {
                 .first()
                 .cloned()
                 .unwrap_or_else(|| "the gateway could not analyse it".into()),
+            Flag::UnvettedFunction => format!(
+                "it calls {}, whose effects the gateway has not vetted",
+                c.unvetted_functions.join(", ")
+            ),
+            Flag::DefinesCode => format!("{} defines code that later statements run", c.commands()),
+            Flag::BlockingLock => "its lock blocks other sessions' reads or writes".into(),
+            Flag::PersistentSetting => {
+                format!("{} changes settings of later sessions", c.commands())
+            }
         }
     }
 }
@@ -266,10 +288,15 @@ impl Rule {
     }
 
     fn matched_table<'c>(&self, c: &'c Classification) -> Option<&'c str> {
+        let search_path_set = c.settings.iter().any(|s| s == "search_path");
         c.tables_written
             .iter()
             .chain(c.tables_read.iter())
-            .find(|t| self.tables.iter().any(|p| table_matches(p, t)))
+            .find(|t| {
+                self.tables
+                    .iter()
+                    .any(|p| table_matches(p, t, search_path_set))
+            })
             .map(String::as_str)
     }
 
@@ -299,20 +326,58 @@ impl Rule {
     }
 }
 
-/// `pattern` against a table name as classified (`schema.table` or `table`). A qualified
-/// pattern also matches an unqualified name with the same last part: `search_path` may well
-/// resolve it to that schema, and a guardrail should not be dodged by leaving the schema out.
-fn table_matches(pattern: &str, table: &str) -> bool {
-    let last = |s: &'_ str| -> String { s.rsplit('.').next().unwrap_or(s).to_string() };
-    let (candidate, pattern) = if pattern.contains('.') && table.contains('.') {
-        (table.to_string(), pattern.to_string())
-    } else {
-        (last(table), last(pattern))
-    };
-    let (candidate, pattern) = (candidate.as_str(), pattern.as_str());
-    match pattern.strip_suffix('*') {
-        Some(prefix) => candidate.starts_with(prefix),
-        None => candidate == pattern,
+/// `pattern` against a table name as classified (`table`, `schema.table`, or
+/// `database.schema.table`), resolved as PostgreSQL resolves names:
+///
+/// - A database part is dropped: PostgreSQL only accepts the current database there, so
+///   `appdb.payroll.salaries` is `payroll.salaries`.
+/// - Case is ignored on both sides. Unquoted names are already folded to lower case; a quoted
+///   `"Salaries"` is another table than `salaries` to PostgreSQL, but matching both costs at
+///   worst an extra refusal, whereas matching by case would let a rule be dodged by quoting.
+/// - A pattern without a schema (`users`, `audit_*`) matches the table in any schema.
+/// - A pattern with a schema matches a qualified name only in that schema (`payroll.*` does
+///   not match `public.x`). An unqualified name has no schema in the text: `search_path`
+///   decides, and the classifier does not know the session's. It matches a pattern naming a
+///   table (`payroll.salaries` matches `salaries`: `SET search_path = payroll` must not dodge
+///   the rule); a schema wildcard only when its schema is `public` (where the default
+///   `search_path` resolves) or the same string sets `search_path`. So `payroll.*` does not
+///   hold every unqualified query, at the price that a session which set `search_path` in an
+///   earlier message can reach `payroll` tables by their bare names — name them in the rule
+///   (`payroll.salaries`) when that matters.
+///
+/// A `*` in a part matches any suffix (`audit_*`, `payroll.*`, `*.salaries`).
+fn table_matches(pattern: &str, table: &str, search_path_set: bool) -> bool {
+    fn split(s: &str) -> (Option<String>, String) {
+        let parts: Vec<&str> = s.split('.').collect();
+        match parts.as_slice() {
+            [name] => (None, name.to_lowercase()),
+            [.., schema, name] => (Some(schema.to_lowercase()), name.to_lowercase()),
+            [] => (None, String::new()),
+        }
+    }
+    fn glob(pattern: &str, s: &str) -> bool {
+        match pattern.strip_suffix('*') {
+            Some(prefix) => s.starts_with(prefix),
+            None => s == pattern,
+        }
+    }
+    let (pschema, pname) = split(pattern);
+    let (schema, name) = split(table);
+    // `schema.*` / `*` stand for every table of a schema or of the database (read by
+    // `schema_to_xml(…)`, `database_to_xml(…)`): any table a pattern names may be among them.
+    if name == "*" {
+        return match (pschema, schema) {
+            (Some(ps), Some(s)) => glob(&ps, &s) || glob(&s, &ps),
+            _ => true,
+        };
+    }
+    if !glob(&pname, &name) {
+        return false;
+    }
+    match (pschema, schema) {
+        (None, _) => true,
+        (Some(ps), Some(s)) => glob(&ps, &s),
+        (Some(ps), None) => ps == "public" || !pname.contains('*') || search_path_set,
     }
 }
 
@@ -340,7 +405,7 @@ pub fn builtin() -> Vec<Rule> {
             ..prod(
                 "prod-no-drop",
                 Action::Deny,
-                "DROP, TRUNCATE and ALTER … DROP are not allowed in production environments; run schema changes through your migration process",
+                "DROP, TRUNCATE, ALTER … DROP and column type changes are not allowed in production environments; run schema changes through your migration process",
             )
         },
         Rule {
@@ -348,7 +413,7 @@ pub fn builtin() -> Vec<Rule> {
             ..prod(
                 "prod-no-grant",
                 Action::Deny,
-                "changing privileges (GRANT, REVOKE, REASSIGN OWNED) is not allowed through the gateway in production environments; ask an administrator for a gateway grant instead",
+                "changing privileges (GRANT, REVOKE, REASSIGN OWNED, OWNER TO, SECURITY DEFINER, row-level security and its policies, disabling triggers) is not allowed through the gateway in production environments; ask an administrator for a gateway grant instead",
             )
         },
         Rule {
@@ -360,11 +425,11 @@ pub fn builtin() -> Vec<Rule> {
             )
         },
         Rule {
-            flags: vec![Flag::AlterSystem],
+            flags: vec![Flag::AlterSystem, Flag::PersistentSetting],
             ..prod(
                 "prod-no-alter-system",
                 Action::Deny,
-                "ALTER SYSTEM changes the server's configuration and is not allowed in production environments",
+                "ALTER SYSTEM and ALTER DATABASE … SET change the server's configuration and are not allowed in production environments",
             )
         },
         Rule {
@@ -389,6 +454,30 @@ pub fn builtin() -> Vec<Rule> {
                 "prod-review-unanalysable",
                 Action::Review,
                 "the gateway could not check what this does, so in production environments it needs approval",
+            )
+        },
+        Rule {
+            flags: vec![Flag::UnvettedFunction],
+            ..prod(
+                "prod-review-unvetted-functions",
+                Action::Review,
+                "in production environments a function the gateway has not vetted (user-defined, from an extension or another schema, or one that changes state) needs approval",
+            )
+        },
+        Rule {
+            flags: vec![Flag::DefinesCode],
+            ..prod(
+                "prod-review-code",
+                Action::Review,
+                "defining code that later statements run (functions, procedures, triggers, extensions) in a production environment needs approval",
+            )
+        },
+        Rule {
+            flags: vec![Flag::BlockingLock],
+            ..prod(
+                "prod-review-blocking-lock",
+                Action::Review,
+                "a lock that blocks other sessions' reads or writes in a production environment needs approval; ACCESS SHARE, ROW SHARE, ROW EXCLUSIVE and SHARE UPDATE EXCLUSIVE block neither",
             )
         },
         Rule {
@@ -539,16 +628,40 @@ mod tests {
 
     #[test]
     fn table_patterns() {
-        assert!(table_matches("users", "public.users"));
-        assert!(table_matches("users", "users"));
-        assert!(table_matches("public.users", "public.users"));
+        let m = |p: &str, t: &str| table_matches(p, t, false);
+        assert!(m("users", "public.users"));
+        assert!(m("users", "users"));
+        assert!(m("public.users", "public.users"));
+        assert!(m("public.users", "users"), "search_path may resolve it");
+        assert!(!m("public.users", "other.users"));
+        assert!(!m("users", "public.users_old"));
+        assert!(m("users*", "public.users_old"));
+        assert!(m("*", "anything"));
+        // Three-part names: the first part is the database.
+        assert!(m("payroll.salaries", "appdb.payroll.salaries"));
+        assert!(m("salaries", "appdb.payroll.salaries"));
+        assert!(!m("payroll.salaries", "appdb.public.salaries"));
+        // Spelling: case and quoting never dodge a rule.
+        assert!(m("payroll.salaries", "Payroll.Salaries"));
+        assert!(m("Payroll.Salaries", "payroll.salaries"));
+        // A schema pattern holds that schema only.
+        assert!(m("payroll.*", "payroll.salaries"));
+        assert!(!m("payroll.*", "public.customers"));
         assert!(
-            table_matches("public.users", "users"),
-            "search_path may resolve it"
+            !m("payroll.*", "customers"),
+            "no over-blocking of bare names"
         );
-        assert!(!table_matches("public.users", "other.users"));
-        assert!(!table_matches("users", "public.users_old"));
-        assert!(table_matches("users*", "public.users_old"));
-        assert!(table_matches("*", "anything"));
+        assert!(m("public.*", "customers"), "the default search_path");
+        assert!(table_matches("payroll.*", "customers", true));
+        assert!(
+            m("payroll.salaries", "salaries"),
+            "SET search_path must not dodge it"
+        );
+        assert!(m("*.salaries", "payroll.salaries"));
+        // Every table of a schema, or of the database (schema_to_xml, database_to_xml).
+        assert!(m("payroll.salaries", "payroll.*"));
+        assert!(m("salaries", "payroll.*"));
+        assert!(m("payroll.salaries", "*"));
+        assert!(!m("payroll.salaries", "public.*"));
     }
 }

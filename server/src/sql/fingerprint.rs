@@ -89,6 +89,13 @@ const WRITING_WORDS: &[&str] = &[
     "setval",
     "lo_import",
     "lo_unlink",
+    "lo_from_bytea",
+    "lo_put",
+    "lo_create",
+    "lo_creat",
+    "lo_truncate",
+    "lo_truncate64",
+    "lowrite",
 ];
 
 /// Fingerprints `sql` and classifies it coarsely, in one pass over its tokens.
@@ -142,7 +149,18 @@ pub fn shape_into(sql: &str, mut key: Option<&mut String>) -> Shape {
                 let backslash = t.kind == TokenKind::String && is_backslash_string(text);
                 backslash_string |= backslash;
                 if let Some(k) = key.as_deref_mut() {
-                    k.push_str(if backslash { "\\?" } else { "?" });
+                    if backslash {
+                        k.push('\\');
+                    }
+                    k.push('?');
+                    // The literal's form stays in the key (not its value): a number, a
+                    // parameter, '…', E'…', $$…$$, U&'…' can parse differently in one place
+                    // (`FORMAT 1.5` vs `FORMAT 'csv'`), or be read by the classifier or not.
+                    k.push(match t.kind {
+                        TokenKind::Number => '#',
+                        TokenKind::Param => '$',
+                        _ => text.chars().next().map_or('\'', |c| c.to_ascii_uppercase()),
+                    });
                 }
             }
             TokenKind::QuotedIdent | TokenKind::Other => {
@@ -174,7 +192,8 @@ pub fn shape_into(sql: &str, mut key: Option<&mut String>) -> Shape {
 }
 
 /// The token stream [`shape`] hashes, as text: words lower-cased, every literal and parameter
-/// replaced by `?`, tokens separated by `\x1f`. Caches that make security decisions key by this
+/// replaced by `?` and its form (`#` number, `$` parameter, the quote or prefix of a string),
+/// tokens separated by `\x1f`. Caches that make security decisions key by this
 /// rather than by the 64-bit fingerprint, which a hostile client could collide on purpose.
 ///
 /// A plain `'…'` string holding a backslash becomes `\?`, not `?`: with
@@ -210,8 +229,15 @@ mod tests {
         };
         assert_eq!(
             key("SELECT a FROM t WHERE id = 5"),
-            key("select a  from t where id = $1 -- c")
+            key("select a  from t where id = 7 -- c")
         );
+        // The form of a literal is kept, not its value.
+        assert_ne!(
+            key("SELECT a FROM t WHERE id = 5"),
+            key("SELECT a FROM t WHERE id = $1")
+        );
+        assert_ne!(key("SELECT '1'"), key("SELECT 1"));
+        assert_ne!(key("SELECT E'x'"), key("SELECT 'x'"));
         assert_ne!(key("SELECT a FROM t"), key("SELECT a FROM \"T\""));
         assert_ne!(key("SELECT 'x'"), key("SELECT x"));
         assert_ne!(

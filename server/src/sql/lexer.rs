@@ -74,7 +74,9 @@ impl<'a> Lexer<'a> {
             if c.is_ascii_whitespace() {
                 self.pos += 1;
             } else if c == b'-' && self.peek(1) == b'-' {
-                while self.pos < self.b.len() && self.b[self.pos] != b'\n' {
+                // scan.l: `comment ("--"{non_newline}*)`, non_newline = [^\n\r]: a bare
+                // carriage return ends the comment too.
+                while self.pos < self.b.len() && !matches!(self.b[self.pos], b'\n' | b'\r') {
                     self.pos += 1;
                 }
             } else if c == b'/' && self.peek(1) == b'*' {
@@ -198,7 +200,14 @@ impl Iterator for Lexer<'_> {
                 self.quoted(b'\'', true);
                 TokenKind::String
             }
-            b'b' | b'B' | b'x' | b'X' | b'n' | b'N' if self.peek(1) == b'\'' => {
+            // N'..' is a plain string with a type: it follows standard_conforming_strings.
+            b'n' | b'N' if self.peek(1) == b'\'' => {
+                self.pos += 1;
+                self.quoted(b'\'', self.backslash_strings);
+                TokenKind::String
+            }
+            // B'..' and X'..' never take backslash escapes (scan.l's xb/xh states).
+            b'b' | b'B' | b'x' | b'X' if self.peek(1) == b'\'' => {
                 self.pos += 1;
                 self.quoted(b'\'', false);
                 TokenKind::String
@@ -337,5 +346,39 @@ mod tests {
         ] {
             let _ = kinds(s);
         }
+    }
+}
+
+#[cfg(test)]
+mod scanner_tests {
+    use super::*;
+
+    fn words(l: Lexer<'_>, s: &str) -> Vec<String> {
+        l.map(|t| t.text(s).to_string()).collect()
+    }
+
+    #[test]
+    fn a_bare_carriage_return_ends_a_line_comment() {
+        let s = "SELECT 1 --x\r; DROP";
+        assert_eq!(words(Lexer::new(s), s), ["SELECT", "1", ";", "DROP"]);
+    }
+
+    #[test]
+    fn national_strings_follow_standard_conforming_strings() {
+        let s = "SELECT N'a\\'; DROP; --'";
+        assert_eq!(
+            words(Lexer::new(s), s),
+            ["SELECT", "N'a\\'", ";", "DROP", ";"]
+        );
+        assert_eq!(
+            words(Lexer::non_standard_strings(s), s),
+            ["SELECT", "N'a\\'; DROP; --'"]
+        );
+        // B'' and X'' never take backslash escapes.
+        let s = "SELECT X'a\\'; DROP";
+        assert_eq!(
+            words(Lexer::non_standard_strings(s), s),
+            ["SELECT", "X'a\\'", ";", "DROP"]
+        );
     }
 }

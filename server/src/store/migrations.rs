@@ -124,6 +124,13 @@ const MIGRATIONS: &[&str] = &[
     // 9: grants that end: an API grant may carry the time it stops letting anyone in (NULL:
     // never); the expiry sweep deletes it soon after.
     "ALTER TABLE grants ADD COLUMN expires_at INTEGER;",
+    // 10: local-user lockouts, kept apart from the failure counts (which live in bounded
+    // memory) so that no flood of other failures can lift one, and so a restart keeps them.
+    "CREATE TABLE login_lockouts (
+        name          TEXT PRIMARY KEY,
+        locked_until  INTEGER NOT NULL
+    );
+    CREATE INDEX login_lockouts_until ON login_lockouts(locked_until);",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {

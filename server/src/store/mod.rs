@@ -1,6 +1,7 @@
 //! The embedded store: one SQLite database in `data_dir` (WAL mode), with its schema migrated
 //! forward on open. Holds gateway sessions, API-managed grants, group memberships and service
-//! accounts, and guardrail rule versions; later issues add their tables as migrations.
+//! accounts, guardrail rule versions and local-user lockouts; later issues add their tables as
+//! migrations.
 //!
 //! Architecture invariant: SQL lives only in this module; callers use typed methods. Calls block,
 //! so async code reaches the store through [`Store::run`], which moves the work off the runtime.
@@ -9,6 +10,7 @@ mod approvals;
 mod audit_db;
 mod grants;
 mod groups;
+mod lockouts;
 mod masking;
 mod migrations;
 mod rules;

@@ -230,6 +230,279 @@ const CAUGHT: &[(&str, &str)] = &[
         "SELECT 'a\\'; SELECT ' ; DROP TABLE users; --'",
         "prod-no-drop",
     ),
+    // Issue 17, class 1: the text is read as PostgreSQL's scanner reads it.
+    // A bare carriage return ends a `--` comment.
+    ("SELECT 1 --x\r; DROP TABLE users", "prod-no-drop"),
+    (
+        "SELECT 1 --x\r, pg_terminate_backend(1)",
+        "prod-no-dangerous-functions",
+    ),
+    // N'…' follows standard_conforming_strings like '…'.
+    (
+        "SELECT N'a\\'; SELECT ' ; DROP TABLE users; --'",
+        "prod-no-drop",
+    ),
+    (
+        "SELECT 'a\\'', pg_terminate_backend(1) --'",
+        "prod-no-dangerous-functions",
+    ),
+    // Nested comments close where PostgreSQL closes them.
+    ("SELECT 1 /* /* */ */; DROP TABLE users", "prod-no-drop"),
+    ("SELECT $é$;$é$; DROP TABLE users", "prod-no-drop"),
+    ("SELECT 1 AS é; DROP TABLE users", "prod-no-drop"),
+    // Class 2: names, not facts.
+    ("SET \"ROLE\" = postgres", "prod-no-role-change"),
+    ("SET \"role\" TO postgres", "prod-no-role-change"),
+    ("SET SESSION \"role\" TO postgres", "prod-no-role-change"),
+    ("SET LOCAL \"Role\" = postgres", "prod-no-role-change"),
+    ("SET \"session_authorization\" = postgres", "prod-no-role-change"),
+    ("RESET \"role\"", "prod-no-role-change"),
+    ("RESET \"ROLE\"", "prod-no-role-change"),
+    (
+        "SELECT set_config('ROLE', 'postgres', false)",
+        "prod-no-role-change",
+    ),
+    (
+        "SELECT * FROM set_config('role', 'postgres', false)",
+        "prod-no-role-change",
+    ),
+    (
+        "SELECT * FROM users, LATERAL set_config('role', 'postgres', false) s",
+        "prod-no-role-change",
+    ),
+    (
+        "SELECT 1 WHERE set_config('role', 'postgres', false) IS NOT NULL",
+        "prod-no-role-change",
+    ),
+    (
+        "VALUES (set_config('role', 'postgres', false))",
+        "prod-no-role-change",
+    ),
+    (
+        "SELECT length(set_config('role', 'postgres', false))",
+        "prod-no-role-change",
+    ),
+    (
+        "WITH r AS (SELECT set_config('role', 'postgres', false)) SELECT * FROM r",
+        "prod-no-role-change",
+    ),
+    (
+        "SELECT set_config(E'\\x72ole', 'postgres', false)",
+        "prod-no-role-change",
+    ),
+    (
+        "SELECT set_config('ro' || 'le', 'postgres', false)",
+        "prod-no-role-change",
+    ),
+    (
+        "SELECT query_to_xmlschema('DELETE FROM users RETURNING *', true, true, '')",
+        "prod-no-dangerous-functions",
+    ),
+    (
+        "SELECT query_to_xml_and_xmlschema('DELETE FROM users RETURNING *', true, true, '')",
+        "prod-no-dangerous-functions",
+    ),
+    (
+        "SELECT * FROM ts_stat('DELETE FROM users RETURNING to_tsvector(name)')",
+        "prod-no-dangerous-functions",
+    ),
+    (
+        "SELECT ts_rewrite('a'::tsquery, 'DELETE FROM users RETURNING 1')",
+        "prod-no-dangerous-functions",
+    ),
+    (
+        "SELECT dblink_connect('host=x')",
+        "prod-no-dangerous-functions",
+    ),
+    ("SELECT setval('orders_id_seq', 1)", "prod-review-unvetted-functions"),
+    ("SELECT lo_unlink(16401)", "prod-review-unvetted-functions"),
+    (
+        "SELECT lo_from_bytea(0, 'x')",
+        "prod-review-unvetted-functions",
+    ),
+    ("SELECT lo_put(16401, 0, 'x')", "prod-review-unvetted-functions"),
+    ("SELECT lo_create(0)", "prod-review-unvetted-functions"),
+    ("SELECT lo_creat(-1)", "prod-review-unvetted-functions"),
+    ("SELECT lo_truncate(0, 0)", "prod-review-unvetted-functions"),
+    (
+        "SELECT pg_advisory_lock(1)",
+        "prod-review-unvetted-functions",
+    ),
+    (
+        "SELECT pg_temp.lower('x')",
+        "prod-review-unvetted-functions",
+    ),
+    (
+        "SELECT \"coalesce\"(1)",
+        "prod-review-unvetted-functions",
+    ),
+    (
+        "SELECT public.archive_everything()",
+        "prod-review-unvetted-functions",
+    ),
+    (
+        "SELECT * FROM users WHERE purge_user(id)",
+        "prod-review-unvetted-functions",
+    ),
+    (
+        "SELECT * FROM my_report(1)",
+        "prod-review-unvetted-functions",
+    ),
+    (
+        "EXPLAIN SELECT my_immutable_wrapper(1)",
+        "prod-review-unvetted-functions",
+    ),
+    (
+        "CREATE FUNCTION pg_temp.f() RETURNS int LANGUAGE sql AS $$ DELETE FROM users RETURNING 1 $$; SELECT pg_temp.f()",
+        "prod-review-code",
+    ),
+    (
+        "CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+        "prod-review-code",
+    ),
+    (
+        "CREATE PROCEDURE p() LANGUAGE sql AS $$ DELETE FROM users $$",
+        "prod-review-unanalysable",
+    ),
+    (
+        "CREATE TRIGGER t AFTER INSERT ON users EXECUTE FUNCTION f()",
+        "prod-review-code",
+    ),
+    ("CREATE EXTENSION dblink", "prod-review-code"),
+    ("LOAD 'auto_explain'", "prod-review-code"),
+    // Class 3: writes by meaning.
+    (
+        "MERGE INTO users u USING staging s ON u.id = s.id WHEN MATCHED THEN DELETE",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "MERGE INTO users u USING staging s ON true WHEN MATCHED THEN UPDATE SET name = s.name",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "INSERT INTO users SELECT * FROM staging ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM users WHERE id IS NOT NULL",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM users WHERE true OR id = 1",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM users WHERE 1 IN (1)",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM users WHERE id <> 0",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM users WHERE NOT (id = 0)",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM users WHERE id IN (id)",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM users WHERE id BETWEEN id AND id",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "UPDATE users SET admin = true WHERE name LIKE '%'",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM t WHERE id IN (SELECT id FROM u)",
+        "prod-review-unbounded-write",
+    ),
+    // A join bounds nothing by itself: the other table may match every row.
+    (
+        "UPDATE users u SET name = s.name FROM staging s WHERE s.id = u.id",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "DELETE FROM t USING u WHERE t.id = u.id",
+        "prod-review-unbounded-write",
+    ),
+    (
+        "ALTER TABLE users ALTER COLUMN email TYPE int USING 0",
+        "prod-no-drop",
+    ),
+    (
+        "ALTER TABLE users ALTER email SET DATA TYPE varchar(3)",
+        "prod-no-drop",
+    ),
+    (
+        "ALTER TABLE users DISABLE ROW LEVEL SECURITY",
+        "prod-no-grant",
+    ),
+    (
+        "ALTER TABLE users NO FORCE ROW LEVEL SECURITY",
+        "prod-no-grant",
+    ),
+    ("ALTER TABLE users OWNER TO mallory", "prod-no-grant"),
+    ("ALTER FUNCTION f() OWNER TO mallory", "prod-no-grant"),
+    ("ALTER FUNCTION f() SECURITY DEFINER", "prod-no-grant"),
+    (
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1'",
+        "prod-no-grant",
+    ),
+    (
+        "ALTER POLICY p ON users USING (true)",
+        "prod-no-grant",
+    ),
+    ("DROP POLICY p ON users", "prod-no-drop"),
+    (
+        "CREATE POLICY p ON users USING (true)",
+        "prod-no-grant",
+    ),
+    ("ALTER TABLE users DISABLE TRIGGER ALL", "prod-no-grant"),
+    ("LOCK users", "prod-review-blocking-lock"),
+    ("LOCK TABLE users", "prod-review-blocking-lock"),
+    ("LOCK TABLE users IN SHARE MODE", "prod-review-blocking-lock"),
+    (
+        "LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE NOWAIT",
+        "prod-review-blocking-lock",
+    ),
+    (
+        "LOCK TABLE ONLY users IN EXCLUSIVE MODE",
+        "prod-review-blocking-lock",
+    ),
+    (
+        "ALTER DATABASE appdb SET search_path = evil",
+        "prod-no-alter-system",
+    ),
+    (
+        "ALTER DATABASE appdb RESET ALL",
+        "prod-no-alter-system",
+    ),
+    (
+        "ALTER ROLE app_owner SET search_path = evil",
+        "prod-no-role-change",
+    ),
+    // XML labels are dropped, the calls inside still count.
+    (
+        "SELECT xmlelement(name x, pg_terminate_backend(1))",
+        "prod-no-dangerous-functions",
+    ),
+    (
+        "SELECT xmlforest(lo_unlink(1) AS x)",
+        "prod-review-unvetted-functions",
+    ),
+    // Class 6: literals that change a verdict are part of what is cached.
+    (
+        "EXPLAIN (ANALYZE 1) DELETE FROM users",
+        "prod-review-unbounded-write",
+    ),
+    // Class 7: a statement prepared in the same string is what EXECUTE runs.
+    (
+        "PREPARE p AS DELETE FROM users; EXECUTE p",
+        "prod-review-unbounded-write",
+    ),
 ];
 
 /// Statements the built-in production rules must let a person run.
@@ -296,11 +569,39 @@ const PASSES: &[&str] = &[
     "INSERT INTO t VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET v = EXCLUDED.v",
     "UPDATE users SET name = 'x' WHERE id = 1",
     "UPDATE users SET name = $1 WHERE id = $2 RETURNING *",
-    "UPDATE users u SET name = s.name FROM staging s WHERE s.id = u.id",
+    "UPDATE users u SET name = s.name FROM staging s WHERE s.id = u.id AND s.batch = 7",
     "UPDATE users SET a = 1 WHERE id = 5 AND true",
     "DELETE FROM sessions WHERE expires_at < now()",
-    "DELETE FROM t USING u WHERE t.id = u.id",
-    "DELETE FROM t WHERE id IN (SELECT id FROM u)",
+    "DELETE FROM t USING u WHERE t.id = u.id AND u.batch = $1",
+    "DELETE FROM users WHERE id IN (1, 2, 3)",
+    "DELETE FROM users WHERE id = ANY($1)",
+    "DELETE FROM users WHERE created_at BETWEEN $1 AND $2",
+    "DELETE FROM users WHERE (id = 1 OR id = 2) AND true",
+    "UPDATE users SET a = 1 WHERE 5 = id",
+    "MERGE INTO users u USING staging s ON u.id = s.id AND u.id = 5 WHEN MATCHED THEN UPDATE SET name = s.name",
+    "MERGE INTO users u USING staging s ON u.id = s.id WHEN NOT MATCHED THEN INSERT (id) VALUES (s.id)",
+    "INSERT INTO users (id, name) VALUES (1, 'a') ON CONFLICT (id) DO NOTHING",
+    "ALTER TABLE users RENAME COLUMN owner TO owned_by",
+    "ALTER TABLE users ENABLE ROW LEVEL SECURITY",
+    "SELECT set_config('search_path', '', false)",
+    "SELECT pg_catalog.set_config('search_path', 'app', false)",
+    "SELECT pg_catalog.lower('X'), upper('x'), coalesce(NULL, 1), greatest(1, 2), now(), current_user",
+    "SELECT random(), gen_random_uuid(), clock_timestamp(), pg_backend_pid(), txid_current()",
+    "SELECT c.relname, pg_catalog.pg_get_userbyid(c.relowner), pg_catalog.format_type(a.atttypid, a.atttypmod), pg_catalog.pg_get_expr(d.adbin, d.adrelid), pg_catalog.obj_description(c.oid, 'pg_class'), pg_catalog.pg_table_is_visible(c.oid), array_to_string(c.relacl, ',') FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = c.oid",
+    "SELECT pg_catalog.pg_size_pretty(pg_catalog.pg_table_size(c.oid)) FROM pg_catalog.pg_class c",
+    "SELECT 1 --x\r",
+    "SELECT 1 /* /* */ ; DROP TABLE users; */",
+    "SELECT N'it''s; DROP TABLE users'",
+    "SELECT U&'d\\0061t\\+000061; DROP TABLE users'",
+    "SELECT $a$ ; DROP TABLE users; $a$",
+    "FETCH ALL c",
+    "FETCH ALL FROM c",
+    "SELECT xmlelement(name person, xmlattributes(u.id AS \"id\", u.name), xmlforest(u.email AS mail, CAST(u.age AS text) AS age)) FROM users u",
+    "SELECT xmlelement(NAME empty)",
+    "FETCH FORWARD 5 IN c",
+    "MOVE NEXT IN c",
+    "MOVE ABSOLUTE -1 FROM c",
+    "PREPARE q AS SELECT * FROM users WHERE id = $1; EXECUTE q(1)",
     "WITH moved AS (DELETE FROM queue WHERE id = $1 RETURNING *) INSERT INTO done SELECT * FROM moved",
     "COPY users TO STDOUT WITH (FORMAT csv)",
     "COPY (SELECT * FROM users) TO STDOUT",
@@ -313,7 +614,10 @@ const PASSES: &[&str] = &[
     "LISTEN jobs",
     "NOTIFY jobs, 'x'",
     "VACUUM ANALYZE users",
-    "LOCK TABLE users IN SHARE MODE",
+    "LOCK TABLE users IN ACCESS SHARE MODE",
+    "LOCK TABLE users IN ROW SHARE MODE",
+    "LOCK TABLE users IN ROW EXCLUSIVE MODE",
+    "LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE",
     "DECLARE c CURSOR FOR SELECT * FROM users",
     "FETCH 10 FROM c",
     "CLOSE c",
@@ -398,6 +702,11 @@ fn summary(sql: &str) -> String {
     parts.extend(list("set", &c.columns_written));
     parts.extend(list("unbounded", &c.unbounded_writes));
     parts.extend(list("fns", &c.dangerous_functions));
+    parts.extend(list("unvetted", &c.unvetted_functions));
+    parts.extend(list("settings", &c.settings));
+    if c.each.len() > 1 {
+        parts.push(format!("each={}", c.each.len()));
+    }
     for (flag, on) in [
         ("writes", c.writes),
         ("UNANALYSABLE", !c.analysable),
@@ -410,6 +719,9 @@ fn summary(sql: &str) -> String {
         ("alter-system", c.alter_system),
         ("server-file", c.server_file_access),
         ("program", c.program_access),
+        ("defines-code", c.defines_code),
+        ("blocking-lock", c.blocking_lock),
+        ("persistent-setting", c.persistent_setting),
     ] {
         if on {
             parts.push(flag.into());
@@ -472,4 +784,156 @@ fn odd_input_never_panics() {
     }
     let deep = format!("SELECT {}1{}", "(".repeat(5000), ")".repeat(5000));
     assert!(!classify(&deep).analysable);
+}
+
+mod properties {
+    //! Properties over generated text: the classifier never panics, and two statements of one
+    //! shape classify alike unless the classification says a literal matters (class 6 of
+    //! issue 17: the cache shares a classification between them).
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Pieces PostgreSQL's scanner treats specially, glued at random.
+    fn sqlish() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "SELECT ",
+                "'",
+                "\"",
+                "$$",
+                "$a$",
+                "--",
+                "\r",
+                "\n",
+                "/*",
+                "*/",
+                ";",
+                "E'",
+                "N'",
+                "U&'",
+                "\\",
+                "DROP TABLE t",
+                " ",
+                "(",
+                ")",
+                "set_config('role','x',false)",
+                "é",
+                "x",
+                "1",
+                ",",
+                "EXPLAIN (ANALYZE 1) ",
+                "DELETE FROM t",
+                " WHERE ",
+                "=",
+                "::",
+                "UESCAPE",
+                "$1",
+                "PREPARE p AS ",
+                "EXECUTE p",
+                "LOCK t",
+                "MERGE",
+                "FETCH ALL c",
+            ]),
+            0..40,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    const TEMPLATES: &[&str] = &[
+        "EXPLAIN (ANALYZE {}) DELETE FROM users",
+        "EXPLAIN (ANALYZE {}, FORMAT JSON) UPDATE t SET a = {}",
+        "SELECT set_config({}, {}, false)",
+        "SELECT * FROM set_config({}, {}, false)",
+        "SELECT table_to_xml({}, true, false, '')",
+        "SELECT query_to_xml({}, true, true, '')",
+        "DELETE FROM users WHERE id = {} OR {} = {}",
+        "UPDATE users SET a = {} WHERE id IN ({}, {})",
+        "SET statement_timeout = {}",
+        "SELECT * FROM t WHERE a BETWEEN {} AND {}",
+        "SELECT {}::regclass, pg_sleep({})",
+        "MERGE INTO t USING s ON t.id = {} WHEN MATCHED THEN DELETE",
+        "PREPARE p AS SELECT {}; EXECUTE p",
+        "COPY t TO STDOUT (FORMAT {})",
+        "SELEC {} FROM t",
+        "INSERT INTO t VALUES ({}) ON CONFLICT (id) DO UPDATE SET v = {}",
+    ];
+
+    /// Two literals of one form (the shape key keeps the form, not the value).
+    fn literal_pair() -> impl Strategy<Value = (&'static str, &'static str)> {
+        const FORMS: &[&[&str]] = &[
+            &["0", "1", "-1", "1.5", "1e3"],
+            &[
+                "'role'",
+                "'ROLE'",
+                "'session_authorization'",
+                "'search_path'",
+                "'on'",
+                "'off'",
+                "'true'",
+                "'false'",
+                "'0'",
+                "'payroll.salaries'",
+                "'public.x'",
+                "'DELETE FROM users'",
+                "'x'",
+                "'csv'",
+                "'binary'",
+            ],
+            &["$$role$$", "$$x$$", "$$search_path$$"],
+            &["E'role'", "E'\\x72ole'", "E'x'"],
+            &["U&'role'", "U&'x'"],
+            &["$1", "$2"],
+        ];
+        (0..FORMS.len()).prop_flat_map(|f| {
+            (
+                prop::sample::select(FORMS[f].to_vec()),
+                prop::sample::select(FORMS[f].to_vec()),
+            )
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        #[test]
+        fn classifying_never_panics(s in sqlish()) {
+            let _ = classify(&s);
+        }
+
+        #[test]
+        fn classifying_any_text_never_panics(chars in prop::collection::vec(any::<char>(), 0..120)) {
+            let s: String = chars.into_iter().collect();
+            let _ = classify(&s);
+        }
+
+        #[test]
+        fn one_shape_one_classification_unless_a_literal_matters(
+            t in prop::sample::select(TEMPLATES.to_vec()),
+            pairs in prop::collection::vec(literal_pair(), 3),
+        ) {
+            let a: Vec<&str> = pairs.iter().map(|p| p.0).collect();
+            let b: Vec<&str> = pairs.iter().map(|p| p.1).collect();
+            let fill = |v: &[&str]| {
+                let mut out = t.to_string();
+                for l in v {
+                    out = out.replacen("{}", l, 1);
+                }
+                out
+            };
+            let (x, y) = (fill(&a), fill(&b));
+            let key = |s: &str| {
+                let mut k = String::new();
+                crate::sql::shape_key(s, &mut k);
+                k
+            };
+            prop_assume!(key(&x) == key(&y));
+            let (cx, cy) = (classify(&x), classify(&y));
+            if !cx.literal_sensitive && !cy.literal_sensitive {
+                prop_assert_eq!(cx, cy, "{} vs {}", x, y);
+            } else {
+                // The cache keys a literal-sensitive shape by text; both must say so.
+                prop_assert!(cx.literal_sensitive && cy.literal_sensitive, "{} vs {}", x, y);
+            }
+        }
+    }
 }
