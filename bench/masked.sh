@@ -32,7 +32,7 @@ TARGET_DIR="${CARGO_TARGET_DIR:-$GH_REPO/target}"
 BIN="${GATEHOUSE_BIN:-$TARGET_DIR/release/gatehouse-server}"
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-"$GH_REPO/scripts/install-deps.sh"
+"$GH_REPO/scripts/install-deps.sh" bench
 if [ -z "${GATEHOUSE_BIN:-}" ]; then
     gh_cargo_path || gh_die "cargo is not on PATH"
     gh_log "building the release gateway"

@@ -40,7 +40,7 @@ CLI="${GATEHOUSE_CLI_BIN:-$TARGET_DIR/release/gatehouse}"
 NPROC="$(nproc)"
 LOAD_AT_START="$(cut -d' ' -f1-3 /proc/loadavg)"
 
-"$GH_REPO/scripts/install-deps.sh"
+"$GH_REPO/scripts/install-deps.sh" bench
 case " $TARGETS " in *" direct "*) ;; *) gh_die "TARGETS must include direct (the baseline)" ;; esac
 if [ -z "${GATEHOUSE_BIN:-}" ] || [ -z "${GATEHOUSE_CLI_BIN:-}" ]; then
     gh_cargo_path || gh_die "cargo is not on PATH"

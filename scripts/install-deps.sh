@@ -1,43 +1,62 @@
 #!/usr/bin/env bash
-# Installs what Gatehouse needs to build, test, run its demo and its benchmark on Debian 12:
-# PostgreSQL 15 (server and client), PgBouncer, a C toolchain, curl, util-linux's setpriv,
-# a Python venv at .venv with psycopg and the MCP SDK (used by the end-to-end tests as real clients),
-# Chromium, node_modules from package-lock.json (the web UI's build tools, the SSO tests' OpenID
-# provider and browser driver; Node.js 20+ must already be installed), the built web console
-# (ui/dist, rebuilt when its sources change), and for the desktop app WebKitGTK's development
-# packages, Xvfb, WebKitWebDriver and `tauri-driver` (built from crates.io into .tools/bin, not
-# onto the user's PATH).
+# Installs what Gatehouse needs on Debian 12, for one purpose at a time:
+#
+#   scripts/install-deps.sh run     # build and run the gateway and its demo (what setup.sh calls)
+#   scripts/install-deps.sh test    # run's, plus what the tests drive (what test.sh calls)
+#   scripts/install-deps.sh bench   # run's, plus PgBouncer (what bench/*.sh call)
+#
+# run:   PostgreSQL 15 (server and client), a C toolchain, curl, util-linux's setpriv, the npm
+#        packages the web console's build needs (`npm ci --omit=dev`: Vite and Preact), and the
+#        built console (ui/dist, rebuilt when its sources change).
+# test:  also Chromium (the SSO and console tests), a JDK and Debian's PgJDBC, a Python venv at
+#        .venv with psycopg and the MCP SDK, every npm package (Vitest, the SSO tests' OpenID
+#        provider, the browser driver, node-postgres), and for the desktop app WebKitGTK's
+#        development packages, Xvfb, ImageMagick, WebKitWebDriver, `tauri-driver` (crates.io) and
+#        the Tauri CLI that makes the .deb (npm `@tauri-apps/cli`, a prebuilt binary in an npm
+#        package) — each into the repository (.tools/bin, node_modules), not onto the user's PATH.
+# bench: also PgBouncer, the benchmark's reference proxy.
 #
 # Idempotent and quiet: when everything is present it prints nothing and changes nothing.
-# Rust cannot be downloaded on every machine we run on, so a missing `cargo` is an error with
-# a message, not an install.
+# Rust and Node.js are not installed: Rust cannot be downloaded on every machine we run on, and
+# Debian 12's Node.js is too old; a missing or old one is an error with a message. With
+# GATEHOUSE_PREBUILT_BIN_DIR set (see setup.sh) `run` does not ask for Rust.
 set -euo pipefail
 GH_SCRIPT=install-deps
 # shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
+MODE="${1:-}"
+case "$MODE" in
+run | test | bench) ;;
+*) gh_die "usage: scripts/install-deps.sh run|test|bench (what to install for: running the demo, the tests, the benchmark)" ;;
+esac
+
 PSYCOPG_SPEC='psycopg[binary]==3.2.*'
 MCP_SPEC='mcp==1.30.0'   # the official MCP Python SDK: the MCP server's end-to-end tests drive it
 RUST_MIN=1.85   # the workspace's rust-version
+NODE_MIN=20
 SUDO=()
 VENV="$GH_REPO/.venv"
 
-APT_PACKAGES=(
-    postgresql-15          # server binaries for test clusters, the demo and the benchmark
+# What building and running the gateway, the CLI and the demo needs.
+RUN_PACKAGES=(
+    postgresql-15          # the demo's database server (and test clusters, benchmarks)
     postgresql-client-15   # psql, pgbench
-    pgbouncer              # the benchmark's reference proxy
     build-essential        # cc for crates that build C (rusqlite's bundled SQLite, ring)
     pkg-config
     ca-certificates
     curl                   # health checks in scripts
     procps                 # ps, pkill-free process checks
     util-linux             # setpriv, runuser: run PostgreSQL as the postgres user
-    python3
+)
+# What the tests drive, on top of RUN_PACKAGES.
+TEST_PACKAGES=(
+    python3                # the venv below; free ports in scripts
     python3-venv
-    chromium               # the SSO end-to-end test drives a real browser (playwright-core)
+    chromium               # the SSO and console end-to-end tests drive a real browser (playwright-core)
     libpostgresql-jdbc-java  # PgJDBC, the driver of DBeaver and IntelliJ, for tests/tests/pgjdbc.rs
     openjdk-17-jdk-headless  # `java File.java` runs tests/java/PgJdbcCheck.java
-    # The desktop app (src-tauri/, Tauri v2 on WebKitGTK) and its WebDriver test:
+    # The desktop app (src-tauri/, Tauri v2 on WebKitGTK), its .deb and its WebDriver test:
     libwebkit2gtk-4.1-dev  # the web view (pulls GTK, libsoup 3, JavaScriptCore)
     libgtk-3-dev
     libayatana-appindicator3-dev  # the tray icon
@@ -47,6 +66,10 @@ APT_PACKAGES=(
     xauth
     imagemagick            # `import`: the test's screenshot of the app's window
 )
+BENCH_PACKAGES=(
+    python3                # free ports in bench/lib.sh
+    pgbouncer              # the benchmark's reference proxy
+)
 
 installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'install ok installed'
@@ -54,7 +77,7 @@ installed() {
 
 install_apt_packages() {
     local missing=() p
-    for p in "${APT_PACKAGES[@]}"; do
+    for p in "$@"; do
         installed "$p" || missing+=("$p")
     done
     [ "${#missing[@]}" -eq 0 ] && return 0
@@ -97,6 +120,15 @@ Install it with rustup (https://rustup.rs) or your distribution, then run this a
     if [ -n "$v" ] && [ "$(printf '%s\n%s\n' "$RUST_MIN" "$v" | sort -V | head -n1)" != "$RUST_MIN" ]; then
         gh_die "rustc $v is too old: Gatehouse needs Rust $RUST_MIN or newer (rustup update)"
     fi
+}
+
+check_node() {
+    command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1 ||
+        gh_die "Node.js was not found: install Node.js $NODE_MIN or newer (Debian 12's is too old), e.g. from https://nodejs.org or NodeSource"
+    local major
+    major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+    [ "$major" -ge "$NODE_MIN" ] ||
+        gh_die "Node.js $(node --version) is too old: the web console's build needs $NODE_MIN or newer"
 }
 
 # A python3 that can make a venv with pip: the one on PATH (e.g. pyenv) if it can, else Debian's.
@@ -152,17 +184,28 @@ install_venv() {
     fi
 }
 
-# node_modules from package-lock.json (Vite, Preact and Vitest for the UI; oidc-provider and
-# playwright-core for the SSO and console tests).
-# Node.js itself is not installed here: Debian 12's is too old for oidc-provider.
-install_node_modules() {
-    command -v npm >/dev/null 2>&1 ||
-        gh_die "npm was not found: install Node.js 20 or newer (the SSO tests run an OpenID provider on it)"
-    local stamp="$GH_REPO/node_modules/.package-lock.json"
-    if [ ! -e "$stamp" ] || [ "$GH_REPO/package-lock.json" -nt "$stamp" ]; then
-        gh_log "installing node_modules (npm ci)"
-        (cd "$GH_REPO" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+# node_modules from package-lock.json. `run` needs only the console's build (the `dependencies`
+# of package.json: Vite, Preact); `test` needs the `devDependencies` too (Vitest, oidc-provider,
+# playwright-core, node-postgres, the Tauri CLI). A stamp in node_modules records the lock file's
+# hash and which set is installed, so a fresh checkout (new mtimes, same lock) installs nothing.
+install_node_modules() { # $1: run|test
+    local want="$1" nm="$GH_REPO/node_modules" lock_hash have=""
+    lock_hash="$(sha256sum "$GH_REPO/package-lock.json" | cut -d' ' -f1)"
+    local stamp="$nm/.gatehouse-installed"
+    [ -r "$stamp" ] && have="$(cat "$stamp")"
+    case "$have" in
+    "$lock_hash test") return 0 ;;
+    "$lock_hash run") [ "$want" = run ] && return 0 ;;
+    esac
+    if [ -L "$nm" ]; then
+        # `npm ci` would empty the directory the link points to, maybe another checkout's.
+        gh_die "node_modules is a link to $(readlink -f "$nm") whose packages are not the ones package-lock.json asks for ($want); run \`scripts/install-deps.sh $want\` there, or remove the link"
     fi
+    local omit=()
+    [ "$want" = run ] && omit=(--omit=dev)
+    gh_log "installing node_modules (npm ci${omit[*]:+ ${omit[*]}})"
+    (cd "$GH_REPO" && npm ci "${omit[@]}" --no-audit --no-fund --loglevel=error >/dev/null)
+    printf '%s %s\n' "$lock_hash" "$want" >"$stamp"
 }
 
 # tauri-driver (crates.io), the WebDriver front the desktop test talks to, in a repo-local root
@@ -180,9 +223,20 @@ install_tauri_driver() {
     touch "$root/.tauri-driver-$TAURI_DRIVER_VERSION"
 }
 
-install_apt_packages
-check_cargo
-install_venv
-install_node_modules
+install_apt_packages "${RUN_PACKAGES[@]}"
+case "$MODE" in
+test) install_apt_packages "${TEST_PACKAGES[@]}" ;;
+bench) install_apt_packages "${BENCH_PACKAGES[@]}" ;;
+esac
+if [ "$MODE" != run ] || [ -z "${GATEHOUSE_PREBUILT_BIN_DIR:-}" ]; then
+    check_cargo
+fi
+check_node
+if [ "$MODE" = test ]; then
+    install_venv
+    install_node_modules test
+    install_tauri_driver
+else
+    install_node_modules run
+fi
 gh_build_console
-install_tauri_driver

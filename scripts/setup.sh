@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# THE setup command: installs what is missing, builds the release gateway, starts the local
-# PostgreSQL 15 cluster with a seeded `demo` database, writes a demo config and starts a
-# Gatehouse gateway in front of it, then prints a psql line that works.
+# THE setup command: installs what running needs, builds the release gateway and CLI, starts the
+# local PostgreSQL 15 cluster with the seeded demo databases, writes a demo config and starts a
+# Gatehouse gateway in front of them, then prints a short tour that shows what the gateway does:
+# masking, a production DELETE held for approval and approved, a DROP refused, the audit trail.
 #
 # Re-running is safe: secrets in demo/data/ are kept and reused, the previous demo gateway is
 # stopped and a fresh one started. Everything it writes is under demo/data/ (gitignored).
 #
 # Environment:
-#   GATEHOUSE_DEMO_PORT       PostgreSQL-protocol port of the gateway (default 7432)
-#   GATEHOUSE_DEMO_HTTP_PORT  HTTP port of the gateway (default 7480)
-#   GATEHOUSE_DEMO_CLUSTER    name of the Debian PostgreSQL 15 cluster to use (default main)
+#   GATEHOUSE_DEMO_PORT        PostgreSQL-protocol port of the gateway (default 7432)
+#   GATEHOUSE_DEMO_HTTP_PORT   HTTP port of the gateway (default 7480)
+#   GATEHOUSE_DEMO_CLUSTER     name of the Debian PostgreSQL 15 cluster to use (default main)
+#   GATEHOUSE_DEMO_PG_PORT     port for that cluster when this script creates it (default: the
+#                              next free one pg_createcluster picks, 5432 for the first)
+#   GATEHOUSE_PREBUILT_BIN_DIR a directory holding gatehouse-server and gatehouse already built
+#                              (e.g. target/debug): use them instead of building the release
+#                              binaries. The end-to-end test of this script uses it so CI does
+#                              not compile the workspace twice.
 set -euo pipefail
 GH_SCRIPT=setup
 # shellcheck source=scripts/lib.sh
@@ -22,22 +29,34 @@ cd "$GH_REPO"
 PG_CLUSTER_VERSION=15
 PG_CLUSTER_NAME="${GATEHOUSE_DEMO_CLUSTER:-main}"
 DEMO_ROLE=gatehouse_demo
-DEMO_DB=demo
+DEMO_DB=demo        # environment `demo`, tier development
+PROD_DB=demo_prod   # environment `prod`, tier production: the same data, the built-in rules
 GW_PORT="${GATEHOUSE_DEMO_PORT:-7432}"
 GW_HTTP_PORT="${GATEHOUSE_DEMO_HTTP_PORT:-7480}"
 DATA="$GH_REPO/demo/data"
-BIN="$GH_REPO/target/release/gatehouse-server"
+if [ -n "${GATEHOUSE_PREBUILT_BIN_DIR:-}" ]; then
+    BIN_DIR="$(cd "$GATEHOUSE_PREBUILT_BIN_DIR" 2>/dev/null && pwd)" ||
+        gh_die "GATEHOUSE_PREBUILT_BIN_DIR=$GATEHOUSE_PREBUILT_BIN_DIR is not a directory"
+else
+    BIN_DIR="$(cd "$GH_REPO" && mkdir -p "${CARGO_TARGET_DIR:-target}/release" && cd "${CARGO_TARGET_DIR:-target}/release" && pwd)"
+fi
+BIN="$BIN_DIR/gatehouse-server"
+CLI="$BIN_DIR/gatehouse"
 CONF="$DATA/gatehouse.toml"
 PIDFILE="$DATA/gateway.pid"
 LOG="$DATA/gateway.log"
 PASSWORD_VAR=GATEHOUSE_DEMO_DB_PASSWORD
 
 # --- 1. dependencies and the build -------------------------------------------------------------
-"$GH_REPO/scripts/install-deps.sh"
-gh_cargo_path || gh_die "cargo is not on PATH"
-gh_log "building the release gateway (cargo build --release -p gatehouse-server)"
-cargo build --release -p gatehouse-server
-[ -x "$BIN" ] || gh_die "the build did not produce $BIN"
+"$GH_REPO/scripts/install-deps.sh" run
+if [ -n "${GATEHOUSE_PREBUILT_BIN_DIR:-}" ]; then
+    [ -x "$BIN" ] && [ -x "$CLI" ] || gh_die "GATEHOUSE_PREBUILT_BIN_DIR=$BIN_DIR lacks gatehouse-server or gatehouse"
+else
+    gh_cargo_path || gh_die "cargo is not on PATH"
+    gh_log "building the release gateway and CLI (cargo build --release -p gatehouse-server -p gatehouse-client)"
+    cargo build --release -p gatehouse-server -p gatehouse-client
+    [ -x "$BIN" ] && [ -x "$CLI" ] || gh_die "the build did not produce $BIN and $CLI"
+fi
 
 mkdir -p "$DATA"
 chmod 700 "$DATA"
@@ -51,7 +70,9 @@ cluster_field() { # $1: column of pg_lsclusters (3 port, 4 status)
 
 if [ -z "$(cluster_field 2)" ]; then
     gh_log "creating the PostgreSQL cluster $PG_CLUSTER_VERSION/$PG_CLUSTER_NAME"
-    pg_createcluster "$PG_CLUSTER_VERSION" "$PG_CLUSTER_NAME" >/dev/null
+    port_arg=()
+    [ -n "${GATEHOUSE_DEMO_PG_PORT:-}" ] && port_arg=(--port "$GATEHOUSE_DEMO_PG_PORT")
+    pg_createcluster "${port_arg[@]}" "$PG_CLUSTER_VERSION" "$PG_CLUSTER_NAME" >/dev/null
 fi
 case "$(cluster_field 4)" in
 online*) ;;
@@ -97,10 +118,16 @@ SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$DEMO_DB') AS miss
 \if :missing
 CREATE DATABASE $DEMO_DB OWNER $DEMO_ROLE;
 \endif
+SELECT NOT EXISTS (SELECT 1 FROM pg_database WHERE datname = '$PROD_DB') AS missing \gset
+\if :missing
+CREATE DATABASE $PROD_DB OWNER $DEMO_ROLE;
+\endif
 SQL
 
-# The demo data belongs to the demo role; it is seeded once, and left alone afterwards.
-as_superuser "$DEMO_DB" <<'SQL'
+# The demo data belongs to the demo role; each database is seeded once, and left alone
+# afterwards. Both get the same customers and orders.
+seed() { # $1: database
+as_superuser "$1" <<'SQL'
 SET client_min_messages = warning;
 SET ROLE gatehouse_demo;
 BEGIN;
@@ -150,6 +177,9 @@ ORDER BY 2;
 \endif
 COMMIT;
 SQL
+}
+seed "$DEMO_DB"
+seed "$PROD_DB"
 
 PGPASSWORD="$DB_PASSWORD" "$PG_BIN/psql" -X -q -At -h 127.0.0.1 -p "$PGPORT" -U "$DEMO_ROLE" -d "$DEMO_DB" \
     -c 'SELECT 1' >/dev/null ||
@@ -167,16 +197,18 @@ chmod 600 "$TOKEN_FILE"
 TOKEN="$(head -n1 "$TOKEN_FILE")"
 TOKEN_SHA256="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
 
-# The admin's password is shown once, when it is made; only its hash is kept. Delete
-# demo/data/admin-password.argon2 and re-run to get a new one.
+# The admin's password is kept in demo/data/admin-password (0600, like the agent's token: this
+# is a demo on your machine), so the tour's login line works on every run. Delete the file and
+# re-run for a new one.
+ADMIN_PASSWORD_FILE="$DATA/admin-password"
 ADMIN_HASH_FILE="$DATA/admin-password.argon2"
-ADMIN_PASSWORD=""
-if [ ! -s "$ADMIN_HASH_FILE" ]; then
-    ADMIN_PASSWORD="$(gh_random 20)"
-    hash="$(printf '%s' "$ADMIN_PASSWORD" | "$BIN" hash-password)"
+if [ ! -s "$ADMIN_PASSWORD_FILE" ] || [ ! -s "$ADMIN_HASH_FILE" ]; then
+    (umask 077 && gh_random 20 >"$ADMIN_PASSWORD_FILE" && echo >>"$ADMIN_PASSWORD_FILE")
+    hash="$(head -n1 "$ADMIN_PASSWORD_FILE" | tr -d '\n' | "$BIN" hash-password)"
     (umask 077 && printf '%s\n' "$hash" >"$ADMIN_HASH_FILE")
 fi
-chmod 600 "$ADMIN_HASH_FILE"
+chmod 600 "$ADMIN_PASSWORD_FILE" "$ADMIN_HASH_FILE"
+ADMIN_PASSWORD="$(head -n1 "$ADMIN_PASSWORD_FILE")"
 ADMIN_HASH="$(head -n1 "$ADMIN_HASH_FILE")"
 
 # --- 4. the config -------------------------------------------------------------------------------
@@ -193,6 +225,9 @@ data_dir        = "state"            # relative to this file: demo/data/state
 admin_groups    = ["admins"]
 console_dir     = "$GH_REPO/ui/dist"  # the web console, built by scripts/install-deps.sh
 
+# A held statement waits this long for an approver: time enough to follow the tour.
+approval_window_seconds = 120
+
 [[environments]]
 name        = "$DEMO_DB"
 tier        = "development"
@@ -201,19 +236,29 @@ tags        = ["demo"]
 upstream    = "postgresql://$DEMO_ROLE@127.0.0.1:$PGPORT/$DEMO_DB"
 upstream_password_env = "$PASSWORD_VAR"   # the gateway's start command sets it from demo/data/upstream-password
 
+# The same data as production: the built-in production rules apply here (no DROP or TRUNCATE,
+# an agent's writes held for approval, ...), and admins approve.
+[[environments]]
+name        = "prod"
+tier        = "production"
+description = "The demo's production database: same data, production guardrails"
+tags        = ["demo"]
+upstream    = "postgresql://$DEMO_ROLE@127.0.0.1:$PGPORT/$PROD_DB"
+upstream_password_env = "$PASSWORD_VAR"
+
 [[service_accounts]]
-name         = "demo-agent"
+name         = "demo-agent"           # an AI agent: service accounts are identities of kind agent
 token_sha256 = "$TOKEN_SHA256"       # token in demo/data/demo-agent.token
-groups       = ["engineers"]
+groups       = ["agents"]
 
 [[users]]
 name            = "admin"
-password_argon2 = "$ADMIN_HASH"
+password_argon2 = "$ADMIN_HASH"     # password in demo/data/admin-password
 groups          = ["admins"]
 
 [[grants]]
-groups       = ["engineers", "admins"]
-environments = ["$DEMO_DB"]
+groups       = ["agents", "admins"]
+environments = ["$DEMO_DB", "prod"]
 TOML
 )
 "$BIN" check-config --config "$CONF.new" >/dev/null
@@ -270,44 +315,55 @@ if [ "$healthy" -ne 1 ]; then
     gh_die "the gateway did not answer http://127.0.0.1:$GW_HTTP_PORT/healthz within 30 s"
 fi
 
-# --- 6. prove the printed line works -------------------------------------------------------------
-CONNINFO="host=127.0.0.1 port=$GW_PORT dbname=$DEMO_DB user=demo-agent password=$TOKEN"
-if ! count="$("$PG_BIN/psql" -X -At "$CONNINFO" -c 'SELECT count(*) FROM customers' 2>&1)"; then
-    printf '%s\n' "$count" >&2
-    tail -n 20 "$LOG" >&2 || true
-    gh_die "psql through the gateway failed"
-fi
+# --- 6. prove the printed lines work ------------------------------------------------------------
+AGENT="host=127.0.0.1 port=$GW_PORT user=demo-agent password=$TOKEN"
+for db in "$DEMO_DB" prod; do
+    if ! count="$("$PG_BIN/psql" -X -At "$AGENT dbname=$db" -c 'SELECT count(*) FROM customers' 2>&1)"; then
+        printf '%s\n' "$count" >&2
+        tail -n 20 "$LOG" >&2 || true
+        gh_die "psql through the gateway to environment $db failed"
+    fi
+done
 
+HTTP="http://127.0.0.1:$GW_HTTP_PORT"
+# The tour, as a person pastes it: each command line starts with two spaces, each step with
+# "  # N." (tests/tests/setup_tour.rs reads it that way and runs it).
 cat <<EOF
 
 Gatehouse demo gateway is running (pid $GW_PID), in front of PostgreSQL 127.0.0.1:$PGPORT.
-The demo database has $count customers and their orders.
+Two environments with the same $count customers and their orders: demo (development) and
+prod (production, where the built-in guardrails apply). Two identities: the AI agent
+demo-agent (token in demo/data/demo-agent.token) and the local user admin, password
+$ADMIN_PASSWORD (in demo/data/admin-password).
 
-Connect as the service account demo-agent (token in demo/data/demo-agent.token):
+The tour: paste these lines into a bash shell, in order.
 
-  psql "$CONNINFO"
+  export PATH="$BIN_DIR:\$PATH"
+  AGENT="host=127.0.0.1 port=$GW_PORT user=demo-agent password=\$(cat $TOKEN_FILE)"
+  gatehouse login --gateway $HTTP --user admin < $ADMIN_PASSWORD_FILE
 
-EOF
-if [ -n "$ADMIN_PASSWORD" ]; then
-    cat <<EOF
-Local user admin, password $ADMIN_PASSWORD
-(shown only now; to make a new one, delete demo/data/admin-password.argon2 and re-run)
-Log in for a session token (usable as a psql password for user=admin, and as an API bearer token):
+  # 1. Masking: the agent reads customers in production; names, emails and phones come back masked.
+  psql "\$AGENT dbname=prod" -c 'SELECT full_name, email, phone, city FROM customers ORDER BY id LIMIT 3'
 
-  curl -s -X POST http://127.0.0.1:$GW_HTTP_PORT/api/v1/auth/login -H 'content-type: application/json' \\
-       -d '{"username":"admin","password":"$ADMIN_PASSWORD"}'
+  # 2. Approval: the agent's DELETE in production is held, and a NOTICE names the approval and
+  #    the command that approves it. The & keeps it waiting in the background (up to 120 s).
+  psql "\$AGENT dbname=prod" -c "DELETE FROM orders WHERE status = 'refunded'" &
 
-EOF
-else
-    cat <<EOF
-Local user admin: its password was shown when it was created (delete
-demo/data/admin-password.argon2 and re-run for a new one).
+  # 3. Approve it as admin: paste the \`gatehouse approve apr_...\` line from the NOTICE (or find
+  #    the id with \`gatehouse approvals --pending\`). The held DELETE then runs and says DELETE n.
+  gatehouse approve apr_...
 
-EOF
-fi
-cat <<EOF
-Web console: http://127.0.0.1:$GW_HTTP_PORT/  (sign in as admin)
-HTTP API: http://127.0.0.1:$GW_HTTP_PORT/api/v1/openapi.json    log: demo/data/gateway.log
-Stop the gateway:     kill \$(cat demo/data/gateway.pid)
+  # 4. Guardrail: DROP TABLE in production is refused, and the error names the rule.
+  psql "\$AGENT dbname=prod" -c 'DROP TABLE customers'
+
+  # 5. Audit: all of the above, with the agent's identity and the admin's approval.
+  gatehouse audit --env prod
+
+In development the same agent is not held: psql "\$AGENT dbname=$DEMO_DB" runs writes at once.
+Two terminals instead of one: run step 2 without the & in one, steps 3 to 5 in the other.
+
+Web console: $HTTP/  (sign in as admin: Approvals, Audit, Rules with a dry run, Masking)
+HTTP API: $HTTP/api/v1/openapi.json    gateway log: demo/data/gateway.log
+Stop the gateway:     kill \$(cat $PIDFILE)
 Stop PostgreSQL:      pg_ctlcluster $PG_CLUSTER_VERSION $PG_CLUSTER_NAME stop
 EOF

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# THE test command: installs what is missing, builds every binary, runs every test.
+# THE test command: installs what testing needs (scripts/install-deps.sh test), builds every
+# binary and the desktop app's .deb, runs every test.
 # Exits non-zero on any failure. CI runs it through .ci/run.
 #
 #   scripts/test.sh                 # everything
@@ -10,7 +11,7 @@ GH_SCRIPT=test
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$GH_REPO"
 
-"$GH_REPO/scripts/install-deps.sh"
+"$GH_REPO/scripts/install-deps.sh" test
 gh_cargo_path || gh_die "cargo is not on PATH"
 
 # The end-to-end tests drive the gateway with real clients; psycopg lives in the venv.
@@ -18,8 +19,8 @@ export GATEHOUSE_PYTHON="$GH_REPO/.venv/bin/python"
 
 # The UI's component tests (Vitest); install-deps.sh has built ui/dist for the console tests
 # and for the desktop app, which embeds it.
-gh_log "npm run test:ui"
-npm run --silent test:ui
+gh_log "npm test"
+npm test --silent
 
 # The desktop app is built on its own, once per run: in one build with the rest, Tauri's
 # dependencies would change the features of crates the gateway shares with it, so the whole
@@ -28,6 +29,12 @@ gh_log "cargo build --workspace --exclude gatehouse-desktop --bins"
 cargo build --workspace --exclude gatehouse-desktop --bins
 gh_log "cargo build -p gatehouse-desktop"
 cargo build -p gatehouse-desktop
+# The desktop app as people install it: the Tauri CLI (npm @tauri-apps/cli, installed by
+# install-deps.sh) packs this build into target/debug/bundle/deb/*.deb, which
+# tests/tests/desktop_deb.rs installs with apt-get. --no-binary-patching leaves the binary the
+# other tests run as cargo built it.
+gh_log "tauri bundle --debug --bundles deb"
+npm run --silent tauri -- bundle --debug --bundles deb --no-sign --no-binary-patching >/dev/null
 gh_log "cargo test --workspace --exclude gatehouse-desktop"
 cargo test --workspace --exclude gatehouse-desktop --no-fail-fast "$@"
 gh_log "cargo test -p gatehouse-desktop"

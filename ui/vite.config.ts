@@ -1,7 +1,8 @@
 // Vite builds the one UI both shells use into ui/dist: the gateway serves it at `/` (web
-// console) and the Tauri app loads it (`frontendDist = "../ui/dist"`). Vitest runs the
-// component tests in test/ against happy-dom.
-import { defineConfig } from 'vitest/config';
+// console) and the Tauri app loads it (`frontendDist = "../ui/dist"`). Only Vite and Preact
+// (package.json `dependencies`) are needed here, so `scripts/setup.sh` builds the console
+// without the test tools; the tests' settings are in vitest.config.ts.
+import { defineConfig } from 'vite';
 
 export default defineConfig({
   root: import.meta.dirname,
@@ -17,9 +18,5 @@ export default defineConfig({
     proxy: Object.fromEntries(
       ['/api', '/auth', '/events'].map((p) => [p, { target: process.env.GATEHOUSE_URL ?? 'http://127.0.0.1:7480', changeOrigin: false }]),
     ),
-  },
-  test: {
-    environment: 'happy-dom',
-    include: ['test/**/*.test.{ts,tsx}'],
   },
 });

@@ -10,6 +10,8 @@ mod commands;
 pub mod error;
 pub mod state;
 mod tray;
+#[cfg(test)]
+mod ui_types;
 
 /// Builds and runs the app until it quits. Tunnels stop with it.
 pub fn run() {

@@ -20,8 +20,10 @@ use tokio::sync::Mutex;
 
 use crate::error::{CommandError, CommandResult};
 
-/// `session_info()` and the logins: who is signed in where.
+/// `session_info()` and the logins: who is signed in where. (Its TypeScript twin in
+/// `ui/src/api/desktop-types.ts` is generated from this struct; see `ui_types.rs`.)
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct SessionInfo {
     pub gateway: String,
     pub identity: String,
@@ -32,6 +34,7 @@ pub struct SessionInfo {
 
 /// One open tunnel as the UI shows it (`connect`, `tunnels`, the `tunnels-changed` event).
 #[derive(Debug, Clone, Serialize)]
+#[cfg_attr(test, derive(ts_rs::TS))]
 pub struct TunnelView {
     pub environment: String,
     pub database: Option<String>,

@@ -11,9 +11,12 @@ let fail: string | null = null;
 let open: Tunnel[] = [];
 const tunnel: Tunnel = {
   environment: 'prod',
+  database: null,
   port: 54321,
   connection_string: 'postgresql://alice@127.0.0.1:54321/prod',
   psql: 'psql "postgresql://alice@127.0.0.1:54321/prod"',
+  opened_at: '2026-01-02T03:04:05Z',
+  active_connections: 0,
 };
 
 beforeEach(() => {

@@ -1,37 +1,19 @@
-// Pure pieces of the screens and the login form in both shells.
+// Pure pieces of the screens (the login form has its own file, login.test.tsx).
 import { act } from 'preact/test-utils';
 import { afterEach, describe, expect, it } from 'vitest';
 import { NAV, navFor } from '../src/App';
-import { Login } from '../src/screens/Login';
 import { filterEnvironments } from '../src/screens/Environments';
 import { catalogRows } from '../src/screens/Masking';
 import { tokenize } from '../src/lib/sql';
-import { parseHash } from '../src/lib/router';
+import { parseHash, startRoute } from '../src/lib/router';
+import type { Environment } from '../src/api/client';
 import { advice } from '../src/components/ui';
 import { ConfirmHost, ask } from '../src/components/Confirm';
-import { click, mount, removeTauri, setValue, stubTauri } from './harness';
+import { click, mount, removeTauri, setValue } from './harness';
 
 afterEach(() => {
   removeTauri();
   document.body.innerHTML = '';
-});
-
-const labels = () => [...document.querySelectorAll('label')].map((l) => l.textContent?.trim());
-
-describe('login form', () => {
-  it('asks for username and password in the browser, and offers SSO', async () => {
-    await mount(<Login onSignedIn={() => {}} />);
-    expect(labels()).toEqual(['Username', 'Password']);
-    const buttons = [...document.querySelectorAll('button')].map((b) => b.textContent);
-    expect(buttons).toEqual(['Sign in', 'Sign in with SSO']);
-  });
-
-  it('asks for the gateway URL in the desktop app', async () => {
-    stubTauri(async () => null);
-    await mount(<Login onSignedIn={() => {}} expired />);
-    expect(labels()).toEqual(['Gateway URL', 'Username', 'Password']);
-    expect(document.body.textContent).toContain('Your session has expired');
-  });
 });
 
 describe('navigation', () => {
@@ -52,6 +34,14 @@ describe('navigation', () => {
     expect(new Set(NAV.map((n) => n.key)).size).toBe(NAV.length);
   });
 
+  it('starts on the screen a gateway link names, hash or path', () => {
+    expect(startRoute('/', '', '#/audit?q=x').path).toBe('/audit');
+    expect(startRoute('/approvals', '', '').path).toBe('/approvals');
+    expect(startRoute('/approvals/', '?state=pending', '').params.get('state')).toBe('pending');
+    expect(startRoute('/', '', '').path).toBe('/');
+    expect(startRoute('/index.html', '', '').path).toBe('/');
+  });
+
   it('parses hash routes', () => {
     const r = parseHash('#/audit?connection=c1&q=DELETE');
     expect(r.path).toBe('/audit');
@@ -61,7 +51,7 @@ describe('navigation', () => {
 });
 
 describe('environment filters', () => {
-  const envs = [
+  const envs: Environment[] = [
     { name: 'prod', tier: 'production', tags: ['payments', 'eu'], description: 'live', dbname: 'prod' },
     { name: 'dev', tier: 'development', tags: ['payments'], description: null, dbname: 'dev' },
     { name: 'analytics', tier: 'production', tags: ['bi'], description: 'warehouse', dbname: 'analytics' },

@@ -458,13 +458,14 @@ async fn audit(store: SessionStore, a: AuditArgs, out: Out) -> Result<()> {
     }
     let mut t = Table::new(&[
         "ID",
-        "TIME",
+        "TIME (UTC)",
         "EVENT",
         "IDENTITY",
         "ENV",
         "DECISION",
+        "RULE",
         "ROWS",
-        "STATEMENT",
+        "APPROVAL / STATEMENT",
     ]);
     for r in &page.items {
         let decision = cell(&r["decision"]);
@@ -473,19 +474,30 @@ async fn audit(store: SessionStore, a: AuditArgs, out: Out) -> Result<()> {
             "review" => out.yellow(&decision),
             _ => decision,
         };
+        // Rule `default` means "no rule matched": noise in a table.
+        let rule = match cell(&r["rule"]) {
+            d if d == "default" => String::new(),
+            rule => rule,
+        };
         let statement = match (cell(&r["statement"]), cell(&r["sqlstate"])) {
             (s, e) if !e.is_empty() => format!("{} [{e}]", clip(&s, 50)),
             (s, _) => clip(&s, 60),
         };
+        let what = match cell(&r["approval_id"]) {
+            a if a.is_empty() => statement,
+            a if statement.is_empty() => a,
+            a => format!("{a}: {statement}"),
+        };
         t.row(vec![
             cell(&r["id"]),
-            cell(&r["ts"]),
+            short_time(&cell(&r["ts"])),
             cell(&r["event"]),
             cell(&r["identity"]),
             cell(&r["environment"]),
             decision,
+            rule,
             cell(&r["rows"]),
-            statement,
+            what,
         ]);
     }
     t.print(&out);
@@ -493,4 +505,31 @@ async fn audit(store: SessionStore, a: AuditArgs, out: Out) -> Result<()> {
         println!("{}", out.dim(&format!("more: add --cursor {c}")));
     }
     Ok(())
+}
+
+/// An RFC 3339 UTC timestamp as `YYYY-MM-DD HH:MM:SS` (the table's column says UTC); anything
+/// else unchanged.
+fn short_time(ts: &str) -> String {
+    match (ts.get(..10), ts.get(11..19)) {
+        (Some(day), Some(time)) if ts.as_bytes().get(10) == Some(&b'T') && ts.ends_with('Z') => {
+            format!("{day} {time}")
+        }
+        _ => ts.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_time;
+
+    #[test]
+    fn audit_times_are_shortened_to_the_second() {
+        assert_eq!(
+            short_time("2026-12-04T18:14:17.471042Z"),
+            "2026-12-04 18:14:17"
+        );
+        assert_eq!(short_time("2026-12-04T18:14:17Z"), "2026-12-04 18:14:17");
+        assert_eq!(short_time("yesterday"), "yesterday");
+        assert_eq!(short_time(""), "");
+    }
 }

@@ -1,6 +1,7 @@
 // One typed function per API endpoint the UI uses (see the gateway's /api/v1/openapi.json),
 // over whichever transport this shell has. Non-2xx answers become `ApiError` with the gateway's
 // own message, which already says what to do next.
+import type { components } from './gateway';
 import { detectTransport, type Transport } from './transport';
 
 export class ApiError extends Error {
@@ -12,151 +13,32 @@ export class ApiError extends Error {
   }
 }
 
-export type Tier = 'development' | 'staging' | 'production' | string;
+// The API's types are the gateway's own: `gateway.ts` is generated from its OpenAPI document
+// (`npm run api-types`; tests/tests/api_types.rs fails when it is stale), and the names below
+// only pick from it. Where the document says no more than "an object" (audit records, an
+// approval's classification), the UI names the fields it reads.
+type Schemas = components['schemas'];
 
-export interface Environment {
-  name: string;
-  tier: Tier;
-  tags: string[];
-  description: string | null;
-  dbname: string;
-}
-export interface WhoAmI {
-  name: string;
-  kind: 'human' | 'agent';
-  groups: string[];
-  on_behalf_of: string | null;
-  admin: boolean;
-}
-export interface Approval {
-  id: string;
-  state: 'pending' | 'approved' | 'used' | 'denied' | string;
-  statement: string;
-  fingerprint: string;
-  identity: string;
-  identity_kind: string;
-  on_behalf_of: string | null;
-  environment: string;
-  database: string;
-  rule: string;
-  reason: string;
-  classification: Classification | null;
-  estimated_rows: number | null;
-  connection_id: string | null;
-  created_at: number;
-  decided_at: number | null;
-  decided_by: string | null;
-  decision_reason: string | null;
-  grant_expires_at: number | null;
-  used_at: number | null;
-}
-export interface Classification {
-  analysable: boolean;
-  kinds: string[];
-  writes: boolean;
-  tables_read: string[];
-  tables_written: string[];
-  unbounded_writes: string[];
-  dangerous_functions: string[];
-  destructive: boolean;
-  notes: string[];
-  [k: string]: unknown;
-}
-export interface Connection {
-  id: string;
-  identity: string;
-  identity_kind: string;
-  session_id?: string;
-  environment: string;
-  database: string;
-  client_addr: string;
-  application_name: string | null;
-  tls: boolean;
-  started_at: number;
-}
-export interface Grant {
-  id: string;
-  groups: string[];
-  environments: string[];
-  upstream_role: string | null;
-  source: string;
-  created_by: string | null;
-  created_at: string | null;
-  /** When the grant stops letting anyone in (RFC 3339); null: never. */
-  expires_at: string | null;
-}
-export interface GroupMember {
-  member: string;
-  /** `config`: from the config file, read-only here; `api`: added through the API, removable. */
-  source: 'config' | 'api';
-  added_at: string | null;
-  added_by: string | null;
-}
-export interface Group {
-  id: string;
-  name: string;
-  members: GroupMember[];
-}
-export interface Membership {
-  group: string;
-  member: string;
-  /** false when the member already belonged to the group (HTTP 200 instead of 201). */
-  added: boolean;
-}
-export interface Rule {
-  id: string;
-  description: string;
-  action: 'allow' | 'deny' | 'review';
-  kinds?: string[];
-  flags?: string[];
-  tables?: string[];
-  tiers?: string[];
-  environments?: string[];
-  tags?: string[];
-  identity_kinds?: string[];
-  groups?: string[];
-  hours?: string;
-  weekdays?: string[];
-}
-export interface RuleItem extends Rule {
-  source: string;
-  position: number;
-}
-export interface DryRun {
-  decision: 'allow' | 'deny' | 'review';
-  rule: string;
-  reason: string;
-  classification: Classification;
-  identity: { name: string; kind: string; groups: string[] };
-  environment: string;
-  tier: Tier;
-}
-export interface ServiceAccount {
-  id: string;
-  name: string;
-  kind: string;
-  groups: string[];
-  on_behalf_of: string | null;
-  description: string | null;
-  source: string;
-  created_by: string;
-  created_at: string | null;
-  rotated_at: string | null;
-  expires_at: string | null;
-  revoked_at: string | null;
-}
-export interface SessionItem {
-  id: string;
-  identity: string;
-  kind: string;
-  groups: string[];
-  method: string;
-  created_at: string;
-  expires_at: string;
-  refresh_expires_at: string | null;
-  revoked_at: string | null;
-  connections: number;
-}
+export type Tier = Schemas['Tier'];
+export type GatewayInfo = Schemas['GatewayInfo'];
+export type Environment = Schemas['EnvironmentItem'];
+export type WhoAmI = Schemas['WhoAmI'];
+export type Classification = Schemas['Classification'];
+export type Approval = Omit<Schemas['ApprovalRecord'], 'classification'> & {
+  /** The statement's classification, as `POST /api/v1/policy/dry-run` reports it. */
+  classification?: Classification | null;
+};
+export type Connection = Schemas['ConnectionInfo'];
+export type Grant = Schemas['GrantItem'];
+export type GroupMember = Schemas['MemberItem'];
+export type Group = Schemas['GroupItem'];
+export type Membership = Schemas['MembershipItem'];
+export type Rule = Schemas['Rule'];
+export type RuleItem = Schemas['RuleItem'];
+export type DryRun = Schemas['DryRunResponse'];
+export type ServiceAccount = Schemas['ServiceAccountItem'];
+export type SessionItem = Schemas['SessionItem'];
+/** One audit record: the API gives each as a JSON object; these are the fields the UI reads. */
 export type AuditRecord = Record<string, unknown> & {
   id: number;
   ts?: string;
@@ -170,34 +52,9 @@ export type AuditRecord = Record<string, unknown> & {
   rows?: number;
   error?: string;
 };
-export interface AuditPage {
-  items: AuditRecord[];
-  next_cursor: number | null;
-}
-export interface CatalogView {
-  environment: string;
-  databases: {
-    database: string;
-    loaded_at: string;
-    tables: {
-      schema: string;
-      name: string;
-      kind: string;
-      columns: { attnum: number; name: string; type_name: string; comment: string | null; category: string | null; source: string; sampled: number }[];
-    }[];
-  }[];
-  overrides: { schema: string; table: string; column: string; category: string | null; set_by: string; set_at: string }[];
-}
-export interface Exemption {
-  id: string;
-  group: string;
-  environment: string;
-  category: string;
-  expires_at: string | null;
-  reason: string | null;
-  created_by: string;
-  created_at: string;
-}
+export type AuditPage = Omit<Schemas['AuditPage'], 'items'> & { items: AuditRecord[] };
+export type CatalogView = Schemas['CatalogView'];
+export type Exemption = Schemas['Exemption'];
 
 let transport: Transport = detectTransport();
 /** Tests swap the transport; the app never does. */
@@ -243,6 +100,8 @@ export function query(params: Record<string, string | number | boolean | undefin
 const enc = encodeURIComponent;
 
 export const api = {
+  /** Where the gateway's PostgreSQL listener is and whether it has SSO; needs no session. */
+  info: () => call<GatewayInfo>('GET', '/api/v1/info'),
   whoami: () => call<WhoAmI>('GET', '/api/v1/whoami'),
   login: (username: string, password: string) =>
     call<{ identity: string; expires_at: string }>('POST', '/api/v1/auth/login', { username, password, cookie: true }),

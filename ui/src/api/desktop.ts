@@ -1,20 +1,14 @@
 // The desktop shell's commands (src-tauri/), one typed function each, as the UI/desktop contract
-// fixes them. Only the desktop shell has these; callers check `isDesktop()` first.
+// fixes them; their result types are generated from the shell's Rust structs. Only the desktop
+// shell has these; callers check `isDesktop()` first.
 import { tauri } from './transport';
 
-export interface DesktopSession {
-  gateway: string;
-  identity: string;
-  expires_at: string;
-}
+import type { SessionInfo, TunnelView } from './desktop-types';
 
-export interface Tunnel {
-  environment: string;
-  port: number;
-  connection_string: string;
-  psql: string;
-  opened_at?: string;
-}
+/** Who is signed in where (generated from the shell's Rust struct, desktop-types.ts). */
+export type DesktopSession = SessionInfo;
+/** One open tunnel (generated from the shell's Rust struct, desktop-types.ts). */
+export type Tunnel = TunnelView;
 
 function invoke<T>(cmd: string, args?: Record<string, unknown>): Promise<T> {
   const t = tauri();

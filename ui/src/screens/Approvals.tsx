@@ -99,7 +99,7 @@ function useFullClassification(a: Approval): Classification | null {
         : Promise.resolve(null),
     [a.id, a.state],
   );
-  return (full.state === 'ready' && full.data) || a.classification;
+  return (full.state === 'ready' && full.data) || (a.classification ?? null);
 }
 
 function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () => void }) {

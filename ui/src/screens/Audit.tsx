@@ -105,7 +105,8 @@ export function Audit({ params }: { params: URLSearchParams }) {
   const first = useLoad(async () => {
     const p = await api.audit({ ...applied, limit: 100 });
     setPages([]);
-    setCursor(p.next_cursor);
+    // The last page has no `next_cursor` at all.
+    setCursor(p.next_cursor ?? null);
     return p.items;
   }, [key]);
   const more = useAction();
@@ -116,7 +117,7 @@ export function Audit({ params }: { params: URLSearchParams }) {
     const p = await more.run(() => api.audit({ ...applied, cursor, limit: 100 }));
     if (p) {
       setPages((ps) => [...ps, p.items]);
-      setCursor(p.next_cursor);
+      setCursor(p.next_cursor ?? null);
     }
   };
   const exportAs = async (format: 'csv' | 'jsonl') => {

@@ -1,5 +1,8 @@
 // Sign in: a local user's name and password, or SSO. The desktop app also asks which gateway.
-import { useState } from 'preact/hooks';
+// The web console offers SSO only when its gateway has `[oidc]` (`GET /api/v1/info`); the
+// desktop app cannot know before a gateway is typed, and its shell says when one has no SSO.
+import { useEffect, useState } from 'preact/hooks';
+import { api } from '../api/client';
 import { isDesktop } from '../api/transport';
 import { signInWithPassword, signInWithSso, type Me } from '../lib/session';
 import { ErrorBox, useAction } from '../components/ui';
@@ -13,6 +16,19 @@ export function Login({ onSignedIn, expired }: { onSignedIn: (me: Me) => void; e
   const [password, setPassword] = useState('');
   const action = useAction();
   const [missing, setMissing] = useState<string | null>(null);
+  const [sso, setSso] = useState(desktopShell);
+  useEffect(() => {
+    if (desktopShell) return;
+    let live = true;
+    // Unknown (the gateway did not answer) counts as no SSO: the button would lead nowhere.
+    api
+      .info()
+      .then((info) => live && setSso(info.sso === true))
+      .catch(() => {});
+    return () => {
+      live = false;
+    };
+  }, [desktopShell]);
 
   const needGateway = () => {
     if (desktopShell && !gateway.trim()) {
@@ -28,14 +44,14 @@ export function Login({ onSignedIn, expired }: { onSignedIn: (me: Me) => void; e
     setMissing(null);
     if (needGateway()) return;
     if (!username.trim() || !password) {
-      setMissing('Enter your user name and password, or sign in with SSO.');
+      setMissing(sso ? 'Enter your user name and password, or sign in with SSO.' : 'Enter your user name and password.');
       return;
     }
     const me = await action.run(() => signInWithPassword(gateway.trim(), username.trim(), password));
     if (me) onSignedIn(me);
   };
 
-  const sso = async () => {
+  const signInSso = async () => {
     setMissing(null);
     if (needGateway()) return;
     const me = await action.run(() => signInWithSso(gateway.trim()));
@@ -96,9 +112,11 @@ export function Login({ onSignedIn, expired }: { onSignedIn: (me: Me) => void; e
           <button type="submit" class="primary" disabled={action.busy}>
             {action.busy ? 'Signing in…' : 'Sign in'}
           </button>
-          <button type="button" onClick={sso} disabled={action.busy}>
-            Sign in with SSO
-          </button>
+          {sso && (
+            <button type="button" onClick={signInSso} disabled={action.busy}>
+              Sign in with SSO
+            </button>
+          )}
         </div>
       </form>
     </main>
