@@ -52,9 +52,9 @@ describe('navigation', () => {
 
 describe('environment filters', () => {
   const envs: Environment[] = [
-    { name: 'prod', tier: 'production', tags: ['payments', 'eu'], description: 'live', dbname: 'prod' },
-    { name: 'dev', tier: 'development', tags: ['payments'], description: null, dbname: 'dev' },
-    { name: 'analytics', tier: 'production', tags: ['bi'], description: 'warehouse', dbname: 'analytics' },
+    { name: 'prod', tier: 'production', tags: ['payments', 'eu'], description: 'live', dbname: 'prod', databases: ['prod'] },
+    { name: 'dev', tier: 'development', tags: ['payments'], description: null, dbname: 'dev', databases: ['dev'] },
+    { name: 'analytics', tier: 'production', tags: ['bi'], description: 'warehouse', dbname: 'analytics', databases: ['analytics'] },
   ];
   it('filters by search, tier and tag together', () => {
     expect(filterEnvironments(envs, '', '', '').map((e) => e.name)).toEqual(['prod', 'dev', 'analytics']);

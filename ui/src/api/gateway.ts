@@ -823,6 +823,11 @@ export interface components {
              *     unknown prepared statement, `CALL`): rules should fail closed on it.
              */
             analysable: boolean;
+            /**
+             * @description LOCK in a mode that blocks other sessions' reads or writes (SHARE and stronger, by
+             *     PostgreSQL's lock conflict table; a plain `LOCK t` is ACCESS EXCLUSIVE).
+             */
+            blocking_lock: boolean;
             /** @description Column references seen in expressions (`table.col` when qualified, `*` for a wildcard). */
             columns_read: string[];
             /** @description Columns assigned by UPDATE or listed by INSERT. */
@@ -831,14 +836,32 @@ export interface components {
             dangerous_functions: string[];
             /** @description A CTE or subquery that inserts, updates or deletes (`WITH d AS (DELETE …) SELECT …`). */
             data_modifying_cte: boolean;
+            /**
+             * @description Defines code that later statements run: CREATE/ALTER FUNCTION, PROCEDURE, TRIGGER,
+             *     RULE, OPERATOR, CAST, AGGREGATE, EXTENSION, LANGUAGE, LOAD.
+             */
+            defines_code: boolean;
             /** @description DROP, TRUNCATE, or ALTER … DROP. */
             destructive: boolean;
+            /**
+             * @description Each statement of a string of several, classified on its own, in order (both readings'
+             *     when a backslash makes the string ambiguous). Empty for a single statement: the whole
+             *     is then that statement. Rules decide each statement separately.
+             */
+            each?: components["schemas"]["Classification"][];
             /** @description `EXPLAIN ANALYZE` of a statement that writes: ANALYZE executes it. */
             explain_analyze_write: boolean;
+            /**
+             * @description Every function called, as PostgreSQL folds the name and qualified as written
+             *     (`lower`, `pg_temp.lower`, `public.f`), in first-seen order.
+             */
+            functions: string[];
             /** @description The distinct kinds, in first-seen order. */
             kinds: components["schemas"]["StatementKind"][];
             /** @description Why parts could not be analysed, in words. */
             notes: string[];
+            /** @description Changes settings every later session gets: ALTER DATABASE … SET/RESET. */
+            persistent_setting: boolean;
             /** @description GRANT, REVOKE, REASSIGN/DROP OWNED, ALTER DEFAULT PRIVILEGES. */
             privilege_change: boolean;
             /** @description COPY to or from a program run on the database server. */
@@ -852,6 +875,8 @@ export interface components {
             select_into: boolean;
             /** @description COPY to or from a file on the database server, or a server-file function. */
             server_file_access: boolean;
+            /** @description Settings changed by SET, RESET or `set_config(…)` (lower case), so they are visible. */
+            settings: string[];
             statements: components["schemas"]["StatementSummary"][];
             tables_read: string[];
             tables_written: string[];
@@ -860,6 +885,12 @@ export interface components {
              *     such as `WHERE true` or `WHERE 1 = 1`), e.g. `DELETE FROM orders`.
              */
             unbounded_writes: string[];
+            /**
+             * @description Called functions whose effects the gateway has not vetted: not a PostgreSQL built-in
+             *     (user-defined, from an extension, or qualified with a schema other than `pg_catalog`), or
+             *     a volatile built-in off the short vetted list (see `functions.rs`).
+             */
+            unvetted_functions: string[];
             /** @description May change data, schema, privileges or server state (unknown counts as yes). */
             writes: boolean;
         };
@@ -920,6 +951,12 @@ export interface components {
             kind?: null | components["schemas"]["IdentityKind"];
             /** @description One simple-Query string (several statements allowed) or one Parse's text. */
             sql: string;
+            /**
+             * @description Read plain `'…'` strings as a session with this `standard_conforming_strings` would.
+             *     When absent, as the gateway does for a session whose setting it does not know: both
+             *     readings count when a backslash makes them differ.
+             */
+            standard_conforming_strings?: boolean | null;
         };
         DryRunResponse: {
             classification: components["schemas"]["Classification"];
@@ -929,9 +966,16 @@ export interface components {
             reason: string;
             /** @description The rule that decided, or `default`. */
             rule: string;
+            /** @description For several statements, what each got (the decision is the strictest). */
+            statements?: components["schemas"]["StatementDecision"][];
             tier: components["schemas"]["Tier"];
         };
         EnvironmentItem: {
+            /**
+             * @description The databases it reaches (`dbname=NAME/DATABASE`): its own first, then any its config
+             *     opens (`*`: every database on its server).
+             */
+            databases: string[];
             /** @description The `dbname` to use in a connection string. */
             dbname: string;
             description?: string | null;
@@ -991,7 +1035,7 @@ export interface components {
          * @description Facts about a classified statement that a rule can test with `flags = [...]`.
          * @enum {string}
          */
-        Flag: "writes" | "unbounded_write" | "dangerous_function" | "destructive" | "privilege_change" | "role_change" | "alter_system" | "server_file_access" | "program_access" | "data_modifying_cte" | "select_into" | "explain_analyze_write" | "not_analysable";
+        Flag: "writes" | "unbounded_write" | "dangerous_function" | "destructive" | "privilege_change" | "role_change" | "alter_system" | "server_file_access" | "program_access" | "data_modifying_cte" | "select_into" | "explain_analyze_write" | "not_analysable" | "unvetted_function" | "defines_code" | "blocking_lock" | "persistent_setting";
         /** @description What a client needs to know about this gateway before logging in. */
         GatewayInfo: {
             /** @description `HOST:PORT` of the PostgreSQL listener as clients reach it (what tunnels dial). */
@@ -1222,6 +1266,14 @@ export interface components {
         };
         SessionList: {
             items: components["schemas"]["SessionItem"][];
+        };
+        /** @description What one statement of a string of several got. */
+        StatementDecision: {
+            action: components["schemas"]["Action"];
+            /** @description The statement's commands, e.g. `DROP TABLE`. */
+            command: string;
+            reason: string;
+            rule: string;
         };
         /**
          * @description What one statement is, coarsely. Rules name these in `kinds = [...]`.
@@ -3065,7 +3117,11 @@ export interface operations {
                 code_challenge_method?: string;
                 /** @description Native apps: returned unchanged with the code. */
                 state?: string;
-                /** @description Web console: the console path to land on after login (default `/`). */
+                /**
+                 * @description Web console: the console path to land on after login (default `/`): a path on this
+                 *     gateway only (no control characters, backslashes or leading `//`, even
+                 *     percent-encoded), or the login is refused with 400.
+                 */
                 return_to?: string;
             };
             header?: never;
