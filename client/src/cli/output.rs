@@ -49,7 +49,7 @@ impl Out {
     /// Prints a value as pretty JSON.
     pub fn print_json(&self, v: &impl serde::Serialize) {
         match serde_json::to_string_pretty(v) {
-            Ok(s) => println!("{s}"),
+            Ok(s) => write_lines(std::iter::once(s)),
             Err(e) => eprintln!("error: cannot encode JSON: {e}"),
         }
     }
@@ -93,9 +93,22 @@ impl Table {
             s.trim_end().to_string()
         };
         let header: Vec<String> = self.header.iter().map(|h| out.bold(h)).collect();
-        println!("{}", line(&header));
-        for r in &self.rows {
-            println!("{}", line(r));
+        write_lines(std::iter::once(line(&header)).chain(self.rows.iter().map(|r| line(r))));
+    }
+}
+
+/// Writes lines to stdout. A reader that went away (`gatehouse audit | head`) ends the command
+/// quietly, as it ends `ls`, instead of a panic about a broken pipe.
+fn write_lines(lines: impl Iterator<Item = String>) {
+    use std::io::Write;
+    let mut w = std::io::stdout().lock();
+    for l in lines {
+        if let Err(e) = writeln!(w, "{l}") {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {e}");
+            std::process::exit(1);
         }
     }
 }
