@@ -200,6 +200,37 @@ const PG_READ_FILE: u32 = 3826;
 const LO_OPEN: u32 = 952;
 const LOREAD: u32 = 954;
 
+/// Stores `content` in a new large object, then reads it back through fast-path calls
+/// (lo_open, loread), as PgJDBC's large-object API does.
+async fn read_large_object(c: &mut RawConn, content: &str) -> Vec<u8> {
+    let oid: u32 = c
+        .simple_query(&format!("SELECT lo_from_bytea(0, '{content}')"))
+        .await
+        .unwrap()[0]
+        .parse()
+        .unwrap();
+    c.simple_query("BEGIN").await.unwrap();
+    c.send(&ext::function_call(
+        LO_OPEN,
+        &[&oid.to_be_bytes(), &0x40000i32.to_be_bytes()],
+    ))
+    .await;
+    let reply = c.read_until_ready().await;
+    let v = reply
+        .iter()
+        .find(|m| m.tag == b'V')
+        .expect("lo_open result");
+    let fd = v.body[4..8].to_vec();
+    let len = i32::try_from(content.len()).unwrap();
+    c.send(&ext::function_call(LOREAD, &[&fd, &len.to_be_bytes()]))
+        .await;
+    let reply = c.read_until_ready().await;
+    let v = reply.iter().find(|m| m.tag == b'V').expect("loread result");
+    let data = v.body[4..].to_vec();
+    c.simple_query("COMMIT").await.unwrap();
+    data
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn function_calls_are_decided_like_the_select_they_stand_for() {
     let f = Fixture::start().await;
@@ -252,62 +283,17 @@ async fn function_calls_are_decided_like_the_select_they_stand_for() {
     );
     assert!(!reply.iter().any(|m| m.tag == b'V'));
 
-    // The large-object API (PgJDBC uses it) still works, audited as the SELECT it stands for.
-    let oid: u32 = c
-        .simple_query("SELECT lo_from_bytea(0, 'hello')")
-        .await
-        .unwrap()[0]
-        .parse()
-        .unwrap();
-    c.simple_query("BEGIN").await.unwrap();
-    c.send(&ext::function_call(
-        LO_OPEN,
-        &[&oid.to_be_bytes(), &0x40000i32.to_be_bytes()],
-    ))
-    .await;
-    let reply = c.read_until_ready().await;
-    let v = reply
-        .iter()
-        .find(|m| m.tag == b'V')
-        .expect("lo_open result");
-    let fd = &v.body[4..8];
-    c.send(&ext::function_call(LOREAD, &[fd, &5i32.to_be_bytes()]))
-        .await;
-    let reply = c.read_until_ready().await;
-    let v = reply.iter().find(|m| m.tag == b'V').expect("loread result");
-    assert_eq!(&v.body[4..], b"hello");
-    c.simple_query("COMMIT").await.unwrap();
+    // The large-object API (PgJDBC uses it) still works.
+    assert_eq!(read_large_object(&mut c, "hello").await, b"hello");
 
     // What a fast-path call returns is masked like any value of unknown lineage.
     let email = "ana.lopez@example.com";
-    let oid: u32 = c
-        .simple_query(&format!("SELECT lo_from_bytea(0, 'mail: {email}')"))
-        .await
-        .unwrap()[0]
-        .parse()
-        .unwrap();
-    c.simple_query("BEGIN").await.unwrap();
-    c.send(&ext::function_call(
-        LO_OPEN,
-        &[&oid.to_be_bytes(), &0x40000i32.to_be_bytes()],
-    ))
-    .await;
-    let reply = c.read_until_ready().await;
-    let v = reply
-        .iter()
-        .find(|m| m.tag == b'V')
-        .expect("lo_open result");
-    let fd = v.body[4..8].to_vec();
-    c.send(&ext::function_call(LOREAD, &[&fd, &100i32.to_be_bytes()]))
-        .await;
-    let reply = c.read_until_ready().await;
-    let v = reply.iter().find(|m| m.tag == b'V').expect("loread result");
-    let text = String::from_utf8_lossy(&v.body[4..]);
+    let read = read_large_object(&mut c, &format!("mail: {email}")).await;
+    let text = String::from_utf8_lossy(&read);
     assert!(
         text.starts_with("mail: ") && !text.contains(email),
         "{text}"
     );
-    c.simple_query("COMMIT").await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -190,6 +190,10 @@ pub async fn admit(
     }
 }
 
+/// The built-in reviews that are about a write's size, which the planner's row estimate may
+/// answer (`auto_approve_below_rows`).
+const AUTO_APPROVABLE_RULES: &[&str] = &["prod-review-unbounded-write", "prod-agent-review-writes"];
+
 /// Sends a statement to review; returns the approval that lets it run, or the refusal.
 async fn review(
     o: &Observer,
@@ -262,7 +266,12 @@ async fn review(
         .record(Pending::Record(Box::new(requested)))
         .await;
 
-    if let (Some(limit), Some(rows)) = (env.auto_approve_below_rows, estimated_rows) {
+    // Only a review about how many rows a write touches is answered by counting rows; a
+    // review for what a statement runs (an unvetted function, code, a lock) needs a person.
+    let about_size = AUTO_APPROVABLE_RULES.contains(&rule);
+    if let (Some(limit), Some(rows), true) =
+        (env.auto_approve_below_rows, estimated_rows, about_size)
+    {
         if rows >= 0 && (rows as u64) < limit {
             let why = format!(
                 "the planner estimates {rows} rows, under the automatic-approval limit of {limit}"

@@ -325,7 +325,13 @@ pub fn classify_as(sql: &str, strings: Strings) -> Classification {
 }
 
 /// One classification for the whole string from its statements' own.
-fn whole(parts: Vec<Classification>) -> Classification {
+fn whole(mut parts: Vec<Classification>) -> Classification {
+    if parts.len() == 1 {
+        // The usual case: the statement is the whole (each part is already finished).
+        if let Some(c) = parts.pop() {
+            return c;
+        }
+    }
     let mut c = Classification {
         analysable: true,
         ..Default::default()
