@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod duration;
 pub mod error;
 pub mod handle;
 pub mod login;

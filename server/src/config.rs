@@ -287,7 +287,16 @@ pub struct AccessRequestConfig {
     /// Members of these groups may approve their own request, with a reason: break-glass,
     /// announced loudly and capped at `break_glass_max_seconds`.
     pub break_glass_groups: Vec<String>,
-    pub break_glass_max_seconds: u64,
+    /// Unset: an hour, or `max_duration_seconds` when that is shorter.
+    pub break_glass_max_seconds: Option<u64>,
+}
+
+impl AccessRequestConfig {
+    /// How long break-glass access lasts at most.
+    pub fn break_glass_max(&self) -> u64 {
+        self.break_glass_max_seconds
+            .unwrap_or_else(|| self.max_duration_seconds.min(3600))
+    }
 }
 
 impl Default for AccessRequestConfig {
@@ -297,7 +306,7 @@ impl Default for AccessRequestConfig {
             pending_expiry_seconds: 3600,
             roles: Vec::new(),
             break_glass_groups: Vec::new(),
-            break_glass_max_seconds: 3600,
+            break_glass_max_seconds: None,
         }
     }
 }
@@ -320,7 +329,9 @@ fn check_access_requests(a: &AccessRequestConfig) -> Result<(), (&'static str, S
             format!("must be 1 to {MAX_ACCESS_REQUEST_SECONDS} (30 days)"),
         ));
     }
-    if a.break_glass_max_seconds == 0 || a.break_glass_max_seconds > a.max_duration_seconds {
+    if a.break_glass_max_seconds
+        .is_some_and(|b| b == 0 || b > a.max_duration_seconds)
+    {
         return Err((
             "break_glass_max_seconds",
             "must be at least 1 and at most `max_duration_seconds`: break-glass access is short"

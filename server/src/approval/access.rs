@@ -286,7 +286,7 @@ pub async fn decide(
         // Break-glass is short whatever was asked.
         Authority::BreakGlass => details
             .duration_seconds
-            .min(settings.break_glass_max_seconds as i64),
+            .min(settings.break_glass_max() as i64),
         Authority::Approver => details.duration_seconds,
     };
     let until = now + seconds;

@@ -121,7 +121,7 @@ pub async fn environments(State(gw): State<Arc<Gateway>>, caller: Caller) -> Jso
                 max_duration_seconds: a.max_duration_seconds,
                 roles: a.roles.clone(),
                 break_glass: who.in_any_group(&a.break_glass_groups),
-                break_glass_max_seconds: a.break_glass_max_seconds,
+                break_glass_max_seconds: a.break_glass_max(),
                 reachable: gw.grants.allows(who, &e.name),
             })
         })
