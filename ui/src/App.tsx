@@ -5,6 +5,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { setUnauthorizedHandler } from './api/client';
 import { isDesktop } from './api/transport';
 import { ConfirmHost } from './components/Confirm';
+import { BreakGlassBanner } from './components/BreakGlass';
 import { TunnelIndicator } from './components/Connect';
 import { ErrorBox, Loading } from './components/ui';
 import { typing } from './lib/keys';
@@ -138,7 +139,7 @@ function Screen({ path, params, me }: { path: string; params: URLSearchParams; m
   if (item?.admin && !admin) return <ErrorBox error={Object.assign(new Error(`${item.label} is for administrators.`), { status: 403 })} />;
   switch (path) {
     case '/approvals':
-      return <Approvals me={me.who.name} />;
+      return <Approvals me={me.who.name} focus={params.get('id')} />;
     case '/connections':
       return <Connections admin={admin} />;
     case '/grants':
@@ -234,6 +235,7 @@ export function App() {
           </button>
         </div>
       </header>
+      <BreakGlassBanner />
       <main id="main">
         <Screen path={path} params={route.params} me={me} />
       </main>

@@ -1,12 +1,86 @@
 // The environments the signed-in identity may reach: search, filter by tier and tag; in the
-// desktop app each has Connect (a local tunnel).
+// desktop app each has Connect (a local tunnel). Below them, the environments that take access
+// requests and that the identity cannot reach yet, each with Request access (or the state of the
+// request already made).
 import { useMemo, useState } from 'preact/hooks';
-import { api, type Environment } from '../api/client';
+import { api, type Approval, type Environment, type Requestable } from '../api/client';
 import { desktop, type Tunnel } from '../api/desktop';
 import { isDesktop } from '../api/transport';
 import { Connect } from '../components/Connect';
+import { humanDuration, RequestAccess } from '../components/RequestAccess';
 import { Badge, Page, View } from '../components/ui';
-import { useLoad } from '../lib/load';
+import { useLiveEvents } from '../lib/events';
+import { fmtTime, useLoad } from '../lib/load';
+
+/** The pending request for `env` among `mine`, if one waits. */
+function pendingFor(mine: Approval[], env: string): Approval | undefined {
+  return mine.find((a) => a.kind === 'access' && a.environment === env && a.state === 'pending');
+}
+
+/** The environments that take requests and that the caller cannot reach yet. */
+export function RequestableEnvironments({ onGranted }: { onGranted: () => void }) {
+  const offered = useLoad(() => api.requestable(), []);
+  const mine = useLoad(() => api.myAccessRequests(), []);
+  const [made, setMade] = useState<Approval | null>(null);
+  useLiveEvents((event) => {
+    // A decision on one's own request: reload both lists (and the reachable ones above).
+    if (event === 'poll' || event.startsWith('access_request.')) {
+      mine.reload();
+      offered.reload();
+      if (event === 'access_request.decided' || event === 'access_request.break_glass') onGranted();
+    }
+  });
+  const list = (offered.data ?? []).filter((e) => !e.reachable);
+  if (offered.state === 'error' || list.length === 0) return null;
+  const requested = (a: Approval) => {
+    setMade(a);
+    mine.reload();
+    offered.reload();
+    if (a.state === 'approved') onGranted();
+  };
+  return (
+    <section aria-labelledby="request-title">
+      <h2 id="request-title">Request access</h2>
+      <p class="muted">These environments take requests: ask for a while, with a reason; an approver decides.</p>
+      {made && (
+        <p class={`state ${made.access?.break_glass ? 'error' : 'ok'}`} role="status">
+          {made.state === 'approved'
+            ? `Break-glass access to ${made.environment} until ${fmtTime(made.grant_expires_at)}: it is announced and reviewed.`
+            : `Requested access to ${made.environment} (${made.id}); you will see it here once an approver decides.`}
+        </p>
+      )}
+      <ul class="cards" aria-label="Environments you may request">
+        {list.map((e: Requestable) => {
+          const waiting = pendingFor(mine.data ?? [], e.name);
+          return (
+            <li key={e.name} class="card env requestable" data-requestable={e.name}>
+              <div class="env-head">
+                <h3>{e.name}</h3>
+                <Badge kind={e.tier}>{e.tier}</Badge>
+              </div>
+              {e.description && <p>{e.description}</p>}
+              <p class="muted small">
+                up to {humanDuration(e.max_duration_seconds)}
+                {e.roles.length > 0 && ` · roles: ${e.roles.join(', ')}`}
+              </p>
+              {waiting ? (
+                <p class="muted" data-pending={waiting.id}>
+                  Requested {fmtTime(waiting.created_at)} for {humanDuration(waiting.access?.duration_seconds ?? 0)}: waiting
+                  for an approver.{' '}
+                  <button type="button" class="small" onClick={() => api.withdraw(waiting.id).then(() => mine.reload(), () => mine.reload())}>
+                    Withdraw
+                  </button>
+                </p>
+              ) : (
+                <RequestAccess env={e} onRequested={requested} />
+              )}
+            </li>
+          );
+        })}
+      </ul>
+    </section>
+  );
+}
 
 export function filterEnvironments(envs: Environment[], q: string, tier: string, tag: string): Environment[] {
   const needle = q.trim().toLowerCase();
@@ -69,7 +143,7 @@ export function Environments() {
       <View
         load={envs}
         what="Loading environments"
-        empty="You may not reach any environment yet. Ask an administrator for a grant."
+        empty="You may not reach any environment yet. Request access below where an environment takes requests, or ask an administrator for a grant."
       >
         {(list) => {
           const shown = filterEnvironments(list, q, tier, tag);
@@ -109,6 +183,7 @@ export function Environments() {
           );
         }}
       </View>
+      <RequestableEnvironments onGranted={envs.reload} />
     </Page>
   );
 }
