@@ -543,3 +543,86 @@ async fn break_glass_is_self_approved_with_a_reason_short_marked_and_announced()
     ]);
     assert!(out.ok() && out.stdout.contains("BREAK-GLASS"), "{out:?}");
 }
+
+/// The whole flow in the web console, in headless Chromium (`tests/console/access-e2e.mjs`):
+/// ana requests prod, root approves it from his inbox, ana's console lists prod and she can
+/// connect; olga breaks glass and root's console shows the banner. Screenshots go to
+/// `target/test-output/access/`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_requests_access_and_an_approver_approves_it_in_the_console() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let root_dir = gatehouse_tests::oidc::repo_root();
+    assert!(
+        root_dir.join("ui/dist/index.html").is_file(),
+        "the web console is not built: run `npm run build` (scripts/test.sh does)"
+    );
+    assert!(
+        std::path::Path::new("/usr/bin/chromium").exists(),
+        "/usr/bin/chromium is missing: apt-get install chromium (scripts/install-deps.sh does)"
+    );
+    let s = setup(3600).await;
+    let out_dir = root_dir.join("target/test-output/access");
+    let _ = std::fs::remove_dir_all(&out_dir);
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let log = std::fs::File::create(out_dir.join("browser.log")).unwrap();
+    let script = root_dir.join("tests/console/access-e2e.mjs");
+    let base = s.gw.http();
+    let mut browser = gatehouse_tests::spawn_tied(
+        "node",
+        &[script.to_str().unwrap(), &base, out_dir.to_str().unwrap()],
+        &[],
+        None,
+        "KILL",
+        Stdio::piped(),
+        Stdio::from(log),
+    );
+    let stdout = browser.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen: Vec<String> = Vec::new();
+    let mut wait_for = |until: &str| loop {
+        match lines.recv_timeout(Duration::from_secs(120)) {
+            Ok(l) => {
+                let hit = l.starts_with(until);
+                seen.push(l.clone());
+                if hit {
+                    return l;
+                }
+            }
+            Err(e) => panic!(
+                "the browser did not reach `{until}` ({e:?}); it printed {seen:?}\n{}\ngateway log:\n{}",
+                std::fs::read_to_string(out_dir.join("browser.log")).unwrap_or_default(),
+                s.gw.log()
+            ),
+        }
+    };
+    let id = wait_for("REQUEST ")
+        .trim_start_matches("REQUEST ")
+        .trim()
+        .to_string();
+    assert!(id.starts_with("apr_"), "{id}");
+    wait_for("STEP approved");
+    let (_, decided) = s.api.get(&format!("/api/v1/approvals/{id}"), &s.root).await;
+    assert_eq!(decided["state"], "approved", "{decided}");
+    assert_eq!(decided["decided_by"], "root");
+    assert_eq!(decided["decision_reason"], "ok for the incident window");
+    assert_eq!(decided["access"]["duration_seconds"], 3600);
+    wait_for("STEP ana-sees-prod");
+    let ana = s.gw.login("ana", "ana-pw").await;
+    let c = s.gw.connect(PROD, "ana", &ana).await.expect("ana connects");
+    c.query_one("SELECT 1", &[]).await.unwrap();
+    wait_for("STEP break-glass");
+    let glass = s.gw.audit(&s.root, "event=access.break_glass").await;
+    assert!(glass.iter().any(|r| r["identity"] == "olga"), "{glass:#?}");
+    wait_for("STEP done");
+    let status = browser.wait().unwrap();
+    assert!(status.success(), "the browser script failed: {status}");
+}

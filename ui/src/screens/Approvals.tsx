@@ -202,7 +202,7 @@ function ApprovalCard({
       <dl class="facts">
         {access ? (
           <>
-            <dt>Reason</dt>
+            <dt>Requester's reason</dt>
             <dd>{a.reason}</dd>
           </>
         ) : (
