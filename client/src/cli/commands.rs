@@ -8,7 +8,9 @@ use gatehouse_client::api::{AccessRequest, Approval, AuditQuery};
 use gatehouse_client::duration::parse_duration;
 use gatehouse_client::login::{self, Credentials, LoginTarget, TrustChoice};
 use gatehouse_client::session::LoginMethod;
-use gatehouse_client::{Error, Result, SessionHandle, SessionStore, TunnelManager, TunnelSpec};
+use gatehouse_client::{
+    start_stable, Error, PortBook, Result, SessionHandle, SessionStore, TunnelManager, TunnelSpec,
+};
 
 use super::output::{cell, clip, Out, Table};
 use super::{
@@ -298,6 +300,7 @@ async fn envs(store: SessionStore, out: Out) -> Result<()> {
 }
 
 async fn connect(store: SessionStore, a: ConnectArgs, out: Out) -> Result<()> {
+    let book = PortBook::new(store.dir());
     let h = SessionHandle::load(store).await?;
     // Fail now, with a clear message, rather than at the first psql.
     let list = h
@@ -319,9 +322,9 @@ async fn connect(store: SessionStore, a: ConnectArgs, out: Out) -> Result<()> {
     let _refresher = h.spawn_refresher();
     let manager = TunnelManager::new(h.clone());
     let mut spec = TunnelSpec::new(&a.environment);
-    spec.port = a.port;
     spec.database = a.database;
-    let info = manager.start(spec).await?;
+    let gateway = h.snapshot().await.gateway;
+    let info = start_stable(&manager, &book, &gateway, spec, a.port).await?;
     if out.json {
         // One line, so scripts can read it as soon as the tunnel is ready.
         match serde_json::to_string(&info) {
@@ -343,6 +346,10 @@ async fn connect(store: SessionStore, a: ConnectArgs, out: Out) -> Result<()> {
     let _ = std::io::stdout().flush();
     wait_for_shutdown().await;
     manager.stop_all();
+    // Closed by the person: its port stays remembered for next time.
+    if let Err(e) = book.closed(&gateway, &info.environment) {
+        tracing::debug!(error = %e, "cannot note the closed tunnel");
+    }
     if !out.json {
         eprintln!("Tunnel closed.");
     }

@@ -81,9 +81,10 @@ pub struct LoginArgs {
 pub struct ConnectArgs {
     /// The environment (see `gatehouse envs`).
     pub environment: String,
-    /// Local port (default: a free one).
-    #[arg(long, short, default_value_t = 0)]
-    pub port: u16,
+    /// Local port, remembered for this environment from then on (default: the one it had last
+    /// time at this gateway, else a free one; 0: a free one now).
+    #[arg(long, short)]
+    pub port: Option<u16>,
     /// A database on the environment's server other than its default.
     #[arg(long, short)]
     pub database: Option<String>,
