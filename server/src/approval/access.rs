@@ -445,6 +445,76 @@ pub async fn expire_periodically(gw: Arc<Gateway>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{AccessRequestConfig, Tier};
+    use crate::gateway::Databases;
+    use crate::pg::upstream::UpstreamTarget;
+
+    fn environments() -> BTreeMap<String, Arc<Environment>> {
+        let env = |name: &str, access: Option<AccessRequestConfig>| Environment {
+            name: name.into(),
+            tier: Tier::Production,
+            tags: Vec::new(),
+            description: None,
+            target: Arc::new(
+                UpstreamTarget::parse("postgresql://app@127.0.0.1:5432/appdb", None).unwrap(),
+            ),
+            approvers: vec!["admins".into()],
+            auto_approve_below_rows: None,
+            databases: Databases::Listed(Vec::new()),
+            access_requests: access,
+        };
+        let prod = AccessRequestConfig {
+            max_duration_seconds: 3600,
+            pending_expiry_seconds: 600,
+            roles: vec!["app_reader".into()],
+            ..AccessRequestConfig::default()
+        };
+        [env("prod", Some(prod)), env("dev", None)]
+            .into_iter()
+            .map(|e| (e.name.clone(), Arc::new(e)))
+            .collect()
+    }
+
+    fn ask(env: &str, secs: Option<i64>, role: Option<&str>, reason: Option<&str>) -> AccessAsk {
+        AccessAsk {
+            environment: env.into(),
+            duration_seconds: secs,
+            role: role.map(Into::into),
+            reason: reason.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_request_is_checked_field_by_field_against_its_environment() {
+        let envs = environments();
+        let (d, reason) = check(
+            &envs,
+            &ask("prod", Some(3600), Some("app_reader"), Some(" why ")),
+            100,
+        )
+        .unwrap();
+        assert_eq!(reason, "why");
+        assert_eq!(d.pending_until, 700);
+        assert_eq!(d.role.as_deref(), Some("app_reader"));
+        for (a, field) in [
+            (ask("prod", Some(3601), None, Some("r")), "duration_seconds"),
+            (ask("prod", Some(0), None, Some("r")), "duration_seconds"),
+            (ask("prod", None, None, Some("r")), "duration_seconds"),
+            (ask("dev", Some(60), None, Some("r")), "environment"),
+            (ask("nope", Some(60), None, Some("r")), "environment"),
+            (ask("prod", Some(60), Some("postgres"), Some("r")), "role"),
+            (ask("prod", Some(60), None, Some("")), "reason"),
+        ] {
+            assert_eq!(check(&envs, &a, 0).unwrap_err().field, field, "{a:?}");
+        }
+        // Taking no requests and not existing read the same.
+        let dev = check(&envs, &ask("dev", Some(60), None, Some("r")), 0).unwrap_err();
+        let nope = check(&envs, &ask("nope", Some(60), None, Some("r")), 0).unwrap_err();
+        assert_eq!(
+            dev.message.replace("dev", "X"),
+            nope.message.replace("nope", "X")
+        );
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {
