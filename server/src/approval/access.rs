@@ -251,10 +251,6 @@ pub async fn decide(
         break_glass_groups: &break_glass_groups,
     };
     let how = authority(current, approver, &deciders, approve, reason.as_deref())?;
-    let details = current
-        .access
-        .clone()
-        .ok_or_else(|| DecideError::NotFound(current.id.clone()))?;
     if !approve {
         let decided = gw
             .approvals
@@ -263,6 +259,12 @@ pub async fn decide(
         audit_decision(gw, approver, &decided, "access.denied", reason, None).await;
         return Ok(decided);
     }
+    let details = current.access.clone().ok_or_else(|| {
+        DecideError::Grant(GrantError::Invalid(format!(
+            "the details of access request {} cannot be read; deny it and ask for a new one",
+            current.id
+        )))
+    })?;
     // Still configured? The environment (or its requests) may have gone since the request.
     let Some(settings) = settings else {
         return Err(DecideError::Grant(GrantError::Invalid(format!(

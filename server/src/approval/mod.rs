@@ -323,6 +323,18 @@ impl Approvals {
         self.publish("break_glass", record);
     }
 
+    /// The approvals `identity` made under `rule`, newest first.
+    pub async fn of(
+        &self,
+        identity: &str,
+        rule: &'static str,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.store
+            .approvals_of(identity.to_string(), rule, limit)
+            .await
+    }
+
     /// Pending approvals made under `rule`, oldest first.
     pub async fn pending_with_rule(
         &self,

@@ -17,7 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::approval::access::{self, AccessAsk, RequestError};
 use crate::config::Tier;
 use crate::gateway::Gateway;
-use crate::store::{ApprovalKind, ApprovalRecord};
+use crate::store::{ApprovalKind, ApprovalRecord, ACCESS_REQUEST_RULE};
 
 #[derive(Deserialize, ToSchema)]
 pub struct AccessRequestBody {
@@ -80,7 +80,7 @@ pub async fn create(
     Ok((StatusCode::ACCEPTED, Json(record)))
 }
 
-/// The caller's own access requests, newest first.
+/// The caller's own access requests, newest first (the last 500).
 #[utoipa::path(
     get, path = "/api/v1/access-requests",
     responses((status = 200, body = ApprovalList), (status = 401, body = ErrorBody)), security(("bearer" = []))
@@ -91,13 +91,8 @@ pub async fn mine(
 ) -> Result<Json<ApprovalList>, ApiError> {
     let items = gw
         .approvals
-        .list(None, 1000)
-        .await?
-        .into_iter()
-        .filter(|a| {
-            a.kind == ApprovalKind::Access && a.identity.eq_ignore_ascii_case(&caller.identity.name)
-        })
-        .collect();
+        .of(&caller.identity.name, ACCESS_REQUEST_RULE, 500)
+        .await?;
     Ok(Json(ApprovalList { items }))
 }
 

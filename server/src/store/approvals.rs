@@ -224,6 +224,27 @@ impl Store {
         .await
     }
 
+    /// The approvals `identity` made under `rule` (e.g. their access requests), newest first;
+    /// the name compared ignoring ASCII case, as `approval::is_requester` does.
+    pub async fn approvals_of(
+        &self,
+        identity: String,
+        rule: &'static str,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM approvals WHERE rule = ?1 AND identity = ?2 COLLATE NOCASE
+                 ORDER BY created_at DESC, id LIMIT {}",
+                limit.min(1000)
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(params![rule, identity], read)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
     /// How many approvals are in `state`.
     pub async fn count_approvals(&self, state: &'static str) -> Result<i64, StoreError> {
         self.run(move |c| {
