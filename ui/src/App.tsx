@@ -3,6 +3,7 @@
 import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { setUnauthorizedHandler } from './api/client';
+import { desktop } from './api/desktop';
 import { isDesktop } from './api/transport';
 import { ConfirmHost } from './components/Confirm';
 import { BreakGlassBanner } from './components/BreakGlass';
@@ -182,6 +183,19 @@ export function App() {
   }, []);
   const items = auth.state === 'in' ? navFor(auth.me.who.admin) : [];
   useShortcuts(items, () => setHelp(true));
+  // Desktop: a clicked notification opens its approval.
+  useEffect(() => {
+    if (!isDesktop()) return;
+    let stop: (() => void) | undefined;
+    let live = true;
+    desktop
+      .onOpenApproval((id) => navigate('/approvals', { id: id || undefined }))
+      .then((s) => (live ? (stop = s) : s()), () => undefined);
+    return () => {
+      live = false;
+      stop?.();
+    };
+  }, []);
   // Move focus to the new screen's heading so keyboard and screen-reader users land on it.
   useEffect(() => {
     document.getElementById('page-title')?.focus();

@@ -17,6 +17,30 @@ function pendingFor(mine: Approval[], env: string): Approval | undefined {
   return mine.find((a) => a.kind === 'access' && a.environment === env && a.state === 'pending');
 }
 
+/** Desktop: whether the tunnels open at quit come back at the next start (on by default). */
+function ReopenSetting() {
+  const setting = useLoad(() => desktop.reopenSetting(), []);
+  const [error, setError] = useState<string | null>(null);
+  if (setting.data === undefined) return null;
+  return (
+    <label class="inline small">
+      <input
+        type="checkbox"
+        checked={setting.data}
+        onChange={(e) => {
+          const on = e.currentTarget.checked;
+          desktop.setReopenSetting(on).then(
+            () => (setError(null), setting.reload()),
+            (err: Error) => setError(err.message),
+          );
+        }}
+      />
+      Reopen my tunnels when the app starts, on the same ports
+      {error && <span class="field-error"> {error}</span>}
+    </label>
+  );
+}
+
 /** The environments that take requests and that the caller cannot reach yet. */
 export function RequestableEnvironments({ onGranted }: { onGranted: () => void }) {
   const offered = useLoad(() => api.requestable(), []);
@@ -111,7 +135,7 @@ export function Environments() {
     name in local ? local[name] : (tunnels.data ?? []).find((t) => t.environment === name);
 
   return (
-    <Page title="Environments">
+    <Page title="Environments" actions={desktopShell ? <ReopenSetting /> : undefined}>
       <div class="filters" role="search">
         <label>
           Search environments
