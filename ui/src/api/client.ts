@@ -53,6 +53,9 @@ export type AuditRecord = Record<string, unknown> & {
   rule?: string;
   rows?: number;
   error?: string;
+  approval_id?: string;
+  duration_ms?: number;
+  sqlstate?: string;
 };
 export type AuditPage = Omit<Schemas['AuditPage'], 'items'> & { items: AuditRecord[] };
 export type CatalogView = Schemas['CatalogView'];
