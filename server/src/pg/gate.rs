@@ -19,7 +19,7 @@ use crate::approval::{NewApproval, Outcome};
 use crate::audit::{AuditRecord, ConnectionMeta, Pending, StatementEvent, WriteFailure};
 use crate::gateway::{Environment, Gateway};
 use crate::identity::Identity;
-use crate::policy::{Action, Subject};
+use crate::policy::{Action, Strings, Subject};
 
 /// Who runs statements on this connection, and where.
 pub struct Observer {
@@ -32,6 +32,9 @@ pub struct Observer {
     /// How long a statement sent to review holds this client: `server.approval_window_seconds`,
     /// or less when the client asked (the MCP server asks for 0 and follows the approval itself).
     pub approval_window_seconds: u64,
+    /// Where an in-process caller reads this session's refusals as data (loopback sessions
+    /// that named a slot; see `refusal_board`).
+    pub refusals: Option<Arc<super::refusal_board::RefusalSlot>>,
 }
 
 /// A refusal the upstream will raise in place of the statement.
@@ -42,10 +45,20 @@ pub struct Refusal {
     pub hint: String,
 }
 
+/// What the session has shown that changes how its statements are read, as the tracker
+/// followed it up to this statement.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading {
+    pub strings: Option<Strings>,
+    pub search_path_changed: bool,
+}
+
 /// The gate's answer.
 pub struct Admission {
     pub gate: Gate,
     pub refusal: Option<Refusal>,
+    /// The statement may set `search_path`: later ones are read as if it had.
+    pub sets_search_path: bool,
 }
 
 const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; statements resume once the audit trail is writable again. Tell a Gatehouse administrator.";
@@ -83,6 +96,7 @@ fn refused(
             refused: true,
         },
         refusal: Some(refusal),
+        sets_search_path: false,
     }
 }
 
@@ -90,6 +104,7 @@ fn refused(
 pub async fn admit(
     o: &Observer,
     info: &Arc<StmtInfo>,
+    reading: Reading,
     notices: &UnboundedSender<BytesMut>,
 ) -> Admission {
     if let Some(f) = o.gw.audit.failure() {
@@ -105,8 +120,21 @@ pub async fn admit(
         environment: &o.env.name,
         tier: o.env.tier,
         tags: &o.env.tags,
+        search_path_changed: reading.search_path_changed,
     };
-    let decision = o.gw.policy.decide_statement(&subject, info);
+    let decision =
+        o.gw.policy
+            .decide_statement_as(&subject, info, reading.strings);
+    // Counting one that is refused, or a function that may not set it at all, costs only
+    // precision on bare names; missing one would let a schema rule be dodged. Code the
+    // gateway has not vetted (a user function's body) may set it too.
+    let sets_search_path = decision.classification.as_ref().is_some_and(|c| {
+        std::iter::once(&**c).chain(c.each.iter()).any(|p| {
+            p.role_change
+                || !p.unvetted_functions.is_empty()
+                || p.settings.iter().any(|s| s == "search_path")
+        })
+    });
     // Under a pinned role, leaving it (SET ROLE NONE, SET SESSION AUTHORIZATION, DISCARD ALL…)
     // would undo the grant, in every tier.
     if let Some(role) = &o.pinned_role {
@@ -187,6 +215,7 @@ pub async fn admit(
     Admission {
         gate,
         refusal: None,
+        sets_search_path,
     }
 }
 

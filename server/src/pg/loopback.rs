@@ -14,6 +14,7 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::codec::{self, ReadError};
+use super::refusal_board::{RefusalBoard, RefusalSlot, Refused, REFUSALS_PARAM};
 use super::session::{APPROVAL_WAIT_PARAM, MCP_APPLICATION, ON_BEHALF_OF_PARAM};
 use super::stream::PgStream;
 use super::upstream::{self, TargetError, UpstreamError, UpstreamTarget};
@@ -66,6 +67,10 @@ pub struct ServerError {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Set when the gateway refused the statement (rather than the database failing it): its
+    /// decision, rule and approval, as data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refused>,
 }
 
 impl std::fmt::Display for ServerError {
@@ -138,12 +143,15 @@ pub struct Opening<'a> {
     /// Transactions default to read-only (for EXPLAIN and catalog reads).
     pub read_only: bool,
     pub connect_timeout: Duration,
+    /// Where the session posts the gateway's refusals as data.
+    pub refusals: &'a RefusalBoard,
 }
 
 pub struct LoopbackSession {
     stream: PgStream,
     buf: BytesMut,
     statement_timeout: Duration,
+    refusals: std::sync::Arc<RefusalSlot>,
 }
 
 /// Opens a session as `o.user`; the gateway authenticates it like any other client.
@@ -179,6 +187,8 @@ pub async fn open(o: &Opening<'_>) -> Result<LoopbackSession, LoopbackError> {
     if let Some(p) = o.on_behalf_of {
         params.push((ON_BEHALF_OF_PARAM.to_string(), p.to_string()));
     }
+    let (ticket, refusals) = o.refusals.open();
+    params.push((REFUSALS_PARAM.to_string(), ticket));
     let up = upstream::connect(&target, &params, o.connect_timeout)
         .await
         .map_err(|e| match e {
@@ -193,6 +203,7 @@ pub async fn open(o: &Opening<'_>) -> Result<LoopbackSession, LoopbackError> {
         stream: up.stream,
         buf: BytesMut::new(),
         statement_timeout: o.statement_timeout,
+        refusals,
     })
 }
 
@@ -277,6 +288,7 @@ impl LoopbackSession {
     }
 
     async fn exchange(&mut self, out: BytesMut, max_rows: usize) -> Result<Reply, LoopbackError> {
+        while self.refusals.take().is_some() {}
         self.stream.write_all(&out).await?;
         self.stream.flush().await?;
         // The gateway's statement_timeout ends a long statement; this bounds the rest (a slow
@@ -327,7 +339,11 @@ impl LoopbackSession {
                 b'E' => {
                     // Only the first error counts; a transaction aborted by it says nothing new.
                     if reply.error.is_none() {
-                        reply.error = Some(ServerError::from_frame(&frame));
+                        let mut e = ServerError::from_frame(&frame);
+                        // Each exchange is one decision, so at most one refusal stands for
+                        // its first error; none means the database raised it.
+                        e.refused = self.refusals.take();
+                        reply.error = Some(e);
                     }
                     current = None;
                 }

@@ -139,14 +139,24 @@ pub struct Traffic {
     pub statements: u64,
 }
 
+/// The session as the upstream's startup left it.
+pub struct Start {
+    /// Transaction status from the upstream's first ReadyForQuery.
+    pub status: u8,
+    pub encoding: super::encoding::ClientEncoding,
+    /// `standard_conforming_strings` as the upstream reported it.
+    pub strings: Option<crate::policy::Strings>,
+    /// The client's startup options set `search_path`.
+    pub search_path_changed: bool,
+}
+
 /// Relays until one side ends. Returns why, the client's write half (to report a final error)
 /// and whether the client stream is at a message boundary (so such an error may be sent).
 pub async fn run(
     client: PgStream,
     upstream: PgStream,
     limits: Limits,
-    initial_status: u8,
-    encoding: super::encoding::ClientEncoding,
+    start: Start,
     mut stop: tokio::sync::watch::Receiver<Option<Termination>>,
     observer: &Observer,
 ) -> (RelayEnd, WriteSide, bool, Traffic) {
@@ -156,10 +166,12 @@ pub async fn run(
         started: Instant::now(),
         last_client_ms: AtomicU64::new(0),
         in_flight: AtomicI64::new(0),
-        tx_status: AtomicU8::new(initial_status),
+        tx_status: AtomicU8::new(start.status),
     };
     let mut t = Tracker::default();
-    t.encoding = encoding;
+    t.encoding = start.encoding;
+    t.strings = start.strings;
+    t.search_path_changed = start.search_path_changed;
     t.masking = session_masking(observer).await;
     let tracker = Mutex::new(t);
     let mut down_scanner = FrameScanner::default();
@@ -473,6 +485,7 @@ where
                         refused: true,
                     },
                     refusal: Some(refusal),
+                    sets_search_path: false,
                 },
                 // Decided at its Bind.
                 (None, Point::Execute(target)) => gate::Admission {
@@ -482,8 +495,28 @@ where
                         .map(|p| p.gate.clone())
                         .unwrap_or_default(),
                     refusal: None,
+                    sets_search_path: false,
                 },
-                (None, _) => gate::admit(observer, &info, notices).await,
+                (None, _) => {
+                    let reading = {
+                        let t = lock(tracker);
+                        gate::Reading {
+                            // The server reads a prepared statement's text at its Parse, under
+                            // whatever setting was in force then; only a simple Query is
+                            // read now.
+                            strings: match point {
+                                Point::Query => t.reading(),
+                                _ => None,
+                            },
+                            search_path_changed: t.search_path_changed,
+                        }
+                    };
+                    let admission = gate::admit(observer, &info, reading, notices).await;
+                    if admission.sets_search_path {
+                        lock(tracker).search_path_changed = true;
+                    }
+                    admission
+                }
             };
             let extended = !matches!(point, Point::Query);
             let out = match &admission.refusal {
@@ -499,6 +532,15 @@ where
                 None if !extended => super::app_name::rewrite_frame(tag, frame, &app_prefix),
                 None => None,
             };
+            // Only a refusal that sends its own raising statement: a portal's Execute after a
+            // refused Bind raises nothing more.
+            if let (Some(slot), Some(_)) = (&observer.refusals, &admission.refusal) {
+                slot.post(super::refusal_board::Refused {
+                    decision: admission.gate.decision,
+                    rule: admission.gate.rule.clone(),
+                    approval_id: admission.gate.approval_id.clone(),
+                });
+            }
             exec.gate = admission.gate;
             {
                 let mut t = lock(tracker);

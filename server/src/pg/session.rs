@@ -152,6 +152,9 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         env: env.clone(),
         pinned_role: pinned_role.clone(),
         approval_window_seconds: approval_window(&gw, &params),
+        refusals: params
+            .get(super::refusal_board::REFUSALS_PARAM)
+            .and_then(|ticket| gw.refusals.claim(ticket)),
     };
     let info = ConnectionInfo {
         id: conn_id.clone(),
@@ -193,12 +196,19 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         stream,
         upstream.stream,
         relay_limits,
-        upstream.ready_status,
-        upstream
-            .client_encoding
-            .as_deref()
-            .and_then(|n| ClientEncoding::from_name(n).ok())
-            .unwrap_or_default(),
+        relay::Start {
+            status: upstream.ready_status,
+            encoding: upstream
+                .client_encoding
+                .as_deref()
+                .and_then(|n| ClientEncoding::from_name(n).ok())
+                .unwrap_or_default(),
+            strings: upstream
+                .standard_conforming_strings
+                .as_deref()
+                .and_then(super::tracker::strings_reading),
+            search_path_changed: startup_sets_search_path(&params),
+        },
         registration.stop.clone(),
         &observer,
     )
@@ -413,6 +423,21 @@ fn unreachable(e: crate::gateway::Unreachable) -> PgError {
         Unreachable::Database { env, own, .. } => format!("Connect with dbname={env} (its database is \"{own}\"); an administrator can open more databases with the environment's `databases` setting."),
     };
     PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()).with_hint(hint)
+}
+
+/// Whether the client's startup parameters move `search_path` away from the role's default
+/// (directly or in `options`); the tables it reaches by bare name may then be in any schema.
+fn startup_sets_search_path(params: &BTreeMap<String, String>) -> bool {
+    params
+        .iter()
+        .any(|(k, v)| match k.to_ascii_lowercase().as_str() {
+            "search_path" => true,
+            // Unparseable options refused the connection already; unknown reads as "moved".
+            "options" => startup_options::parse(v).map_or(true, |settings| {
+                settings.iter().any(|s| s.name == "search_path")
+            }),
+            _ => false,
+        })
 }
 
 /// The approval hold for this connection: the configured window, or less if the client asked.

@@ -26,6 +26,7 @@ use crate::gateway::Gateway;
 use crate::masking::lineage::{CopyFormat, CopyOut, StatementLineage};
 use crate::masking::plan::{type_kind, Field, Planner, ResultPlan, TypeKind};
 use crate::masking::{rewrite, Category};
+use crate::policy::Strings;
 
 /// A statement as the client prepared or sent it.
 pub use crate::sql::Statement as StmtInfo;
@@ -324,6 +325,24 @@ pub struct Tracker {
     /// Set when the server reports a `client_encoding` the gateway cannot read: the relay ends
     /// the session with this message.
     pub refused_encoding: Option<String>,
+    /// How the server reads backslashes in plain strings, from its ParameterStatus of
+    /// `standard_conforming_strings`; `None` until it has said.
+    pub strings: Option<Strings>,
+    /// The session may have moved its `search_path` (see [`Subject::search_path_changed`]):
+    /// set when a statement that sets it is decided, never cleared.
+    ///
+    /// [`Subject::search_path_changed`]: crate::policy::Subject::search_path_changed
+    pub search_path_changed: bool,
+}
+
+/// `standard_conforming_strings` as the server reports it (`on`/`off`); anything else is
+/// unknown, and both readings are then checked.
+pub fn strings_reading(value: &[u8]) -> Option<Strings> {
+    match value {
+        b"on" => Some(Strings::Standard),
+        b"off" => Some(Strings::Backslash),
+        _ => None,
+    }
 }
 
 /// Reads a NUL-terminated UTF-8 string at `*pos`, advancing past it.
@@ -336,6 +355,21 @@ const UNKNOWN: &str = "<unknown prepared statement>";
 impl Tracker {
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// The reading of backslashes the next statement gets, when the gateway knows it: the
+    /// server's last report, provided nothing that runs is still in flight (a statement sent
+    /// before this one may change it, and its ParameterStatus has not arrived yet).
+    pub fn reading(&self) -> Option<Strings> {
+        let running = self
+            .pending
+            .iter()
+            .any(|e| matches!(e, Expect::Query(_) | Expect::Execute(_)));
+        if running {
+            None
+        } else {
+            self.strings
+        }
     }
 
     // ----- client side -----
@@ -675,14 +709,18 @@ impl Tracker {
             b'2' => self.pop_simple(|e| matches!(e, Expect::Bind { .. })),
             b'3' => self.pop_simple(|e| matches!(e, Expect::Close { .. })),
             b'S' => {
-                if let Some((b"client_encoding", value)) =
-                    frame.and_then(super::wire::parameter_status)
-                {
-                    let value = String::from_utf8_lossy(value);
-                    match ClientEncoding::from_name(&value) {
-                        Ok(e) => self.encoding = e,
-                        Err(e) => self.refused_encoding = Some(e.to_string()),
+                match frame.and_then(super::wire::parameter_status) {
+                    Some((b"client_encoding", value)) => {
+                        let value = String::from_utf8_lossy(value);
+                        match ClientEncoding::from_name(&value) {
+                            Ok(e) => self.encoding = e,
+                            Err(e) => self.refused_encoding = Some(e.to_string()),
+                        }
                     }
+                    Some((b"standard_conforming_strings", value)) => {
+                        self.strings = strings_reading(value);
+                    }
+                    _ => {}
                 }
                 Verdict::Forward
             }

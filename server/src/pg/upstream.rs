@@ -219,6 +219,8 @@ pub struct Upstream {
     pub startup_frames: BytesMut,
     /// The `client_encoding` the upstream reported at startup.
     pub client_encoding: Option<String>,
+    /// The `standard_conforming_strings` the upstream reported at startup.
+    pub standard_conforming_strings: Option<Vec<u8>>,
     pub pid: i32,
     pub secret: i32,
     /// Transaction status from the upstream's first ReadyForQuery.
@@ -317,6 +319,7 @@ async fn connect_inner(
     let mut buf = BytesMut::with_capacity(8192);
     let mut startup_frames = BytesMut::new();
     let mut client_encoding = None;
+    let mut standard_conforming_strings = None;
     let mut scram: Option<ScramSha256> = None;
     let mut key = (0, 0);
     loop {
@@ -413,8 +416,14 @@ async fn connect_inner(
                 }
             }
             b'S' | b'N' => {
-                if let Some((b"client_encoding", value)) = super::wire::parameter_status(&frame) {
-                    client_encoding = Some(String::from_utf8_lossy(value).into_owned());
+                match super::wire::parameter_status(&frame) {
+                    Some((b"client_encoding", value)) => {
+                        client_encoding = Some(String::from_utf8_lossy(value).into_owned());
+                    }
+                    Some((b"standard_conforming_strings", value)) => {
+                        standard_conforming_strings = Some(value.to_vec());
+                    }
+                    _ => {}
                 }
                 startup_frames.put_slice(&frame)
             }
@@ -424,6 +433,7 @@ async fn connect_inner(
                     stream,
                     startup_frames,
                     client_encoding,
+                    standard_conforming_strings,
                     pid: key.0,
                     secret: key.1,
                     ready_status,
