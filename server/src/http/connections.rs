@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::audit::{AuditRecord, Pending};
 use crate::gateway::Gateway;
 use crate::pg::connections::{ConnectionInfo, Termination};
-use crate::pg::error::sqlstate;
+use crate::pg::error::SqlState;
 
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionList {
@@ -84,7 +84,7 @@ pub async fn terminate(
     gw.connections.terminate(
         &id,
         Termination {
-            code: sqlstate::ADMIN_SHUTDOWN,
+            code: SqlState::AdminShutdown,
             message,
         },
     );

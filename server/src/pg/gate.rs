@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::error::encode_notice;
+use super::error::{encode_notice, PgError, SqlState};
 use super::estimate;
 use super::tracker::{Gate, StmtInfo};
 use crate::approval::{NewApproval, Outcome};
@@ -37,13 +37,9 @@ pub struct Observer {
     pub refusals: Option<Arc<super::refusal_board::RefusalSlot>>,
 }
 
-/// A refusal the upstream will raise in place of the statement.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub code: &'static str,
-    pub message: String,
-    pub hint: String,
-}
+/// A refusal the upstream will raise in place of the statement: the gateway's one
+/// client-facing error type, raised by the server so its transaction state stays true.
+pub type Refusal = PgError;
 
 /// What the session has shown that changes how its statements are read, as the tracker
 /// followed it up to this statement.
@@ -66,20 +62,16 @@ const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; stat
 pub fn audit_refusal(f: &WriteFailure) -> Refusal {
     let (code, message) = match f {
         WriteFailure::DiskFull => (
-            "53100",
+            SqlState::DiskFull,
             "statement refused: the audit trail cannot be written because its disk is full"
                 .to_string(),
         ),
         other => (
-            "58030",
+            SqlState::IoError,
             format!("statement refused: the audit trail cannot be written ({other})"),
         ),
     };
-    Refusal {
-        code,
-        message,
-        hint: AUDIT_HINT.into(),
-    }
+    PgError::refusal(code, message, AUDIT_HINT)
 }
 
 fn refused(
@@ -147,11 +139,11 @@ pub async fn admit(
                 "deny",
                 Some("grant-role-pinned".into()),
                 None,
-                Refusal {
-                    code: "42501",
-                    message: format!("statement denied by Gatehouse: your grant runs this connection as role \"{role}\", which cannot be changed"),
-                    hint: "Ask a Gatehouse administrator for a grant with the role you need.".into(),
-                },
+                PgError::refusal(
+                    SqlState::InsufficientPrivilege,
+                    format!("statement denied by Gatehouse: your grant runs this connection as role \"{role}\", which cannot be changed"),
+                    "Ask a Gatehouse administrator for a grant with the role you need.",
+                ),
             );
         }
     }
@@ -168,11 +160,11 @@ pub async fn admit(
                 "deny",
                 Some(decision.rule),
                 None,
-                Refusal {
-                    code: "42501",
-                    message: format!("statement denied by Gatehouse: {}", decision.reason),
-                    hint: "Run it in another environment, or ask a Gatehouse administrator about the rule.".into(),
-                },
+                PgError::refusal(
+                    SqlState::InsufficientPrivilege,
+                    format!("statement denied by Gatehouse: {}", decision.reason),
+                    "Run it in another environment, or ask a Gatehouse administrator about the rule.",
+                ),
             );
         }
         Action::Review => match review(o, info, &decision.rule, &decision.reason, notices).await {
@@ -237,13 +229,11 @@ async fn review(
         tracing::error!(error = %e, "cannot record an approval request");
         (
             None,
-            Refusal {
-                code: "58030",
-                message:
-                    "statement needs approval, but the gateway cannot record the request right now"
-                        .into(),
-                hint: "Try again shortly; tell a Gatehouse administrator if it persists.".into(),
-            },
+            PgError::refusal(
+                SqlState::IoError,
+                "statement needs approval, but the gateway cannot record the request right now",
+                "Try again shortly; tell a Gatehouse administrator if it persists.",
+            ),
         )
     };
     // An approval that came after an earlier hold ended may be spent once.
@@ -355,24 +345,24 @@ async fn review(
         Some(Outcome::Approved { .. }) => Ok(id),
         Some(Outcome::Denied { by, reason }) => Err((
             Some(id.clone()),
-            Refusal {
-                code: "42501",
-                message: format!(
+            PgError::refusal(
+                SqlState::InsufficientPrivilege,
+                format!(
                     "approval {id} was denied by {by}{}",
                     reason.map(|r| format!(": {r}")).unwrap_or_default()
                 ),
-                hint: "The statement did not run.".into(),
-            },
+                "The statement did not run.",
+            ),
         )),
         None => Err((
             Some(id.clone()),
-            Refusal {
-                code: "42501",
-                message: format!("approval {id} was not decided within {window} s; the statement did not run"),
-                hint: format!(
+            PgError::refusal(
+                SqlState::InsufficientPrivilege,
+                format!("approval {id} was not decided within {window} s; the statement did not run"),
+                format!(
                     "The approval stays pending. Once it is approved, run the identical statement again within {grant_minutes} minutes; it will run once."
                 ),
-            },
+            ),
         )),
     }
 }

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::codec::{FrameError, FrameScanner};
 use super::connections::Termination;
-use super::error::{sqlstate, PgError};
+use super::error::{PgError, SqlState};
 use super::gate::{self, Observer};
 use super::stream::{PgStream, WriteSide};
 use super::tracker::{refusal, Exec, SessionMasking, StmtInfo, Tracker, Unreadable, Verdict};
@@ -81,14 +81,14 @@ impl RelayEnd {
             | RelayEnd::UpstreamClosed { reported: true } => None,
             RelayEnd::UpstreamClosed { reported: false } | RelayEnd::UpstreamIo(_) => Some(
                 PgError::fatal(
-                    sqlstate::CONNECTION_FAILURE,
+                    SqlState::ConnectionFailure,
                     format!("lost the connection to the database of environment \"{env}\""),
                 )
                 .with_hint("The upstream closed or failed; reconnect to open a new session."),
             ),
             RelayEnd::ClientProtocol(FrameError::TooLarge { size, limit, .. }) => Some(
                 PgError::fatal(
-                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    SqlState::ProgramLimitExceeded,
                     format!("message of {size} bytes exceeds the gateway's limit of {limit} bytes"),
                 )
                 .with_hint(
@@ -96,13 +96,13 @@ impl RelayEnd {
                 ),
             ),
             RelayEnd::ClientProtocol(e) => Some(PgError::fatal(
-                sqlstate::PROTOCOL_VIOLATION,
+                SqlState::ProtocolViolation,
                 format!("invalid frontend message: {e}"),
             )),
             RelayEnd::Terminated(t) => Some(PgError::fatal(t.code, t.message.clone())),
             RelayEnd::Refused(e) => Some(e.clone()),
             RelayEnd::Idle(d) => Some(PgError::fatal(
-                sqlstate::IDLE_SESSION_TIMEOUT,
+                SqlState::IdleSessionTimeout,
                 format!("terminating connection after {} seconds idle", d.as_secs()),
             )),
         }
@@ -278,11 +278,11 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
         // Wildcards expand to the table's columns; an unknown count fails closed.
         let plan = planner.plan_copy(planner.expanded_len().unwrap_or(n.max(1)));
         if !plan.is_noop() || planner.expanded_len().is_none() {
-            return Some(gate::Refusal {
-                code: "42501",
-                message: "COPY in binary format is refused: its columns may hold personal data, which the gateway masks".into(),
-                hint: "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.".into(),
-            });
+            return Some(PgError::refusal(
+                SqlState::InsufficientPrivilege,
+                "COPY in binary format is refused: its columns may hold personal data, which the gateway masks",
+                "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.",
+            ));
         }
     }
     None
@@ -304,22 +304,18 @@ type EarlyRefusal = (gate::Refusal, &'static str);
 /// The refusal of an execution the gateway cannot read.
 fn unreadable_refusal(u: &Unreadable) -> EarlyRefusal {
     let (code, message, hint) = u.refusal();
-    let refusal = gate::Refusal {
-        code,
-        message,
-        hint: hint.into(),
-    };
+    let refusal = PgError::refusal(code, message, hint);
     (refusal, "protocol:unreadable")
 }
 
 /// The refusal of a statement that would switch to a client encoding the gateway cannot read.
 fn encoding_refusal(info: &StmtInfo) -> Option<EarlyRefusal> {
     super::encoding::statement_refused(&info.sql).map(|e| {
-        let refusal = gate::Refusal {
-            code: sqlstate::FEATURE_NOT_SUPPORTED,
-            message: e.to_string(),
-            hint: super::encoding::EncodingRefused::HINT.into(),
-        };
+        let refusal = PgError::refusal(
+            SqlState::FeatureNotSupported,
+            e.to_string(),
+            super::encoding::EncodingRefused::HINT,
+        );
         (refusal, "protocol:client-encoding")
     })
 }
@@ -448,11 +444,11 @@ where
                             StmtInfo::new("<function call>"),
                             Point::Query,
                             Some((
-                                gate::Refusal {
-                                    code: e.sqlstate(),
-                                    message: e.to_string(),
-                                    hint: super::function_call::CallRefused::HINT.into(),
-                                },
+                                PgError::refusal(
+                                    e.sqlstate(),
+                                    e.to_string(),
+                                    super::function_call::CallRefused::HINT,
+                                ),
                                 "protocol:function-call",
                             )),
                         ),
@@ -522,11 +518,14 @@ where
             let out = match &admission.refusal {
                 Some(r) => {
                     let enc = lock(tracker).encoding;
-                    let (message, hint) = (enc.receivable(&r.message), enc.receivable(&r.hint));
+                    let (message, hint) = (
+                        enc.receivable(&r.message),
+                        enc.receivable(r.hint.as_deref().unwrap_or_default()),
+                    );
                     Some(if extended {
-                        refusal::execute(r.code, &message, &hint)
+                        refusal::execute(r.code.code(), &message, &hint)
                     } else {
-                        refusal::query(r.code, &message, &hint)
+                        refusal::query(r.code.code(), &message, &hint)
                     })
                 }
                 None if !extended => super::app_name::rewrite_frame(tag, frame, &app_prefix),
@@ -715,7 +714,7 @@ where
                 // The server now reads client text in an encoding the gateway cannot: nothing
                 // more may pass. What this read brought is not forwarded either.
                 return RelayEnd::Refused(
-                    PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, message)
+                    PgError::fatal(SqlState::FeatureNotSupported, message)
                         .with_hint(super::encoding::EncodingRefused::HINT),
                 );
             }

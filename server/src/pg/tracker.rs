@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{BufMut, BytesMut};
 
 use super::encoding::{ClientEncoding, InvalidText};
+use super::error::SqlState;
 use super::names::{self, Resolved};
 pub use super::wire::error_fields;
 use super::wire::{bind_result_formats, cstr_at, row_description};
@@ -81,7 +82,7 @@ pub enum Unreadable {
 
 impl Unreadable {
     /// The SQLSTATE, message and hint of the refusal.
-    pub fn refusal(&self) -> (&'static str, String, &'static str) {
+    pub fn refusal(&self) -> (SqlState, String, &'static str) {
         let what = |portal: bool| {
             if portal {
                 "portal"
@@ -96,7 +97,7 @@ impl Unreadable {
                 "Send text that is valid in the session's client_encoding.",
             ),
             Unreadable::Ambiguous { portal, name } => (
-                "08P01",
+                SqlState::ProtocolViolation,
                 format!(
                     "the {} \"{name}\" was redefined by messages the database has not answered yet, so the gateway cannot tell which one would run",
                     what(*portal)
@@ -104,12 +105,16 @@ impl Unreadable {
                 "Wait for the answer to a Parse or Bind (ParseComplete/BindComplete) before using its name in a later Sync group.",
             ),
             Unreadable::Malformed => (
-                "08P01",
+                SqlState::ProtocolViolation,
                 "malformed message: its text has no terminating NUL byte".into(),
                 "This is a bug in the client or its driver.",
             ),
             Unreadable::Unknown { portal, name } => (
-                if *portal { "34000" } else { "26000" },
+                if *portal {
+                    SqlState::InvalidCursorName
+                } else {
+                    SqlState::InvalidSqlStatementName
+                },
                 format!(
                     "the gateway does not know the {} \"{name}\"",
                     what(*portal)

@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::codec::{self, ReadError};
-use super::error::{sqlstate, PgError};
+use super::error::{PgError, SqlState};
 use super::stream::PgStream;
 use super::tls::{self, SslMode};
 
@@ -188,24 +188,24 @@ impl UpstreamError {
         match self {
             UpstreamError::Rejected { code, message } if !code.starts_with("28") => {
                 // e.g. 3D000 (database does not exist), 53300 (too many connections), 57P03.
-                let mut e = PgError::fatal(sqlstate::UNABLE_TO_CONNECT, format!("environment \"{env}\": {message}"));
+                let mut e = PgError::fatal(SqlState::UnableToConnect, format!("environment \"{env}\": {message}"));
                 e.detail = Some(format!("upstream SQLSTATE {code}"));
                 e
             }
             UpstreamError::Rejected { .. } | UpstreamError::NoPassword | UpstreamError::Auth(_) | UpstreamError::UnsupportedAuth(_) => {
                 PgError::fatal(
-                    sqlstate::REJECTED_CONNECTION,
+                    SqlState::RejectedConnection,
                     format!("the database of environment \"{env}\" rejected the gateway's credentials"),
                 )
                 .with_hint("This is a gateway configuration problem; ask a Gatehouse administrator to check the environment's upstream credentials.")
             }
             UpstreamError::Unreachable { .. } | UpstreamError::Timeout(_) => PgError::fatal(
-                sqlstate::UNABLE_TO_CONNECT,
+                SqlState::UnableToConnect,
                 format!("the database of environment \"{env}\" is unreachable"),
             )
             .with_hint("The upstream may be down or restarting; try again shortly."),
             UpstreamError::TlsRefused | UpstreamError::Tls(_) | UpstreamError::Protocol(_) => PgError::fatal(
-                sqlstate::UNABLE_TO_CONNECT,
+                SqlState::UnableToConnect,
                 format!("could not establish a connection to the database of environment \"{env}\": {self}"),
             ),
         }
