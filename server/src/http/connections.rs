@@ -22,7 +22,7 @@ pub struct ConnectionList {
 
 /// Open connections: all of them for administrators, one's own for everyone else.
 #[utoipa::path(
-    get, path = "/api/v1/connections",
+    get, operation_id = "list_connections", path = "/api/v1/connections",
     responses((status = 200, body = ConnectionList), (status = 401, body = ErrorBody)), security(("bearer" = []))
 )]
 pub async fn list(State(gw): State<Arc<Gateway>>, caller: Caller) -> Json<ConnectionList> {
