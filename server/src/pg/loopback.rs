@@ -211,14 +211,6 @@ fn cstr(b: &[u8], pos: &mut usize) -> Option<String> {
     super::wire::cstr_at(b, pos).map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
-fn be_u16(b: &[u8], pos: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(pos..pos + 2)?.try_into().ok()?))
-}
-
-fn be_i32(b: &[u8], pos: usize) -> Option<i32> {
-    Some(i32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?))
-}
-
 fn row_description(frame: &[u8]) -> Option<Vec<Column>> {
     let fields = super::wire::row_description(frame)?;
     Some(
@@ -234,28 +226,22 @@ fn row_description(frame: &[u8]) -> Option<Vec<Column>> {
 
 /// A DataRow's text values, each cut at [`MAX_CELL_BYTES`]; the flag says whether one was.
 fn data_row(frame: &[u8]) -> Option<(Vec<Option<String>>, bool)> {
-    let n = be_u16(frame, 5)?;
-    let mut pos = 7;
     let mut cut = false;
-    let mut values = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let len = be_i32(frame, pos)?;
-        pos += 4;
-        if len < 0 {
-            values.push(None);
-            continue;
-        }
-        let bytes = frame.get(pos..pos + len as usize)?;
-        pos += len as usize;
-        // A character split by the cut shows as U+FFFD; the value is flagged as cut anyway.
-        let keep = if bytes.len() > MAX_CELL_BYTES {
-            cut = true;
-            &bytes[..MAX_CELL_BYTES]
-        } else {
-            bytes
-        };
-        values.push(Some(String::from_utf8_lossy(keep).into_owned()));
-    }
+    let values = super::wire::data_row(frame)?
+        .into_iter()
+        .map(|v| {
+            v.map(|bytes| {
+                // A character split by the cut shows as U+FFFD; the value is flagged as cut.
+                let keep = if bytes.len() > MAX_CELL_BYTES {
+                    cut = true;
+                    &bytes[..MAX_CELL_BYTES]
+                } else {
+                    bytes
+                };
+                String::from_utf8_lossy(keep).into_owned()
+            })
+        })
+        .collect();
     Some((values, cut))
 }
 

@@ -782,10 +782,7 @@ impl Tracker {
             }
             b'H' => {
                 if let (Some(m), Some(f)) = (self.masking.clone(), frame) {
-                    let ncols = f
-                        .get(6..8)
-                        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-                        .unwrap_or(0);
+                    let ncols = super::wire::copy_out_width(f).unwrap_or(0);
                     let (info, index) = match self.pending.front() {
                         Some(Expect::Query(e)) => (Some(e.info.clone()), self.query_index),
                         Some(Expect::Execute(e)) => (Some(e.info.clone()), 0),
@@ -957,10 +954,7 @@ impl Tracker {
             },
             None => (None, Vec::new()),
         };
-        let ncols = row
-            .and_then(|f| f.get(5..7))
-            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-            .unwrap_or(0);
+        let ncols = row.and_then(super::wire::data_row_width).unwrap_or(0);
         self.plan_result(info, 0, fields.as_deref(), &formats, Some(ncols))
     }
 
@@ -1126,19 +1120,17 @@ impl Tracker {
         if refused {
             // The refusal ran as the gateway's own DO block; its PL/pgSQL context is noise.
             let mut out = BytesMut::with_capacity(frame.len());
-            out.put_u8(b'E');
-            out.put_u32(0);
-            for (k, v) in fields
-                .iter()
-                .filter(|(k, _)| !matches!(k, b'W' | b'F' | b'L' | b'R'))
-            {
-                out.put_u8(*k);
-                out.put_slice(v.as_bytes());
-                out.put_u8(0);
-            }
-            out.put_u8(0);
-            let len = (out.len() - 1) as u32;
-            out[1..5].copy_from_slice(&len.to_be_bytes());
+            super::codec::put_message(&mut out, b'E', |o| {
+                for (k, v) in fields
+                    .iter()
+                    .filter(|(k, _)| !matches!(k, b'W' | b'F' | b'L' | b'R'))
+                {
+                    o.put_u8(*k);
+                    o.put_slice(v.as_bytes());
+                    o.put_u8(0);
+                }
+                o.put_u8(0);
+            });
             return Verdict::Replace(out);
         }
         Verdict::Forward
@@ -1149,6 +1141,8 @@ impl Tracker {
 /// client gets a real ErrorResponse and the transaction state stays in step with the upstream.
 pub mod refusal {
     use bytes::{BufMut, BytesMut};
+
+    use crate::pg::codec::put_message;
 
     pub const NAME: &str = "gatehouse_refusal";
 
@@ -1182,15 +1176,6 @@ pub mod refusal {
         )
     }
 
-    fn msg(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-        let start = out.len();
-        out.put_u8(tag);
-        out.put_u32(0);
-        body(out);
-        let len = (out.len() - start - 1) as u32;
-        out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
-    }
-
     fn cstring(out: &mut BytesMut, s: &str) {
         out.put_slice(s.as_bytes());
         out.put_u8(0);
@@ -1199,7 +1184,7 @@ pub mod refusal {
     /// A simple Query that fails with the refusal.
     pub fn query(code: &str, message: &str, hint: &str) -> BytesMut {
         let mut out = BytesMut::new();
-        msg(&mut out, b'Q', |o| cstring(o, &sql(code, message, hint)));
+        put_message(&mut out, b'Q', |o| cstring(o, &sql(code, message, hint)));
         out
     }
 
@@ -1207,23 +1192,23 @@ pub mod refusal {
     /// statement keeps the client's unnamed one intact.
     pub fn execute(code: &str, message: &str, hint: &str) -> BytesMut {
         let mut out = BytesMut::new();
-        msg(&mut out, b'C', |o| {
+        put_message(&mut out, b'C', |o| {
             o.put_u8(b'S');
             cstring(o, NAME);
         });
-        msg(&mut out, b'P', |o| {
+        put_message(&mut out, b'P', |o| {
             cstring(o, NAME);
             cstring(o, &sql(code, message, hint));
             o.put_u16(0);
         });
-        msg(&mut out, b'B', |o| {
+        put_message(&mut out, b'B', |o| {
             cstring(o, NAME);
             cstring(o, NAME);
             o.put_u16(0);
             o.put_u16(0);
             o.put_u16(0);
         });
-        msg(&mut out, b'E', |o| {
+        put_message(&mut out, b'E', |o| {
             cstring(o, NAME);
             o.put_u32(0);
         });
