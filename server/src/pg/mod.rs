@@ -24,6 +24,7 @@ pub mod refusal_board;
 pub mod relay;
 pub mod session;
 pub mod startup_options;
+pub mod statement;
 pub mod stream;
 pub mod tls;
 pub mod tracker;

@@ -22,8 +22,9 @@ use super::codec::{FrameError, FrameScanner};
 use super::connections::Termination;
 use super::error::{PgError, SqlState};
 use super::gate::{self, Observer};
+use super::statement::{self, Point};
 use super::stream::{PgStream, WriteSide};
-use super::tracker::{refusal, Exec, SessionMasking, StmtInfo, Tracker, Unreadable, Verdict};
+use super::tracker::{Exec, SessionMasking, StmtInfo, Tracker, Verdict};
 use crate::audit::{Pending, StatementEvent};
 
 const READ_CHUNK: usize = 32 * 1024;
@@ -288,38 +289,6 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
     None
 }
 
-/// Where a client message is decided.
-enum Point {
-    /// A simple Query, or a FunctionCall: decided and answered as one.
-    Query,
-    /// A Bind: decided here, before the server plans the statement.
-    Bind(super::tracker::BindTarget),
-    /// An Execute: runs with its portal's decision.
-    Execute(super::tracker::ExecTarget),
-}
-
-/// A refusal made before the policy is asked, and the rule name the audit gives it.
-type EarlyRefusal = (gate::Refusal, &'static str);
-
-/// The refusal of an execution the gateway cannot read.
-fn unreadable_refusal(u: &Unreadable) -> EarlyRefusal {
-    let (code, message, hint) = u.refusal();
-    let refusal = PgError::refusal(code, message, hint);
-    (refusal, "protocol:unreadable")
-}
-
-/// The refusal of a statement that would switch to a client encoding the gateway cannot read.
-fn encoding_refusal(info: &StmtInfo) -> Option<EarlyRefusal> {
-    super::encoding::statement_refused(&info.sql).map(|e| {
-        let refusal = PgError::refusal(
-            SqlState::FeatureNotSupported,
-            e.to_string(),
-            super::encoding::EncodingRefused::HINT,
-        );
-        (refusal, "protocol:client-encoding")
-    })
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn client_to_upstream<R, W>(
     client: &mut R,
@@ -376,44 +345,16 @@ where
             } else {
                 &[][..]
             };
+            // Phase 1, decode (see `statement`).
             let decision_point = match tag {
                 b'Q' => {
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    let read = lock(tracker).query_info(frame);
-                    Some(match read {
-                        Ok(info) => {
-                            let refusal = encoding_refusal(&info);
-                            (info, Point::Query, refusal)
-                        }
-                        Err(e) => (
-                            StmtInfo::new("<unreadable query>"),
-                            Point::Query,
-                            Some(unreadable_refusal(&e)),
-                        ),
-                    })
+                    Some(statement::query(&lock(tracker), frame))
                 }
-                // A Bind plans the statement (folding immutable calls): it is decided here,
-                // and its Executes carry the decision.
-                b'B' => {
-                    let target = lock(tracker).bind_target(frame);
-                    let refusal = match &target.unreadable {
-                        Some(u) => Some(unreadable_refusal(u)),
-                        None => encoding_refusal(&target.info),
-                    };
-                    Some((target.info.clone(), Point::Bind(target), refusal))
-                }
-                b'E' => {
-                    let target = lock(tracker).execute_target(frame);
-                    let refusal = match &target.unreadable {
-                        Some(u) => Some(unreadable_refusal(u)),
-                        None => observer
-                            .gw
-                            .audit
-                            .failure()
-                            .map(|f| (gate::audit_refusal(&f), "audit-unavailable")),
-                    };
-                    Some((target.info.clone(), Point::Execute(target), refusal))
-                }
+                b'B' => Some(statement::bind(&lock(tracker), frame)),
+                b'E' => Some(statement::execute(&lock(tracker), frame, || {
+                    observer.gw.audit.failure().map(|f| gate::audit_refusal(&f))
+                })),
                 b'P' => {
                     lock(tracker).on_parse(frame);
                     if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
@@ -435,24 +376,8 @@ where
                     None
                 }
                 b'F' => {
-                    // Decided as the SELECT it stands for; answered like a simple query
-                    // (a FunctionCallResponse or an error, then ReadyForQuery).
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    Some(match super::function_call::statement(frame) {
-                        Ok(sql) => (StmtInfo::new(&sql), Point::Query, None),
-                        Err(e) => (
-                            StmtInfo::new("<function call>"),
-                            Point::Query,
-                            Some((
-                                PgError::refusal(
-                                    e.sqlstate(),
-                                    e.to_string(),
-                                    super::function_call::CallRefused::HINT,
-                                ),
-                                "protocol:function-call",
-                            )),
-                        ),
-                    })
+                    Some(statement::function_call(frame))
                 }
                 b'X' => {
                     terminate = true;
@@ -464,14 +389,14 @@ where
                 // on any other type, so does the gateway, before forwarding it.
                 other => return RelayEnd::ClientProtocol(FrameError::UnknownType(other)),
             };
-            let Some((info, point, early_refusal)) = decision_point else {
+            let Some(statement::Decoded { info, point, early }) = decision_point else {
                 continue;
             };
-            let mut exec = Exec::new(info.clone());
-            let early = early_refusal.or_else(|| match point {
+            let early = early.or_else(|| match point {
                 Point::Execute(_) => None,
                 _ => binary_copy_refusal(tracker, &info).map(|r| (r, "masking:binary-copy")),
             });
+            // Phases 2 and 3: read, then classify, decide and approve (the gate).
             let admission = match (early, &point) {
                 (Some((refusal, rule)), _) => gate::Admission {
                     gate: super::tracker::Gate {
@@ -494,19 +419,7 @@ where
                     sets_search_path: false,
                 },
                 (None, _) => {
-                    let reading = {
-                        let t = lock(tracker);
-                        gate::Reading {
-                            // The server reads a prepared statement's text at its Parse, under
-                            // whatever setting was in force then; only a simple Query is
-                            // read now.
-                            strings: match point {
-                                Point::Query => t.reading(),
-                                _ => None,
-                            },
-                            search_path_changed: t.search_path_changed,
-                        }
-                    };
+                    let reading = statement::reading(&lock(tracker), &point);
                     let admission = gate::admit(observer, &info, reading, notices).await;
                     if admission.sets_search_path {
                         lock(tracker).search_path_changed = true;
@@ -514,48 +427,29 @@ where
                     admission
                 }
             };
-            let extended = !matches!(point, Point::Query);
+            // Phase 4, forward: a refusal's own statement, or the client's bytes (with its
+            // `SET application_name` kept behind the identity).
             let out = match &admission.refusal {
-                Some(r) => {
-                    let enc = lock(tracker).encoding;
-                    let (message, hint) = (
-                        enc.receivable(&r.message),
-                        enc.receivable(r.hint.as_deref().unwrap_or_default()),
-                    );
-                    Some(if extended {
-                        refusal::execute(r.code.code(), &message, &hint)
-                    } else {
-                        refusal::query(r.code.code(), &message, &hint)
-                    })
+                Some(r) => Some(statement::replacement(
+                    r,
+                    lock(tracker).encoding,
+                    point.extended(),
+                )),
+                None if !point.extended() => {
+                    super::app_name::rewrite_frame(tag, frame, &app_prefix)
                 }
-                None if !extended => super::app_name::rewrite_frame(tag, frame, &app_prefix),
                 None => None,
             };
-            // Only a refusal that sends its own raising statement: a portal's Execute after a
-            // refused Bind raises nothing more.
-            if let (Some(slot), Some(_)) = (&observer.refusals, &admission.refusal) {
-                slot.post(super::refusal_board::Refused {
-                    decision: admission.gate.decision,
-                    rule: admission.gate.rule.clone(),
-                    approval_id: admission.gate.approval_id.clone(),
-                });
+            if let (Some(slot), Some(r)) = (
+                &observer.refusals,
+                statement::refused_as_data(&admission.gate, admission.refusal.as_ref()),
+            ) {
+                slot.post(r);
             }
+            // Phase 5, track: what the server answers drives result, masking and record.
+            let mut exec = Exec::new(info);
             exec.gate = admission.gate;
-            {
-                let mut t = lock(tracker);
-                match point {
-                    // A refused Bind or Execute: the gateway's own statement raises the refusal
-                    // in its place.
-                    _ if exec.gate.refused && extended => t.expect_refusal_execute(exec),
-                    Point::Query => t.expect_query(exec),
-                    Point::Bind(target) => t.on_bind(target, exec.gate),
-                    Point::Execute(target) => {
-                        exec.portal = target.portal;
-                        exec.portal_name = Some(target.name);
-                        t.expect_execute(exec);
-                    }
-                }
-            }
+            statement::track(&mut lock(tracker), point, exec);
             if let Some(replacement) = out {
                 written = replace_frame(&mut rewritten, &buf, written, offset, total, &replacement);
             }

@@ -1231,12 +1231,7 @@ mod tests {
 
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::pg::codec::frame;
 
     fn complete(t: &mut Tracker, tag: &str) {
         let mut b = tag.as_bytes().to_vec();

@@ -173,12 +173,7 @@ pub fn bind_result_formats(frame: &[u8], pos: usize) -> Option<Vec<i16>> {
 mod tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut f = vec![tag];
-        f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        f.extend_from_slice(body);
-        f
-    }
+    use crate::pg::codec::frame;
 
     #[test]
     fn truncated_frames_read_as_none_not_panics() {
