@@ -56,7 +56,7 @@ pub struct RequestableList {
 /// approvals inbox; approved, the caller alone may connect until it ends. 400 names the field
 /// at fault (`environment`, `duration_seconds`, `role`, `reason`).
 #[utoipa::path(
-    post, path = "/api/v1/access-requests", request_body = AccessRequestBody,
+    post, operation_id = "request_access", path = "/api/v1/access-requests", request_body = AccessRequestBody,
     responses((status = 202, body = ApprovalRecord), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
@@ -82,7 +82,7 @@ pub async fn create(
 
 /// The caller's own access requests, newest first (the last 500).
 #[utoipa::path(
-    get, path = "/api/v1/access-requests",
+    get, operation_id = "list_my_access_requests", path = "/api/v1/access-requests",
     responses((status = 200, body = ApprovalList), (status = 401, body = ErrorBody)), security(("bearer" = []))
 )]
 pub async fn mine(
@@ -99,7 +99,7 @@ pub async fn mine(
 /// The environments that take access requests, with their limits and whether the caller can
 /// connect already.
 #[utoipa::path(
-    get, path = "/api/v1/access-requests/environments",
+    get, operation_id = "list_requestable_environments", path = "/api/v1/access-requests/environments",
     responses((status = 200, body = RequestableList), (status = 401, body = ErrorBody)), security(("bearer" = []))
 )]
 pub async fn environments(State(gw): State<Arc<Gateway>>, caller: Caller) -> Json<RequestableList> {
@@ -126,7 +126,7 @@ pub async fn environments(State(gw): State<Arc<Gateway>>, caller: Caller) -> Jso
 
 /// Withdraw one's own pending access request.
 #[utoipa::path(
-    post, path = "/api/v1/access-requests/{id}/withdraw", params(("id" = String, Path)),
+    post, operation_id = "withdraw_access_request", path = "/api/v1/access-requests/{id}/withdraw", params(("id" = String, Path)),
     request_body = DecisionRequest,
     responses((status = 200, body = ApprovalRecord), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))

@@ -13,15 +13,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The caller's own access requests, newest first. */
-        get: operations["mine"];
+        /** The caller's own access requests, newest first (the last 500). */
+        get: operations["list_my_access_requests"];
         put?: never;
         /**
          * Ask for access to an environment for a while. The environment's approvers decide it in the
          *     approvals inbox; approved, the caller alone may connect until it ends. 400 names the field
          *     at fault (`environment`, `duration_seconds`, `role`, `reason`).
          */
-        post: operations["create"];
+        post: operations["request_access"];
         delete?: never;
         options?: never;
         head?: never;
@@ -39,7 +39,7 @@ export interface paths {
          * The environments that take access requests, with their limits and whether the caller can
          *     connect already.
          */
-        get: operations["get_api_v1_access_requests_environments"];
+        get: operations["list_requestable_environments"];
         put?: never;
         post?: never;
         delete?: never;
@@ -58,7 +58,7 @@ export interface paths {
         get?: never;
         put?: never;
         /** Withdraw one's own pending access request. */
-        post: operations["withdraw"];
+        post: operations["withdraw_access_request"];
         delete?: never;
         options?: never;
         head?: never;
@@ -73,7 +73,7 @@ export interface paths {
             cookie?: never;
         };
         /** Approvals the caller may see. */
-        get: operations["get_api_v1_approvals"];
+        get: operations["list_approvals"];
         put?: never;
         post?: never;
         delete?: never;
@@ -90,7 +90,7 @@ export interface paths {
             cookie?: never;
         };
         /** One approval. */
-        get: operations["get"];
+        get: operations["get_approval"];
         put?: never;
         post?: never;
         delete?: never;
@@ -146,7 +146,7 @@ export interface paths {
             cookie?: never;
         };
         /** Search the audit trail (administrators). */
-        get: operations["get_api_v1_audit"];
+        get: operations["list_audit"];
         put?: never;
         post?: never;
         delete?: never;
@@ -261,7 +261,7 @@ export interface paths {
             cookie?: never;
         };
         /** Open connections: all of them for administrators, one's own for everyone else. */
-        get: operations["get_api_v1_connections"];
+        get: operations["list_connections"];
         put?: never;
         post?: never;
         delete?: never;
@@ -295,7 +295,7 @@ export interface paths {
             cookie?: never;
         };
         /** The environments the caller may connect to. */
-        get: operations["get_api_v1_environments"];
+        get: operations["environments"];
         put?: never;
         post?: never;
         delete?: never;
@@ -473,7 +473,7 @@ export interface paths {
          * List groups and their members, from the config and the API (admin). Groups an IdP sends in
          *     its claim are not listed: the gateway learns them only when their members log in.
          */
-        get: operations["get_api_v1_groups"];
+        get: operations["list_groups"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1476,7 +1476,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    mine: {
+    list_my_access_requests: {
         parameters: {
             query?: never;
             header?: never;
@@ -1503,7 +1503,7 @@ export interface operations {
             };
         };
     };
-    create: {
+    request_access: {
         parameters: {
             query?: never;
             header?: never;
@@ -1542,7 +1542,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_access_requests_environments: {
+    list_requestable_environments: {
         parameters: {
             query?: never;
             header?: never;
@@ -1569,7 +1569,7 @@ export interface operations {
             };
         };
     };
-    withdraw: {
+    withdraw_access_request: {
         parameters: {
             query?: never;
             header?: never;
@@ -1618,7 +1618,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_approvals: {
+    list_approvals: {
         parameters: {
             query?: {
                 /** @description `pending`, `approved`, `used`, `denied`, `expired`, `withdrawn`, or `all` (default). */
@@ -1652,7 +1652,7 @@ export interface operations {
             };
         };
     };
-    get: {
+    get_approval: {
         parameters: {
             query?: never;
             header?: never;
@@ -1771,7 +1771,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_audit: {
+    list_audit: {
         parameters: {
             query?: {
                 /** @description Free text, matched anywhere in a record (statement text, identity, error…). */
@@ -2010,7 +2010,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_connections: {
+    list_connections: {
         parameters: {
             query?: never;
             header?: never;
@@ -2076,7 +2076,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_environments: {
+    environments: {
         parameters: {
             query?: never;
             header?: never;
@@ -2591,7 +2591,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_groups: {
+    list_groups: {
         parameters: {
             query?: never;
             header?: never;
