@@ -2,7 +2,7 @@
 // desktop app each has Connect (a local tunnel). Below them, the environments that take access
 // requests and that the identity cannot reach yet, each with Request access (or the state of the
 // request already made).
-import { useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, type Approval, type Environment, type Requestable } from '../api/client';
 import { desktop, type Tunnel } from '../api/desktop';
 import { isDesktop } from '../api/transport';
@@ -47,13 +47,22 @@ export function RequestableEnvironments({ onGranted }: { onGranted: () => void }
   const mine = useLoad(() => api.myAccessRequests(), []);
   const [made, setMade] = useState<Approval | null>(null);
   useLiveEvents((event) => {
-    // A decision on one's own request: reload both lists (and the reachable ones above).
-    if (event === 'poll' || event.startsWith('access_request.')) {
+    // A decision on one's own request (an event in the web console, a poll in the desktop app):
+    // reload both lists.
+    if (event === 'poll' || event === 'reconnected' || event.startsWith('access_request.')) {
       mine.reload();
       offered.reload();
-      if (event === 'access_request.decided' || event === 'access_request.break_glass') onGranted();
     }
   });
+  // An environment that became reachable (a request approved) belongs in the list above now.
+  const reachable = useRef<Set<string> | null>(null);
+  useEffect(() => {
+    if (!offered.data) return;
+    const now = new Set(offered.data.filter((e) => e.reachable).map((e) => e.name));
+    const before = reachable.current;
+    reachable.current = now;
+    if (before && [...now].some((name) => !before.has(name))) onGranted();
+  }, [offered.data]);
   const list = (offered.data ?? []).filter((e) => !e.reachable);
   if (offered.state === 'error' || list.length === 0) return null;
   const requested = (a: Approval) => {
