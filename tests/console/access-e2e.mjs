@@ -5,16 +5,17 @@
 //     for an hour with a reason, and the card says it waits for an approver;
 //   root (approver): the request appears live in the approvals inbox, worded as what is asked;
 //     he approves it with a note, and ana's console then lists prod among her environments;
-//   olga (on call): breaks glass on prod herself, and root's console shows the banner.
+//   olga (on call): breaks glass on prod herself, and root's console shows the banner;
+//   root then replays CONNECTION (an agent's session the test ran) step by step from the audit.
 // Screenshots of every step go to OUT_DIR. Progress lines on stdout (`STEP name`, `REQUEST id`)
 // tell the Rust test what happened, which then checks the effect at the gateway.
 //
-//   node tests/console/access-e2e.mjs CONSOLE_URL OUT_DIR
+//   node tests/console/access-e2e.mjs CONSOLE_URL OUT_DIR CONNECTION
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
 
-const [base, outDir] = process.argv.slice(2);
+const [base, outDir, connection] = process.argv.slice(2);
 mkdirSync(outDir, { recursive: true });
 const say = (line) => console.log(line);
 
@@ -93,6 +94,19 @@ try {
   await banner.getByText('incident 77: checkout down').waitFor();
   await shot(root, 'access-05-break-glass-banner');
   say('STEP break-glass');
+
+  // 5. root replays the agent's session: open, then its statements one by one, the failing one last.
+  await root.goto(`${base}/#/audit?connection=${encodeURIComponent(connection)}`);
+  const replay = root.getByRole('region', { name: 'Session replay' });
+  await replay.waitFor();
+  await replay.getByText('Step 1 of', { exact: false }).waitFor();
+  const next = replay.getByRole('button', { name: 'Next' });
+  for (let i = 0; i < 3; i++) await next.click();
+  await replay.getByText('division by zero', { exact: false }).waitFor();
+  await shot(root, 'access-06-replay');
+  const position = (await replay.getByTestId('replay-position').textContent()).trim();
+  const step = (await replay.getByTestId('replay-step').textContent()).replace(/\s+/g, ' ');
+  say(`REPLAY ${position} | ${step}`);
 
   if (errors.length) throw new Error(`errors on the page: ${errors.join('; ')}`);
   say('STEP done');

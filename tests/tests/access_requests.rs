@@ -23,6 +23,8 @@ struct Setup {
     root: String,
     /// Webhook deliveries.
     hooks: Posts,
+    /// The token of service account `agent` (granted `dev`).
+    agent: String,
     _cluster: gatehouse_tests::Cluster,
 }
 
@@ -39,6 +41,7 @@ async fn setup(pending_expiry_seconds: u64) -> Setup {
         .await;
     let (port, hooks) = http_sink::start().await;
     let url = app_url(&cluster);
+    let agent = gatehouse_tests::random_token("gha_");
     let gw = GatewayBuilder::new()
         .environment(PROD, "production", &url, Some(&password))
         .environment_setting(
@@ -53,7 +56,7 @@ async fn setup(pending_expiry_seconds: u64) -> Setup {
         .user("root", "root-pw", &["admins"])
         .user("ana", "ana-pw", &["engineers"])
         .user("olga", "olga-pw", &["engineers", "oncall"])
-        .service_account("agent", &gatehouse_tests::random_token("gha_"), &["agents"])
+        .service_account("agent", &agent, &["agents"])
         .grant(&["agents"], &["dev"])
         .toml(&format!(
             "[[webhooks]]\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret_env = \"GH_HOOK_SECRET\"\n"
@@ -68,6 +71,7 @@ async fn setup(pending_expiry_seconds: u64) -> Setup {
         api,
         root,
         hooks,
+        agent,
         _cluster: cluster,
     }
 }
@@ -546,8 +550,8 @@ async fn break_glass_is_self_approved_with_a_reason_short_marked_and_announced()
 
 /// The whole flow in the web console, in headless Chromium (`tests/console/access-e2e.mjs`):
 /// ana requests prod, root approves it from his inbox, ana's console lists prod and she can
-/// connect; olga breaks glass and root's console shows the banner. Screenshots go to
-/// `target/test-output/access/`.
+/// connect; olga breaks glass and root's console shows the banner; root replays an agent's
+/// session step by step from the audit trail. Screenshots go to `target/test-output/access/`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_requests_access_and_an_approver_approves_it_in_the_console() {
     use std::io::{BufRead, BufReader};
@@ -563,6 +567,34 @@ async fn chromium_requests_access_and_an_approver_approves_it_in_the_console() {
         "/usr/bin/chromium is missing: apt-get install chromium (scripts/install-deps.sh does)"
     );
     let s = setup(3600).await;
+    // A session to replay: three statements, the last one failing.
+    let agent =
+        s.gw.connect("dev", "agent", &s.agent)
+            .await
+            .expect("agent connects");
+    agent.query_one("SELECT 1", &[]).await.unwrap();
+    agent
+        .query_one("SELECT count(*) FROM pg_class", &[])
+        .await
+        .unwrap();
+    agent.query_one("SELECT 1/0", &[]).await.unwrap_err();
+    drop(agent);
+    let mut connection = String::new();
+    for _ in 0..100 {
+        let records = s.gw.audit(&s.root, "identity=agent&event=statement").await;
+        if records.len() >= 3 {
+            connection = records[0]["connection_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !connection.is_empty(),
+        "the agent's statements were audited"
+    );
     let out_dir = root_dir.join("target/test-output/access");
     let _ = std::fs::remove_dir_all(&out_dir);
     std::fs::create_dir_all(&out_dir).unwrap();
@@ -571,7 +603,12 @@ async fn chromium_requests_access_and_an_approver_approves_it_in_the_console() {
     let base = s.gw.http();
     let mut browser = gatehouse_tests::spawn_tied(
         "node",
-        &[script.to_str().unwrap(), &base, out_dir.to_str().unwrap()],
+        &[
+            script.to_str().unwrap(),
+            &base,
+            out_dir.to_str().unwrap(),
+            &connection,
+        ],
         &[],
         None,
         "KILL",
@@ -622,6 +659,11 @@ async fn chromium_requests_access_and_an_approver_approves_it_in_the_console() {
     wait_for("STEP break-glass");
     let glass = s.gw.audit(&s.root, "event=access.break_glass").await;
     assert!(glass.iter().any(|r| r["identity"] == "olga"), "{glass:#?}");
+    let replayed = wait_for("REPLAY ");
+    assert!(
+        replayed.contains("Step 4 of") && replayed.contains("division by zero"),
+        "the replay stepped to the failing statement: {replayed}"
+    );
     wait_for("STEP done");
     let status = browser.wait().unwrap();
     assert!(status.success(), "the browser script failed: {status}");
