@@ -314,12 +314,26 @@ impl ApiClient {
 
     /// `GET /api/v1/approvals[?state=STATE]`.
     pub async fn approvals(&self, token: &str, state: Option<&str>) -> Result<Vec<Approval>> {
+        self.approvals_of_kind(token, state, None).await
+    }
+
+    /// `GET /api/v1/approvals[?state=STATE][&kind=KIND]` (`statement`, `access`,
+    /// `masking_exemption`).
+    pub async fn approvals_of_kind(
+        &self,
+        token: &str,
+        state: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<Approval>> {
         let mut req = self
             .http
             .get(self.url("/api/v1/approvals"))
             .bearer_auth(token);
         if let Some(s) = state {
             req = req.query(&[("state", s)]);
+        }
+        if let Some(k) = kind {
+            req = req.query(&[("kind", k)]);
         }
         let l: List<Approval> = self.json(req).await?;
         Ok(l.items)

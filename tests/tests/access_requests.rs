@@ -189,6 +189,25 @@ async fn a_request_approved_by_another_person_lets_the_requester_alone_in_until_
         .unwrap_or_else(|| panic!("the approver sees the request: {pending}"));
     assert_eq!(item["identity"], "ana");
     assert_eq!(item["reason"], "ticket 4312: orders stuck");
+    // And from the CLI, with the statements or on its own.
+    let root_home = CliHome::new();
+    root_home.must_login(&s.gw, "root", "root-pw");
+    let listed = root_home.run(&["--json", "approvals", "--pending", "--kind", "access"]);
+    assert!(listed.ok(), "{listed:?}");
+    let listed: Value = serde_json::from_str(listed.stdout.trim()).expect("JSON");
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["kind"] == "access")
+            && listed["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["id"] == id.as_str()),
+        "{listed}"
+    );
     let before = now();
     let (status, decided) = s
         .api

@@ -380,8 +380,11 @@ async fn approvals(store: SessionStore, a: ApprovalsArgs, out: Out) -> Result<()
     };
     let list = h
         .call(|api, t| {
-            let state = state.clone();
-            async move { api.approvals(&t, state.as_deref()).await }
+            let (state, kind) = (state.clone(), a.kind.clone());
+            async move {
+                api.approvals_of_kind(&t, state.as_deref(), kind.as_deref())
+                    .await
+            }
         })
         .await?;
     if out.json {

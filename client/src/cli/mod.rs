@@ -107,9 +107,12 @@ pub struct ApprovalsArgs {
     /// Only pending requests.
     #[arg(long, conflicts_with = "state")]
     pub pending: bool,
-    /// Only requests in this state (pending, approved, denied, expired).
+    /// Only requests in this state (pending, approved, used, denied, expired, withdrawn).
     #[arg(long)]
     pub state: Option<String>,
+    /// Only this kind: statement, access or masking_exemption.
+    #[arg(long)]
+    pub kind: Option<String>,
 }
 
 #[derive(Args, Debug)]
