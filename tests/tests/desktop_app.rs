@@ -46,12 +46,16 @@ impl Desktop {
             .prefix("gatehouse-desktop-")
             .tempdir()
             .expect("tempdir");
-        Self::start_in(name, home).await
+        Self::start_in(name, home, Vec::new()).await
     }
 
     /// Like [`Desktop::start`], in an existing home (the same session store, remembered ports
     /// and notification log): the app started again.
-    async fn start_in(name: &'static str, home: tempfile::TempDir) -> Desktop {
+    async fn start_in(
+        name: &'static str,
+        home: tempfile::TempDir,
+        extra_env: Vec<(String, String)>,
+    ) -> Desktop {
         let out_dir = test_output_dir("desktop");
         let browser = home.path().join("browser.sh");
         std::fs::write(
@@ -88,7 +92,10 @@ impl Desktop {
                     .to_string(),
             ),
             ("GATEHOUSE_NOTIFY_INTERVAL_MS".into(), "500".into()),
-        ];
+        ]
+        .into_iter()
+        .chain(extra_env)
+        .collect::<Vec<(String, String)>>();
         let xvfb = tokio::task::spawn_blocking(Xvfb::start).await.unwrap();
         let display = xvfb.display.clone();
         let log = out_dir.join(format!("{name}-tauri-driver.log"));
@@ -343,7 +350,18 @@ async fn request_access_get_notified_and_find_the_tunnel_reopened_on_its_port() 
     .await;
     let api = gatehouse_tests::Api::new(f.gw.http());
     let erin = f.gw.login("erin", "erin-pw").await;
-    let d = Desktop::start("access").await;
+    // The desktop's notification service, on a private session bus.
+    let bus = gatehouse_tests::notifications::NotificationBus::start().await;
+    let home = tempfile::Builder::new()
+        .prefix("gatehouse-desktop-")
+        .tempdir()
+        .expect("tempdir");
+    let d = Desktop::start_in(
+        "access",
+        home,
+        vec![("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone())],
+    )
+    .await;
     let mut port = 0u16;
     let result = async {
         sign_in_with_password(&d.wd, &f).await?;
@@ -401,6 +419,36 @@ async fn request_access_get_notified_and_find_the_tunnel_reopened_on_its_port() 
             );
             Ok(())
         })?;
+        // The same notification reached the desktop's notification service; clicking it
+        // opens that request in the window.
+        let shown = wd
+            .wait_for("the notification service to show it", WAIT, || async {
+                Ok(bus
+                    .shown()
+                    .into_iter()
+                    .find(|n| n.summary == "An access request waits for you"))
+            })
+            .await?;
+        ensure!(shown.actions.contains(&"default".to_string()), "{shown:?}");
+        bus.click(shown.id).await?;
+        let card = format!("[data-approval=\"{theirs_id}\"]");
+        wd.wait_for("the clicked request, opened and focused", WAIT, || async {
+            let focused = wd
+                .execute(
+                    "return document.activeElement && document.activeElement.getAttribute('data-approval')",
+                    serde_json::json!([]),
+                )
+                .await?;
+            Ok((focused == theirs_id.as_str()).then_some(()))
+        })
+        .await?;
+        ensure!(wd.find_css(&card).await?.is_some(), "no card {card}");
+        d.screenshot("access-notification-opened")?;
+        let environments = wd
+            .find_css("a[href=\"#/environments\"]")
+            .await?
+            .ok_or_else(|| anyhow!("no Environments link"))?;
+        wd.click(&environments).await?;
 
         // erin approves dana's: dana is told, and the environment becomes hers to connect to.
         let (status, decided) = api
@@ -462,7 +510,12 @@ async fn request_access_get_notified_and_find_the_tunnel_reopened_on_its_port() 
     }
     assert!(port_closed(port), "the tunnel ended with the app");
     // … and the next start reopens it on the same port, before anyone clicks anything.
-    let d = Desktop::start_in("access-restarted", home).await;
+    let d = Desktop::start_in(
+        "access-restarted",
+        home,
+        vec![("DBUS_SESSION_BUS_ADDRESS".into(), bus.address.clone())],
+    )
+    .await;
     let result = async {
         d.wd.wait_for("the tunnel to be back on its port", WAIT, || async {
             Ok((!port_closed(port)).then_some(()))
