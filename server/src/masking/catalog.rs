@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::detect::{detect, find_spans, Category};
+use super::lineage::Touch;
 use super::names::category_for_name;
 
 /// Why a column carries its tag.
@@ -362,6 +363,31 @@ impl Catalog {
             }
         }
         c
+    }
+
+    /// The same catalog without the relations a schema change touched: until they are read
+    /// again the plan treats them as unknown (masked whole), never by their old identity.
+    pub fn without(&self, touch: &Touch) -> Catalog {
+        let tables = match touch {
+            Touch::Everything => Vec::new(),
+            Touch::Tables(names) => self
+                .tables
+                .iter()
+                .filter(|t| !names.contains(&t.name))
+                .cloned()
+                .collect(),
+        };
+        Catalog::indexed(tables, self.loaded_at)
+    }
+
+    /// Whether the catalog holds a relation of that name (without schema) in any schema.
+    pub fn knows_name(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Whether the catalog holds the relation with that OID.
+    pub fn knows_oid(&self, oid: u32) -> bool {
+        self.by_oid.contains_key(&oid)
     }
 
     pub fn column(&self, table_oid: u32, attnum: i16) -> Option<&CatalogColumn> {

@@ -71,6 +71,21 @@ pub struct StatementLineage {
     pub declares: Option<String>,
     /// `FETCH … FROM name`: the rows are those of the cursor declared earlier.
     pub fetches: Option<String>,
+    /// Names of the statement's CTEs: rows named in FROM that are not relations.
+    pub ctes: BTreeSet<String>,
+    /// Whether sqlparser read the statement (a DDL statement it cannot read touches anything).
+    pub parsed: bool,
+    /// The relations whose columns or tags a schema change (DDL) may have changed.
+    pub touches: Option<Touch>,
+}
+
+/// What a schema change touches, for the masking catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    /// Relations by name (lower case, without schema): in any schema, to be safe.
+    Tables(BTreeSet<String>),
+    /// Could be any relation (`DROP SCHEMA`, a DDL statement that could not be read).
+    Everything,
 }
 
 /// Lineage of every statement in a query string, in order.
@@ -126,9 +141,110 @@ struct Scope {
     /// Names that denote rows: tables, their aliases, CTE and derived-table names.
     row_names: BTreeSet<String>,
     tables: Vec<(String, String)>,
+    ctes: BTreeSet<String>,
 }
 
 fn statement(s: &Statement) -> StatementLineage {
+    let mut l = statement_outputs(s);
+    l.parsed = true;
+    l.touches = touches(s);
+    l
+}
+
+/// The relations a DDL statement creates, changes or drops; `None` for other statements.
+/// CREATE INDEX, functions, types and the like change no relation's columns or comments.
+fn touches(s: &Statement) -> Option<Touch> {
+    use sqlparser::ast::{AlterTableOperation, CommentObject, ObjectType, RenameTableNameKind};
+    let names = |ns: &mut dyn Iterator<Item = &sqlparser::ast::ObjectName>| {
+        Some(Touch::Tables(ns.map(last_part).collect()))
+    };
+    match s {
+        Statement::CreateTable(t) => names(&mut std::iter::once(&t.name)),
+        Statement::CreateView(v) => names(&mut std::iter::once(&v.name)),
+        Statement::AlterView(v) => names(&mut std::iter::once(&v.name)),
+        Statement::AlterTable(t) => {
+            let renamed = t.operations.iter().filter_map(|o| match o {
+                AlterTableOperation::RenameTable {
+                    table_name: RenameTableNameKind::As(n) | RenameTableNameKind::To(n),
+                } => Some(n),
+                _ => None,
+            });
+            names(&mut std::iter::once(&t.name).chain(renamed))
+        }
+        Statement::RenameTable(r) => names(&mut r.iter().flat_map(|r| [&r.old_name, &r.new_name])),
+        Statement::Drop {
+            object_type,
+            names: ns,
+            ..
+        } => match object_type {
+            ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => {
+                names(&mut ns.iter())
+            }
+            ObjectType::Schema => Some(Touch::Everything),
+            _ => None,
+        },
+        Statement::Comment {
+            object_type,
+            object_name,
+            ..
+        } => match object_type {
+            // `COMMENT ON COLUMN [schema.]table.column`: the table is the part before the column.
+            CommentObject::Column => {
+                let parts = &object_name.0;
+                let table = parts.len().checked_sub(2).and_then(|i| match &parts[i] {
+                    sqlparser::ast::ObjectNamePart::Identifier(id) => Some(ident(id)),
+                    _ => None,
+                });
+                match table {
+                    Some(t) => Some(Touch::Tables([t].into())),
+                    None => Some(Touch::Everything),
+                }
+            }
+            CommentObject::Table
+            | CommentObject::View
+            | CommentObject::MaterializedView
+            | CommentObject::ForeignTable => names(&mut std::iter::once(object_name)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Whether a command tag (CommandComplete) may come from a statement that changed a
+/// relation's columns or comments, directly or from code (`DO`, `CALL`).
+pub fn may_change_schema(tag: &[u8]) -> bool {
+    ["CREATE", "ALTER", "DROP", "COMMENT", "DO", "CALL", "IMPORT"]
+        .iter()
+        .any(|p| tag.starts_with(p.as_bytes()))
+}
+
+/// What the statement that completed with `tag` touched, for the masking catalog: its DDL
+/// touches; every relation when the gateway could not read a DDL statement; nothing to
+/// invalidate but a read due for code that may run DDL (`DO`, `CALL`, `IMPORT FOREIGN
+/// SCHEMA`); `None` when no read is needed (`CREATE INDEX`, `CREATE FUNCTION`…).
+pub fn touched(st: Option<&StatementLineage>, tag: &[u8]) -> Option<Touch> {
+    if ["DO", "CALL", "IMPORT"]
+        .iter()
+        .any(|p| tag.starts_with(p.as_bytes()))
+    {
+        return Some(Touch::Tables(BTreeSet::new()));
+    }
+    match st {
+        Some(st) if st.parsed => st.touches.clone(),
+        _ => Some(Touch::Everything),
+    }
+}
+
+/// Whether `name` is qualified by a schema of PostgreSQL's own (`pg_catalog.pg_class`,
+/// `information_schema.columns`): never a relation of the masking catalog.
+fn system_qualified(name: &sqlparser::ast::ObjectName) -> bool {
+    let parts = &name.0;
+    parts.len() >= 2
+        && matches!(&parts[parts.len() - 2], sqlparser::ast::ObjectNamePart::Identifier(id)
+            if matches!(ident(id).as_str(), "pg_catalog" | "information_schema"))
+}
+
+fn statement_outputs(s: &Statement) -> StatementLineage {
     let mut scope = Scope::default();
     // Tables and row names anywhere in the statement.
     collect_tables(s, &mut scope);
@@ -221,8 +337,8 @@ fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> St
         outputs,
         tables: scope.tables,
         copy,
-        declares: None,
-        fetches: None,
+        ctes: scope.ctes,
+        ..StatementLineage::default()
     }
 }
 
@@ -321,9 +437,11 @@ impl Visitor for TableFinder<'_> {
                 if let Some(a) = &a {
                     self.scope.row_names.insert(a.clone());
                 }
-                self.scope
-                    .tables
-                    .push((a.unwrap_or_else(|| table.clone()), table));
+                if !system_qualified(name) {
+                    self.scope
+                        .tables
+                        .push((a.unwrap_or_else(|| table.clone()), table));
+                }
             }
             TableFactor::Derived {
                 alias: Some(alias),
@@ -354,6 +472,7 @@ impl Visitor for TableFinder<'_> {
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
                 self.scope.row_names.insert(ident(&cte.alias.name));
+                self.scope.ctes.insert(ident(&cte.alias.name));
                 let mut inner = Scope::default();
                 if let Some(outs) = query_outputs(&cte.query, &mut inner) {
                     for (i, c) in cte.alias.columns.iter().enumerate() {
@@ -685,5 +804,59 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn schema_changes_name_what_they_touch() {
+        let t = |sql: &str, tag: &str| touched(analyse(sql).statements.first(), tag.as_bytes());
+        let tables = |v: &[&str]| Some(Touch::Tables(v.iter().map(|s| s.to_string()).collect()));
+        assert_eq!(
+            t("DROP TABLE public.customers, orders", "DROP TABLE"),
+            tables(&["customers", "orders"])
+        );
+        assert_eq!(
+            t(
+                "CREATE TABLE customers (id int, display text)",
+                "CREATE TABLE"
+            ),
+            tables(&["customers"])
+        );
+        assert_eq!(
+            t("CREATE OR REPLACE VIEW v AS SELECT 1", "CREATE VIEW"),
+            tables(&["v"])
+        );
+        assert_eq!(
+            t("ALTER TABLE customers RENAME TO clients", "ALTER TABLE"),
+            tables(&["clients", "customers"])
+        );
+        assert_eq!(
+            t("COMMENT ON COLUMN s.customers.display IS 'x'", "COMMENT"),
+            tables(&["customers"])
+        );
+        assert_eq!(
+            t("DROP SCHEMA s CASCADE", "DROP SCHEMA"),
+            Some(Touch::Everything)
+        );
+        assert_eq!(t("CREATE INDEX ON customers (id)", "CREATE INDEX"), None);
+        // What the gateway cannot read could have changed anything; code may run DDL.
+        assert_eq!(
+            t("CREATE TABLE ((( nonsense", "CREATE TABLE"),
+            Some(Touch::Everything)
+        );
+        assert_eq!(
+            t("DO $$ BEGIN EXECUTE 'DROP TABLE x'; END $$", "DO"),
+            tables(&[])
+        );
+        assert!(may_change_schema(b"ALTER TABLE\0"));
+        assert!(!may_change_schema(b"SELECT 3\0"));
+    }
+
+    #[test]
+    fn ctes_and_system_relations_are_told_apart() {
+        let l = analyse("WITH c AS (SELECT 1 AS x) SELECT * FROM c, pg_catalog.pg_class, information_schema.columns, people");
+        let st = &l.statements[0];
+        assert!(st.ctes.contains("c"));
+        let names: Vec<&str> = st.tables.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(names, vec!["c", "people"]);
     }
 }

@@ -47,6 +47,15 @@ impl Masker {
         format!("h:{}", hex::encode(&out[..8]))
     }
 
+    /// The mask of a value whose origin is not known: nothing of it kept (in keyed-hash mode,
+    /// its token, so equal values still join).
+    pub fn redact(&self, value: &str) -> String {
+        match self.mode {
+            Mode::Hash => self.token(value),
+            Mode::Partial => "***".into(),
+        }
+    }
+
     /// The mask of a whole value known to be of `cat`.
     pub fn mask_value(&self, cat: Category, value: &str) -> String {
         if self.mode == Mode::Hash {

@@ -36,7 +36,7 @@ use lru::LruCache;
 pub use catalog::Catalog;
 pub use detect::Category;
 pub use exemptions::Exemption;
-pub use lineage::Lineage;
+pub use lineage::{Lineage, Touch};
 pub use mask::{Masker, Mode};
 
 /// How long a catalog is trusted before a session triggers a re-read in the background.
@@ -46,12 +46,35 @@ const CATALOG_RETRY: Duration = Duration::from_secs(30);
 const LINEAGE_CACHE: usize = 4096;
 const MAX_CACHED_KEY: usize = 16 * 1024;
 
+/// After a result named a relation the catalog does not know, how long before such a result
+/// may start another read: a temporary table is never in the catalog, and a session reading
+/// one in a loop must not read the whole catalog each time.
+pub const UNKNOWN_RELATION_READ_INTERVAL: Duration = Duration::from_secs(30);
+
 #[derive(Default)]
 struct Slot {
     catalog: Option<Arc<Catalog>>,
     loaded: Option<Instant>,
     loading: bool,
     failed: Option<Instant>,
+    /// When the read in progress (or the last one) started.
+    read_started: Option<Instant>,
+    /// Schema changes seen through the gateway, and when: a read that started before one may
+    /// hold the relation's old identity, so the change is applied to its result again.
+    invalidated: Vec<(Instant, Touch)>,
+    /// A schema change arrived during a read: read once more when it ends.
+    again: bool,
+    /// When a result naming an unknown relation last started a read.
+    unknown_read: Option<Instant>,
+}
+
+/// Why a session asks for the catalog to be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadReason {
+    /// A schema change went through the gateway (and its transaction ended).
+    SchemaChange,
+    /// A result named a relation (or a column) the catalog does not know.
+    UnknownRelation,
 }
 
 /// The masking state shared by every session.
@@ -135,10 +158,12 @@ impl Masking {
             (Some(c), false) => CatalogNeed::Ready(c.clone()),
             (Some(c), true) => {
                 slot.loading = true;
+                slot.read_started = Some(Instant::now());
                 CatalogNeed::Refresh(c.clone())
             }
             (None, true) => {
                 slot.loading = true;
+                slot.read_started = Some(Instant::now());
                 CatalogNeed::Load
             }
             (None, false) => CatalogNeed::Wait,
@@ -151,7 +176,19 @@ impl Masking {
         let slot = map.entry(Self::key(env, db)).or_default();
         slot.loading = false;
         match result {
-            Some(c) => {
+            Some(mut c) => {
+                // Schema changes seen since this read started: the read may predate them (or
+                // their transaction's commit), so what they touched stays unknown until the
+                // next read, which starts at once.
+                let started = slot.read_started;
+                slot.invalidated
+                    .retain(|(at, _)| started.is_none_or(|s| *at >= s));
+                for (_, touch) in &slot.invalidated {
+                    c = c.without(touch);
+                }
+                if !slot.invalidated.is_empty() {
+                    slot.again = true;
+                }
                 let c = Arc::new(c);
                 slot.catalog = Some(c.clone());
                 slot.loaded = Some(Instant::now());
@@ -164,6 +201,67 @@ impl Masking {
                 slot.catalog.clone()
             }
         }
+    }
+
+    /// A schema change touched these relations: they leave the catalog at once (results from
+    /// them are masked as unknown) until a read that started after the change brings them back.
+    pub fn invalidate(&self, env: &str, db: &str, touch: &Touch) {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        if let Some(c) = &slot.catalog {
+            slot.catalog = Some(Arc::new(c.without(touch)));
+        }
+        slot.invalidated.push((Instant::now(), touch.clone()));
+        // Bounded: a long migration through one connection cannot grow this without limit.
+        if slot.invalidated.len() > 256 {
+            slot.invalidated.drain(..128);
+            slot.invalidated.push((Instant::now(), Touch::Everything));
+        }
+        if slot.loading {
+            slot.again = true;
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether the caller should read the catalog now (and marks it as being read if so).
+    /// A schema change always gets a read (after the one in progress, if any); an unknown
+    /// relation at most every [`UNKNOWN_RELATION_READ_INTERVAL`].
+    pub fn want_read(&self, env: &str, db: &str, why: ReadReason) -> bool {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        if slot.loading {
+            if why == ReadReason::SchemaChange {
+                slot.again = true;
+            }
+            return false;
+        }
+        if why == ReadReason::UnknownRelation {
+            if slot
+                .unknown_read
+                .is_some_and(|t| t.elapsed() < UNKNOWN_RELATION_READ_INTERVAL)
+            {
+                return false;
+            }
+            slot.unknown_read = Some(Instant::now());
+        }
+        slot.loading = true;
+        slot.again = false;
+        slot.read_started = Some(Instant::now());
+        true
+    }
+
+    /// After a read: whether another one is due at once (a schema change arrived during it);
+    /// if so the caller now owns that read.
+    pub fn read_again(&self, env: &str, db: &str) -> bool {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        if !slot.again || slot.loading {
+            return false;
+        }
+        slot.again = false;
+        slot.loading = true;
+        slot.read_started = Some(Instant::now());
+        true
     }
 
     /// Installs a catalog the store kept, at startup. It counts as stale, so the first session
@@ -267,5 +365,90 @@ impl Masking {
             c.put(key.into_owned(), l.clone());
         }
         l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::masking::catalog::RawColumn;
+
+    fn catalog(tables: &[(u32, &str)]) -> Catalog {
+        let raw = tables
+            .iter()
+            .map(|(oid, name)| RawColumn {
+                table_oid: *oid,
+                schema: "public".into(),
+                table: name.to_string(),
+                relkind: "r".into(),
+                attnum: 1,
+                name: "display".into(),
+                type_oid: 25,
+                type_name: "text".into(),
+                comment: None,
+            })
+            .collect();
+        Catalog::build(raw, &HashMap::new(), &[])
+    }
+
+    fn masking() -> Masking {
+        Masking::new(Masker::new(Mode::Partial, [7; 32]))
+    }
+
+    #[test]
+    fn a_schema_change_removes_its_tables_at_once_and_survives_an_older_read() {
+        let m = masking();
+        m.loaded(
+            "app",
+            "db",
+            Some(catalog(&[(1, "customers"), (2, "orders")])),
+        );
+        let touch = Touch::Tables(["customers".to_string()].into());
+        // A read starts, then the change: the read's result may predate it.
+        assert!(m.want_read("app", "db", ReadReason::UnknownRelation));
+        m.invalidate("app", "db", &touch);
+        let c = m.catalog("app", "db").expect("catalog");
+        assert!(!c.knows_name("customers") && c.knows_name("orders"));
+        let c = m
+            .loaded(
+                "app",
+                "db",
+                Some(catalog(&[(1, "customers"), (2, "orders")])),
+            )
+            .expect("catalog");
+        assert!(
+            !c.knows_name("customers"),
+            "the older read cannot bring it back"
+        );
+        // … and another read is due at once, whose result counts.
+        assert!(m.read_again("app", "db"));
+        let c = m
+            .loaded(
+                "app",
+                "db",
+                Some(catalog(&[(3, "customers"), (2, "orders")])),
+            )
+            .expect("catalog");
+        assert!(c.knows_oid(3));
+        assert!(!m.read_again("app", "db"));
+    }
+
+    #[test]
+    fn unknown_relations_do_not_read_the_catalog_in_a_loop() {
+        let m = masking();
+        m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
+        assert!(m.want_read("app", "db", ReadReason::UnknownRelation));
+        assert!(
+            !m.want_read("app", "db", ReadReason::UnknownRelation),
+            "one at a time"
+        );
+        m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
+        assert!(
+            !m.want_read("app", "db", ReadReason::UnknownRelation),
+            "a temporary table is never in the catalog: not again so soon"
+        );
+        assert!(m.want_read("app", "db", ReadReason::SchemaChange));
     }
 }

@@ -68,6 +68,10 @@ pub enum Action {
     Detect,
     /// Replace by SQL NULL (a tagged value of a type that cannot hold a mask).
     Null,
+    /// Masked whole, keeping only the type's shape: a value whose origin the gateway cannot
+    /// establish (a relation or column the catalog does not know yet), so no category, no
+    /// exemption and no partial mask applies.
+    Redact,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,7 +95,14 @@ pub struct ResultPlan {
     pub skip: BTreeSet<Category>,
     /// `table.column` of columns left unmasked because of a column exemption.
     pub exempted_columns: BTreeSet<String>,
+    /// The result named a relation or column the catalog does not know: the catalog should be
+    /// read again (its rows are masked whole meanwhile).
+    pub stale: bool,
 }
+
+/// PostgreSQL's first OID for objects made after initdb: a relation below it is PostgreSQL's
+/// own (`pg_class`, `information_schema.columns`) and never in the masking catalog.
+pub const FIRST_NORMAL_OID: u32 = 16384;
 
 impl ResultPlan {
     /// True when every column passes untouched: rows are forwarded as bytes.
@@ -115,6 +126,8 @@ enum Known {
         confirmed: bool,
     },
     Unknown,
+    /// From a relation or column the catalog does not know (yet): masked whole if text-like.
+    Unverified,
 }
 
 /// The inputs of a plan.
@@ -135,6 +148,7 @@ impl Planner<'_> {
             skip: self.exempt.clone(),
             ..ResultPlan::default()
         };
+        let unknown_relations = self.names_unknown_relation();
         for (i, f) in fields.iter().enumerate() {
             if f.table_oid != 0 && f.attnum > 0 && !self.exempt_columns.is_empty() {
                 if let Some((t, c)) = self.catalog.table_column(f.table_oid, f.attnum) {
@@ -163,6 +177,19 @@ impl Planner<'_> {
                             confirmed: Catalog::confirmed_safe(c),
                         },
                     },
+                    // A user relation (or a column of one) the catalog does not know: created or
+                    // changed since the catalog was read. Never trusted by its name alone.
+                    None if f.table_oid >= FIRST_NORMAL_OID
+                        || self.catalog.knows_oid(f.table_oid) =>
+                    {
+                        plan.stale = true;
+                        match category_for_name(&f.name) {
+                            Some(cat) => {
+                                Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new())
+                            }
+                            None => Known::Unverified,
+                        }
+                    }
                     None => match category_for_name(&f.name) {
                         Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
                         None => Known::Unknown,
@@ -176,10 +203,14 @@ impl Planner<'_> {
                     }
                     None => match category_for_name(&f.name) {
                         Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
+                        None if unknown_relations => Known::Unverified,
                         None => Known::Unknown,
                     },
                 }
             };
+            if unknown_relations && !(f.table_oid != 0 && f.attnum > 0) {
+                plan.stale = true;
+            }
             plan.columns.push(self.column(
                 known,
                 type_kind(f.type_oid),
@@ -220,6 +251,7 @@ impl Planner<'_> {
         let outputs = self.expanded_outputs();
         let mut plan = ResultPlan {
             skip: self.exempt.clone(),
+            stale: self.names_unknown_relation(),
             ..ResultPlan::default()
         };
         for i in 0..columns {
@@ -232,6 +264,7 @@ impl Planner<'_> {
                 Some(ExpandedOutput::Expr { sources, whole_row }) => {
                     (self.known_expr(sources, *whole_row), TypeKind::Other)
                 }
+                None if plan.stale => (Known::Unverified, TypeKind::Other),
                 None => (Known::Unknown, TypeKind::Other),
             };
             // COPY text and CSV carry every type as text: masks, not NULLs, where they fit.
@@ -280,6 +313,16 @@ impl Planner<'_> {
                 }
             }
             Known::Untagged { confirmed: true } => Action::Pass,
+            Known::Unverified => match kind {
+                TypeKind::Plain | TypeKind::Bool => Action::Pass,
+                // Enums, inet, composites…: their text is what the detectors can judge, and a
+                // masked value would not be valid for the type anyway.
+                TypeKind::Other => Action::Detect,
+                TypeKind::TextArray if format == 1 => Action::Null,
+                TypeKind::Text | TypeKind::Json | TypeKind::Jsonb | TypeKind::TextArray => {
+                    Action::Redact
+                }
+            },
             Known::Untagged { confirmed: false } | Known::Unknown => match kind {
                 TypeKind::Plain | TypeKind::Bool => Action::Pass,
                 _ => Action::Detect,
@@ -308,6 +351,11 @@ impl Planner<'_> {
         let Some(l) = self.lineage else {
             return Known::Unknown;
         };
+        // Names are matched by name, not scope: with a relation the catalog does not know in
+        // the statement, any output may come from it, whatever its known sources say.
+        if self.names_unknown_relation() {
+            return Known::Unverified;
+        }
         let mut cats: Vec<Category> = Vec::new();
         let mut keys = BTreeMap::new();
         let mut safe = BTreeSet::new();
@@ -351,6 +399,18 @@ impl Planner<'_> {
             safe.retain(|k| !keys.contains_key(k));
             Known::Categories(cats, keys, safe)
         }
+    }
+
+    /// Whether the statement reads a relation the catalog does not know: not one of its CTEs,
+    /// not PostgreSQL's own (`pg_…`, or qualified by `pg_catalog`/`information_schema`, which
+    /// the lineage leaves out). Created or changed since the catalog was read, or temporary.
+    fn names_unknown_relation(&self) -> bool {
+        let Some(l) = self.lineage else {
+            return false;
+        };
+        l.tables.iter().any(|(_, t)| {
+            !l.ctes.contains(t) && !t.starts_with("pg_") && !self.catalog.knows_name(t)
+        })
     }
 
     /// The lineage's outputs with wildcards expanded through the catalog, or None.
@@ -507,5 +567,67 @@ mod tests {
         assert_eq!(a[2], &Action::Pass, "exempt");
         assert_eq!(a[3], &Action::Null);
         assert!(plan.exempted.contains(&Category::Email));
+    }
+
+    #[test]
+    fn relations_the_catalog_does_not_know_are_masked_whole() {
+        let cat = catalog();
+        let none = BTreeSet::new();
+        // A table created since the catalog was read: its oid is unknown.
+        let l = analyse("SELECT * FROM customers");
+        let p = Planner {
+            catalog: &cat,
+            lineage: l.statements.first(),
+            exempt: &none,
+            exempt_columns: &Default::default(),
+        };
+        let plan = p.plan(&[
+            field("id", 90000, 1, 23),
+            field("display", 90000, 2, 25),
+            field("email", 90000, 3, 25),
+            field("profile", 90000, 4, 3802),
+            field("kind", 90000, 5, 90001),
+        ]);
+        assert!(plan.stale, "a read of the catalog is due");
+        let a: Vec<&Action> = plan.columns.iter().map(|c| &c.action).collect();
+        assert_eq!(a[0], &Action::Pass, "numbers stay clear");
+        assert_eq!(a[1], &Action::Redact);
+        assert_eq!(
+            a[2],
+            &Action::Mask(vec![Category::Email]),
+            "names still count"
+        );
+        assert_eq!(a[3], &Action::Redact);
+        assert_eq!(a[4], &Action::Detect, "other types: detection");
+        // A known table, a column added since the read.
+        let plan = p.plan(&[field("nickname", 100, 9, 25)]);
+        assert_eq!(plan.columns[0].action, Action::Redact);
+        // PostgreSQL's own relations are never in the catalog and are not stale.
+        let plan = p.plan(&[field("relname", 1259, 2, 19)]);
+        assert!(!plan.stale);
+        assert_eq!(plan.columns[0].action, Action::Detect);
+        // Expressions over a relation the catalog does not know, even beside a known one.
+        let l = analyse("SELECT upper(p.status), t.x FROM people p JOIN tmp t ON t.id = p.id");
+        let p = Planner {
+            catalog: &cat,
+            lineage: l.statements.first(),
+            exempt: &none,
+            exempt_columns: &Default::default(),
+        };
+        let plan = p.plan(&[field("upper", 0, 0, 25), field("n", 0, 0, 23)]);
+        assert!(plan.stale);
+        assert_eq!(plan.columns[0].action, Action::Redact);
+        assert_eq!(plan.columns[1].action, Action::Pass);
+        // CTEs and catalog relations are not unknown relations.
+        let l = analyse("WITH c AS (SELECT id FROM people) SELECT relname FROM c, pg_class");
+        let p = Planner {
+            catalog: &cat,
+            lineage: l.statements.first(),
+            exempt: &none,
+            exempt_columns: &Default::default(),
+        };
+        let plan = p.plan(&[field("relname", 0, 0, 25)]);
+        assert!(!plan.stale);
+        assert_eq!(plan.columns[0].action, Action::Detect);
     }
 }

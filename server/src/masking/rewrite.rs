@@ -209,11 +209,59 @@ fn format_array(items: &[Option<String>]) -> String {
     out
 }
 
+/// Every string inside a JSON value redacted; keys, numbers, booleans and the shape kept.
+fn redact_json(m: &Masker, v: &mut serde_json::Value) {
+    use serde_json::Value as J;
+    match v {
+        J::Object(map) => map.values_mut().for_each(|inner| redact_json(m, inner)),
+        J::Array(items) => items.iter_mut().for_each(|inner| redact_json(m, inner)),
+        J::String(s) => *s = m.redact(s),
+        _ => {}
+    }
+}
+
+/// A value of unknown origin masked whole, as a valid value of its type (or NULL).
+fn redact_value(m: &Masker, col: &ColumnPlan, raw: &[u8]) -> Value {
+    let (prefix, body) = if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
+        (&raw[..1], &raw[1..])
+    } else {
+        (&raw[..0], raw)
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Value::Null;
+    };
+    let out = match col.kind {
+        TypeKind::Json | TypeKind::Jsonb => match serde_json::from_str(text) {
+            Ok(mut v) => {
+                redact_json(m, &mut v);
+                v.to_string()
+            }
+            Err(_) => return Value::Null,
+        },
+        TypeKind::TextArray if col.format == 0 => match parse_array(text) {
+            Some(items) => format_array(
+                &items
+                    .iter()
+                    .map(|i| i.as_ref().map(|s| m.redact(s)))
+                    .collect::<Vec<_>>(),
+            ),
+            None => return Value::Null,
+        },
+        TypeKind::Text => m.redact(text),
+        // Binary arrays and other types cannot be rewritten in place.
+        _ => return Value::Null,
+    };
+    let mut v = prefix.to_vec();
+    v.extend_from_slice(out.as_bytes());
+    Value::Bytes(v)
+}
+
 /// Masks one value of a column (as the bytes it arrived in, in the column's format).
 pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: &[u8]) -> Value {
     match &col.action {
         Action::Pass => Value::Keep,
         Action::Null => Value::Null,
+        Action::Redact => redact_value(m, col, raw),
         Action::Detect => {
             // The pre-filter: most values (plain words, numbers, dates) stop here.
             if !may_contain(raw) {
@@ -829,6 +877,36 @@ mod tests {
         f.extend_from_slice(b"7,ana@example.com,\"Silva, Ana\"\n");
         let out = copy_row(&plan, &m(), &csv, &f).expect("changed");
         assert_eq!(&out[5..], b"7,a***@example.com,S*** A***\n");
+    }
+
+    #[test]
+    fn values_of_unknown_origin_are_masked_whole_and_stay_valid() {
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Redact, TypeKind::Text, 0),
+                col(Action::Redact, TypeKind::Jsonb, 0),
+                col(Action::Redact, TypeKind::TextArray, 0),
+                col(Action::Redact, TypeKind::Jsonb, 1),
+                col(Action::Redact, TypeKind::TextArray, 1),
+            ],
+            ..Default::default()
+        };
+        let mut jsonb_bin = vec![1u8];
+        jsonb_bin.extend_from_slice(br#"{"n":"Ana Silva","id":7}"#);
+        let frame = row(&[
+            Some(b"Ana Silva"),
+            Some(br#"{"who":{"n":"Ana Silva"},"id":7}"#),
+            Some(b"{\"Ana Silva\",bo}"),
+            Some(&jsonb_bin),
+            Some(b"\x00\x01"),
+        ]);
+        let out = data_row(&plan, &m(), &frame).expect("changed");
+        let v = values(&out);
+        assert_eq!(v[0].as_deref(), Some("***"));
+        assert_eq!(v[1].as_deref(), Some(r#"{"id":7,"who":{"n":"***"}}"#));
+        assert_eq!(v[2].as_deref(), Some(r#"{"***","***"}"#));
+        assert_eq!(v[3].as_deref(), Some("\u{1}{\"id\":7,\"n\":\"***\"}"));
+        assert_eq!(v[4], None, "a binary array cannot be rewritten: NULL");
     }
 
     #[test]

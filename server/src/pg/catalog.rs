@@ -19,7 +19,7 @@ use super::wire::error_fields;
 use crate::gateway::Gateway;
 use crate::masking::catalog::{Catalog, RawColumn};
 use crate::masking::plan::{type_kind, TypeKind};
-use crate::masking::CatalogNeed;
+use crate::masking::{CatalogNeed, ReadReason};
 
 /// Values sampled per text-like column.
 pub const SAMPLE_ROWS: usize = 50;
@@ -272,6 +272,98 @@ async fn load(
     catalog
 }
 
+/// Starts a read of the catalog in the background when the masking state agrees one is due
+/// (`why`): after a schema change seen through the gateway, or a result from a relation the
+/// catalog does not know. Reads once more while schema changes keep arriving during a read.
+/// Needs a tokio runtime; called from the session's (synchronous) result path.
+pub fn read_soon(gw: &Arc<Gateway>, env_name: &str, database: &str, why: ReadReason) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let Some(env) = gw
+        .environments
+        .get(env_name)
+        .filter(|e| e.reaches(database))
+        .cloned()
+    else {
+        return;
+    };
+    if !gw.masking.want_read(env_name, database, why) {
+        return;
+    }
+    let (gw, db) = (gw.clone(), database.to_string());
+    rt.spawn(async move {
+        load(&gw, &env, &db).await;
+        settle(&gw, &env, &db).await;
+    });
+}
+
+/// Reads once more while schema changes arrived during the read just made. Bounded: a long
+/// migration costs a few reads more at most; the periodic refresh covers what it leaves.
+async fn settle(gw: &Arc<Gateway>, env: &Arc<crate::gateway::Environment>, database: &str) {
+    for _ in 0..4 {
+        if !gw.masking.read_again(&env.name, database) {
+            break;
+        }
+        load(gw, env, database).await;
+    }
+}
+
+impl super::tracker::SessionMasking {
+    /// After each result's plan: a relation the catalog does not know gets the catalog read
+    /// (its rows are masked whole until then).
+    pub fn after_plan(&self, plan: &crate::masking::plan::ResultPlan) {
+        if plan.stale {
+            read_soon(
+                &self.gw,
+                &self.env,
+                &self.database,
+                ReadReason::UnknownRelation,
+            );
+        }
+    }
+
+    /// A schema change completed in this session: what it touched leaves the catalog at once,
+    /// for every session. It is applied again when the transaction ends, and only then is the
+    /// catalog read: a read before the commit would still see the old relations.
+    pub fn schema_changed(&self, touch: Option<crate::masking::Touch>) {
+        let Some(touch) = touch else { return };
+        self.gw
+            .masking
+            .invalidate(&self.env, &self.database, &touch);
+        self.schema_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(touch);
+    }
+
+    /// A ReadyForQuery with this transaction status: once idle (committed or rolled back), the
+    /// transaction's schema changes are applied again and the catalog read.
+    pub fn on_ready(&self, status: u8) {
+        if status != b'I' {
+            return;
+        }
+        let changes = std::mem::take(
+            &mut *self
+                .schema_changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if changes.is_empty() {
+            return;
+        }
+        for touch in &changes {
+            self.gw.masking.invalidate(&self.env, &self.database, touch);
+        }
+        read_soon(
+            &self.gw,
+            &self.env,
+            &self.database,
+            ReadReason::SchemaChange,
+        );
+    }
+}
+
 /// Reads again, every minute, each catalog older than [`crate::masking::CATALOG_MAX_AGE`] (or
 /// restored from the store at startup), so tags follow schema changes even in databases no new
 /// session reaches. Runs until the gateway stops.
@@ -309,10 +401,16 @@ pub async fn ensure(
             let (gw, env, db) = (gw.clone(), env.clone(), database.to_string());
             tokio::spawn(async move {
                 load(&gw, &env, &db).await;
+                settle(&gw, &env, &db).await;
             });
             Some(c)
         }
-        CatalogNeed::Load => load(gw, env, database).await,
+        CatalogNeed::Load => {
+            let c = load(gw, env, database).await;
+            let (gw, env, db) = (gw.clone(), env.clone(), database.to_string());
+            tokio::spawn(async move { settle(&gw, &env, &db).await });
+            c
+        }
         CatalogNeed::Wait => gw.masking.catalog(&env.name, database),
     }
 }

@@ -164,6 +164,9 @@ pub struct SessionMasking {
     /// The catalog last used and the generation it was current at: one atomic load per plan
     /// instead of a map lookup.
     pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>)>,
+    /// Schema changes of the transaction in progress (see `pg::catalog`'s `SessionMasking`
+    /// methods): applied again to the catalog, and read, once the transaction ends.
+    pub schema_changes: std::sync::Mutex<Vec<crate::masking::Touch>>,
 }
 
 impl SessionMasking {
@@ -180,6 +183,7 @@ impl SessionMasking {
             exempt,
             exempt_columns: BTreeSet::new(),
             cached: std::sync::Mutex::new((0, None)),
+            schema_changes: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -771,6 +775,7 @@ impl Tracker {
                             exempt_columns: &m.exempt_columns,
                         };
                         let plan = Arc::new(planner.plan_copy(ncols));
+                        m.after_plan(&plan);
                         self.note_exemptions(&info, &plan);
                         self.active = Some(Active {
                             header_pending: copy.header,
@@ -808,6 +813,7 @@ impl Tracker {
                 });
                 if tag == b'C' && self.masking.is_some() {
                     self.remember_cursor(frame);
+                    self.note_schema_change(frame);
                 }
                 match self.pending.front_mut() {
                     Some(Expect::Query(e)) => {
@@ -846,6 +852,9 @@ impl Tracker {
             b'Z' => {
                 self.active = None;
                 self.query_index = 0;
+                if let (Some(m), Some(status)) = (&self.masking, frame.and_then(|f| f.get(5))) {
+                    m.on_ready(*status);
+                }
                 // Idle: the transaction is over, and every portal with it.
                 if !self.suspended.is_empty() && frame.and_then(|f| f.get(5)) == Some(&b'I') {
                     self.finish_suspended();
@@ -886,6 +895,28 @@ impl Tracker {
                 self.cursors.insert(name.clone(), Arc::new(st.clone()));
             }
         }
+    }
+
+    /// A completed schema change (CREATE, ALTER, DROP, COMMENT…): the relations it touched
+    /// leave the masking catalog at once (see `SessionMasking::schema_changed`).
+    fn note_schema_change(&mut self, frame: Option<&[u8]>) {
+        let Some(tag) = frame.and_then(|f| f.get(5..)) else {
+            return;
+        };
+        if !crate::masking::lineage::may_change_schema(tag) {
+            return;
+        }
+        let (info, index) = match self.pending.front() {
+            Some(Expect::Query(e)) => (e.info.clone(), self.query_index),
+            Some(Expect::Execute(e)) => (e.info.clone(), 0),
+            _ => return,
+        };
+        let Some(m) = &self.masking else { return };
+        let lineage = m.gw.masking.lineage_of(&info);
+        m.schema_changed(crate::masking::lineage::touched(
+            lineage.statements.get(index),
+            tag,
+        ));
     }
 
     fn note_exemptions(&mut self, info: &Arc<StmtInfo>, plan: &ResultPlan) {
@@ -988,6 +1019,7 @@ impl Tracker {
             exempt_columns: &m.exempt_columns,
         };
         let plan = planner.plan(fields);
+        m.after_plan(&plan);
         self.note_exemptions(info, &plan);
         Arc::new(plan)
     }

@@ -1,0 +1,321 @@
+//! Masking that fails closed, judged on every byte the client receives: each test reads the
+//! whole backend stream through a raw protocol client (rows, errors, notices, parameter
+//! reports, COPY data) and fails if any seeded value of a fake person comes back as it is.
+//! Over-masking checks sit beside each one: ids, amounts and ordinary words stay clear.
+
+use gatehouse_tests::raw::{ext, Msg, RawConn};
+use gatehouse_tests::{Fixture, ADMIN, ADMIN_PASSWORD, AGENT, ENV};
+
+const ROWS: usize = 12;
+
+struct Customer {
+    id: usize,
+    name: String,
+    email: String,
+    card: String,
+    ssn: String,
+}
+
+fn customers() -> Vec<Customer> {
+    const FIRST: [&str; 4] = ["Mirela", "Tobias", "Ingrid", "Kwame"];
+    const LAST: [&str; 3] = ["Vasquez", "Lindqvist", "Adeyemi"];
+    (1..=ROWS)
+        .map(|i| Customer {
+            id: i,
+            name: format!("{} {}{i}", FIRST[i % 4], LAST[i % 3]),
+            email: format!("person{i}.{}@example.net", LAST[i % 3].to_lowercase()),
+            // Luhn-valid 16-digit numbers (4111 1111 1111 1111 with the last block varied).
+            card: luhn_card(i),
+            ssn: format!("{:03}-{:02}-{:04}", 200 + i, 30 + i, 4000 + i),
+        })
+        .collect()
+}
+
+fn luhn_card(i: usize) -> String {
+    let body = format!("411111111111{:03}", 100 + i);
+    let digits: Vec<u32> = body.chars().filter_map(|c| c.to_digit(10)).collect();
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(k, &d)| {
+            if k % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    let s = format!("{body}{}", (10 - sum % 10) % 10);
+    format!("{} {} {} {}", &s[0..4], &s[4..8], &s[8..12], &s[12..16])
+}
+
+/// The seeded values that must never come back, whole or in the pieces that identify a person.
+fn secrets(cs: &[Customer]) -> Vec<String> {
+    let mut v = Vec::new();
+    for c in cs {
+        v.extend([
+            c.name.clone(),
+            c.name.to_uppercase(),
+            c.email.clone(),
+            c.card.clone(),
+            c.card.replace(' ', ""),
+            c.ssn.clone(),
+        ]);
+        // The surname with its number is unique to the person.
+        if let Some((_, last)) = c.name.split_once(' ') {
+            v.push(last.to_string());
+        }
+    }
+    v
+}
+
+/// `CREATE TABLE customers` and its rows: `display` holds full names under a column name that
+/// says nothing (so only a catalog tag, here an admin's, can protect it).
+fn create_customers(cs: &[Customer]) -> String {
+    let mut sql = String::from(
+        "CREATE TABLE customers (id int PRIMARY KEY, display text, email text, card_number text, \
+         ssn text, amount numeric(10,2), status text);\n",
+    );
+    for c in cs {
+        sql.push_str(&format!(
+            "INSERT INTO customers VALUES ({}, '{}', '{}', '{}', '{}', {}.50, '{}');\n",
+            c.id,
+            c.name,
+            c.email,
+            c.card,
+            c.ssn,
+            c.id * 10,
+            if c.id % 2 == 0 { "active" } else { "closed" }
+        ));
+    }
+    sql
+}
+
+async fn raw_agent(f: &Fixture) -> RawConn {
+    RawConn::login("127.0.0.1", f.gw.pg_port, AGENT, ENV, &f.token).await
+}
+
+/// Every message of one simple query, up to ReadyForQuery.
+async fn query_all(c: &mut RawConn, sql: &str) -> Vec<Msg> {
+    c.send(&ext::query(sql.as_bytes())).await;
+    c.read_until_ready().await
+}
+
+/// Every byte of `msgs`, as text (lossy), for leak checks.
+fn stream_text(msgs: &[Msg]) -> String {
+    msgs.iter()
+        .map(|m| format!("{}:{}", m.tag as char, String::from_utf8_lossy(&m.body)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_no_leak(what: &str, msgs: &[Msg], secrets: &[String]) {
+    let text = stream_text(msgs);
+    for s in secrets {
+        assert!(
+            !text.contains(s.as_str()),
+            "{what}: the seeded value {s:?} came back unmasked in:\n{text}"
+        );
+    }
+}
+
+/// The values of each DataRow (text format), NULL as None.
+fn rows(msgs: &[Msg]) -> Vec<Vec<Option<String>>> {
+    msgs.iter()
+        .filter(|m| m.tag == b'D')
+        .map(|m| {
+            let b = &m.body;
+            let n = u16::from_be_bytes([b[0], b[1]]) as usize;
+            let mut pos = 2;
+            let mut out = Vec::with_capacity(n);
+            for _ in 0..n {
+                let len = i32::from_be_bytes([b[pos], b[pos + 1], b[pos + 2], b[pos + 3]]);
+                pos += 4;
+                if len < 0 {
+                    out.push(None);
+                } else {
+                    let l = len as usize;
+                    out.push(Some(String::from_utf8_lossy(&b[pos..pos + l]).into_owned()));
+                    pos += l;
+                }
+            }
+            out
+        })
+        .collect()
+}
+
+fn error_of(msgs: &[Msg]) -> Option<String> {
+    msgs.iter()
+        .find(|m| m.tag == b'E')
+        .and_then(|m| m.field(b'M'))
+}
+
+/// Runs `sql` until `ok` holds for its rows (the catalog re-read happens in the background),
+/// for at most `secs` seconds; every attempt's stream is also checked for leaks.
+async fn eventually(
+    c: &mut RawConn,
+    sql: &str,
+    secs: u64,
+    secrets: &[String],
+    ok: impl Fn(&[Vec<Option<String>>]) -> bool,
+) -> Vec<Vec<Option<String>>> {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let msgs = query_all(c, sql).await;
+        assert_no_leak(sql, &msgs, secrets);
+        let r = rows(&msgs);
+        if ok(&r) {
+            return r;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{sql}: still {r:?} after {secs} s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 18, item 5: after a schema change the catalog must never hold the old table's
+/// identity while the new table's rows are served. Tables are dropped and created again
+/// through the gateway (a migration) and directly upstream by a superuser (a fixture reload),
+/// views are created, and columns are added; `SELECT *` must never return names in clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_changes_never_open_a_window() {
+    let f = Fixture::start_with(|b| b.user(ADMIN, ADMIN_PASSWORD, &["admins"])).await;
+    let cs = customers();
+    let secrets = secrets(&cs);
+    f.cluster
+        .exec(
+            "appdb",
+            &format!("SET ROLE app_owner;\n{}RESET ROLE;", create_customers(&cs)),
+        )
+        .await;
+    let mut c = raw_agent(&f).await;
+
+    // An admin tags `display` (the catalog was read when the agent connected).
+    let admin = f.gw.login(ADMIN, ADMIN_PASSWORD).await;
+    let r = reqwest::Client::new()
+        .put(format!(
+            "{}/api/v1/environments/app/catalog/columns/public/customers/display",
+            f.gw.http()
+        ))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"category": "person_name"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap_or_default());
+    let msgs = query_all(&mut c, "SELECT * FROM customers ORDER BY id").await;
+    assert_no_leak("before any change", &msgs, &secrets);
+    let before = rows(&msgs);
+    assert_eq!(before.len(), ROWS);
+    assert_eq!(before[0][0].as_deref(), Some("1"), "ids stay clear");
+    assert_eq!(before[0][5].as_deref(), Some("10.50"), "amounts stay clear");
+
+    // A view created through the gateway, read at once: its column names say nothing.
+    let msgs = query_all(
+        &mut c,
+        "CREATE VIEW customer_labels AS SELECT id, display AS label, status FROM customers",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    for sql in [
+        "SELECT * FROM customer_labels ORDER BY id",
+        "SELECT label, upper(label) AS shout FROM customer_labels ORDER BY id",
+        "SELECT l.* FROM customer_labels l ORDER BY id",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_eq!(rows(&msgs).len(), ROWS, "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+
+    // Drop and create again through the gateway, in one transaction, and read inside it.
+    let migration = format!(
+        "BEGIN; DROP VIEW customer_labels; DROP TABLE customers;\n{}",
+        create_customers(&cs)
+    );
+    let msgs = query_all(&mut c, &migration).await;
+    assert_eq!(error_of(&msgs), None);
+    for sql in [
+        "SELECT * FROM customers ORDER BY id",
+        "SELECT display, lower(display) FROM customers ORDER BY id",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(rows(&msgs).len(), ROWS, "{sql} in the migration");
+        assert_no_leak(&format!("{sql} inside the migration"), &msgs, &secrets);
+    }
+    let msgs = query_all(&mut c, "COMMIT").await;
+    assert_eq!(error_of(&msgs), None);
+    let mut other = raw_agent(&f).await;
+    for conn in [&mut c, &mut other] {
+        let msgs = query_all(conn, "SELECT * FROM customers ORDER BY id").await;
+        assert_eq!(rows(&msgs).len(), ROWS);
+        assert_no_leak("after the migration", &msgs, &secrets);
+    }
+
+    // Directly upstream, as a superuser: the gateway sees nothing but a table it does not know.
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner; DROP TABLE customers;\n{}\
+                 ALTER TABLE customers ADD COLUMN nickname text;\n\
+                 UPDATE customers SET nickname = display;\nRESET ROLE;",
+                create_customers(&cs)
+            ),
+        )
+        .await;
+    for sql in [
+        "SELECT * FROM customers ORDER BY id",
+        "SELECT id, display, nickname FROM customers ORDER BY id",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_eq!(rows(&msgs).len(), ROWS, "{sql}");
+        assert_no_leak(&format!("{sql} after a change upstream"), &msgs, &secrets);
+        // Ids and amounts are never touched, even while the table is unknown.
+        let r = rows(&msgs);
+        assert_eq!(r[1][0].as_deref(), Some("2"), "{sql}: {r:?}");
+    }
+
+    // Not a window the other way either: once the catalog has been read again, ordinary
+    // columns of the new table come back clear, and the tagged one masked by its tag.
+    let r = eventually(
+        &mut c,
+        "SELECT id, status, display, amount FROM customers ORDER BY id",
+        10,
+        &secrets,
+        |r| r.len() == ROWS && r[0][1].as_deref() == Some("closed"),
+    )
+    .await;
+    assert_eq!(r[0][3].as_deref(), Some("10.50"));
+    let masked = r[0][2].clone().unwrap_or_default();
+    assert!(
+        masked.contains("***"),
+        "display keeps its admin tag: {masked:?}"
+    );
+
+    // Ordinary tables made through the gateway read clear soon after, without a refresh call.
+    let msgs = query_all(
+        &mut c,
+        "CREATE TABLE shipments (id int, carrier text, weight numeric); \
+         INSERT INTO shipments VALUES (1, 'DHL', 2.5), (2, 'UPS', 1.25)",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    eventually(
+        &mut c,
+        "SELECT carrier, weight FROM shipments ORDER BY id",
+        10,
+        &secrets,
+        |r| r.len() == 2 && r[0][0].as_deref() == Some("DHL") && r[1][1].as_deref() == Some("1.25"),
+    )
+    .await;
+}
