@@ -839,7 +839,7 @@ async fn keyed_hashes_exemptions_and_overrides() {
     assert_eq!(used["details"]["categories"], serde_json::json!(["email"]));
     assert_eq!(
         used["details"]["columns"],
-        serde_json::json!(["people.phone"])
+        serde_json::json!(["public.people.phone"])
     );
 }
 

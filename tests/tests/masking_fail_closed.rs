@@ -267,6 +267,7 @@ async fn schema_changes_never_open_a_window() {
             &format!(
                 "SET ROLE app_owner; DROP TABLE customers;\n{}\
                  ALTER TABLE customers ADD COLUMN nickname text;\n\
+                 COMMENT ON COLUMN customers.nickname IS 'customer fullname';\n\
                  UPDATE customers SET nickname = display;\nRESET ROLE;",
                 create_customers(&cs)
             ),
@@ -289,7 +290,7 @@ async fn schema_changes_never_open_a_window() {
     // columns of the new table come back clear, and the tagged one masked by its tag.
     let r = eventually(
         &mut c,
-        "SELECT id, status, display, amount FROM customers ORDER BY id",
+        "SELECT id, status, display, amount, nickname FROM customers ORDER BY id",
         10,
         &secrets,
         |r| r.len() == ROWS && r[0][1].as_deref() == Some("closed"),
@@ -318,4 +319,120 @@ async fn schema_changes_never_open_a_window() {
         |r| r.len() == 2 && r[0][0].as_deref() == Some("DHL") && r[1][1].as_deref() == Some("1.25"),
     )
     .await;
+}
+
+/// Issue 18, item 6: exemptions are checked at each statement, so an expired or deleted one
+/// stops at once on connections already open, and a column exemption names one schema's
+/// column only (`billing.customers.card_number` does not unmask `public.customers`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exemptions_are_checked_at_each_statement_and_by_schema() {
+    let helper_token = gatehouse_tests::random_token("gha_");
+    let f = Fixture::start_with(|b| {
+        b.user(ADMIN, ADMIN_PASSWORD, &["admins"])
+            .service_account("helper", &helper_token, &["support"])
+            .grant(&["support"], &[ENV])
+    })
+    .await;
+    let cs = customers();
+    let secrets = secrets(&cs);
+    let billing: Vec<Customer> = customers()
+        .into_iter()
+        .map(|mut c| {
+            c.card = luhn_card(c.id + 500);
+            c
+        })
+        .collect();
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner;\n{}CREATE SCHEMA billing; SET search_path = billing;\n{}RESET ROLE;",
+                create_customers(&cs),
+                create_customers(&billing)
+            ),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let base = f.gw.http();
+    let admin = f.gw.login(ADMIN, ADMIN_PASSWORD).await;
+    let exempt = |body: serde_json::Value| {
+        let (http, base, admin) = (http.clone(), base.clone(), admin.clone());
+        async move {
+            let r = http
+                .post(format!("{base}/api/v1/exemptions"))
+                .bearer_auth(&admin)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
+            r.json::<serde_json::Value>().await.unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    exempt(serde_json::json!({"group": "support", "environment": ENV, "column": "billing.customers.card_number"})).await;
+    // Emails for three seconds; national ids until deleted.
+    exempt(serde_json::json!({"group": "support", "environment": ENV, "category": "email", "expires_in_seconds": 3})).await;
+    let ssn_exemption = exempt(
+        serde_json::json!({"group": "support", "environment": ENV, "category": "national_id"}),
+    )
+    .await;
+    let mut c = RawConn::login("127.0.0.1", f.gw.pg_port, "helper", ENV, &helper_token).await;
+
+    // The column exemption: billing's card numbers clear, public's masked.
+    let msgs = query_all(
+        &mut c,
+        "SELECT card_number FROM billing.customers ORDER BY id",
+    )
+    .await;
+    assert_eq!(
+        rows(&msgs)[0][0].as_deref(),
+        Some(billing[0].card.as_str()),
+        "the exempt column reads clear"
+    );
+    let msgs = query_all(
+        &mut c,
+        "SELECT id, card_number FROM public.customers ORDER BY id",
+    )
+    .await;
+    assert_eq!(rows(&msgs).len(), ROWS);
+    assert_no_leak("public.customers.card_number", &msgs, &secrets);
+
+    // The category exemptions work on this connection while they last.
+    let msgs = query_all(
+        &mut c,
+        "SELECT email, ssn FROM public.customers ORDER BY id",
+    )
+    .await;
+    let r = rows(&msgs);
+    assert_eq!(r[0][0].as_deref(), Some(cs[0].email.as_str()));
+    assert_eq!(r[0][1].as_deref(), Some(cs[0].ssn.as_str()));
+
+    // Deleted: the next statement on the same connection is masked.
+    let r = http
+        .delete(format!("{base}/api/v1/exemptions/{ssn_exemption}"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let msgs = query_all(&mut c, "SELECT ssn FROM public.customers ORDER BY id").await;
+    assert_eq!(rows(&msgs).len(), ROWS);
+    assert_no_leak("a deleted exemption", &msgs, &secrets);
+
+    // Expired: the same.
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let msgs = query_all(&mut c, "SELECT email FROM public.customers ORDER BY id").await;
+    assert_eq!(rows(&msgs).len(), ROWS);
+    assert_no_leak("an expired exemption", &msgs, &secrets);
+    // Also inside an error's detail.
+    let msgs = query_all(
+        &mut c,
+        "INSERT INTO public.customers (id, email) SELECT 1000 + id, email FROM public.customers; \
+         CREATE UNIQUE INDEX ON public.customers (email); INSERT INTO public.customers (id, email) SELECT 2000, email FROM public.customers WHERE id = 1",
+    )
+    .await;
+    assert_no_leak("an error after expiry", &msgs, &secrets);
 }

@@ -35,7 +35,7 @@ use lru::LruCache;
 
 pub use catalog::Catalog;
 pub use detect::Category;
-pub use exemptions::Exemption;
+pub use exemptions::{ColumnExemption, Exemption};
 pub use lineage::{Lineage, Touch};
 pub use mask::{Masker, Mode};
 
@@ -87,6 +87,13 @@ pub struct Masking {
     empty: Arc<Catalog>,
     /// Bumped whenever a catalog changes, so sessions can keep theirs until then.
     generation: AtomicU64,
+}
+
+/// What an identity is exempt from, at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exempt {
+    pub categories: BTreeSet<Category>,
+    pub columns: BTreeSet<ColumnExemption>,
 }
 
 /// What a session should do about its catalog.
@@ -316,31 +323,25 @@ impl Masking {
         *self.exemptions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
     }
 
-    /// The categories and (table, column)s `groups` are exempt from in `env` right now.
-    pub fn exempt(
-        &self,
-        env: &str,
-        groups: &[String],
-    ) -> (BTreeSet<Category>, BTreeSet<(String, String)>) {
+    /// What `groups` are exempt from in `env` right now. Sessions ask at each result, so an
+    /// exemption that expired or was deleted stops at once on open connections too.
+    pub fn exempt(&self, env: &str, groups: &[String]) -> Exempt {
         let list = self
             .exemptions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let now = chrono::Utc::now();
-        let mut cats = BTreeSet::new();
-        let mut columns = BTreeSet::new();
+        let mut out = Exempt::default();
         for e in list.iter().filter(|e| e.applies(env, groups, now)) {
             if let Some(c) = e.category {
-                cats.insert(c);
+                out.categories.insert(c);
             }
-            if let Some((t, c)) = e.column.as_deref().and_then(|c| c.rsplit_once('.')) {
-                // `schema.table.column` or `table.column`: the table is the part before the column.
-                let table = t.rsplit('.').next().unwrap_or(t);
-                columns.insert((table.to_string(), c.to_string()));
+            if let Some(c) = e.column.as_deref().and_then(ColumnExemption::parse) {
+                out.columns.insert(c);
             }
         }
-        (cats, columns)
+        out
     }
 
     /// The lineage of a statement, parsed once per statement shape (looked up by the shape key

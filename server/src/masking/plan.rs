@@ -135,8 +135,8 @@ pub struct Planner<'a> {
     pub catalog: &'a Catalog,
     pub lineage: Option<&'a StatementLineage>,
     pub exempt: &'a BTreeSet<Category>,
-    /// Columns (table, column) the identity is exempt from, whatever their category.
-    pub exempt_columns: &'a BTreeSet<(String, String)>,
+    /// Columns the identity is exempt from, whatever their category.
+    pub exempt_columns: &'a BTreeSet<super::exemptions::ColumnExemption>,
 }
 
 impl Planner<'_> {
@@ -154,10 +154,11 @@ impl Planner<'_> {
                 if let Some((t, c)) = self.catalog.table_column(f.table_oid, f.attnum) {
                     if self
                         .exempt_columns
-                        .contains(&(t.name.clone(), c.name.clone()))
+                        .iter()
+                        .any(|e| e.matches(&t.schema, &t.name, &c.name))
                     {
                         plan.exempted_columns
-                            .insert(format!("{}.{}", t.name, c.name));
+                            .insert(format!("{}.{}.{}", t.schema, t.name, c.name));
                         plan.columns.push(ColumnPlan {
                             action: Action::Pass,
                             kind: type_kind(f.type_oid),

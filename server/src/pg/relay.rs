@@ -228,18 +228,12 @@ async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMa
     }
     let database = observer.meta.database.clone();
     super::catalog::ensure(&observer.gw, &observer.env, &database, false).await;
-    let (exempt, exempt_columns) = observer
-        .gw
-        .masking
-        .exempt(&observer.env.name, &observer.identity.groups);
-    let mut m = SessionMasking::new(
+    Some(std::sync::Arc::new(SessionMasking::new(
         observer.gw.clone(),
         observer.env.name.clone(),
         database,
-        exempt,
-    );
-    m.exempt_columns = exempt_columns;
-    Some(std::sync::Arc::new(m))
+        observer.identity.groups.clone(),
+    )))
 }
 
 /// A COPY … TO STDOUT in binary format of columns that need masking: refused before it runs,
@@ -251,6 +245,7 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
     let m = lock(tracker).masking.clone()?;
     let lineage = m.gw.masking.lineage_of(info);
     let catalog = m.catalog();
+    let ex = m.exempt();
     for st in &lineage.statements {
         let Some(copy) = &st.copy else { continue };
         if copy.format != crate::masking::lineage::CopyFormat::Binary {
@@ -259,8 +254,8 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
         let planner = crate::masking::plan::Planner {
             catalog: &catalog,
             lineage: Some(st),
-            exempt: &m.exempt,
-            exempt_columns: &m.exempt_columns,
+            exempt: &ex.categories,
+            exempt_columns: &ex.columns,
         };
         let n = st.outputs.as_ref().map(|o| o.len()).unwrap_or(0);
         // Wildcards expand to the table's columns; an unknown count fails closed.

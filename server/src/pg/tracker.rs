@@ -158,9 +158,9 @@ pub struct SessionMasking {
     pub gw: Arc<Gateway>,
     pub env: String,
     pub database: String,
-    pub exempt: BTreeSet<Category>,
-    /// Columns exempt by name: (table, column).
-    pub exempt_columns: BTreeSet<(String, String)>,
+    /// The identity's groups: its exemptions are looked up at each result (see
+    /// [`SessionMasking::exempt`]).
+    pub groups: Vec<String>,
     /// The catalog last used and the generation it was current at: one atomic load per plan
     /// instead of a map lookup.
     pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>)>,
@@ -170,21 +170,21 @@ pub struct SessionMasking {
 }
 
 impl SessionMasking {
-    pub fn new(
-        gw: Arc<Gateway>,
-        env: String,
-        database: String,
-        exempt: BTreeSet<Category>,
-    ) -> Self {
+    pub fn new(gw: Arc<Gateway>, env: String, database: String, groups: Vec<String>) -> Self {
         SessionMasking {
             gw,
             env,
             database,
-            exempt,
-            exempt_columns: BTreeSet::new(),
+            groups,
             cached: std::sync::Mutex::new((0, None)),
             schema_changes: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// What the identity is exempt from now: an exemption that expired or was deleted stops
+    /// at the next result, on open connections too.
+    pub fn exempt(&self) -> crate::masking::Exempt {
+        self.gw.masking.exempt(&self.env, &self.groups)
     }
 
     /// The environment's current catalog (empty if none could be read).
@@ -647,10 +647,11 @@ impl Tracker {
         match (tag, verdict, frame) {
             (b'V' | b'A' | b'S', Verdict::Forward, Some(f)) => {
                 let masker = &m.gw.masking.masker;
+                let skip = m.exempt().categories;
                 let masked = match tag {
-                    b'V' => rewrite::function_result_frame(masker, f, &m.exempt),
-                    b'A' => rewrite::notification_frame(masker, f, &m.exempt),
-                    _ => rewrite::parameter_status_frame(masker, f, &m.exempt),
+                    b'V' => rewrite::function_result_frame(masker, f, &skip),
+                    b'A' => rewrite::notification_frame(masker, f, &skip),
+                    _ => rewrite::parameter_status_frame(masker, f, &skip),
                 };
                 match masked {
                     Some(b) => Verdict::Replace(b),
@@ -658,13 +659,13 @@ impl Tracker {
                 }
             }
             (b'E' | b'N', Verdict::Forward, Some(f)) => {
-                match rewrite::error_frame(&m.gw.masking.masker, f, &m.exempt) {
+                match rewrite::error_frame(&m.gw.masking.masker, f, &m.exempt().categories) {
                     Some(b) => Verdict::Replace(b),
                     None => Verdict::Forward,
                 }
             }
             (b'E' | b'N', Verdict::Replace(b), _) => {
-                match rewrite::error_frame(&m.gw.masking.masker, &b, &m.exempt) {
+                match rewrite::error_frame(&m.gw.masking.masker, &b, &m.exempt().categories) {
                     Some(masked) => Verdict::Replace(masked),
                     None => Verdict::Replace(b),
                 }
@@ -768,11 +769,12 @@ impl Tracker {
                             quote: b'"',
                         });
                         let catalog = m.catalog();
+                        let ex = m.exempt();
                         let planner = Planner {
                             catalog: &catalog,
                             lineage: st,
-                            exempt: &m.exempt,
-                            exempt_columns: &m.exempt_columns,
+                            exempt: &ex.categories,
+                            exempt_columns: &ex.columns,
                         };
                         let plan = Arc::new(planner.plan_copy(ncols));
                         m.after_plan(&plan);
@@ -1012,11 +1014,12 @@ impl Tracker {
         if let Some(cursor) = st.as_ref().and_then(|s| s.fetches.clone()) {
             st = self.cursors.get(&cursor).cloned();
         }
+        let ex = m.exempt();
         let planner = Planner {
             catalog: &catalog,
             lineage: st.as_deref(),
-            exempt: &m.exempt,
-            exempt_columns: &m.exempt_columns,
+            exempt: &ex.categories,
+            exempt_columns: &ex.columns,
         };
         let plan = planner.plan(fields);
         m.after_plan(&plan);
