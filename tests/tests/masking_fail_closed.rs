@@ -436,3 +436,103 @@ async fn exemptions_are_checked_at_each_statement_and_by_schema() {
     .await;
     assert_no_leak("an error after expiry", &msgs, &secrets);
 }
+
+/// Every CopyData of one `COPY … TO STDOUT` (the stream up to ReadyForQuery).
+async fn copy_out(c: &mut RawConn, sql: &str) -> Vec<Msg> {
+    query_all(c, sql).await
+}
+
+/// Issue 18, COPY: the masking plan of a COPY holds all its options (a second COPY of the same
+/// shape with another delimiter, quote or escape is masked too, and a delimiter inside a value
+/// does not shift the columns); binary COPY is masked where it can be and refused only when a
+/// column that needs masking cannot be masked in binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copy_is_masked_whatever_its_options() {
+    let f = Fixture::start().await;
+    let cs = customers();
+    let mut secrets = secrets(&cs);
+    secrets.extend([
+        "Okafor, Ada".to_string(),
+        "ada.okafor@example.net".to_string(),
+    ]);
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner;\n{}\
+                 INSERT INTO customers VALUES (99, 'Okafor, Ada', 'ada.okafor@example.net', '{}', '123-45-6789', 1.00, 'x;y|z\"w');\n\
+                 COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
+                create_customers(&cs),
+                luhn_card(99)
+            ),
+        )
+        .await;
+    secrets.push(luhn_card(99));
+    let mut c = raw_agent(&f).await;
+    for sql in [
+        // One statement shape, two delimiters: the second must not reuse the first's plan.
+        "COPY customers TO STDOUT (FORMAT csv, DELIMITER ',')",
+        "COPY customers TO STDOUT (FORMAT csv, DELIMITER '|')",
+        "COPY customers TO STDOUT",
+        "COPY customers TO STDOUT (FORMAT csv)",
+        "COPY customers TO STDOUT (FORMAT csv, DELIMITER ';')",
+        "COPY customers TO STDOUT (FORMAT csv, DELIMITER '|', QUOTE '''')",
+        "COPY customers TO STDOUT (FORMAT csv, QUOTE '\"', ESCAPE '\\', FORCE_QUOTE *)",
+        "COPY customers TO STDOUT (DELIMITER ',')",
+        "COPY customers TO STDOUT (DELIMITER '|', NULL 'none')",
+        "COPY (SELECT id, display, email FROM customers) TO STDOUT (FORMAT csv, DELIMITER ',', HEADER)",
+        "COPY (SELECT id, display, email FROM customers) TO STDOUT (FORMAT csv, DELIMITER ';', HEADER)",
+        "COPY (SELECT email, display FROM customers) TO STDOUT WITH DELIMITER ','",
+    ] {
+        let msgs = copy_out(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        let data = msgs.iter().filter(|m| m.tag == b'd').count();
+        assert!(data >= ROWS, "{sql}: {data} rows");
+        assert_no_leak(sql, &msgs, &secrets);
+        // Amounts and ordinary words stay as they are.
+        let text = stream_text(&msgs);
+        if sql.starts_with("COPY customers") {
+            assert!(text.contains("120.50"), "{sql}: amounts kept:\n{text}");
+            assert!(text.contains("closed"), "{sql}: statuses kept:\n{text}");
+        }
+    }
+
+    // Binary COPY of values that hold nothing personal works.
+    let msgs = copy_out(
+        &mut c,
+        "COPY (VALUES (1, 'hello')) TO STDOUT (FORMAT BINARY)",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    assert!(stream_text(&msgs).contains("hello"));
+    let msgs = copy_out(
+        &mut c,
+        "COPY (SELECT id, amount, status FROM customers) TO STDOUT (FORMAT binary)",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    assert!(stream_text(&msgs).contains("closed"));
+    // Personal text is masked in binary too; what cannot be masked there is refused.
+    for sql in [
+        "COPY (SELECT id, display, email, card_number FROM customers) TO STDOUT (FORMAT binary)",
+        "COPY customers TO STDOUT (FORMAT binary)",
+    ] {
+        let msgs = copy_out(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert!(
+            msgs.iter().filter(|m| m.tag == b'd').count() >= ROWS,
+            "{sql}"
+        );
+        assert_no_leak(sql, &msgs, &secrets);
+        assert!(
+            stream_text(&msgs).contains("p***@example.net"),
+            "{sql}: masked in place"
+        );
+    }
+    // An expression's binary form is unknown: it cannot carry a mask, so the COPY is refused.
+    let sql = "COPY (SELECT upper(display), email || '' FROM customers) TO STDOUT (FORMAT binary)";
+    let msgs = copy_out(&mut c, sql).await;
+    assert_no_leak(sql, &msgs, &secrets);
+    let refusal = msgs.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(refusal.field(b'C').as_deref(), Some("42501"));
+}

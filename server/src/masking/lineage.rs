@@ -55,6 +55,36 @@ pub struct CopyOut {
     pub header: bool,
     pub null: String,
     pub quote: u8,
+    /// CSV: the character before a quote (or itself) inside a quoted value; the quote itself
+    /// unless ESCAPE says otherwise.
+    pub escape: u8,
+}
+
+impl CopyOut {
+    /// PostgreSQL's defaults: text, tab, `\N`.
+    pub fn text_default() -> CopyOut {
+        CopyOut {
+            format: CopyFormat::Text,
+            delimiter: b'\t',
+            header: false,
+            null: "\\N".into(),
+            quote: b'"',
+            escape: b'"',
+        }
+    }
+
+    /// What a CopyOutResponse says (`overall`: 0 text, 1 binary) decides between text and
+    /// binary, whatever the statement seemed to say; the statement's options (or PostgreSQL's
+    /// defaults when it could not be read) give the rest.
+    pub fn for_response(statement: Option<&CopyOut>, overall: Option<u8>) -> CopyOut {
+        let mut c = statement.cloned().unwrap_or_else(CopyOut::text_default);
+        match overall {
+            Some(1) => c.format = CopyFormat::Binary,
+            Some(_) if c.format == CopyFormat::Binary => c = CopyOut::text_default(),
+            _ => {}
+        }
+        c
+    }
 }
 
 /// What one statement's results derive from.
@@ -73,6 +103,9 @@ pub struct StatementLineage {
     pub fetches: Option<String>,
     /// Names of the statement's CTEs: rows named in FROM that are not relations.
     pub ctes: BTreeSet<String>,
+    /// For each output of a plain SELECT without wildcards, the column it reads as it is
+    /// (`email`, `c.email AS e`), if it is only that: its type is the column's.
+    pub bare: Vec<Option<String>>,
     /// Whether sqlparser read the statement (a DDL statement it cannot read touches anything).
     pub parsed: bool,
     /// The relations whose columns or tags a schema change (DDL) may have changed.
@@ -127,10 +160,137 @@ pub fn analyse(sql: &str) -> Lineage {
                     out.statements.push(statement(s));
                 }
             }
-            Err(_) => out.statements.push(StatementLineage::default()),
+            Err(_) => out
+                .statements
+                .push(copy_fallback(piece).unwrap_or_default()),
         }
     }
     out
+}
+
+/// A `COPY … TO STDOUT` whose options sqlparser cannot read (`FORCE_QUOTE *`, `ENCODING`, an
+/// option newer than it): the statement up to `STDOUT` is read by sqlparser, the options by
+/// hand, so the rows are still split as PostgreSQL writes them. `None` if that fails too.
+fn copy_fallback(piece: &str) -> Option<StatementLineage> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, piece)
+        .tokenize()
+        .ok()?;
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let significant: Vec<(usize, &Token)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    if !significant.first().is_some_and(|(_, t)| word(t, "COPY")) {
+        return None;
+    }
+    let mut depth = 0i32;
+    let mut stdout_at = None;
+    for (k, (i, t)) in significant.iter().enumerate() {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0 && word(t, "STDOUT") && k > 0 && word(significant[k - 1].1, "TO") => {
+                stdout_at = Some((k, *i));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (k, i) = stdout_at?;
+    let prefix: String = tokens[..=i].iter().map(|t| t.to_string()).collect();
+    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &prefix).ok()?;
+    let mut st = statement(stmts.first()?);
+    // What is left: `[WITH] (option [value], …)` or the legacy `[WITH] BINARY CSV HEADER …`.
+    let mut c = CopyOut::text_default();
+    let (mut delimiter_set, mut null_set, mut escape_set) = (false, false, false);
+    let rest: Vec<&Token> = significant[k + 1..]
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| !matches!(t, Token::SemiColon | Token::EOF))
+        .collect();
+    let string = |t: Option<&&Token>| match t {
+        Some(Token::SingleQuotedString(s)) | Some(Token::EscapedStringLiteral(s)) => {
+            Some(s.clone())
+        }
+        _ => None,
+    };
+    let first_byte = |s: Option<String>| s.and_then(|s| s.bytes().next());
+    let mut j = 0;
+    while j < rest.len() {
+        let t = rest[j];
+        let name = match t {
+            Token::Word(w) => w.value.to_ascii_lowercase(),
+            _ => {
+                j += 1;
+                continue;
+            }
+        };
+        // The value: the next token, past a legacy `AS`.
+        let mut v = j + 1;
+        if rest.get(v).is_some_and(|t| word(t, "AS")) {
+            v += 1;
+        }
+        match name.as_str() {
+            "format" => {
+                if let Some(Token::Word(f)) = rest.get(v) {
+                    c.format = match f.value.to_ascii_lowercase().as_str() {
+                        "csv" => CopyFormat::Csv,
+                        "binary" => CopyFormat::Binary,
+                        _ => CopyFormat::Text,
+                    };
+                }
+            }
+            "binary" => c.format = CopyFormat::Binary,
+            "csv" => c.format = CopyFormat::Csv,
+            "header" => {
+                c.header = !rest.get(v).is_some_and(|t| {
+                    word(t, "false")
+                        || word(t, "off")
+                        || matches!(t, Token::Number(n, _) if n == "0")
+                })
+            }
+            "delimiter" => {
+                if let Some(d) = first_byte(string(rest.get(v))) {
+                    c.delimiter = d;
+                    delimiter_set = true;
+                }
+            }
+            "null" => {
+                if let Some(n) = string(rest.get(v)) {
+                    c.null = n;
+                    null_set = true;
+                }
+            }
+            "quote" => {
+                if let Some(q) = first_byte(string(rest.get(v))) {
+                    c.quote = q;
+                }
+            }
+            "escape" => {
+                if let Some(e) = first_byte(string(rest.get(v))) {
+                    c.escape = e;
+                    escape_set = true;
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    if !escape_set {
+        c.escape = c.quote;
+    }
+    if c.format == CopyFormat::Csv {
+        if !delimiter_set {
+            c.delimiter = b',';
+        }
+        if !null_set {
+            c.null = String::new();
+        }
+    }
+    st.copy = Some(c);
+    Some(st)
 }
 
 /// Everything the walk of one statement gathers.
@@ -248,8 +408,12 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
     let mut scope = Scope::default();
     // Tables and row names anywhere in the statement.
     collect_tables(s, &mut scope);
+    let mut bare = Vec::new();
     let (items, copy) = match s {
-        Statement::Query(q) => (query_outputs(q, &mut scope), None),
+        Statement::Query(q) => {
+            bare = bare_columns(q);
+            (query_outputs(q, &mut scope), None)
+        }
         Statement::Insert(i) => (
             i.returning.as_ref().map(|r| items_outputs(r, &mut scope)),
             None,
@@ -272,7 +436,10 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
         } => {
             let copy = copy_options(options, legacy_options);
             let outputs = match source {
-                CopySource::Query(q) => query_outputs(q, &mut scope),
+                CopySource::Query(q) => {
+                    bare = bare_columns(q);
+                    query_outputs(q, &mut scope)
+                }
                 CopySource::Table {
                     table_name,
                     columns,
@@ -315,7 +482,29 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
         // SHOW): no lineage; the plan fails closed.
         _ => (None, None),
     };
-    finish(items, scope, copy)
+    let mut l = finish(items, scope, copy);
+    l.bare = bare;
+    l
+}
+
+/// See [`StatementLineage::bare`]; empty for anything but a plain SELECT without wildcards.
+fn bare_columns(q: &Query) -> Vec<Option<String>> {
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in &sel.projection {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return Vec::new(),
+        };
+        out.push(match e {
+            Expr::Identifier(id) => Some(ident(id)),
+            Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+            _ => None,
+        });
+    }
+    out
 }
 
 fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> StatementLineage {
@@ -343,13 +532,8 @@ fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> St
 }
 
 fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOption]) -> CopyOut {
-    let mut c = CopyOut {
-        format: CopyFormat::Text,
-        delimiter: b'\t',
-        header: false,
-        null: "\\N".into(),
-        quote: b'"',
-    };
+    let mut c = CopyOut::text_default();
+    let mut escape_set = false;
     let mut delimiter_set = false;
     let mut null_set = false;
     for o in options {
@@ -371,6 +555,10 @@ fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOpti
                 null_set = true;
             }
             CopyOption::Quote(q) => c.quote = *q as u8,
+            CopyOption::Escape(e) => {
+                c.escape = *e as u8;
+                escape_set = true;
+            }
             _ => {}
         }
     }
@@ -378,7 +566,21 @@ fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOpti
         use sqlparser::ast::CopyLegacyOption as L;
         match o {
             L::Binary => c.format = CopyFormat::Binary,
-            L::Csv(_) => c.format = CopyFormat::Csv,
+            L::Csv(csv) => {
+                c.format = CopyFormat::Csv;
+                use sqlparser::ast::CopyLegacyCsvOption as C;
+                for o in csv {
+                    match o {
+                        C::Header => c.header = true,
+                        C::Quote(q) => c.quote = *q as u8,
+                        C::Escape(e) => {
+                            c.escape = *e as u8;
+                            escape_set = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
             L::Delimiter(d) => {
                 c.delimiter = *d as u8;
                 delimiter_set = true;
@@ -389,6 +591,9 @@ fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOpti
             }
             _ => {}
         }
+    }
+    if !escape_set {
+        c.escape = c.quote;
     }
     if c.format == CopyFormat::Csv {
         if !delimiter_set {
@@ -803,6 +1008,30 @@ mod tests {
                 .statements
                 .len(),
             2
+        );
+    }
+
+    #[test]
+    fn copy_options_sqlparser_cannot_read_are_read_by_hand() {
+        let l = analyse("COPY people TO STDOUT (FORMAT csv, DELIMITER '|', QUOTE '''', ESCAPE '\\', FORCE_QUOTE *, HEADER)");
+        let st = &l.statements[0];
+        let c = st.copy.clone().expect("copy");
+        assert_eq!(
+            (c.format, c.delimiter, c.quote, c.escape, c.header),
+            (CopyFormat::Csv, b'|', b'\'', b'\\', true)
+        );
+        assert_eq!(st.outputs, Some(vec![Output::Wildcard(None)]));
+        let c = analyse("COPY people TO STDOUT WITH CSV HEADER QUOTE AS '|'").statements[0]
+            .copy
+            .clone()
+            .expect("copy");
+        assert_eq!(
+            (c.format, c.header, c.quote, c.escape),
+            (CopyFormat::Csv, true, b'|', b'|')
+        );
+        assert_eq!(
+            analyse("SELECT id, p.email AS e, upper(x) FROM people p").statements[0].bare,
+            vec![Some("id".into()), Some("email".into()), None]
         );
     }
 

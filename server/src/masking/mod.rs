@@ -348,12 +348,15 @@ impl Masking {
     /// made when the statement arrived).
     pub fn lineage_of(&self, stmt: &crate::sql::Statement) -> Arc<Lineage> {
         let sql: &str = &stmt.sql;
-        // Split differently under standard_conforming_strings = off: key by the text.
-        let key: std::borrow::Cow<'_, str> = if stmt.backslash_string {
-            format!("\u{0}text\u{0}{sql}").into()
-        } else {
-            stmt.shape_key.as_str().into()
-        };
+        // Split differently under standard_conforming_strings = off: key by the text. COPY's
+        // options are literals (`DELIMITER ';'`) the shape key leaves out, yet they decide how
+        // its rows are read: a plan made for one delimiter must never serve another.
+        let key: std::borrow::Cow<'_, str> =
+            if stmt.backslash_string || stmt.kinds.iter().any(|k| k == "COPY") {
+                format!("\u{0}text\u{0}{sql}").into()
+            } else {
+                stmt.shape_key.as_str().into()
+            };
         if key.len() <= MAX_CACHED_KEY {
             let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(l) = c.get(key.as_ref()) {

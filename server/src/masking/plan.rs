@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::catalog::Catalog;
 use super::detect::Category;
-use super::lineage::{Output, StatementLineage};
+use super::lineage::{CopyFormat, Output, StatementLineage};
 use super::names::category_for_name;
 
 /// A field of a RowDescription.
@@ -108,6 +108,12 @@ impl ResultPlan {
     /// True when every column passes untouched: rows are forwarded as bytes.
     pub fn is_noop(&self) -> bool {
         self.columns.iter().all(|c| c.action == Action::Pass)
+    }
+
+    /// A binary COPY under this plan would have to replace a value that needs masking by
+    /// NULL (its type cannot carry a mask in binary): such a COPY is refused before it runs.
+    pub fn binary_copy_refused(&self) -> bool {
+        self.columns.iter().any(|c| c.action == Action::Null)
     }
 
     pub fn masked_columns(&self) -> usize {
@@ -247,8 +253,18 @@ impl Planner<'_> {
             .collect()
     }
 
-    /// The plan for COPY … TO STDOUT (no RowDescription): from the lineage alone.
+    /// The plan for COPY … TO STDOUT in text or CSV (no RowDescription): from the lineage alone.
     pub fn plan_copy(&self, columns: usize) -> ResultPlan {
+        self.plan_copy_as(columns, CopyFormat::Text)
+    }
+
+    /// The plan for COPY … TO STDOUT in `format`, from the lineage alone. Output the lineage
+    /// cannot line up with the rows (a statement it could not read, a wildcard over a name in
+    /// two schemas) is of unknown origin: masked whole. In binary, values keep their binary
+    /// form, so only columns of a known text-like type can carry a mask; a column that needs
+    /// one otherwise is `Null` (and [`ResultPlan::binary_copy_refused`] says so).
+    pub fn plan_copy_as(&self, columns: usize, format: CopyFormat) -> ResultPlan {
+        let binary = format == CopyFormat::Binary;
         let outputs = self.expanded_outputs();
         let mut plan = ResultPlan {
             skip: self.exempt.clone(),
@@ -262,20 +278,29 @@ impl Planner<'_> {
                 .map(|o| &o[i])
             {
                 Some(ExpandedOutput::Column(c)) => (self.known_column(c), type_kind(c.type_oid)),
-                Some(ExpandedOutput::Expr { sources, whole_row }) => {
-                    (self.known_expr(sources, *whole_row), TypeKind::Other)
-                }
-                None if plan.stale => (Known::Unverified, TypeKind::Other),
-                None => (Known::Unknown, TypeKind::Other),
+                Some(ExpandedOutput::Expr { sources, whole_row }) => (
+                    self.known_expr(sources, *whole_row),
+                    self.bare_kind(i).unwrap_or(TypeKind::Other),
+                ),
+                None => (Known::Unverified, TypeKind::Other),
             };
-            // COPY text and CSV carry every type as text: masks, not NULLs, where they fit.
-            let kind = if kind == TypeKind::Other {
-                TypeKind::Text
+            let unverified = matches!(known, Known::Unverified);
+            let mut col = if binary {
+                self.column(known, kind, 1, &mut plan.exempted)
             } else {
-                kind
+                // COPY text and CSV carry every type as text: masks, not NULLs, where they fit.
+                let kind = if kind == TypeKind::Other {
+                    TypeKind::Text
+                } else {
+                    kind
+                };
+                self.column(known, kind, 0, &mut plan.exempted)
             };
-            plan.columns
-                .push(self.column(known, kind, 0, &mut plan.exempted));
+            // Of unknown origin and unknown binary form: detection cannot judge it.
+            if binary && unverified && col.action == Action::Detect {
+                col.action = Action::Null;
+            }
+            plan.columns.push(col);
         }
         plan
     }
@@ -400,6 +425,21 @@ impl Planner<'_> {
             safe.retain(|k| !keys.contains_key(k));
             Known::Categories(cats, keys, safe)
         }
+    }
+
+    /// The type of output `i` when it reads a column as it is and every column of that name
+    /// in the statement's relations has one kind of type.
+    fn bare_kind(&self, i: usize) -> Option<TypeKind> {
+        let l = self.lineage?;
+        let name = l.bare.get(i)?.as_ref()?;
+        let mut kinds = l
+            .tables
+            .iter()
+            .flat_map(|(_, t)| self.catalog.tables_named(t))
+            .flat_map(|t| t.columns.iter().filter(|c| &c.name == name))
+            .map(|c| type_kind(c.type_oid));
+        let first = kinds.next()?;
+        kinds.all(|k| k == first).then_some(first)
     }
 
     /// Whether the statement reads a relation the catalog does not know: not one of its CTEs,

@@ -435,8 +435,30 @@ fn escape_copy_text(v: &[u8], delimiter: u8, out: &mut Vec<u8>) {
     }
 }
 
-/// Splits one CSV record into (raw field, was quoted).
-fn split_csv(row: &[u8], delim: u8, quote: u8) -> Vec<(Vec<u8>, bool)> {
+/// Splits one COPY text row at unescaped delimiters (a delimiter inside a value arrives as
+/// `\` + delimiter), keeping each field's escapes.
+fn split_copy_text(row: &[u8], delim: u8) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < row.len() {
+        if row[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if row[i] == delim {
+            out.push(&row[start..i]);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.push(&row[start.min(row.len())..]);
+    out
+}
+
+/// Splits one CSV record into (raw field, was quoted). Inside quotes, `escape` before a quote
+/// or itself makes it literal (with the default escape, the quote, that is a doubled quote).
+fn split_csv(row: &[u8], delim: u8, quote: u8, escape: u8) -> Vec<(Vec<u8>, bool)> {
     let mut out = Vec::new();
     let mut cur = Vec::new();
     let mut quoted = false;
@@ -445,13 +467,12 @@ fn split_csv(row: &[u8], delim: u8, quote: u8) -> Vec<(Vec<u8>, bool)> {
     while i < row.len() {
         let b = row[i];
         if in_q {
-            if b == quote {
-                if row.get(i + 1) == Some(&quote) {
-                    cur.push(quote);
-                    i += 1;
-                } else {
-                    in_q = false;
-                }
+            let next = row.get(i + 1).copied();
+            if b == escape && (next == Some(quote) || (escape != quote && next == Some(escape))) {
+                cur.push(next.unwrap_or(b));
+                i += 1;
+            } else if b == quote {
+                in_q = false;
             } else {
                 cur.push(b);
             }
@@ -468,6 +489,98 @@ fn split_csv(row: &[u8], delim: u8, quote: u8) -> Vec<(Vec<u8>, bool)> {
     }
     out.push((cur, quoted));
     out
+}
+
+/// The 11-byte signature that opens a binary COPY stream.
+const PGCOPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// What becomes of one binary COPY CopyData.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BinaryCopyData {
+    Unchanged,
+    Replace(BytesMut),
+    /// Not laid out as the gateway reads it (a tuple split across messages, another column
+    /// count): it must not reach the client.
+    Unreadable,
+}
+
+/// One CopyData of a binary COPY with the plan applied (format 1 values; the header, if this
+/// is the first message, and the trailer kept as they are).
+pub fn copy_binary_data(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> BinaryCopyData {
+    let Some(body) = frame.get(5..) else {
+        return BinaryCopyData::Unreadable;
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(body.len() + 16);
+    let mut pos = 0;
+    if body.starts_with(PGCOPY_SIGNATURE) {
+        let Some(ext) = body.get(15..19) else {
+            return BinaryCopyData::Unreadable;
+        };
+        let header_end = 19 + u32::from_be_bytes([ext[0], ext[1], ext[2], ext[3]]) as usize;
+        if header_end > body.len() {
+            return BinaryCopyData::Unreadable;
+        }
+        out.extend_from_slice(&body[..header_end]);
+        pos = header_end;
+    }
+    let mut changed = false;
+    while pos < body.len() {
+        let Some(n) = body.get(pos..pos + 2) else {
+            return BinaryCopyData::Unreadable;
+        };
+        let n = i16::from_be_bytes([n[0], n[1]]);
+        out.extend_from_slice(&body[pos..pos + 2]);
+        pos += 2;
+        if n == -1 {
+            continue;
+        }
+        if n < 0 || n as usize != plan.columns.len() {
+            return BinaryCopyData::Unreadable;
+        }
+        for col in &plan.columns {
+            let Some(len) = body.get(pos..pos + 4) else {
+                return BinaryCopyData::Unreadable;
+            };
+            let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+            pos += 4;
+            if len < 0 {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let Some(raw) = body.get(pos..pos + len as usize) else {
+                return BinaryCopyData::Unreadable;
+            };
+            pos += len as usize;
+            let value = if col.action == Action::Pass {
+                Value::Keep
+            } else {
+                mask_value(m, col, &plan.skip, raw)
+            };
+            match value {
+                Value::Keep => {
+                    out.extend_from_slice(&(len).to_be_bytes());
+                    out.extend_from_slice(raw);
+                }
+                Value::Null => {
+                    changed = true;
+                    out.extend_from_slice(&(-1i32).to_be_bytes());
+                }
+                Value::Bytes(b) => {
+                    changed = true;
+                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&b);
+                }
+            }
+        }
+    }
+    if !changed {
+        return BinaryCopyData::Unchanged;
+    }
+    let mut f = BytesMut::with_capacity(out.len() + 5);
+    f.put_u8(b'd');
+    f.put_u32((4 + out.len()) as u32);
+    f.put_slice(&out);
+    BinaryCopyData::Replace(f)
 }
 
 /// One COPY row (a CopyData frame) with the plan applied; `None` when nothing changed.
@@ -487,7 +600,11 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
     let mut out_row: Vec<u8> = Vec::with_capacity(body.len() + 32);
     match copy.format {
         CopyFormat::Text => {
-            for (i, field) in row.split(|b| *b == copy.delimiter).enumerate() {
+            let fields = split_copy_text(row, copy.delimiter);
+            if fields.len() != plan.columns.len() {
+                return Some(all_null_row(plan, copy, eol));
+            }
+            for (i, field) in fields.into_iter().enumerate() {
                 if i > 0 {
                     out_row.push(copy.delimiter);
                 }
@@ -512,10 +629,13 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
             }
         }
         CopyFormat::Csv => {
-            for (i, (field, quoted)) in split_csv(row, copy.delimiter, copy.quote)
-                .into_iter()
-                .enumerate()
-            {
+            let fields = split_csv(row, copy.delimiter, copy.quote, copy.escape);
+            if fields.len() != plan.columns.len() {
+                // A row the gateway does not split as PostgreSQL wrote it (a quoted newline
+                // across messages, an option it did not read): which value is which is unknown.
+                return Some(all_null_row(plan, copy, eol));
+            }
+            for (i, (field, quoted)) in fields.into_iter().enumerate() {
                 if i > 0 {
                     out_row.push(copy.delimiter);
                 }
@@ -531,8 +651,8 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
                 let write_quoted = |v: &[u8], out: &mut Vec<u8>| {
                     out.push(copy.quote);
                     for &b in v {
-                        if b == copy.quote {
-                            out.push(copy.quote);
+                        if b == copy.quote || b == copy.escape {
+                            out.push(copy.escape);
                         }
                         out.push(b);
                     }
@@ -578,6 +698,23 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
     out.put_slice(&out_row);
     out.put_slice(eol);
     Some(out)
+}
+
+/// A COPY text/CSV row whose fields cannot be lined up with the plan: every value NULL.
+fn all_null_row(plan: &ResultPlan, copy: &CopyOut, eol: &[u8]) -> BytesMut {
+    let mut row = Vec::new();
+    for i in 0..plan.columns.len() {
+        if i > 0 {
+            row.push(copy.delimiter);
+        }
+        row.extend_from_slice(copy.null.as_bytes());
+    }
+    let mut out = BytesMut::with_capacity(row.len() + 8);
+    out.put_u8(b'd');
+    out.put_u32((4 + row.len() + eol.len()) as u32);
+    out.put_slice(&row);
+    out.put_slice(eol);
+    out
 }
 
 /// Masks the text of one error or notice field: detector matches, the values of a
@@ -856,13 +993,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let text = CopyOut {
-            format: CopyFormat::Text,
-            delimiter: b'\t',
-            header: false,
-            null: "\\N".into(),
-            quote: b'"',
-        };
+        let text = CopyOut::text_default();
         let mut f = vec![b'd', 0, 0, 0, 0];
         f.extend_from_slice(b"7\tana@example.com\tAna\\tSilva\n");
         let out = copy_row(&plan, &m(), &text, &f).expect("changed");
@@ -877,6 +1008,83 @@ mod tests {
         f.extend_from_slice(b"7,ana@example.com,\"Silva, Ana\"\n");
         let out = copy_row(&plan, &m(), &csv, &f).expect("changed");
         assert_eq!(&out[5..], b"7,a***@example.com,S*** A***\n");
+    }
+
+    #[test]
+    fn copy_rows_split_as_postgresql_writes_them() {
+        assert_eq!(
+            split_copy_text(b"1,Silva\\, Ana,x", b','),
+            vec![&b"1"[..], b"Silva\\, Ana", b"x"]
+        );
+        assert_eq!(
+            split_csv(br#""a\"b",c"#, b',', b'"', b'\\'),
+            vec![(b"a\"b".to_vec(), true), (b"c".to_vec(), false)]
+        );
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Pass, TypeKind::Plain, 0),
+                col(Action::Mask(vec![Category::PersonName]), TypeKind::Text, 0),
+            ],
+            ..Default::default()
+        };
+        let copy = CopyOut {
+            delimiter: b',',
+            ..CopyOut::text_default()
+        };
+        let mut f = vec![b'd', 0, 0, 0, 0];
+        f.extend_from_slice(b"7,Silva\\, Ana\n");
+        let out = copy_row(&plan, &m(), &copy, &f).expect("changed");
+        assert_eq!(&out[5..], b"7,S*** A***\n");
+        // A row that does not line up with the plan: nothing of it is trusted.
+        let mut f = vec![b'd', 0, 0, 0, 0];
+        f.extend_from_slice(b"7,Silva,Ana\n");
+        let out = copy_row(&plan, &m(), &copy, &f).expect("changed");
+        assert_eq!(&out[5..], b"\\N,\\N\n");
+    }
+
+    #[test]
+    fn binary_copy_is_masked_in_place() {
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Pass, TypeKind::Plain, 1),
+                col(Action::Mask(vec![Category::Email]), TypeKind::Text, 1),
+                col(Action::Null, TypeKind::Plain, 1),
+            ],
+            ..Default::default()
+        };
+        let mut body = PGCOPY_SIGNATURE.to_vec();
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(&3i16.to_be_bytes());
+        for v in [&7i32.to_be_bytes()[..], b"ana@example.com", &[0, 0, 0, 1]] {
+            body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            body.extend_from_slice(v);
+        }
+        let mut f = vec![b'd'];
+        f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        f.extend_from_slice(&body);
+        let BinaryCopyData::Replace(out) = copy_binary_data(&plan, &m(), &f) else {
+            panic!("masked");
+        };
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("a***@example.com") && !text.contains("ana@"),
+            "{text}"
+        );
+        assert!(
+            out.ends_with(&(-1i32).to_be_bytes()),
+            "the date became NULL"
+        );
+        // The trailer alone passes; a tuple of another width does not.
+        let trailer = [b'd', 0, 0, 0, 6, 0xff, 0xff];
+        assert_eq!(
+            copy_binary_data(&plan, &m(), &trailer),
+            BinaryCopyData::Unchanged
+        );
+        let odd = [b'd', 0, 0, 0, 10, 0, 1, 0, 0, 0, 0];
+        assert_eq!(
+            copy_binary_data(&plan, &m(), &odd),
+            BinaryCopyData::Unreadable
+        );
     }
 
     #[test]

@@ -258,12 +258,16 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
             exempt_columns: &ex.columns,
         };
         let n = st.outputs.as_ref().map(|o| o.len()).unwrap_or(0);
-        // Wildcards expand to the table's columns; an unknown count fails closed.
-        let plan = planner.plan_copy(planner.expanded_len().unwrap_or(n.max(1)));
-        if !plan.is_noop() || planner.expanded_len().is_none() {
+        // Wildcards expand to the table's columns; columns the lineage cannot line up are of
+        // unknown origin, which binary cannot mask: refused. Text columns are masked in binary.
+        let plan = planner.plan_copy_as(
+            planner.expanded_len().unwrap_or(n.max(1)),
+            crate::masking::lineage::CopyFormat::Binary,
+        );
+        if plan.binary_copy_refused() {
             return Some(gate::Refusal {
                 code: "42501",
-                message: "COPY in binary format is refused: its columns may hold personal data, which the gateway masks".into(),
+                message: "COPY in binary format is refused: a column may hold personal data that the gateway cannot mask in binary (a date, a number, a value of unknown origin)".into(),
                 hint: "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.".into(),
             });
         }

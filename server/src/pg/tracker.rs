@@ -756,18 +756,10 @@ impl Tracker {
                     if let Some(info) = info {
                         let lineage = m.gw.masking.lineage_of(&info);
                         let st = lineage.statements.get(index);
-                        let copy = st.and_then(|s| s.copy.clone()).unwrap_or(CopyOut {
-                            // Unknown: PostgreSQL's default text format.
-                            format: if f.get(5) == Some(&1) {
-                                CopyFormat::Binary
-                            } else {
-                                CopyFormat::Text
-                            },
-                            delimiter: b'\t',
-                            header: false,
-                            null: "\\N".into(),
-                            quote: b'"',
-                        });
+                        let copy = CopyOut::for_response(
+                            st.and_then(|s| s.copy.as_ref()),
+                            f.get(5).copied(),
+                        );
                         let catalog = m.catalog();
                         let ex = m.exempt();
                         let planner = Planner {
@@ -776,7 +768,7 @@ impl Tracker {
                             exempt: &ex.categories,
                             exempt_columns: &ex.columns,
                         };
-                        let plan = Arc::new(planner.plan_copy(ncols));
+                        let plan = Arc::new(planner.plan_copy_as(ncols, copy.format));
                         m.after_plan(&plan);
                         self.note_exemptions(&info, &plan);
                         self.active = Some(Active {
@@ -796,9 +788,12 @@ impl Tracker {
                     }
                     let copy = a.copy.as_ref().expect("checked above");
                     if copy.format == CopyFormat::Binary {
-                        // Binary COPY of sensitive columns is refused before it runs; should one
-                        // get here anyway, its rows do not leave the gateway.
-                        return Verdict::Hide;
+                        return match rewrite::copy_binary_data(&a.plan, &m.gw.masking.masker, f) {
+                            rewrite::BinaryCopyData::Unchanged => Verdict::Forward,
+                            rewrite::BinaryCopyData::Replace(b) => Verdict::Replace(b),
+                            // Rows the gateway cannot read do not leave it.
+                            rewrite::BinaryCopyData::Unreadable => Verdict::Hide,
+                        };
                     }
                     match rewrite::copy_row(&a.plan, &m.gw.masking.masker, copy, f) {
                         Some(b) => Verdict::Replace(b),
