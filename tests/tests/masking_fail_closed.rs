@@ -536,3 +536,58 @@ async fn copy_is_masked_whatever_its_options() {
     let refusal = msgs.iter().find(|m| m.tag == b'E').expect("refused");
     assert_eq!(refusal.field(b'C').as_deref(), Some("42501"));
 }
+
+/// Issue 18, item 4: a JSON value built from a sensitive column is masked whatever its key;
+/// keys are trusted only where PostgreSQL wrote them from a table's own columns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_built_from_personal_data_is_masked_whatever_its_keys() {
+    let f = Fixture::start().await;
+    let cs = customers();
+    let mut secrets = secrets(&cs);
+    secrets.extend(cs.iter().map(|c| c.ssn.replace('-', "")));
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
+                create_customers(&cs)
+            ),
+        )
+        .await;
+    let mut c = raw_agent(&f).await;
+    for sql in [
+        "SELECT json_build_object('id', display) FROM customers",
+        "SELECT json_build_object('id', email, 'status', ssn, 'amount', card_number) FROM customers",
+        "SELECT jsonb_build_object('status', display, 'id', id) FROM customers",
+        "SELECT json_build_array(display, email) FROM customers",
+        "SELECT json_object_agg('status', display) FROM customers",
+        "SELECT json_build_object('n', replace(ssn, '-', '')::bigint) FROM customers",
+        "SELECT row_to_json(x) FROM (SELECT display AS status, email AS id FROM customers) x",
+        "WITH customers AS (SELECT display AS status FROM public.customers) SELECT to_jsonb(customers) FROM customers",
+        "SELECT json_build_object('id', display)::text FROM customers",
+        "SELECT to_jsonb(c) || jsonb_build_object('status', c.display) FROM customers c",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert!(!rows(&msgs).is_empty(), "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+        for r in rows(&msgs) {
+            if let Some(v) = &r[0] {
+                let parsed: Result<serde_json::Value, _> = serde_json::from_str(v);
+                assert!(parsed.is_ok(), "{sql}: not JSON any more: {v}");
+            }
+        }
+    }
+    // A table's own row: its keys are its columns, so what is not personal stays.
+    let msgs = query_all(
+        &mut c,
+        "SELECT row_to_json(c) FROM customers c ORDER BY id LIMIT 1",
+    )
+    .await;
+    assert_no_leak("row_to_json(c)", &msgs, &secrets);
+    let v: serde_json::Value =
+        serde_json::from_str(rows(&msgs)[0][0].as_deref().unwrap_or("")).expect("JSON");
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["status"], "closed");
+    assert_eq!(v["amount"], 10.5);
+}

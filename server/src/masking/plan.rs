@@ -84,6 +84,10 @@ pub struct ColumnPlan {
     pub keys: BTreeMap<String, Category>,
     /// Inside JSON: keys that name columns known to hold nothing tagged.
     pub safe_keys: BTreeSet<String>,
+    /// JSON built by the query (`json_build_object('id', full_name)`, a row of a derived
+    /// table): its keys were chosen by the query's author and say nothing, so every string
+    /// is masked whole (and numbers too, when a category can be written as digits).
+    pub whole_json: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -171,6 +175,7 @@ impl Planner<'_> {
                             format: f.format,
                             keys: BTreeMap::new(),
                             safe_keys: BTreeSet::new(),
+                            whole_json: false,
                         });
                         continue;
                     }
@@ -218,12 +223,17 @@ impl Planner<'_> {
             if unknown_relations && !(f.table_oid != 0 && f.attnum > 0) {
                 plan.stale = true;
             }
-            plan.columns.push(self.column(
-                known,
-                type_kind(f.type_oid),
-                f.format,
-                &mut plan.exempted,
-            ));
+            let mut col = self.column(known, type_kind(f.type_oid), f.format, &mut plan.exempted);
+            if !(f.table_oid != 0 && f.attnum > 0) {
+                col.whole_json = match aligned.map(|o| &o[i]) {
+                    Some(ExpandedOutput::Expr { sources, whole_row }) => {
+                        !self.json_keys_trusted(sources, *whole_row)
+                    }
+                    Some(ExpandedOutput::Column(_)) => false,
+                    None => true,
+                };
+            }
+            plan.columns.push(col);
         }
         plan
     }
@@ -285,6 +295,17 @@ impl Planner<'_> {
                 None => (Known::Unverified, TypeKind::Other),
             };
             let unverified = matches!(known, Known::Unverified);
+            let whole_json = match outputs
+                .as_ref()
+                .filter(|o| o.len() == columns)
+                .map(|o| &o[i])
+            {
+                Some(ExpandedOutput::Expr { sources, whole_row }) => {
+                    !self.json_keys_trusted(sources, *whole_row)
+                }
+                Some(ExpandedOutput::Column(_)) => false,
+                None => true,
+            };
             let mut col = if binary {
                 self.column(known, kind, 1, &mut plan.exempted)
             } else {
@@ -300,6 +321,7 @@ impl Planner<'_> {
             if binary && unverified && col.action == Action::Detect {
                 col.action = Action::Null;
             }
+            col.whole_json = whole_json;
             plan.columns.push(col);
         }
         plan
@@ -360,6 +382,7 @@ impl Planner<'_> {
             format,
             keys,
             safe_keys,
+            whole_json: false,
         }
     }
 
@@ -425,6 +448,25 @@ impl Planner<'_> {
             safe.retain(|k| !keys.contains_key(k));
             Known::Categories(cats, keys, safe)
         }
+    }
+
+    /// Whether the keys of JSON an expression builds are a table's own column names: a whole
+    /// row of a relation of the catalog (`row_to_json(c)` over `customers c`), and nothing
+    /// else. Keys of `json_build_object`, of a derived table's or a CTE's row are the query
+    /// author's choice.
+    fn json_keys_trusted(&self, sources: &BTreeSet<String>, whole_row: bool) -> bool {
+        let Some(l) = self.lineage else {
+            return false;
+        };
+        whole_row
+            && !sources.is_empty()
+            && sources.iter().all(|s| {
+                l.tables.iter().any(|(alias, name)| {
+                    (alias == s || name == s)
+                        && !l.ctes.contains(name)
+                        && self.catalog.knows_name(name)
+                })
+            })
     }
 
     /// The type of output `i` when it reads a column as it is and every column of that name

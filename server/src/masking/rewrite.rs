@@ -95,6 +95,45 @@ fn mask_json(
                 .or_else(|| category_for_name(k).filter(|c| !skip.contains(c)))
         })
     });
+    if col.whole_json {
+        // Keys the query's author chose: every string masked whole, numbers too when the
+        // value derives from a category that can be written as digits.
+        match v {
+            J::Object(map) => {
+                for (k, inner) in map.iter_mut() {
+                    mask_json(m, inner, Some(k.as_str()), key_cat, col, cats, skip);
+                }
+            }
+            J::Array(items) => {
+                for inner in items.iter_mut() {
+                    mask_json(m, inner, key, key_cat, col, cats, skip);
+                }
+            }
+            J::String(s) => {
+                *s = match key_cat {
+                    Some(c) => mask_whole(m, &[c], s, skip),
+                    None => mask_whole(m, cats, s, skip),
+                };
+            }
+            J::Number(_)
+                if key_cat.is_some()
+                    || cats.iter().any(|c| {
+                        matches!(
+                            c,
+                            Category::Phone
+                                | Category::NationalId
+                                | Category::PaymentCard
+                                | Category::Iban
+                                | Category::BirthDate
+                        )
+                    }) =>
+            {
+                *v = J::Null
+            }
+            _ => {}
+        }
+        return;
+    }
     match v {
         J::Object(map) => {
             for (k, inner) in map.iter_mut() {
@@ -881,6 +920,7 @@ mod tests {
             format,
             keys: BTreeMap::new(),
             safe_keys: BTreeSet::new(),
+            whole_json: false,
         }
     }
 
@@ -1084,6 +1124,41 @@ mod tests {
         assert_eq!(
             copy_binary_data(&plan, &m(), &odd),
             BinaryCopyData::Unreadable
+        );
+    }
+
+    #[test]
+    fn json_keys_chosen_by_the_query_are_not_trusted() {
+        let mut c = col(
+            Action::Mask(vec![Category::PersonName, Category::NationalId]),
+            TypeKind::Json,
+            0,
+        );
+        c.safe_keys.insert("id".into());
+        let raw = br#"{"id":"Ana Silva","n":123456789,"list":["Bo Li"]}"#;
+        let keyed = mask_value(&m(), &c, &BTreeSet::new(), raw);
+        c.whole_json = true;
+        let whole = mask_value(&m(), &c, &BTreeSet::new(), raw);
+        let text = |v: Value| match v {
+            Value::Bytes(b) => String::from_utf8(b).unwrap_or_default(),
+            other => format!("{other:?}"),
+        };
+        assert!(
+            text(keyed).contains("Ana Silva"),
+            "a safe key trusted by its name"
+        );
+        let whole = text(whole);
+        assert!(
+            !whole.contains("Ana Silva") && !whole.contains("Bo Li"),
+            "{whole}"
+        );
+        assert!(
+            !whole.contains("123456789"),
+            "digits of a national id: {whole}"
+        );
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&whole).is_ok(),
+            "{whole}"
         );
     }
 
