@@ -129,16 +129,6 @@ pub struct Lineage {
 
 /// Functions whose result carries no personal data whatever their input.
 const CUTTING_FUNCTIONS: &[&str] = &[
-    "md5",
-    "sha224",
-    "sha256",
-    "sha384",
-    "sha512",
-    "digest",
-    "hmac",
-    "hashtext",
-    "hashtextextended",
-    "crc32",
     "count",
     "length",
     "char_length",
@@ -149,6 +139,36 @@ const CUTTING_FUNCTIONS: &[&str] = &[
     "num_nulls",
     "num_nonnulls",
 ];
+
+/// Hash functions: their result reveals its input only where the input comes from a space
+/// small enough to enumerate (a national id, a card, a phone, a date of birth). The columns
+/// they read are kept as [`hashed`] sources, for the plan to judge by category.
+const HASH_FUNCTIONS: &[&str] = &[
+    "md5",
+    "sha224",
+    "sha256",
+    "sha384",
+    "sha512",
+    "digest",
+    "hmac",
+    "hashtext",
+    "hashtextextended",
+    "crc32",
+    "crc32c",
+];
+
+/// Marks a source read only through a hash function (NUL cannot occur in an identifier).
+const HASHED: &str = "\u{0}hash\u{0}";
+
+/// A source name as read inside a hash function.
+pub fn hashed(name: &str) -> String {
+    format!("{HASHED}{name}")
+}
+
+/// The column name of a source read inside a hash function, or `None` for a plain source.
+pub fn unhashed(source: &str) -> Option<&str> {
+    source.strip_prefix(HASHED)
+}
 
 /// Analyses `sql` (one simple Query or one Parse).
 pub fn analyse(sql: &str) -> Lineage {
@@ -616,11 +636,23 @@ fn resolve(names: &BTreeSet<String>, scope: &Scope) -> (BTreeSet<String>, bool) 
         if !out.insert(n.clone()) {
             continue;
         }
-        if scope.row_names.contains(&n) {
+        // A hashed alias stands for its names hashed (a plain one stays plain).
+        let (name, in_hash) = match unhashed(&n) {
+            Some(inner) => (inner.to_string(), true),
+            None => (n.clone(), false),
+        };
+        if scope.row_names.contains(&name) {
+            // A whole row read through a hash is still a whole row: judged as not hashed.
             rows = true;
         }
-        if let Some(more) = scope.aliases.get(&n) {
-            todo.extend(more.iter().cloned());
+        if let Some(more) = scope.aliases.get(&name) {
+            todo.extend(more.iter().map(|m| {
+                if in_hash && unhashed(m).is_none() {
+                    hashed(m)
+                } else {
+                    m.clone()
+                }
+            }));
         }
     }
     (out, rows)
@@ -850,11 +882,19 @@ struct Refs {
     names: BTreeSet<String>,
     star: bool,
     cut_depth: usize,
+    hash_depth: usize,
 }
 
 fn is_cutting(e: &Expr) -> bool {
     match e {
         Expr::Function(f) => CUTTING_FUNCTIONS.contains(&last_part(&f.name).as_str()),
+        _ => false,
+    }
+}
+
+fn is_hash(e: &Expr) -> bool {
+    match e {
+        Expr::Function(f) => HASH_FUNCTIONS.contains(&last_part(&f.name).as_str()),
         _ => false,
     }
 }
@@ -866,14 +906,19 @@ impl Visitor for Refs {
         if is_cutting(e) {
             self.cut_depth += 1;
         }
+        if is_hash(e) {
+            self.hash_depth += 1;
+        }
         if self.cut_depth == 0 {
+            let in_hash = self.hash_depth > 0;
+            let mark = |n: String| if in_hash { hashed(&n) } else { n };
             match e {
                 Expr::Identifier(id) => {
-                    self.names.insert(ident(id));
+                    self.names.insert(mark(ident(id)));
                 }
                 Expr::CompoundIdentifier(parts) => {
                     if let Some(last) = parts.last() {
-                        self.names.insert(ident(last));
+                        self.names.insert(mark(ident(last)));
                     }
                     // `p.email`: `p` is a row, not a value; only when alone is it whole-row.
                 }
@@ -888,6 +933,9 @@ impl Visitor for Refs {
         if is_cutting(e) {
             self.cut_depth -= 1;
         }
+        if is_hash(e) {
+            self.hash_depth -= 1;
+        }
         ControlFlow::Continue(())
     }
 }
@@ -899,6 +947,7 @@ fn expr_sources(e: &Expr) -> (BTreeSet<String>, bool) {
         names: BTreeSet::new(),
         star: false,
         cut_depth: 0,
+        hash_depth: 0,
     };
     let _ = e.visit(&mut r);
     (r.names, r.star)
@@ -948,8 +997,10 @@ mod tests {
         );
         assert_eq!(
             srcs("SELECT md5(email), count(email) FROM people"),
-            vec![Vec::<String>::new(), vec![]]
+            vec![vec![hashed("email")], vec![]]
         );
+        let s = srcs("WITH c AS (SELECT ssn AS s FROM people) SELECT md5(s) FROM c");
+        assert!(s[0].contains(&hashed("ssn")), "{s:?}");
         assert!(srcs("SELECT row_to_json(p) FROM people p")[0].contains(&"<row>".to_string()));
         assert!(srcs("SELECT json_agg(p) FROM people p")[0].contains(&"<row>".to_string()));
         assert_eq!(

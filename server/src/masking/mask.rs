@@ -38,6 +38,14 @@ impl Masker {
         Masker { mode, key }
     }
 
+    /// The keyed hash (HMAC-SHA256) of raw bytes: equal inputs give equal outputs.
+    pub fn keyed_bytes(&self, value: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(value);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The keyed hash token of a value: equal values give equal tokens under one key.
     pub fn token(&self, value: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::catalog::Catalog;
 use super::detect::Category;
-use super::lineage::{CopyFormat, Output, StatementLineage};
+use super::lineage::{unhashed, CopyFormat, Output, StatementLineage};
 use super::names::category_for_name;
 
 /// A field of a RowDescription.
@@ -39,6 +39,8 @@ pub enum TypeKind {
     /// Numbers, dates, times, booleans, uuids: cannot hold detectable values.
     Plain,
     Bool,
+    /// bytea: hex in text format, raw bytes in binary; a mask would not be valid hex.
+    Bytea,
     /// Anything else (enums, domains, inet, composites…): detected in text, NULL when masked.
     Other,
 }
@@ -50,6 +52,7 @@ pub fn type_kind(oid: u32) -> TypeKind {
         3802 => TypeKind::Jsonb,
         1009 | 1015 | 1014 | 199 | 3807 | 1003 => TypeKind::TextArray,
         16 => TypeKind::Bool,
+        17 => TypeKind::Bytea,
         20 | 21 | 23 | 26 | 700 | 701 | 1700 | 790 | 1082 | 1083 | 1114 | 1184 | 1186 | 1266
         | 2950 | 28 | 29 | 1005 | 1007 | 1016 | 1021 | 1022 | 1231 | 1182 | 1115 | 1185 => {
             TypeKind::Plain
@@ -68,6 +71,9 @@ pub enum Action {
     Detect,
     /// Replace by SQL NULL (a tagged value of a type that cannot hold a mask).
     Null,
+    /// Replaced by the gateway's keyed hash of the value (a plain hash of a value from a small
+    /// space, which anyone could reverse by enumeration).
+    Token,
     /// Masked whole, keeping only the type's shape: a value whose origin the gateway cannot
     /// establish (a relation or column the catalog does not know yet), so no category, no
     /// exemption and no partial mask applies.
@@ -138,6 +144,25 @@ enum Known {
     Unknown,
     /// From a relation or column the catalog does not know (yet): masked whole if text-like.
     Unverified,
+    /// A plain hash of a low-entropy category: replaced by the keyed hash.
+    KeyedHash,
+}
+
+/// Categories whose values come from a space small enough to enumerate, so a plain hash of
+/// one is reversed offline in seconds: 10⁹ national ids, ~10¹⁰ phone numbers, ~4·10⁴ dates of
+/// birth, ~10⁹ card numbers once the issuer prefix and Luhn digit are known, IBANs (bank code
+/// and check digits fix most of them), 2³² IPv4 addresses. Emails, names, addresses, secrets
+/// and free text are not enumerable: their hashes pass.
+pub fn low_entropy(c: Category) -> bool {
+    matches!(
+        c,
+        Category::NationalId
+            | Category::Phone
+            | Category::BirthDate
+            | Category::PaymentCard
+            | Category::Iban
+            | Category::IpAddress
+    )
 }
 
 /// The inputs of a plan.
@@ -352,7 +377,7 @@ impl Planner<'_> {
                 } else {
                     match kind {
                         TypeKind::Bool => Action::Pass,
-                        TypeKind::Plain | TypeKind::Other => Action::Null,
+                        TypeKind::Plain | TypeKind::Other | TypeKind::Bytea => Action::Null,
                         TypeKind::TextArray | TypeKind::Json | TypeKind::Jsonb if format == 1 => {
                             Action::Null
                         }
@@ -361,11 +386,16 @@ impl Planner<'_> {
                 }
             }
             Known::Untagged { confirmed: true } => Action::Pass,
+            Known::KeyedHash => match kind {
+                TypeKind::Text | TypeKind::Bytea => Action::Token,
+                // `hashtext(ssn)` (an integer) or a hash inside JSON: nothing valid to put there.
+                _ => Action::Null,
+            },
             Known::Unverified => match kind {
                 TypeKind::Plain | TypeKind::Bool => Action::Pass,
                 // Enums, inet, composites…: their text is what the detectors can judge, and a
                 // masked value would not be valid for the type anyway.
-                TypeKind::Other => Action::Detect,
+                TypeKind::Other | TypeKind::Bytea => Action::Detect,
                 TypeKind::TextArray if format == 1 => Action::Null,
                 TypeKind::Text | TypeKind::Json | TypeKind::Jsonb | TypeKind::TextArray => {
                     Action::Redact
@@ -405,9 +435,18 @@ impl Planner<'_> {
         if self.names_unknown_relation() {
             return Known::Unverified;
         }
+        // Sources read only through a hash function are judged apart (see `low_entropy`).
+        let (hashed, plain): (BTreeSet<String>, BTreeSet<String>) =
+            sources.iter().cloned().partition(|s| unhashed(s).is_some());
+        let hashed: BTreeSet<String> = hashed
+            .iter()
+            .filter_map(|s| unhashed(s).map(str::to_string))
+            .collect();
+        let sources = &plain;
         let mut cats: Vec<Category> = Vec::new();
         let mut keys = BTreeMap::new();
         let mut safe = BTreeSet::new();
+        let mut hashed_cats: BTreeSet<Category> = BTreeSet::new();
         let mut found_any_table = false;
         for (_, tname) in &l.tables {
             for t in self.catalog.tables_named(tname) {
@@ -417,6 +456,9 @@ impl Planner<'_> {
                         safe.insert(c.name.clone());
                         continue;
                     };
+                    if hashed.contains(&c.name) {
+                        hashed_cats.insert(cat);
+                    }
                     if whole_row || sources.contains(&c.name) {
                         if !cats.contains(&cat) {
                             cats.push(cat);
@@ -428,6 +470,7 @@ impl Planner<'_> {
         }
         // Names the catalog does not know (a table created since it was read): the names alone.
         if !found_any_table || self.catalog.tables.is_empty() {
+            hashed_cats.extend(hashed.iter().filter_map(|h| category_for_name(h)));
             for s in sources {
                 if let Some(cat) = category_for_name(s) {
                     if !cats.contains(&cat) {
@@ -442,7 +485,15 @@ impl Planner<'_> {
         }
         // Put the categories no detector recognises first: they decide a whole value's mask.
         cats.sort_by_key(|c| c.detectable());
-        if cats.is_empty() {
+        let reversible = hashed_cats
+            .iter()
+            .any(|c| low_entropy(*c) && !self.exempt.contains(c));
+        if cats.is_empty() && reversible {
+            Known::KeyedHash
+        } else if reversible {
+            // A reversible hash beside personal text: neither part may show.
+            Known::Unverified
+        } else if cats.is_empty() {
             Known::Untagged { confirmed: false }
         } else {
             safe.retain(|k| !keys.contains_key(k));
@@ -712,5 +763,45 @@ mod tests {
         let plan = p.plan(&[field("relname", 0, 0, 25)]);
         assert!(!plan.stale);
         assert_eq!(plan.columns[0].action, Action::Detect);
+    }
+
+    #[test]
+    fn plain_hashes_of_small_spaces_become_keyed() {
+        let cat = catalog();
+        let none = BTreeSet::new();
+        let l = analyse(
+            "SELECT md5(birth_date::text), sha256(birth_date::text::bytea), hashtext(birth_date::text), md5(email), md5(birth_date::text) || full_name FROM people",
+        );
+        let p = Planner {
+            catalog: &cat,
+            lineage: l.statements.first(),
+            exempt: &none,
+            exempt_columns: &Default::default(),
+        };
+        let plan = p.plan(&[
+            field("md5", 0, 0, 25),
+            field("sha256", 0, 0, 17),
+            field("hashtext", 0, 0, 23),
+            field("md5", 0, 0, 25),
+            field("x", 0, 0, 25),
+        ]);
+        let a: Vec<&Action> = plan.columns.iter().map(|c| &c.action).collect();
+        assert_eq!(a[0], &Action::Token);
+        assert_eq!(a[1], &Action::Token, "bytea keeps its type");
+        assert_eq!(a[2], &Action::Null, "an integer hash has no keyed form");
+        assert_eq!(a[3], &Action::Detect, "emails are no small space");
+        assert_eq!(a[4], &Action::Redact);
+        // Exempt from the category: the hash is theirs to see.
+        let ex: BTreeSet<Category> = [Category::BirthDate].into();
+        let p = Planner {
+            catalog: &cat,
+            lineage: l.statements.first(),
+            exempt: &ex,
+            exempt_columns: &Default::default(),
+        };
+        assert_eq!(
+            p.plan(&[field("md5", 0, 0, 25)]).columns[0].action,
+            Action::Detect
+        );
     }
 }

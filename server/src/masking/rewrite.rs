@@ -301,6 +301,18 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
         Action::Pass => Value::Keep,
         Action::Null => Value::Null,
         Action::Redact => redact_value(m, col, raw),
+        Action::Token => match (col.kind, col.format) {
+            // bytea stays bytea: hex in text format, raw bytes in binary.
+            (TypeKind::Bytea, 1) => Value::Bytes(m.keyed_bytes(raw).to_vec()),
+            (TypeKind::Bytea, _) => {
+                Value::Bytes(format!("\\x{}", hex::encode(m.keyed_bytes(raw))).into_bytes())
+            }
+            (TypeKind::Text, _) => match std::str::from_utf8(raw) {
+                Ok(text) => Value::Bytes(m.token(text).into_bytes()),
+                Err(_) => Value::Null,
+            },
+            _ => Value::Null,
+        },
         Action::Detect => {
             // The pre-filter: most values (plain words, numbers, dates) stop here.
             if !may_contain(raw) {
