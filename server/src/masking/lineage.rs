@@ -128,17 +128,9 @@ pub struct Lineage {
 }
 
 /// Functions whose result carries no personal data whatever their input.
-const CUTTING_FUNCTIONS: &[&str] = &[
-    "count",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "bit_length",
-    "pg_column_size",
-    "num_nulls",
-    "num_nonnulls",
-];
+/// Lengths are not among them: a length is a piece of the value (`length(name)` narrows a
+/// name, `octet_length` tells accents), and pieces rebuild values.
+const CUTTING_FUNCTIONS: &[&str] = &["count", "num_nulls", "num_nonnulls"];
 
 /// Hash functions: their result reveals its input only where the input comes from a space
 /// small enough to enumerate (a national id, a card, a phone, a date of birth). The columns
@@ -390,6 +382,12 @@ fn touches(s: &Statement) -> Option<Touch> {
     }
 }
 
+/// The key a prepared statement's lineage is kept under beside cursors (NUL cannot occur in
+/// an identifier, so no cursor name collides with it).
+fn prepared_key(name: &str) -> String {
+    format!("\u{0}prepared\u{0}{name}")
+}
+
 /// Whether a command tag (CommandComplete) may come from a statement that changed a
 /// relation's columns or comments, directly or from code (`DO`, `CALL`).
 pub fn may_change_schema(tag: &[u8]) -> bool {
@@ -495,6 +493,23 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
         Statement::Fetch { name, .. } => {
             return StatementLineage {
                 fetches: Some(ident(name)),
+                ..StatementLineage::default()
+            };
+        }
+        // A prepared statement is remembered like a cursor (under a name no cursor can have):
+        // its EXECUTEs return what its query returns.
+        Statement::Prepare {
+            name, statement, ..
+        } => {
+            let mut l = statement_outputs(statement);
+            l.declares = Some(prepared_key(&ident(name)));
+            return l;
+        }
+        Statement::Execute {
+            name: Some(name), ..
+        } => {
+            return StatementLineage {
+                fetches: Some(prepared_key(&last_part(name))),
                 ..StatementLineage::default()
             };
         }

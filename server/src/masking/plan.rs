@@ -94,6 +94,9 @@ pub struct ColumnPlan {
     /// table): its keys were chosen by the query's author and say nothing, so every string
     /// is masked whole (and numbers too, when a category can be written as digits).
     pub whole_json: bool,
+    /// Not a direct read of a column: a format-keeping partial mask (`***-**-6789`) could be
+    /// rebuilt from pieces (`left(ssn, 3)`, `right(ssn, 4)`), so masked values are masked whole.
+    pub whole: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -201,6 +204,7 @@ impl Planner<'_> {
                             keys: BTreeMap::new(),
                             safe_keys: BTreeSet::new(),
                             whole_json: false,
+                            whole: false,
                         });
                         continue;
                     }
@@ -238,9 +242,13 @@ impl Planner<'_> {
                     Some(ExpandedOutput::Expr { sources, whole_row }) => {
                         self.known_expr(sources, *whole_row)
                     }
+                    // The lineage cannot say which source this output is (a `*` over a derived
+                    // table or a CTE, a statement it cannot read): it may be any column the
+                    // statement reads, so it takes all their tags.
                     None => match category_for_name(&f.name) {
                         Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
                         None if unknown_relations => Known::Unverified,
+                        None if self.lineage.is_some() => self.known_expr(&BTreeSet::new(), true),
                         None => Known::Unknown,
                     },
                 }
@@ -250,6 +258,7 @@ impl Planner<'_> {
             }
             let mut col = self.column(known, type_kind(f.type_oid), f.format, &mut plan.exempted);
             if !(f.table_oid != 0 && f.attnum > 0) {
+                col.whole = !matches!(aligned.map(|o| &o[i]), Some(ExpandedOutput::Column(_)));
                 col.whole_json = match aligned.map(|o| &o[i]) {
                     Some(ExpandedOutput::Expr { sources, whole_row }) => {
                         !self.json_keys_trusted(sources, *whole_row)
@@ -347,6 +356,14 @@ impl Planner<'_> {
                 col.action = Action::Null;
             }
             col.whole_json = whole_json;
+            col.whole = whole_json
+                || !matches!(
+                    outputs
+                        .as_ref()
+                        .filter(|o| o.len() == columns)
+                        .map(|o| &o[i]),
+                    Some(ExpandedOutput::Column(_))
+                );
             plan.columns.push(col);
         }
         plan
@@ -376,8 +393,11 @@ impl Planner<'_> {
                     Action::Pass
                 } else {
                     match kind {
-                        TypeKind::Bool => Action::Pass,
-                        TypeKind::Plain | TypeKind::Other | TypeKind::Bytea => Action::Null,
+                        // A comparison reveals a bit of the value at a time (`substr(ssn, 1, 1)
+                        // = '2'`), as a number does (`ascii(substr(ssn, 5, 1))`): no value.
+                        TypeKind::Bool | TypeKind::Plain | TypeKind::Other | TypeKind::Bytea => {
+                            Action::Null
+                        }
                         TypeKind::TextArray | TypeKind::Json | TypeKind::Jsonb if format == 1 => {
                             Action::Null
                         }
@@ -413,6 +433,7 @@ impl Planner<'_> {
             keys,
             safe_keys,
             whole_json: false,
+            whole: false,
         }
     }
 
@@ -679,6 +700,34 @@ mod tests {
         assert_eq!(a[4], &Action::Null, "a date of birth cannot hold a mask");
         assert_eq!(a[5], &Action::Pass);
         assert_eq!(a[6], &Action::Detect);
+        assert!(
+            !plan.columns[1].whole,
+            "a direct read keeps the mask's shape"
+        );
+        assert!(plan.columns[2].whole, "an expression is masked whole");
+        let l = analyse(
+            "SELECT substr(email, 1, 1) = 'a', length(full_name), count(email) FROM people",
+        );
+        let q = Planner {
+            lineage: l.statements.first(),
+            ..p
+        };
+        let plan = q.plan(&[
+            field("b", 0, 0, 16),
+            field("length", 0, 0, 23),
+            field("count", 0, 0, 20),
+        ]);
+        let a: Vec<&Action> = plan.columns.iter().map(|c| &c.action).collect();
+        assert_eq!(
+            a,
+            [&Action::Null, &Action::Null, &Action::Pass],
+            "comparisons and lengths reveal pieces"
+        );
+        let l = analyse("SELECT id, count(*) FROM people");
+        let p = Planner {
+            lineage: l.statements.first(),
+            ..p
+        };
         let ints = p.plan(&[field("id", 100, 1, 23), field("count", 0, 0, 20)]);
         assert!(ints.is_noop());
     }
@@ -799,9 +848,13 @@ mod tests {
             exempt: &ex,
             exempt_columns: &Default::default(),
         };
-        assert_eq!(
-            p.plan(&[field("md5", 0, 0, 25)]).columns[0].action,
-            Action::Detect
-        );
+        let plan = p.plan(&[
+            field("md5", 0, 0, 25),
+            field("sha256", 0, 0, 17),
+            field("hashtext", 0, 0, 23),
+            field("md5", 0, 0, 25),
+            field("x", 0, 0, 25),
+        ]);
+        assert_eq!(plan.columns[0].action, Action::Detect);
     }
 }

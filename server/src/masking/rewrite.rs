@@ -63,6 +63,22 @@ fn mask_whole(m: &Masker, cats: &[Category], text: &str, skip: &BTreeSet<Categor
     }
 }
 
+/// A masked text value: a direct read keeps the mask's shape; anything computed is masked
+/// whole, as its pieces could rebuild the partial mask's hidden part.
+fn mask_text(
+    m: &Masker,
+    col: &ColumnPlan,
+    cats: &[Category],
+    text: &str,
+    skip: &BTreeSet<Category>,
+) -> String {
+    if col.whole {
+        m.redact(text)
+    } else {
+        mask_whole(m, cats, text, skip)
+    }
+}
+
 fn detect_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<String> {
     // `find_spans` applies the pre-filter itself.
     let spans = spans_without(text, skip);
@@ -111,8 +127,8 @@ fn mask_json(
             }
             J::String(s) => {
                 *s = match key_cat {
-                    Some(c) => mask_whole(m, &[c], s, skip),
-                    None => mask_whole(m, cats, s, skip),
+                    Some(c) => mask_text(m, col, &[c], s, skip),
+                    None => mask_text(m, col, cats, s, skip),
                 };
             }
             J::Number(_)
@@ -148,9 +164,9 @@ fn mask_json(
         J::String(s) => {
             let safe_key = key.is_some_and(|k| col.safe_keys.contains(k));
             if let Some(c) = key_cat {
-                *s = mask_whole(m, &[c], s, skip);
+                *s = mask_text(m, col, &[c], s, skip);
             } else if !safe_key && cats.iter().any(|c| !c.detectable()) {
-                *s = mask_whole(m, cats, s, skip);
+                *s = mask_text(m, col, cats, s, skip);
             } else if let Some(d) = detect_text(m, s, skip) {
                 *s = d;
             }
@@ -372,7 +388,7 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                     Some(items) => {
                         let masked: Vec<Option<String>> = items
                             .iter()
-                            .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
+                            .map(|i| i.as_ref().map(|s| mask_text(m, col, cats, s, skip)))
                             .collect();
                         format_array(&masked)
                     }
@@ -385,10 +401,10 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                         Some(items) => format_array(
                             &items
                                 .iter()
-                                .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
+                                .map(|i| i.as_ref().map(|s| mask_text(m, col, cats, s, skip)))
                                 .collect::<Vec<_>>(),
                         ),
-                        _ => mask_whole(m, cats, text, skip),
+                        _ => mask_text(m, col, cats, text, skip),
                     },
                 },
             };
@@ -933,6 +949,7 @@ mod tests {
             keys: BTreeMap::new(),
             safe_keys: BTreeSet::new(),
             whole_json: false,
+            whole: false,
         }
     }
 

@@ -877,7 +877,11 @@ impl Tracker {
     /// A DECLARE that completed: its query's lineage serves the cursor's FETCHes.
     fn remember_cursor(&mut self, frame: Option<&[u8]>) {
         let Some(f) = frame else { return };
-        if !f.get(5..).is_some_and(|t| t.starts_with(b"DECLARE CURSOR")) {
+        // A PREPARE's query serves its EXECUTEs the same way.
+        if !f
+            .get(5..)
+            .is_some_and(|t| t.starts_with(b"DECLARE CURSOR") || t.starts_with(b"PREPARE"))
+        {
             return;
         }
         let (info, index) = match self.pending.front() {
