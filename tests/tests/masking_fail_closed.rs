@@ -531,6 +531,46 @@ async fn copy_is_masked_whatever_its_options() {
             "{sql}: masked in place:\n{text}"
         );
     }
+    // A table created a moment ago (through the gateway, or directly upstream) is read into
+    // the catalog before its COPY runs: ids and amounts come back clear, names masked.
+    let msgs = query_all(
+        &mut c,
+        "CREATE TABLE parcels AS SELECT id, display AS full_name, amount FROM customers",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    f.cluster
+        .exec(
+            "appdb",
+            "SET ROLE app_owner; CREATE TABLE returns AS SELECT id, display AS sender, amount FROM customers; \
+             COMMENT ON COLUMN returns.sender IS 'customer fullname'; RESET ROLE;",
+        )
+        .await;
+    for sql in [
+        "COPY parcels TO STDOUT",
+        "COPY returns TO STDOUT (FORMAT csv)",
+    ] {
+        let msgs = copy_out(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+        let text = stream_text(&msgs);
+        assert!(text.contains("120.50"), "{sql}: amounts clear:\n{text}");
+    }
+    // A temporary table never is: its COPY is refused with a reason, its SELECT masked.
+    let msgs = query_all(
+        &mut c,
+        "CREATE TEMP TABLE scratch AS SELECT id, display FROM customers",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    let msgs = copy_out(&mut c, "COPY scratch TO STDOUT").await;
+    assert_no_leak("COPY scratch", &msgs, &secrets);
+    let refusal = msgs.iter().find(|m| m.tag == b'E').expect("refused");
+    assert_eq!(refusal.field(b'C').as_deref(), Some("42501"));
+    let msgs = query_all(&mut c, "SELECT id, display FROM scratch ORDER BY id").await;
+    assert_no_leak("SELECT scratch", &msgs, &secrets);
+    assert_eq!(rows(&msgs)[0][0].as_deref(), Some("1"));
+
     // An expression's binary form is unknown: it cannot carry a mask, so the COPY is refused.
     let sql = "COPY (SELECT upper(display), email || '' FROM customers) TO STDOUT (FORMAT binary)";
     let msgs = copy_out(&mut c, sql).await;

@@ -257,6 +257,12 @@ impl Masking {
         true
     }
 
+    /// Whether a read of this catalog is under way.
+    pub fn loading(&self, env: &str, db: &str) -> bool {
+        let map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&Self::key(env, db)).is_some_and(|s| s.loading)
+    }
+
     /// After a read: whether another one is due at once (a schema change arrived during it);
     /// if so the caller now owns that read.
     pub fn read_again(&self, env: &str, db: &str) -> bool {

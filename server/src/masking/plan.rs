@@ -559,7 +559,7 @@ impl Planner<'_> {
     /// Whether the statement reads a relation the catalog does not know: not one of its CTEs,
     /// not PostgreSQL's own (`pg_…`, or qualified by `pg_catalog`/`information_schema`, which
     /// the lineage leaves out). Created or changed since the catalog was read, or temporary.
-    fn names_unknown_relation(&self) -> bool {
+    pub fn names_unknown_relation(&self) -> bool {
         let Some(l) = self.lineage else {
             return false;
         };

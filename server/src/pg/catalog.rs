@@ -364,6 +364,65 @@ impl super::tracker::SessionMasking {
     }
 }
 
+/// Whether a COPY … TO STDOUT in `info` reads a relation the catalog does not know.
+pub fn copy_reads_unknown_relation(
+    m: &super::tracker::SessionMasking,
+    info: &crate::sql::Statement,
+) -> bool {
+    if !info.kinds.iter().any(|k| k == "COPY") {
+        return false;
+    }
+    let lineage = m.gw.masking.lineage_of(info);
+    let catalog = m.catalog();
+    lineage
+        .statements
+        .iter()
+        .filter(|st| st.copy.is_some())
+        .any(|st| {
+            crate::masking::plan::Planner {
+                catalog: &catalog,
+                lineage: Some(st),
+                exempt: &Default::default(),
+                exempt_columns: &Default::default(),
+            }
+            .names_unknown_relation()
+        })
+}
+
+/// Before a COPY … TO STDOUT that reads a relation the catalog does not know: the catalog is
+/// read first (bounded by the upstream timeouts), since COPY rows carry no types to mask by —
+/// a table just created through the gateway is then copied as it should be. What is still
+/// unknown afterwards (a temporary table) is refused by the caller.
+pub async fn before_copy(m: &super::tracker::SessionMasking, info: &crate::sql::Statement) {
+    if !copy_reads_unknown_relation(m, info) {
+        return;
+    }
+    let Some(env) =
+        m.gw.environments
+            .get(&m.env)
+            .filter(|e| e.reaches(&m.database))
+            .cloned()
+    else {
+        return;
+    };
+    if m.gw
+        .masking
+        .want_read(&m.env, &m.database, ReadReason::UnknownRelation)
+    {
+        load(&m.gw, &env, &m.database).await;
+        return;
+    }
+    // Another read is under way: wait for it (bounded), not for a new one.
+    let before = m.gw.masking.generation();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while m.gw.masking.loading(&m.env, &m.database)
+        && m.gw.masking.generation() == before
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads again, every minute, each catalog older than [`crate::masking::CATALOG_MAX_AGE`] (or
 /// restored from the store at startup), so tags follow schema changes even in databases no new
 /// session reaches. Runs until the gateway stops.

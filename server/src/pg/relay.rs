@@ -243,6 +243,13 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
         return None;
     }
     let m = lock(tracker).masking.clone()?;
+    if super::catalog::copy_reads_unknown_relation(&m, info) {
+        return Some(gate::Refusal {
+            code: "42501",
+            message: "COPY of a relation the masking catalog does not know (a temporary table, or one changed a moment ago) is refused: its columns' types and tags are unknown".into(),
+            hint: "Read it with SELECT (masked by its result's types), or retry the COPY in a moment.".into(),
+        });
+    }
     let lineage = m.gw.masking.lineage_of(info);
     let catalog = m.catalog();
     let ex = m.exempt();
@@ -459,6 +466,11 @@ where
                 continue;
             };
             let mut exec = Exec::new(info.clone());
+            // A COPY reading a relation the masking catalog does not know: read it first.
+            let copy_masking = lock(tracker).masking.clone();
+            if let Some(m) = copy_masking {
+                super::catalog::before_copy(&m, &info).await;
+            }
             let early = early_refusal.or_else(|| match point {
                 Point::Execute(_) => None,
                 _ => binary_copy_refusal(tracker, &info).map(|r| (r, "masking:binary-copy")),
