@@ -523,10 +523,20 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
 }
 
 /// See [`StatementLineage::bare`]; empty for anything but a plain SELECT without wildcards.
+/// Only where the FROM names relations alone: under a CTE or a derived table, a bare name
+/// may be an alias of anything (`SELECT ssn FROM (SELECT left(ssn, 3) AS ssn …) s`).
 fn bare_columns(q: &Query) -> Vec<Option<String>> {
     let SetExpr::Select(sel) = q.body.as_ref() else {
         return Vec::new();
     };
+    let plain_relation = |f: &TableFactor| matches!(f, TableFactor::Table { args: None, .. });
+    if q.with.is_some()
+        || !sel.from.iter().all(|t| {
+            plain_relation(&t.relation) && t.joins.iter().all(|j| plain_relation(&j.relation))
+        })
+    {
+        return Vec::new();
+    }
     let mut out = Vec::new();
     for item in &sel.projection {
         let e = match item {

@@ -316,17 +316,23 @@ impl Planner<'_> {
             ..ResultPlan::default()
         };
         for i in 0..columns {
-            let (known, kind) = match outputs
+            let (known, kind, typed) = match outputs
                 .as_ref()
                 .filter(|o| o.len() == columns)
                 .map(|o| &o[i])
             {
-                Some(ExpandedOutput::Column(c)) => (self.known_column(c), type_kind(c.type_oid)),
-                Some(ExpandedOutput::Expr { sources, whole_row }) => (
-                    self.known_expr(sources, *whole_row),
-                    self.bare_kind(i).unwrap_or(TypeKind::Other),
-                ),
-                None => (Known::Unverified, TypeKind::Other),
+                Some(ExpandedOutput::Column(c)) => {
+                    (self.known_column(c), type_kind(c.type_oid), true)
+                }
+                Some(ExpandedOutput::Expr { sources, whole_row }) => {
+                    let bare = self.bare_kind(i);
+                    (
+                        self.known_expr(sources, *whole_row),
+                        bare.unwrap_or(TypeKind::Other),
+                        bare.is_some(),
+                    )
+                }
+                None => (Known::Unverified, TypeKind::Other, false),
             };
             let unverified = matches!(known, Known::Unverified);
             let whole_json = match outputs
@@ -343,8 +349,11 @@ impl Planner<'_> {
             let mut col = if binary {
                 self.column(known, kind, 1, &mut plan.exempted)
             } else {
-                // COPY text and CSV carry every type as text: masks, not NULLs, where they fit.
-                let kind = if kind == TypeKind::Other {
+                // COPY text and CSV carry every type as text: masks, not NULLs, where they fit
+                // — an expression of unknown type is masked as text; a column whose type is
+                // known not to be text (inet, an enum) keeps that, so its mask is a NULL, a
+                // valid value, never `188.*.*.*/26`.
+                let kind = if kind == TypeKind::Other && !typed {
                     TypeKind::Text
                 } else {
                     kind
@@ -355,15 +364,10 @@ impl Planner<'_> {
             if binary && unverified && col.action == Action::Detect {
                 col.action = Action::Null;
             }
-            col.whole_json = whole_json;
-            col.whole = whole_json
-                || !matches!(
-                    outputs
-                        .as_ref()
-                        .filter(|o| o.len() == columns)
-                        .map(|o| &o[i]),
-                    Some(ExpandedOutput::Column(_))
-                );
+            col.whole_json = whole_json && !typed;
+            // A direct read of a table's column (`COPY t`, or a bare column of a plain SELECT)
+            // keeps the mask's shape; anything computed is masked whole.
+            col.whole = !typed;
             plan.columns.push(col);
         }
         plan

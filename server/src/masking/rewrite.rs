@@ -275,6 +275,33 @@ fn redact_json(m: &Masker, v: &mut serde_json::Value) {
     }
 }
 
+/// The detectors run over every string of a JSON value (keys kept); true if any changed.
+fn detect_json(m: &Masker, v: &mut serde_json::Value, skip: &BTreeSet<Category>) -> bool {
+    use serde_json::Value as J;
+    // Every value is visited (no short circuit): each string must be judged.
+    let mut changed = false;
+    match v {
+        J::Object(map) => {
+            for inner in map.values_mut() {
+                changed |= detect_json(m, inner, skip);
+            }
+        }
+        J::Array(items) => {
+            for inner in items.iter_mut() {
+                changed |= detect_json(m, inner, skip);
+            }
+        }
+        J::String(s) => {
+            if let Some(masked) = detect_text(m, s, skip) {
+                *s = masked;
+                changed = true;
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
 /// A value of unknown origin masked whole, as a valid value of its type (or NULL).
 fn redact_value(m: &Masker, col: &ColumnPlan, raw: &[u8]) -> Value {
     let (prefix, body) = if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
@@ -341,10 +368,41 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                 } else {
                     (&raw[..0], raw)
                 };
+            if col.kind == TypeKind::Bytea {
+                // Hex (text format) or raw bytes: detectors judge the bytes as text, and a
+                // finding cannot be masked inside the encoding without breaking it.
+                let bytes = match (col.format, body.strip_prefix(b"\\x")) {
+                    (0, Some(hex_digits)) => hex::decode(hex_digits).unwrap_or_default(),
+                    _ => body.to_vec(),
+                };
+                return if spans_without(&String::from_utf8_lossy(&bytes), skip).is_empty() {
+                    Value::Keep
+                } else {
+                    Value::Null
+                };
+            }
+            if matches!(col.kind, TypeKind::Json | TypeKind::Jsonb) {
+                // Only strings can hold what the detectors find; a number is a number (a
+                // 16-digit one that passes Luhn is not a card here), and the JSON must parse.
+                let Ok(text) = std::str::from_utf8(body) else {
+                    return Value::Null;
+                };
+                let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) else {
+                    return Value::Null;
+                };
+                if !detect_json(m, &mut v, skip) {
+                    return Value::Keep;
+                }
+                let mut out = prefix.to_vec();
+                out.extend_from_slice(v.to_string().as_bytes());
+                return Value::Bytes(out);
+            }
             match std::str::from_utf8(body) {
                 Ok(text) => match detect_text(m, text, skip) {
                     None => Value::Keep,
-                    Some(_) if col.format == 1 && col.kind == TypeKind::Other => Value::Null,
+                    // inet, cidr, enums, composites…: a partial mask would not be a valid
+                    // value of the type (`188.*.*.*/26`).
+                    Some(_) if col.kind == TypeKind::Other => Value::Null,
                     Some(_) if col.format == 1 && col.kind == TypeKind::TextArray => Value::Null,
                     Some(masked) => {
                         let mut v = prefix.to_vec();
@@ -1189,6 +1247,31 @@ mod tests {
             serde_json::from_str::<serde_json::Value>(&whole).is_ok(),
             "{whole}"
         );
+    }
+
+    #[test]
+    fn detection_keeps_values_valid_for_their_types() {
+        let none = BTreeSet::new();
+        let detect = |kind, raw: &[u8]| mask_value(&m(), &col(Action::Detect, kind, 0), &none, raw);
+        // A cidr holding an address: NULL, never `188.*.*.*/26`.
+        assert_eq!(detect(TypeKind::Other, b"188.100.201.0/26"), Value::Null);
+        // bytea: hex stays hex, or NULL when its bytes hold something.
+        assert_eq!(
+            detect(TypeKind::Bytea, b"\\xab4111111111111111cd"),
+            Value::Keep
+        );
+        let email_hex = format!("\\x{}", hex::encode("ana@example.com"));
+        assert_eq!(detect(TypeKind::Bytea, email_hex.as_bytes()), Value::Null);
+        // JSON: a number is a number; strings are judged, and the JSON still parses.
+        assert_eq!(
+            detect(TypeKind::Jsonb, br#"[4111111111111111, "x"]"#),
+            Value::Keep
+        );
+        let Value::Bytes(b) = detect(TypeKind::Json, br#"{"c": "call ana@example.com"}"#) else {
+            panic!("masked");
+        };
+        let v: serde_json::Value = serde_json::from_slice(&b).expect("parses");
+        assert_eq!(v["c"], "call a***@example.com");
     }
 
     #[test]
