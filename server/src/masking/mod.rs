@@ -219,6 +219,10 @@ impl Masking {
             slot.catalog = Some(Arc::new(c.without(touch)));
         }
         slot.invalidated.push((Instant::now(), touch.clone()));
+        // Stale until read again: if the session that made the change goes away before its
+        // transaction ends (so never asks for the read), the next session or the periodic
+        // refresh does.
+        slot.loaded = None;
         // Bounded: a long migration through one connection cannot grow this without limit.
         if slot.invalidated.len() > 256 {
             slot.invalidated.drain(..128);

@@ -364,6 +364,26 @@ impl super::tracker::SessionMasking {
     }
 }
 
+/// A session that ends inside a transaction with schema changes never sees its ReadyForQuery:
+/// the catalog is read now (what it touched stays out of the catalog until then).
+impl Drop for super::tracker::SessionMasking {
+    fn drop(&mut self) {
+        let pending = !self
+            .schema_changes
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if pending {
+            read_soon(
+                &self.gw,
+                &self.env,
+                &self.database,
+                ReadReason::SchemaChange,
+            );
+        }
+    }
+}
+
 /// Whether a COPY … TO STDOUT in `info` reads a relation the catalog does not know.
 pub fn copy_reads_unknown_relation(
     m: &super::tracker::SessionMasking,
