@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# THE setup command: installs what running needs, builds the release gateway and CLI, starts the
+# THE setup command: installs what running needs, builds the gateway and CLI, starts the
 # local PostgreSQL 15 cluster with the seeded demo databases, writes a demo config and starts a
 # Gatehouse gateway in front of them, then prints a short tour that shows what the gateway does:
 # masking, a production DELETE held for approval and approved, a DROP refused, the audit trail.
@@ -13,10 +13,13 @@
 #   GATEHOUSE_DEMO_CLUSTER     name of the Debian PostgreSQL 15 cluster to use (default main)
 #   GATEHOUSE_DEMO_PG_PORT     port for that cluster when this script creates it (default: the
 #                              next free one pg_createcluster picks, 5432 for the first)
+#   GATEHOUSE_BUILD_PROFILE    cargo profile to build: `dev` (default; a few minutes, what the
+#                              demo needs) or `release` (optimised, for real traffic and bench/;
+#                              a build of half an hour on two cores)
 #   GATEHOUSE_PREBUILT_BIN_DIR a directory holding gatehouse-server and gatehouse already built
-#                              (e.g. target/debug): use them instead of building the release
-#                              binaries. The end-to-end test of this script uses it so CI does
-#                              not compile the workspace twice.
+#                              (e.g. target/debug): use them instead of building. The end-to-end
+#                              test of this script uses it so CI does not compile the workspace
+#                              twice.
 set -euo pipefail
 GH_SCRIPT=setup
 # shellcheck source=scripts/lib.sh
@@ -38,7 +41,13 @@ if [ -n "${GATEHOUSE_PREBUILT_BIN_DIR:-}" ]; then
     BIN_DIR="$(cd "$GATEHOUSE_PREBUILT_BIN_DIR" 2>/dev/null && pwd)" ||
         gh_die "GATEHOUSE_PREBUILT_BIN_DIR=$GATEHOUSE_PREBUILT_BIN_DIR is not a directory"
 else
-    BIN_DIR="$(cd "$GH_REPO" && mkdir -p "${CARGO_TARGET_DIR:-target}/release" && cd "${CARGO_TARGET_DIR:-target}/release" && pwd)"
+    BUILD_PROFILE="${GATEHOUSE_BUILD_PROFILE:-dev}"
+    case "$BUILD_PROFILE" in
+    dev) PROFILE_DIR=debug ;;
+    release) PROFILE_DIR=release ;;
+    *) gh_die "GATEHOUSE_BUILD_PROFILE=$BUILD_PROFILE: use dev or release" ;;
+    esac
+    BIN_DIR="$(cd "$GH_REPO" && mkdir -p "${CARGO_TARGET_DIR:-target}/$PROFILE_DIR" && cd "${CARGO_TARGET_DIR:-target}/$PROFILE_DIR" && pwd)"
 fi
 BIN="$BIN_DIR/gatehouse-server"
 CLI="$BIN_DIR/gatehouse"
@@ -53,8 +62,10 @@ if [ -n "${GATEHOUSE_PREBUILT_BIN_DIR:-}" ]; then
     [ -x "$BIN" ] && [ -x "$CLI" ] || gh_die "GATEHOUSE_PREBUILT_BIN_DIR=$BIN_DIR lacks gatehouse-server or gatehouse"
 else
     gh_cargo_path || gh_die "cargo is not on PATH"
-    gh_log "building the release gateway and CLI (cargo build --release -p gatehouse-server -p gatehouse-client)"
-    cargo build --release -p gatehouse-server -p gatehouse-client
+    # The demo needs a working gateway in minutes, not an optimised one in half an hour: the
+    # dev profile already optimises the password hashing and crypto crates.
+    gh_log "building the gateway and CLI (cargo build --profile $BUILD_PROFILE -p gatehouse-server -p gatehouse-client)"
+    cargo build --profile "$BUILD_PROFILE" -p gatehouse-server -p gatehouse-client
     [ -x "$BIN" ] && [ -x "$CLI" ] || gh_die "the build did not produce $BIN and $CLI"
 fi
 

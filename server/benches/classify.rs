@@ -54,6 +54,7 @@ fn bench(c: &mut Criterion) {
         environment: "prod",
         tier: Tier::Production,
         tags: &tags,
+        search_path_changed: false,
     };
     g.bench_function("decide/cached-update", |b| {
         b.iter(|| policy.decide(&subject, TYPICAL[1]))

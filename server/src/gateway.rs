@@ -155,6 +155,8 @@ pub struct Gateway {
     pub login_flows: Flows,
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     pub cancels: CancelRegistry,
+    /// Refusals as data for the loopback sessions of in-process callers (the MCP server).
+    pub refusals: crate::pg::refusal_board::RefusalBoard,
     pub connections: Connections,
     pub store: Store,
     pub audit: Audit,
@@ -284,6 +286,7 @@ impl Gateway {
             login_flows: Flows::default(),
             tls: Some(tokio_rustls::TlsAcceptor::from(tls_config)),
             cancels: CancelRegistry::default(),
+            refusals: Default::default(),
             connections: Connections::default(),
             store,
             audit,

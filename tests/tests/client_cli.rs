@@ -211,6 +211,26 @@ async fn service_token_login_keychain_fallback_and_exit_codes() {
         "{table:?}"
     );
 
+    // A reader that went away (`gatehouse whoami | true`) ends the command quietly, as it ends
+    // `ls`, rather than with a panic about a broken pipe.
+    for args in [&["whoami"][..], &["audit", "--identity", AGENT]] {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = admin
+            .command()
+            .args(args)
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run gatehouse");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !stderr.contains("panicked"),
+            "{args:?}: {:?} {stderr}",
+            out.status
+        );
+    }
+
     // Logout revokes the session at the gateway and forgets it here.
     let token = admin.session()["token"].as_str().unwrap().to_string();
     let out = admin.run(&["logout"]);

@@ -400,3 +400,154 @@ async fn a_refusal_runs_nothing_of_what_it_quotes() {
     assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{e:?}");
     assert_eq!(victim_rows(&f).await, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_settings_and_server_files_are_refused_in_every_tier() {
+    // Staging: none of the production review rules apply, but switching role, reading the
+    // server's files and changing the server's configuration still must not pass.
+    let f = Fixture::start().await;
+    victim(&f).await;
+    let mut c = login(&f, &[]).await.unwrap();
+    for sql in [
+        "SET ROLE other_role",
+        "SET \"role\" = other_role",
+        "SELECT set_config('role', 'other_role', false)",
+        "SET SESSION AUTHORIZATION other_role",
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{sql}: {e:?}");
+        assert!(
+            e.field(b'M').unwrap_or_default().contains("no-role-change"),
+            "{sql}: {e:?}"
+        );
+    }
+    assert_eq!(
+        c.simple_query("SELECT current_user").await.unwrap(),
+        ["app_owner"]
+    );
+    for (sql, rule) in [
+        ("SELECT pg_read_file('/etc/hostname')", "no-server-access"),
+        (
+            "COPY victim TO '/tmp/gatehouse-victim.csv'",
+            "no-server-access",
+        ),
+        ("ALTER SYSTEM SET work_mem = '1GB'", "no-alter-system"),
+    ] {
+        let e = c.simple_query(sql).await.expect_err(sql);
+        assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{sql}: {e:?}");
+        let message = e.field(b'M').unwrap_or_default();
+        assert!(
+            message.contains("Gatehouse") && message.contains(rule),
+            "{sql}: {e:?}"
+        );
+    }
+    // Ordinary work in staging is untouched.
+    assert_eq!(
+        c.simple_query("SELECT count(*) FROM victim").await.unwrap(),
+        ["2"]
+    );
+    assert_eq!(victim_rows(&f).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_search_path_set_earlier_does_not_dodge_a_schema_rule() {
+    let f = Fixture::start_with(|b| {
+        b.toml("[[rules]]\nid = \"no-payroll\"\naction = \"deny\"\ntables = [\"payroll.*\"]\n")
+    })
+    .await;
+    victim(&f).await;
+    f.cluster
+        .exec(
+            "appdb",
+            "CREATE SCHEMA payroll AUTHORIZATION app_owner;
+             CREATE TABLE payroll.salaries (who text, amount int);
+             INSERT INTO payroll.salaries VALUES ('ceo', 1000000);
+             ALTER TABLE payroll.salaries OWNER TO app_owner;",
+        )
+        .await;
+    let denied = |reply: &[Msg], how: &str| {
+        assert_eq!(
+            code(error_of(reply)).as_deref(),
+            Some("42501"),
+            "{how}: {reply:?}"
+        );
+        assert!(
+            !reply.iter().any(|m| m.tag == b'D'),
+            "{how}: a salary reached the client: {reply:?}"
+        );
+    };
+
+    // A SET in an earlier message, then the bare name.
+    let mut c = login(&f, &[]).await.unwrap();
+    c.simple_query("SET search_path = payroll, public")
+        .await
+        .unwrap();
+    c.send(&ext::query(b"SELECT * FROM salaries")).await;
+    denied(&c.read_until_ready().await, "after SET");
+    // The same through the extended protocol.
+    let mut b = ext::parse("", b"SELECT amount FROM salaries");
+    b.extend(ext::bind("", ""));
+    b.extend(ext::execute(""));
+    b.extend(ext::sync());
+    c.send(&b).await;
+    denied(&c.read_until_ready().await, "extended, after SET");
+
+    // set_config with a constant name, in an earlier message.
+    let mut c = login(&f, &[]).await.unwrap();
+    c.simple_query("SELECT set_config('search_path', 'payroll', false)")
+        .await
+        .unwrap();
+    c.send(&ext::query(b"SELECT * FROM salaries")).await;
+    denied(&c.read_until_ready().await, "after set_config");
+
+    // At startup, in `options`.
+    let mut c = login(&f, &[("options", "-c search_path=payroll")])
+        .await
+        .unwrap();
+    c.send(&ext::query(b"SELECT * FROM salaries")).await;
+    denied(&c.read_until_ready().await, "from options");
+
+    // A session that never moved its search_path reads its own tables by their bare names.
+    let mut c = login(&f, &[]).await.unwrap();
+    assert_eq!(
+        c.simple_query("SELECT count(*) FROM victim").await.unwrap(),
+        ["2"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backslashes_in_strings_are_read_as_the_session_reads_them() {
+    // With standard_conforming_strings on, `'\'` is a string of one backslash, so this is two
+    // harmless strings; with it off the first string runs to the next quote and the DROP is a
+    // statement. The gateway follows the session's setting from the server's ParameterStatus.
+    let f = Fixture::production_without_long_holds().await;
+    victim(&f).await;
+    let sql = r"SELECT '\' AS a, '; DROP TABLE victim; --' AS b";
+    let mut c = login(&f, &[]).await.unwrap();
+    let rows = c.simple_query(sql).await.unwrap_or_else(|e| {
+        panic!("with standard_conforming_strings on this is two strings: {e:?}")
+    });
+    assert_eq!(rows, [r"\"]);
+    c.simple_query("SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    let e = c.simple_query(sql).await.expect_err("read as a DROP");
+    assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{e:?}");
+    assert_eq!(victim_rows(&f).await, 2);
+
+    // Changed and used in one string: the gateway cannot know which reading the second
+    // statement gets, so it takes the strictest.
+    let mut c = login(&f, &[]).await.unwrap();
+    let e = c
+        .simple_query(&format!("SET standard_conforming_strings = off; {sql}"))
+        .await
+        .expect_err("strictest reading");
+    assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{e:?}");
+    // And from the startup options.
+    let mut c = login(&f, &[("options", "-c standard_conforming_strings=off")])
+        .await
+        .unwrap();
+    let e = c.simple_query(sql).await.expect_err("off from the start");
+    assert_eq!(e.field(b'C').as_deref(), Some("42501"), "{e:?}");
+    assert_eq!(victim_rows(&f).await, 2);
+}

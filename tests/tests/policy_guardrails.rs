@@ -257,7 +257,8 @@ groups = ["engineers"]
         "SELECT 1 --x\r; DROP TABLE customers",
         "SELECT 1 --x\r, lo_from_bytea(0, 'x')",
         "SELECT 1 /* /* */ */; TRUNCATE customers",
-        "SELECT 'a\\'; SELECT ' ; DELETE FROM customers; --'",
+        // A backslash in a plain string is read as the session reads it (ParameterStatus):
+        // see guardrails_wire.rs, backslashes_in_strings_are_read_as_the_session_reads_them.
         // Names, not facts.
         "SET \"ROLE\" = auditor",
         "SET \"role\" TO auditor",

@@ -2,6 +2,18 @@
 //! Exit codes: 0 ok, 1 other failure, 2 usage, 3 log in (again), 4 refused by the gateway,
 //! 5 not found, 6 gateway unreachable, 7 TLS certificate not trusted.
 
+/// `println!` for everything below: a reader that went away (`gatehouse envs | head -1`) ends
+/// the command quietly, as it ends `ls`, where std's macro would panic about a broken pipe. A
+/// macro shadowing std's, rather than a call at every site, so no new line of output can forget.
+macro_rules! println {
+    () => {
+        $crate::cli::output::write_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::output::write_line(format_args!($($arg)*))
+    };
+}
+
 mod commands;
 mod output;
 

@@ -100,16 +100,21 @@ impl Table {
 /// Writes lines to stdout. A reader that went away (`gatehouse audit | head`) ends the command
 /// quietly, as it ends `ls`, instead of a panic about a broken pipe.
 fn write_lines(lines: impl Iterator<Item = String>) {
+    for l in lines {
+        write_line(format_args!("{l}"));
+    }
+}
+
+/// One line to stdout, as [`write_lines`] writes them (what `println!` means in this CLI).
+pub fn write_line(line: std::fmt::Arguments<'_>) {
     use std::io::Write;
     let mut w = std::io::stdout().lock();
-    for l in lines {
-        if let Err(e) = writeln!(w, "{l}") {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            eprintln!("error: cannot write to standard output: {e}");
-            std::process::exit(1);
+    if let Err(e) = w.write_fmt(line).and_then(|()| w.write_all(b"\n")) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
         }
+        eprintln!("error: cannot write to standard output: {e}");
+        std::process::exit(1);
     }
 }
 

@@ -407,7 +407,7 @@ fn end_account_connections(gw: &Gateway, name: &str, why: String) -> usize {
     gw.connections.terminate_where(
         |c| c.identity == name && c.session_id.is_none(),
         Termination {
-            code: "57P01",
+            code: crate::pg::error::SqlState::AdminShutdown,
             message: why,
         },
     )

@@ -255,7 +255,7 @@ pub fn end_session_connections(gw: &Gateway, session_id: &str, why: &str) -> usi
     let n = gw.connections.terminate_where(
         |c| c.session_id.as_deref() == Some(session_id),
         Termination {
-            code: "57P01",
+            code: crate::pg::error::SqlState::AdminShutdown,
             message: why.to_string(),
         },
     );

@@ -48,7 +48,7 @@ pub fn visible(gw: &Gateway, who: &Identity, a: &ApprovalRecord) -> bool {
 
 /// Approvals the caller may see.
 #[utoipa::path(
-    get, path = "/api/v1/approvals", params(ApprovalQuery),
+    get, operation_id = "list_approvals", path = "/api/v1/approvals", params(ApprovalQuery),
     responses((status = 200, body = ApprovalList), (status = 401, body = ErrorBody)), security(("bearer" = []))
 )]
 pub async fn list(
@@ -78,7 +78,7 @@ pub async fn list(
 
 /// One approval.
 #[utoipa::path(
-    get, path = "/api/v1/approvals/{id}", params(("id" = String, Path)),
+    get, operation_id = "get_approval", path = "/api/v1/approvals/{id}", params(("id" = String, Path)),
     responses((status = 200, body = ApprovalRecord), (status = 404, body = ErrorBody)), security(("bearer" = []))
 )]
 pub async fn get(

@@ -110,7 +110,7 @@ async fn search(
 
 /// Search the audit trail (administrators).
 #[utoipa::path(
-    get, path = "/api/v1/audit", params(AuditQuery),
+    get, operation_id = "list_audit", path = "/api/v1/audit", params(AuditQuery),
     responses((status = 200, body = AuditPage), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]

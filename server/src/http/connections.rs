@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::audit::{AuditRecord, Pending};
 use crate::gateway::Gateway;
 use crate::pg::connections::{ConnectionInfo, Termination};
-use crate::pg::error::sqlstate;
+use crate::pg::error::SqlState;
 
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionList {
@@ -22,7 +22,7 @@ pub struct ConnectionList {
 
 /// Open connections: all of them for administrators, one's own for everyone else.
 #[utoipa::path(
-    get, path = "/api/v1/connections",
+    get, operation_id = "list_connections", path = "/api/v1/connections",
     responses((status = 200, body = ConnectionList), (status = 401, body = ErrorBody)), security(("bearer" = []))
 )]
 pub async fn list(State(gw): State<Arc<Gateway>>, caller: Caller) -> Json<ConnectionList> {
@@ -84,7 +84,7 @@ pub async fn terminate(
     gw.connections.terminate(
         &id,
         Termination {
-            code: sqlstate::ADMIN_SHUTDOWN,
+            code: SqlState::AdminShutdown,
             message,
         },
     );

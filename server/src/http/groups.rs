@@ -85,7 +85,7 @@ fn group_error(e: GroupError) -> ApiError {
 /// List groups and their members, from the config and the API (admin). Groups an IdP sends in
 /// its claim are not listed: the gateway learns them only when their members log in.
 #[utoipa::path(
-    get, path = "/api/v1/groups",
+    get, operation_id = "list_groups", path = "/api/v1/groups",
     responses((status = 200, body = GroupList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = []))
 )]

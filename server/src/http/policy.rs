@@ -333,6 +333,7 @@ pub async fn dry_run(
             environment: &env.name,
             tier: env.tier,
             tags: &env.tags,
+            search_path_changed: false,
         },
         &req.sql,
         strings,

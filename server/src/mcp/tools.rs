@@ -141,24 +141,6 @@ fn tool_error(value: Value) -> CallToolResult {
     CallToolResult::structured_error(value)
 }
 
-/// `rule X:` in a refusal message names the guardrail rule.
-fn rule_of(message: &str) -> Option<String> {
-    let rest = &message[message.find("rule ")? + 5..];
-    let end = rest.find(':')?;
-    let rule = &rest[..end];
-    (!rule.is_empty() && !rule.contains(char::is_whitespace)).then(|| rule.to_string())
-}
-
-/// `apr_…` in a refusal message names the approval the statement went to.
-fn approval_of(message: &str) -> Option<String> {
-    let start = message.find("apr_")?;
-    let id: String = message[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    (id.len() > 4).then_some(id)
-}
-
 #[tool_router]
 impl GatehouseMcp {
     pub fn new(shared: Arc<Shared>) -> Self {
@@ -640,6 +622,7 @@ impl GatehouseMcp {
             connect_timeout: Duration::from_secs(
                 gw.config.server.upstream_connect_timeout_seconds.max(1),
             ),
+            refusals: &gw.refusals,
         };
         let mut session = loopback::open(&opening).await?;
         let reply = match call {
@@ -661,21 +644,24 @@ impl GatehouseMcp {
         e: ServerError,
         partial: Option<Vec<Value>>,
     ) -> CallToolResult {
-        let approval_id = approval_of(&e.message).filter(|_| e.sqlstate == "42501");
-        // "approval … was not decided": it went to review; "was denied": an approver said no.
-        let pending = approval_id.is_some() && e.message.contains("not decided");
-        let mut rule = rule_of(&e.message);
+        // The gateway's refusals come as data from the session (never read from the message,
+        // which a database error could word the same way).
+        let approval_id = e.refused.as_ref().and_then(|r| r.approval_id.clone());
+        let mut rule = e.refused.as_ref().and_then(|r| r.rule.clone());
         let mut reason = None;
-        // A review's refusal names only the approval; the approval knows the rule and why.
-        if let Some(id) = &approval_id {
+        let mut pending = false;
+        if let (Some(r), Some(id)) = (&e.refused, &approval_id) {
             if let Ok(Some(a)) = self.shared.gw.approvals.get(id).await {
+                // Held and not decided in time (or approved since): the agent may follow it.
+                pending =
+                    r.decision == "review" && matches!(a.state.as_str(), "pending" | "approved");
                 rule = Some(a.rule);
                 reason = Some(a.reason);
             }
         }
         let status = if pending {
             "pending_approval"
-        } else if e.sqlstate == "42501" {
+        } else if e.refused.is_some() {
             "denied"
         } else {
             "error"
@@ -952,27 +938,4 @@ fn error_message(r: &CallToolResult) -> String {
         .and_then(|v| v["message"].as_str())
         .unwrap_or("refused")
         .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn refusals_name_their_rule_and_approval() {
-        assert_eq!(
-            rule_of("statement denied by Gatehouse: rule prod-no-drop: DROP TABLE — not allowed")
-                .as_deref(),
-            Some("prod-no-drop")
-        );
-        assert_eq!(rule_of("relation \"x\" does not exist"), None);
-        assert_eq!(
-            approval_of(
-                "approval apr_0a1b2c was not decided within 0 s; the statement did not run"
-            )
-            .as_deref(),
-            Some("apr_0a1b2c")
-        );
-        assert_eq!(approval_of("no approval here"), None);
-    }
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::connections::{ConnectionInfo, Termination};
-use super::error::sqlstate;
+use super::error::SqlState;
 use crate::audit::{AuditRecord, Pending};
 use crate::gateway::Gateway;
 use crate::identity::{GrantError, GrantView, Identity, IdentityKind};
@@ -97,7 +97,7 @@ pub fn access_withdrawn(
     let env = &c.environment;
     if !gw.grants.allows(&identity, env) {
         return Some(Termination {
-            code: sqlstate::ADMIN_SHUTDOWN,
+            code: SqlState::AdminShutdown,
             message: cause.revoked(env),
         });
     }
@@ -108,7 +108,7 @@ pub fn access_withdrawn(
             None => "the environment's own user".to_string(),
         };
         return Some(Termination {
-            code: sqlstate::ADMIN_SHUTDOWN,
+            code: SqlState::AdminShutdown,
             message: cause.changed(env, &now),
         });
     }
@@ -175,7 +175,7 @@ pub fn token_ended(c: &ConnectionInfo, now: i64) -> Option<Termination> {
         ),
     };
     Some(Termination {
-        code: sqlstate::ADMIN_SHUTDOWN,
+        code: SqlState::AdminShutdown,
         message,
     })
 }
@@ -263,7 +263,7 @@ mod tests {
         let c = conn(Some(1_800_000_000));
         assert!(token_ended(&c, 1_799_999_999).is_none());
         let t = token_ended(&c, 1_800_000_000).expect("ended");
-        assert_eq!(t.code, "57P01");
+        assert_eq!(t.code, SqlState::AdminShutdown);
         assert_eq!(
             t.message,
             "your Gatehouse session ended at 2027-01-15T08:00:00Z; log in again"

@@ -141,13 +141,12 @@ pub fn rewrite_frame(tag: u8, frame: &[u8], prefix: &str) -> Option<BytesMut> {
     let sql = std::str::from_utf8(&rest[..end]).ok()?;
     let new = rewrite_statements(sql, prefix)?;
     let tail = &rest[end..];
-    let len = 4 + name.len() + new.len() + tail.len();
-    let mut out = BytesMut::with_capacity(1 + len);
-    out.put_u8(tag);
-    out.put_u32(u32::try_from(len).ok()?);
-    out.put_slice(name);
-    out.put_slice(new.as_bytes());
-    out.put_slice(tail);
+    let mut out = BytesMut::with_capacity(5 + name.len() + new.len() + tail.len());
+    super::codec::put_message(&mut out, tag, |o| {
+        o.put_slice(name);
+        o.put_slice(new.as_bytes());
+        o.put_slice(tail);
+    });
     Some(out)
 }
 

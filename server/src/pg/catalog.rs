@@ -70,10 +70,10 @@ async fn query(
     sql: &str,
 ) -> Result<Vec<Vec<Option<String>>>, CatalogError> {
     let mut out = BytesMut::new();
-    out.put_u8(b'Q');
-    out.put_u32((4 + sql.len() + 1) as u32);
-    out.put_slice(sql.as_bytes());
-    out.put_u8(0);
+    codec::put_message(&mut out, b'Q', |o| {
+        o.put_slice(sql.as_bytes());
+        o.put_u8(0);
+    });
     stream.write_all(&out).await?;
     stream.flush().await?;
     let mut rows = Vec::new();
@@ -83,27 +83,15 @@ async fn query(
             .await
             .map_err(|e| CatalogError::Protocol(e.to_string()))?;
         match frame[0] {
-            b'D' if frame.len() >= 7 => {
-                let n = u16::from_be_bytes([frame[5], frame[6]]) as usize;
-                let mut pos = 7;
-                let mut row = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let len = frame
-                        .get(pos..pos + 4)
-                        .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-                        .ok_or_else(|| CatalogError::Protocol("short DataRow".into()))?;
-                    pos += 4;
-                    if len < 0 {
-                        row.push(None);
-                    } else {
-                        let v = frame
-                            .get(pos..pos + len as usize)
-                            .ok_or_else(|| CatalogError::Protocol("short DataRow".into()))?;
-                        row.push(Some(String::from_utf8_lossy(v).into_owned()));
-                        pos += len as usize;
-                    }
-                }
-                rows.push(row);
+            b'D' => {
+                let values = super::wire::data_row(&frame)
+                    .ok_or_else(|| CatalogError::Protocol("malformed DataRow".into()))?;
+                rows.push(
+                    values
+                        .into_iter()
+                        .map(|v| v.map(|v| String::from_utf8_lossy(v).into_owned()))
+                        .collect(),
+                );
             }
             b'E' => {
                 error = error_fields(&frame)

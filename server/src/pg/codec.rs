@@ -213,16 +213,17 @@ pub fn encode(out: &mut BytesMut, m: &impl Message) {
     }
 }
 
+/// A frame with `tag` and `body`, for tests: what a peer would send.
+#[cfg(test)]
+pub fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = BytesMut::new();
+    put_message(&mut out, tag, |o| o.put_slice(body));
+    out.to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
 
     #[test]
     fn streams_bodies_and_waits_for_whole_frames() {

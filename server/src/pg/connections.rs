@@ -45,7 +45,7 @@ pub struct ConnectionInfo {
 /// Why a connection is being ended from outside; sent to the client as a FATAL error.
 #[derive(Debug, Clone)]
 pub struct Termination {
-    pub code: &'static str,
+    pub code: crate::pg::error::SqlState,
     pub message: String,
 }
 
@@ -171,7 +171,7 @@ mod tests {
         let b = c.register(info("b", Some("s2")));
         assert_eq!(c.list().len(), 2);
         let why = Termination {
-            code: "57P01",
+            code: crate::pg::error::SqlState::AdminShutdown,
             message: "bye".into(),
         };
         assert_eq!(
@@ -197,7 +197,7 @@ mod tests {
         let staging = c.register(staging_info);
         let n = c.terminate_each(|i| {
             (i.environment == "prod").then(|| Termination {
-                code: "57P01",
+                code: crate::pg::error::SqlState::AdminShutdown,
                 message: format!("no more {}", i.environment),
             })
         });

@@ -54,7 +54,7 @@ pub struct InvalidText {
 }
 
 impl InvalidText {
-    pub const SQLSTATE: &'static str = "22021";
+    pub const SQLSTATE: super::error::SqlState = super::error::SqlState::CharacterNotInRepertoire;
 }
 
 /// PostgreSQL's `clean_encoding_name`: letters and digits only, lower case.

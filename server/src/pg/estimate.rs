@@ -67,10 +67,11 @@ pub async fn rows(
                 .await
                 .map_err(|e| EstimateError::Protocol(e.to_string()))?;
             match frame[0] {
-                b'D' if frame.len() >= 11 => {
-                    let len = i32::from_be_bytes([frame[7], frame[8], frame[9], frame[10]]);
-                    if len > 0 {
-                        plan_json.push_str(&String::from_utf8_lossy(&frame[11..11 + len as usize]));
+                b'D' => {
+                    let values = super::wire::data_row(&frame)
+                        .ok_or_else(|| EstimateError::Protocol("malformed DataRow".into()))?;
+                    if let Some(Some(v)) = values.first() {
+                        plan_json.push_str(&String::from_utf8_lossy(v));
                     }
                 }
                 b'E' => {

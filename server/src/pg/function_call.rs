@@ -13,6 +13,8 @@
 //!
 //! Architecture invariant: pure; no I/O.
 
+use super::error::SqlState;
+
 /// Large-object functions by their fixed OIDs, with their arity.
 const VETTED: &[(u32, &str, usize)] = &[
     (715, "lo_create", 1),
@@ -46,11 +48,11 @@ pub enum CallRefused {
 }
 
 impl CallRefused {
-    pub fn sqlstate(&self) -> &'static str {
+    pub fn sqlstate(&self) -> SqlState {
         match self {
-            CallRefused::NotVetted(_) => "42501",
-            CallRefused::Arity { .. } => "42883",
-            CallRefused::Malformed => "08P01",
+            CallRefused::NotVetted(_) => SqlState::InsufficientPrivilege,
+            CallRefused::Arity { .. } => SqlState::UndefinedFunction,
+            CallRefused::Malformed => SqlState::ProtocolViolation,
         }
     }
 

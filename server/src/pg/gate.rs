@@ -12,14 +12,14 @@ use std::time::Duration;
 use bytes::BytesMut;
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::error::encode_notice;
+use super::error::{encode_notice, PgError, SqlState};
 use super::estimate;
 use super::tracker::{Gate, StmtInfo};
 use crate::approval::{NewApproval, Outcome};
 use crate::audit::{AuditRecord, ConnectionMeta, Pending, StatementEvent, WriteFailure};
 use crate::gateway::{Environment, Gateway};
 use crate::identity::Identity;
-use crate::policy::{Action, Subject};
+use crate::policy::{Action, Strings, Subject};
 
 /// Who runs statements on this connection, and where.
 pub struct Observer {
@@ -32,20 +32,29 @@ pub struct Observer {
     /// How long a statement sent to review holds this client: `server.approval_window_seconds`,
     /// or less when the client asked (the MCP server asks for 0 and follows the approval itself).
     pub approval_window_seconds: u64,
+    /// Where an in-process caller reads this session's refusals as data (loopback sessions
+    /// that named a slot; see `refusal_board`).
+    pub refusals: Option<Arc<super::refusal_board::RefusalSlot>>,
 }
 
-/// A refusal the upstream will raise in place of the statement.
-#[derive(Debug, Clone)]
-pub struct Refusal {
-    pub code: &'static str,
-    pub message: String,
-    pub hint: String,
+/// A refusal the upstream will raise in place of the statement: the gateway's one
+/// client-facing error type, raised by the server so its transaction state stays true.
+pub type Refusal = PgError;
+
+/// What the session has shown that changes how its statements are read, as the tracker
+/// followed it up to this statement.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Reading {
+    pub strings: Option<Strings>,
+    pub search_path_changed: bool,
 }
 
 /// The gate's answer.
 pub struct Admission {
     pub gate: Gate,
     pub refusal: Option<Refusal>,
+    /// The statement may set `search_path`: later ones are read as if it had.
+    pub sets_search_path: bool,
 }
 
 const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; statements resume once the audit trail is writable again. Tell a Gatehouse administrator.";
@@ -53,20 +62,16 @@ const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; stat
 pub fn audit_refusal(f: &WriteFailure) -> Refusal {
     let (code, message) = match f {
         WriteFailure::DiskFull => (
-            "53100",
+            SqlState::DiskFull,
             "statement refused: the audit trail cannot be written because its disk is full"
                 .to_string(),
         ),
         other => (
-            "58030",
+            SqlState::IoError,
             format!("statement refused: the audit trail cannot be written ({other})"),
         ),
     };
-    Refusal {
-        code,
-        message,
-        hint: AUDIT_HINT.into(),
-    }
+    PgError::refusal(code, message, AUDIT_HINT)
 }
 
 fn refused(
@@ -83,6 +88,7 @@ fn refused(
             refused: true,
         },
         refusal: Some(refusal),
+        sets_search_path: false,
     }
 }
 
@@ -90,6 +96,7 @@ fn refused(
 pub async fn admit(
     o: &Observer,
     info: &Arc<StmtInfo>,
+    reading: Reading,
     notices: &UnboundedSender<BytesMut>,
 ) -> Admission {
     if let Some(f) = o.gw.audit.failure() {
@@ -105,8 +112,21 @@ pub async fn admit(
         environment: &o.env.name,
         tier: o.env.tier,
         tags: &o.env.tags,
+        search_path_changed: reading.search_path_changed,
     };
-    let decision = o.gw.policy.decide_statement(&subject, info);
+    let decision =
+        o.gw.policy
+            .decide_statement_as(&subject, info, reading.strings);
+    // Counting one that is refused, or a function that may not set it at all, costs only
+    // precision on bare names; missing one would let a schema rule be dodged. Code the
+    // gateway has not vetted (a user function's body) may set it too.
+    let sets_search_path = decision.classification.as_ref().is_some_and(|c| {
+        std::iter::once(&**c).chain(c.each.iter()).any(|p| {
+            p.role_change
+                || !p.unvetted_functions.is_empty()
+                || p.settings.iter().any(|s| s == "search_path")
+        })
+    });
     // Under a pinned role, leaving it (SET ROLE NONE, SET SESSION AUTHORIZATION, DISCARD ALL…)
     // would undo the grant, in every tier.
     if let Some(role) = &o.pinned_role {
@@ -119,11 +139,11 @@ pub async fn admit(
                 "deny",
                 Some("grant-role-pinned".into()),
                 None,
-                Refusal {
-                    code: "42501",
-                    message: format!("statement denied by Gatehouse: your grant runs this connection as role \"{role}\", which cannot be changed"),
-                    hint: "Ask a Gatehouse administrator for a grant with the role you need.".into(),
-                },
+                PgError::refusal(
+                    SqlState::InsufficientPrivilege,
+                    format!("statement denied by Gatehouse: your grant runs this connection as role \"{role}\", which cannot be changed"),
+                    "Ask a Gatehouse administrator for a grant with the role you need.",
+                ),
             );
         }
     }
@@ -140,11 +160,11 @@ pub async fn admit(
                 "deny",
                 Some(decision.rule),
                 None,
-                Refusal {
-                    code: "42501",
-                    message: format!("statement denied by Gatehouse: {}", decision.reason),
-                    hint: "Run it in another environment, or ask a Gatehouse administrator about the rule.".into(),
-                },
+                PgError::refusal(
+                    SqlState::InsufficientPrivilege,
+                    format!("statement denied by Gatehouse: {}", decision.reason),
+                    "Run it in another environment, or ask a Gatehouse administrator about the rule.",
+                ),
             );
         }
         Action::Review => match review(o, info, &decision.rule, &decision.reason, notices).await {
@@ -187,6 +207,7 @@ pub async fn admit(
     Admission {
         gate,
         refusal: None,
+        sets_search_path,
     }
 }
 
@@ -208,13 +229,11 @@ async fn review(
         tracing::error!(error = %e, "cannot record an approval request");
         (
             None,
-            Refusal {
-                code: "58030",
-                message:
-                    "statement needs approval, but the gateway cannot record the request right now"
-                        .into(),
-                hint: "Try again shortly; tell a Gatehouse administrator if it persists.".into(),
-            },
+            PgError::refusal(
+                SqlState::IoError,
+                "statement needs approval, but the gateway cannot record the request right now",
+                "Try again shortly; tell a Gatehouse administrator if it persists.",
+            ),
         )
     };
     // An approval that came after an earlier hold ended may be spent once.
@@ -326,24 +345,24 @@ async fn review(
         Some(Outcome::Approved { .. }) => Ok(id),
         Some(Outcome::Denied { by, reason }) => Err((
             Some(id.clone()),
-            Refusal {
-                code: "42501",
-                message: format!(
+            PgError::refusal(
+                SqlState::InsufficientPrivilege,
+                format!(
                     "approval {id} was denied by {by}{}",
                     reason.map(|r| format!(": {r}")).unwrap_or_default()
                 ),
-                hint: "The statement did not run.".into(),
-            },
+                "The statement did not run.",
+            ),
         )),
         None => Err((
             Some(id.clone()),
-            Refusal {
-                code: "42501",
-                message: format!("approval {id} was not decided within {window} s; the statement did not run"),
-                hint: format!(
+            PgError::refusal(
+                SqlState::InsufficientPrivilege,
+                format!("approval {id} was not decided within {window} s; the statement did not run"),
+                format!(
                     "The approval stays pending. Once it is approved, run the identical statement again within {grant_minutes} minutes; it will run once."
                 ),
-            },
+            ),
         )),
     }
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 use super::codec::{self, ReadError};
-use super::error::{sqlstate, PgError};
+use super::error::{PgError, SqlState};
 use super::stream::PgStream;
 
 /// Startup packets (before authentication) larger than this are refused, as PostgreSQL does.
@@ -60,12 +60,12 @@ impl From<ReadError> for HandshakeError {
 }
 
 fn violation(message: impl Into<String>) -> HandshakeError {
-    HandshakeError::Client(PgError::fatal(sqlstate::PROTOCOL_VIOLATION, message))
+    HandshakeError::Client(PgError::fatal(SqlState::ProtocolViolation, message))
 }
 
 fn timed_out() -> HandshakeError {
     HandshakeError::Client(
-        PgError::fatal(sqlstate::PROTOCOL_VIOLATION, "connection setup did not finish in time")
+        PgError::fatal(SqlState::ProtocolViolation, "connection setup did not finish in time")
             .with_hint("The gateway closes connections that stall before authenticating (server.handshake_timeout_seconds)."),
     )
 }
@@ -196,7 +196,7 @@ fn parse_startup(
     let version = (&packet[4..8]).get_u32();
     if version >> 16 != 3 {
         return Err(HandshakeError::Client(PgError::fatal(
-            sqlstate::FEATURE_NOT_SUPPORTED,
+            SqlState::FeatureNotSupported,
             format!(
                 "unsupported frontend protocol {}.{}: the gateway speaks 3.0",
                 version >> 16,

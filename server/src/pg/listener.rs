@@ -7,7 +7,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::error::{sqlstate, PgError};
+use super::error::{PgError, SqlState};
 use super::session;
 use super::workers::Workers;
 use crate::gateway::Gateway;
@@ -28,7 +28,7 @@ pub async fn run(gw: Arc<Gateway>, listener: TcpListener, workers: Arc<Workers>)
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             tokio::spawn(async move {
                 let e = PgError::fatal(
-                    sqlstate::TOO_MANY_CONNECTIONS,
+                    SqlState::TooManyConnections,
                     "sorry, too many clients are connected to the gateway",
                 )
                 .with_hint(

@@ -14,6 +14,7 @@ use bytes::{BufMut, BytesMut};
 use tokio::io::AsyncWriteExt;
 
 use super::codec::{self, ReadError};
+use super::refusal_board::{RefusalBoard, RefusalSlot, Refused, REFUSALS_PARAM};
 use super::session::{APPROVAL_WAIT_PARAM, MCP_APPLICATION, ON_BEHALF_OF_PARAM};
 use super::stream::PgStream;
 use super::upstream::{self, TargetError, UpstreamError, UpstreamTarget};
@@ -66,6 +67,10 @@ pub struct ServerError {
     pub detail: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
+    /// Set when the gateway refused the statement (rather than the database failing it): its
+    /// decision, rule and approval, as data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<Refused>,
 }
 
 impl std::fmt::Display for ServerError {
@@ -138,12 +143,15 @@ pub struct Opening<'a> {
     /// Transactions default to read-only (for EXPLAIN and catalog reads).
     pub read_only: bool,
     pub connect_timeout: Duration,
+    /// Where the session posts the gateway's refusals as data.
+    pub refusals: &'a RefusalBoard,
 }
 
 pub struct LoopbackSession {
     stream: PgStream,
     buf: BytesMut,
     statement_timeout: Duration,
+    refusals: std::sync::Arc<RefusalSlot>,
 }
 
 /// Opens a session as `o.user`; the gateway authenticates it like any other client.
@@ -179,6 +187,8 @@ pub async fn open(o: &Opening<'_>) -> Result<LoopbackSession, LoopbackError> {
     if let Some(p) = o.on_behalf_of {
         params.push((ON_BEHALF_OF_PARAM.to_string(), p.to_string()));
     }
+    let (ticket, refusals) = o.refusals.open();
+    params.push((REFUSALS_PARAM.to_string(), ticket));
     let up = upstream::connect(&target, &params, o.connect_timeout)
         .await
         .map_err(|e| match e {
@@ -193,19 +203,12 @@ pub async fn open(o: &Opening<'_>) -> Result<LoopbackSession, LoopbackError> {
         stream: up.stream,
         buf: BytesMut::new(),
         statement_timeout: o.statement_timeout,
+        refusals,
     })
 }
 
 fn cstr(b: &[u8], pos: &mut usize) -> Option<String> {
     super::wire::cstr_at(b, pos).map(|s| String::from_utf8_lossy(s).into_owned())
-}
-
-fn be_u16(b: &[u8], pos: usize) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(pos..pos + 2)?.try_into().ok()?))
-}
-
-fn be_i32(b: &[u8], pos: usize) -> Option<i32> {
-    Some(i32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?))
 }
 
 fn row_description(frame: &[u8]) -> Option<Vec<Column>> {
@@ -223,28 +226,22 @@ fn row_description(frame: &[u8]) -> Option<Vec<Column>> {
 
 /// A DataRow's text values, each cut at [`MAX_CELL_BYTES`]; the flag says whether one was.
 fn data_row(frame: &[u8]) -> Option<(Vec<Option<String>>, bool)> {
-    let n = be_u16(frame, 5)?;
-    let mut pos = 7;
     let mut cut = false;
-    let mut values = Vec::with_capacity(n as usize);
-    for _ in 0..n {
-        let len = be_i32(frame, pos)?;
-        pos += 4;
-        if len < 0 {
-            values.push(None);
-            continue;
-        }
-        let bytes = frame.get(pos..pos + len as usize)?;
-        pos += len as usize;
-        // A character split by the cut shows as U+FFFD; the value is flagged as cut anyway.
-        let keep = if bytes.len() > MAX_CELL_BYTES {
-            cut = true;
-            &bytes[..MAX_CELL_BYTES]
-        } else {
-            bytes
-        };
-        values.push(Some(String::from_utf8_lossy(keep).into_owned()));
-    }
+    let values = super::wire::data_row(frame)?
+        .into_iter()
+        .map(|v| {
+            v.map(|bytes| {
+                // A character split by the cut shows as U+FFFD; the value is flagged as cut.
+                let keep = if bytes.len() > MAX_CELL_BYTES {
+                    cut = true;
+                    &bytes[..MAX_CELL_BYTES]
+                } else {
+                    bytes
+                };
+                String::from_utf8_lossy(keep).into_owned()
+            })
+        })
+        .collect();
     Some((values, cut))
 }
 
@@ -277,6 +274,7 @@ impl LoopbackSession {
     }
 
     async fn exchange(&mut self, out: BytesMut, max_rows: usize) -> Result<Reply, LoopbackError> {
+        while self.refusals.take().is_some() {}
         self.stream.write_all(&out).await?;
         self.stream.flush().await?;
         // The gateway's statement_timeout ends a long statement; this bounds the rest (a slow
@@ -327,7 +325,11 @@ impl LoopbackSession {
                 b'E' => {
                     // Only the first error counts; a transaction aborted by it says nothing new.
                     if reply.error.is_none() {
-                        reply.error = Some(ServerError::from_frame(&frame));
+                        let mut e = ServerError::from_frame(&frame);
+                        // Each exchange is one decision, so at most one refusal stands for
+                        // its first error; none means the database raised it.
+                        e.refused = self.refusals.take();
+                        reply.error = Some(e);
                     }
                     current = None;
                 }

@@ -20,10 +20,11 @@ use tokio::time::Instant;
 
 use super::codec::{FrameError, FrameScanner};
 use super::connections::Termination;
-use super::error::{sqlstate, PgError};
+use super::error::{PgError, SqlState};
 use super::gate::{self, Observer};
+use super::statement::{self, Point};
 use super::stream::{PgStream, WriteSide};
-use super::tracker::{refusal, Exec, SessionMasking, StmtInfo, Tracker, Unreadable, Verdict};
+use super::tracker::{Exec, SessionMasking, StmtInfo, Tracker, Verdict};
 use crate::audit::{Pending, StatementEvent};
 
 const READ_CHUNK: usize = 32 * 1024;
@@ -81,14 +82,14 @@ impl RelayEnd {
             | RelayEnd::UpstreamClosed { reported: true } => None,
             RelayEnd::UpstreamClosed { reported: false } | RelayEnd::UpstreamIo(_) => Some(
                 PgError::fatal(
-                    sqlstate::CONNECTION_FAILURE,
+                    SqlState::ConnectionFailure,
                     format!("lost the connection to the database of environment \"{env}\""),
                 )
                 .with_hint("The upstream closed or failed; reconnect to open a new session."),
             ),
             RelayEnd::ClientProtocol(FrameError::TooLarge { size, limit, .. }) => Some(
                 PgError::fatal(
-                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    SqlState::ProgramLimitExceeded,
                     format!("message of {size} bytes exceeds the gateway's limit of {limit} bytes"),
                 )
                 .with_hint(
@@ -96,13 +97,13 @@ impl RelayEnd {
                 ),
             ),
             RelayEnd::ClientProtocol(e) => Some(PgError::fatal(
-                sqlstate::PROTOCOL_VIOLATION,
+                SqlState::ProtocolViolation,
                 format!("invalid frontend message: {e}"),
             )),
             RelayEnd::Terminated(t) => Some(PgError::fatal(t.code, t.message.clone())),
             RelayEnd::Refused(e) => Some(e.clone()),
             RelayEnd::Idle(d) => Some(PgError::fatal(
-                sqlstate::IDLE_SESSION_TIMEOUT,
+                SqlState::IdleSessionTimeout,
                 format!("terminating connection after {} seconds idle", d.as_secs()),
             )),
         }
@@ -139,14 +140,24 @@ pub struct Traffic {
     pub statements: u64,
 }
 
+/// The session as the upstream's startup left it.
+pub struct Start {
+    /// Transaction status from the upstream's first ReadyForQuery.
+    pub status: u8,
+    pub encoding: super::encoding::ClientEncoding,
+    /// `standard_conforming_strings` as the upstream reported it.
+    pub strings: Option<crate::policy::Strings>,
+    /// The client's startup options set `search_path`.
+    pub search_path_changed: bool,
+}
+
 /// Relays until one side ends. Returns why, the client's write half (to report a final error)
 /// and whether the client stream is at a message boundary (so such an error may be sent).
 pub async fn run(
     client: PgStream,
     upstream: PgStream,
     limits: Limits,
-    initial_status: u8,
-    encoding: super::encoding::ClientEncoding,
+    start: Start,
     mut stop: tokio::sync::watch::Receiver<Option<Termination>>,
     observer: &Observer,
 ) -> (RelayEnd, WriteSide, bool, Traffic) {
@@ -156,10 +167,12 @@ pub async fn run(
         started: Instant::now(),
         last_client_ms: AtomicU64::new(0),
         in_flight: AtomicI64::new(0),
-        tx_status: AtomicU8::new(initial_status),
+        tx_status: AtomicU8::new(start.status),
     };
     let mut t = Tracker::default();
-    t.encoding = encoding;
+    t.encoding = start.encoding;
+    t.strings = start.strings;
+    t.search_path_changed = start.search_path_changed;
     t.masking = session_masking(observer).await;
     let tracker = Mutex::new(t);
     let mut down_scanner = FrameScanner::default();
@@ -244,11 +257,11 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
     }
     let m = lock(tracker).masking.clone()?;
     if super::catalog::copy_reads_unknown_relation(&m, info) {
-        return Some(gate::Refusal {
-            code: "42501",
-            message: "COPY of a relation the masking catalog does not know (a temporary table, or one changed a moment ago) is refused: its columns' types and tags are unknown".into(),
-            hint: "Read it with SELECT (masked by its result's types), or retry the COPY in a moment.".into(),
-        });
+        return Some(PgError::refusal(
+            SqlState::InsufficientPrivilege,
+            "COPY of a relation the masking catalog does not know (a temporary table, or one changed a moment ago) is refused: its columns' types and tags are unknown",
+            "Read it with SELECT (masked by its result's types), or retry the COPY in a moment.",
+        ));
     }
     let lineage = m.gw.masking.lineage_of(info);
     let catalog = m.catalog();
@@ -272,50 +285,14 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
             crate::masking::lineage::CopyFormat::Binary,
         );
         if plan.binary_copy_refused() {
-            return Some(gate::Refusal {
-                code: "42501",
-                message: "COPY in binary format is refused: a column may hold personal data that the gateway cannot mask in binary (a date, a number, a value of unknown origin)".into(),
-                hint: "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.".into(),
-            });
+            return Some(PgError::refusal(
+                SqlState::InsufficientPrivilege,
+                "COPY in binary format is refused: a column may hold personal data that the gateway cannot mask in binary (a date, a number, a value of unknown origin)",
+                "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.",
+            ));
         }
     }
     None
-}
-
-/// Where a client message is decided.
-enum Point {
-    /// A simple Query, or a FunctionCall: decided and answered as one.
-    Query,
-    /// A Bind: decided here, before the server plans the statement.
-    Bind(super::tracker::BindTarget),
-    /// An Execute: runs with its portal's decision.
-    Execute(super::tracker::ExecTarget),
-}
-
-/// A refusal made before the policy is asked, and the rule name the audit gives it.
-type EarlyRefusal = (gate::Refusal, &'static str);
-
-/// The refusal of an execution the gateway cannot read.
-fn unreadable_refusal(u: &Unreadable) -> EarlyRefusal {
-    let (code, message, hint) = u.refusal();
-    let refusal = gate::Refusal {
-        code,
-        message,
-        hint: hint.into(),
-    };
-    (refusal, "protocol:unreadable")
-}
-
-/// The refusal of a statement that would switch to a client encoding the gateway cannot read.
-fn encoding_refusal(info: &StmtInfo) -> Option<EarlyRefusal> {
-    super::encoding::statement_refused(&info.sql).map(|e| {
-        let refusal = gate::Refusal {
-            code: sqlstate::FEATURE_NOT_SUPPORTED,
-            message: e.to_string(),
-            hint: super::encoding::EncodingRefused::HINT.into(),
-        };
-        (refusal, "protocol:client-encoding")
-    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -374,44 +351,16 @@ where
             } else {
                 &[][..]
             };
+            // Phase 1, decode (see `statement`).
             let decision_point = match tag {
                 b'Q' => {
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    let read = lock(tracker).query_info(frame);
-                    Some(match read {
-                        Ok(info) => {
-                            let refusal = encoding_refusal(&info);
-                            (info, Point::Query, refusal)
-                        }
-                        Err(e) => (
-                            StmtInfo::new("<unreadable query>"),
-                            Point::Query,
-                            Some(unreadable_refusal(&e)),
-                        ),
-                    })
+                    Some(statement::query(&lock(tracker), frame))
                 }
-                // A Bind plans the statement (folding immutable calls): it is decided here,
-                // and its Executes carry the decision.
-                b'B' => {
-                    let target = lock(tracker).bind_target(frame);
-                    let refusal = match &target.unreadable {
-                        Some(u) => Some(unreadable_refusal(u)),
-                        None => encoding_refusal(&target.info),
-                    };
-                    Some((target.info.clone(), Point::Bind(target), refusal))
-                }
-                b'E' => {
-                    let target = lock(tracker).execute_target(frame);
-                    let refusal = match &target.unreadable {
-                        Some(u) => Some(unreadable_refusal(u)),
-                        None => observer
-                            .gw
-                            .audit
-                            .failure()
-                            .map(|f| (gate::audit_refusal(&f), "audit-unavailable")),
-                    };
-                    Some((target.info.clone(), Point::Execute(target), refusal))
-                }
+                b'B' => Some(statement::bind(&lock(tracker), frame)),
+                b'E' => Some(statement::execute(&lock(tracker), frame, || {
+                    observer.gw.audit.failure().map(|f| gate::audit_refusal(&f))
+                })),
                 b'P' => {
                     lock(tracker).on_parse(frame);
                     if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
@@ -433,24 +382,8 @@ where
                     None
                 }
                 b'F' => {
-                    // Decided as the SELECT it stands for; answered like a simple query
-                    // (a FunctionCallResponse or an error, then ReadyForQuery).
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    Some(match super::function_call::statement(frame) {
-                        Ok(sql) => (StmtInfo::new(&sql), Point::Query, None),
-                        Err(e) => (
-                            StmtInfo::new("<function call>"),
-                            Point::Query,
-                            Some((
-                                gate::Refusal {
-                                    code: e.sqlstate(),
-                                    message: e.to_string(),
-                                    hint: super::function_call::CallRefused::HINT.into(),
-                                },
-                                "protocol:function-call",
-                            )),
-                        ),
-                    })
+                    Some(statement::function_call(frame))
                 }
                 b'X' => {
                     terminate = true;
@@ -462,19 +395,19 @@ where
                 // on any other type, so does the gateway, before forwarding it.
                 other => return RelayEnd::ClientProtocol(FrameError::UnknownType(other)),
             };
-            let Some((info, point, early_refusal)) = decision_point else {
+            let Some(statement::Decoded { info, point, early }) = decision_point else {
                 continue;
             };
-            let mut exec = Exec::new(info.clone());
             // A COPY reading a relation the masking catalog does not know: read it first.
             let copy_masking = lock(tracker).masking.clone();
             if let Some(m) = copy_masking {
                 super::catalog::before_copy(&m, &info).await;
             }
-            let early = early_refusal.or_else(|| match point {
+            let early = early.or_else(|| match point {
                 Point::Execute(_) => None,
                 _ => binary_copy_refusal(tracker, &info).map(|r| (r, "masking:binary-copy")),
             });
+            // Phases 2 and 3: read, then classify, decide and approve (the gate).
             let admission = match (early, &point) {
                 (Some((refusal, rule)), _) => gate::Admission {
                     gate: super::tracker::Gate {
@@ -484,6 +417,7 @@ where
                         refused: true,
                     },
                     refusal: Some(refusal),
+                    sets_search_path: false,
                 },
                 // Decided at its Bind.
                 (None, Point::Execute(target)) => gate::Admission {
@@ -493,39 +427,40 @@ where
                         .map(|p| p.gate.clone())
                         .unwrap_or_default(),
                     refusal: None,
+                    sets_search_path: false,
                 },
-                (None, _) => gate::admit(observer, &info, notices).await,
-            };
-            let extended = !matches!(point, Point::Query);
-            let out = match &admission.refusal {
-                Some(r) => {
-                    let enc = lock(tracker).encoding;
-                    let (message, hint) = (enc.receivable(&r.message), enc.receivable(&r.hint));
-                    Some(if extended {
-                        refusal::execute(r.code, &message, &hint)
-                    } else {
-                        refusal::query(r.code, &message, &hint)
-                    })
+                (None, _) => {
+                    let reading = statement::reading(&lock(tracker), &point);
+                    let admission = gate::admit(observer, &info, reading, notices).await;
+                    if admission.sets_search_path {
+                        lock(tracker).search_path_changed = true;
+                    }
+                    admission
                 }
-                None if !extended => super::app_name::rewrite_frame(tag, frame, &app_prefix),
+            };
+            // Phase 4, forward: a refusal's own statement, or the client's bytes (with its
+            // `SET application_name` kept behind the identity).
+            let out = match &admission.refusal {
+                Some(r) => Some(statement::replacement(
+                    r,
+                    lock(tracker).encoding,
+                    point.extended(),
+                )),
+                None if !point.extended() => {
+                    super::app_name::rewrite_frame(tag, frame, &app_prefix)
+                }
                 None => None,
             };
-            exec.gate = admission.gate;
-            {
-                let mut t = lock(tracker);
-                match point {
-                    // A refused Bind or Execute: the gateway's own statement raises the refusal
-                    // in its place.
-                    _ if exec.gate.refused && extended => t.expect_refusal_execute(exec),
-                    Point::Query => t.expect_query(exec),
-                    Point::Bind(target) => t.on_bind(target, exec.gate),
-                    Point::Execute(target) => {
-                        exec.portal = target.portal;
-                        exec.portal_name = Some(target.name);
-                        t.expect_execute(exec);
-                    }
-                }
+            if let (Some(slot), Some(r)) = (
+                &observer.refusals,
+                statement::refused_as_data(&admission.gate, admission.refusal.as_ref()),
+            ) {
+                slot.post(r);
             }
+            // Phase 5, track: what the server answers drives result, masking and record.
+            let mut exec = Exec::new(info);
+            exec.gate = admission.gate;
+            statement::track(&mut lock(tracker), point, exec);
             if let Some(replacement) = out {
                 written = replace_frame(&mut rewritten, &buf, written, offset, total, &replacement);
             }
@@ -684,7 +619,7 @@ where
                 // The server now reads client text in an encoding the gateway cannot: nothing
                 // more may pass. What this read brought is not forwarded either.
                 return RelayEnd::Refused(
-                    PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, message)
+                    PgError::fatal(SqlState::FeatureNotSupported, message)
                         .with_hint(super::encoding::EncodingRefused::HINT),
                 );
             }

@@ -21,7 +21,7 @@ use super::cancel::CancelKey;
 use super::codec;
 use super::connections::ConnectionInfo;
 use super::encoding::ClientEncoding;
-use super::error::{sqlstate, PgError};
+use super::error::{PgError, SqlState};
 use super::gate::Observer;
 use super::handshake::{self, HandshakeError, Opening};
 use super::relay::{self, Limits};
@@ -97,7 +97,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         Ok(e) => e,
         Err(SetupError::Quiet) => return,
         Err(SetupError::Client(e)) => {
-            tracing::info!(code = e.code, reason = %e.message, "connection refused");
+            tracing::info!(code = e.code.code(), reason = %e.message, "connection refused");
             metrics::counter!("gatehouse_connections_refused_total").increment(1);
             let mut r = AuditRecord::new("connection.refused");
             r.client_addr = Some(peer.to_string());
@@ -152,6 +152,9 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         env: env.clone(),
         pinned_role: pinned_role.clone(),
         approval_window_seconds: approval_window(&gw, &params),
+        refusals: params
+            .get(super::refusal_board::REFUSALS_PARAM)
+            .and_then(|ticket| gw.refusals.claim(ticket)),
     };
     let info = ConnectionInfo {
         id: conn_id.clone(),
@@ -193,12 +196,19 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         stream,
         upstream.stream,
         relay_limits,
-        upstream.ready_status,
-        upstream
-            .client_encoding
-            .as_deref()
-            .and_then(|n| ClientEncoding::from_name(n).ok())
-            .unwrap_or_default(),
+        relay::Start {
+            status: upstream.ready_status,
+            encoding: upstream
+                .client_encoding
+                .as_deref()
+                .and_then(|n| ClientEncoding::from_name(n).ok())
+                .unwrap_or_default(),
+            strings: upstream
+                .standard_conforming_strings
+                .as_deref()
+                .and_then(super::tracker::strings_reading),
+            search_path_changed: startup_sets_search_path(&params),
+        },
         registration.stop.clone(),
         &observer,
     )
@@ -254,7 +264,7 @@ struct Established {
 }
 
 fn auth_failed(user: &str) -> PgError {
-    PgError::fatal(sqlstate::INVALID_PASSWORD, format!("password authentication failed for user \"{user}\""))
+    PgError::fatal(SqlState::InvalidPassword, format!("password authentication failed for user \"{user}\""))
         .with_hint("Use a Gatehouse token as the password: a service-account token, or a session token from `gatehouse login`.")
 }
 
@@ -267,14 +277,14 @@ async fn establish(
 ) -> Result<Established, SetupError> {
     if params.contains_key("replication") {
         return Err(PgError::fatal(
-            sqlstate::FEATURE_NOT_SUPPORTED,
+            SqlState::FeatureNotSupported,
             "replication connections are not supported through the gateway",
         )
         .into());
     }
     if !stream.is_tls() && (gw.config.server.require_tls || !peer.ip().is_loopback()) {
         return Err(PgError::fatal(
-            sqlstate::INVALID_AUTHORIZATION,
+            SqlState::InvalidAuthorization,
             format!("connections from {} must use TLS: tokens are only accepted over TLS or from the gateway's own machine", peer.ip()),
         )
         .with_hint("Connect with sslmode=require, or through `gatehouse connect`.")
@@ -285,7 +295,7 @@ async fn establish(
         .filter(|u| !u.is_empty())
         .ok_or_else(|| {
             PgError::fatal(
-                sqlstate::INVALID_AUTHORIZATION,
+                SqlState::InvalidAuthorization,
                 "no user name was given in the startup message",
             )
         })?
@@ -305,7 +315,7 @@ async fn establish(
         Ok(_) | Err(AuthError::InvalidCredentials) => return Err(auth_failed(&user).into()),
         Err(AuthError::Expired) => {
             return Err(PgError::fatal(
-                sqlstate::INVALID_PASSWORD,
+                SqlState::InvalidPassword,
                 format!("the session token for user \"{user}\" has expired"),
             )
             .with_hint("Log in again (`gatehouse login`) and use the new token.")
@@ -313,7 +323,7 @@ async fn establish(
         }
         Err(AuthError::Revoked) => {
             return Err(PgError::fatal(
-                sqlstate::INVALID_PASSWORD,
+                SqlState::InvalidPassword,
                 format!("the session token for user \"{user}\" has been revoked"),
             )
             .with_hint("Log in again (`gatehouse login`) and use the new token.")
@@ -322,7 +332,7 @@ async fn establish(
         Err(AuthError::Store(e)) => {
             tracing::error!(error = %e, "credential store unavailable");
             return Err(PgError::fatal(
-                sqlstate::REJECTED_CONNECTION,
+                SqlState::RejectedConnection,
                 "the gateway cannot verify credentials right now",
             )
             .with_hint("Try again shortly; if it persists, tell a Gatehouse administrator.")
@@ -337,7 +347,7 @@ async fn establish(
             gw.auth.with_memberships(token_identity),
             params.get(ON_BEHALF_OF_PARAM).map(String::as_str),
         )
-        .map_err(|e| PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()))?;
+        .map_err(|e| PgError::fatal(SqlState::InvalidAuthorization, e.to_string()))?;
 
     let dbname = params
         .get("database")
@@ -364,11 +374,9 @@ async fn establish(
     // statement is sent.
     if let Some(name) = &upstream.client_encoding {
         if let Err(e) = ClientEncoding::from_name(name) {
-            return Err(
-                PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, e.to_string())
-                    .with_hint(super::encoding::EncodingRefused::HINT)
-                    .into(),
-            );
+            return Err(PgError::fatal(SqlState::FeatureNotSupported, e.to_string())
+                .with_hint(super::encoding::EncodingRefused::HINT)
+                .into());
         }
     }
     let database_name = target.database.clone();
@@ -412,7 +420,22 @@ fn unreachable(e: crate::gateway::Unreachable) -> PgError {
         Unreachable::NoEnvironment { .. } => "The database name selects the environment (`env` or `env/database`); list the environments you may reach with `gatehouse envs`, and ask a Gatehouse administrator for access to others.".to_string(),
         Unreachable::Database { env, own, .. } => format!("Connect with dbname={env} (its database is \"{own}\"); an administrator can open more databases with the environment's `databases` setting."),
     };
-    PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()).with_hint(hint)
+    PgError::fatal(SqlState::InvalidAuthorization, e.to_string()).with_hint(hint)
+}
+
+/// Whether the client's startup parameters move `search_path` away from the role's default
+/// (directly or in `options`); the tables it reaches by bare name may then be in any schema.
+fn startup_sets_search_path(params: &BTreeMap<String, String>) -> bool {
+    params
+        .iter()
+        .any(|(k, v)| match k.to_ascii_lowercase().as_str() {
+            "search_path" => true,
+            // Unparseable options refused the connection already; unknown reads as "moved".
+            "options" => startup_options::parse(v).map_or(true, |settings| {
+                settings.iter().any(|s| s.name == "search_path")
+            }),
+            _ => false,
+        })
 }
 
 /// The approval hold for this connection: the configured window, or less if the client asked.
@@ -472,11 +495,11 @@ fn upstream_params(
 fn options_refused(e: startup_options::OptionsRefused) -> PgError {
     use startup_options::OptionsRefused as R;
     match e {
-        R::Forbidden(_) => PgError::fatal(sqlstate::INVALID_AUTHORIZATION, e.to_string()),
-        R::Encoding(_) => PgError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, e.to_string())
+        R::Forbidden(_) => PgError::fatal(SqlState::InvalidAuthorization, e.to_string()),
+        R::Encoding(_) => PgError::fatal(SqlState::FeatureNotSupported, e.to_string())
             .with_hint(super::encoding::EncodingRefused::HINT),
         R::NotASetting(_) | R::NoValue(_) => {
-            PgError::fatal(sqlstate::PROTOCOL_VIOLATION, e.to_string())
+            PgError::fatal(SqlState::ProtocolViolation, e.to_string())
         }
     }
 }
@@ -513,7 +536,7 @@ mod tests {
         let mut p = BTreeMap::new();
         p.insert("options".to_string(), r"-\c role=postgres".to_string());
         let e = upstream_params(&p, &alice(), None).unwrap_err();
-        assert_eq!(e.code, sqlstate::INVALID_AUTHORIZATION);
+        assert_eq!(e.code, SqlState::InvalidAuthorization);
         p.insert("options".to_string(), "-c search_path=app".to_string());
         let out = upstream_params(&p, &alice(), Some("reader x")).unwrap();
         assert!(out.contains(&(
@@ -522,7 +545,7 @@ mod tests {
         )));
         p.insert("client_encoding".to_string(), "SJIS".to_string());
         let e = upstream_params(&p, &alice(), None).unwrap_err();
-        assert_eq!(e.code, sqlstate::FEATURE_NOT_SUPPORTED);
+        assert_eq!(e.code, SqlState::FeatureNotSupported);
         assert!(e.message.contains("SJIS"), "{}", e.message);
     }
 }

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::{BufMut, BytesMut};
 
 use super::encoding::{ClientEncoding, InvalidText};
+use super::error::SqlState;
 use super::names::{self, Resolved};
 pub use super::wire::error_fields;
 use super::wire::{bind_result_formats, cstr_at, row_description};
@@ -26,6 +27,7 @@ use crate::gateway::Gateway;
 use crate::masking::lineage::{CopyFormat, CopyOut, StatementLineage};
 use crate::masking::plan::{type_kind, Field, Planner, ResultPlan, TypeKind};
 use crate::masking::{rewrite, Category};
+use crate::policy::Strings;
 
 /// A statement as the client prepared or sent it.
 pub use crate::sql::Statement as StmtInfo;
@@ -80,7 +82,7 @@ pub enum Unreadable {
 
 impl Unreadable {
     /// The SQLSTATE, message and hint of the refusal.
-    pub fn refusal(&self) -> (&'static str, String, &'static str) {
+    pub fn refusal(&self) -> (SqlState, String, &'static str) {
         let what = |portal: bool| {
             if portal {
                 "portal"
@@ -95,7 +97,7 @@ impl Unreadable {
                 "Send text that is valid in the session's client_encoding.",
             ),
             Unreadable::Ambiguous { portal, name } => (
-                "08P01",
+                SqlState::ProtocolViolation,
                 format!(
                     "the {} \"{name}\" was redefined by messages the database has not answered yet, so the gateway cannot tell which one would run",
                     what(*portal)
@@ -103,12 +105,16 @@ impl Unreadable {
                 "Wait for the answer to a Parse or Bind (ParseComplete/BindComplete) before using its name in a later Sync group.",
             ),
             Unreadable::Malformed => (
-                "08P01",
+                SqlState::ProtocolViolation,
                 "malformed message: its text has no terminating NUL byte".into(),
                 "This is a bug in the client or its driver.",
             ),
             Unreadable::Unknown { portal, name } => (
-                if *portal { "34000" } else { "26000" },
+                if *portal {
+                    SqlState::InvalidCursorName
+                } else {
+                    SqlState::InvalidSqlStatementName
+                },
                 format!(
                     "the gateway does not know the {} \"{name}\"",
                     what(*portal)
@@ -328,6 +334,24 @@ pub struct Tracker {
     /// Set when the server reports a `client_encoding` the gateway cannot read: the relay ends
     /// the session with this message.
     pub refused_encoding: Option<String>,
+    /// How the server reads backslashes in plain strings, from its ParameterStatus of
+    /// `standard_conforming_strings`; `None` until it has said.
+    pub strings: Option<Strings>,
+    /// The session may have moved its `search_path` (see [`Subject::search_path_changed`]):
+    /// set when a statement that sets it is decided, never cleared.
+    ///
+    /// [`Subject::search_path_changed`]: crate::policy::Subject::search_path_changed
+    pub search_path_changed: bool,
+}
+
+/// `standard_conforming_strings` as the server reports it (`on`/`off`); anything else is
+/// unknown, and both readings are then checked.
+pub fn strings_reading(value: &[u8]) -> Option<Strings> {
+    match value {
+        b"on" => Some(Strings::Standard),
+        b"off" => Some(Strings::Backslash),
+        _ => None,
+    }
 }
 
 /// Reads a NUL-terminated UTF-8 string at `*pos`, advancing past it.
@@ -340,6 +364,21 @@ const UNKNOWN: &str = "<unknown prepared statement>";
 impl Tracker {
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// The reading of backslashes the next statement gets, when the gateway knows it: the
+    /// server's last report, provided nothing that runs is still in flight (a statement sent
+    /// before this one may change it, and its ParameterStatus has not arrived yet).
+    pub fn reading(&self) -> Option<Strings> {
+        let running = self
+            .pending
+            .iter()
+            .any(|e| matches!(e, Expect::Query(_) | Expect::Execute(_)));
+        if running {
+            None
+        } else {
+            self.strings
+        }
     }
 
     // ----- client side -----
@@ -680,14 +719,18 @@ impl Tracker {
             b'2' => self.pop_simple(|e| matches!(e, Expect::Bind { .. })),
             b'3' => self.pop_simple(|e| matches!(e, Expect::Close { .. })),
             b'S' => {
-                if let Some((b"client_encoding", value)) =
-                    frame.and_then(super::wire::parameter_status)
-                {
-                    let value = String::from_utf8_lossy(value);
-                    match ClientEncoding::from_name(&value) {
-                        Ok(e) => self.encoding = e,
-                        Err(e) => self.refused_encoding = Some(e.to_string()),
+                match frame.and_then(super::wire::parameter_status) {
+                    Some((b"client_encoding", value)) => {
+                        let value = String::from_utf8_lossy(value);
+                        match ClientEncoding::from_name(&value) {
+                            Ok(e) => self.encoding = e,
+                            Err(e) => self.refused_encoding = Some(e.to_string()),
+                        }
                     }
+                    Some((b"standard_conforming_strings", value)) => {
+                        self.strings = strings_reading(value);
+                    }
+                    _ => {}
                 }
                 Verdict::Forward
             }
@@ -744,10 +787,7 @@ impl Tracker {
             }
             b'H' => {
                 if let (Some(m), Some(f)) = (self.masking.clone(), frame) {
-                    let ncols = f
-                        .get(6..8)
-                        .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-                        .unwrap_or(0);
+                    let ncols = super::wire::copy_out_width(f).unwrap_or(0);
                     let (info, index) = match self.pending.front() {
                         Some(Expect::Query(e)) => (Some(e.info.clone()), self.query_index),
                         Some(Expect::Execute(e)) => (Some(e.info.clone()), 0),
@@ -946,10 +986,7 @@ impl Tracker {
             },
             None => (None, Vec::new()),
         };
-        let ncols = row
-            .and_then(|f| f.get(5..7))
-            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
-            .unwrap_or(0);
+        let ncols = row.and_then(super::wire::data_row_width).unwrap_or(0);
         self.plan_result(info, 0, fields.as_deref(), &formats, Some(ncols))
     }
 
@@ -1117,19 +1154,17 @@ impl Tracker {
         if refused {
             // The refusal ran as the gateway's own DO block; its PL/pgSQL context is noise.
             let mut out = BytesMut::with_capacity(frame.len());
-            out.put_u8(b'E');
-            out.put_u32(0);
-            for (k, v) in fields
-                .iter()
-                .filter(|(k, _)| !matches!(k, b'W' | b'F' | b'L' | b'R'))
-            {
-                out.put_u8(*k);
-                out.put_slice(v.as_bytes());
-                out.put_u8(0);
-            }
-            out.put_u8(0);
-            let len = (out.len() - 1) as u32;
-            out[1..5].copy_from_slice(&len.to_be_bytes());
+            super::codec::put_message(&mut out, b'E', |o| {
+                for (k, v) in fields
+                    .iter()
+                    .filter(|(k, _)| !matches!(k, b'W' | b'F' | b'L' | b'R'))
+                {
+                    o.put_u8(*k);
+                    o.put_slice(v.as_bytes());
+                    o.put_u8(0);
+                }
+                o.put_u8(0);
+            });
             return Verdict::Replace(out);
         }
         Verdict::Forward
@@ -1140,6 +1175,8 @@ impl Tracker {
 /// client gets a real ErrorResponse and the transaction state stays in step with the upstream.
 pub mod refusal {
     use bytes::{BufMut, BytesMut};
+
+    use crate::pg::codec::put_message;
 
     pub const NAME: &str = "gatehouse_refusal";
 
@@ -1173,15 +1210,6 @@ pub mod refusal {
         )
     }
 
-    fn msg(out: &mut BytesMut, tag: u8, body: impl FnOnce(&mut BytesMut)) {
-        let start = out.len();
-        out.put_u8(tag);
-        out.put_u32(0);
-        body(out);
-        let len = (out.len() - start - 1) as u32;
-        out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
-    }
-
     fn cstring(out: &mut BytesMut, s: &str) {
         out.put_slice(s.as_bytes());
         out.put_u8(0);
@@ -1190,7 +1218,7 @@ pub mod refusal {
     /// A simple Query that fails with the refusal.
     pub fn query(code: &str, message: &str, hint: &str) -> BytesMut {
         let mut out = BytesMut::new();
-        msg(&mut out, b'Q', |o| cstring(o, &sql(code, message, hint)));
+        put_message(&mut out, b'Q', |o| cstring(o, &sql(code, message, hint)));
         out
     }
 
@@ -1198,23 +1226,23 @@ pub mod refusal {
     /// statement keeps the client's unnamed one intact.
     pub fn execute(code: &str, message: &str, hint: &str) -> BytesMut {
         let mut out = BytesMut::new();
-        msg(&mut out, b'C', |o| {
+        put_message(&mut out, b'C', |o| {
             o.put_u8(b'S');
             cstring(o, NAME);
         });
-        msg(&mut out, b'P', |o| {
+        put_message(&mut out, b'P', |o| {
             cstring(o, NAME);
             cstring(o, &sql(code, message, hint));
             o.put_u16(0);
         });
-        msg(&mut out, b'B', |o| {
+        put_message(&mut out, b'B', |o| {
             cstring(o, NAME);
             cstring(o, NAME);
             o.put_u16(0);
             o.put_u16(0);
             o.put_u16(0);
         });
-        msg(&mut out, b'E', |o| {
+        put_message(&mut out, b'E', |o| {
             cstring(o, NAME);
             o.put_u32(0);
         });
@@ -1237,12 +1265,7 @@ mod tests {
 
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut v = vec![tag];
-        v.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        v.extend_from_slice(body);
-        v
-    }
+    use crate::pg::codec::frame;
 
     fn complete(t: &mut Tracker, tag: &str) {
         let mut b = tag.as_bytes().to_vec();

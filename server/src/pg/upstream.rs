@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::codec::{self, ReadError};
-use super::error::{sqlstate, PgError};
+use super::error::{PgError, SqlState};
 use super::stream::PgStream;
 use super::tls::{self, SslMode};
 
@@ -188,24 +188,24 @@ impl UpstreamError {
         match self {
             UpstreamError::Rejected { code, message } if !code.starts_with("28") => {
                 // e.g. 3D000 (database does not exist), 53300 (too many connections), 57P03.
-                let mut e = PgError::fatal(sqlstate::UNABLE_TO_CONNECT, format!("environment \"{env}\": {message}"));
+                let mut e = PgError::fatal(SqlState::UnableToConnect, format!("environment \"{env}\": {message}"));
                 e.detail = Some(format!("upstream SQLSTATE {code}"));
                 e
             }
             UpstreamError::Rejected { .. } | UpstreamError::NoPassword | UpstreamError::Auth(_) | UpstreamError::UnsupportedAuth(_) => {
                 PgError::fatal(
-                    sqlstate::REJECTED_CONNECTION,
+                    SqlState::RejectedConnection,
                     format!("the database of environment \"{env}\" rejected the gateway's credentials"),
                 )
                 .with_hint("This is a gateway configuration problem; ask a Gatehouse administrator to check the environment's upstream credentials.")
             }
             UpstreamError::Unreachable { .. } | UpstreamError::Timeout(_) => PgError::fatal(
-                sqlstate::UNABLE_TO_CONNECT,
+                SqlState::UnableToConnect,
                 format!("the database of environment \"{env}\" is unreachable"),
             )
             .with_hint("The upstream may be down or restarting; try again shortly."),
             UpstreamError::TlsRefused | UpstreamError::Tls(_) | UpstreamError::Protocol(_) => PgError::fatal(
-                sqlstate::UNABLE_TO_CONNECT,
+                SqlState::UnableToConnect,
                 format!("could not establish a connection to the database of environment \"{env}\": {self}"),
             ),
         }
@@ -219,6 +219,8 @@ pub struct Upstream {
     pub startup_frames: BytesMut,
     /// The `client_encoding` the upstream reported at startup.
     pub client_encoding: Option<String>,
+    /// The `standard_conforming_strings` the upstream reported at startup.
+    pub standard_conforming_strings: Option<Vec<u8>>,
     pub pid: i32,
     pub secret: i32,
     /// Transaction status from the upstream's first ReadyForQuery.
@@ -317,6 +319,7 @@ async fn connect_inner(
     let mut buf = BytesMut::with_capacity(8192);
     let mut startup_frames = BytesMut::new();
     let mut client_encoding = None;
+    let mut standard_conforming_strings = None;
     let mut scram: Option<ScramSha256> = None;
     let mut key = (0, 0);
     loop {
@@ -413,8 +416,14 @@ async fn connect_inner(
                 }
             }
             b'S' | b'N' => {
-                if let Some((b"client_encoding", value)) = super::wire::parameter_status(&frame) {
-                    client_encoding = Some(String::from_utf8_lossy(value).into_owned());
+                match super::wire::parameter_status(&frame) {
+                    Some((b"client_encoding", value)) => {
+                        client_encoding = Some(String::from_utf8_lossy(value).into_owned());
+                    }
+                    Some((b"standard_conforming_strings", value)) => {
+                        standard_conforming_strings = Some(value.to_vec());
+                    }
+                    _ => {}
                 }
                 startup_frames.put_slice(&frame)
             }
@@ -424,6 +433,7 @@ async fn connect_inner(
                     stream,
                     startup_frames,
                     client_encoding,
+                    standard_conforming_strings,
                     pid: key.0,
                     secret: key.1,
                     ready_status,

@@ -5,8 +5,7 @@
 //! the network. Text fields are returned as bytes; how they are decoded is the caller's choice
 //! (statement text in the session's encoding, `encoding.rs`; names for display, lossily).
 //!
-//! Architecture invariant: pure; no I/O. Frames are written elsewhere (`codec.rs` for the
-//! gateway's own messages, `tracker::refusal` for the refusal statements).
+//! Architecture invariant: pure; no I/O. Frames are written by `codec.rs` alone.
 
 use crate::masking::plan::Field;
 
@@ -73,6 +72,34 @@ impl<'a> Reader<'a> {
     pub fn count(&mut self) -> Option<usize> {
         usize::try_from(self.i16()?).ok()
     }
+}
+
+/// A DataRow's values in column order (`None` for NULL); `None` when the frame is malformed
+/// (a length past its end, a negative count).
+pub fn data_row(frame: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let mut r = Reader::body(frame);
+    let n = r.count()?;
+    let mut values = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = r.i32()?;
+        values.push(match usize::try_from(len) {
+            Ok(len) => Some(r.bytes(len)?),
+            Err(_) => None,
+        });
+    }
+    Some(values)
+}
+
+/// How many columns a DataRow carries (its first field), without reading them.
+pub fn data_row_width(frame: &[u8]) -> Option<usize> {
+    Reader::body(frame).count()
+}
+
+/// How many columns a CopyOutResponse announces (after its overall format byte).
+pub fn copy_out_width(frame: &[u8]) -> Option<usize> {
+    let mut r = Reader::body(frame);
+    r.u8()?;
+    r.count()
 }
 
 /// The bytes of the NUL-terminated string at `*pos`, advancing past it.
@@ -146,12 +173,7 @@ pub fn bind_result_formats(frame: &[u8], pos: usize) -> Option<Vec<i16>> {
 mod tests {
     use super::*;
 
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut f = vec![tag];
-        f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        f.extend_from_slice(body);
-        f
-    }
+    use crate::pg::codec::frame;
 
     #[test]
     fn truncated_frames_read_as_none_not_panics() {
@@ -161,6 +183,26 @@ mod tests {
         assert_eq!(bind_result_formats(&frame(b'B', &[0, 5]), 5), None);
         let mut r = Reader::body(&f);
         assert!(r.bytes(usize::MAX).is_none());
+        // A value length past the end of the DataRow.
+        assert_eq!(data_row(&frame(b'D', &[0, 1, 0, 0, 0, 9, b'x'])), None);
+        assert_eq!(data_row(&frame(b'D', &[255, 255])), None);
+    }
+
+    #[test]
+    fn data_rows_read_values_and_nulls() {
+        let f = frame(
+            b'D',
+            &[0, 3, 0, 0, 0, 2, b'h', b'i', 255, 255, 255, 255, 0, 0, 0, 0],
+        );
+        assert_eq!(
+            data_row(&f),
+            Some(vec![Some(&b"hi"[..]), None, Some(&b""[..])])
+        );
+        assert_eq!(data_row_width(&f), Some(3));
+        assert_eq!(
+            copy_out_width(&frame(b'H', &[0, 0, 2, 0, 0, 0, 0])),
+            Some(2)
+        );
     }
 
     #[test]
@@ -199,6 +241,8 @@ mod tests {
             let _ = error_fields(&f);
             let _ = row_description(&f);
             let _ = parameter_status(&f);
+            let _ = data_row(&f);
+            let _ = copy_out_width(&f);
             for pos in 0..f.len() + 2 {
                 let _ = bind_result_formats(&f, pos);
                 let mut p = pos;

@@ -1532,7 +1532,10 @@ impl<'c> Walker<'c> {
                     self.c.kind(K::Role, "RESET ROLE");
                     self.c.role_change = true;
                 }
-                _ => self.c.kind(K::Set, "RESET"),
+                Reset::ConfigurationParameter(ref n) => {
+                    self.c.kind(K::Set, "RESET");
+                    push_unique(&mut self.c.settings, object_name(n).to_lowercase());
+                }
             },
             Statement::Discard { object_type } => {
                 if matches!(object_type, DiscardObject::ALL) {

@@ -60,6 +60,16 @@ impl Action {
     }
 }
 
+/// Whether `c` may change how the server reads backslashes in later statements.
+fn changes_string_reading(c: &Classification) -> bool {
+    c.role_change
+        || c.each.iter().any(|p| p.role_change)
+        || c.settings
+            .iter()
+            .chain(c.each.iter().flat_map(|p| p.settings.iter()))
+            .any(|s| s == "standard_conforming_strings" || s == "backslash_quote")
+}
+
 /// Who runs a statement, and where.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -67,6 +77,9 @@ pub struct Subject<'a> {
     pub environment: &'a str,
     pub tier: Tier,
     pub tags: &'a [String],
+    /// The session may have moved its `search_path` (a SET in an earlier message, the startup
+    /// options): an unqualified table name may then be in any schema.
+    pub search_path_changed: bool,
 }
 
 /// The outcome of [`Policy::decide`].
@@ -290,20 +303,26 @@ impl Policy {
     /// (followed from ParameterStatus): only that reading of a backslash string counts. The
     /// reading only matters for text with a backslash in a plain string, which is rare and is
     /// then classified on its own, uncached; everything else takes the cached path.
+    ///
+    /// A string that may itself change the setting (SET or RESET of it, `set_config` with a
+    /// name the gateway cannot read, RESET ALL…) keeps both readings: which one its later
+    /// statements get is the server's business, so the strictest decides.
     pub fn decide_statement_as(
         &self,
         subject: &Subject<'_>,
         stmt: &crate::sql::Statement,
         strings: Option<Strings>,
     ) -> Decision {
-        match strings {
-            Some(strings) if stmt.backslash_string => self.decide_classified(
-                subject,
-                Arc::new(classify::classify_as(&stmt.sql, strings)),
-                Utc::now,
-            ),
-            _ => self.decide_statement(subject, stmt),
-        }
+        let Some(strings) = strings.filter(|_| stmt.backslash_string) else {
+            return self.decide_statement(subject, stmt);
+        };
+        let both = self.cache.classify_keyed(&stmt.sql, &stmt.shape_key);
+        let c = if changes_string_reading(&both) {
+            both
+        } else {
+            Arc::new(classify::classify_as(&stmt.sql, strings))
+        };
+        self.decide_classified(subject, c, Utc::now)
     }
 
     /// [`Policy::decide`] at a given time (for time-window rules; tests and dry runs).
@@ -398,7 +417,7 @@ impl Policy {
     ) -> (Action, String, String) {
         for (rule, _) in &set.all {
             if rule.matches(c, subject, now) {
-                return (rule.action, rule.id.clone(), rule.reason(c));
+                return (rule.action, rule.id.clone(), rule.reason(c, subject));
             }
         }
         let d = Decision::allow();

@@ -262,7 +262,7 @@ impl Rule {
             && (self.groups.is_empty() || s.identity.in_any_group(&self.groups))
             && (self.kinds.is_empty() || self.kinds.iter().any(|k| c.kinds.contains(k)))
             && (self.flags.is_empty() || self.flags.iter().any(|f| f.holds(c)))
-            && (self.tables.is_empty() || self.matched_table(c).is_some())
+            && (self.tables.is_empty() || self.matched_table(c, s).is_some())
             && self.in_window(now)
     }
 
@@ -287,8 +287,9 @@ impl Rule {
         }
     }
 
-    fn matched_table<'c>(&self, c: &'c Classification) -> Option<&'c str> {
-        let search_path_set = c.settings.iter().any(|s| s == "search_path");
+    fn matched_table<'c>(&self, c: &'c Classification, subject: &Subject<'_>) -> Option<&'c str> {
+        let search_path_set =
+            subject.search_path_changed || c.settings.iter().any(|s| s == "search_path");
         c.tables_written
             .iter()
             .chain(c.tables_read.iter())
@@ -302,14 +303,14 @@ impl Rule {
 
     /// Why this rule matched `c`, in words a person can act on:
     /// `rule prod-no-drop: DROP TABLE — destructive statements are not allowed in production`.
-    pub fn reason(&self, c: &Classification) -> String {
+    pub fn reason(&self, c: &Classification, subject: &Subject<'_>) -> String {
         let mut facts: Vec<String> = Vec::new();
         if let Some(f) = self.flags.iter().find(|f| f.holds(c)) {
             facts.push(f.describe(c));
         } else if !self.kinds.is_empty() || self.tables.is_empty() {
             facts.push(c.commands());
         }
-        if let Some(t) = self.matched_table(c) {
+        if let Some(t) = self.matched_table(c, subject) {
             facts.push(format!("on {t}"));
         }
         let facts = facts.join(" ");
@@ -337,13 +338,14 @@ impl Rule {
 /// - A pattern without a schema (`users`, `audit_*`) matches the table in any schema.
 /// - A pattern with a schema matches a qualified name only in that schema (`payroll.*` does
 ///   not match `public.x`). An unqualified name has no schema in the text: `search_path`
-///   decides, and the classifier does not know the session's. It matches a pattern naming a
-///   table (`payroll.salaries` matches `salaries`: `SET search_path = payroll` must not dodge
-///   the rule); a schema wildcard only when its schema is `public` (where the default
-///   `search_path` resolves) or the same string sets `search_path`. So `payroll.*` does not
-///   hold every unqualified query, at the price that a session which set `search_path` in an
-///   earlier message can reach `payroll` tables by their bare names — name them in the rule
-///   (`payroll.salaries`) when that matters.
+///   decides. It matches a pattern naming a table (`payroll.salaries` matches `salaries`);
+///   a schema wildcard when its schema is `public` (where the default `search_path`
+///   resolves) or when the session may have moved its `search_path` — in the same string, in
+///   an earlier message, in the startup options, or through code the gateway has not vetted
+///   (the relay follows that, see `Subject::search_path_changed`). So `payroll.*` does not
+///   hold every unqualified query of a session that never left the default. A `search_path`
+///   set as the upstream role's or database's default is the administrator's own choice and
+///   is not seen: name such schemas' tables in the rule.
 ///
 /// A `*` in a part matches any suffix (`audit_*`, `payroll.*`, `*.salaries`).
 fn table_matches(pattern: &str, table: &str, search_path_set: bool) -> bool {
@@ -381,8 +383,11 @@ fn table_matches(pattern: &str, table: &str, search_path_set: bool) -> bool {
     }
 }
 
-/// The built-in rules, after every configured and API rule. Production only, except that
-/// nothing here is weaker elsewhere: other tiers get no built-in rules at all.
+/// The built-in rules, after every configured and API rule. Switching role, changing the
+/// server's configuration and reaching its files or programs are denied in every tier: each
+/// escapes the gateway itself (the grant's role, the audit, masking), which no tier makes
+/// harmless. The rest apply to production only. A configured rule before them may still allow
+/// any of it where an administrator decides so.
 pub fn builtin() -> Vec<Rule> {
     let prod = |id: &str, action: Action, description: &str| Rule {
         id: id.into(),
@@ -398,6 +403,10 @@ pub fn builtin() -> Vec<Rule> {
         groups: vec![],
         hours: None,
         weekdays: vec![],
+    };
+    let everywhere = |id: &str, action: Action, description: &str| Rule {
+        tiers: vec![],
+        ..prod(id, action, description)
     };
     vec![
         Rule {
@@ -418,26 +427,26 @@ pub fn builtin() -> Vec<Rule> {
         },
         Rule {
             flags: vec![Flag::RoleChange],
-            ..prod(
-                "prod-no-role-change",
+            ..everywhere(
+                "no-role-change",
                 Action::Deny,
-                "creating, changing or switching roles is not allowed in production environments; the gateway chooses the database role from your grant",
+                "creating, changing or switching roles is not allowed through the gateway; it chooses the database role from your grant",
             )
         },
         Rule {
             flags: vec![Flag::AlterSystem, Flag::PersistentSetting],
-            ..prod(
-                "prod-no-alter-system",
+            ..everywhere(
+                "no-alter-system",
                 Action::Deny,
-                "ALTER SYSTEM and ALTER DATABASE … SET change the server's configuration and are not allowed in production environments",
+                "ALTER SYSTEM and ALTER DATABASE … SET change the server's configuration and are not allowed through the gateway",
             )
         },
         Rule {
             flags: vec![Flag::ServerFileAccess, Flag::ProgramAccess],
-            ..prod(
-                "prod-no-server-access",
+            ..everywhere(
+                "no-server-access",
                 Action::Deny,
-                "reading or writing the database server's files or running programs on it is not allowed in production environments; use COPY … FROM STDIN / TO STDOUT (psql's \\copy) instead",
+                "reading or writing the database server's files or running programs on it is not allowed through the gateway; use COPY … FROM STDIN / TO STDOUT (psql's \\copy) instead",
             )
         },
         Rule {
@@ -513,6 +522,7 @@ mod tests {
             environment: "prod",
             tier,
             tags,
+            search_path_changed: false,
         }
     }
 
@@ -570,7 +580,7 @@ mod tests {
             &mut now
         ));
         assert_eq!(
-            r.reason(&classify("TRUNCATE audit_2024")),
+            r.reason(&classify("TRUNCATE audit_2024"), &s),
             "rule no-truncate-audit: TRUNCATE on audit_2024 — not allowed"
         );
     }

@@ -24,6 +24,7 @@ fn subject<'a>(id: &'a Identity, tier: Tier) -> Subject<'a> {
         environment: "prod",
         tier,
         tags: &[],
+        search_path_changed: false,
     }
 }
 

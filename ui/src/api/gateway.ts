@@ -14,7 +14,7 @@ export interface paths {
             cookie?: never;
         };
         /** Approvals the caller may see. */
-        get: operations["get_api_v1_approvals"];
+        get: operations["list_approvals"];
         put?: never;
         post?: never;
         delete?: never;
@@ -31,7 +31,7 @@ export interface paths {
             cookie?: never;
         };
         /** One approval. */
-        get: operations["get"];
+        get: operations["get_approval"];
         put?: never;
         post?: never;
         delete?: never;
@@ -82,7 +82,7 @@ export interface paths {
             cookie?: never;
         };
         /** Search the audit trail (administrators). */
-        get: operations["get_api_v1_audit"];
+        get: operations["list_audit"];
         put?: never;
         post?: never;
         delete?: never;
@@ -197,7 +197,7 @@ export interface paths {
             cookie?: never;
         };
         /** Open connections: all of them for administrators, one's own for everyone else. */
-        get: operations["get_api_v1_connections"];
+        get: operations["list_connections"];
         put?: never;
         post?: never;
         delete?: never;
@@ -409,7 +409,7 @@ export interface paths {
          * List groups and their members, from the config and the API (admin). Groups an IdP sends in
          *     its claim are not listed: the gateway learns them only when their members log in.
          */
-        get: operations["get_api_v1_groups"];
+        get: operations["list_groups"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1339,7 +1339,7 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
-    get_api_v1_approvals: {
+    list_approvals: {
         parameters: {
             query?: {
                 /** @description `pending`, `approved`, `used`, `denied`, or `all` (default). */
@@ -1371,7 +1371,7 @@ export interface operations {
             };
         };
     };
-    get: {
+    get_approval: {
         parameters: {
             query?: never;
             header?: never;
@@ -1482,7 +1482,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_audit: {
+    list_audit: {
         parameters: {
             query?: {
                 /** @description Free text, matched anywhere in a record (statement text, identity, error…). */
@@ -1721,7 +1721,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_connections: {
+    list_connections: {
         parameters: {
             query?: never;
             header?: never;
@@ -2302,7 +2302,7 @@ export interface operations {
             };
         };
     };
-    get_api_v1_groups: {
+    list_groups: {
         parameters: {
             query?: never;
             header?: never;

