@@ -881,3 +881,47 @@ async fn random_values_stay_valid_for_their_types() {
         }
     }
 }
+
+/// Issue 18, side channels: a custom setting filled from personal data and read back
+/// (`current_setting`, `SHOW`) is of unknown origin, so it is masked whole; the settings
+/// drivers read (`server_version`, `search_path`…) stay as they are.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_settings_read_back_are_masked() {
+    let f = Fixture::start().await;
+    let cs = customers();
+    let secrets = secrets(&cs);
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
+                create_customers(&cs)
+            ),
+        )
+        .await;
+    let mut c = raw_agent(&f).await;
+    let msgs = query_all(
+        &mut c,
+        "SELECT set_config('my.who', (SELECT string_agg(display, ',') FROM customers), false)",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    assert_no_leak("set_config", &msgs, &secrets);
+    for sql in [
+        "SELECT current_setting('my.who')",
+        "SELECT upper(current_setting('my.who', true)) AS x",
+        "SHOW my.who",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_eq!(rows(&msgs).len(), 1, "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+    for (sql, expected) in [
+        ("SHOW search_path", "\"$user\", public"),
+        ("SELECT current_setting('DateStyle')", "ISO, MDY"),
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(rows(&msgs)[0][0].as_deref(), Some(expected), "{sql}");
+    }
+}

@@ -152,6 +152,30 @@ const HASH_FUNCTIONS: &[&str] = &[
 /// Marks a source read only through a hash function (NUL cannot occur in an identifier).
 const HASHED: &str = "\u{0}hash\u{0}";
 
+/// The source of a custom setting read back (`current_setting('my.x')`, `SHOW my.x`): a
+/// session may have filled it from anything (`set_config('my.x', (SELECT full_name …))`),
+/// so what it returns is of unknown origin.
+pub const CUSTOM_SETTING: &str = "\u{0}setting\u{0}";
+
+/// Whether a `current_setting(…)` call may read a custom setting: its name is not a literal
+/// naming one of PostgreSQL's own (those have no dot: `search_path`, `DateStyle`).
+fn reads_custom_setting(e: &Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    if last_part(&f.name) != "current_setting" {
+        return false;
+    }
+    let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
+        return true;
+    };
+    match list.args.first().map(|a| a.to_string()) {
+        // A quoted literal without a dot names one of PostgreSQL's own settings.
+        Some(name) => !name.starts_with('\'') || name.contains('.'),
+        None => true,
+    }
+}
+
 /// A source name as read inside a hash function.
 pub fn hashed(name: &str) -> String {
     format!("{HASHED}{name}")
@@ -489,6 +513,23 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
             let mut l = finish(outs, scope, None);
             l.declares = name;
             return l;
+        }
+        // SHOW of a custom setting (or of all of them): see `CUSTOM_SETTING`.
+        Statement::ShowVariable { variable } => {
+            let name: Vec<String> = variable.iter().map(ident).collect();
+            let outputs = match name.as_slice() {
+                [all] if all == "all" => 3,
+                _ if name.len() > 1 || name.iter().any(|n| n.contains('.')) => 1,
+                _ => return StatementLineage::default(),
+            };
+            let custom = Output::Expr {
+                sources: [CUSTOM_SETTING.to_string()].into(),
+                whole_row: false,
+            };
+            return StatementLineage {
+                outputs: Some(vec![custom; outputs]),
+                ..StatementLineage::default()
+            };
         }
         Statement::Fetch { name, .. } => {
             return StatementLineage {
@@ -934,6 +975,9 @@ impl Visitor for Refs {
         if is_hash(e) {
             self.hash_depth += 1;
         }
+        if self.cut_depth == 0 && reads_custom_setting(e) {
+            self.names.insert(CUSTOM_SETTING.to_string());
+        }
         if self.cut_depth == 0 {
             let in_hash = self.hash_depth > 0;
             let mark = |n: String| if in_hash { hashed(&n) } else { n };
@@ -1109,6 +1153,23 @@ mod tests {
             analyse("SELECT id, p.email AS e, upper(x) FROM people p").statements[0].bare,
             vec![Some("id".into()), Some("email".into()), None]
         );
+    }
+
+    #[test]
+    fn custom_settings_read_back_have_no_known_origin() {
+        let custom = CUSTOM_SETTING.to_string();
+        assert_eq!(
+            srcs("SELECT current_setting('my.who')")[0],
+            vec![custom.clone()]
+        );
+        assert_eq!(
+            srcs("SELECT current_setting(x) FROM t")[0],
+            vec![custom.clone(), "x".into()]
+        );
+        assert!(srcs("SELECT current_setting('search_path')")[0].is_empty());
+        assert_eq!(srcs("SHOW my.who")[0], vec![custom.clone()]);
+        assert_eq!(srcs("SHOW ALL").len(), 3);
+        assert!(analyse("SHOW search_path").statements[0].outputs.is_none());
     }
 
     #[test]

@@ -361,12 +361,17 @@ impl Masking {
         // Split differently under standard_conforming_strings = off: key by the text. COPY's
         // options are literals (`DELIMITER ';'`) the shape key leaves out, yet they decide how
         // its rows are read: a plan made for one delimiter must never serve another.
-        let key: std::borrow::Cow<'_, str> =
-            if stmt.backslash_string || stmt.kinds.iter().any(|k| k == "COPY") {
-                format!("\u{0}text\u{0}{sql}").into()
-            } else {
-                stmt.shape_key.as_str().into()
-            };
+        // So is the name `current_setting` reads (a custom setting or one of PostgreSQL's own).
+        let literal_matters = stmt.kinds.iter().any(|k| k == "COPY")
+            || sql
+                .as_bytes()
+                .windows(15)
+                .any(|w| w.eq_ignore_ascii_case(b"current_setting"));
+        let key: std::borrow::Cow<'_, str> = if stmt.backslash_string || literal_matters {
+            format!("\u{0}text\u{0}{sql}").into()
+        } else {
+            stmt.shape_key.as_str().into()
+        };
         if key.len() <= MAX_CACHED_KEY {
             let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(l) = c.get(key.as_ref()) {

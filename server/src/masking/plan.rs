@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::catalog::Catalog;
 use super::detect::Category;
-use super::lineage::{unhashed, CopyFormat, Output, StatementLineage};
+use super::lineage::{unhashed, CopyFormat, Output, StatementLineage, CUSTOM_SETTING};
 use super::names::category_for_name;
 
 /// A field of a RowDescription.
@@ -457,7 +457,11 @@ impl Planner<'_> {
         };
         // Names are matched by name, not scope: with a relation the catalog does not know in
         // the statement, any output may come from it, whatever its known sources say.
-        if self.names_unknown_relation() {
+        if self.names_unknown_relation()
+            || sources
+                .iter()
+                .any(|s| s == CUSTOM_SETTING || unhashed(s) == Some(CUSTOM_SETTING))
+        {
             return Known::Unverified;
         }
         // Sources read only through a hash function are judged apart (see `low_entropy`).
