@@ -46,10 +46,13 @@ const CATALOG_RETRY: Duration = Duration::from_secs(30);
 const LINEAGE_CACHE: usize = 4096;
 const MAX_CACHED_KEY: usize = 16 * 1024;
 
-/// After a result named a relation the catalog does not know, how long before such a result
-/// may start another read: a temporary table is never in the catalog, and a session reading
-/// one in a loop must not read the whole catalog each time.
-pub const UNKNOWN_RELATION_READ_INTERVAL: Duration = Duration::from_secs(30);
+/// A relation the catalog does not know starts a read, unless a read in this long already
+/// looked for it: a temporary table is never in the catalog, and a session reading one in a
+/// loop must not read the whole catalog each time.
+pub const UNKNOWN_RELATION_RETRY: Duration = Duration::from_secs(60);
+/// And never more than one such read this often, whatever relations are named.
+pub const UNKNOWN_RELATION_READ_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_TRIED: usize = 4096;
 
 #[derive(Default)]
 struct Slot {
@@ -66,15 +69,17 @@ struct Slot {
     again: bool,
     /// When a result naming an unknown relation last started a read.
     unknown_read: Option<Instant>,
+    /// Unknown relations (`oid:…`, `name:…`) reads were started for, and when.
+    tried: HashMap<String, Instant>,
 }
 
 /// Why a session asks for the catalog to be read again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReadReason {
+pub enum ReadReason<'a> {
     /// A schema change went through the gateway (and its transaction ended).
     SchemaChange,
-    /// A result named a relation (or a column) the catalog does not know.
-    UnknownRelation,
+    /// A result named these relations (or columns of them) the catalog does not know.
+    UnknownRelation(&'a BTreeSet<String>),
 }
 
 /// The masking state shared by every session.
@@ -246,14 +251,23 @@ impl Masking {
             }
             return false;
         }
-        if why == ReadReason::UnknownRelation {
-            if slot
-                .unknown_read
-                .is_some_and(|t| t.elapsed() < UNKNOWN_RELATION_READ_INTERVAL)
+        if let ReadReason::UnknownRelation(unknown) = why {
+            slot.tried
+                .retain(|_, at| at.elapsed() < UNKNOWN_RELATION_RETRY);
+            let new = unknown.iter().any(|u| !slot.tried.contains_key(u));
+            if !new
+                || slot
+                    .unknown_read
+                    .is_some_and(|t| t.elapsed() < UNKNOWN_RELATION_READ_INTERVAL)
             {
                 return false;
             }
-            slot.unknown_read = Some(Instant::now());
+            if slot.tried.len() + unknown.len() > MAX_TRIED {
+                slot.tried.clear();
+            }
+            let now = Instant::now();
+            slot.tried.extend(unknown.iter().map(|u| (u.clone(), now)));
+            slot.unknown_read = Some(now);
         }
         slot.loading = true;
         slot.again = false;
@@ -426,7 +440,8 @@ mod tests {
         );
         let touch = Touch::Tables(["customers".to_string()].into());
         // A read starts, then the change: the read's result may predate it.
-        assert!(m.want_read("app", "db", ReadReason::UnknownRelation));
+        let unknown: BTreeSet<String> = ["name:x".to_string()].into();
+        assert!(m.want_read("app", "db", ReadReason::UnknownRelation(&unknown)));
         m.invalidate("app", "db", &touch);
         let c = m.catalog("app", "db").expect("catalog");
         assert!(!c.knows_name("customers") && c.knows_name("orders"));
@@ -458,16 +473,24 @@ mod tests {
     fn unknown_relations_do_not_read_the_catalog_in_a_loop() {
         let m = masking();
         m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
-        assert!(m.want_read("app", "db", ReadReason::UnknownRelation));
+        let temp: BTreeSet<String> = ["oid:900000".to_string()].into();
+        let fresh: BTreeSet<String> = ["oid:900001".to_string()].into();
+        assert!(m.want_read("app", "db", ReadReason::UnknownRelation(&temp)));
         assert!(
-            !m.want_read("app", "db", ReadReason::UnknownRelation),
+            !m.want_read("app", "db", ReadReason::UnknownRelation(&fresh)),
             "one at a time"
         );
         m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
         assert!(
-            !m.want_read("app", "db", ReadReason::UnknownRelation),
-            "a temporary table is never in the catalog: not again so soon"
+            !m.want_read("app", "db", ReadReason::UnknownRelation(&temp)),
+            "a temporary table is never in the catalog: not looked for again so soon"
         );
+        std::thread::sleep(UNKNOWN_RELATION_READ_INTERVAL);
+        assert!(
+            m.want_read("app", "db", ReadReason::UnknownRelation(&fresh)),
+            "a relation no read has looked for yet is"
+        );
+        m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
         assert!(m.want_read("app", "db", ReadReason::SchemaChange));
     }
 }

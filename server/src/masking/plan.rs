@@ -111,6 +111,9 @@ pub struct ResultPlan {
     /// The result named a relation or column the catalog does not know: the catalog should be
     /// read again (its rows are masked whole meanwhile).
     pub stale: bool,
+    /// What was unknown (`oid:…`, `name:…`): a read is started for what no recent read has
+    /// looked for already.
+    pub unknown: BTreeSet<String>,
 }
 
 /// PostgreSQL's first OID for objects made after initdb: a relation below it is PostgreSQL's
@@ -224,6 +227,7 @@ impl Planner<'_> {
                         || self.catalog.knows_oid(f.table_oid) =>
                     {
                         plan.stale = true;
+                        plan.unknown.insert(format!("oid:{}", f.table_oid));
                         match category_for_name(&f.name) {
                             Some(cat) => {
                                 Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new())
@@ -255,6 +259,7 @@ impl Planner<'_> {
             };
             if unknown_relations && !(f.table_oid != 0 && f.attnum > 0) {
                 plan.stale = true;
+                plan.unknown.extend(self.unknown_relations());
             }
             let mut col = self.column(known, type_kind(f.type_oid), f.format, &mut plan.exempted);
             if !(f.table_oid != 0 && f.attnum > 0) {
@@ -313,6 +318,7 @@ impl Planner<'_> {
         let mut plan = ResultPlan {
             skip: self.exempt.clone(),
             stale: self.names_unknown_relation(),
+            unknown: self.unknown_relations(),
             ..ResultPlan::default()
         };
         for i in 0..columns {
@@ -568,12 +574,21 @@ impl Planner<'_> {
     /// not PostgreSQL's own (`pg_…`, or qualified by `pg_catalog`/`information_schema`, which
     /// the lineage leaves out). Created or changed since the catalog was read, or temporary.
     pub fn names_unknown_relation(&self) -> bool {
+        !self.unknown_relations().is_empty()
+    }
+
+    /// The names (`name:…`) of the relations [`Self::names_unknown_relation`] is about.
+    pub fn unknown_relations(&self) -> BTreeSet<String> {
         let Some(l) = self.lineage else {
-            return false;
+            return BTreeSet::new();
         };
-        l.tables.iter().any(|(_, t)| {
-            !l.ctes.contains(t) && !t.starts_with("pg_") && !self.catalog.knows_name(t)
-        })
+        l.tables
+            .iter()
+            .filter(|(_, t)| {
+                !l.ctes.contains(t) && !t.starts_with("pg_") && !self.catalog.knows_name(t)
+            })
+            .map(|(_, t)| format!("name:{t}"))
+            .collect()
     }
 
     /// The lineage's outputs with wildcards expanded through the catalog, or None.

@@ -306,7 +306,7 @@ impl super::tracker::SessionMasking {
                 &self.gw,
                 &self.env,
                 &self.database,
-                ReadReason::UnknownRelation,
+                ReadReason::UnknownRelation(&plan.unknown),
             );
         }
     }
@@ -377,8 +377,16 @@ pub fn copy_reads_unknown_relation(
     m: &super::tracker::SessionMasking,
     info: &crate::sql::Statement,
 ) -> bool {
+    !copy_unknown_relations(m, info).is_empty()
+}
+
+/// The relations (`name:…`) a COPY … TO STDOUT in `info` reads that the catalog does not know.
+fn copy_unknown_relations(
+    m: &super::tracker::SessionMasking,
+    info: &crate::sql::Statement,
+) -> std::collections::BTreeSet<String> {
     if !info.kinds.iter().any(|k| k == "COPY") {
-        return false;
+        return Default::default();
     }
     let lineage = m.gw.masking.lineage_of(info);
     let catalog = m.catalog();
@@ -386,15 +394,16 @@ pub fn copy_reads_unknown_relation(
         .statements
         .iter()
         .filter(|st| st.copy.is_some())
-        .any(|st| {
+        .flat_map(|st| {
             crate::masking::plan::Planner {
                 catalog: &catalog,
                 lineage: Some(st),
                 exempt: &Default::default(),
                 exempt_columns: &Default::default(),
             }
-            .names_unknown_relation()
+            .unknown_relations()
         })
+        .collect()
 }
 
 /// Before a COPY … TO STDOUT that reads a relation the catalog does not know: the catalog is
@@ -402,7 +411,8 @@ pub fn copy_reads_unknown_relation(
 /// a table just created through the gateway is then copied as it should be. What is still
 /// unknown afterwards (a temporary table) is refused by the caller.
 pub async fn before_copy(m: &super::tracker::SessionMasking, info: &crate::sql::Statement) {
-    if !copy_reads_unknown_relation(m, info) {
+    let unknown = copy_unknown_relations(m, info);
+    if unknown.is_empty() {
         return;
     }
     let Some(env) =
@@ -415,7 +425,7 @@ pub async fn before_copy(m: &super::tracker::SessionMasking, info: &crate::sql::
     };
     if m.gw
         .masking
-        .want_read(&m.env, &m.database, ReadReason::UnknownRelation)
+        .want_read(&m.env, &m.database, ReadReason::UnknownRelation(&unknown))
     {
         load(&m.gw, &env, &m.database).await;
         return;
