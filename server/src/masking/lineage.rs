@@ -106,6 +106,11 @@ pub struct StatementLineage {
     /// For each output of a plain SELECT without wildcards, the column it reads as it is
     /// (`email`, `c.email AS e`), if it is only that: its type is the column's.
     pub bare: Vec<Option<String>>,
+    /// The top-level SELECT's FROM, as (alias, name), for its `*` (empty: not known).
+    pub from: Vec<(String, String)>,
+    /// Outputs of the statement's derived tables and CTEs, by alias or name (names used twice
+    /// are left out), for a `*` over them.
+    pub derived: BTreeMap<String, Vec<Output>>,
     /// Whether sqlparser read the statement (a DDL statement it cannot read touches anything).
     pub parsed: bool,
     /// The relations whose columns or tags a schema change (DDL) may have changed.
@@ -338,6 +343,49 @@ struct Scope {
     row_names: BTreeSet<String>,
     tables: Vec<(String, String)>,
     ctes: BTreeSet<String>,
+    /// Outputs of derived tables (by alias) and CTEs (by name), for `*` over them.
+    derived: BTreeMap<String, Vec<Output>>,
+    /// Derived-table or CTE names used twice in the statement: `*` over them is not expanded.
+    ambiguous: BTreeSet<String>,
+}
+
+impl Scope {
+    fn add_derived(&mut self, name: String, outputs: Vec<Output>) {
+        if self.derived.insert(name.clone(), outputs).is_some() {
+            self.ambiguous.insert(name);
+        }
+    }
+}
+
+/// The relations the top-level SELECT's FROM names, in order, as (alias, name): what its `*`
+/// expands to. A FROM item that is neither a relation nor a derived table (a function) gives
+/// an empty name: the expansion is then unknown.
+fn from_list(q: &Query) -> Vec<(String, String)> {
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    let item = |f: &TableFactor| match f {
+        TableFactor::Table { name, alias, .. } => {
+            let n = last_part(name);
+            (
+                alias
+                    .as_ref()
+                    .map(|a| ident(&a.name))
+                    .unwrap_or_else(|| n.clone()),
+                n,
+            )
+        }
+        TableFactor::Derived {
+            alias: Some(alias), ..
+        } => (ident(&alias.name), ident(&alias.name)),
+        _ => (String::new(), String::new()),
+    };
+    sel.from
+        .iter()
+        .flat_map(|t| {
+            std::iter::once(item(&t.relation)).chain(t.joins.iter().map(|j| item(&j.relation)))
+        })
+        .collect()
 }
 
 fn statement(s: &Statement) -> StatementLineage {
@@ -451,9 +499,11 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
     // Tables and row names anywhere in the statement.
     collect_tables(s, &mut scope);
     let mut bare = Vec::new();
+    let mut from = Vec::new();
     let (items, copy) = match s {
         Statement::Query(q) => {
             bare = bare_columns(q);
+            from = from_list(q);
             (query_outputs(q, &mut scope), None)
         }
         Statement::Insert(i) => (
@@ -480,6 +530,7 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
             let outputs = match source {
                 CopySource::Query(q) => {
                     bare = bare_columns(q);
+                    from = from_list(q);
                     query_outputs(q, &mut scope)
                 }
                 CopySource::Table {
@@ -560,6 +611,7 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
     };
     let mut l = finish(items, scope, copy);
     l.bare = bare;
+    l.from = from;
     l
 }
 
@@ -608,11 +660,33 @@ fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> St
             })
             .collect()
     });
+    let resolve_all = |v: Vec<Output>| -> Vec<Output> {
+        v.into_iter()
+            .map(|o| match o {
+                Output::Expr { sources, whole_row } => {
+                    let (sources, rows) = resolve(&sources, &scope);
+                    Output::Expr {
+                        sources,
+                        whole_row: whole_row || rows,
+                    }
+                }
+                w => w,
+            })
+            .collect()
+    };
+    let derived = scope
+        .derived
+        .clone()
+        .into_iter()
+        .filter(|(k, _)| !scope.ambiguous.contains(k))
+        .map(|(k, v)| (k, resolve_all(v)))
+        .collect();
     StatementLineage {
         outputs,
         tables: scope.tables,
         copy,
         ctes: scope.ctes,
+        derived,
         ..StatementLineage::default()
     }
 }
@@ -754,6 +828,7 @@ impl Visitor for TableFinder<'_> {
                 self.scope.row_names.insert(ident(&alias.name));
                 let mut inner = Scope::default();
                 if let Some(outs) = query_outputs(subquery, &mut inner) {
+                    self.scope.add_derived(ident(&alias.name), outs.clone());
                     for (i, c) in alias.columns.iter().enumerate() {
                         if let Some(Output::Expr { sources, .. }) = outs.get(i) {
                             self.scope
@@ -778,6 +853,7 @@ impl Visitor for TableFinder<'_> {
                 self.scope.ctes.insert(ident(&cte.alias.name));
                 let mut inner = Scope::default();
                 if let Some(outs) = query_outputs(&cte.query, &mut inner) {
+                    self.scope.add_derived(ident(&cte.alias.name), outs.clone());
                     for (i, c) in cte.alias.columns.iter().enumerate() {
                         if let Some(Output::Expr { sources, .. }) = outs.get(i) {
                             self.scope
@@ -1170,6 +1246,22 @@ mod tests {
         assert_eq!(srcs("SHOW my.who")[0], vec![custom.clone()]);
         assert_eq!(srcs("SHOW ALL").len(), 3);
         assert!(analyse("SHOW search_path").statements[0].outputs.is_none());
+    }
+
+    #[test]
+    fn stars_over_derived_tables_and_ctes_expand_to_their_outputs() {
+        let l = analyse("WITH t AS (SELECT status, count(*) FROM people GROUP BY status) SELECT * FROM t, (SELECT upper(full_name) AS x FROM people) s");
+        let st = &l.statements[0];
+        assert_eq!(
+            st.from,
+            vec![("t".to_string(), "t".to_string()), ("s".into(), "s".into())]
+        );
+        let t = &st.derived["t"];
+        assert_eq!(t.len(), 2);
+        assert!(matches!(&t[1], Output::Expr { sources, .. } if sources.is_empty()));
+        assert!(
+            matches!(&st.derived["s"][0], Output::Expr { sources, .. } if sources.contains("full_name"))
+        );
     }
 
     #[test]

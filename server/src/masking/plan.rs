@@ -602,6 +602,53 @@ impl Planner<'_> {
                     sources: sources.clone(),
                     whole_row: *whole_row,
                 }),
+                // `*` over the top-level FROM, where the lineage knows it: relations from the
+                // catalog, derived tables and CTEs from their own outputs.
+                Output::Wildcard(q) if !l.from.is_empty() => {
+                    let mut any = false;
+                    for (alias, name) in l
+                        .from
+                        .iter()
+                        .filter(|(a, n)| q.as_ref().is_none_or(|q| q == a || q == n))
+                    {
+                        any = true;
+                        if name.is_empty() {
+                            return None;
+                        }
+                        if let Some(outs) = l.derived.get(alias).or_else(|| l.derived.get(name)) {
+                            for o in outs {
+                                match o {
+                                    Output::Expr { sources, whole_row } => {
+                                        v.push(ExpandedOutput::Expr {
+                                            sources: sources.clone(),
+                                            whole_row: *whole_row,
+                                        })
+                                    }
+                                    Output::Wildcard(_) => return None,
+                                }
+                            }
+                            continue;
+                        }
+                        if l.ctes.contains(name) {
+                            return None;
+                        }
+                        let mut found = self.catalog.tables_named(name);
+                        let table = found.next()?;
+                        if found.next().is_some() {
+                            return None;
+                        }
+                        for c in &table.columns {
+                            v.push(ExpandedOutput::Column(CatalogRef {
+                                category: c.category,
+                                confirmed: Catalog::confirmed_safe(c),
+                                type_oid: c.type_oid,
+                            }));
+                        }
+                    }
+                    if !any {
+                        return None;
+                    }
+                }
                 Output::Wildcard(q) => {
                     let tables: Vec<&String> = l
                         .tables
