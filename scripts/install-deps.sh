@@ -65,6 +65,7 @@ TEST_PACKAGES=(
     xvfb                   # a private X server for the app in tests
     xauth
     imagemagick            # `import`: the test's screenshot of the app's window
+    dbus-daemon            # a private session bus for the app's notifications in tests
 )
 BENCH_PACKAGES=(
     python3                # free ports in bench/lib.sh

@@ -86,6 +86,37 @@ fn id_string<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Stri
     }
 }
 
+/// One item of `GET /api/v1/access-requests/environments`: an environment that takes access
+/// requests.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RequestableEnvironment {
+    pub name: String,
+    #[serde(default)]
+    pub tier: String,
+    pub description: Option<String>,
+    pub max_duration_seconds: u64,
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// The caller may approve their own request here (break-glass).
+    #[serde(default)]
+    pub break_glass: bool,
+    #[serde(default)]
+    pub break_glass_max_seconds: u64,
+    /// The caller can connect already.
+    #[serde(default)]
+    pub reachable: bool,
+}
+
+/// What an access request asks for (`POST /api/v1/access-requests`).
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessRequest {
+    pub environment: String,
+    pub duration_seconds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    pub reason: String,
+}
+
 /// Filters for `GET /api/v1/audit` (all optional).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct AuditQuery {
@@ -283,12 +314,26 @@ impl ApiClient {
 
     /// `GET /api/v1/approvals[?state=STATE]`.
     pub async fn approvals(&self, token: &str, state: Option<&str>) -> Result<Vec<Approval>> {
+        self.approvals_of_kind(token, state, None).await
+    }
+
+    /// `GET /api/v1/approvals[?state=STATE][&kind=KIND]` (`statement`, `access`,
+    /// `masking_exemption`).
+    pub async fn approvals_of_kind(
+        &self,
+        token: &str,
+        state: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<Vec<Approval>> {
         let mut req = self
             .http
             .get(self.url("/api/v1/approvals"))
             .bearer_auth(token);
         if let Some(s) = state {
             req = req.query(&[("state", s)]);
+        }
+        if let Some(k) = kind {
+            req = req.query(&[("kind", k)]);
         }
         let l: List<Approval> = self.json(req).await?;
         Ok(l.items)
@@ -319,6 +364,65 @@ impl ApiClient {
             .await?;
         let text = resp.text().await.unwrap_or_default();
         Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+    }
+
+    /// `POST /api/v1/access-requests`: the request, pending, as an approval.
+    pub async fn request_access(&self, token: &str, req: &AccessRequest) -> Result<Approval> {
+        self.json(
+            self.http
+                .post(self.url("/api/v1/access-requests"))
+                .bearer_auth(token)
+                .json(req),
+        )
+        .await
+    }
+
+    /// `GET /api/v1/access-requests`: the caller's own access requests, newest first.
+    pub async fn my_access_requests(&self, token: &str) -> Result<Vec<Approval>> {
+        let l: List<Approval> = self
+            .json(
+                self.http
+                    .get(self.url("/api/v1/access-requests"))
+                    .bearer_auth(token),
+            )
+            .await?;
+        Ok(l.items)
+    }
+
+    /// `GET /api/v1/access-requests/environments`.
+    pub async fn requestable_environments(
+        &self,
+        token: &str,
+    ) -> Result<Vec<RequestableEnvironment>> {
+        let l: List<RequestableEnvironment> = self
+            .json(
+                self.http
+                    .get(self.url("/api/v1/access-requests/environments"))
+                    .bearer_auth(token),
+            )
+            .await?;
+        Ok(l.items)
+    }
+
+    /// `POST /api/v1/access-requests/{id}/withdraw`.
+    pub async fn withdraw_access_request(
+        &self,
+        token: &str,
+        id: &str,
+        reason: Option<&str>,
+    ) -> Result<Approval> {
+        let path = format!("/api/v1/access-requests/{}/withdraw", urlencode(id));
+        let body = match reason {
+            Some(r) => serde_json::json!({ "reason": r }),
+            None => serde_json::json!({}),
+        };
+        self.json(
+            self.http
+                .post(self.url(&path))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
     }
 
     /// `GET /api/v1/audit` with filters: one page.

@@ -64,11 +64,31 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("{}", port_taken(environment, *port, *remembered))]
+    PortTaken {
+        environment: String,
+        port: u16,
+        /// The port was the one remembered from last time, not one the person just chose.
+        remembered: bool,
+    },
+
     #[error("no tunnel with id {0}")]
     NoSuchTunnel(u64),
 
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+fn port_taken(environment: &str, port: u16, remembered: bool) -> String {
+    if remembered {
+        format!(
+            "local port {port}, which {environment} had last time, is taken (another program, or another tunnel to {environment}); free it, or choose another port (`--port N`, or the port field in the desktop app), which is remembered from then on"
+        )
+    } else {
+        format!(
+            "local port {port} is taken (another program, or another tunnel); choose another (`--port N`, or the port field in the desktop app)"
+        )
+    }
 }
 
 impl Error {

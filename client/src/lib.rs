@@ -10,9 +10,11 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod duration;
 pub mod error;
 pub mod handle;
 pub mod login;
+pub mod ports;
 pub mod session;
 pub mod store;
 pub mod tls;
@@ -20,6 +22,7 @@ pub mod tunnel;
 
 pub use error::{Error, Result};
 pub use handle::SessionHandle;
+pub use ports::{start_stable, PortBook};
 pub use session::{Session, Trust};
 pub use store::{SessionStore, StoreKind};
 pub use tunnel::{TunnelInfo, TunnelManager, TunnelSpec};

@@ -166,8 +166,8 @@ pub fn config_dir() -> PathBuf {
 }
 
 /// Writes `data` to `path` so that only the user can read it, atomically (temp file + rename),
-/// so a concurrent reader never sees half a session.
-fn write_private(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
+/// so a concurrent reader never sees half a session. Also the ports file's (`ports.rs`).
+pub(crate) fn write_private(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
     let file_err = |action, path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::File {
@@ -177,7 +177,12 @@ fn write_private(dir: &Path, path: &Path, data: &[u8]) -> Result<()> {
         }
     };
     std::fs::create_dir_all(dir).map_err(file_err("create", dir))?;
-    let tmp = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
+    // Named after the file it becomes, so two files written at once never share a temp file.
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| FILE_NAME.to_string());
+    let tmp = dir.join(format!(".{name}.{}", std::process::id()));
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);
     #[cfg(unix)]

@@ -266,6 +266,94 @@ pub struct EnvironmentConfig {
     /// Databases on the upstream server that clients may reach as `env/database`, besides the
     /// one in `upstream`; `["*"]` opens every database. Unset: the `upstream` database only.
     pub databases: Option<Spanned<Vec<String>>>,
+    /// People may ask for this environment for a while (`gatehouse request`); unset: they
+    /// cannot, and the environment stays invisible to those without a grant.
+    pub access_requests: Option<Spanned<AccessRequestConfig>>,
+}
+
+/// `[environments.access_requests]`: just-in-time access. A request names a duration up to
+/// `max_duration_seconds`, optionally one of `roles`, and a reason; the environment's
+/// approvers decide it, and an approval grants the requester alone access until it ends.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessRequestConfig {
+    /// The longest access a request may ask for.
+    pub max_duration_seconds: u64,
+    /// A request nobody decided within this long expires.
+    pub pending_expiry_seconds: u64,
+    /// Upstream roles a request may ask for (`SET ROLE`); without one, connections run as the
+    /// environment's own user.
+    pub roles: Vec<String>,
+    /// Members of these groups may approve their own request, with a reason: break-glass,
+    /// announced loudly and capped at `break_glass_max_seconds`.
+    pub break_glass_groups: Vec<String>,
+    /// Unset: an hour, or `max_duration_seconds` when that is shorter.
+    pub break_glass_max_seconds: Option<u64>,
+}
+
+impl AccessRequestConfig {
+    /// How long break-glass access lasts at most.
+    pub fn break_glass_max(&self) -> u64 {
+        self.break_glass_max_seconds
+            .unwrap_or_else(|| self.max_duration_seconds.min(3600))
+    }
+}
+
+impl Default for AccessRequestConfig {
+    fn default() -> Self {
+        Self {
+            max_duration_seconds: 8 * 3600,
+            pending_expiry_seconds: 3600,
+            roles: Vec::new(),
+            break_glass_groups: Vec::new(),
+            break_glass_max_seconds: None,
+        }
+    }
+}
+
+/// The longest access a request may ever ask for; longer is a grant for an administrator.
+pub const MAX_ACCESS_REQUEST_SECONDS: u64 = 30 * 24 * 3600;
+
+/// `access_requests` of an environment: every bound positive, break-glass no longer than a
+/// normal request, offered roles role names, once each.
+fn check_access_requests(a: &AccessRequestConfig) -> Result<(), (&'static str, String)> {
+    if a.max_duration_seconds == 0 || a.max_duration_seconds > MAX_ACCESS_REQUEST_SECONDS {
+        return Err((
+            "max_duration_seconds",
+            format!("must be 1 to {MAX_ACCESS_REQUEST_SECONDS} (30 days)"),
+        ));
+    }
+    if a.pending_expiry_seconds == 0 || a.pending_expiry_seconds > MAX_ACCESS_REQUEST_SECONDS {
+        return Err((
+            "pending_expiry_seconds",
+            format!("must be 1 to {MAX_ACCESS_REQUEST_SECONDS} (30 days)"),
+        ));
+    }
+    if a.break_glass_max_seconds
+        .is_some_and(|b| b == 0 || b > a.max_duration_seconds)
+    {
+        return Err((
+            "break_glass_max_seconds",
+            "must be at least 1 and at most `max_duration_seconds`: break-glass access is short"
+                .into(),
+        ));
+    }
+    let mut seen = HashSet::new();
+    for r in &a.roles {
+        if !valid_role_name(r) {
+            return Err((
+                "roles",
+                format!("`{r}` is not a PostgreSQL role name (letters, digits, `_`, `$`; at most 63 bytes)"),
+            ));
+        }
+        if !seen.insert(r.as_str()) {
+            return Err(("roles", format!("`{r}` is listed twice")));
+        }
+    }
+    if a.break_glass_groups.iter().any(|g| g.trim().is_empty()) {
+        return Err(("break_glass_groups", "group names must not be empty".into()));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -591,6 +679,15 @@ impl Validator<'_> {
             if let Some(dbs) = &env.databases {
                 if let Err(message) = check_databases(dbs.get_ref()) {
                     return Err(self.err(dbs, format!("environments[{i}].databases"), message));
+                }
+            }
+            if let Some(a) = &env.access_requests {
+                if let Err((field, message)) = check_access_requests(a.get_ref()) {
+                    return Err(self.err(
+                        a,
+                        format!("environments[{i}].access_requests.{field}"),
+                        message,
+                    ));
                 }
             }
         }
@@ -1155,5 +1252,47 @@ tables = ["audit_*"]
             "environments = [\"prod\"]\nupstream_role = \"app_readonly\""
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn access_requests_are_checked_with_key_and_line() {
+        let with = |table: &str| {
+            OK.replace(
+                "\n[[service_accounts]]",
+                &format!("\n[environments.access_requests]\n{table}\n\n[[service_accounts]]"),
+            )
+        };
+        let c = parse(&with("max_duration_seconds = 7200\nroles = [\"app_readonly\"]\nbreak_glass_groups = [\"oncall\"]\nbreak_glass_max_seconds = 900")).expect("valid");
+        let a = c.environments[0]
+            .access_requests
+            .as_ref()
+            .unwrap()
+            .get_ref();
+        assert_eq!(a.max_duration_seconds, 7200);
+        assert_eq!(a.pending_expiry_seconds, 3600);
+        assert_eq!(a.roles, ["app_readonly"]);
+        for (table, key) in [
+            (
+                "max_duration_seconds = 0",
+                "access_requests.max_duration_seconds",
+            ),
+            (
+                "pending_expiry_seconds = 0",
+                "access_requests.pending_expiry_seconds",
+            ),
+            ("roles = [\"ro; DROP\"]", "access_requests.roles"),
+            ("roles = [\"ro\", \"ro\"]", "access_requests.roles"),
+            (
+                "max_duration_seconds = 600\nbreak_glass_max_seconds = 601",
+                "access_requests.break_glass_max_seconds",
+            ),
+        ] {
+            let e = parse(&with(table)).unwrap_err().to_string();
+            assert!(
+                e.contains(":10:") && e.contains(&format!("environments[0].{key}")),
+                "{table}: {e}"
+            );
+        }
+        assert!(parse(&with("max_duration = 1")).is_err());
     }
 }

@@ -116,6 +116,8 @@ pub struct Environment {
     pub auto_approve_below_rows: Option<u64>,
     /// The databases beyond `target`'s own that clients may reach.
     pub databases: Databases,
+    /// How people may ask for this environment for a while; `None`: they may not.
+    pub access_requests: Option<crate::config::AccessRequestConfig>,
 }
 
 impl Environment {
@@ -209,14 +211,18 @@ impl Gateway {
                         Some(d) => Databases::Listed(d.clone()),
                         None => Databases::Listed(Vec::new()),
                     },
+                    access_requests: e.access_requests.as_ref().map(|a| a.get_ref().clone()),
                 }),
             );
         }
         let data_dir = config.data_dir();
         let store = Store::open(&data_dir)?;
         let audit = Audit::open(&data_dir)?;
-        let approvals =
-            crate::approval::Approvals::new(store.clone(), config.server.approval_grant_seconds);
+        let approvals = crate::approval::Approvals::new(
+            store.clone(),
+            config.server.approval_grant_seconds,
+            config.server.public_url.get_ref(),
+        );
         let cert = config.server.tls_cert.as_ref().map(|p| config.resolve(p));
         let key = config.server.tls_key.as_ref().map(|p| config.resolve(p));
         let tls_config = tls::server_config(cert.as_deref(), key.as_deref(), &data_dir)?;

@@ -56,6 +56,8 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg, workers));
     // Expired grants and ended sessions end their open connections.
     tokio::spawn(crate::pg::access::sweep_periodically(gw.clone()));
+    // Access requests nobody decided in time expire.
+    tokio::spawn(crate::approval::access::expire_periodically(gw.clone()));
     if gw.config.masking.enabled {
         tokio::spawn(crate::pg::catalog::refresh_periodically(gw.clone()));
     }

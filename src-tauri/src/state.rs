@@ -1,7 +1,8 @@
 //! The app's one managed state: the session store, the signed-in session (if any) and the
 //! tunnels open over it. Commands only go through here, so the rules live in one place: one
 //! session at a time, one tunnel per environment, and every tunnel stops when the session
-//! they run over is replaced or ended.
+//! they run over is replaced or ended. Tunnels open on stable ports (`gatehouse_client::ports`,
+//! shared with the CLI), and those open when the app quit are reopened at its next start.
 //!
 //! Architecture invariant: tokens stay in this process. Nothing here returns a token, and the
 //! UI reaches the gateway's API only through `api_request`, which adds it.
@@ -13,7 +14,8 @@ use gatehouse_client::api::RawResponse;
 use gatehouse_client::login::{self, Credentials, LoginTarget, TrustChoice};
 use gatehouse_client::session::LoginMethod;
 use gatehouse_client::{
-    Error, Session, SessionHandle, SessionStore, Trust, TunnelInfo, TunnelManager, TunnelSpec,
+    start_stable, Error, PortBook, Session, SessionHandle, SessionStore, Trust, TunnelInfo,
+    TunnelManager, TunnelSpec,
 };
 use serde::Serialize;
 use tokio::sync::Mutex;
@@ -48,6 +50,10 @@ pub struct TunnelView {
 /// The state Tauri manages.
 pub struct AppState {
     store: SessionStore,
+    /// Each environment's last local port, and the tunnels open when the app last ran.
+    ports: PortBook,
+    /// How many approvals wait on the signed-in person (the tray shows it).
+    waiting: std::sync::atomic::AtomicUsize,
     /// The gateway's PostgreSQL address when it is not the one the gateway announces
     /// (`GATEHOUSE_POSTGRES`, like the CLI's `--postgres`).
     postgres: Option<String>,
@@ -138,8 +144,11 @@ impl AppState {
     /// The state for this process: the same session store as the CLI
     /// (`GATEHOUSE_SESSION_STORE`, `GATEHOUSE_CONFIG_DIR`), so a CLI login is the app's too.
     pub fn from_env() -> gatehouse_client::Result<AppState> {
+        let store = SessionStore::from_env()?;
         Ok(AppState {
-            store: SessionStore::from_env()?,
+            ports: PortBook::new(store.dir()),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
+            store,
             postgres: std::env::var("GATEHOUSE_POSTGRES")
                 .ok()
                 .filter(|p| !p.is_empty()),
@@ -253,6 +262,10 @@ impl AppState {
         if let Some(c) = current {
             let s = c.handle.snapshot().await;
             drop(c);
+            // Signed out on purpose: nothing to reopen at the next start.
+            if let Err(e) = self.ports.all_closed(&s.gateway) {
+                tracing::warn!(error = %e, "cannot note the closed tunnels");
+            }
             if s.method != LoginMethod::ServiceToken {
                 let api = gatehouse_client::api::ApiClient::new(&s.gateway, &s.trust)?;
                 let revoke =
@@ -337,8 +350,9 @@ impl AppState {
         }
         let mut spec = TunnelSpec::new(&environment);
         spec.database = database.filter(|d| !d.is_empty());
-        spec.port = port.unwrap_or(0);
-        let t = c.tunnels.start(spec).await?;
+        let gateway = c.handle.snapshot().await.gateway;
+        // The port asked for, else the one this environment had last time, else a free one.
+        let t = start_stable(&c.tunnels, &self.ports, &gateway, spec, port).await?;
         let opened_at = Utc::now();
         c.open.insert(environment.clone(), (t.id, opened_at));
         tracing::info!(env = %environment, port = t.port, "tunnel opened");
@@ -353,6 +367,10 @@ impl AppState {
             if let Some((id, _)) = c.open.remove(environment) {
                 c.tunnels.stop(id)?;
                 tracing::info!(env = %environment, "tunnel closed");
+                let gateway = c.handle.snapshot().await.gateway;
+                if let Err(e) = self.ports.closed(&gateway, environment) {
+                    tracing::warn!(error = %e, "cannot note the closed tunnel");
+                }
             }
         }
         Ok(())
@@ -364,7 +382,62 @@ impl AppState {
         if let Some(c) = inner.current.as_mut() {
             c.open.clear();
             c.tunnels.stop_all();
+            let gateway = c.handle.snapshot().await.gateway;
+            if let Err(e) = self.ports.all_closed(&gateway) {
+                tracing::warn!(error = %e, "cannot note the closed tunnels");
+            }
         }
+    }
+
+    /// Reopens the tunnels that were open when the app last ran for the signed-in gateway, on
+    /// their ports, unless the person turned that off. One that cannot be reopened (no longer
+    /// granted, port taken) is skipped with a warning and stays marked for the next start.
+    pub async fn reopen_tunnels(&self) -> Vec<TunnelView> {
+        if !self.ports.reopen_tunnels() {
+            return Vec::new();
+        }
+        let Ok(handle) = self.handle().await else {
+            return Vec::new();
+        };
+        let gateway = handle.snapshot().await.gateway;
+        let mut opened = Vec::new();
+        for (environment, r) in self.ports.open_at(&gateway) {
+            match self
+                .connect(environment.clone(), r.database.clone(), Some(r.port))
+                .await
+            {
+                Ok(t) => opened.push(t),
+                Err(e) => {
+                    tracing::warn!(env = %environment, port = r.port, error = %e, "cannot reopen a tunnel")
+                }
+            }
+        }
+        opened
+    }
+
+    /// Whether tunnels are reopened at start (a setting, on by default).
+    pub fn reopen_setting(&self) -> bool {
+        self.ports.reopen_tunnels()
+    }
+
+    pub fn set_reopen_setting(&self, on: bool) -> CommandResult<()> {
+        Ok(self.ports.set_reopen_tunnels(on)?)
+    }
+
+    /// Who is signed in, and a handle for the API, for the notification watcher.
+    pub async fn watcher_session(&self) -> Option<(SessionHandle, String)> {
+        let handle = self.handle().await.ok()?;
+        let me = handle.snapshot().await.identity;
+        Some((handle, me))
+    }
+
+    pub fn set_waiting(&self, n: usize) {
+        self.waiting.store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many approvals wait on the signed-in person, as the watcher last saw.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub async fn tunnels(&self) -> Vec<TunnelView> {

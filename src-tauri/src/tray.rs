@@ -1,4 +1,5 @@
-//! The tray icon and its menu: show the window, the open tunnels (each item copies nothing and
+//! The tray icon and its menu: show the window, how many approvals wait on the person (opens
+//! Approvals), the open tunnels (each item copies nothing and
 //! closes nothing by surprise: it shows the window), "Disconnect all", "Quit". The menu is
 //! rebuilt whenever the session or the tunnels change, and the same change is sent to the UI as
 //! the `tunnels-changed` event so an indicator can follow tunnels closed from the tray.
@@ -15,7 +16,7 @@ const TRAY_ID: &str = "gatehouse";
 pub fn create(app: &AppHandle) -> tauri::Result<()> {
     let mut tray = TrayIconBuilder::with_id(TRAY_ID)
         .tooltip("Gatehouse")
-        .menu(&menu(app, &[])?)
+        .menu(&menu(app, &[], 0)?)
         .show_menu_on_left_click(true)
         .on_menu_event(|app, event| on_menu(app, event.id().as_ref()));
     if let Some(icon) = app.default_window_icon() {
@@ -25,7 +26,7 @@ pub fn create(app: &AppHandle) -> tauri::Result<()> {
     Ok(())
 }
 
-fn menu(app: &AppHandle, open: &[TunnelView]) -> tauri::Result<Menu<Wry>> {
+fn menu(app: &AppHandle, open: &[TunnelView], waiting: usize) -> tauri::Result<Menu<Wry>> {
     let menu = Menu::new(app)?;
     menu.append(&MenuItem::with_id(
         app,
@@ -34,6 +35,19 @@ fn menu(app: &AppHandle, open: &[TunnelView]) -> tauri::Result<Menu<Wry>> {
         true,
         None::<&str>,
     )?)?;
+    if waiting > 0 {
+        let label = match waiting {
+            1 => "1 approval waits for you".to_string(),
+            n => format!("{n} approvals wait for you"),
+        };
+        menu.append(&MenuItem::with_id(
+            app,
+            "approvals",
+            label,
+            true,
+            None::<&str>,
+        )?)?;
+    }
     menu.append(&PredefinedMenuItem::separator(app)?)?;
     if open.is_empty() {
         menu.append(&MenuItem::with_id(
@@ -75,6 +89,7 @@ fn menu(app: &AppHandle, open: &[TunnelView]) -> tauri::Result<Menu<Wry>> {
 fn on_menu(app: &AppHandle, id: &str) {
     match id {
         "quit" => app.exit(0),
+        "approvals" => crate::notify::open_approval(app, ""),
         "disconnect-all" => {
             let app = app.clone();
             tauri::async_runtime::spawn(async move {
@@ -98,21 +113,26 @@ pub fn show_main(app: &AppHandle) {
 
 /// Mirrors the current tunnels in the tray and tells the UI (`tunnels-changed`).
 pub async fn refresh(app: &AppHandle) {
-    let open = app.state::<AppState>().tunnels().await;
+    let state = app.state::<AppState>();
+    let open = state.tunnels().await;
+    let waiting = state.waiting();
     if let Err(e) = app.emit("tunnels-changed", &open) {
         tracing::debug!(error = %e, "cannot send tunnels-changed");
     }
     let Some(tray) = app.tray_by_id(TRAY_ID) else {
         return;
     };
-    let tooltip = match open.len() {
+    let mut tooltip = match open.len() {
         0 => "Gatehouse".to_string(),
         1 => "Gatehouse: 1 tunnel open".to_string(),
         n => format!("Gatehouse: {n} tunnels open"),
     };
+    if waiting > 0 {
+        tooltip.push_str(&format!(", {waiting} waiting for you"));
+    }
     let _ = tray.set_tooltip(Some(tooltip));
     // Menus belong to the main thread on some platforms; Tauri moves the call there.
-    match menu(app, &open) {
+    match menu(app, &open, waiting) {
         Ok(m) => {
             if let Err(e) = tray.set_menu(Some(m)) {
                 tracing::warn!(error = %e, "cannot update the tray menu");

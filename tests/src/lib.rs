@@ -12,6 +12,7 @@ mod fixture;
 mod gateway;
 pub mod http_sink;
 pub mod mcp;
+pub mod notifications;
 pub mod oidc;
 mod process;
 pub mod raw;

@@ -3,8 +3,10 @@
 import { Fragment } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { setUnauthorizedHandler } from './api/client';
+import { desktop } from './api/desktop';
 import { isDesktop } from './api/transport';
 import { ConfirmHost } from './components/Confirm';
+import { BreakGlassBanner } from './components/BreakGlass';
 import { TunnelIndicator } from './components/Connect';
 import { ErrorBox, Loading } from './components/ui';
 import { typing } from './lib/keys';
@@ -138,7 +140,7 @@ function Screen({ path, params, me }: { path: string; params: URLSearchParams; m
   if (item?.admin && !admin) return <ErrorBox error={Object.assign(new Error(`${item.label} is for administrators.`), { status: 403 })} />;
   switch (path) {
     case '/approvals':
-      return <Approvals me={me.who.name} />;
+      return <Approvals me={me.who.name} focus={params.get('id')} />;
     case '/connections':
       return <Connections admin={admin} />;
     case '/grants':
@@ -181,6 +183,19 @@ export function App() {
   }, []);
   const items = auth.state === 'in' ? navFor(auth.me.who.admin) : [];
   useShortcuts(items, () => setHelp(true));
+  // Desktop: a clicked notification opens its approval.
+  useEffect(() => {
+    if (!isDesktop()) return;
+    let stop: (() => void) | undefined;
+    let live = true;
+    desktop
+      .onOpenApproval((id) => navigate('/approvals', { id: id || undefined }))
+      .then((s) => (live ? (stop = s) : s()), () => undefined);
+    return () => {
+      live = false;
+      stop?.();
+    };
+  }, []);
   // Move focus to the new screen's heading so keyboard and screen-reader users land on it.
   useEffect(() => {
     document.getElementById('page-title')?.focus();
@@ -234,6 +249,7 @@ export function App() {
           </button>
         </div>
       </header>
+      <BreakGlassBanner />
       <main id="main">
         <Screen path={path} params={route.params} me={me} />
       </main>

@@ -33,6 +33,7 @@ withFakeGateway((req) => {
       created_by: 'root',
       created_at: iso(NOW),
       expires_at: secs === undefined ? null : iso(NOW + secs * 1000),
+      break_glass: false,
     };
     grants.push(g);
     return { status: 201, body: g };
@@ -50,6 +51,7 @@ beforeEach(() => {
       created_by: null,
       created_at: null,
       expires_at: null,
+      break_glass: false,
     },
   ];
 });

@@ -1,10 +1,10 @@
 // The sign-in form in both shells. In the browser it asks its gateway (`GET /api/v1/info`, a
 // real local HTTP server here) whether SSO is configured and offers the SSO button only then;
-// in the desktop app it asks for the gateway's URL and always offers SSO (the shell reports a
-// gateway without it).
+// in the desktop app it asks for the gateway's URL and offers SSO unless the gateway typed says,
+// through the shell, that it has none.
 import { afterEach, describe, expect, it } from 'vitest';
 import { Login } from '../src/screens/Login';
-import { button, flush, mount, removeTauri, stubTauri, submit, until, withFakeGateway } from './harness';
+import { button, fill, flush, mount, removeTauri, stubTauri, submit, until, withFakeGateway } from './harness';
 
 let sso = false;
 let infoAsked = 0;
@@ -50,6 +50,22 @@ describe('login form', () => {
     expect(labels()).toEqual(['Gateway URL', 'Username', 'Password']);
     expect(buttons()).toEqual(['Sign in', 'Sign in with SSO']);
     expect(document.body.textContent).toContain('Your session has expired');
+    expect(infoAsked).toBe(0);
+  });
+
+  it('hides SSO in the desktop app once the gateway typed says it has none', async () => {
+    const asked: unknown[] = [];
+    stubTauri(async (cmd, args) => {
+      if (cmd !== 'gateway_has_sso') return null;
+      asked.push(args);
+      return (args as { gateway: string }).gateway.includes('sso');
+    });
+    await mount(<Login onSignedIn={() => {}} />);
+    await fill('Gateway URL', 'https://plain.example.com');
+    await until('SSO hidden', () => button('Sign in with SSO') === undefined);
+    expect(asked).toContainEqual({ gateway: 'https://plain.example.com' });
+    await fill('Gateway URL', 'https://sso.example.com');
+    await until('SSO offered', () => button('Sign in with SSO') !== undefined);
     expect(infoAsked).toBe(0);
   });
 });

@@ -4,13 +4,19 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
-use gatehouse_client::api::AuditQuery;
+use gatehouse_client::api::{AccessRequest, Approval, AuditQuery};
+use gatehouse_client::duration::parse_duration;
 use gatehouse_client::login::{self, Credentials, LoginTarget, TrustChoice};
 use gatehouse_client::session::LoginMethod;
-use gatehouse_client::{Error, Result, SessionHandle, SessionStore, TunnelManager, TunnelSpec};
+use gatehouse_client::{
+    start_stable, Error, PortBook, Result, SessionHandle, SessionStore, TunnelManager, TunnelSpec,
+};
 
 use super::output::{cell, clip, Out, Table};
-use super::{ApprovalsArgs, AuditArgs, Command, ConnectArgs, DecideArgs, DenyArgs, LoginArgs};
+use super::{
+    ApprovalsArgs, AuditArgs, Command, ConnectArgs, DecideArgs, DenyArgs, LoginArgs, RequestArgs,
+    WithdrawArgs,
+};
 
 pub async fn run(cmd: Command, out: Out) -> Result<()> {
     let store = SessionStore::from_env()?;
@@ -23,6 +29,9 @@ pub async fn run(cmd: Command, out: Out) -> Result<()> {
         Command::Approvals(a) => approvals(store, a, out).await,
         Command::Approve(DecideArgs { id, reason }) => decide(store, id, reason, true, out).await,
         Command::Deny(DenyArgs { id, reason }) => decide(store, id, Some(reason), false, out).await,
+        Command::Request(a) => request(store, a, out).await,
+        Command::Requests => requests(store, out).await,
+        Command::Withdraw(WithdrawArgs { id, reason }) => withdraw(store, id, reason, out).await,
         Command::Audit(a) => audit(store, a, out).await,
     }
 }
@@ -291,6 +300,7 @@ async fn envs(store: SessionStore, out: Out) -> Result<()> {
 }
 
 async fn connect(store: SessionStore, a: ConnectArgs, out: Out) -> Result<()> {
+    let book = PortBook::new(store.dir());
     let h = SessionHandle::load(store).await?;
     // Fail now, with a clear message, rather than at the first psql.
     let list = h
@@ -312,9 +322,9 @@ async fn connect(store: SessionStore, a: ConnectArgs, out: Out) -> Result<()> {
     let _refresher = h.spawn_refresher();
     let manager = TunnelManager::new(h.clone());
     let mut spec = TunnelSpec::new(&a.environment);
-    spec.port = a.port;
     spec.database = a.database;
-    let info = manager.start(spec).await?;
+    let gateway = h.snapshot().await.gateway;
+    let info = start_stable(&manager, &book, &gateway, spec, a.port).await?;
     if out.json {
         // One line, so scripts can read it as soon as the tunnel is ready.
         match serde_json::to_string(&info) {
@@ -336,6 +346,10 @@ async fn connect(store: SessionStore, a: ConnectArgs, out: Out) -> Result<()> {
     let _ = std::io::stdout().flush();
     wait_for_shutdown().await;
     manager.stop_all();
+    // Closed by the person: its port stays remembered for next time.
+    if let Err(e) = book.closed(&gateway, &info.environment) {
+        tracing::debug!(error = %e, "cannot note the closed tunnel");
+    }
     if !out.json {
         eprintln!("Tunnel closed.");
     }
@@ -366,8 +380,11 @@ async fn approvals(store: SessionStore, a: ApprovalsArgs, out: Out) -> Result<()
     };
     let list = h
         .call(|api, t| {
-            let state = state.clone();
-            async move { api.approvals(&t, state.as_deref()).await }
+            let (state, kind) = (state.clone(), a.kind.clone());
+            async move {
+                api.approvals_of_kind(&t, state.as_deref(), kind.as_deref())
+                    .await
+            }
         })
         .await?;
     if out.json {
@@ -417,12 +434,200 @@ async fn decide(
         .await?;
     if out.json {
         out.print_json(&answer);
+    } else if answer["kind"] == "access" && approve {
+        let glass = answer["access"]["break_glass"] == true;
+        println!(
+            "Access request {id} approved{}: {} may connect to {} until {}.",
+            if glass { " (break-glass)" } else { "" },
+            cell(&answer["identity"]),
+            cell(&answer["environment"]),
+            unix_time(&answer["grant_expires_at"]),
+        );
     } else {
         println!(
-            "Approval {} {}.",
+            "{} {} {}.",
+            if answer["kind"] == "access" {
+                "Access request"
+            } else {
+                "Approval"
+            },
             id,
             if approve { "approved" } else { "denied" }
         );
+    }
+    Ok(())
+}
+
+/// A Unix time from the API as `YYYY-MM-DD HH:MM:SS UTC`; empty when absent.
+fn unix_time(v: &serde_json::Value) -> String {
+    v.as_i64()
+        .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_default()
+}
+
+/// `3600` → `1h`, `5400` → `1h30m`: how the gateway words durations too.
+fn human_duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
+async fn request(store: SessionStore, a: RequestArgs, out: Out) -> Result<()> {
+    let duration_seconds = parse_duration(&a.duration)?;
+    let h = SessionHandle::load(store).await?;
+    let req = AccessRequest {
+        environment: a.environment.clone(),
+        duration_seconds,
+        role: a.role,
+        reason: a.reason.clone(),
+    };
+    let made = h
+        .call(|api, t| {
+            let req = req.clone();
+            async move { api.request_access(&t, &req).await }
+        })
+        .await?;
+    if !a.break_glass {
+        if out.json {
+            out.print_json(&made);
+        } else {
+            println!(
+                "Requested access to {} for {} ({}). An approver decides it; `gatehouse requests` shows its state.",
+                a.environment,
+                human_duration(duration_seconds as i64),
+                made.id
+            );
+        }
+        return Ok(());
+    }
+    let answer = h
+        .call(|api, t| {
+            let (id, reason) = (made.id.clone(), a.reason.clone());
+            async move { api.decide(&t, &id, true, Some(&reason)).await }
+        })
+        .await?;
+    if out.json {
+        out.print_json(&answer);
+    } else {
+        println!(
+            "{} Break-glass access to {} until {} ({}); it is announced and reviewed.",
+            out.red("BREAK-GLASS:"),
+            a.environment,
+            unix_time(&answer["grant_expires_at"]),
+            made.id
+        );
+    }
+    Ok(())
+}
+
+async fn requests(store: SessionStore, out: Out) -> Result<()> {
+    let h = SessionHandle::load(store).await?;
+    let mine = h
+        .call(|api, t| async move { api.my_access_requests(&t).await })
+        .await?;
+    let offered = h
+        .call(|api, t| async move { api.requestable_environments(&t).await })
+        .await?;
+    if out.json {
+        out.print_json(&serde_json::json!({ "items": mine, "environments": offered }));
+        return Ok(());
+    }
+    if mine.is_empty() {
+        println!("You have made no access requests.");
+    } else {
+        let mut t = Table::new(&[
+            "ID",
+            "STATE",
+            "ENVIRONMENT",
+            "FOR",
+            "ROLE",
+            "UNTIL",
+            "DECIDED BY",
+        ]);
+        for x in &mine {
+            t.row(access_row(x, &out));
+        }
+        t.print(&out);
+    }
+    if !offered.is_empty() {
+        println!();
+        let mut t = Table::new(&["REQUESTABLE", "TIER", "AT MOST", "ROLES", "NOW"]);
+        for e in &offered {
+            t.row(vec![
+                e.name.clone(),
+                e.tier.clone(),
+                human_duration(e.max_duration_seconds as i64),
+                e.roles.join(", "),
+                match (e.reachable, e.break_glass) {
+                    (true, _) => out.green("reachable"),
+                    (false, true) => "request (break-glass allowed)".into(),
+                    (false, false) => "request".into(),
+                },
+            ]);
+        }
+        t.print(&out);
+    }
+    Ok(())
+}
+
+fn access_row(x: &Approval, out: &Out) -> Vec<String> {
+    let access = x.extra.get("access").cloned().unwrap_or_default();
+    let glass = access["break_glass"] == true;
+    let state = match x.state.as_str() {
+        "pending" => out.yellow(&x.state),
+        "approved" if glass => out.red("approved (break-glass)"),
+        "approved" => out.green(&x.state),
+        "denied" => out.red(&x.state),
+        _ => x.state.clone(),
+    };
+    let until = if x.state == "approved" {
+        unix_time(
+            x.extra
+                .get("grant_expires_at")
+                .unwrap_or(&serde_json::Value::Null),
+        )
+    } else {
+        String::new()
+    };
+    vec![
+        x.id.clone(),
+        state,
+        x.environment.clone(),
+        access["duration_seconds"]
+            .as_i64()
+            .map(human_duration)
+            .unwrap_or_default(),
+        cell(&access["role"]),
+        until,
+        x.extra.get("decided_by").map(cell).unwrap_or_default(),
+    ]
+}
+
+async fn withdraw(store: SessionStore, id: String, reason: Option<String>, out: Out) -> Result<()> {
+    let h = SessionHandle::load(store).await?;
+    let answer = h
+        .call(|api, t| {
+            let (id, reason) = (id.clone(), reason.clone());
+            async move {
+                api.withdraw_access_request(&t, &id, reason.as_deref())
+                    .await
+            }
+        })
+        .await?;
+    if out.json {
+        out.print_json(&answer);
+    } else {
+        println!("Access request {id} withdrawn.");
     }
     Ok(())
 }

@@ -45,12 +45,18 @@ pub enum Command {
     Envs,
     /// Open a local tunnel to an environment: any tool connects to 127.0.0.1 with no password.
     Connect(ConnectArgs),
-    /// List approval requests.
+    /// List approval requests: held statements, access and exemption requests.
     Approvals(ApprovalsArgs),
-    /// Approve a pending statement.
+    /// Approve a pending statement or request (your own access request only as break-glass).
     Approve(DecideArgs),
-    /// Deny a pending statement (a reason is required).
+    /// Deny a pending statement or request (a reason is required).
     Deny(DenyArgs),
+    /// Ask for access to an environment for a while; its approvers decide.
+    Request(RequestArgs),
+    /// List your access requests, and the environments that take them.
+    Requests,
+    /// Withdraw one of your pending access requests.
+    Withdraw(WithdrawArgs),
     /// Search the audit trail (administrators).
     Audit(AuditArgs),
 }
@@ -87,9 +93,10 @@ pub struct LoginArgs {
 pub struct ConnectArgs {
     /// The environment (see `gatehouse envs`).
     pub environment: String,
-    /// Local port (default: a free one).
-    #[arg(long, short, default_value_t = 0)]
-    pub port: u16,
+    /// Local port, remembered for this environment from then on (default: the one it had last
+    /// time at this gateway, else a free one; 0: a free one now).
+    #[arg(long, short)]
+    pub port: Option<u16>,
     /// A database on the environment's server other than its default.
     #[arg(long, short)]
     pub database: Option<String>,
@@ -100,9 +107,12 @@ pub struct ApprovalsArgs {
     /// Only pending requests.
     #[arg(long, conflicts_with = "state")]
     pub pending: bool,
-    /// Only requests in this state (pending, approved, denied, expired).
+    /// Only requests in this state (pending, approved, used, denied, expired, withdrawn).
     #[arg(long)]
     pub state: Option<String>,
+    /// Only this kind: statement, access or masking_exemption.
+    #[arg(long)]
+    pub kind: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +131,33 @@ pub struct DenyArgs {
     /// Why (recorded in the audit trail and shown to the requester).
     #[arg(long)]
     pub reason: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RequestArgs {
+    /// The environment (see `gatehouse requests` for those that take requests).
+    pub environment: String,
+    /// How long you need it: 2h, 90m, 1h30m, 45s.
+    #[arg(long = "for", value_name = "DURATION")]
+    pub duration: String,
+    /// Why, for the approver.
+    #[arg(long)]
+    pub reason: String,
+    /// An upstream role the environment offers (default: its own user).
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Approve it yourself at once, as a member of a break-glass group: short, announced to
+    /// everyone watching, and reviewed afterwards.
+    #[arg(long)]
+    pub break_glass: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct WithdrawArgs {
+    /// The request's id (see `gatehouse requests`).
+    pub id: String,
+    #[arg(long)]
+    pub reason: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -7,9 +7,14 @@
 //! identity may run the identical statement in the same environment once, within
 //! `server.approval_grant_seconds`.
 //!
+//! Access requests (`access.rs`) are approvals of their own kind: nobody waits on them, an
+//! approval grants the requester access for a while, a pending one expires, and members of a
+//! break-glass group may approve their own.
+//!
 //! Architecture invariant: no sockets and no protocol here; the pg session holds the client, this
 //! module only answers "approved, denied, or not yet".
 
+pub mod access;
 pub mod webhooks;
 
 use std::collections::HashMap;
@@ -19,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::identity::{tokens, Identity};
-use crate::store::{ApprovalRecord, Store, StoreError};
+use crate::store::{ApprovalKind, ApprovalRecord, Store, StoreError};
 
 /// What happened to an approval, as the waiting session learns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,9 +36,21 @@ pub enum Outcome {
 /// A change to publish.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Event {
-    /// `approval.created` or `approval.decided`.
+    /// `approval.created` or `approval.decided` for statements and exemption requests;
+    /// `access_request.created`, `.decided`, `.break_glass`, `.withdrawn` or `.expired` for
+    /// access requests.
     pub event: String,
     pub approval: ApprovalRecord,
+    /// Where to see and decide it in the web console.
+    pub link: String,
+}
+
+/// The event name prefix for an approval's kind.
+fn event_prefix(kind: ApprovalKind) -> &'static str {
+    match kind {
+        ApprovalKind::Access => "access_request",
+        ApprovalKind::Statement | ApprovalKind::MaskingExemption => "approval",
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +63,12 @@ pub enum DecideError {
     OwnRequest,
     #[error("only members of {0:?} may decide approvals for this environment")]
     NotAnApprover(Vec<String>),
+    #[error("approving your own access request is break-glass: give a reason (`reason`), it is announced and reviewed")]
+    BreakGlassNeedsReason,
+    #[error("only the requester may withdraw a request")]
+    NotRequester,
+    #[error("cannot grant the access: {0}")]
+    Grant(#[from] crate::identity::GrantError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -70,6 +93,52 @@ pub struct Approvals {
     waiters: Mutex<HashMap<String, watch::Sender<Option<Outcome>>>>,
     events: broadcast::Sender<Event>,
     grant_seconds: i64,
+    /// The web console's base URL (`server.public_url`), for the links events carry.
+    console_url: String,
+}
+
+/// Who may decide an approval besides its environment's approvers: nobody, or for an access
+/// request its requester if they are in a break-glass group.
+pub struct Deciders<'a> {
+    pub approvers: &'a [String],
+    /// Members may approve their own access request (with a reason).
+    pub break_glass_groups: &'a [String],
+}
+
+/// How a decision was allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authority {
+    Approver,
+    /// The requester approved their own access request as a member of a break-glass group.
+    BreakGlass,
+}
+
+/// Whether `approver` may make this decision on `current` (pending, checked by the caller):
+/// never a requester, except a break-glass member approving their own access request with a
+/// reason; otherwise a member of the approver groups.
+pub fn authority(
+    current: &ApprovalRecord,
+    approver: &Identity,
+    deciders: &Deciders<'_>,
+    approve: bool,
+    reason: Option<&str>,
+) -> Result<Authority, DecideError> {
+    if is_requester(current, &approver.name) {
+        let own_access = current.kind == ApprovalKind::Access
+            && current.identity.eq_ignore_ascii_case(&approver.name)
+            && current.on_behalf_of.is_none();
+        if !(approve && own_access && approver.in_any_group(deciders.break_glass_groups)) {
+            return Err(DecideError::OwnRequest);
+        }
+        if reason.is_none_or(|r| r.trim().is_empty()) {
+            return Err(DecideError::BreakGlassNeedsReason);
+        }
+        return Ok(Authority::BreakGlass);
+    }
+    if !approver.in_any_group(deciders.approvers) {
+        return Err(DecideError::NotAnApprover(deciders.approvers.to_vec()));
+    }
+    Ok(Authority::Approver)
 }
 
 /// Whether `who` asked for `approval`: as the identity that made the request, or as the person
@@ -88,14 +157,20 @@ pub fn statement_hash(sql: &str) -> String {
 }
 
 impl Approvals {
-    pub fn new(store: Store, grant_seconds: u64) -> Approvals {
+    pub fn new(store: Store, grant_seconds: u64, console_url: &str) -> Approvals {
         let (events, _) = broadcast::channel(1024);
         Approvals {
             store,
             waiters: Mutex::new(HashMap::new()),
             events,
             grant_seconds: grant_seconds as i64,
+            console_url: console_url.trim_end_matches('/').to_string(),
         }
+    }
+
+    /// The console page of one approval.
+    pub fn link(&self, id: &str) -> String {
+        format!("{}/#/approvals?id={id}", self.console_url)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, watch::Sender<Option<Outcome>>>> {
@@ -106,11 +181,15 @@ impl Approvals {
         self.events.subscribe()
     }
 
-    fn publish(&self, event: &str, approval: ApprovalRecord) {
+    /// Publishes `{prefix}.{what}` (the prefix by the approval's kind).
+    fn publish(&self, what: &str, approval: ApprovalRecord) {
+        let event = format!("{}.{what}", event_prefix(approval.kind));
+        let link = self.link(&approval.id);
         // No subscribers is fine: nobody is watching.
         let _ = self.events.send(Event {
-            event: event.into(),
+            event,
             approval,
+            link,
         });
     }
 
@@ -121,6 +200,7 @@ impl Approvals {
     ) -> Result<(ApprovalRecord, watch::Receiver<Option<Outcome>>), StoreError> {
         let record = ApprovalRecord {
             id: format!("apr_{}", tokens::random_id()),
+            kind: ApprovalKind::Statement,
             state: "pending".into(),
             statement_sha256: statement_hash(&new.statement),
             statement: new.statement,
@@ -141,14 +221,16 @@ impl Approvals {
             decision_reason: None,
             grant_expires_at: None,
             used_at: None,
-        };
+            access: None,
+        }
+        .derive();
         let (tx, rx) = watch::channel(None);
         self.lock().insert(record.id.clone(), tx);
         if let Err(e) = self.store.insert_approval(record.clone()).await {
             self.lock().remove(&record.id);
             return Err(e);
         }
-        self.publish("approval.created", record.clone());
+        self.publish("created", record.clone());
         Ok((record, rx))
     }
 
@@ -179,13 +261,86 @@ impl Approvals {
                 state: current.state,
             });
         }
-        if is_requester(&current, &approver.name) {
-            return Err(DecideError::OwnRequest);
+        let deciders = Deciders {
+            approvers: approver_groups,
+            break_glass_groups: &[],
+        };
+        authority(&current, approver, &deciders, approve, reason.as_deref())?;
+        self.settle(id, &approver.name, approve, reason, None).await
+    }
+
+    /// Records the decision on an access request, already authorized (`authority`): approved
+    /// until `access_until` (when the grant it made ends), or denied.
+    pub async fn settle_access(
+        &self,
+        id: &str,
+        by: &str,
+        approve: bool,
+        reason: Option<String>,
+        access_until: Option<i64>,
+    ) -> Result<ApprovalRecord, DecideError> {
+        self.settle(id, by, approve, reason, access_until).await
+    }
+
+    /// Ends a pending request without a decision: `withdrawn` by its requester, or
+    /// `expired` by the gateway. Published as `{prefix}.withdrawn` / `.expired`.
+    pub async fn close(
+        &self,
+        id: &str,
+        state: &'static str,
+        by: &str,
+        reason: Option<String>,
+    ) -> Result<ApprovalRecord, DecideError> {
+        self.lock().remove(id);
+        let changed = self
+            .store
+            .decide_approval(
+                id.to_string(),
+                state,
+                by.to_string(),
+                reason,
+                crate::identity::now(),
+                None,
+            )
+            .await?;
+        let record = self
+            .store
+            .approval(id.to_string())
+            .await?
+            .ok_or_else(|| DecideError::NotFound(id.to_string()))?;
+        if !changed {
+            return Err(DecideError::NotPending {
+                id: id.into(),
+                state: record.state,
+            });
         }
-        if !approver.in_any_group(approver_groups) {
-            return Err(DecideError::NotAnApprover(approver_groups.to_vec()));
-        }
-        self.settle(id, &approver.name, approve, reason).await
+        self.publish(state, record.clone());
+        Ok(record)
+    }
+
+    /// Announces a break-glass approval loudly, besides its `decided` event.
+    pub fn announce_break_glass(&self, record: ApprovalRecord) {
+        self.publish("break_glass", record);
+    }
+
+    /// The approvals `identity` made under `rule`, newest first.
+    pub async fn of(
+        &self,
+        identity: &str,
+        rule: &'static str,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.store
+            .approvals_of(identity.to_string(), rule, limit)
+            .await
+    }
+
+    /// Pending approvals made under `rule`, oldest first.
+    pub async fn pending_with_rule(
+        &self,
+        rule: &'static str,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.store.pending_approvals_with_rule(rule).await
     }
 
     /// An automatic decision (e.g. by row estimate), recorded under the policy's name.
@@ -195,24 +350,27 @@ impl Approvals {
         by: &str,
         reason: String,
     ) -> Result<ApprovalRecord, DecideError> {
-        self.settle(id, by, true, Some(reason)).await
+        self.settle(id, by, true, Some(reason), None).await
     }
 
+    /// `grant_until` overrides the once-only grant's end (an access request's access).
     async fn settle(
         &self,
         id: &str,
         by: &str,
         approve: bool,
         reason: Option<String>,
+        grant_until: Option<i64>,
     ) -> Result<ApprovalRecord, DecideError> {
         let now = crate::identity::now();
         // Deciding and the waiter's departure race; the waiters lock makes one of them win: a
         // held client runs the statement now ("used"), otherwise a grant is left behind.
         let waiter = self.lock().remove(id);
-        let (state, grant) = match (approve, &waiter) {
-            (false, _) => ("denied", None),
-            (true, Some(_)) => ("used", None),
-            (true, None) => ("approved", Some(now + self.grant_seconds)),
+        let (state, grant) = match (approve, &waiter, grant_until) {
+            (false, _, _) => ("denied", None),
+            (true, _, Some(until)) => ("approved", Some(until)),
+            (true, Some(_), None) => ("used", None),
+            (true, None, None) => ("approved", Some(now + self.grant_seconds)),
         };
         let changed = self
             .store
@@ -256,7 +414,7 @@ impl Approvals {
             .approval(id.to_string())
             .await?
             .ok_or_else(|| DecideError::NotFound(id.to_string()))?;
-        self.publish("approval.decided", record.clone());
+        self.publish("decided", record.clone());
         Ok(record)
     }
 
@@ -298,6 +456,7 @@ mod tests {
     fn the_identity_and_the_person_it_acted_for_are_both_requesters() {
         let a = ApprovalRecord {
             id: "apr_1".into(),
+            kind: ApprovalKind::Statement,
             state: "pending".into(),
             statement_sha256: String::new(),
             statement: "UPDATE t SET v = 1".into(),
@@ -318,6 +477,7 @@ mod tests {
             decision_reason: None,
             grant_expires_at: None,
             used_at: None,
+            access: None,
         };
         assert!(is_requester(&a, "bot"));
         assert!(is_requester(&a, "bob@example.com"));
@@ -327,5 +487,87 @@ mod tests {
             ..a
         };
         assert!(!is_requester(&plain, "bob@example.com"));
+    }
+
+    #[test]
+    fn only_break_glass_members_approve_their_own_access_request_and_only_with_a_reason() {
+        let request = ApprovalRecord {
+            id: "apr_2".into(),
+            kind: ApprovalKind::Access,
+            state: "pending".into(),
+            statement_sha256: String::new(),
+            statement: "-- access request".into(),
+            fingerprint: String::new(),
+            identity: "ana".into(),
+            identity_kind: "human".into(),
+            on_behalf_of: None,
+            environment: "prod".into(),
+            database: String::new(),
+            rule: crate::store::ACCESS_REQUEST_RULE.into(),
+            reason: "ticket 4312".into(),
+            classification: None,
+            estimated_rows: None,
+            connection_id: None,
+            created_at: 0,
+            decided_at: None,
+            decided_by: None,
+            decision_reason: None,
+            grant_expires_at: None,
+            used_at: None,
+            access: None,
+        };
+        let person = |name: &str, groups: &[&str]| Identity {
+            name: name.into(),
+            kind: crate::identity::IdentityKind::Human,
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            on_behalf_of: None,
+            session_id: None,
+        };
+        let approvers = vec!["admins".to_string()];
+        let glass = vec!["oncall".to_string()];
+        let d = Deciders {
+            approvers: &approvers,
+            break_glass_groups: &glass,
+        };
+        let ana = person("ana", &["oncall", "admins"]);
+        // Even an approver cannot approve her own request without break-glass …
+        let no_glass = Deciders {
+            approvers: &approvers,
+            break_glass_groups: &[],
+        };
+        assert!(matches!(
+            authority(&request, &ana, &no_glass, true, Some("x")),
+            Err(DecideError::OwnRequest)
+        ));
+        // … with it, only to approve, and only with a reason.
+        assert!(matches!(
+            authority(&request, &ana, &d, true, Some("  ")),
+            Err(DecideError::BreakGlassNeedsReason)
+        ));
+        assert!(matches!(
+            authority(&request, &ana, &d, false, Some("x")),
+            Err(DecideError::OwnRequest)
+        ));
+        assert_eq!(
+            authority(&request, &ana, &d, true, Some("outage")).unwrap(),
+            Authority::BreakGlass
+        );
+        // A statement is never break-glass.
+        let statement = ApprovalRecord {
+            kind: ApprovalKind::Statement,
+            ..request.clone()
+        };
+        assert!(matches!(
+            authority(&statement, &ana, &d, true, Some("outage")),
+            Err(DecideError::OwnRequest)
+        ));
+        assert_eq!(
+            authority(&request, &person("bob", &["admins"]), &d, true, None).unwrap(),
+            Authority::Approver
+        );
+        assert!(matches!(
+            authority(&request, &person("eve", &["oncall"]), &d, true, Some("x")),
+            Err(DecideError::NotAnApprover(_))
+        ));
     }
 }

@@ -153,6 +153,13 @@ pub struct GrantItem {
     /// When the grant stops letting anyone in (RFC 3339); null when it never expires. An
     /// expired grant is deleted within seconds and its connections end.
     pub expires_at: Option<String>,
+    /// For a grant made by approving an access request: the one identity it lets in (its
+    /// `groups` are empty).
+    pub identity: Option<String>,
+    /// The access request it came from.
+    pub approval_id: Option<String>,
+    /// Approved by its requester under break-glass.
+    pub break_glass: bool,
 }
 
 impl From<GrantView> for GrantItem {
@@ -166,6 +173,9 @@ impl From<GrantView> for GrantItem {
             created_by: g.created_by,
             created_at: g.created_at.map(rfc3339),
             expires_at: g.expires_at.map(rfc3339),
+            identity: g.person.map(|p| p.name),
+            approval_id: g.approval_id,
+            break_glass: g.break_glass,
         }
     }
 }

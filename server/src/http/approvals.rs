@@ -1,6 +1,8 @@
-//! `/api/v1/approvals`: statements waiting for review, and deciding them. Approvers are the
-//! environment's `approvers` groups (or `server.admin_groups`); nobody decides a request they
-//! made or that an agent made on their behalf (`approval::is_requester`).
+//! `/api/v1/approvals`: statements waiting for review, exemption and access requests, and
+//! deciding them. Approvers are the environment's `approvers` groups (or
+//! `server.admin_groups`); nobody decides a request they made or that an agent made on their
+//! behalf (`approval::is_requester`), except a break-glass member approving their own access
+//! request (`approval::access`).
 
 use std::sync::Arc;
 
@@ -14,13 +16,25 @@ use super::error::{ApiError, ErrorBody};
 use crate::approval::DecideError;
 use crate::audit::{AuditRecord, Pending};
 use crate::gateway::Gateway;
-use crate::identity::Identity;
-use crate::store::ApprovalRecord;
+use crate::identity::{GrantError, Identity};
+use crate::store::{ApprovalKind, ApprovalRecord};
+
+/// The states an approval can be in, as `?state=` accepts them.
+const STATES: [&str; 6] = [
+    "pending",
+    "approved",
+    "used",
+    "denied",
+    "expired",
+    "withdrawn",
+];
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct ApprovalQuery {
-    /// `pending`, `approved`, `used`, `denied`, or `all` (default).
+    /// `pending`, `approved`, `used`, `denied`, `expired`, `withdrawn`, or `all` (default).
     pub state: Option<String>,
+    /// Only approvals of this kind: `statement`, `access` or `masking_exemption`.
+    pub kind: Option<String>,
     /// At most this many, newest first (default 100).
     pub limit: Option<usize>,
 }
@@ -58,12 +72,24 @@ pub async fn list(
 ) -> Result<Json<ApprovalList>, ApiError> {
     let state = q.state.filter(|s| s != "all");
     if let Some(s) = &state {
-        if !["pending", "approved", "used", "denied"].contains(&s.as_str()) {
+        if !STATES.contains(&s.as_str()) {
             return Err(ApiError::BadRequest(format!(
-                "unknown state `{s}`: use pending, approved, used, denied or all"
+                "`state`: unknown state `{s}`: use {} or all",
+                STATES.join(", ")
             )));
         }
     }
+    let kind = match q.kind.as_deref() {
+        None => None,
+        Some("statement") => Some(ApprovalKind::Statement),
+        Some("access") => Some(ApprovalKind::Access),
+        Some("masking_exemption") => Some(ApprovalKind::MaskingExemption),
+        Some(k) => {
+            return Err(ApiError::BadRequest(format!(
+                "`kind`: unknown kind `{k}`: use statement, access or masking_exemption"
+            )))
+        }
+    };
     let rows = gw
         .approvals
         .list(state, q.limit.unwrap_or(100).clamp(1, 1000))
@@ -71,6 +97,7 @@ pub async fn list(
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let items = rows
         .into_iter()
+        .filter(|a| kind.is_none_or(|k| a.kind == k))
         .filter(|a| visible(&gw, &caller.identity, a))
         .collect();
     Ok(Json(ApprovalList { items }))
@@ -97,6 +124,35 @@ pub async fn get(
     }
 }
 
+/// A decision that could not be made, as an HTTP answer.
+pub fn decide_error(e: DecideError) -> ApiError {
+    match e {
+        DecideError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        DecideError::NotPending { .. } => ApiError::Conflict(e.to_string()),
+        DecideError::OwnRequest | DecideError::NotAnApprover(_) | DecideError::NotRequester => {
+            ApiError::Forbidden(e.to_string())
+        }
+        DecideError::BreakGlassNeedsReason => ApiError::BadRequest(e.to_string()),
+        DecideError::Grant(GrantError::Invalid(m)) => {
+            ApiError::Conflict(format!("cannot grant the access: {m}"))
+        }
+        DecideError::Grant(g) => ApiError::Internal(g.to_string()),
+        DecideError::Store(s) => ApiError::Internal(s.to_string()),
+    }
+}
+
+/// The approval `id` if the caller may see it; the same 404 otherwise.
+pub async fn visible_approval(
+    gw: &Gateway,
+    who: &Identity,
+    id: &str,
+) -> Result<ApprovalRecord, ApiError> {
+    match gw.approvals.get(id).await? {
+        Some(a) if visible(gw, who, &a) => Ok(a),
+        _ => Err(ApiError::NotFound(format!("no approval {id}"))),
+    }
+}
+
 async fn decide(
     gw: &Gateway,
     caller: &Caller,
@@ -104,15 +160,14 @@ async fn decide(
     approve: bool,
     reason: Option<String>,
 ) -> Result<Json<ApprovalRecord>, ApiError> {
-    let current = gw
-        .approvals
-        .get(id)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let current = match current {
-        Some(a) if visible(gw, &caller.identity, &a) => a,
-        _ => return Err(ApiError::NotFound(format!("no approval {id}"))),
-    };
+    let current = visible_approval(gw, &caller.identity, id).await?;
+    if current.kind == ApprovalKind::Access {
+        // Its own path: a grant, break-glass, `access.*` audit records.
+        return crate::approval::access::decide(gw, &caller.identity, &current, approve, reason)
+            .await
+            .map(Json)
+            .map_err(decide_error);
+    }
     let approvers = gw
         .environments
         .get(&current.environment)
@@ -122,14 +177,7 @@ async fn decide(
         .approvals
         .decide(id, &caller.identity, &approvers, approve, reason.clone())
         .await
-        .map_err(|e| match e {
-            DecideError::NotFound(_) => ApiError::NotFound(e.to_string()),
-            DecideError::NotPending { .. } => ApiError::Conflict(e.to_string()),
-            DecideError::OwnRequest | DecideError::NotAnApprover(_) => {
-                ApiError::Forbidden(e.to_string())
-            }
-            DecideError::Store(s) => ApiError::Internal(s.to_string()),
-        })?;
+        .map_err(decide_error)?;
     let mut r = AuditRecord::new(if approve {
         "approval.approved"
     } else {
@@ -152,9 +200,12 @@ async fn decide(
 }
 
 /// Approve: a held statement runs at once; otherwise the identical statement may run once later.
+/// An access request: its requester gets access for the time asked. A requester may approve
+/// their own access request only as a member of the environment's break-glass groups, with a
+/// `reason`; that access is capped short and announced (`access_request.break_glass`).
 #[utoipa::path(
     post, path = "/api/v1/approvals/{id}/approve", params(("id" = String, Path)), request_body = DecisionRequest,
-    responses((status = 200, body = ApprovalRecord), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = ApprovalRecord), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn approve(

@@ -280,7 +280,7 @@ async fn install_exemption(
 }
 
 /// The rule name an exemption request carries as an approval.
-pub const EXEMPTION_REQUEST_RULE: &str = "masking-exemption-request";
+pub const EXEMPTION_REQUEST_RULE: &str = crate::store::EXEMPTION_REQUEST_RULE;
 /// The longest exemption a request may ask for; longer ones are an admin's to create.
 const MAX_REQUESTED_SECONDS: i64 = 7 * 24 * 3600;
 

@@ -5,6 +5,7 @@
 //! Architecture invariant: handlers are thin; they authenticate the caller, call the identity,
 //! policy (and later approval) modules, and map errors to HTTP statuses in `error.rs`.
 
+mod access;
 mod admin;
 mod api;
 mod approvals;
@@ -80,6 +81,18 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .route("/api/v1/policy/dry-run", post(policy::dry_run))
         .route("/api/v1/environments", get(api::environments))
         .route("/api/v1/whoami", get(api::whoami))
+        .route(
+            "/api/v1/access-requests",
+            get(access::mine).post(access::create),
+        )
+        .route(
+            "/api/v1/access-requests/environments",
+            get(access::environments),
+        )
+        .route(
+            "/api/v1/access-requests/{id}/withdraw",
+            post(access::withdraw),
+        )
         .route("/api/v1/approvals", get(approvals::list))
         .route("/api/v1/approvals/{id}", get(approvals::get))
         .route("/api/v1/approvals/{id}/approve", post(approvals::approve))

@@ -4,7 +4,9 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, api, approvals, audit, connections, events, groups, masking, oidc, policy};
+use super::{
+    access, admin, api, approvals, audit, connections, events, groups, masking, oidc, policy,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,6 +26,7 @@ use super::{admin, api, approvals, audit, connections, events, groups, masking, 
         masking::get_catalog, masking::refresh_catalog, masking::put_tag, masking::delete_tag,
         masking::list_exemptions, masking::create_exemption, masking::delete_exemption,
         masking::request_exemption,
+        access::create, access::mine, access::environments, access::withdraw,
     ),
     modifiers(&BearerAuth)
 )]

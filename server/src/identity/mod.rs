@@ -16,7 +16,7 @@ pub use authenticator::{
     hash_password, now, AuthError, Authenticator, IssuedSession, LoginError, ManageError,
     NewServiceAccount, ServiceAccountView, SessionMethod,
 };
-pub use grants::{GrantError, GrantView, Grants, NewGrant};
+pub use grants::{GrantError, GrantView, Grants, NewGrant, PersonalGrant};
 pub use groups::{GroupDirectory, GroupError, GroupView, MemberView};
 
 use serde::Serialize;

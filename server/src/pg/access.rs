@@ -36,16 +36,21 @@ pub enum Cause<'a> {
     /// An administrator's change; `None` when it is not known whose (the re-check a session
     /// makes right after registering).
     Admin(Option<&'a str>),
-    /// An API grant reached its expiry (Unix seconds).
-    GrantExpired { at: i64 },
+    /// An API grant reached its expiry (Unix seconds); `requested` when it came from an
+    /// approved access request (asked for again, not from an administrator).
+    GrantExpired { at: i64, requested: bool },
 }
 
 impl Cause<'_> {
     fn revoked(&self, env: &str) -> String {
         match self {
             Cause::Admin(by) => format!("access to environment \"{env}\" was revoked by {}", by_whom(*by)),
-            Cause::GrantExpired { at } => format!(
+            Cause::GrantExpired { at, requested: false } => format!(
                 "access to environment \"{env}\" expired at {}: the grant that allowed it ended; ask an administrator for access again",
+                rfc3339(*at)
+            ),
+            Cause::GrantExpired { at, requested: true } => format!(
+                "access to environment \"{env}\" expired at {}: the access you requested ended; request it again (gatehouse request {env})",
                 rfc3339(*at)
             ),
         }
@@ -57,7 +62,7 @@ impl Cause<'_> {
                 "access to environment \"{env}\" was changed by {}: connections now run as {now}; reconnect to continue",
                 by_whom(*by)
             ),
-            Cause::GrantExpired { at } => format!(
+            Cause::GrantExpired { at, .. } => format!(
                 "access to environment \"{env}\" changed when a grant expired at {}: connections now run as {now}; reconnect to continue",
                 rfc3339(*at)
             ),
@@ -127,14 +132,15 @@ fn identity_now(gw: &Gateway, c: &ConnectionInfo) -> Identity {
     })
 }
 
-/// Whether `grant` is one that let `c` in: its groups hold the connection's identity and its
-/// environments name the connection's.
+/// Whether `grant` is one that let `c` in: it holds the connection's identity (its groups,
+/// or its one person for an approved access request) and its environments name the
+/// connection's.
 fn admitted_by(gw: &Gateway, grant: &GrantView, c: &ConnectionInfo) -> bool {
     grant
         .environments
         .iter()
         .any(|e| e == "*" || *e == c.environment)
-        && identity_now(gw, c).in_any_group(&grant.groups)
+        && grant.covers(&identity_now(gw, c))
 }
 
 /// After access was narrowed (the grants and memberships already reloaded): asks the grants
@@ -205,9 +211,14 @@ pub async fn sweep(gw: &Gateway, now: i64) -> SweepOutcome {
         let at = g.expires_at.unwrap_or(now);
         // Only the connections this grant let in: another grant expiring in the same sweep
         // no longer lets anyone in either, and its own record must count its own.
-        let closed = end_connections_without_access(gw, &Cause::GrantExpired { at }, |c| {
-            admitted_by(gw, &g, c)
-        });
+        let closed = end_connections_without_access(
+            gw,
+            &Cause::GrantExpired {
+                at,
+                requested: g.approval_id.is_some(),
+            },
+            |c| admitted_by(gw, &g, c),
+        );
         tracing::info!(action = "grant.expired", grant = %g.id, groups = ?g.groups, environments = ?g.environments, connections = closed, "grant expired");
         let mut r = AuditRecord::new("admin.grant.expired").details(serde_json::json!({
             "grant_id": g.id,
@@ -216,6 +227,9 @@ pub async fn sweep(gw: &Gateway, now: i64) -> SweepOutcome {
             "upstream_role": g.upstream_role,
             "expires_at": rfc3339(at),
             "connections_closed": closed,
+            "identity": g.person.as_ref().map(|p| p.name.clone()),
+            "approval_id": g.approval_id,
+            "break_glass": g.break_glass,
         }));
         r.identity = Some(GATEWAY_ACTOR.to_string());
         r.identity_kind = Some("gateway".to_string());
@@ -293,11 +307,19 @@ mod tests {
             "access to environment \"app\" was revoked by an administrator"
         );
         assert_eq!(
-            Cause::GrantExpired { at: 1_800_000_000 }.revoked("app"),
+            Cause::GrantExpired {
+                at: 1_800_000_000,
+                requested: false
+            }.revoked("app"),
             "access to environment \"app\" expired at 2027-01-15T08:00:00Z: the grant that allowed it ended; ask an administrator for access again"
         );
-        assert!(Cause::GrantExpired { at: 0 }
-            .changed("app", "upstream role \"ro\"")
-            .starts_with("access to environment \"app\" changed when a grant expired at 1970-01-01T00:00:00Z"));
+        assert!(Cause::GrantExpired {
+            at: 0,
+            requested: false
+        }
+        .changed("app", "upstream role \"ro\"")
+        .starts_with(
+            "access to environment \"app\" changed when a grant expired at 1970-01-01T00:00:00Z"
+        ));
     }
 }

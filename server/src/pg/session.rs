@@ -417,7 +417,7 @@ async fn establish(
 fn unreachable(e: crate::gateway::Unreachable) -> PgError {
     use crate::gateway::Unreachable;
     let hint = match &e {
-        Unreachable::NoEnvironment { .. } => "The database name selects the environment (`env` or `env/database`); list the environments you may reach with `gatehouse envs`, and ask a Gatehouse administrator for access to others.".to_string(),
+        Unreachable::NoEnvironment { .. } => "The database name selects the environment (`env` or `env/database`); list the environments you may reach with `gatehouse envs`, and ask a Gatehouse administrator for access to others, or request it for a while (`gatehouse request ENV --for 1h --reason \"…\"`) where the environment takes requests.".to_string(),
         Unreachable::Database { env, own, .. } => format!("Connect with dbname={env} (its database is \"{own}\"); an administrator can open more databases with the environment's `databases` setting."),
     };
     PgError::fatal(SqlState::InvalidAuthorization, e.to_string()).with_hint(hint)

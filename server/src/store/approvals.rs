@@ -6,11 +6,57 @@ use serde::Serialize;
 
 use super::{Store, StoreError};
 
-/// One approval. `state` is `pending`, `approved` (may be used once until `grant_expires_at`),
-/// `used`, `denied` or `expired`.
+/// The rule name an access request carries as an approval.
+pub const ACCESS_REQUEST_RULE: &str = "access-request";
+/// The rule name a masking exemption request carries as an approval.
+pub const EXEMPTION_REQUEST_RULE: &str = "masking-exemption-request";
+
+/// What an approval is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalKind {
+    /// A statement sent to review.
+    Statement,
+    /// Access to an environment for a while (`access` holds what was asked).
+    Access,
+    /// A masking exemption for a group.
+    MaskingExemption,
+}
+
+impl ApprovalKind {
+    pub fn of_rule(rule: &str) -> ApprovalKind {
+        match rule {
+            ACCESS_REQUEST_RULE => ApprovalKind::Access,
+            EXEMPTION_REQUEST_RULE => ApprovalKind::MaskingExemption,
+            _ => ApprovalKind::Statement,
+        }
+    }
+}
+
+/// What an access request asks for, kept with the approval (in its `classification`, under
+/// `access_request`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct AccessRequestDetails {
+    pub environment: String,
+    /// The upstream role asked for; the environment's own user when null.
+    pub role: Option<String>,
+    /// How long the access lasts once approved.
+    pub duration_seconds: i64,
+    /// When the request expires if nobody decides it (Unix seconds).
+    pub pending_until: i64,
+    /// Approved by the requester themselves as a member of a break-glass group (set once
+    /// decided).
+    #[serde(default)]
+    pub break_glass: bool,
+}
+
+/// One approval. `state` is `pending`, `approved` (a statement: may be used once until
+/// `grant_expires_at`; access: granted until `grant_expires_at`), `used`, `denied`, `expired`
+/// or `withdrawn` (by the requester).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     pub id: String,
+    pub kind: ApprovalKind,
     pub state: String,
     pub statement: String,
     #[serde(skip)]
@@ -33,6 +79,34 @@ pub struct ApprovalRecord {
     pub decision_reason: Option<String>,
     pub grant_expires_at: Option<i64>,
     pub used_at: Option<i64>,
+    /// For `kind = access`: what was asked.
+    pub access: Option<AccessRequestDetails>,
+}
+
+impl ApprovalRecord {
+    /// Fills the fields derived from the stored ones: the kind (from the rule) and, for an
+    /// access request, its details (from the classification; break-glass when the requester
+    /// approved it themselves, which nothing else allows).
+    pub fn derive(mut self) -> ApprovalRecord {
+        self.kind = ApprovalKind::of_rule(&self.rule);
+        self.access = match self.kind {
+            ApprovalKind::Access => self
+                .classification
+                .as_ref()
+                .and_then(|c| c.get("access_request"))
+                .and_then(|v| serde_json::from_value::<AccessRequestDetails>(v.clone()).ok())
+                .map(|mut d| {
+                    d.break_glass = self.state == "approved"
+                        && self
+                            .decided_by
+                            .as_deref()
+                            .is_some_and(|by| by.eq_ignore_ascii_case(&self.identity));
+                    d
+                }),
+            _ => None,
+        };
+        self
+    }
 }
 
 const COLUMNS: &str = "id, state, statement, statement_sha256, fingerprint, identity, identity_kind, on_behalf_of, environment,
@@ -42,6 +116,7 @@ const COLUMNS: &str = "id, state, statement, statement_sha256, fingerprint, iden
 fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRecord> {
     Ok(ApprovalRecord {
         id: r.get(0)?,
+        kind: ApprovalKind::Statement,
         state: r.get(1)?,
         statement: r.get(2)?,
         statement_sha256: r.get(3)?,
@@ -64,7 +139,9 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRecord> {
         decision_reason: r.get(18)?,
         grant_expires_at: r.get(19)?,
         used_at: r.get(20)?,
-    })
+        access: None,
+    }
+    .derive())
 }
 
 impl Store {
@@ -126,6 +203,43 @@ impl Store {
             );
             let mut stmt = c.prepare(&sql)?;
             let rows = stmt.query_map([state], read)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// Pending approvals made under `rule` (e.g. access requests), oldest first.
+    pub async fn pending_approvals_with_rule(
+        &self,
+        rule: &'static str,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND rule = ?1 ORDER BY created_at, id"
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map([rule], read)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    /// The approvals `identity` made under `rule` (e.g. their access requests), newest first;
+    /// the name compared ignoring ASCII case, as `approval::is_requester` does.
+    pub async fn approvals_of(
+        &self,
+        identity: String,
+        rule: &'static str,
+        limit: usize,
+    ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        self.run(move |c| {
+            let sql = format!(
+                "SELECT {COLUMNS} FROM approvals WHERE rule = ?1 AND identity = ?2 COLLATE NOCASE
+                 ORDER BY created_at DESC, id LIMIT {}",
+                limit.min(1000)
+            );
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(params![rule, identity], read)?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await

@@ -16,6 +16,21 @@ pub struct GrantRecord {
     pub created_by: String,
     /// Unix seconds after which the grant lets nobody in; `None`: it never expires.
     pub expires_at: Option<i64>,
+    /// For a grant made by approving an access request: the one identity it lets in (name and
+    /// kind), instead of `groups` (then empty).
+    pub person: Option<GrantPerson>,
+    /// The approval (access request) the grant was made from.
+    pub approval_id: Option<String>,
+    /// The requester approved it themselves, as a member of a break-glass group.
+    pub break_glass: bool,
+}
+
+/// The one identity a personal grant lets in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantPerson {
+    pub name: String,
+    /// `human` or `agent`, as `IdentityKind::as_str` writes it.
+    pub kind: String,
 }
 
 /// Oldest first, as `Grants` promises (the first match picks the upstream role). Grants made in
@@ -23,7 +38,7 @@ pub struct GrantRecord {
 fn list(c: &rusqlite::Connection) -> Result<Vec<GrantRecord>, StoreError> {
     let mut stmt = c.prepare(
         "SELECT id, groups_json, environments_json, upstream_role, created_at, created_by,
-                expires_at
+                expires_at, identity, identity_kind, approval_id, break_glass
          FROM grants ORDER BY created_at, rowid",
     )?;
     let rows = stmt
@@ -36,6 +51,15 @@ fn list(c: &rusqlite::Connection) -> Result<Vec<GrantRecord>, StoreError> {
                 created_at: r.get(4)?,
                 created_by: r.get(5)?,
                 expires_at: r.get(6)?,
+                person: match (
+                    r.get::<_, Option<String>>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ) {
+                    (Some(name), Some(kind)) => Some(GrantPerson { name, kind }),
+                    _ => None,
+                },
+                approval_id: r.get(9)?,
+                break_glass: r.get(10)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
@@ -47,8 +71,8 @@ impl Store {
         self.run(move |c| {
             c.execute(
                 "INSERT INTO grants (id, groups_json, environments_json, upstream_role, created_at, created_by,
-                                     expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                                     expires_at, identity, identity_kind, approval_id, break_glass)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 params![
                     g.id,
                     serde_json::to_string(&g.groups).unwrap_or_else(|_| "[]".into()),
@@ -56,7 +80,11 @@ impl Store {
                     g.upstream_role,
                     g.created_at,
                     g.created_by,
-                    g.expires_at
+                    g.expires_at,
+                    g.person.as_ref().map(|p| p.name.clone()),
+                    g.person.as_ref().map(|p| p.kind.clone()),
+                    g.approval_id,
+                    g.break_glass
                 ],
             )?;
             Ok(())
@@ -95,10 +123,20 @@ mod tests {
             created_at: 1,
             created_by: "root".into(),
             expires_at: None,
+            person: None,
+            approval_id: None,
+            break_glass: false,
         };
         let until = GrantRecord {
             id: "g2".into(),
+            groups: Vec::new(),
             expires_at: Some(5000),
+            person: Some(GrantPerson {
+                name: "ana".into(),
+                kind: "human".into(),
+            }),
+            approval_id: Some("apr_1".into()),
+            break_glass: true,
             ..g.clone()
         };
         s.insert_grant(g.clone()).await.unwrap();

@@ -131,6 +131,13 @@ const MIGRATIONS: &[&str] = &[
         locked_until  INTEGER NOT NULL
     );
     CREATE INDEX login_lockouts_until ON login_lockouts(locked_until);",
+    // 11: grants for one person, made by approving their access request: the identity (name
+    // and kind) they let in instead of groups, the approval they came from, and whether it
+    // was break-glass (the requester approved it themselves).
+    "ALTER TABLE grants ADD COLUMN identity TEXT;
+    ALTER TABLE grants ADD COLUMN identity_kind TEXT;
+    ALTER TABLE grants ADD COLUMN approval_id TEXT;
+    ALTER TABLE grants ADD COLUMN break_glass INTEGER NOT NULL DEFAULT 0;",
 ];
 
 pub fn migrate(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {

@@ -20,9 +20,11 @@ mod sessions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-pub use approvals::ApprovalRecord;
+pub use approvals::{
+    AccessRequestDetails, ApprovalKind, ApprovalRecord, ACCESS_REQUEST_RULE, EXEMPTION_REQUEST_RULE,
+};
 pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
-pub use grants::GrantRecord;
+pub use grants::{GrantPerson, GrantRecord};
 pub use groups::GroupMemberRecord;
 pub use masking::StoredCatalogRecord;
 pub use rules::{RuleVersionRecord, SaveOutcome};

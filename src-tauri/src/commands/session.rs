@@ -1,4 +1,6 @@
-//! The sign-in screen: `session_info`, `login_password`, `login_sso`, `logout`.
+//! The sign-in screen: `session_info`, `login_password`, `login_sso`, `logout`, and
+//! `gateway_has_sso` (whether to offer SSO for the gateway typed). A sign-in reopens the
+//! tunnels that were open for that gateway.
 
 use tauri::State;
 
@@ -23,6 +25,7 @@ pub async fn login_password(
     let info = state
         .login(gateway, LoginWith::Password { username, password })
         .await?;
+    state.reopen_tunnels().await;
     crate::tray::refresh(&app).await;
     Ok(info)
 }
@@ -35,6 +38,7 @@ pub async fn login_sso(
     gateway: String,
 ) -> CommandResult<SessionInfo> {
     let info = state.login(gateway, LoginWith::Sso).await?;
+    state.reopen_tunnels().await;
     crate::tray::refresh(&app).await;
     Ok(info)
 }
@@ -45,4 +49,19 @@ pub async fn logout(app: tauri::AppHandle, state: State<'_, AppState>) -> Comman
     let result = state.logout().await;
     crate::tray::refresh(&app).await;
     result
+}
+
+/// Whether the gateway at `gateway` has single sign-on (`GET /api/v1/info`), as the web console
+/// asks its own; `null` when it cannot be asked (unreachable, or a certificate only a sign-in
+/// can decide to trust), and then the UI keeps offering SSO and the sign-in says what is wrong.
+#[tauri::command]
+pub async fn gateway_has_sso(gateway: String) -> Option<bool> {
+    let base = gatehouse_client::api::normalize_base(&gateway).ok()?;
+    let api =
+        gatehouse_client::api::ApiClient::new(&base, &gatehouse_client::Trust::WebPki).ok()?;
+    let info = tokio::time::timeout(std::time::Duration::from_secs(5), api.info())
+        .await
+        .ok()?
+        .ok()??;
+    Some(info.sso)
 }

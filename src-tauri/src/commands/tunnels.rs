@@ -1,5 +1,6 @@
-//! The environments screen's tunnels: `connect`, `disconnect`, `tunnels`. Each change is
-//! announced with the `tunnels-changed` event (the whole list) and mirrored in the tray.
+//! The environments screen's tunnels: `connect`, `disconnect`, `tunnels`, and the setting that
+//! reopens them at start (`reopen_setting`, `set_reopen_setting`). Each change is announced
+//! with the `tunnels-changed` event (the whole list) and mirrored in the tray.
 
 use tauri::State;
 
@@ -36,4 +37,15 @@ pub async fn disconnect(
 #[tauri::command]
 pub async fn tunnels(state: State<'_, AppState>) -> CommandResult<Vec<TunnelView>> {
     Ok(state.tunnels().await)
+}
+
+/// Whether the tunnels open when the app quits are reopened at its next start.
+#[tauri::command]
+pub fn reopen_setting(state: State<'_, AppState>) -> bool {
+    state.reopen_setting()
+}
+
+#[tauri::command]
+pub fn set_reopen_setting(state: State<'_, AppState>, on: bool) -> CommandResult<()> {
+    state.set_reopen_setting(on)
 }

@@ -28,6 +28,8 @@ export type Approval = Omit<Schemas['ApprovalRecord'], 'classification'> & {
   /** The statement's classification, as `POST /api/v1/policy/dry-run` reports it. */
   classification?: Classification | null;
 };
+export type AccessDetails = Schemas['AccessRequestDetails'];
+export type Requestable = Schemas['RequestableEnvironment'];
 export type Connection = Schemas['ConnectionInfo'];
 export type Grant = Schemas['GrantItem'];
 export type GroupMember = Schemas['MemberItem'];
@@ -51,6 +53,9 @@ export type AuditRecord = Record<string, unknown> & {
   rule?: string;
   rows?: number;
   error?: string;
+  approval_id?: string;
+  duration_ms?: number;
+  sqlstate?: string;
 };
 export type AuditPage = Omit<Schemas['AuditPage'], 'items'> & { items: AuditRecord[] };
 export type CatalogView = Schemas['CatalogView'];
@@ -115,6 +120,18 @@ export const api = {
   approve: (id: string, reason?: string) =>
     call<Approval>('POST', `/api/v1/approvals/${enc(id)}/approve`, { reason: reason || null }),
   deny: (id: string, reason: string) => call<Approval>('POST', `/api/v1/approvals/${enc(id)}/deny`, { reason }),
+  /** Environments that take access requests, with their limits (any signed-in identity). */
+  requestable: () =>
+    call<{ items: Requestable[] }>('GET', '/api/v1/access-requests/environments').then((r) => r.items),
+  requestAccess: (r: { environment: string; duration_seconds: number; role: string | null; reason: string }) =>
+    call<Approval>('POST', '/api/v1/access-requests', r),
+  myAccessRequests: () => call<{ items: Approval[] }>('GET', '/api/v1/access-requests').then((r) => r.items),
+  withdraw: (id: string) => call<Approval>('POST', `/api/v1/access-requests/${enc(id)}/withdraw`, {}),
+  /** Approved access requests: where break-glass access in force is found. */
+  approvedAccess: () =>
+    call<{ items: Approval[] }>('GET', `/api/v1/approvals${query({ state: 'approved', kind: 'access', limit: 200 })}`).then(
+      (r) => r.items,
+    ),
   grants: () => call<{ items: Grant[] }>('GET', '/api/v1/grants').then((r) => r.items),
   createGrant: (g: { groups: string[]; environments: string[]; upstream_role: string | null; expires_in_seconds?: number }) =>
     call<Grant>('POST', '/api/v1/grants', g),

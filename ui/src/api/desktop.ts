@@ -29,4 +29,16 @@ export const desktop = {
     invoke<Tunnel>('connect', { environment, database, port }),
   disconnect: (environment: string) => invoke<null>('disconnect', { environment }),
   tunnels: () => invoke<Tunnel[]>('tunnels'),
+  /** Whether the gateway typed has SSO; `null` when the shell could not ask it. */
+  gatewayHasSso: (gateway: string) => invoke<boolean | null>('gateway_has_sso', { gateway }),
+  /** Whether tunnels open at quit are reopened at the next start. */
+  reopenSetting: () => invoke<boolean>('reopen_setting'),
+  setReopenSetting: (on: boolean) => invoke<null>('set_reopen_setting', { on }),
+  /** Calls `cb` with an approval's id when the person clicks its notification (or the tray's
+   * "waiting for you", with an empty id); returns how to stop listening. */
+  onOpenApproval: (cb: (id: string) => void): Promise<() => void> => {
+    const events = tauri()?.event;
+    if (!events) return Promise.resolve(() => undefined);
+    return events.listen<string>('open-approval', (e) => cb(e.payload));
+  },
 };

@@ -6,6 +6,65 @@
  */
 
 export interface paths {
+    "/api/v1/access-requests": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller's own access requests, newest first (the last 500). */
+        get: operations["list_my_access_requests"];
+        put?: never;
+        /**
+         * Ask for access to an environment for a while. The environment's approvers decide it in the
+         *     approvals inbox; approved, the caller alone may connect until it ends. 400 names the field
+         *     at fault (`environment`, `duration_seconds`, `role`, `reason`).
+         */
+        post: operations["request_access"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/access-requests/environments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The environments that take access requests, with their limits and whether the caller can
+         *     connect already.
+         */
+        get: operations["list_requestable_environments"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/access-requests/{id}/withdraw": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Withdraw one's own pending access request. */
+        post: operations["withdraw_access_request"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/approvals": {
         parameters: {
             query?: never;
@@ -49,7 +108,12 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Approve: a held statement runs at once; otherwise the identical statement may run once later. */
+        /**
+         * Approve: a held statement runs at once; otherwise the identical statement may run once later.
+         *     An access request: its requester gets access for the time asked. A requester may approve
+         *     their own access request only as a member of the environment's break-glass groups, with a
+         *     `reason`; that access is capped short and announced (`access_request.break_glass`).
+         */
         post: operations["approve"];
         delete?: never;
         options?: never;
@@ -733,19 +797,63 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        AccessRequestBody: {
+            /**
+             * Format: int64
+             * @description How long the access lasts once approved; at most the environment's maximum.
+             */
+            duration_seconds?: number | null;
+            /** @description The environment's name. */
+            environment: string;
+            /** @description Why, for the approver (required). */
+            reason?: string | null;
+            /** @description An upstream role the environment offers; its own user when absent. */
+            role?: string | null;
+        };
+        /**
+         * @description What an access request asks for, kept with the approval (in its `classification`, under
+         *     `access_request`).
+         */
+        AccessRequestDetails: {
+            /**
+             * @description Approved by the requester themselves as a member of a break-glass group (set once
+             *     decided).
+             */
+            break_glass?: boolean;
+            /**
+             * Format: int64
+             * @description How long the access lasts once approved.
+             */
+            duration_seconds: number;
+            environment: string;
+            /**
+             * Format: int64
+             * @description When the request expires if nobody decides it (Unix seconds).
+             */
+            pending_until: number;
+            /** @description The upstream role asked for; the environment's own user when null. */
+            role?: string | null;
+        };
         /**
          * @description What to do with a statement.
          * @enum {string}
          */
         Action: "allow" | "deny" | "review";
+        /**
+         * @description What an approval is about.
+         * @enum {string}
+         */
+        ApprovalKind: "statement" | "access" | "masking_exemption";
         ApprovalList: {
             items: components["schemas"]["ApprovalRecord"][];
         };
         /**
-         * @description One approval. `state` is `pending`, `approved` (may be used once until `grant_expires_at`),
-         *     `used`, `denied` or `expired`.
+         * @description One approval. `state` is `pending`, `approved` (a statement: may be used once until
+         *     `grant_expires_at`; access: granted until `grant_expires_at`), `used`, `denied`, `expired`
+         *     or `withdrawn` (by the requester).
          */
         ApprovalRecord: {
+            access?: null | components["schemas"]["AccessRequestDetails"];
             classification?: Record<string, never> | null;
             connection_id?: string | null;
             /** Format: int64 */
@@ -764,6 +872,7 @@ export interface components {
             id: string;
             identity: string;
             identity_kind: string;
+            kind: components["schemas"]["ApprovalKind"];
             on_behalf_of?: string | null;
             reason: string;
             rule: string;
@@ -1045,6 +1154,10 @@ export interface components {
             version: string;
         };
         GrantItem: {
+            /** @description The access request it came from. */
+            approval_id?: string | null;
+            /** @description Approved by its requester under break-glass. */
+            break_glass: boolean;
             created_at?: string | null;
             created_by?: string | null;
             /** @description Environment names; `*` means all. */
@@ -1057,6 +1170,11 @@ export interface components {
             groups: string[];
             /** @description `config:N` for grants from the config file (read-only), otherwise an API grant's id. */
             id: string;
+            /**
+             * @description For a grant made by approving an access request: the one identity it lets in (its
+             *     `groups` are empty).
+             */
+            identity?: string | null;
             /** @description `config` or `api`. */
             source: string;
             /** @description The upstream role connections use under this grant; the environment's user when null. */
@@ -1135,6 +1253,25 @@ export interface components {
         };
         RefreshRequest: {
             refresh_token: string;
+        };
+        /** @description An environment that takes access requests, as the caller may ask for it. */
+        RequestableEnvironment: {
+            /** @description Whether the caller may approve their own request here (break-glass). */
+            break_glass: boolean;
+            /** Format: int64 */
+            break_glass_max_seconds: number;
+            description?: string | null;
+            /** Format: int64 */
+            max_duration_seconds: number;
+            name: string;
+            /** @description Whether the caller can connect already (a grant, or an approved request in force). */
+            reachable: boolean;
+            /** @description Upstream roles a request may name. */
+            roles: string[];
+            tier: components["schemas"]["Tier"];
+        };
+        RequestableList: {
+            items: components["schemas"]["RequestableEnvironment"][];
         };
         RotateRequest: {
             /** @description A new expiry (RFC 3339); the old one stays when absent. */
@@ -1339,11 +1476,155 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    list_my_access_requests: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    request_access: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AccessRequestBody"];
+            };
+        };
+        responses: {
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRecord"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_requestable_environments: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RequestableList"];
+                };
+            };
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    withdraw_access_request: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["DecisionRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApprovalRecord"];
+                };
+            };
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_approvals: {
         parameters: {
             query?: {
-                /** @description `pending`, `approved`, `used`, `denied`, or `all` (default). */
+                /** @description `pending`, `approved`, `used`, `denied`, `expired`, `withdrawn`, or `all` (default). */
                 state?: string | null;
+                /** @description Only approvals of this kind: `statement`, `access` or `masking_exemption`. */
+                kind?: string | null;
                 /** @description At most this many, newest first (default 100). */
                 limit?: number | null;
             };
@@ -1421,6 +1702,14 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["ApprovalRecord"];
+                };
+            };
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
                 };
             };
             403: {

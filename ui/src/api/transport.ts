@@ -18,6 +18,8 @@ export interface Transport {
 /** The Tauri v2 global (`app.withGlobalTauri = true`), present only in the desktop shell. */
 export interface TauriGlobal {
   core: { invoke<T = unknown>(cmd: string, args?: Record<string, unknown>): Promise<T> };
+  /** The shell's events (e.g. `open-approval` when a notification is clicked). */
+  event?: { listen<T = unknown>(name: string, cb: (e: { payload: T }) => void): Promise<() => void> };
 }
 
 export function tauri(w: Window = window): TauriGlobal | undefined {

@@ -1,10 +1,21 @@
-// Live updates for approvals. The web console listens to the gateway's server-sent events at
+// Live updates for approvals and access requests. The web console listens to the gateway's server-sent events at
 // `/events` (cookie session); the desktop app has no event stream through its shell command, so
 // it polls. Either way the caller just gets "something changed".
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { isDesktop } from '../api/transport';
 
 export type LiveState = 'connecting' | 'live' | 'polling' | 'offline';
+
+/** The gateway's event names (`/events`): statements and exemption requests, access requests. */
+export const LIVE_EVENTS = [
+  'approval.created',
+  'approval.decided',
+  'access_request.created',
+  'access_request.decided',
+  'access_request.break_glass',
+  'access_request.withdrawn',
+  'access_request.expired',
+] as const;
 
 export function useLiveEvents(onChange: (event: string, data: unknown) => void): LiveState {
   const [state, setState] = useState<LiveState>('connecting');
@@ -26,8 +37,7 @@ export function useLiveEvents(onChange: (event: string, data: unknown) => void):
       }
       cb.current(e.type, data);
     };
-    es.addEventListener('approval.created', handle as EventListener);
-    es.addEventListener('approval.decided', handle as EventListener);
+    for (const name of LIVE_EVENTS) es.addEventListener(name, handle as EventListener);
     es.onopen = () => {
       setState('live');
       // Anything that happened while we were not listening.

@@ -1,9 +1,13 @@
 // Approvals: statements waiting for a decision (approvers see the statement, who, where, the
-// classification and the estimated rows, and approve or deny with a reason), my own requests and
-// their state, and recent decisions. Updates live from the gateway's events.
+// classification and the estimated rows, and approve or deny with a reason), access requests
+// (who wants which environment, for how long, as which role, and why) and exemption requests in
+// the same inbox, my own requests and their state (a pending access request can be withdrawn, or
+// approved by myself under break-glass), and recent decisions. Updates live from the gateway's
+// events.
 import { useEffect, useState } from 'preact/hooks';
 import { typing } from '../lib/keys';
 import { api, type Approval, type Classification } from '../api/client';
+import { humanDuration } from '../components/RequestAccess';
 import { Badge, ErrorBox, Page, Sql, View, useAction } from '../components/ui';
 import { useLiveEvents } from '../lib/events';
 import { fmtTime, useLoad } from '../lib/load';
@@ -37,6 +41,64 @@ export function ClassificationView({ c }: { c: Classification | null }) {
         </Badge>
       ))}
     </span>
+  );
+}
+
+/** The requester's own pending access request: withdraw it, or (break-glass) approve it. */
+function OwnAccessRequest({ a, breakGlass, onDone }: { a: Approval; breakGlass: boolean; onDone: () => void }) {
+  const [reason, setReason] = useState('');
+  const action = useAction();
+  const id = `glass-${a.id}`;
+  return (
+    <div class="decide">
+      <p class="muted">Waiting for an approver. Nobody decides their own request.</p>
+      <div class="row">
+        <button type="button" onClick={async () => (await action.run(() => api.withdraw(a.id))) && onDone()} disabled={action.busy}>
+          Withdraw
+        </button>
+      </div>
+      {breakGlass && (
+        <>
+          <label for={id}>Break-glass reason</label>
+          <textarea
+            id={id}
+            rows={2}
+            value={reason}
+            placeholder="The incident that cannot wait; announced to everyone watching and reviewed"
+            onInput={(e) => setReason(e.currentTarget.value)}
+          />
+          <button
+            type="button"
+            class="danger"
+            disabled={action.busy || !reason.trim()}
+            onClick={async () => (await action.run(() => api.approve(a.id, reason))) && onDone()}
+          >
+            Break glass: approve it myself
+          </button>
+        </>
+      )}
+      {action.error && <ErrorBox error={action.error} />}
+    </div>
+  );
+}
+
+/** What an access request asks for, in words. */
+function AccessSummary({ a }: { a: Approval }) {
+  const d = a.access;
+  if (!d) return null;
+  return (
+    <p class="access-summary">
+      Access to <strong>{d.environment}</strong> for <strong>{humanDuration(d.duration_seconds)}</strong>
+      {d.role ? (
+        <>
+          {' '}
+          as role <code>{d.role}</code>
+        </>
+      ) : (
+        " as the environment's own user"
+      )}
+      {a.state === 'pending' && <span class="muted"> · expires unanswered at {fmtTime(d.pending_until)}</span>}
+    </p>
   );
 }
 
@@ -91,7 +153,7 @@ function Decide({ a, onDone }: { a: Approval; onDone: () => void }) {
 function useFullClassification(a: Approval): Classification | null {
   const full = useLoad(
     () =>
-      a.state === 'pending'
+      a.state === 'pending' && a.kind === 'statement'
         ? api
             .dryRun({ sql: a.statement, environment: a.environment })
             .then((r) => r.classification)
@@ -102,18 +164,33 @@ function useFullClassification(a: Approval): Classification | null {
   return (full.state === 'ready' && full.data) || (a.classification ?? null);
 }
 
-function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () => void }) {
+function ApprovalCard({
+  a,
+  me,
+  breakGlass,
+  onDone,
+}: {
+  a: Approval;
+  me: string;
+  breakGlass: (environment: string) => boolean;
+  onDone: () => void;
+}) {
   const mine = a.identity === me;
+  const access = a.kind === 'access';
   const classification = useFullClassification(a);
+  const what = access ? 'access request' : a.kind === 'masking_exemption' ? 'exemption request' : 'request';
   return (
     <li
-      class={`card approval state-${a.state}`}
+      class={`card approval state-${a.state} kind-${a.kind}`}
       data-approval={a.id}
+      data-kind={a.kind}
       tabIndex={-1}
-      aria-label={`${a.state} request from ${a.identity} on ${a.environment}`}
+      aria-label={`${a.state} ${what} from ${a.identity} on ${a.environment}`}
     >
       <div class="approval-head">
         <Badge kind={a.state}>{a.state}</Badge>
+        {access && <Badge kind="kind">access</Badge>}
+        {a.access?.break_glass && <Badge kind="denied">break-glass</Badge>}
         <span>
           <strong>{a.identity}</strong> ({a.identity_kind}
           {a.on_behalf_of ? ` for ${a.on_behalf_of}` : ''}) on <strong>{a.environment}</strong>
@@ -121,18 +198,27 @@ function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () =
         </span>
         <span class="muted">{fmtTime(a.created_at)}</span>
       </div>
-      <Sql text={a.statement} label={`Statement from ${a.identity}`} />
+      {access ? <AccessSummary a={a} /> : <Sql text={a.statement} label={`Statement from ${a.identity}`} />}
       <dl class="facts">
-        <dt>Classification</dt>
-        <dd>
-          <ClassificationView c={classification} />
-        </dd>
-        <dt>Estimated rows</dt>
-        <dd>{a.estimated_rows ?? 'unknown'}</dd>
-        <dt>Rule</dt>
-        <dd>
-          <code>{a.rule}</code> — {a.reason.replace(`rule ${a.rule}: `, '')}
-        </dd>
+        {access ? (
+          <>
+            <dt>Requester's reason</dt>
+            <dd>{a.reason}</dd>
+          </>
+        ) : (
+          <>
+            <dt>Classification</dt>
+            <dd>
+              <ClassificationView c={classification} />
+            </dd>
+            <dt>Estimated rows</dt>
+            <dd>{a.estimated_rows ?? 'unknown'}</dd>
+            <dt>Rule</dt>
+            <dd>
+              <code>{a.rule}</code> — {a.reason.replace(`rule ${a.rule}: `, '')}
+            </dd>
+          </>
+        )}
         {a.decided_by && (
           <>
             <dt>Decided</dt>
@@ -144,13 +230,18 @@ function ApprovalCard({ a, me, onDone }: { a: Approval; me: string; onDone: () =
         )}
         {a.state === 'approved' && a.grant_expires_at && (
           <>
-            <dt>Re-run until</dt>
+            <dt>{access ? 'Access until' : 'Re-run until'}</dt>
             <dd>{fmtTime(a.grant_expires_at)}</dd>
           </>
         )}
       </dl>
       {a.state === 'pending' && !mine && <Decide a={a} onDone={onDone} />}
-      {a.state === 'pending' && mine && <p class="muted">Waiting for an approver. Nobody decides their own request.</p>}
+      {a.state === 'pending' && mine && access && (
+        <OwnAccessRequest a={a} breakGlass={breakGlass(a.environment)} onDone={onDone} />
+      )}
+      {a.state === 'pending' && mine && !access && (
+        <p class="muted">Waiting for an approver. Nobody decides their own request.</p>
+      )}
     </li>
   );
 }
@@ -181,10 +272,21 @@ function useApprovalKeys() {
   }, []);
 }
 
-export function Approvals({ me }: { me: string }) {
+/** Focuses the card of `id` once it is shown (the console links events to `#/approvals?id=`). */
+function useFocusApproval(id: string | null, shown: boolean) {
+  useEffect(() => {
+    if (!id || !shown) return;
+    document.querySelector<HTMLElement>(`[data-approval="${CSS.escape(id)}"]`)?.focus();
+  }, [id, shown]);
+}
+
+export function Approvals({ me, focus = null }: { me: string; focus?: string | null }) {
   useApprovalKeys();
   const list = useLoad(() => api.approvals('all'), []);
+  // Where the caller may break glass: their own pending access requests there get the button.
+  const requestable = useLoad(() => api.requestable().catch(() => []), []);
   const live = useLiveEvents(() => list.reload());
+  const breakGlass = (env: string) => (requestable.data ?? []).some((e) => e.name === env && e.break_glass);
   const [tab, setTab] = useState<'pending' | 'mine' | 'decided'>('pending');
   const all = list.data ?? [];
   const counts = {
@@ -195,6 +297,13 @@ export function Approvals({ me }: { me: string }) {
   const shown = all.filter((a) =>
     tab === 'pending' ? a.state === 'pending' && a.identity !== me : tab === 'mine' ? a.identity === me : a.state !== 'pending',
   );
+  // A linked approval that is not on the current tab: show the tab it is on.
+  useEffect(() => {
+    const target = focus ? all.find((a) => a.id === focus) : undefined;
+    if (!target || shown.includes(target)) return;
+    setTab(target.identity === me ? 'mine' : target.state === 'pending' ? 'pending' : 'decided');
+  }, [focus, list.data]);
+  useFocusApproval(focus, shown.some((a) => a.id === focus));
   return (
     <Page
       title="Approvals"
@@ -249,7 +358,7 @@ export function Approvals({ me }: { me: string }) {
           ) : (
             <ul class="cards approvals" aria-label="Approvals">
               {shown.map((a) => (
-                <ApprovalCard key={a.id} a={a} me={me} onDone={list.reload} />
+                <ApprovalCard key={a.id} a={a} me={me} breakGlass={breakGlass} onDone={list.reload} />
               ))}
             </ul>
           )

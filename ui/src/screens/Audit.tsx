@@ -1,8 +1,10 @@
-// The audit log (administrators): filters, one connection's timeline, details of a record, and
-// export as CSV or JSON Lines. Filters live in the URL, so a timeline or a search can be linked.
+// The audit log (administrators): filters, one connection's timeline (with its replay, step by
+// step), details of a record, and export as CSV or JSON Lines. Filters live in the URL, so a
+// timeline or a search can be linked.
 import { useState } from 'preact/hooks';
 import { api, getTransport, type AuditRecord } from '../api/client';
 import { isDesktop } from '../api/transport';
+import { Replay } from '../components/Replay';
 import { Badge, ErrorBox, Page, Sql, Table, View, useAction } from '../components/ui';
 import { fmtTime, useLoad } from '../lib/load';
 import { navigate } from '../lib/router';
@@ -164,6 +166,7 @@ export function Audit({ params }: { params: URLSearchParams }) {
       <View load={first} what="Searching the audit log" empty="No record matches these filters.">
         {(items) => (
           <>
+            {applied.connection && <Replay records={ordered([items, ...pages].flat(), true)} />}
             <Table
               class="audit"
               label={applied.connection ? 'Audit records of one connection, oldest first' : 'Audit records, newest first'}

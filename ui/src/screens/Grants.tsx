@@ -1,4 +1,5 @@
-// Grants (administrators): which groups may reach which environments, as which upstream role.
+// Grants (administrators): which groups may reach which environments, as which upstream role;
+// grants made by approving an access request are for one person, shown by name.
 // Grants from the config file are shown but only the API's can be removed here. A new grant may
 // last a fixed time (just-in-time access): the gateway ends it, and the connections it alone let
 // in, when it expires.
@@ -92,7 +93,15 @@ export function Grants() {
           <Table label="Grants" columns={['Groups', 'Environments', 'Upstream role', 'Source', 'Created', 'Expires']} actions>
             {list.map((g) => (
               <tr key={g.id} data-grant={g.id}>
-                <td>{g.groups.join(', ')}</td>
+                <td>
+                  {g.identity ? (
+                    <>
+                      {g.identity} <span class="muted">(requested{g.break_glass ? ', break-glass' : ''})</span>
+                    </>
+                  ) : (
+                    g.groups.join(', ')
+                  )}
+                </td>
                 <td>{g.environments.join(', ')}</td>
                 <td>{g.upstream_role ?? <span class="muted">the environment's</span>}</td>
                 <td>{g.source}</td>
@@ -105,7 +114,7 @@ export function Grants() {
                   <RemoveIfApi
                     source={g.source}
                     onRemove={() => del(g.id)}
-                    label={`Remove grant ${g.groups.join(', ')} → ${g.environments.join(', ')}`}
+                    label={`Remove grant ${g.identity ?? g.groups.join(', ')} → ${g.environments.join(', ')}`}
                   />
                 </td>
               </tr>

@@ -1,8 +1,10 @@
 // Sign in: a local user's name and password, or SSO. The desktop app also asks which gateway.
 // The web console offers SSO only when its gateway has `[oidc]` (`GET /api/v1/info`); the
-// desktop app cannot know before a gateway is typed, and its shell says when one has no SSO.
+// desktop app asks the gateway typed through its shell and hides SSO once that gateway says it
+// has none (a gateway it cannot ask keeps the button; signing in then says what is wrong).
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api/client';
+import { desktop } from '../api/desktop';
 import { isDesktop } from '../api/transport';
 import { signInWithPassword, signInWithSso, type Me } from '../lib/session';
 import { ErrorBox, useAction } from '../components/ui';
@@ -29,6 +31,23 @@ export function Login({ onSignedIn, expired }: { onSignedIn: (me: Me) => void; e
       live = false;
     };
   }, [desktopShell]);
+  useEffect(() => {
+    if (!desktopShell) return;
+    const typed = gateway.trim();
+    if (!typed) return setSso(true);
+    let live = true;
+    // Asked once typing pauses, not on every key.
+    const t = setTimeout(() => {
+      desktop.gatewayHasSso(typed).then(
+        (has) => live && setSso(has !== false),
+        () => live && setSso(true),
+      );
+    }, 300);
+    return () => {
+      live = false;
+      clearTimeout(t);
+    };
+  }, [desktopShell, gateway]);
 
   const needGateway = () => {
     if (desktopShell && !gateway.trim()) {
