@@ -931,3 +931,56 @@ async fn custom_settings_read_back_are_masked() {
         assert_eq!(rows(&msgs)[0][0].as_deref(), Some(expected), "{sql}");
     }
 }
+
+/// Issue 18, item 2: a relation filled through the gateway from tagged columns (`CREATE TABLE
+/// … AS`, `INSERT INTO … SELECT`, also by way of a temporary table) keeps their tags, whatever
+/// its columns are called; its ids stay clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relations_filled_from_personal_data_stay_personal() {
+    let f = Fixture::start().await;
+    let cs = customers();
+    let secrets = secrets(&cs);
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\n\
+                 CREATE TABLE notes_tbl (id int, body text);\nRESET ROLE;",
+                create_customers(&cs)
+            ),
+        )
+        .await;
+    let mut c = raw_agent(&f).await;
+    for setup in [
+        "CREATE TABLE archive AS SELECT id, display AS label, email AS contact_note FROM customers",
+        "INSERT INTO notes_tbl SELECT id, display FROM customers",
+        "CREATE TEMP TABLE tt AS SELECT id, display AS x FROM customers",
+        "CREATE TABLE from_temp AS SELECT id, x AS y FROM tt",
+        "SELECT id, display AS z INTO into_tbl FROM customers",
+    ] {
+        let msgs = query_all(&mut c, setup).await;
+        assert_eq!(error_of(&msgs), None, "{setup}");
+    }
+    for sql in [
+        "SELECT * FROM archive ORDER BY id",
+        "SELECT id, body FROM notes_tbl ORDER BY id",
+        "SELECT * FROM from_temp ORDER BY id",
+        "SELECT * FROM into_tbl ORDER BY id",
+    ] {
+        // At once (the new relations are not in the catalog yet) and once it has been read.
+        let r = eventually(&mut c, sql, 10, &secrets, |r| {
+            r.len() == ROWS && r[0][0].as_deref() == Some("1")
+        })
+        .await;
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let again = rows(&query_all(&mut c, sql).await);
+        assert_eq!(again.len(), r.len());
+        let msgs = query_all(&mut c, sql).await;
+        assert_no_leak(&format!("{sql}, after the catalog read"), &msgs, &secrets);
+        assert_eq!(
+            rows(&msgs)[0][0].as_deref(),
+            Some("1"),
+            "{sql}: ids stay clear"
+        );
+    }
+}

@@ -380,6 +380,38 @@ impl Catalog {
         Catalog::indexed(tables, self.loaded_at)
     }
 
+    /// Columns filled through the gateway from tagged ones take their category, unless a tag
+    /// of their own or an admin's decision says otherwise (`TagSource::View`: derived from
+    /// tagged base columns, as a view's are).
+    pub fn tag_filled(&mut self, filled: &[super::FilledColumn]) {
+        for f in filled {
+            for t in self.tables.iter_mut().filter(|t| t.name == f.table) {
+                let col = match &f.column {
+                    Some(name) => t.columns.iter_mut().find(|c| &c.name == name),
+                    None => t.columns.get_mut(f.position),
+                };
+                let text_like = |c: &CatalogColumn| {
+                    !matches!(
+                        super::plan::type_kind(c.type_oid),
+                        super::plan::TypeKind::Plain
+                            | super::plan::TypeKind::Bool
+                            | super::plan::TypeKind::Bytea
+                    )
+                };
+                if let Some(col) = col {
+                    if col.category.is_none()
+                        && col.source != TagSource::Override
+                        && (!f.text_only || text_like(col))
+                    {
+                        col.category = Some(f.category);
+                        col.source = TagSource::View;
+                        col.detected = (Some(f.category), TagSource::View);
+                    }
+                }
+            }
+        }
+    }
+
     /// Whether the catalog holds a relation of that name (without schema) in any schema.
     pub fn knows_name(&self, name: &str) -> bool {
         self.by_name.contains_key(name)

@@ -111,10 +111,25 @@ pub struct StatementLineage {
     /// Outputs of the statement's derived tables and CTEs, by alias or name (names used twice
     /// are left out), for a `*` over them.
     pub derived: BTreeMap<String, Vec<Output>>,
+    /// `CREATE TABLE … AS`, `SELECT … INTO`, `INSERT INTO … SELECT`: the relation filled.
+    pub fills: Option<Fill>,
     /// Whether sqlparser read the statement (a DDL statement it cannot read touches anything).
     pub parsed: bool,
     /// The relations whose columns or tags a schema change (DDL) may have changed.
     pub touches: Option<Touch>,
+}
+
+/// A relation a statement fills from a query: what its columns hold derives from the query's
+/// outputs, in order (or into the columns listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fill {
+    /// The relation's name (lower case, without schema).
+    pub table: String,
+    /// The columns listed (`INSERT INTO t (a, b)`, `CREATE TABLE t (a, b) AS`); empty: the
+    /// relation's columns in order.
+    pub columns: Vec<String>,
+    /// The lineage of the query that fills it.
+    pub source: Box<StatementLineage>,
 }
 
 /// What a schema change touches, for the masking catalog.
@@ -392,7 +407,45 @@ fn statement(s: &Statement) -> StatementLineage {
     let mut l = statement_outputs(s);
     l.parsed = true;
     l.touches = touches(s);
+    l.fills = fills(s);
     l
+}
+
+/// See [`StatementLineage::fills`].
+fn fills(s: &Statement) -> Option<Fill> {
+    let source = |q: &Query| Box::new(statement_outputs(&Statement::Query(Box::new(q.clone()))));
+    match s {
+        Statement::CreateTable(t) => t.query.as_ref().map(|q| Fill {
+            table: last_part(&t.name),
+            columns: t.columns.iter().map(|c| ident(&c.name)).collect(),
+            source: source(q),
+        }),
+        Statement::Insert(i) => match (&i.table, &i.source) {
+            (sqlparser::ast::TableObject::TableName(n), Some(q)) => Some(Fill {
+                table: last_part(n),
+                columns: i.columns.iter().map(last_part).collect(),
+                source: source(q),
+            }),
+            _ => None,
+        },
+        Statement::Query(q) => {
+            let SetExpr::Select(sel) = q.body.as_ref() else {
+                return None;
+            };
+            let target = sel.into.as_ref()?.targets.first()?;
+            let table = match target {
+                Expr::Identifier(id) => ident(id),
+                Expr::CompoundIdentifier(parts) => parts.last().map(ident)?,
+                _ => return None,
+            };
+            Some(Fill {
+                table,
+                columns: Vec::new(),
+                source: source(q),
+            })
+        }
+        _ => None,
+    }
 }
 
 /// The relations a DDL statement creates, changes or drops; `None` for other statements.

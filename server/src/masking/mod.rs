@@ -92,7 +92,26 @@ pub struct Masking {
     empty: Arc<Catalog>,
     /// Bumped whenever a catalog changes, so sessions can keep theirs until then.
     generation: AtomicU64,
+    /// Columns filled through the gateway from tagged columns, by (environment, database).
+    filled: Mutex<HashMap<(String, String), Vec<FilledColumn>>>,
 }
+
+/// A column a statement through the gateway filled from tagged columns (`CREATE TABLE … AS`,
+/// `INSERT INTO … SELECT`): its values are what those columns held, whatever it is called,
+/// so every catalog read from then on gives it their category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilledColumn {
+    pub table: String,
+    /// By name, or (`None`) by position among the relation's columns.
+    pub column: Option<String>,
+    pub position: usize,
+    pub category: Category,
+    /// Filled from something of unknown origin (a temporary table): tagged `free_text`, and
+    /// only if its type is text-like (its ids and amounts are no one's name).
+    pub text_only: bool,
+}
+
+const MAX_FILLED: usize = 10_000;
 
 /// What an identity is exempt from, at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -125,6 +144,7 @@ impl Masking {
             overrides: RwLock::new(Arc::new(Vec::new())),
             empty: Arc::new(Catalog::empty()),
             generation: AtomicU64::new(1),
+            filled: Mutex::new(HashMap::new()),
         }
     }
 
@@ -201,6 +221,14 @@ impl Masking {
                 if !slot.invalidated.is_empty() {
                     slot.again = true;
                 }
+                let filled = self
+                    .filled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&Self::key(env, db))
+                    .cloned()
+                    .unwrap_or_default();
+                c.tag_filled(&filled);
                 let c = Arc::new(c);
                 slot.catalog = Some(c.clone());
                 slot.loaded = Some(Instant::now());
@@ -273,6 +301,37 @@ impl Masking {
         slot.again = false;
         slot.read_started = Some(Instant::now());
         true
+    }
+
+    /// Columns filled from tagged ones through the gateway: remembered (bounded) and applied
+    /// to every catalog read from now on, the one that will first see the relation included.
+    pub fn note_filled(&self, env: &str, db: &str, columns: Vec<FilledColumn>) {
+        if columns.is_empty() {
+            return;
+        }
+        let mut map = self.filled.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(Self::key(env, db)).or_default();
+        for c in columns {
+            if !list.contains(&c) {
+                list.push(c);
+            }
+        }
+        if list.len() > MAX_FILLED {
+            let excess = list.len() - MAX_FILLED;
+            list.drain(..excess);
+        }
+        let list = list.clone();
+        drop(map);
+        // An existing relation filled again (INSERT … SELECT) is masked by it at once.
+        let mut catalogs = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = catalogs.get_mut(&Self::key(env, db)) {
+            if let Some(c) = &slot.catalog {
+                let mut c = (**c).clone();
+                c.tag_filled(&list);
+                slot.catalog = Some(Arc::new(c));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Whether a read of this catalog is under way.
@@ -467,6 +526,27 @@ mod tests {
             .expect("catalog");
         assert!(c.knows_oid(3));
         assert!(!m.read_again("app", "db"));
+    }
+
+    #[test]
+    fn filled_columns_keep_their_tags_in_every_read() {
+        let m = masking();
+        m.loaded("app", "db", Some(catalog(&[(1, "archive")])));
+        let filled = |text_only| FilledColumn {
+            table: "archive".into(),
+            column: None,
+            position: 0,
+            category: Category::PersonName,
+            text_only,
+        };
+        m.note_filled("app", "db", vec![filled(false)]);
+        let tag = |c: &Catalog| c.column(1, 1).and_then(|c| c.category);
+        let now = m.catalog("app", "db").expect("catalog");
+        assert_eq!(tag(&now), Some(Category::PersonName), "at once");
+        let later = m
+            .loaded("app", "db", Some(catalog(&[(1, "archive")])))
+            .expect("catalog");
+        assert_eq!(tag(&later), Some(Category::PersonName), "and after a read");
     }
 
     #[test]

@@ -325,6 +325,48 @@ impl super::tracker::SessionMasking {
             .push(touch);
     }
 
+    /// A statement filled a relation from a query (`CREATE TABLE … AS`, `INSERT INTO …
+    /// SELECT`): the columns it filled from tagged ones keep those tags in every catalog read
+    /// from now on, whatever they are called.
+    pub fn filled(&self, fill: &crate::masking::lineage::Fill) {
+        let catalog = self.catalog();
+        let source = &fill.source;
+        let planner = crate::masking::plan::Planner {
+            catalog: &catalog,
+            lineage: Some(source),
+            exempt: &Default::default(),
+            exempt_columns: &Default::default(),
+        };
+        let Some(n) = planner.expanded_len() else {
+            return;
+        };
+        // From a relation the catalog does not know (a temporary table): nothing says what its
+        // columns held, so the text-like ones are free text.
+        let unknown = planner.names_unknown_relation();
+        let columns = planner
+            .source_categories(n)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, cat)| {
+                let (category, text_only) = match (cat, unknown) {
+                    (Some(c), _) => (c, false),
+                    (None, true) => (crate::masking::Category::FreeText, true),
+                    (None, false) => return None,
+                };
+                Some(crate::masking::FilledColumn {
+                    table: fill.table.clone(),
+                    column: fill.columns.get(i).cloned(),
+                    position: i,
+                    category,
+                    text_only,
+                })
+            })
+            .collect();
+        self.gw
+            .masking
+            .note_filled(&self.env, &self.database, columns);
+    }
+
     /// A ReadyForQuery with this transaction status: once idle (committed or rolled back), the
     /// transaction's schema changes are applied again and the catalog read.
     pub fn on_ready(&self, status: u8) {

@@ -939,20 +939,29 @@ impl Tracker {
     }
 
     /// A completed schema change (CREATE, ALTER, DROP, COMMENT…): the relations it touched
-    /// leave the masking catalog at once (see `SessionMasking::schema_changed`).
+    /// leave the masking catalog at once (see `SessionMasking::schema_changed`). A relation
+    /// filled from a query keeps the tags of what filled it (`SessionMasking::filled`).
     fn note_schema_change(&mut self, frame: Option<&[u8]>) {
         let Some(tag) = frame.and_then(|f| f.get(5..)) else {
             return;
         };
-        if !crate::masking::lineage::may_change_schema(tag) {
-            return;
-        }
         let (info, index) = match self.pending.front() {
             Some(Expect::Query(e)) => (e.info.clone(), self.query_index),
             Some(Expect::Execute(e)) => (e.info.clone(), 0),
             _ => return,
         };
         let Some(m) = &self.masking else { return };
+        // A relation filled from a query (CREATE TABLE … AS, SELECT … INTO, INSERT … SELECT).
+        if info.may_write && (tag.starts_with(b"SELECT") || tag.starts_with(b"INSERT")) {
+            let lineage = m.gw.masking.lineage_of(&info);
+            if let Some(fill) = lineage.statements.get(index).and_then(|s| s.fills.as_ref()) {
+                m.filled(fill);
+            }
+            return;
+        }
+        if !crate::masking::lineage::may_change_schema(tag) {
+            return;
+        }
         let lineage = m.gw.masking.lineage_of(&info);
         m.schema_changed(crate::masking::lineage::touched(
             lineage.statements.get(index),
