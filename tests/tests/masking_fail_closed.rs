@@ -923,6 +923,26 @@ async fn custom_settings_read_back_are_masked() {
         assert_eq!(rows(&msgs).len(), 1, "{sql}");
         assert_no_leak(sql, &msgs, &secrets);
     }
+    // A reported parameter set from row data: its ParameterStatus is masked whole.
+    let msgs = query_all(
+        &mut c,
+        "SELECT set_config('application_name', (SELECT display FROM customers ORDER BY id LIMIT 1), false)",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    assert!(msgs.iter().any(|m| m.tag == b'S'), "the change is reported");
+    assert_no_leak("ParameterStatus", &msgs, &secrets);
+    let msgs = query_all(&mut c, "SET application_name = 'report-runner'").await;
+    let reported = msgs
+        .iter()
+        .find(|m| m.tag == b'S')
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned());
+    assert!(
+        reported
+            .as_deref()
+            .is_some_and(|r| r.contains("report-runner")),
+        "a literal is reported as it is: {reported:?}"
+    );
     for (sql, expected) in [
         ("SHOW search_path", "\"$user\", public"),
         ("SELECT current_setting('DateStyle')", "ISO, MDY"),

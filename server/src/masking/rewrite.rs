@@ -932,12 +932,33 @@ pub fn parameter_status_frame(
     frame: &[u8],
     skip: &BTreeSet<Category>,
 ) -> Option<BytesMut> {
+    parameter_status(m, frame, skip, false)
+}
+
+/// A ParameterStatus reported after a statement that set a parameter from row data
+/// (`set_config('application_name', (SELECT full_name …), false)`): its value is masked whole,
+/// as value detection cannot see names.
+pub fn parameter_status_redacted(m: &Masker, frame: &[u8]) -> Option<BytesMut> {
+    parameter_status(m, frame, &BTreeSet::new(), true)
+}
+
+fn parameter_status(
+    m: &Masker,
+    frame: &[u8],
+    skip: &BTreeSet<Category>,
+    whole: bool,
+) -> Option<BytesMut> {
     let (name, rest) = split_cstr(frame.get(5..)?)?;
     let (value, _) = split_cstr(rest)?;
     if name != b"application_name" && !name.contains(&b'.') {
         return None;
     }
-    let masked = detect_text(m, std::str::from_utf8(value).ok()?, skip)?;
+    let value = std::str::from_utf8(value).ok()?;
+    let masked = if whole {
+        m.redact(value)
+    } else {
+        detect_text(m, value, skip)?
+    };
     let mut out = BytesMut::with_capacity(frame.len());
     out.put_u8(b'S');
     out.put_u32((4 + name.len() + 1 + masked.len() + 1) as u32);

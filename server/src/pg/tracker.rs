@@ -690,6 +690,9 @@ impl Tracker {
                 let masked = match tag {
                     b'V' => rewrite::function_result_frame(masker, f, &skip),
                     b'A' => rewrite::notification_frame(masker, f, &skip),
+                    _ if self.sets_parameter_from_data(&m) => {
+                        rewrite::parameter_status_redacted(masker, f)
+                    }
                     _ => rewrite::parameter_status_frame(masker, f, &skip),
                 };
                 match masked {
@@ -936,6 +939,28 @@ impl Tracker {
                 self.cursors.insert(name.clone(), Arc::new(st.clone()));
             }
         }
+    }
+
+    /// Whether the statement in progress calls `set_config` with a value from row data (an
+    /// output with sources): the ParameterStatus it causes is masked whole.
+    fn sets_parameter_from_data(&self, m: &SessionMasking) -> bool {
+        let info = match self.pending.front() {
+            Some(Expect::Query(e)) | Some(Expect::Execute(e)) => &e.info,
+            _ => return false,
+        };
+        let calls = info
+            .sql
+            .as_bytes()
+            .windows(10)
+            .any(|w| w.eq_ignore_ascii_case(b"set_config"));
+        calls
+            && m.gw.masking.lineage_of(info).statements.iter().any(|st| {
+                st.outputs.as_ref().is_none_or(|o| {
+                    o.iter().any(|o| {
+                        matches!(o, crate::masking::lineage::Output::Expr { sources, .. } if !sources.is_empty())
+                    })
+                })
+            })
     }
 
     /// A completed schema change (CREATE, ALTER, DROP, COMMENT…): the relations it touched
