@@ -51,6 +51,7 @@ fn main() {
                 decision: "allow",
                 rule: None,
                 approval_id: None,
+                sample: None,
             };
             audit.record(Pending::Statement(Box::new(ev))).await;
         }

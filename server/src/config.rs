@@ -269,7 +269,15 @@ pub struct EnvironmentConfig {
     /// People may ask for this environment for a while (`gatehouse request`); unset: they
     /// cannot, and the environment stays invisible to those without a grant.
     pub access_requests: Option<Spanned<AccessRequestConfig>>,
+    /// Session replay keeps this many rows of each result as the client saw them (after
+    /// masking) with the statement's audit record, under the audit's retention. 0 (the
+    /// default): none; at most [`MAX_REPLAY_ROWS`].
+    pub replay_rows: Option<Spanned<usize>>,
 }
+
+/// Most rows per result an environment may keep for session replay: replay shows what a
+/// result looked like, it is not a copy of the data.
+pub const MAX_REPLAY_ROWS: usize = 100;
 
 /// `[environments.access_requests]`: just-in-time access. A request names a duration up to
 /// `max_duration_seconds`, optionally one of `roles`, and a reason; the environment's
@@ -680,6 +688,17 @@ impl Validator<'_> {
                 if let Err(message) = check_databases(dbs.get_ref()) {
                     return Err(self.err(dbs, format!("environments[{i}].databases"), message));
                 }
+            }
+            if let Some(n) = env
+                .replay_rows
+                .as_ref()
+                .filter(|n| *n.get_ref() > MAX_REPLAY_ROWS)
+            {
+                return Err(self.err(
+                    n,
+                    format!("environments[{i}].replay_rows"),
+                    format!("at most {MAX_REPLAY_ROWS} rows per result are kept for replay"),
+                ));
             }
             if let Some(a) = &env.access_requests {
                 if let Err((field, message)) = check_access_requests(a.get_ref()) {
@@ -1252,6 +1271,23 @@ tables = ["audit_*"]
             "environments = [\"prod\"]\nupstream_role = \"app_readonly\""
         ))
         .is_ok());
+    }
+
+    #[test]
+    fn replay_rows_are_bounded() {
+        let with = |n: usize| {
+            OK.replace(
+                "\n[[service_accounts]]",
+                &format!("replay_rows = {n}\n\n[[service_accounts]]"),
+            )
+        };
+        let c = parse(&with(5)).expect("valid");
+        assert_eq!(
+            c.environments[0].replay_rows.as_ref().map(|n| *n.get_ref()),
+            Some(5)
+        );
+        let e = parse(&with(MAX_REPLAY_ROWS + 1)).unwrap_err().to_string();
+        assert!(e.contains("environments[0].replay_rows"), "{e}");
     }
 
     #[test]

@@ -118,6 +118,8 @@ pub struct Environment {
     pub databases: Databases,
     /// How people may ask for this environment for a while; `None`: they may not.
     pub access_requests: Option<crate::config::AccessRequestConfig>,
+    /// Rows of each result kept for session replay (0: none).
+    pub replay_rows: usize,
 }
 
 impl Environment {
@@ -212,6 +214,7 @@ impl Gateway {
                         None => Databases::Listed(Vec::new()),
                     },
                     access_requests: e.access_requests.as_ref().map(|a| a.get_ref().clone()),
+                    replay_rows: e.replay_rows.as_ref().map_or(0, |n| *n.get_ref()),
                 }),
             );
         }

@@ -543,3 +543,85 @@ async fn live_connections_terminate_and_metrics() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_keeps_the_first_rows_as_the_client_saw_them() {
+    let f = Fixture::start_with(|b| {
+        b.user(ADMIN, ADMIN_PW, &["admins"])
+            .environment_setting(ENV, "replay_rows = 2")
+    })
+    .await;
+    let admin = f.gw.login(ADMIN, ADMIN_PW).await;
+    let c = f.connect().await;
+    c.batch_execute(
+        "CREATE TABLE people (id int PRIMARY KEY, email text);
+         INSERT INTO people VALUES (1, 'ana@example.com'), (2, 'bo@example.org'), (3, 'cy@example.net');
+         SELECT id, email FROM people ORDER BY id",
+    )
+    .await
+    .unwrap();
+    // The extended protocol, binary results (tokio-postgres asks for them).
+    let rows = c
+        .query("SELECT email, id FROM people ORDER BY id DESC", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+
+    let records = wait_for(&f.gw, &admin, "event=statement&q=FROM+people+ORDER", |r| {
+        r.len() >= 2
+    })
+    .await;
+    let result_of = |needle: &str| -> Value {
+        records
+            .iter()
+            .find(|r| s(r, "statement").contains(needle))
+            .unwrap_or_else(|| panic!("no record for {needle}: {records:#?}"))["details"]["result"]
+            .clone()
+    };
+    let simple = result_of("SELECT id, email FROM people ORDER BY id");
+    assert_eq!(
+        simple["columns"],
+        serde_json::json!(["id", "email"]),
+        "{simple}"
+    );
+    let kept = simple["rows"].as_array().expect("rows");
+    assert_eq!(kept.len(), 2, "only replay_rows rows: {simple}");
+    assert_eq!(kept[0][0], "1");
+    let email = kept[0][1].as_str().unwrap_or_default();
+    assert!(
+        !email.is_empty() && !email.contains("ana"),
+        "the email as the client saw it, masked: {simple}"
+    );
+
+    let extended = result_of("ORDER BY id DESC");
+    assert_eq!(
+        extended["columns"],
+        serde_json::json!(["email", "id"]),
+        "{extended}"
+    );
+    let kept = extended["rows"].as_array().expect("rows");
+    assert_eq!(kept.len(), 2, "{extended}");
+    let email = kept[0][0].as_str().unwrap_or_default();
+    assert!(!email.is_empty() && !email.contains("cy"), "{extended}");
+    // A binary integer is kept as its bytes in hex.
+    assert_eq!(kept[0][1], "\\x00000003", "{extended}");
+
+    // Nothing is kept where the environment does not ask.
+    let plain = fixture().await;
+    let admin = plain.gw.login(ADMIN, ADMIN_PW).await;
+    plain
+        .connect()
+        .await
+        .batch_execute("SELECT 1 AS one")
+        .await
+        .unwrap();
+    let records = wait_for(&plain.gw, &admin, "event=statement&q=one", |r| {
+        !r.is_empty()
+    })
+    .await;
+    assert!(
+        records[0]["details"]["result"].is_null(),
+        "{:#?}",
+        records[0]
+    );
+}

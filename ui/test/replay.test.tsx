@@ -8,7 +8,16 @@ import { click, mount, until } from './harness';
 
 const records: AuditRecord[] = [
   { id: 1, ts: '2026-12-04T10:00:00.000100Z', event: 'connection.open' },
-  { id: 2, ts: '2026-12-04T10:00:00.020250Z', event: 'statement', statement: 'SELECT 1', decision: 'allow', rows: 1, duration_ms: 0.8 },
+  {
+    id: 2,
+    ts: '2026-12-04T10:00:00.020250Z',
+    event: 'statement',
+    statement: 'SELECT 1',
+    decision: 'allow',
+    rows: 1,
+    duration_ms: 0.8,
+    details: { result: { columns: ['email', 'note'], rows: [['a***@example.com', null]] } },
+  },
   {
     id: 3,
     ts: '2026-12-04T10:00:00.050999Z',
@@ -46,6 +55,9 @@ describe('session replay', () => {
     expect(position()).toBe('Step 2 of 3');
     expect(shown()).toContain('SELECT 1');
     expect(shown()).toContain('+0.020 s');
+    const table = document.querySelector('table[aria-label="Result as the client saw it"]')!;
+    expect([...table.querySelectorAll('th')].map((th) => th.textContent)).toEqual(['email', 'note']);
+    expect([...table.querySelectorAll('td')].map((td) => td.textContent)).toEqual(['a***@example.com', 'NULL']);
     await click('Previous');
     expect(position()).toBe('Step 1 of 3');
     await click('Play');

@@ -464,6 +464,7 @@ mod tests {
             auto_approve_below_rows: None,
             databases: Databases::Listed(Vec::new()),
             access_requests: access,
+            replay_rows: 0,
         };
         let prod = AccessRequestConfig {
             max_duration_seconds: 3600,

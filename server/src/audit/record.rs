@@ -140,6 +140,9 @@ pub struct StatementEvent {
     pub decision: &'static str,
     pub rule: Option<String>,
     pub approval_id: Option<String>,
+    /// The first rows as the client saw them (session replay), when the environment keeps
+    /// them.
+    pub sample: Option<crate::pg::tracker::ResultSample>,
 }
 
 impl StatementEvent {
@@ -156,6 +159,9 @@ impl StatementEvent {
         r.duration_ms = self.duration.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
         r.sqlstate = self.sqlstate;
         r.error = self.error.map(|e| crate::sql::redact(&e).into_owned());
+        if let Some(sample) = self.sample {
+            r.details = Some(serde_json::json!({ "result": sample }));
+        }
         r
     }
 }

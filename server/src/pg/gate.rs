@@ -187,6 +187,7 @@ pub async fn admit(
             decision: gate.decision,
             rule: gate.rule.clone(),
             approval_id: gate.approval_id.clone(),
+            sample: None,
         };
         let waited = std::time::Instant::now();
         if let Err(f) =

@@ -173,6 +173,7 @@ pub async fn run(
     t.encoding = start.encoding;
     t.strings = start.strings;
     t.search_path_changed = start.search_path_changed;
+    t.replay_rows = observer.env.replay_rows;
     t.masking = session_masking(observer).await;
     let tracker = Mutex::new(t);
     let mut down_scanner = FrameScanner::default();
@@ -521,6 +522,7 @@ async fn record_completed(observer: &Observer, done: Vec<super::tracker::Complet
             decision,
             rule,
             approval_id,
+            sample: c.exec.sample,
         };
         observer
             .gw
@@ -580,13 +582,17 @@ where
             // Which tags masking wants whole changes frame by frame (a RowDescription turns
             // rows on); the scanner asks before each frame, after the previous one was handled.
             let masking_on = t.masking.is_some();
-            let wants_rows = std::cell::Cell::new(masking_on && t.masking_wants_whole(b'D'));
+            let replay_on = t.replay_rows > 0;
+            let wants_rows = std::cell::Cell::new(
+                (masking_on && t.masking_wants_whole(b'D')) || (replay_on && t.samples_rows()),
+            );
             let wants_copy = std::cell::Cell::new(masking_on && t.masking_wants_whole(b'd'));
             let ready = scanner.scan(
                 &buf,
                 UPSTREAM_MESSAGE_LIMIT,
                 |tag| {
                     Tracker::backend_wants_whole(tag)
+                        || (replay_on && (tag == b'T' || (tag == b'D' && wants_rows.get())))
                         || (masking_on
                             && match tag {
                                 b'T' | b'N' | b'H' | b'V' | b'A' => true,
@@ -603,14 +609,30 @@ where
                             .tx_status
                             .store(frame.get(5).copied().unwrap_or(b'I'), Ordering::Relaxed);
                     }
+                    let sampled = replay_on
+                        && matches!(f.tag, b'T' | b'D')
+                        && (f.tag == b'T' || t.samples_rows());
                     match t.on_backend(f.tag, f.bytes) {
-                        Verdict::Forward => {}
+                        Verdict::Forward => {
+                            if let (true, Some(frame)) = (sampled, f.bytes) {
+                                t.sample(frame);
+                            }
+                        }
                         Verdict::Hide => rewrites.push((f.offset, f.total, None)),
-                        Verdict::Replace(b) => rewrites.push((f.offset, f.total, Some(b))),
+                        Verdict::Replace(b) => {
+                            // What the client sees, masked, is what replay keeps.
+                            if sampled {
+                                t.sample(&b);
+                            }
+                            rewrites.push((f.offset, f.total, Some(b)))
+                        }
                     }
-                    if masking_on {
-                        wants_rows.set(t.masking_wants_whole(b'D'));
-                        wants_copy.set(t.masking_wants_whole(b'd'));
+                    if masking_on || replay_on {
+                        wants_rows.set(
+                            (masking_on && t.masking_wants_whole(b'D'))
+                                || (replay_on && t.samples_rows()),
+                        );
+                        wants_copy.set(masking_on && t.masking_wants_whole(b'd'));
                     }
                     Ok::<(), FrameError>(())
                 },

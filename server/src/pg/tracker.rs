@@ -46,6 +46,39 @@ pub struct Exec {
     pub portal: Option<Arc<Portal>>,
     /// The name of the portal an Execute runs: a suspended portal's next Execute continues it.
     pub portal_name: Option<String>,
+    /// The first rows as the client saw them, for session replay (`replay_rows`).
+    pub sample: Option<ResultSample>,
+}
+
+/// The first rows of a result as the client received them (after masking), kept with the
+/// statement's audit record when the environment asks (`replay_rows`).
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ResultSample {
+    /// The first result's column names.
+    pub columns: Vec<String>,
+    /// Text values, each cut at [`SAMPLE_CELL_CHARS`]; a value that is not text (binary
+    /// format) as `\x` and its first bytes in hex.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+/// Longest value a replay sample keeps, in characters.
+pub const SAMPLE_CELL_CHARS: usize = 200;
+
+impl ResultSample {
+    fn cell(v: &[u8], binary: bool) -> String {
+        if binary {
+            return format!("\\x{}", hex::encode(&v[..v.len().min(32)]));
+        }
+        match std::str::from_utf8(v) {
+            Ok(s) if s.chars().count() > SAMPLE_CELL_CHARS => {
+                let mut cut: String = s.chars().take(SAMPLE_CELL_CHARS).collect();
+                cut.push('…');
+                cut
+            }
+            Ok(s) => s.to_string(),
+            Err(_) => format!("\\x{}", hex::encode(&v[..v.len().min(32)])),
+        }
+    }
 }
 
 /// The portal an Execute frame names.
@@ -257,6 +290,7 @@ impl Exec {
             gate: Gate::default(),
             portal: None,
             portal_name: None,
+            sample: None,
         }
     }
 }
@@ -337,6 +371,9 @@ pub struct Tracker {
     /// How the server reads backslashes in plain strings, from its ParameterStatus of
     /// `standard_conforming_strings`; `None` until it has said.
     pub strings: Option<Strings>,
+    /// How many rows of each result to keep as the client saw them, for session replay (the
+    /// environment's `replay_rows`; 0: none).
+    pub replay_rows: usize,
     /// The session may have moved its `search_path` (see [`Subject::search_path_changed`]):
     /// set when a statement that sets it is decided, never cleared.
     ///
@@ -364,6 +401,75 @@ const UNKNOWN: &str = "<unknown prepared statement>";
 impl Tracker {
     pub fn has_pending(&self) -> bool {
         !self.pending.is_empty()
+    }
+
+    /// The execution whose responses are arriving.
+    fn current_exec_mut(&mut self) -> Option<&mut Exec> {
+        match self.pending.front_mut() {
+            Some(Expect::Query(e)) | Some(Expect::Execute(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Whether the result arriving still wants rows for its replay sample (the relay then
+    /// hands its DataRows whole to [`Tracker::sample`]).
+    pub fn samples_rows(&self) -> bool {
+        self.replay_rows > 0
+            && match self.pending.front() {
+                Some(Expect::Query(e)) | Some(Expect::Execute(e)) => {
+                    e.sample.as_ref().map_or(0, |s| s.rows.len()) < self.replay_rows
+                }
+                _ => false,
+            }
+    }
+
+    /// Keeps a RowDescription's names or a DataRow's values in the current execution's
+    /// sample; `frame` is what the client receives (masked where masking rewrote it).
+    pub fn sample(&mut self, frame: &[u8]) {
+        let limit = self.replay_rows;
+        let Some(e) = self.current_exec_mut() else {
+            return;
+        };
+        // An Execute's result was described before it ran (Describe, then Bind's formats).
+        let (formats, described): (&[i16], Option<&Arc<Vec<Field>>>) = match &e.portal {
+            Some(p) => (&p.formats, p.fields.get().or_else(|| p.stmt_fields.get())),
+            None => (&[], None),
+        };
+        let s = e.sample.get_or_insert_with(ResultSample::default);
+        let names = |f: &[Field]| f.iter().map(|f| f.name.clone()).collect::<Vec<_>>();
+        match frame.first() {
+            Some(b'T') if s.columns.is_empty() => {
+                s.columns = row_description(frame)
+                    .map(|f| names(&f))
+                    .unwrap_or_default();
+            }
+            Some(b'D') if s.rows.len() < limit => {
+                if s.columns.is_empty() {
+                    s.columns = described.map(|f| names(f)).unwrap_or_default();
+                }
+                if let Some(values) = super::wire::data_row(frame) {
+                    s.rows.push(
+                        values
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, v)| {
+                                let binary = match formats {
+                                    [] => false,
+                                    [one] => *one == 1,
+                                    many => many.get(i) == Some(&1),
+                                };
+                                // Text types' binary form is their text.
+                                let text_type = described
+                                    .and_then(|f| f.get(i))
+                                    .is_some_and(|f| matches!(f.type_oid, 19 | 25 | 1042 | 1043));
+                                v.map(|v| ResultSample::cell(v, binary && !text_type))
+                            })
+                            .collect(),
+                    );
+                }
+            }
+            _ => {}
+        }
     }
 
     /// The reading of backslashes the next statement gets, when the gateway knows it: the
@@ -598,6 +704,7 @@ impl Tracker {
             exec.started = run.started;
             exec.at = run.at;
             exec.rows = run.rows;
+            exec.sample = run.sample;
         }
         self.pending.push_back(Expect::Execute(exec));
     }

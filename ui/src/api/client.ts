@@ -56,7 +56,14 @@ export type AuditRecord = Record<string, unknown> & {
   approval_id?: string;
   duration_ms?: number;
   sqlstate?: string;
+  details?: Record<string, unknown> & { result?: ResultSample };
 };
+/** The first rows of a result as the client saw them (after masking), kept for session replay
+ * where the environment sets `replay_rows`; binary values as `\x` and hex. */
+export interface ResultSample {
+  columns: string[];
+  rows: (string | null)[][];
+}
 export type AuditPage = Omit<Schemas['AuditPage'], 'items'> & { items: AuditRecord[] };
 export type CatalogView = Schemas['CatalogView'];
 export type Exemption = Schemas['Exemption'];

@@ -1,10 +1,11 @@
 // Session replay: one connection's audit records played back step by step (or on their own, at
 // the pace they happened, long pauses shortened), each step with its time since the connection
-// opened, the statement, the decision and its rule, the approval, rows, duration and error. The
+// opened, the statement, the decision and its rule, the approval, rows (and the first of them as
+// the client saw them, where the environment keeps them), duration and error. The
 // records are the audit trail's own (statements redacted as recorded); exporting a replay is
 // the Audit screen's export with the connection's filter.
 import { useEffect, useState } from 'preact/hooks';
-import type { AuditRecord } from '../api/client';
+import type { AuditRecord, ResultSample } from '../api/client';
 import { Badge, Sql } from './ui';
 
 export interface ReplayStep {
@@ -129,6 +130,14 @@ export function Replay({ records }: { records: AuditRecord[] }) {
             <dd>{r.rows}</dd>
           </>
         )}
+        {r.details?.result && r.details.result.rows.length > 0 && (
+          <>
+            <dt>Result</dt>
+            <dd>
+              <ResultTable sample={r.details.result} />
+            </dd>
+          </>
+        )}
         {r.duration_ms !== undefined && (
           <>
             <dt>Duration</dt>
@@ -146,5 +155,31 @@ export function Replay({ records }: { records: AuditRecord[] }) {
         )}
       </dl>
     </section>
+  );
+}
+
+/** The rows a step kept, as the client saw them. */
+function ResultTable({ sample }: { sample: ResultSample }) {
+  const width = Math.max(sample.columns.length, ...sample.rows.map((row) => row.length));
+  const header = Array.from({ length: width }, (_, i) => sample.columns[i] ?? `column ${i + 1}`);
+  return (
+    <table class="result-sample" aria-label="Result as the client saw it">
+      <thead>
+        <tr>
+          {header.map((h) => (
+            <th key={h}>{h}</th>
+          ))}
+        </tr>
+      </thead>
+      <tbody>
+        {sample.rows.map((row, i) => (
+          <tr key={i}>
+            {header.map((_, j) => (
+              <td key={j}>{row[j] === null || row[j] === undefined ? <span class="muted">NULL</span> : row[j]}</td>
+            ))}
+          </tr>
+        ))}
+      </tbody>
+    </table>
   );
 }
