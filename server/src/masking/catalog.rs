@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::detect::{detect, find_spans, Category};
+use super::lineage::Touch;
 use super::names::category_for_name;
 
 /// Why a column carries its tag.
@@ -362,6 +363,63 @@ impl Catalog {
             }
         }
         c
+    }
+
+    /// The same catalog without the relations a schema change touched: until they are read
+    /// again the plan treats them as unknown (masked whole), never by their old identity.
+    pub fn without(&self, touch: &Touch) -> Catalog {
+        let tables = match touch {
+            Touch::Everything => Vec::new(),
+            Touch::Tables(names) => self
+                .tables
+                .iter()
+                .filter(|t| !names.contains(&t.name))
+                .cloned()
+                .collect(),
+        };
+        Catalog::indexed(tables, self.loaded_at)
+    }
+
+    /// Columns filled through the gateway from tagged ones take their category, unless a tag
+    /// of their own or an admin's decision says otherwise (`TagSource::View`: derived from
+    /// tagged base columns, as a view's are).
+    pub fn tag_filled(&mut self, filled: &[super::FilledColumn]) {
+        for f in filled {
+            for t in self.tables.iter_mut().filter(|t| t.name == f.table) {
+                let col = match &f.column {
+                    Some(name) => t.columns.iter_mut().find(|c| &c.name == name),
+                    None => t.columns.get_mut(f.position),
+                };
+                let text_like = |c: &CatalogColumn| {
+                    !matches!(
+                        super::plan::type_kind(c.type_oid),
+                        super::plan::TypeKind::Plain
+                            | super::plan::TypeKind::Bool
+                            | super::plan::TypeKind::Bytea
+                    )
+                };
+                if let Some(col) = col {
+                    if col.category.is_none()
+                        && col.source != TagSource::Override
+                        && (!f.text_only || text_like(col))
+                    {
+                        col.category = Some(f.category);
+                        col.source = TagSource::View;
+                        col.detected = (Some(f.category), TagSource::View);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether the catalog holds a relation of that name (without schema) in any schema.
+    pub fn knows_name(&self, name: &str) -> bool {
+        self.by_name.contains_key(name)
+    }
+
+    /// Whether the catalog holds the relation with that OID.
+    pub fn knows_oid(&self, oid: u32) -> bool {
+        self.by_oid.contains_key(&oid)
     }
 
     pub fn column(&self, table_oid: u32, attnum: i16) -> Option<&CatalogColumn> {

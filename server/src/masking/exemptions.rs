@@ -28,6 +28,42 @@ pub struct Exemption {
     pub created_at: DateTime<Utc>,
 }
 
+/// A column exemption's target: `schema.table.column` names that schema's column only;
+/// `table.column` (as older exemptions were written) a table of that name in any schema.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ColumnExemption {
+    pub schema: Option<String>,
+    pub table: String,
+    pub column: String,
+}
+
+impl ColumnExemption {
+    /// `[schema.]table.column`; `None` for anything else (an exemption that names no column
+    /// exempts none).
+    pub fn parse(s: &str) -> Option<ColumnExemption> {
+        let parts: Vec<&str> = s.split('.').collect();
+        let (schema, table, column) = match parts.as_slice() {
+            [t, c] => (None, *t, *c),
+            [s, t, c] => (Some(s.to_string()), *t, *c),
+            _ => return None,
+        };
+        if table.is_empty() || column.is_empty() || schema.as_deref() == Some("") {
+            return None;
+        }
+        Some(ColumnExemption {
+            schema,
+            table: table.to_string(),
+            column: column.to_string(),
+        })
+    }
+
+    pub fn matches(&self, schema: &str, table: &str, column: &str) -> bool {
+        self.schema.as_deref().is_none_or(|s| s == schema)
+            && self.table == table
+            && self.column == column
+    }
+}
+
 impl Exemption {
     /// Whether it applies to a member of `groups` in `env` at `now`.
     pub fn applies(&self, env: &str, groups: &[String], now: DateTime<Utc>) -> bool {
@@ -60,5 +96,18 @@ mod tests {
         assert!(!e.applies("staging", &g, now));
         assert!(!e.applies("prod", &["dev".to_string()], now));
         assert!(!e.applies("prod", &g, now + chrono::Duration::hours(2)));
+    }
+
+    #[test]
+    fn column_exemptions_name_their_schema() {
+        let billing = ColumnExemption::parse("billing.customers.card_number").expect("valid");
+        assert!(billing.matches("billing", "customers", "card_number"));
+        assert!(!billing.matches("public", "customers", "card_number"));
+        assert!(!billing.matches("billing", "customers", "ssn"));
+        let any = ColumnExemption::parse("customers.card_number").expect("valid");
+        assert!(any.matches("public", "customers", "card_number"));
+        for bad in ["card_number", "a.b.c.d", ".t.c", "t.", ""] {
+            assert_eq!(ColumnExemption::parse(bad), None, "{bad}");
+        }
     }
 }

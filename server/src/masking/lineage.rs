@@ -55,6 +55,36 @@ pub struct CopyOut {
     pub header: bool,
     pub null: String,
     pub quote: u8,
+    /// CSV: the character before a quote (or itself) inside a quoted value; the quote itself
+    /// unless ESCAPE says otherwise.
+    pub escape: u8,
+}
+
+impl CopyOut {
+    /// PostgreSQL's defaults: text, tab, `\N`.
+    pub fn text_default() -> CopyOut {
+        CopyOut {
+            format: CopyFormat::Text,
+            delimiter: b'\t',
+            header: false,
+            null: "\\N".into(),
+            quote: b'"',
+            escape: b'"',
+        }
+    }
+
+    /// What a CopyOutResponse says (`overall`: 0 text, 1 binary) decides between text and
+    /// binary, whatever the statement seemed to say; the statement's options (or PostgreSQL's
+    /// defaults when it could not be read) give the rest.
+    pub fn for_response(statement: Option<&CopyOut>, overall: Option<u8>) -> CopyOut {
+        let mut c = statement.cloned().unwrap_or_else(CopyOut::text_default);
+        match overall {
+            Some(1) => c.format = CopyFormat::Binary,
+            Some(_) if c.format == CopyFormat::Binary => c = CopyOut::text_default(),
+            _ => {}
+        }
+        c
+    }
 }
 
 /// What one statement's results derive from.
@@ -71,6 +101,44 @@ pub struct StatementLineage {
     pub declares: Option<String>,
     /// `FETCH … FROM name`: the rows are those of the cursor declared earlier.
     pub fetches: Option<String>,
+    /// Names of the statement's CTEs: rows named in FROM that are not relations.
+    pub ctes: BTreeSet<String>,
+    /// For each output of a plain SELECT without wildcards, the column it reads as it is
+    /// (`email`, `c.email AS e`), if it is only that: its type is the column's.
+    pub bare: Vec<Option<String>>,
+    /// The top-level SELECT's FROM, as (alias, name), for its `*` (empty: not known).
+    pub from: Vec<(String, String)>,
+    /// Outputs of the statement's derived tables and CTEs, by alias or name (names used twice
+    /// are left out), for a `*` over them.
+    pub derived: BTreeMap<String, Vec<Output>>,
+    /// `CREATE TABLE … AS`, `SELECT … INTO`, `INSERT INTO … SELECT`: the relation filled.
+    pub fills: Option<Fill>,
+    /// Whether sqlparser read the statement (a DDL statement it cannot read touches anything).
+    pub parsed: bool,
+    /// The relations whose columns or tags a schema change (DDL) may have changed.
+    pub touches: Option<Touch>,
+}
+
+/// A relation a statement fills from a query: what its columns hold derives from the query's
+/// outputs, in order (or into the columns listed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fill {
+    /// The relation's name (lower case, without schema).
+    pub table: String,
+    /// The columns listed (`INSERT INTO t (a, b)`, `CREATE TABLE t (a, b) AS`); empty: the
+    /// relation's columns in order.
+    pub columns: Vec<String>,
+    /// The lineage of the query that fills it.
+    pub source: Box<StatementLineage>,
+}
+
+/// What a schema change touches, for the masking catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touch {
+    /// Relations by name (lower case, without schema): in any schema, to be safe.
+    Tables(BTreeSet<String>),
+    /// Could be any relation (`DROP SCHEMA`, a DDL statement that could not be read).
+    Everything,
 }
 
 /// Lineage of every statement in a query string, in order.
@@ -80,7 +148,14 @@ pub struct Lineage {
 }
 
 /// Functions whose result carries no personal data whatever their input.
-const CUTTING_FUNCTIONS: &[&str] = &[
+/// Lengths are not among them: a length is a piece of the value (`length(name)` narrows a
+/// name, `octet_length` tells accents), and pieces rebuild values.
+const CUTTING_FUNCTIONS: &[&str] = &["count", "num_nulls", "num_nonnulls"];
+
+/// Hash functions: their result reveals its input only where the input comes from a space
+/// small enough to enumerate (a national id, a card, a phone, a date of birth). The columns
+/// they read are kept as [`hashed`] sources, for the plan to judge by category.
+const HASH_FUNCTIONS: &[&str] = &[
     "md5",
     "sha224",
     "sha256",
@@ -91,16 +166,45 @@ const CUTTING_FUNCTIONS: &[&str] = &[
     "hashtext",
     "hashtextextended",
     "crc32",
-    "count",
-    "length",
-    "char_length",
-    "character_length",
-    "octet_length",
-    "bit_length",
-    "pg_column_size",
-    "num_nulls",
-    "num_nonnulls",
+    "crc32c",
 ];
+
+/// Marks a source read only through a hash function (NUL cannot occur in an identifier).
+const HASHED: &str = "\u{0}hash\u{0}";
+
+/// The source of a custom setting read back (`current_setting('my.x')`, `SHOW my.x`): a
+/// session may have filled it from anything (`set_config('my.x', (SELECT full_name …))`),
+/// so what it returns is of unknown origin.
+pub const CUSTOM_SETTING: &str = "\u{0}setting\u{0}";
+
+/// Whether a `current_setting(…)` call may read a custom setting: its name is not a literal
+/// naming one of PostgreSQL's own (those have no dot: `search_path`, `DateStyle`).
+fn reads_custom_setting(e: &Expr) -> bool {
+    let Expr::Function(f) = e else {
+        return false;
+    };
+    if last_part(&f.name) != "current_setting" {
+        return false;
+    }
+    let sqlparser::ast::FunctionArguments::List(list) = &f.args else {
+        return true;
+    };
+    match list.args.first().map(|a| a.to_string()) {
+        // A quoted literal without a dot names one of PostgreSQL's own settings.
+        Some(name) => !name.starts_with('\'') || name.contains('.'),
+        None => true,
+    }
+}
+
+/// A source name as read inside a hash function.
+pub fn hashed(name: &str) -> String {
+    format!("{HASHED}{name}")
+}
+
+/// The column name of a source read inside a hash function, or `None` for a plain source.
+pub fn unhashed(source: &str) -> Option<&str> {
+    source.strip_prefix(HASHED)
+}
 
 /// Analyses `sql` (one simple Query or one Parse).
 pub fn analyse(sql: &str) -> Lineage {
@@ -112,10 +216,137 @@ pub fn analyse(sql: &str) -> Lineage {
                     out.statements.push(statement(s));
                 }
             }
-            Err(_) => out.statements.push(StatementLineage::default()),
+            Err(_) => out
+                .statements
+                .push(copy_fallback(piece).unwrap_or_default()),
         }
     }
     out
+}
+
+/// A `COPY … TO STDOUT` whose options sqlparser cannot read (`FORCE_QUOTE *`, `ENCODING`, an
+/// option newer than it): the statement up to `STDOUT` is read by sqlparser, the options by
+/// hand, so the rows are still split as PostgreSQL writes them. `None` if that fails too.
+fn copy_fallback(piece: &str) -> Option<StatementLineage> {
+    use sqlparser::tokenizer::{Token, Tokenizer};
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, piece)
+        .tokenize()
+        .ok()?;
+    let word = |t: &Token, w: &str| matches!(t, Token::Word(x) if x.quote_style.is_none() && x.value.eq_ignore_ascii_case(w));
+    let significant: Vec<(usize, &Token)> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    if !significant.first().is_some_and(|(_, t)| word(t, "COPY")) {
+        return None;
+    }
+    let mut depth = 0i32;
+    let mut stdout_at = None;
+    for (k, (i, t)) in significant.iter().enumerate() {
+        match t {
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            _ if depth == 0 && word(t, "STDOUT") && k > 0 && word(significant[k - 1].1, "TO") => {
+                stdout_at = Some((k, *i));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let (k, i) = stdout_at?;
+    let prefix: String = tokens[..=i].iter().map(|t| t.to_string()).collect();
+    let stmts = Parser::parse_sql(&PostgreSqlDialect {}, &prefix).ok()?;
+    let mut st = statement(stmts.first()?);
+    // What is left: `[WITH] (option [value], …)` or the legacy `[WITH] BINARY CSV HEADER …`.
+    let mut c = CopyOut::text_default();
+    let (mut delimiter_set, mut null_set, mut escape_set) = (false, false, false);
+    let rest: Vec<&Token> = significant[k + 1..]
+        .iter()
+        .map(|(_, t)| *t)
+        .filter(|t| !matches!(t, Token::SemiColon | Token::EOF))
+        .collect();
+    let string = |t: Option<&&Token>| match t {
+        Some(Token::SingleQuotedString(s)) | Some(Token::EscapedStringLiteral(s)) => {
+            Some(s.clone())
+        }
+        _ => None,
+    };
+    let first_byte = |s: Option<String>| s.and_then(|s| s.bytes().next());
+    let mut j = 0;
+    while j < rest.len() {
+        let t = rest[j];
+        let name = match t {
+            Token::Word(w) => w.value.to_ascii_lowercase(),
+            _ => {
+                j += 1;
+                continue;
+            }
+        };
+        // The value: the next token, past a legacy `AS`.
+        let mut v = j + 1;
+        if rest.get(v).is_some_and(|t| word(t, "AS")) {
+            v += 1;
+        }
+        match name.as_str() {
+            "format" => {
+                if let Some(Token::Word(f)) = rest.get(v) {
+                    c.format = match f.value.to_ascii_lowercase().as_str() {
+                        "csv" => CopyFormat::Csv,
+                        "binary" => CopyFormat::Binary,
+                        _ => CopyFormat::Text,
+                    };
+                }
+            }
+            "binary" => c.format = CopyFormat::Binary,
+            "csv" => c.format = CopyFormat::Csv,
+            "header" => {
+                c.header = !rest.get(v).is_some_and(|t| {
+                    word(t, "false")
+                        || word(t, "off")
+                        || matches!(t, Token::Number(n, _) if n == "0")
+                })
+            }
+            "delimiter" => {
+                if let Some(d) = first_byte(string(rest.get(v))) {
+                    c.delimiter = d;
+                    delimiter_set = true;
+                }
+            }
+            "null" => {
+                if let Some(n) = string(rest.get(v)) {
+                    c.null = n;
+                    null_set = true;
+                }
+            }
+            "quote" => {
+                if let Some(q) = first_byte(string(rest.get(v))) {
+                    c.quote = q;
+                }
+            }
+            "escape" => {
+                if let Some(e) = first_byte(string(rest.get(v))) {
+                    c.escape = e;
+                    escape_set = true;
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    if !escape_set {
+        c.escape = c.quote;
+    }
+    if c.format == CopyFormat::Csv {
+        if !delimiter_set {
+            c.delimiter = b',';
+        }
+        if !null_set {
+            c.null = String::new();
+        }
+    }
+    st.copy = Some(c);
+    Some(st)
 }
 
 /// Everything the walk of one statement gathers.
@@ -126,14 +357,208 @@ struct Scope {
     /// Names that denote rows: tables, their aliases, CTE and derived-table names.
     row_names: BTreeSet<String>,
     tables: Vec<(String, String)>,
+    ctes: BTreeSet<String>,
+    /// Outputs of derived tables (by alias) and CTEs (by name), for `*` over them.
+    derived: BTreeMap<String, Vec<Output>>,
+    /// Derived-table or CTE names used twice in the statement: `*` over them is not expanded.
+    ambiguous: BTreeSet<String>,
+}
+
+impl Scope {
+    fn add_derived(&mut self, name: String, outputs: Vec<Output>) {
+        if self.derived.insert(name.clone(), outputs).is_some() {
+            self.ambiguous.insert(name);
+        }
+    }
+}
+
+/// The relations the top-level SELECT's FROM names, in order, as (alias, name): what its `*`
+/// expands to. A FROM item that is neither a relation nor a derived table (a function) gives
+/// an empty name: the expansion is then unknown.
+fn from_list(q: &Query) -> Vec<(String, String)> {
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    let item = |f: &TableFactor| match f {
+        TableFactor::Table { name, alias, .. } => {
+            let n = last_part(name);
+            (
+                alias
+                    .as_ref()
+                    .map(|a| ident(&a.name))
+                    .unwrap_or_else(|| n.clone()),
+                n,
+            )
+        }
+        TableFactor::Derived {
+            alias: Some(alias), ..
+        } => (ident(&alias.name), ident(&alias.name)),
+        _ => (String::new(), String::new()),
+    };
+    sel.from
+        .iter()
+        .flat_map(|t| {
+            std::iter::once(item(&t.relation)).chain(t.joins.iter().map(|j| item(&j.relation)))
+        })
+        .collect()
 }
 
 fn statement(s: &Statement) -> StatementLineage {
+    let mut l = statement_outputs(s);
+    l.parsed = true;
+    l.touches = touches(s);
+    l.fills = fills(s);
+    l
+}
+
+/// See [`StatementLineage::fills`].
+fn fills(s: &Statement) -> Option<Fill> {
+    let source = |q: &Query| Box::new(statement_outputs(&Statement::Query(Box::new(q.clone()))));
+    match s {
+        Statement::CreateTable(t) => t.query.as_ref().map(|q| Fill {
+            table: last_part(&t.name),
+            columns: t.columns.iter().map(|c| ident(&c.name)).collect(),
+            source: source(q),
+        }),
+        Statement::Insert(i) => match (&i.table, &i.source) {
+            (sqlparser::ast::TableObject::TableName(n), Some(q)) => Some(Fill {
+                table: last_part(n),
+                columns: i.columns.iter().map(last_part).collect(),
+                source: source(q),
+            }),
+            _ => None,
+        },
+        Statement::Query(q) => {
+            let SetExpr::Select(sel) = q.body.as_ref() else {
+                return None;
+            };
+            let target = sel.into.as_ref()?.targets.first()?;
+            let table = match target {
+                Expr::Identifier(id) => ident(id),
+                Expr::CompoundIdentifier(parts) => parts.last().map(ident)?,
+                _ => return None,
+            };
+            Some(Fill {
+                table,
+                columns: Vec::new(),
+                source: source(q),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The relations a DDL statement creates, changes or drops; `None` for other statements.
+/// CREATE INDEX, functions, types and the like change no relation's columns or comments.
+fn touches(s: &Statement) -> Option<Touch> {
+    use sqlparser::ast::{AlterTableOperation, CommentObject, ObjectType, RenameTableNameKind};
+    let names = |ns: &mut dyn Iterator<Item = &sqlparser::ast::ObjectName>| {
+        Some(Touch::Tables(ns.map(last_part).collect()))
+    };
+    match s {
+        Statement::CreateTable(t) => names(&mut std::iter::once(&t.name)),
+        Statement::CreateView(v) => names(&mut std::iter::once(&v.name)),
+        Statement::AlterView(v) => names(&mut std::iter::once(&v.name)),
+        Statement::AlterTable(t) => {
+            let renamed = t.operations.iter().filter_map(|o| match o {
+                AlterTableOperation::RenameTable {
+                    table_name: RenameTableNameKind::As(n) | RenameTableNameKind::To(n),
+                } => Some(n),
+                _ => None,
+            });
+            names(&mut std::iter::once(&t.name).chain(renamed))
+        }
+        Statement::RenameTable(r) => names(&mut r.iter().flat_map(|r| [&r.old_name, &r.new_name])),
+        Statement::Drop {
+            object_type,
+            names: ns,
+            ..
+        } => match object_type {
+            ObjectType::Table | ObjectType::View | ObjectType::MaterializedView => {
+                names(&mut ns.iter())
+            }
+            ObjectType::Schema => Some(Touch::Everything),
+            _ => None,
+        },
+        Statement::Comment {
+            object_type,
+            object_name,
+            ..
+        } => match object_type {
+            // `COMMENT ON COLUMN [schema.]table.column`: the table is the part before the column.
+            CommentObject::Column => {
+                let parts = &object_name.0;
+                let table = parts.len().checked_sub(2).and_then(|i| match &parts[i] {
+                    sqlparser::ast::ObjectNamePart::Identifier(id) => Some(ident(id)),
+                    _ => None,
+                });
+                match table {
+                    Some(t) => Some(Touch::Tables([t].into())),
+                    None => Some(Touch::Everything),
+                }
+            }
+            CommentObject::Table
+            | CommentObject::View
+            | CommentObject::MaterializedView
+            | CommentObject::ForeignTable => names(&mut std::iter::once(object_name)),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The key a prepared statement's lineage is kept under beside cursors (NUL cannot occur in
+/// an identifier, so no cursor name collides with it).
+fn prepared_key(name: &str) -> String {
+    format!("\u{0}prepared\u{0}{name}")
+}
+
+/// Whether a command tag (CommandComplete) may come from a statement that changed a
+/// relation's columns or comments, directly or from code (`DO`, `CALL`).
+pub fn may_change_schema(tag: &[u8]) -> bool {
+    ["CREATE", "ALTER", "DROP", "COMMENT", "DO", "CALL", "IMPORT"]
+        .iter()
+        .any(|p| tag.starts_with(p.as_bytes()))
+}
+
+/// What the statement that completed with `tag` touched, for the masking catalog: its DDL
+/// touches; every relation when the gateway could not read a DDL statement; nothing to
+/// invalidate but a read due for code that may run DDL (`DO`, `CALL`, `IMPORT FOREIGN
+/// SCHEMA`); `None` when no read is needed (`CREATE INDEX`, `CREATE FUNCTION`…).
+pub fn touched(st: Option<&StatementLineage>, tag: &[u8]) -> Option<Touch> {
+    if ["DO", "CALL", "IMPORT"]
+        .iter()
+        .any(|p| tag.starts_with(p.as_bytes()))
+    {
+        return Some(Touch::Tables(BTreeSet::new()));
+    }
+    match st {
+        Some(st) if st.parsed => st.touches.clone(),
+        _ => Some(Touch::Everything),
+    }
+}
+
+/// Whether `name` is qualified by a schema of PostgreSQL's own (`pg_catalog.pg_class`,
+/// `information_schema.columns`): never a relation of the masking catalog.
+fn system_qualified(name: &sqlparser::ast::ObjectName) -> bool {
+    let parts = &name.0;
+    parts.len() >= 2
+        && matches!(&parts[parts.len() - 2], sqlparser::ast::ObjectNamePart::Identifier(id)
+            if matches!(ident(id).as_str(), "pg_catalog" | "information_schema"))
+}
+
+fn statement_outputs(s: &Statement) -> StatementLineage {
     let mut scope = Scope::default();
     // Tables and row names anywhere in the statement.
     collect_tables(s, &mut scope);
+    let mut bare = Vec::new();
+    let mut from = Vec::new();
     let (items, copy) = match s {
-        Statement::Query(q) => (query_outputs(q, &mut scope), None),
+        Statement::Query(q) => {
+            bare = bare_columns(q);
+            from = from_list(q);
+            (query_outputs(q, &mut scope), None)
+        }
         Statement::Insert(i) => (
             i.returning.as_ref().map(|r| items_outputs(r, &mut scope)),
             None,
@@ -156,7 +581,11 @@ fn statement(s: &Statement) -> StatementLineage {
         } => {
             let copy = copy_options(options, legacy_options);
             let outputs = match source {
-                CopySource::Query(q) => query_outputs(q, &mut scope),
+                CopySource::Query(q) => {
+                    bare = bare_columns(q);
+                    from = from_list(q);
+                    query_outputs(q, &mut scope)
+                }
                 CopySource::Table {
                     table_name,
                     columns,
@@ -189,9 +618,43 @@ fn statement(s: &Statement) -> StatementLineage {
             l.declares = name;
             return l;
         }
+        // SHOW of a custom setting (or of all of them): see `CUSTOM_SETTING`.
+        Statement::ShowVariable { variable } => {
+            let name: Vec<String> = variable.iter().map(ident).collect();
+            let outputs = match name.as_slice() {
+                [all] if all == "all" => 3,
+                _ if name.len() > 1 || name.iter().any(|n| n.contains('.')) => 1,
+                _ => return StatementLineage::default(),
+            };
+            let custom = Output::Expr {
+                sources: [CUSTOM_SETTING.to_string()].into(),
+                whole_row: false,
+            };
+            return StatementLineage {
+                outputs: Some(vec![custom; outputs]),
+                ..StatementLineage::default()
+            };
+        }
         Statement::Fetch { name, .. } => {
             return StatementLineage {
                 fetches: Some(ident(name)),
+                ..StatementLineage::default()
+            };
+        }
+        // A prepared statement is remembered like a cursor (under a name no cursor can have):
+        // its EXECUTEs return what its query returns.
+        Statement::Prepare {
+            name, statement, ..
+        } => {
+            let mut l = statement_outputs(statement);
+            l.declares = Some(prepared_key(&ident(name)));
+            return l;
+        }
+        Statement::Execute {
+            name: Some(name), ..
+        } => {
+            return StatementLineage {
+                fetches: Some(prepared_key(&last_part(name))),
                 ..StatementLineage::default()
             };
         }
@@ -199,7 +662,40 @@ fn statement(s: &Statement) -> StatementLineage {
         // SHOW): no lineage; the plan fails closed.
         _ => (None, None),
     };
-    finish(items, scope, copy)
+    let mut l = finish(items, scope, copy);
+    l.bare = bare;
+    l.from = from;
+    l
+}
+
+/// See [`StatementLineage::bare`]; empty for anything but a plain SELECT without wildcards.
+/// Only where the FROM names relations alone: under a CTE or a derived table, a bare name
+/// may be an alias of anything (`SELECT ssn FROM (SELECT left(ssn, 3) AS ssn …) s`).
+fn bare_columns(q: &Query) -> Vec<Option<String>> {
+    let SetExpr::Select(sel) = q.body.as_ref() else {
+        return Vec::new();
+    };
+    let plain_relation = |f: &TableFactor| matches!(f, TableFactor::Table { args: None, .. });
+    if q.with.is_some()
+        || !sel.from.iter().all(|t| {
+            plain_relation(&t.relation) && t.joins.iter().all(|j| plain_relation(&j.relation))
+        })
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for item in &sel.projection {
+        let e = match item {
+            SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => e,
+            _ => return Vec::new(),
+        };
+        out.push(match e {
+            Expr::Identifier(id) => Some(ident(id)),
+            Expr::CompoundIdentifier(parts) => parts.last().map(ident),
+            _ => None,
+        });
+    }
+    out
 }
 
 fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> StatementLineage {
@@ -217,23 +713,40 @@ fn finish(items: Option<Vec<Output>>, scope: Scope, copy: Option<CopyOut>) -> St
             })
             .collect()
     });
+    let resolve_all = |v: Vec<Output>| -> Vec<Output> {
+        v.into_iter()
+            .map(|o| match o {
+                Output::Expr { sources, whole_row } => {
+                    let (sources, rows) = resolve(&sources, &scope);
+                    Output::Expr {
+                        sources,
+                        whole_row: whole_row || rows,
+                    }
+                }
+                w => w,
+            })
+            .collect()
+    };
+    let derived = scope
+        .derived
+        .clone()
+        .into_iter()
+        .filter(|(k, _)| !scope.ambiguous.contains(k))
+        .map(|(k, v)| (k, resolve_all(v)))
+        .collect();
     StatementLineage {
         outputs,
         tables: scope.tables,
         copy,
-        declares: None,
-        fetches: None,
+        ctes: scope.ctes,
+        derived,
+        ..StatementLineage::default()
     }
 }
 
 fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOption]) -> CopyOut {
-    let mut c = CopyOut {
-        format: CopyFormat::Text,
-        delimiter: b'\t',
-        header: false,
-        null: "\\N".into(),
-        quote: b'"',
-    };
+    let mut c = CopyOut::text_default();
+    let mut escape_set = false;
     let mut delimiter_set = false;
     let mut null_set = false;
     for o in options {
@@ -255,6 +768,10 @@ fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOpti
                 null_set = true;
             }
             CopyOption::Quote(q) => c.quote = *q as u8,
+            CopyOption::Escape(e) => {
+                c.escape = *e as u8;
+                escape_set = true;
+            }
             _ => {}
         }
     }
@@ -262,7 +779,21 @@ fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOpti
         use sqlparser::ast::CopyLegacyOption as L;
         match o {
             L::Binary => c.format = CopyFormat::Binary,
-            L::Csv(_) => c.format = CopyFormat::Csv,
+            L::Csv(csv) => {
+                c.format = CopyFormat::Csv;
+                use sqlparser::ast::CopyLegacyCsvOption as C;
+                for o in csv {
+                    match o {
+                        C::Header => c.header = true,
+                        C::Quote(q) => c.quote = *q as u8,
+                        C::Escape(e) => {
+                            c.escape = *e as u8;
+                            escape_set = true;
+                        }
+                        _ => {}
+                    }
+                }
+            }
             L::Delimiter(d) => {
                 c.delimiter = *d as u8;
                 delimiter_set = true;
@@ -273,6 +804,9 @@ fn copy_options(options: &[CopyOption], legacy: &[sqlparser::ast::CopyLegacyOpti
             }
             _ => {}
         }
+    }
+    if !escape_set {
+        c.escape = c.quote;
     }
     if c.format == CopyFormat::Csv {
         if !delimiter_set {
@@ -295,11 +829,23 @@ fn resolve(names: &BTreeSet<String>, scope: &Scope) -> (BTreeSet<String>, bool) 
         if !out.insert(n.clone()) {
             continue;
         }
-        if scope.row_names.contains(&n) {
+        // A hashed alias stands for its names hashed (a plain one stays plain).
+        let (name, in_hash) = match unhashed(&n) {
+            Some(inner) => (inner.to_string(), true),
+            None => (n.clone(), false),
+        };
+        if scope.row_names.contains(&name) {
+            // A whole row read through a hash is still a whole row: judged as not hashed.
             rows = true;
         }
-        if let Some(more) = scope.aliases.get(&n) {
-            todo.extend(more.iter().cloned());
+        if let Some(more) = scope.aliases.get(&name) {
+            todo.extend(more.iter().map(|m| {
+                if in_hash && unhashed(m).is_none() {
+                    hashed(m)
+                } else {
+                    m.clone()
+                }
+            }));
         }
     }
     (out, rows)
@@ -321,9 +867,11 @@ impl Visitor for TableFinder<'_> {
                 if let Some(a) = &a {
                     self.scope.row_names.insert(a.clone());
                 }
-                self.scope
-                    .tables
-                    .push((a.unwrap_or_else(|| table.clone()), table));
+                if !system_qualified(name) {
+                    self.scope
+                        .tables
+                        .push((a.unwrap_or_else(|| table.clone()), table));
+                }
             }
             TableFactor::Derived {
                 alias: Some(alias),
@@ -333,6 +881,7 @@ impl Visitor for TableFinder<'_> {
                 self.scope.row_names.insert(ident(&alias.name));
                 let mut inner = Scope::default();
                 if let Some(outs) = query_outputs(subquery, &mut inner) {
+                    self.scope.add_derived(ident(&alias.name), outs.clone());
                     for (i, c) in alias.columns.iter().enumerate() {
                         if let Some(Output::Expr { sources, .. }) = outs.get(i) {
                             self.scope
@@ -354,8 +903,10 @@ impl Visitor for TableFinder<'_> {
         if let Some(with) = &q.with {
             for cte in &with.cte_tables {
                 self.scope.row_names.insert(ident(&cte.alias.name));
+                self.scope.ctes.insert(ident(&cte.alias.name));
                 let mut inner = Scope::default();
                 if let Some(outs) = query_outputs(&cte.query, &mut inner) {
+                    self.scope.add_derived(ident(&cte.alias.name), outs.clone());
                     for (i, c) in cte.alias.columns.iter().enumerate() {
                         if let Some(Output::Expr { sources, .. }) = outs.get(i) {
                             self.scope
@@ -526,11 +1077,19 @@ struct Refs {
     names: BTreeSet<String>,
     star: bool,
     cut_depth: usize,
+    hash_depth: usize,
 }
 
 fn is_cutting(e: &Expr) -> bool {
     match e {
         Expr::Function(f) => CUTTING_FUNCTIONS.contains(&last_part(&f.name).as_str()),
+        _ => false,
+    }
+}
+
+fn is_hash(e: &Expr) -> bool {
+    match e {
+        Expr::Function(f) => HASH_FUNCTIONS.contains(&last_part(&f.name).as_str()),
         _ => false,
     }
 }
@@ -542,14 +1101,22 @@ impl Visitor for Refs {
         if is_cutting(e) {
             self.cut_depth += 1;
         }
+        if is_hash(e) {
+            self.hash_depth += 1;
+        }
+        if self.cut_depth == 0 && reads_custom_setting(e) {
+            self.names.insert(CUSTOM_SETTING.to_string());
+        }
         if self.cut_depth == 0 {
+            let in_hash = self.hash_depth > 0;
+            let mark = |n: String| if in_hash { hashed(&n) } else { n };
             match e {
                 Expr::Identifier(id) => {
-                    self.names.insert(ident(id));
+                    self.names.insert(mark(ident(id)));
                 }
                 Expr::CompoundIdentifier(parts) => {
                     if let Some(last) = parts.last() {
-                        self.names.insert(ident(last));
+                        self.names.insert(mark(ident(last)));
                     }
                     // `p.email`: `p` is a row, not a value; only when alone is it whole-row.
                 }
@@ -564,6 +1131,9 @@ impl Visitor for Refs {
         if is_cutting(e) {
             self.cut_depth -= 1;
         }
+        if is_hash(e) {
+            self.hash_depth -= 1;
+        }
         ControlFlow::Continue(())
     }
 }
@@ -575,6 +1145,7 @@ fn expr_sources(e: &Expr) -> (BTreeSet<String>, bool) {
         names: BTreeSet::new(),
         star: false,
         cut_depth: 0,
+        hash_depth: 0,
     };
     let _ = e.visit(&mut r);
     (r.names, r.star)
@@ -624,8 +1195,10 @@ mod tests {
         );
         assert_eq!(
             srcs("SELECT md5(email), count(email) FROM people"),
-            vec![Vec::<String>::new(), vec![]]
+            vec![vec![hashed("email")], vec![]]
         );
+        let s = srcs("WITH c AS (SELECT ssn AS s FROM people) SELECT md5(s) FROM c");
+        assert!(s[0].contains(&hashed("ssn")), "{s:?}");
         assert!(srcs("SELECT row_to_json(p) FROM people p")[0].contains(&"<row>".to_string()));
         assert!(srcs("SELECT json_agg(p) FROM people p")[0].contains(&"<row>".to_string()));
         assert_eq!(
@@ -685,5 +1258,116 @@ mod tests {
                 .len(),
             2
         );
+    }
+
+    #[test]
+    fn copy_options_sqlparser_cannot_read_are_read_by_hand() {
+        let l = analyse("COPY people TO STDOUT (FORMAT csv, DELIMITER '|', QUOTE '''', ESCAPE '\\', FORCE_QUOTE *, HEADER)");
+        let st = &l.statements[0];
+        let c = st.copy.clone().expect("copy");
+        assert_eq!(
+            (c.format, c.delimiter, c.quote, c.escape, c.header),
+            (CopyFormat::Csv, b'|', b'\'', b'\\', true)
+        );
+        assert_eq!(st.outputs, Some(vec![Output::Wildcard(None)]));
+        let c = analyse("COPY people TO STDOUT WITH CSV HEADER QUOTE AS '|'").statements[0]
+            .copy
+            .clone()
+            .expect("copy");
+        assert_eq!(
+            (c.format, c.header, c.quote, c.escape),
+            (CopyFormat::Csv, true, b'|', b'|')
+        );
+        assert_eq!(
+            analyse("SELECT id, p.email AS e, upper(x) FROM people p").statements[0].bare,
+            vec![Some("id".into()), Some("email".into()), None]
+        );
+    }
+
+    #[test]
+    fn custom_settings_read_back_have_no_known_origin() {
+        let custom = CUSTOM_SETTING.to_string();
+        assert_eq!(
+            srcs("SELECT current_setting('my.who')")[0],
+            vec![custom.clone()]
+        );
+        assert_eq!(
+            srcs("SELECT current_setting(x) FROM t")[0],
+            vec![custom.clone(), "x".into()]
+        );
+        assert!(srcs("SELECT current_setting('search_path')")[0].is_empty());
+        assert_eq!(srcs("SHOW my.who")[0], vec![custom.clone()]);
+        assert_eq!(srcs("SHOW ALL").len(), 3);
+        assert!(analyse("SHOW search_path").statements[0].outputs.is_none());
+    }
+
+    #[test]
+    fn stars_over_derived_tables_and_ctes_expand_to_their_outputs() {
+        let l = analyse("WITH t AS (SELECT status, count(*) FROM people GROUP BY status) SELECT * FROM t, (SELECT upper(full_name) AS x FROM people) s");
+        let st = &l.statements[0];
+        assert_eq!(
+            st.from,
+            vec![("t".to_string(), "t".to_string()), ("s".into(), "s".into())]
+        );
+        let t = &st.derived["t"];
+        assert_eq!(t.len(), 2);
+        assert!(matches!(&t[1], Output::Expr { sources, .. } if sources.is_empty()));
+        assert!(
+            matches!(&st.derived["s"][0], Output::Expr { sources, .. } if sources.contains("full_name"))
+        );
+    }
+
+    #[test]
+    fn schema_changes_name_what_they_touch() {
+        let t = |sql: &str, tag: &str| touched(analyse(sql).statements.first(), tag.as_bytes());
+        let tables = |v: &[&str]| Some(Touch::Tables(v.iter().map(|s| s.to_string()).collect()));
+        assert_eq!(
+            t("DROP TABLE public.customers, orders", "DROP TABLE"),
+            tables(&["customers", "orders"])
+        );
+        assert_eq!(
+            t(
+                "CREATE TABLE customers (id int, display text)",
+                "CREATE TABLE"
+            ),
+            tables(&["customers"])
+        );
+        assert_eq!(
+            t("CREATE OR REPLACE VIEW v AS SELECT 1", "CREATE VIEW"),
+            tables(&["v"])
+        );
+        assert_eq!(
+            t("ALTER TABLE customers RENAME TO clients", "ALTER TABLE"),
+            tables(&["clients", "customers"])
+        );
+        assert_eq!(
+            t("COMMENT ON COLUMN s.customers.display IS 'x'", "COMMENT"),
+            tables(&["customers"])
+        );
+        assert_eq!(
+            t("DROP SCHEMA s CASCADE", "DROP SCHEMA"),
+            Some(Touch::Everything)
+        );
+        assert_eq!(t("CREATE INDEX ON customers (id)", "CREATE INDEX"), None);
+        // What the gateway cannot read could have changed anything; code may run DDL.
+        assert_eq!(
+            t("CREATE TABLE ((( nonsense", "CREATE TABLE"),
+            Some(Touch::Everything)
+        );
+        assert_eq!(
+            t("DO $$ BEGIN EXECUTE 'DROP TABLE x'; END $$", "DO"),
+            tables(&[])
+        );
+        assert!(may_change_schema(b"ALTER TABLE\0"));
+        assert!(!may_change_schema(b"SELECT 3\0"));
+    }
+
+    #[test]
+    fn ctes_and_system_relations_are_told_apart() {
+        let l = analyse("WITH c AS (SELECT 1 AS x) SELECT * FROM c, pg_catalog.pg_class, information_schema.columns, people");
+        let st = &l.statements[0];
+        assert!(st.ctes.contains("c"));
+        let names: Vec<&str> = st.tables.iter().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(names, vec!["c", "people"]);
     }
 }

@@ -38,6 +38,14 @@ impl Masker {
         Masker { mode, key }
     }
 
+    /// The keyed hash (HMAC-SHA256) of raw bytes: equal inputs give equal outputs.
+    pub fn keyed_bytes(&self, value: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+            .expect("HMAC accepts keys of any length");
+        mac.update(value);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The keyed hash token of a value: equal values give equal tokens under one key.
     pub fn token(&self, value: &str) -> String {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
@@ -45,6 +53,15 @@ impl Masker {
         mac.update(value.as_bytes());
         let out = mac.finalize().into_bytes();
         format!("h:{}", hex::encode(&out[..8]))
+    }
+
+    /// The mask of a value whose origin is not known: nothing of it kept (in keyed-hash mode,
+    /// its token, so equal values still join).
+    pub fn redact(&self, value: &str) -> String {
+        match self.mode {
+            Mode::Hash => self.token(value),
+            Mode::Partial => "***".into(),
+        }
     }
 
     /// The mask of a whole value known to be of `cat`.

@@ -35,8 +35,8 @@ use lru::LruCache;
 
 pub use catalog::Catalog;
 pub use detect::Category;
-pub use exemptions::Exemption;
-pub use lineage::Lineage;
+pub use exemptions::{ColumnExemption, Exemption};
+pub use lineage::{Lineage, Touch};
 pub use mask::{Masker, Mode};
 
 /// How long a catalog is trusted before a session triggers a re-read in the background.
@@ -46,12 +46,40 @@ const CATALOG_RETRY: Duration = Duration::from_secs(30);
 const LINEAGE_CACHE: usize = 4096;
 const MAX_CACHED_KEY: usize = 16 * 1024;
 
+/// A relation the catalog does not know starts a read, unless a read in this long already
+/// looked for it: a temporary table is never in the catalog, and a session reading one in a
+/// loop must not read the whole catalog each time.
+pub const UNKNOWN_RELATION_RETRY: Duration = Duration::from_secs(60);
+/// And never more than one such read this often, whatever relations are named.
+pub const UNKNOWN_RELATION_READ_INTERVAL: Duration = Duration::from_secs(1);
+const MAX_TRIED: usize = 4096;
+
 #[derive(Default)]
 struct Slot {
     catalog: Option<Arc<Catalog>>,
     loaded: Option<Instant>,
     loading: bool,
     failed: Option<Instant>,
+    /// When the read in progress (or the last one) started.
+    read_started: Option<Instant>,
+    /// Schema changes seen through the gateway, and when: a read that started before one may
+    /// hold the relation's old identity, so the change is applied to its result again.
+    invalidated: Vec<(Instant, Touch)>,
+    /// A schema change arrived during a read: read once more when it ends.
+    again: bool,
+    /// When a result naming an unknown relation last started a read.
+    unknown_read: Option<Instant>,
+    /// Unknown relations (`oid:…`, `name:…`) reads were started for, and when.
+    tried: HashMap<String, Instant>,
+}
+
+/// Why a session asks for the catalog to be read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadReason<'a> {
+    /// A schema change went through the gateway (and its transaction ended).
+    SchemaChange,
+    /// A result named these relations (or columns of them) the catalog does not know.
+    UnknownRelation(&'a BTreeSet<String>),
 }
 
 /// The masking state shared by every session.
@@ -64,6 +92,32 @@ pub struct Masking {
     empty: Arc<Catalog>,
     /// Bumped whenever a catalog changes, so sessions can keep theirs until then.
     generation: AtomicU64,
+    /// Columns filled through the gateway from tagged columns, by (environment, database).
+    filled: Mutex<HashMap<(String, String), Vec<FilledColumn>>>,
+}
+
+/// A column a statement through the gateway filled from tagged columns (`CREATE TABLE … AS`,
+/// `INSERT INTO … SELECT`): its values are what those columns held, whatever it is called,
+/// so every catalog read from then on gives it their category.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilledColumn {
+    pub table: String,
+    /// By name, or (`None`) by position among the relation's columns.
+    pub column: Option<String>,
+    pub position: usize,
+    pub category: Category,
+    /// Filled from something of unknown origin (a temporary table): tagged `free_text`, and
+    /// only if its type is text-like (its ids and amounts are no one's name).
+    pub text_only: bool,
+}
+
+const MAX_FILLED: usize = 10_000;
+
+/// What an identity is exempt from, at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exempt {
+    pub categories: BTreeSet<Category>,
+    pub columns: BTreeSet<ColumnExemption>,
 }
 
 /// What a session should do about its catalog.
@@ -90,6 +144,7 @@ impl Masking {
             overrides: RwLock::new(Arc::new(Vec::new())),
             empty: Arc::new(Catalog::empty()),
             generation: AtomicU64::new(1),
+            filled: Mutex::new(HashMap::new()),
         }
     }
 
@@ -135,10 +190,12 @@ impl Masking {
             (Some(c), false) => CatalogNeed::Ready(c.clone()),
             (Some(c), true) => {
                 slot.loading = true;
+                slot.read_started = Some(Instant::now());
                 CatalogNeed::Refresh(c.clone())
             }
             (None, true) => {
                 slot.loading = true;
+                slot.read_started = Some(Instant::now());
                 CatalogNeed::Load
             }
             (None, false) => CatalogNeed::Wait,
@@ -151,7 +208,27 @@ impl Masking {
         let slot = map.entry(Self::key(env, db)).or_default();
         slot.loading = false;
         match result {
-            Some(c) => {
+            Some(mut c) => {
+                // Schema changes seen since this read started: the read may predate them (or
+                // their transaction's commit), so what they touched stays unknown until the
+                // next read, which starts at once.
+                let started = slot.read_started;
+                slot.invalidated
+                    .retain(|(at, _)| started.is_none_or(|s| *at >= s));
+                for (_, touch) in &slot.invalidated {
+                    c = c.without(touch);
+                }
+                if !slot.invalidated.is_empty() {
+                    slot.again = true;
+                }
+                let filled = self
+                    .filled
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&Self::key(env, db))
+                    .cloned()
+                    .unwrap_or_default();
+                c.tag_filled(&filled);
                 let c = Arc::new(c);
                 slot.catalog = Some(c.clone());
                 slot.loaded = Some(Instant::now());
@@ -164,6 +241,117 @@ impl Masking {
                 slot.catalog.clone()
             }
         }
+    }
+
+    /// A schema change touched these relations: they leave the catalog at once (results from
+    /// them are masked as unknown) until a read that started after the change brings them back.
+    pub fn invalidate(&self, env: &str, db: &str, touch: &Touch) {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        if let Some(c) = &slot.catalog {
+            slot.catalog = Some(Arc::new(c.without(touch)));
+        }
+        slot.invalidated.push((Instant::now(), touch.clone()));
+        // Stale until read again: if the session that made the change goes away before its
+        // transaction ends (so never asks for the read), the next session or the periodic
+        // refresh does.
+        slot.loaded = None;
+        // Bounded: a long migration through one connection cannot grow this without limit.
+        if slot.invalidated.len() > 256 {
+            slot.invalidated.drain(..128);
+            slot.invalidated.push((Instant::now(), Touch::Everything));
+        }
+        if slot.loading {
+            slot.again = true;
+        }
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether the caller should read the catalog now (and marks it as being read if so).
+    /// A schema change always gets a read (after the one in progress, if any); an unknown
+    /// relation at most every [`UNKNOWN_RELATION_READ_INTERVAL`].
+    pub fn want_read(&self, env: &str, db: &str, why: ReadReason) -> bool {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        if slot.loading {
+            if why == ReadReason::SchemaChange {
+                slot.again = true;
+            }
+            return false;
+        }
+        if let ReadReason::UnknownRelation(unknown) = why {
+            slot.tried
+                .retain(|_, at| at.elapsed() < UNKNOWN_RELATION_RETRY);
+            let new = unknown.iter().any(|u| !slot.tried.contains_key(u));
+            if !new
+                || slot
+                    .unknown_read
+                    .is_some_and(|t| t.elapsed() < UNKNOWN_RELATION_READ_INTERVAL)
+            {
+                return false;
+            }
+            if slot.tried.len() + unknown.len() > MAX_TRIED {
+                slot.tried.clear();
+            }
+            let now = Instant::now();
+            slot.tried.extend(unknown.iter().map(|u| (u.clone(), now)));
+            slot.unknown_read = Some(now);
+        }
+        slot.loading = true;
+        slot.again = false;
+        slot.read_started = Some(Instant::now());
+        true
+    }
+
+    /// Columns filled from tagged ones through the gateway: remembered (bounded) and applied
+    /// to every catalog read from now on, the one that will first see the relation included.
+    pub fn note_filled(&self, env: &str, db: &str, columns: Vec<FilledColumn>) {
+        if columns.is_empty() {
+            return;
+        }
+        let mut map = self.filled.lock().unwrap_or_else(|p| p.into_inner());
+        let list = map.entry(Self::key(env, db)).or_default();
+        for c in columns {
+            if !list.contains(&c) {
+                list.push(c);
+            }
+        }
+        if list.len() > MAX_FILLED {
+            let excess = list.len() - MAX_FILLED;
+            list.drain(..excess);
+        }
+        let list = list.clone();
+        drop(map);
+        // An existing relation filled again (INSERT … SELECT) is masked by it at once.
+        let mut catalogs = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = catalogs.get_mut(&Self::key(env, db)) {
+            if let Some(c) = &slot.catalog {
+                let mut c = (**c).clone();
+                c.tag_filled(&list);
+                slot.catalog = Some(Arc::new(c));
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+    }
+
+    /// Whether a read of this catalog is under way.
+    pub fn loading(&self, env: &str, db: &str) -> bool {
+        let map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&Self::key(env, db)).is_some_and(|s| s.loading)
+    }
+
+    /// After a read: whether another one is due at once (a schema change arrived during it);
+    /// if so the caller now owns that read.
+    pub fn read_again(&self, env: &str, db: &str) -> bool {
+        let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = map.entry(Self::key(env, db)).or_default();
+        if !slot.again || slot.loading {
+            return false;
+        }
+        slot.again = false;
+        slot.loading = true;
+        slot.read_started = Some(Instant::now());
+        true
     }
 
     /// Installs a catalog the store kept, at startup. It counts as stale, so the first session
@@ -218,39 +406,41 @@ impl Masking {
         *self.exemptions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
     }
 
-    /// The categories and (table, column)s `groups` are exempt from in `env` right now.
-    pub fn exempt(
-        &self,
-        env: &str,
-        groups: &[String],
-    ) -> (BTreeSet<Category>, BTreeSet<(String, String)>) {
+    /// What `groups` are exempt from in `env` right now. Sessions ask at each result, so an
+    /// exemption that expired or was deleted stops at once on open connections too.
+    pub fn exempt(&self, env: &str, groups: &[String]) -> Exempt {
         let list = self
             .exemptions
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let now = chrono::Utc::now();
-        let mut cats = BTreeSet::new();
-        let mut columns = BTreeSet::new();
+        let mut out = Exempt::default();
         for e in list.iter().filter(|e| e.applies(env, groups, now)) {
             if let Some(c) = e.category {
-                cats.insert(c);
+                out.categories.insert(c);
             }
-            if let Some((t, c)) = e.column.as_deref().and_then(|c| c.rsplit_once('.')) {
-                // `schema.table.column` or `table.column`: the table is the part before the column.
-                let table = t.rsplit('.').next().unwrap_or(t);
-                columns.insert((table.to_string(), c.to_string()));
+            if let Some(c) = e.column.as_deref().and_then(ColumnExemption::parse) {
+                out.columns.insert(c);
             }
         }
-        (cats, columns)
+        out
     }
 
     /// The lineage of a statement, parsed once per statement shape (looked up by the shape key
     /// made when the statement arrived).
     pub fn lineage_of(&self, stmt: &crate::sql::Statement) -> Arc<Lineage> {
         let sql: &str = &stmt.sql;
-        // Split differently under standard_conforming_strings = off: key by the text.
-        let key: std::borrow::Cow<'_, str> = if stmt.backslash_string {
+        // Split differently under standard_conforming_strings = off: key by the text. COPY's
+        // options are literals (`DELIMITER ';'`) the shape key leaves out, yet they decide how
+        // its rows are read: a plan made for one delimiter must never serve another.
+        // So is the name `current_setting` reads (a custom setting or one of PostgreSQL's own).
+        let literal_matters = stmt.kinds.iter().any(|k| k == "COPY")
+            || sql
+                .as_bytes()
+                .windows(15)
+                .any(|w| w.eq_ignore_ascii_case(b"current_setting"));
+        let key: std::borrow::Cow<'_, str> = if stmt.backslash_string || literal_matters {
             format!("\u{0}text\u{0}{sql}").into()
         } else {
             stmt.shape_key.as_str().into()
@@ -267,5 +457,120 @@ impl Masking {
             c.put(key.into_owned(), l.clone());
         }
         l
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::masking::catalog::RawColumn;
+
+    fn catalog(tables: &[(u32, &str)]) -> Catalog {
+        let raw = tables
+            .iter()
+            .map(|(oid, name)| RawColumn {
+                table_oid: *oid,
+                schema: "public".into(),
+                table: name.to_string(),
+                relkind: "r".into(),
+                attnum: 1,
+                name: "display".into(),
+                type_oid: 25,
+                type_name: "text".into(),
+                comment: None,
+            })
+            .collect();
+        Catalog::build(raw, &HashMap::new(), &[])
+    }
+
+    fn masking() -> Masking {
+        Masking::new(Masker::new(Mode::Partial, [7; 32]))
+    }
+
+    #[test]
+    fn a_schema_change_removes_its_tables_at_once_and_survives_an_older_read() {
+        let m = masking();
+        m.loaded(
+            "app",
+            "db",
+            Some(catalog(&[(1, "customers"), (2, "orders")])),
+        );
+        let touch = Touch::Tables(["customers".to_string()].into());
+        // A read starts, then the change: the read's result may predate it.
+        let unknown: BTreeSet<String> = ["name:x".to_string()].into();
+        assert!(m.want_read("app", "db", ReadReason::UnknownRelation(&unknown)));
+        m.invalidate("app", "db", &touch);
+        let c = m.catalog("app", "db").expect("catalog");
+        assert!(!c.knows_name("customers") && c.knows_name("orders"));
+        let c = m
+            .loaded(
+                "app",
+                "db",
+                Some(catalog(&[(1, "customers"), (2, "orders")])),
+            )
+            .expect("catalog");
+        assert!(
+            !c.knows_name("customers"),
+            "the older read cannot bring it back"
+        );
+        // … and another read is due at once, whose result counts.
+        assert!(m.read_again("app", "db"));
+        let c = m
+            .loaded(
+                "app",
+                "db",
+                Some(catalog(&[(3, "customers"), (2, "orders")])),
+            )
+            .expect("catalog");
+        assert!(c.knows_oid(3));
+        assert!(!m.read_again("app", "db"));
+    }
+
+    #[test]
+    fn filled_columns_keep_their_tags_in_every_read() {
+        let m = masking();
+        m.loaded("app", "db", Some(catalog(&[(1, "archive")])));
+        let filled = |text_only| FilledColumn {
+            table: "archive".into(),
+            column: None,
+            position: 0,
+            category: Category::PersonName,
+            text_only,
+        };
+        m.note_filled("app", "db", vec![filled(false)]);
+        let tag = |c: &Catalog| c.column(1, 1).and_then(|c| c.category);
+        let now = m.catalog("app", "db").expect("catalog");
+        assert_eq!(tag(&now), Some(Category::PersonName), "at once");
+        let later = m
+            .loaded("app", "db", Some(catalog(&[(1, "archive")])))
+            .expect("catalog");
+        assert_eq!(tag(&later), Some(Category::PersonName), "and after a read");
+    }
+
+    #[test]
+    fn unknown_relations_do_not_read_the_catalog_in_a_loop() {
+        let m = masking();
+        m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
+        let temp: BTreeSet<String> = ["oid:900000".to_string()].into();
+        let fresh: BTreeSet<String> = ["oid:900001".to_string()].into();
+        assert!(m.want_read("app", "db", ReadReason::UnknownRelation(&temp)));
+        assert!(
+            !m.want_read("app", "db", ReadReason::UnknownRelation(&fresh)),
+            "one at a time"
+        );
+        m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
+        assert!(
+            !m.want_read("app", "db", ReadReason::UnknownRelation(&temp)),
+            "a temporary table is never in the catalog: not looked for again so soon"
+        );
+        std::thread::sleep(UNKNOWN_RELATION_READ_INTERVAL);
+        assert!(
+            m.want_read("app", "db", ReadReason::UnknownRelation(&fresh)),
+            "a relation no read has looked for yet is"
+        );
+        m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
+        assert!(m.want_read("app", "db", ReadReason::SchemaChange));
     }
 }

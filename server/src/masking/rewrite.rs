@@ -63,6 +63,22 @@ fn mask_whole(m: &Masker, cats: &[Category], text: &str, skip: &BTreeSet<Categor
     }
 }
 
+/// A masked text value: a direct read keeps the mask's shape; anything computed is masked
+/// whole, as its pieces could rebuild the partial mask's hidden part.
+fn mask_text(
+    m: &Masker,
+    col: &ColumnPlan,
+    cats: &[Category],
+    text: &str,
+    skip: &BTreeSet<Category>,
+) -> String {
+    if col.whole {
+        m.redact(text)
+    } else {
+        mask_whole(m, cats, text, skip)
+    }
+}
+
 fn detect_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<String> {
     // `find_spans` applies the pre-filter itself.
     let spans = spans_without(text, skip);
@@ -95,6 +111,45 @@ fn mask_json(
                 .or_else(|| category_for_name(k).filter(|c| !skip.contains(c)))
         })
     });
+    if col.whole_json {
+        // Keys the query's author chose: every string masked whole, numbers too when the
+        // value derives from a category that can be written as digits.
+        match v {
+            J::Object(map) => {
+                for (k, inner) in map.iter_mut() {
+                    mask_json(m, inner, Some(k.as_str()), key_cat, col, cats, skip);
+                }
+            }
+            J::Array(items) => {
+                for inner in items.iter_mut() {
+                    mask_json(m, inner, key, key_cat, col, cats, skip);
+                }
+            }
+            J::String(s) => {
+                *s = match key_cat {
+                    Some(c) => mask_text(m, col, &[c], s, skip),
+                    None => mask_text(m, col, cats, s, skip),
+                };
+            }
+            J::Number(_)
+                if key_cat.is_some()
+                    || cats.iter().any(|c| {
+                        matches!(
+                            c,
+                            Category::Phone
+                                | Category::NationalId
+                                | Category::PaymentCard
+                                | Category::Iban
+                                | Category::BirthDate
+                        )
+                    }) =>
+            {
+                *v = J::Null
+            }
+            _ => {}
+        }
+        return;
+    }
     match v {
         J::Object(map) => {
             for (k, inner) in map.iter_mut() {
@@ -109,9 +164,9 @@ fn mask_json(
         J::String(s) => {
             let safe_key = key.is_some_and(|k| col.safe_keys.contains(k));
             if let Some(c) = key_cat {
-                *s = mask_whole(m, &[c], s, skip);
+                *s = mask_text(m, col, &[c], s, skip);
             } else if !safe_key && cats.iter().any(|c| !c.detectable()) {
-                *s = mask_whole(m, cats, s, skip);
+                *s = mask_text(m, col, cats, s, skip);
             } else if let Some(d) = detect_text(m, s, skip) {
                 *s = d;
             }
@@ -209,11 +264,98 @@ fn format_array(items: &[Option<String>]) -> String {
     out
 }
 
+/// Every string inside a JSON value redacted; keys, numbers, booleans and the shape kept.
+fn redact_json(m: &Masker, v: &mut serde_json::Value) {
+    use serde_json::Value as J;
+    match v {
+        J::Object(map) => map.values_mut().for_each(|inner| redact_json(m, inner)),
+        J::Array(items) => items.iter_mut().for_each(|inner| redact_json(m, inner)),
+        J::String(s) => *s = m.redact(s),
+        _ => {}
+    }
+}
+
+/// The detectors run over every string of a JSON value (keys kept); true if any changed.
+fn detect_json(m: &Masker, v: &mut serde_json::Value, skip: &BTreeSet<Category>) -> bool {
+    use serde_json::Value as J;
+    // Every value is visited (no short circuit): each string must be judged.
+    let mut changed = false;
+    match v {
+        J::Object(map) => {
+            for inner in map.values_mut() {
+                changed |= detect_json(m, inner, skip);
+            }
+        }
+        J::Array(items) => {
+            for inner in items.iter_mut() {
+                changed |= detect_json(m, inner, skip);
+            }
+        }
+        J::String(s) => {
+            if let Some(masked) = detect_text(m, s, skip) {
+                *s = masked;
+                changed = true;
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
+/// A value of unknown origin masked whole, as a valid value of its type (or NULL).
+fn redact_value(m: &Masker, col: &ColumnPlan, raw: &[u8]) -> Value {
+    let (prefix, body) = if col.kind == TypeKind::Jsonb && col.format == 1 && !raw.is_empty() {
+        (&raw[..1], &raw[1..])
+    } else {
+        (&raw[..0], raw)
+    };
+    let Ok(text) = std::str::from_utf8(body) else {
+        return Value::Null;
+    };
+    let out = match col.kind {
+        TypeKind::Json | TypeKind::Jsonb => match serde_json::from_str(text) {
+            Ok(mut v) => {
+                redact_json(m, &mut v);
+                v.to_string()
+            }
+            Err(_) => return Value::Null,
+        },
+        TypeKind::TextArray if col.format == 0 => match parse_array(text) {
+            Some(items) => format_array(
+                &items
+                    .iter()
+                    .map(|i| i.as_ref().map(|s| m.redact(s)))
+                    .collect::<Vec<_>>(),
+            ),
+            None => return Value::Null,
+        },
+        TypeKind::Text => m.redact(text),
+        // Binary arrays and other types cannot be rewritten in place.
+        _ => return Value::Null,
+    };
+    let mut v = prefix.to_vec();
+    v.extend_from_slice(out.as_bytes());
+    Value::Bytes(v)
+}
+
 /// Masks one value of a column (as the bytes it arrived in, in the column's format).
 pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: &[u8]) -> Value {
     match &col.action {
         Action::Pass => Value::Keep,
         Action::Null => Value::Null,
+        Action::Redact => redact_value(m, col, raw),
+        Action::Token => match (col.kind, col.format) {
+            // bytea stays bytea: hex in text format, raw bytes in binary.
+            (TypeKind::Bytea, 1) => Value::Bytes(m.keyed_bytes(raw).to_vec()),
+            (TypeKind::Bytea, _) => {
+                Value::Bytes(format!("\\x{}", hex::encode(m.keyed_bytes(raw))).into_bytes())
+            }
+            (TypeKind::Text, _) => match std::str::from_utf8(raw) {
+                Ok(text) => Value::Bytes(m.token(text).into_bytes()),
+                Err(_) => Value::Null,
+            },
+            _ => Value::Null,
+        },
         Action::Detect => {
             // The pre-filter: most values (plain words, numbers, dates) stop here.
             if !may_contain(raw) {
@@ -226,10 +368,41 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                 } else {
                     (&raw[..0], raw)
                 };
+            if col.kind == TypeKind::Bytea {
+                // Hex (text format) or raw bytes: detectors judge the bytes as text, and a
+                // finding cannot be masked inside the encoding without breaking it.
+                let bytes = match (col.format, body.strip_prefix(b"\\x")) {
+                    (0, Some(hex_digits)) => hex::decode(hex_digits).unwrap_or_default(),
+                    _ => body.to_vec(),
+                };
+                return if spans_without(&String::from_utf8_lossy(&bytes), skip).is_empty() {
+                    Value::Keep
+                } else {
+                    Value::Null
+                };
+            }
+            if matches!(col.kind, TypeKind::Json | TypeKind::Jsonb) {
+                // Only strings can hold what the detectors find; a number is a number (a
+                // 16-digit one that passes Luhn is not a card here), and the JSON must parse.
+                let Ok(text) = std::str::from_utf8(body) else {
+                    return Value::Null;
+                };
+                let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) else {
+                    return Value::Null;
+                };
+                if !detect_json(m, &mut v, skip) {
+                    return Value::Keep;
+                }
+                let mut out = prefix.to_vec();
+                out.extend_from_slice(v.to_string().as_bytes());
+                return Value::Bytes(out);
+            }
             match std::str::from_utf8(body) {
                 Ok(text) => match detect_text(m, text, skip) {
                     None => Value::Keep,
-                    Some(_) if col.format == 1 && col.kind == TypeKind::Other => Value::Null,
+                    // inet, cidr, enums, composites…: a partial mask would not be a valid
+                    // value of the type (`188.*.*.*/26`).
+                    Some(_) if col.kind == TypeKind::Other => Value::Null,
                     Some(_) if col.format == 1 && col.kind == TypeKind::TextArray => Value::Null,
                     Some(masked) => {
                         let mut v = prefix.to_vec();
@@ -273,7 +446,7 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                     Some(items) => {
                         let masked: Vec<Option<String>> = items
                             .iter()
-                            .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
+                            .map(|i| i.as_ref().map(|s| mask_text(m, col, cats, s, skip)))
                             .collect();
                         format_array(&masked)
                     }
@@ -286,10 +459,10 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                         Some(items) => format_array(
                             &items
                                 .iter()
-                                .map(|i| i.as_ref().map(|s| mask_whole(m, cats, s, skip)))
+                                .map(|i| i.as_ref().map(|s| mask_text(m, col, cats, s, skip)))
                                 .collect::<Vec<_>>(),
                         ),
-                        _ => mask_whole(m, cats, text, skip),
+                        _ => mask_text(m, col, cats, text, skip),
                     },
                 },
             };
@@ -387,8 +560,30 @@ fn escape_copy_text(v: &[u8], delimiter: u8, out: &mut Vec<u8>) {
     }
 }
 
-/// Splits one CSV record into (raw field, was quoted).
-fn split_csv(row: &[u8], delim: u8, quote: u8) -> Vec<(Vec<u8>, bool)> {
+/// Splits one COPY text row at unescaped delimiters (a delimiter inside a value arrives as
+/// `\` + delimiter), keeping each field's escapes.
+fn split_copy_text(row: &[u8], delim: u8) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut i = 0;
+    while i < row.len() {
+        if row[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if row[i] == delim {
+            out.push(&row[start..i]);
+            start = i + 1;
+        }
+        i += 1;
+    }
+    out.push(&row[start.min(row.len())..]);
+    out
+}
+
+/// Splits one CSV record into (raw field, was quoted). Inside quotes, `escape` before a quote
+/// or itself makes it literal (with the default escape, the quote, that is a doubled quote).
+fn split_csv(row: &[u8], delim: u8, quote: u8, escape: u8) -> Vec<(Vec<u8>, bool)> {
     let mut out = Vec::new();
     let mut cur = Vec::new();
     let mut quoted = false;
@@ -397,13 +592,12 @@ fn split_csv(row: &[u8], delim: u8, quote: u8) -> Vec<(Vec<u8>, bool)> {
     while i < row.len() {
         let b = row[i];
         if in_q {
-            if b == quote {
-                if row.get(i + 1) == Some(&quote) {
-                    cur.push(quote);
-                    i += 1;
-                } else {
-                    in_q = false;
-                }
+            let next = row.get(i + 1).copied();
+            if b == escape && (next == Some(quote) || (escape != quote && next == Some(escape))) {
+                cur.push(next.unwrap_or(b));
+                i += 1;
+            } else if b == quote {
+                in_q = false;
             } else {
                 cur.push(b);
             }
@@ -420,6 +614,98 @@ fn split_csv(row: &[u8], delim: u8, quote: u8) -> Vec<(Vec<u8>, bool)> {
     }
     out.push((cur, quoted));
     out
+}
+
+/// The 11-byte signature that opens a binary COPY stream.
+const PGCOPY_SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+
+/// What becomes of one binary COPY CopyData.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BinaryCopyData {
+    Unchanged,
+    Replace(BytesMut),
+    /// Not laid out as the gateway reads it (a tuple split across messages, another column
+    /// count): it must not reach the client.
+    Unreadable,
+}
+
+/// One CopyData of a binary COPY with the plan applied (format 1 values; the header, if this
+/// is the first message, and the trailer kept as they are).
+pub fn copy_binary_data(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> BinaryCopyData {
+    let Some(body) = frame.get(5..) else {
+        return BinaryCopyData::Unreadable;
+    };
+    let mut out: Vec<u8> = Vec::with_capacity(body.len() + 16);
+    let mut pos = 0;
+    if body.starts_with(PGCOPY_SIGNATURE) {
+        let Some(ext) = body.get(15..19) else {
+            return BinaryCopyData::Unreadable;
+        };
+        let header_end = 19 + u32::from_be_bytes([ext[0], ext[1], ext[2], ext[3]]) as usize;
+        if header_end > body.len() {
+            return BinaryCopyData::Unreadable;
+        }
+        out.extend_from_slice(&body[..header_end]);
+        pos = header_end;
+    }
+    let mut changed = false;
+    while pos < body.len() {
+        let Some(n) = body.get(pos..pos + 2) else {
+            return BinaryCopyData::Unreadable;
+        };
+        let n = i16::from_be_bytes([n[0], n[1]]);
+        out.extend_from_slice(&body[pos..pos + 2]);
+        pos += 2;
+        if n == -1 {
+            continue;
+        }
+        if n < 0 || n as usize != plan.columns.len() {
+            return BinaryCopyData::Unreadable;
+        }
+        for col in &plan.columns {
+            let Some(len) = body.get(pos..pos + 4) else {
+                return BinaryCopyData::Unreadable;
+            };
+            let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
+            pos += 4;
+            if len < 0 {
+                out.extend_from_slice(&(-1i32).to_be_bytes());
+                continue;
+            }
+            let Some(raw) = body.get(pos..pos + len as usize) else {
+                return BinaryCopyData::Unreadable;
+            };
+            pos += len as usize;
+            let value = if col.action == Action::Pass {
+                Value::Keep
+            } else {
+                mask_value(m, col, &plan.skip, raw)
+            };
+            match value {
+                Value::Keep => {
+                    out.extend_from_slice(&(len).to_be_bytes());
+                    out.extend_from_slice(raw);
+                }
+                Value::Null => {
+                    changed = true;
+                    out.extend_from_slice(&(-1i32).to_be_bytes());
+                }
+                Value::Bytes(b) => {
+                    changed = true;
+                    out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+                    out.extend_from_slice(&b);
+                }
+            }
+        }
+    }
+    if !changed {
+        return BinaryCopyData::Unchanged;
+    }
+    let mut f = BytesMut::with_capacity(out.len() + 5);
+    f.put_u8(b'd');
+    f.put_u32((4 + out.len()) as u32);
+    f.put_slice(&out);
+    BinaryCopyData::Replace(f)
 }
 
 /// One COPY row (a CopyData frame) with the plan applied; `None` when nothing changed.
@@ -439,7 +725,11 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
     let mut out_row: Vec<u8> = Vec::with_capacity(body.len() + 32);
     match copy.format {
         CopyFormat::Text => {
-            for (i, field) in row.split(|b| *b == copy.delimiter).enumerate() {
+            let fields = split_copy_text(row, copy.delimiter);
+            if fields.len() != plan.columns.len() {
+                return Some(all_null_row(plan, copy, eol));
+            }
+            for (i, field) in fields.into_iter().enumerate() {
                 if i > 0 {
                     out_row.push(copy.delimiter);
                 }
@@ -464,10 +754,13 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
             }
         }
         CopyFormat::Csv => {
-            for (i, (field, quoted)) in split_csv(row, copy.delimiter, copy.quote)
-                .into_iter()
-                .enumerate()
-            {
+            let fields = split_csv(row, copy.delimiter, copy.quote, copy.escape);
+            if fields.len() != plan.columns.len() {
+                // A row the gateway does not split as PostgreSQL wrote it (a quoted newline
+                // across messages, an option it did not read): which value is which is unknown.
+                return Some(all_null_row(plan, copy, eol));
+            }
+            for (i, (field, quoted)) in fields.into_iter().enumerate() {
                 if i > 0 {
                     out_row.push(copy.delimiter);
                 }
@@ -483,8 +776,8 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
                 let write_quoted = |v: &[u8], out: &mut Vec<u8>| {
                     out.push(copy.quote);
                     for &b in v {
-                        if b == copy.quote {
-                            out.push(copy.quote);
+                        if b == copy.quote || b == copy.escape {
+                            out.push(copy.escape);
                         }
                         out.push(b);
                     }
@@ -530,6 +823,23 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
     out.put_slice(&out_row);
     out.put_slice(eol);
     Some(out)
+}
+
+/// A COPY text/CSV row whose fields cannot be lined up with the plan: every value NULL.
+fn all_null_row(plan: &ResultPlan, copy: &CopyOut, eol: &[u8]) -> BytesMut {
+    let mut row = Vec::new();
+    for i in 0..plan.columns.len() {
+        if i > 0 {
+            row.push(copy.delimiter);
+        }
+        row.extend_from_slice(copy.null.as_bytes());
+    }
+    let mut out = BytesMut::with_capacity(row.len() + 8);
+    out.put_u8(b'd');
+    out.put_u32((4 + row.len() + eol.len()) as u32);
+    out.put_slice(&row);
+    out.put_slice(eol);
+    out
 }
 
 /// Masks the text of one error or notice field: detector matches, the values of a
@@ -622,12 +932,33 @@ pub fn parameter_status_frame(
     frame: &[u8],
     skip: &BTreeSet<Category>,
 ) -> Option<BytesMut> {
+    parameter_status(m, frame, skip, false)
+}
+
+/// A ParameterStatus reported after a statement that set a parameter from row data
+/// (`set_config('application_name', (SELECT full_name …), false)`): its value is masked whole,
+/// as value detection cannot see names.
+pub fn parameter_status_redacted(m: &Masker, frame: &[u8]) -> Option<BytesMut> {
+    parameter_status(m, frame, &BTreeSet::new(), true)
+}
+
+fn parameter_status(
+    m: &Masker,
+    frame: &[u8],
+    skip: &BTreeSet<Category>,
+    whole: bool,
+) -> Option<BytesMut> {
     let (name, rest) = split_cstr(frame.get(5..)?)?;
     let (value, _) = split_cstr(rest)?;
     if name != b"application_name" && !name.contains(&b'.') {
         return None;
     }
-    let masked = detect_text(m, std::str::from_utf8(value).ok()?, skip)?;
+    let value = std::str::from_utf8(value).ok()?;
+    let masked = if whole {
+        m.redact(value)
+    } else {
+        detect_text(m, value, skip)?
+    };
     let mut out = BytesMut::with_capacity(frame.len());
     out.put_u8(b'S');
     out.put_u32((4 + name.len() + 1 + masked.len() + 1) as u32);
@@ -696,6 +1027,8 @@ mod tests {
             format,
             keys: BTreeMap::new(),
             safe_keys: BTreeSet::new(),
+            whole_json: false,
+            whole: false,
         }
     }
 
@@ -808,13 +1141,7 @@ mod tests {
             ],
             ..Default::default()
         };
-        let text = CopyOut {
-            format: CopyFormat::Text,
-            delimiter: b'\t',
-            header: false,
-            null: "\\N".into(),
-            quote: b'"',
-        };
+        let text = CopyOut::text_default();
         let mut f = vec![b'd', 0, 0, 0, 0];
         f.extend_from_slice(b"7\tana@example.com\tAna\\tSilva\n");
         let out = copy_row(&plan, &m(), &text, &f).expect("changed");
@@ -829,6 +1156,173 @@ mod tests {
         f.extend_from_slice(b"7,ana@example.com,\"Silva, Ana\"\n");
         let out = copy_row(&plan, &m(), &csv, &f).expect("changed");
         assert_eq!(&out[5..], b"7,a***@example.com,S*** A***\n");
+    }
+
+    #[test]
+    fn copy_rows_split_as_postgresql_writes_them() {
+        assert_eq!(
+            split_copy_text(b"1,Silva\\, Ana,x", b','),
+            vec![&b"1"[..], b"Silva\\, Ana", b"x"]
+        );
+        assert_eq!(
+            split_csv(br#""a\"b",c"#, b',', b'"', b'\\'),
+            vec![(b"a\"b".to_vec(), true), (b"c".to_vec(), false)]
+        );
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Pass, TypeKind::Plain, 0),
+                col(Action::Mask(vec![Category::PersonName]), TypeKind::Text, 0),
+            ],
+            ..Default::default()
+        };
+        let copy = CopyOut {
+            delimiter: b',',
+            ..CopyOut::text_default()
+        };
+        let mut f = vec![b'd', 0, 0, 0, 0];
+        f.extend_from_slice(b"7,Silva\\, Ana\n");
+        let out = copy_row(&plan, &m(), &copy, &f).expect("changed");
+        assert_eq!(&out[5..], b"7,S*** A***\n");
+        // A row that does not line up with the plan: nothing of it is trusted.
+        let mut f = vec![b'd', 0, 0, 0, 0];
+        f.extend_from_slice(b"7,Silva,Ana\n");
+        let out = copy_row(&plan, &m(), &copy, &f).expect("changed");
+        assert_eq!(&out[5..], b"\\N,\\N\n");
+    }
+
+    #[test]
+    fn binary_copy_is_masked_in_place() {
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Pass, TypeKind::Plain, 1),
+                col(Action::Mask(vec![Category::Email]), TypeKind::Text, 1),
+                col(Action::Null, TypeKind::Plain, 1),
+            ],
+            ..Default::default()
+        };
+        let mut body = PGCOPY_SIGNATURE.to_vec();
+        body.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
+        body.extend_from_slice(&3i16.to_be_bytes());
+        for v in [&7i32.to_be_bytes()[..], b"ana@example.com", &[0, 0, 0, 1]] {
+            body.extend_from_slice(&(v.len() as i32).to_be_bytes());
+            body.extend_from_slice(v);
+        }
+        let mut f = vec![b'd'];
+        f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        f.extend_from_slice(&body);
+        let BinaryCopyData::Replace(out) = copy_binary_data(&plan, &m(), &f) else {
+            panic!("masked");
+        };
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.contains("a***@example.com") && !text.contains("ana@"),
+            "{text}"
+        );
+        assert!(
+            out.ends_with(&(-1i32).to_be_bytes()),
+            "the date became NULL"
+        );
+        // The trailer alone passes; a tuple of another width does not.
+        let trailer = [b'd', 0, 0, 0, 6, 0xff, 0xff];
+        assert_eq!(
+            copy_binary_data(&plan, &m(), &trailer),
+            BinaryCopyData::Unchanged
+        );
+        let odd = [b'd', 0, 0, 0, 10, 0, 1, 0, 0, 0, 0];
+        assert_eq!(
+            copy_binary_data(&plan, &m(), &odd),
+            BinaryCopyData::Unreadable
+        );
+    }
+
+    #[test]
+    fn json_keys_chosen_by_the_query_are_not_trusted() {
+        let mut c = col(
+            Action::Mask(vec![Category::PersonName, Category::NationalId]),
+            TypeKind::Json,
+            0,
+        );
+        c.safe_keys.insert("id".into());
+        let raw = br#"{"id":"Ana Silva","n":123456789,"list":["Bo Li"]}"#;
+        let keyed = mask_value(&m(), &c, &BTreeSet::new(), raw);
+        c.whole_json = true;
+        let whole = mask_value(&m(), &c, &BTreeSet::new(), raw);
+        let text = |v: Value| match v {
+            Value::Bytes(b) => String::from_utf8(b).unwrap_or_default(),
+            other => format!("{other:?}"),
+        };
+        assert!(
+            text(keyed).contains("Ana Silva"),
+            "a safe key trusted by its name"
+        );
+        let whole = text(whole);
+        assert!(
+            !whole.contains("Ana Silva") && !whole.contains("Bo Li"),
+            "{whole}"
+        );
+        assert!(
+            !whole.contains("123456789"),
+            "digits of a national id: {whole}"
+        );
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&whole).is_ok(),
+            "{whole}"
+        );
+    }
+
+    #[test]
+    fn detection_keeps_values_valid_for_their_types() {
+        let none = BTreeSet::new();
+        let detect = |kind, raw: &[u8]| mask_value(&m(), &col(Action::Detect, kind, 0), &none, raw);
+        // A cidr holding an address: NULL, never `188.*.*.*/26`.
+        assert_eq!(detect(TypeKind::Other, b"188.100.201.0/26"), Value::Null);
+        // bytea: hex stays hex, or NULL when its bytes hold something.
+        assert_eq!(
+            detect(TypeKind::Bytea, b"\\xab4111111111111111cd"),
+            Value::Keep
+        );
+        let email_hex = format!("\\x{}", hex::encode("ana@example.com"));
+        assert_eq!(detect(TypeKind::Bytea, email_hex.as_bytes()), Value::Null);
+        // JSON: a number is a number; strings are judged, and the JSON still parses.
+        assert_eq!(
+            detect(TypeKind::Jsonb, br#"[4111111111111111, "x"]"#),
+            Value::Keep
+        );
+        let Value::Bytes(b) = detect(TypeKind::Json, br#"{"c": "call ana@example.com"}"#) else {
+            panic!("masked");
+        };
+        let v: serde_json::Value = serde_json::from_slice(&b).expect("parses");
+        assert_eq!(v["c"], "call a***@example.com");
+    }
+
+    #[test]
+    fn values_of_unknown_origin_are_masked_whole_and_stay_valid() {
+        let plan = ResultPlan {
+            columns: vec![
+                col(Action::Redact, TypeKind::Text, 0),
+                col(Action::Redact, TypeKind::Jsonb, 0),
+                col(Action::Redact, TypeKind::TextArray, 0),
+                col(Action::Redact, TypeKind::Jsonb, 1),
+                col(Action::Redact, TypeKind::TextArray, 1),
+            ],
+            ..Default::default()
+        };
+        let mut jsonb_bin = vec![1u8];
+        jsonb_bin.extend_from_slice(br#"{"n":"Ana Silva","id":7}"#);
+        let frame = row(&[
+            Some(b"Ana Silva"),
+            Some(br#"{"who":{"n":"Ana Silva"},"id":7}"#),
+            Some(b"{\"Ana Silva\",bo}"),
+            Some(&jsonb_bin),
+            Some(b"\x00\x01"),
+        ]);
+        let out = data_row(&plan, &m(), &frame).expect("changed");
+        let v = values(&out);
+        assert_eq!(v[0].as_deref(), Some("***"));
+        assert_eq!(v[1].as_deref(), Some(r#"{"id":7,"who":{"n":"***"}}"#));
+        assert_eq!(v[2].as_deref(), Some(r#"{"***","***"}"#));
+        assert_eq!(v[3].as_deref(), Some("\u{1}{\"id\":7,\"n\":\"***\"}"));
+        assert_eq!(v[4], None, "a binary array cannot be rewritten: NULL");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::wire::error_fields;
 use crate::gateway::Gateway;
 use crate::masking::catalog::{Catalog, RawColumn};
 use crate::masking::plan::{type_kind, TypeKind};
-use crate::masking::CatalogNeed;
+use crate::masking::{CatalogNeed, ReadReason};
 
 /// Values sampled per text-like column.
 pub const SAMPLE_ROWS: usize = 50;
@@ -260,6 +260,229 @@ async fn load(
     catalog
 }
 
+/// Starts a read of the catalog in the background when the masking state agrees one is due
+/// (`why`): after a schema change seen through the gateway, or a result from a relation the
+/// catalog does not know. Reads once more while schema changes keep arriving during a read.
+/// Needs a tokio runtime; called from the session's (synchronous) result path.
+pub fn read_soon(gw: &Arc<Gateway>, env_name: &str, database: &str, why: ReadReason) {
+    let Ok(rt) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let Some(env) = gw
+        .environments
+        .get(env_name)
+        .filter(|e| e.reaches(database))
+        .cloned()
+    else {
+        return;
+    };
+    if !gw.masking.want_read(env_name, database, why) {
+        return;
+    }
+    let (gw, db) = (gw.clone(), database.to_string());
+    rt.spawn(async move {
+        load(&gw, &env, &db).await;
+        settle(&gw, &env, &db).await;
+    });
+}
+
+/// Reads once more while schema changes arrived during the read just made. Bounded: a long
+/// migration costs a few reads more at most; the periodic refresh covers what it leaves.
+async fn settle(gw: &Arc<Gateway>, env: &Arc<crate::gateway::Environment>, database: &str) {
+    for _ in 0..4 {
+        if !gw.masking.read_again(&env.name, database) {
+            break;
+        }
+        load(gw, env, database).await;
+    }
+}
+
+impl super::tracker::SessionMasking {
+    /// After each result's plan: a relation the catalog does not know gets the catalog read
+    /// (its rows are masked whole until then).
+    pub fn after_plan(&self, plan: &crate::masking::plan::ResultPlan) {
+        if plan.stale {
+            read_soon(
+                &self.gw,
+                &self.env,
+                &self.database,
+                ReadReason::UnknownRelation(&plan.unknown),
+            );
+        }
+    }
+
+    /// A schema change completed in this session: what it touched leaves the catalog at once,
+    /// for every session. It is applied again when the transaction ends, and only then is the
+    /// catalog read: a read before the commit would still see the old relations.
+    pub fn schema_changed(&self, touch: Option<crate::masking::Touch>) {
+        let Some(touch) = touch else { return };
+        self.gw
+            .masking
+            .invalidate(&self.env, &self.database, &touch);
+        self.schema_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(touch);
+    }
+
+    /// A statement filled a relation from a query (`CREATE TABLE … AS`, `INSERT INTO …
+    /// SELECT`): the columns it filled from tagged ones keep those tags in every catalog read
+    /// from now on, whatever they are called.
+    pub fn filled(&self, fill: &crate::masking::lineage::Fill) {
+        let catalog = self.catalog();
+        let source = &fill.source;
+        let planner = crate::masking::plan::Planner {
+            catalog: &catalog,
+            lineage: Some(source),
+            exempt: &Default::default(),
+            exempt_columns: &Default::default(),
+        };
+        let Some(n) = planner.expanded_len() else {
+            return;
+        };
+        // From a relation the catalog does not know (a temporary table): nothing says what its
+        // columns held, so the text-like ones are free text.
+        let unknown = planner.names_unknown_relation();
+        let columns = planner
+            .source_categories(n)
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, cat)| {
+                let (category, text_only) = match (cat, unknown) {
+                    (Some(c), _) => (c, false),
+                    (None, true) => (crate::masking::Category::FreeText, true),
+                    (None, false) => return None,
+                };
+                Some(crate::masking::FilledColumn {
+                    table: fill.table.clone(),
+                    column: fill.columns.get(i).cloned(),
+                    position: i,
+                    category,
+                    text_only,
+                })
+            })
+            .collect();
+        self.gw
+            .masking
+            .note_filled(&self.env, &self.database, columns);
+    }
+
+    /// A ReadyForQuery with this transaction status: once idle (committed or rolled back), the
+    /// transaction's schema changes are applied again and the catalog read.
+    pub fn on_ready(&self, status: u8) {
+        if status != b'I' {
+            return;
+        }
+        let changes = std::mem::take(
+            &mut *self
+                .schema_changes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if changes.is_empty() {
+            return;
+        }
+        for touch in &changes {
+            self.gw.masking.invalidate(&self.env, &self.database, touch);
+        }
+        read_soon(
+            &self.gw,
+            &self.env,
+            &self.database,
+            ReadReason::SchemaChange,
+        );
+    }
+}
+
+/// A session that ends inside a transaction with schema changes never sees its ReadyForQuery:
+/// the catalog is read now (what it touched stays out of the catalog until then).
+impl Drop for super::tracker::SessionMasking {
+    fn drop(&mut self) {
+        let pending = !self
+            .schema_changes
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_empty();
+        if pending {
+            read_soon(
+                &self.gw,
+                &self.env,
+                &self.database,
+                ReadReason::SchemaChange,
+            );
+        }
+    }
+}
+
+/// Whether a COPY … TO STDOUT in `info` reads a relation the catalog does not know.
+pub fn copy_reads_unknown_relation(
+    m: &super::tracker::SessionMasking,
+    info: &crate::sql::Statement,
+) -> bool {
+    !copy_unknown_relations(m, info).is_empty()
+}
+
+/// The relations (`name:…`) a COPY … TO STDOUT in `info` reads that the catalog does not know.
+fn copy_unknown_relations(
+    m: &super::tracker::SessionMasking,
+    info: &crate::sql::Statement,
+) -> std::collections::BTreeSet<String> {
+    if !info.kinds.iter().any(|k| k == "COPY") {
+        return Default::default();
+    }
+    let lineage = m.gw.masking.lineage_of(info);
+    let catalog = m.catalog();
+    lineage
+        .statements
+        .iter()
+        .filter(|st| st.copy.is_some())
+        .flat_map(|st| {
+            crate::masking::plan::Planner {
+                catalog: &catalog,
+                lineage: Some(st),
+                exempt: &Default::default(),
+                exempt_columns: &Default::default(),
+            }
+            .unknown_relations()
+        })
+        .collect()
+}
+
+/// Before a COPY … TO STDOUT that reads a relation the catalog does not know: the catalog is
+/// read first (bounded by the upstream timeouts), since COPY rows carry no types to mask by —
+/// a table just created through the gateway is then copied as it should be. What is still
+/// unknown afterwards (a temporary table) is refused by the caller.
+pub async fn before_copy(m: &super::tracker::SessionMasking, info: &crate::sql::Statement) {
+    let unknown = copy_unknown_relations(m, info);
+    if unknown.is_empty() {
+        return;
+    }
+    let Some(env) =
+        m.gw.environments
+            .get(&m.env)
+            .filter(|e| e.reaches(&m.database))
+            .cloned()
+    else {
+        return;
+    };
+    if m.gw
+        .masking
+        .want_read(&m.env, &m.database, ReadReason::UnknownRelation(&unknown))
+    {
+        load(&m.gw, &env, &m.database).await;
+        return;
+    }
+    // Another read is under way: wait for it (bounded), not for a new one.
+    let before = m.gw.masking.generation();
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while m.gw.masking.loading(&m.env, &m.database)
+        && m.gw.masking.generation() == before
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Reads again, every minute, each catalog older than [`crate::masking::CATALOG_MAX_AGE`] (or
 /// restored from the store at startup), so tags follow schema changes even in databases no new
 /// session reaches. Runs until the gateway stops.
@@ -297,10 +520,16 @@ pub async fn ensure(
             let (gw, env, db) = (gw.clone(), env.clone(), database.to_string());
             tokio::spawn(async move {
                 load(&gw, &env, &db).await;
+                settle(&gw, &env, &db).await;
             });
             Some(c)
         }
-        CatalogNeed::Load => load(gw, env, database).await,
+        CatalogNeed::Load => {
+            let c = load(gw, env, database).await;
+            let (gw, env, db) = (gw.clone(), env.clone(), database.to_string());
+            tokio::spawn(async move { settle(&gw, &env, &db).await });
+            c
+        }
         CatalogNeed::Wait => gw.masking.catalog(&env.name, database),
     }
 }

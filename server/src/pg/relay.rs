@@ -242,18 +242,12 @@ async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMa
     }
     let database = observer.meta.database.clone();
     super::catalog::ensure(&observer.gw, &observer.env, &database, false).await;
-    let (exempt, exempt_columns) = observer
-        .gw
-        .masking
-        .exempt(&observer.env.name, &observer.identity.groups);
-    let mut m = SessionMasking::new(
+    Some(std::sync::Arc::new(SessionMasking::new(
         observer.gw.clone(),
         observer.env.name.clone(),
         database,
-        exempt,
-    );
-    m.exempt_columns = exempt_columns;
-    Some(std::sync::Arc::new(m))
+        observer.identity.groups.clone(),
+    )))
 }
 
 /// A COPY … TO STDOUT in binary format of columns that need masking: refused before it runs,
@@ -263,8 +257,16 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
         return None;
     }
     let m = lock(tracker).masking.clone()?;
+    if super::catalog::copy_reads_unknown_relation(&m, info) {
+        return Some(PgError::refusal(
+            SqlState::InsufficientPrivilege,
+            "COPY of a relation the masking catalog does not know (a temporary table, or one changed a moment ago) is refused: its columns' types and tags are unknown",
+            "Read it with SELECT (masked by its result's types), or retry the COPY in a moment.",
+        ));
+    }
     let lineage = m.gw.masking.lineage_of(info);
     let catalog = m.catalog();
+    let ex = m.exempt();
     for st in &lineage.statements {
         let Some(copy) = &st.copy else { continue };
         if copy.format != crate::masking::lineage::CopyFormat::Binary {
@@ -273,16 +275,20 @@ fn binary_copy_refusal(tracker: &Mutex<Tracker>, info: &StmtInfo) -> Option<gate
         let planner = crate::masking::plan::Planner {
             catalog: &catalog,
             lineage: Some(st),
-            exempt: &m.exempt,
-            exempt_columns: &m.exempt_columns,
+            exempt: &ex.categories,
+            exempt_columns: &ex.columns,
         };
         let n = st.outputs.as_ref().map(|o| o.len()).unwrap_or(0);
-        // Wildcards expand to the table's columns; an unknown count fails closed.
-        let plan = planner.plan_copy(planner.expanded_len().unwrap_or(n.max(1)));
-        if !plan.is_noop() || planner.expanded_len().is_none() {
+        // Wildcards expand to the table's columns; columns the lineage cannot line up are of
+        // unknown origin, which binary cannot mask: refused. Text columns are masked in binary.
+        let plan = planner.plan_copy_as(
+            planner.expanded_len().unwrap_or(n.max(1)),
+            crate::masking::lineage::CopyFormat::Binary,
+        );
+        if plan.binary_copy_refused() {
             return Some(PgError::refusal(
                 SqlState::InsufficientPrivilege,
-                "COPY in binary format is refused: its columns may hold personal data, which the gateway masks",
+                "COPY in binary format is refused: a column may hold personal data that the gateway cannot mask in binary (a date, a number, a value of unknown origin)",
                 "Use COPY … TO STDOUT in text or CSV format; masked columns are rewritten there.",
             ));
         }
@@ -393,6 +399,11 @@ where
             let Some(statement::Decoded { info, point, early }) = decision_point else {
                 continue;
             };
+            // A COPY reading a relation the masking catalog does not know: read it first.
+            let copy_masking = lock(tracker).masking.clone();
+            if let Some(m) = copy_masking {
+                super::catalog::before_copy(&m, &info).await;
+            }
             let early = early.or_else(|| match point {
                 Point::Execute(_) => None,
                 _ => binary_copy_refusal(tracker, &info).map(|r| (r, "masking:binary-copy")),

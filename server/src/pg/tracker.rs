@@ -197,29 +197,33 @@ pub struct SessionMasking {
     pub gw: Arc<Gateway>,
     pub env: String,
     pub database: String,
-    pub exempt: BTreeSet<Category>,
-    /// Columns exempt by name: (table, column).
-    pub exempt_columns: BTreeSet<(String, String)>,
+    /// The identity's groups: its exemptions are looked up at each result (see
+    /// [`SessionMasking::exempt`]).
+    pub groups: Vec<String>,
     /// The catalog last used and the generation it was current at: one atomic load per plan
     /// instead of a map lookup.
     pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>)>,
+    /// Schema changes of the transaction in progress (see `pg::catalog`'s `SessionMasking`
+    /// methods): applied again to the catalog, and read, once the transaction ends.
+    pub schema_changes: std::sync::Mutex<Vec<crate::masking::Touch>>,
 }
 
 impl SessionMasking {
-    pub fn new(
-        gw: Arc<Gateway>,
-        env: String,
-        database: String,
-        exempt: BTreeSet<Category>,
-    ) -> Self {
+    pub fn new(gw: Arc<Gateway>, env: String, database: String, groups: Vec<String>) -> Self {
         SessionMasking {
             gw,
             env,
             database,
-            exempt,
-            exempt_columns: BTreeSet::new(),
+            groups,
             cached: std::sync::Mutex::new((0, None)),
+            schema_changes: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// What the identity is exempt from now: an exemption that expired or was deleted stops
+    /// at the next result, on open connections too.
+    pub fn exempt(&self) -> crate::masking::Exempt {
+        self.gw.masking.exempt(&self.env, &self.groups)
     }
 
     /// The environment's current catalog (empty if none could be read).
@@ -789,10 +793,14 @@ impl Tracker {
         match (tag, verdict, frame) {
             (b'V' | b'A' | b'S', Verdict::Forward, Some(f)) => {
                 let masker = &m.gw.masking.masker;
+                let skip = m.exempt().categories;
                 let masked = match tag {
-                    b'V' => rewrite::function_result_frame(masker, f, &m.exempt),
-                    b'A' => rewrite::notification_frame(masker, f, &m.exempt),
-                    _ => rewrite::parameter_status_frame(masker, f, &m.exempt),
+                    b'V' => rewrite::function_result_frame(masker, f, &skip),
+                    b'A' => rewrite::notification_frame(masker, f, &skip),
+                    _ if self.sets_parameter_from_data(&m) => {
+                        rewrite::parameter_status_redacted(masker, f)
+                    }
+                    _ => rewrite::parameter_status_frame(masker, f, &skip),
                 };
                 match masked {
                     Some(b) => Verdict::Replace(b),
@@ -800,13 +808,13 @@ impl Tracker {
                 }
             }
             (b'E' | b'N', Verdict::Forward, Some(f)) => {
-                match rewrite::error_frame(&m.gw.masking.masker, f, &m.exempt) {
+                match rewrite::error_frame(&m.gw.masking.masker, f, &m.exempt().categories) {
                     Some(b) => Verdict::Replace(b),
                     None => Verdict::Forward,
                 }
             }
             (b'E' | b'N', Verdict::Replace(b), _) => {
-                match rewrite::error_frame(&m.gw.masking.masker, &b, &m.exempt) {
+                match rewrite::error_frame(&m.gw.masking.masker, &b, &m.exempt().categories) {
                     Some(masked) => Verdict::Replace(masked),
                     None => Verdict::Replace(b),
                 }
@@ -898,26 +906,20 @@ impl Tracker {
                     if let Some(info) = info {
                         let lineage = m.gw.masking.lineage_of(&info);
                         let st = lineage.statements.get(index);
-                        let copy = st.and_then(|s| s.copy.clone()).unwrap_or(CopyOut {
-                            // Unknown: PostgreSQL's default text format.
-                            format: if f.get(5) == Some(&1) {
-                                CopyFormat::Binary
-                            } else {
-                                CopyFormat::Text
-                            },
-                            delimiter: b'\t',
-                            header: false,
-                            null: "\\N".into(),
-                            quote: b'"',
-                        });
+                        let copy = CopyOut::for_response(
+                            st.and_then(|s| s.copy.as_ref()),
+                            f.get(5).copied(),
+                        );
                         let catalog = m.catalog();
+                        let ex = m.exempt();
                         let planner = Planner {
                             catalog: &catalog,
                             lineage: st,
-                            exempt: &m.exempt,
-                            exempt_columns: &m.exempt_columns,
+                            exempt: &ex.categories,
+                            exempt_columns: &ex.columns,
                         };
-                        let plan = Arc::new(planner.plan_copy(ncols));
+                        let plan = Arc::new(planner.plan_copy_as(ncols, copy.format));
+                        m.after_plan(&plan);
                         self.note_exemptions(&info, &plan);
                         self.active = Some(Active {
                             header_pending: copy.header,
@@ -936,9 +938,12 @@ impl Tracker {
                     }
                     let copy = a.copy.as_ref().expect("checked above");
                     if copy.format == CopyFormat::Binary {
-                        // Binary COPY of sensitive columns is refused before it runs; should one
-                        // get here anyway, its rows do not leave the gateway.
-                        return Verdict::Hide;
+                        return match rewrite::copy_binary_data(&a.plan, &m.gw.masking.masker, f) {
+                            rewrite::BinaryCopyData::Unchanged => Verdict::Forward,
+                            rewrite::BinaryCopyData::Replace(b) => Verdict::Replace(b),
+                            // Rows the gateway cannot read do not leave it.
+                            rewrite::BinaryCopyData::Unreadable => Verdict::Hide,
+                        };
                     }
                     match rewrite::copy_row(&a.plan, &m.gw.masking.masker, copy, f) {
                         Some(b) => Verdict::Replace(b),
@@ -955,6 +960,7 @@ impl Tracker {
                 });
                 if tag == b'C' && self.masking.is_some() {
                     self.remember_cursor(frame);
+                    self.note_schema_change(frame);
                 }
                 match self.pending.front_mut() {
                     Some(Expect::Query(e)) => {
@@ -993,6 +999,9 @@ impl Tracker {
             b'Z' => {
                 self.active = None;
                 self.query_index = 0;
+                if let (Some(m), Some(status)) = (&self.masking, frame.and_then(|f| f.get(5))) {
+                    m.on_ready(*status);
+                }
                 // Idle: the transaction is over, and every portal with it.
                 if !self.suspended.is_empty() && frame.and_then(|f| f.get(5)) == Some(&b'I') {
                     self.finish_suspended();
@@ -1018,7 +1027,11 @@ impl Tracker {
     /// A DECLARE that completed: its query's lineage serves the cursor's FETCHes.
     fn remember_cursor(&mut self, frame: Option<&[u8]>) {
         let Some(f) = frame else { return };
-        if !f.get(5..).is_some_and(|t| t.starts_with(b"DECLARE CURSOR")) {
+        // A PREPARE's query serves its EXECUTEs the same way.
+        if !f
+            .get(5..)
+            .is_some_and(|t| t.starts_with(b"DECLARE CURSOR") || t.starts_with(b"PREPARE"))
+        {
             return;
         }
         let (info, index) = match self.pending.front() {
@@ -1033,6 +1046,59 @@ impl Tracker {
                 self.cursors.insert(name.clone(), Arc::new(st.clone()));
             }
         }
+    }
+
+    /// Whether the statement in progress calls `set_config` with a value from row data (an
+    /// output with sources): the ParameterStatus it causes is masked whole.
+    fn sets_parameter_from_data(&self, m: &SessionMasking) -> bool {
+        let info = match self.pending.front() {
+            Some(Expect::Query(e)) | Some(Expect::Execute(e)) => &e.info,
+            _ => return false,
+        };
+        let calls = info
+            .sql
+            .as_bytes()
+            .windows(10)
+            .any(|w| w.eq_ignore_ascii_case(b"set_config"));
+        calls
+            && m.gw.masking.lineage_of(info).statements.iter().any(|st| {
+                st.outputs.as_ref().is_none_or(|o| {
+                    o.iter().any(|o| {
+                        matches!(o, crate::masking::lineage::Output::Expr { sources, .. } if !sources.is_empty())
+                    })
+                })
+            })
+    }
+
+    /// A completed schema change (CREATE, ALTER, DROP, COMMENT…): the relations it touched
+    /// leave the masking catalog at once (see `SessionMasking::schema_changed`). A relation
+    /// filled from a query keeps the tags of what filled it (`SessionMasking::filled`).
+    fn note_schema_change(&mut self, frame: Option<&[u8]>) {
+        let Some(tag) = frame.and_then(|f| f.get(5..)) else {
+            return;
+        };
+        let (info, index) = match self.pending.front() {
+            Some(Expect::Query(e)) => (e.info.clone(), self.query_index),
+            Some(Expect::Execute(e)) => (e.info.clone(), 0),
+            _ => return,
+        };
+        let Some(m) = &self.masking else { return };
+        // A relation filled from a query (CREATE TABLE … AS, SELECT … INTO, INSERT … SELECT).
+        if info.may_write && (tag.starts_with(b"SELECT") || tag.starts_with(b"INSERT")) {
+            let lineage = m.gw.masking.lineage_of(&info);
+            if let Some(fill) = lineage.statements.get(index).and_then(|s| s.fills.as_ref()) {
+                m.filled(fill);
+            }
+            return;
+        }
+        if !crate::masking::lineage::may_change_schema(tag) {
+            return;
+        }
+        let lineage = m.gw.masking.lineage_of(&info);
+        m.schema_changed(crate::masking::lineage::touched(
+            lineage.statements.get(index),
+            tag,
+        ));
     }
 
     fn note_exemptions(&mut self, info: &Arc<StmtInfo>, plan: &ResultPlan) {
@@ -1125,13 +1191,15 @@ impl Tracker {
         if let Some(cursor) = st.as_ref().and_then(|s| s.fetches.clone()) {
             st = self.cursors.get(&cursor).cloned();
         }
+        let ex = m.exempt();
         let planner = Planner {
             catalog: &catalog,
             lineage: st.as_deref(),
-            exempt: &m.exempt,
-            exempt_columns: &m.exempt_columns,
+            exempt: &ex.categories,
+            exempt_columns: &ex.columns,
         };
         let plan = planner.plan(fields);
+        m.after_plan(&plan);
         self.note_exemptions(info, &plan);
         Arc::new(plan)
     }
