@@ -46,9 +46,42 @@ pub fn parse_duration(text: &str) -> Result<u64> {
     Ok(total)
 }
 
+/// `3600` → `1h`, `5400` → `1h30m`, `45` → `45s`: durations as [`parse_duration`] reads them
+/// (and as the gateway words them in its messages).
+pub fn human_duration(seconds: i64) -> String {
+    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
+    let mut out = String::new();
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    if s > 0 || out.is_empty() {
+        out.push_str(&format!("{s}s"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{human_duration, parse_duration};
+
+    #[test]
+    fn words_durations_as_they_are_read() {
+        for (seconds, words) in [
+            (3600, "1h"),
+            (5400, "1h30m"),
+            (45, "45s"),
+            (0, "0s"),
+            (3661, "1h1m1s"),
+        ] {
+            assert_eq!(human_duration(seconds), words);
+            if seconds > 0 {
+                assert_eq!(parse_duration(words).unwrap(), seconds as u64);
+            }
+        }
+    }
 
     #[test]
     fn reads_what_people_type() {

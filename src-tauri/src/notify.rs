@@ -14,6 +14,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use gatehouse_client::api::Approval;
+use gatehouse_client::duration::human_duration;
 use serde::Serialize;
 use tauri::{AppHandle, Emitter, Manager};
 
@@ -70,21 +71,6 @@ fn describe(a: &Approval) -> String {
             format!("{} on {}: {sql}", a.identity, a.environment)
         }
     }
-}
-
-fn human_duration(seconds: i64) -> String {
-    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
 }
 
 impl Watch {

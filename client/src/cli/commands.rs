@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
 use gatehouse_client::api::{AccessRequest, Approval, AuditQuery};
-use gatehouse_client::duration::parse_duration;
+use gatehouse_client::duration::{human_duration, parse_duration};
 use gatehouse_client::login::{self, Credentials, LoginTarget, TrustChoice};
 use gatehouse_client::session::LoginMethod;
 use gatehouse_client::{
@@ -464,22 +464,6 @@ fn unix_time(v: &serde_json::Value) -> String {
         .and_then(|t| chrono::DateTime::from_timestamp(t, 0))
         .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
         .unwrap_or_default()
-}
-
-/// `3600` → `1h`, `5400` → `1h30m`: how the gateway words durations too.
-fn human_duration(seconds: i64) -> String {
-    let (h, m, s) = (seconds / 3600, seconds % 3600 / 60, seconds % 60);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if s > 0 || out.is_empty() {
-        out.push_str(&format!("{s}s"));
-    }
-    out
 }
 
 async fn request(store: SessionStore, a: RequestArgs, out: Out) -> Result<()> {

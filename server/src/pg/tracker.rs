@@ -403,6 +403,16 @@ impl Tracker {
         !self.pending.is_empty()
     }
 
+    /// The statement whose responses are arriving, and its place in its Query string (an
+    /// Execute runs one statement).
+    fn current_statement(&self) -> Option<(Arc<StmtInfo>, usize)> {
+        match self.pending.front() {
+            Some(Expect::Query(e)) => Some((e.info.clone(), self.query_index)),
+            Some(Expect::Execute(e)) => Some((e.info.clone(), 0)),
+            _ => None,
+        }
+    }
+
     /// The execution whose responses are arriving.
     fn current_exec_mut(&mut self) -> Option<&mut Exec> {
         match self.pending.front_mut() {
@@ -898,12 +908,7 @@ impl Tracker {
             b'H' => {
                 if let (Some(m), Some(f)) = (self.masking.clone(), frame) {
                     let ncols = super::wire::copy_out_width(f).unwrap_or(0);
-                    let (info, index) = match self.pending.front() {
-                        Some(Expect::Query(e)) => (Some(e.info.clone()), self.query_index),
-                        Some(Expect::Execute(e)) => (Some(e.info.clone()), 0),
-                        _ => (None, 0),
-                    };
-                    if let Some(info) = info {
+                    if let Some((info, index)) = self.current_statement() {
                         let lineage = m.gw.masking.lineage_of(&info);
                         let st = lineage.statements.get(index);
                         let copy = CopyOut::for_response(
@@ -1034,10 +1039,8 @@ impl Tracker {
         {
             return;
         }
-        let (info, index) = match self.pending.front() {
-            Some(Expect::Query(e)) => (e.info.clone(), self.query_index),
-            Some(Expect::Execute(e)) => (e.info.clone(), 0),
-            _ => return,
+        let Some((info, index)) = self.current_statement() else {
+            return;
         };
         let Some(m) = &self.masking else { return };
         let lineage = m.gw.masking.lineage_of(&info);
@@ -1077,10 +1080,8 @@ impl Tracker {
         let Some(tag) = frame.and_then(|f| f.get(5..)) else {
             return;
         };
-        let (info, index) = match self.pending.front() {
-            Some(Expect::Query(e)) => (e.info.clone(), self.query_index),
-            Some(Expect::Execute(e)) => (e.info.clone(), 0),
-            _ => return,
+        let Some((info, index)) = self.current_statement() else {
+            return;
         };
         let Some(m) = &self.masking else { return };
         // A relation filled from a query (CREATE TABLE … AS, SELECT … INTO, INSERT … SELECT).
