@@ -855,11 +855,56 @@ struct TableFinder<'a> {
     scope: &'a mut Scope,
 }
 
+/// A built-in set-returning function called with constants only (`generate_series(1, 500)`,
+/// `unnest(ARRAY['a','b'])`): its rows come from its arguments, so it reads no table and is no
+/// unknown relation. With a column, a subquery or a function of the user's among its
+/// arguments it may carry what it was given, and stays one (masked whole, fail closed).
+fn constant_builtin_function(t: &TableFactor) -> bool {
+    let TableFactor::Table {
+        name,
+        args: Some(args),
+        ..
+    } = t
+    else {
+        return false;
+    };
+    if crate::policy::functions::builtin(&last_part(name)).is_none() {
+        return false;
+    }
+    struct Reads(bool);
+    impl Visitor for Reads {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            let reads = match e {
+                Expr::Identifier(_) | Expr::CompoundIdentifier(_) => true,
+                Expr::Function(f) => {
+                    crate::policy::functions::builtin(&last_part(&f.name)).is_none()
+                }
+                _ => false,
+            };
+            if reads {
+                self.0 = true;
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        // A subquery reads tables of its own.
+        fn pre_visit_query(&mut self, _: &Query) -> ControlFlow<()> {
+            self.0 = true;
+            ControlFlow::Break(())
+        }
+    }
+    let mut reads = Reads(false);
+    let _ = args.visit(&mut reads);
+    !reads.0
+}
+
 impl Visitor for TableFinder<'_> {
     type Break = ();
 
     fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
         match t {
+            TableFactor::Table { .. } if constant_builtin_function(t) => {}
             TableFactor::Table { name, alias, .. } => {
                 let table = last_part(name);
                 let a = alias.as_ref().map(|a| ident(&a.name));
@@ -1225,6 +1270,32 @@ mod tests {
         assert_eq!(s[1], vec!["email"]);
         let s = srcs("INSERT INTO people (email) VALUES ('a@b.co') RETURNING email");
         assert_eq!(s[0], vec!["email"]);
+    }
+
+    #[test]
+    fn builtin_functions_of_constants_read_no_table() {
+        let tables = |sql: &str| -> Vec<String> {
+            analyse(sql).statements[0]
+                .tables
+                .iter()
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
+        assert_eq!(
+            tables("INSERT INTO t SELECT g, 'p' || g FROM generate_series(1, 500) g"),
+            ["t"]
+        );
+        // Given a column, a subquery or a user's function, it may carry what it was given.
+        let reads = |sql: &str| tables(sql).contains(&"regexp_split_to_table".to_string());
+        assert!(reads(
+            "SELECT w FROM people p, regexp_split_to_table(p.name, ' ') w"
+        ));
+        assert!(reads(
+            "SELECT * FROM regexp_split_to_table((SELECT string_agg(name, ' ') FROM people), ' ') w"
+        ));
+        assert!(tables("SELECT * FROM generate_series(1, my_count()) g")
+            .contains(&"generate_series".to_string()));
+        assert!(tables("SELECT * FROM my_function(1)").contains(&"my_function".to_string()));
     }
 
     #[test]

@@ -419,23 +419,23 @@ pub fn copy_reads_unknown_relation(
     m: &super::tracker::SessionMasking,
     info: &crate::sql::Statement,
 ) -> bool {
-    !copy_unknown_relations(m, info).is_empty()
+    info.kinds.iter().any(|k| k == "COPY")
+        && !unknown_relations(m, info, |st| st.copy.is_some()).is_empty()
 }
 
-/// The relations (`name:…`) a COPY … TO STDOUT in `info` reads that the catalog does not know.
-fn copy_unknown_relations(
+/// The relations (`name:…`) that the statements of `info` which `which` picks read and the
+/// catalog does not know.
+fn unknown_relations(
     m: &super::tracker::SessionMasking,
     info: &crate::sql::Statement,
+    which: impl Fn(&crate::masking::lineage::StatementLineage) -> bool,
 ) -> std::collections::BTreeSet<String> {
-    if !info.kinds.iter().any(|k| k == "COPY") {
-        return Default::default();
-    }
     let lineage = m.gw.masking.lineage_of(info);
     let catalog = m.catalog();
     lineage
         .statements
         .iter()
-        .filter(|st| st.copy.is_some())
+        .filter(|st| which(st))
         .flat_map(|st| {
             crate::masking::plan::Planner {
                 catalog: &catalog,
@@ -448,12 +448,14 @@ fn copy_unknown_relations(
         .collect()
 }
 
-/// Before a COPY … TO STDOUT that reads a relation the catalog does not know: the catalog is
-/// read first (bounded by the upstream timeouts), since COPY rows carry no types to mask by —
-/// a table just created through the gateway is then copied as it should be. What is still
-/// unknown afterwards (a temporary table) is refused by the caller.
-pub async fn before_copy(m: &super::tracker::SessionMasking, info: &crate::sql::Statement) {
-    let unknown = copy_unknown_relations(m, info);
+/// Before a statement that reads a relation the catalog does not know (a table just created,
+/// through the gateway or not): the catalog is read first, or a read under way awaited
+/// (bounded), so its rows are masked by what the table really holds rather than masked whole
+/// as unknown — which would break the first query after every `CREATE TABLE`. What is still
+/// unknown afterwards (a temporary table) stays masked whole; a COPY of it is refused by the
+/// caller, since COPY rows carry no types to mask by.
+pub async fn before_reading(m: &super::tracker::SessionMasking, info: &crate::sql::Statement) {
+    let unknown = unknown_relations(m, info, |_| true);
     if unknown.is_empty() {
         return;
     }

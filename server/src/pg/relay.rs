@@ -399,10 +399,14 @@ where
             let Some(statement::Decoded { info, point, early }) = decision_point else {
                 continue;
             };
-            // A COPY reading a relation the masking catalog does not know: read it first.
-            let copy_masking = lock(tracker).masking.clone();
-            if let Some(m) = copy_masking {
-                super::catalog::before_copy(&m, &info).await;
+            // A statement reading a relation the masking catalog does not know: read it first
+            // (an Execute's statement was looked at by its Bind).
+            let masking = match point {
+                Point::Execute(_) => None,
+                _ => lock(tracker).masking.clone(),
+            };
+            if let Some(m) = masking {
+                super::catalog::before_reading(&m, &info).await;
             }
             let early = early.or_else(|| match point {
                 Point::Execute(_) => None,
