@@ -174,8 +174,36 @@ const HASHED: &str = "\u{0}hash\u{0}";
 
 /// The source of a custom setting read back (`current_setting('my.x')`, `SHOW my.x`): a
 /// session may have filled it from anything (`set_config('my.x', (SELECT full_name …))`),
-/// so what it returns is of unknown origin.
+/// so what it returns is of unknown origin. Also the mark of [`READS_BY_NAME`] calls.
 pub const CUSTOM_SETTING: &str = "\u{0}setting\u{0}";
+
+/// Functions that return what they read by a name given as a value (a table, a schema, the
+/// database, SQL text, a cursor) or from a large object: the lineage cannot see which columns
+/// that is, so what they return is of unknown origin, like a custom setting read back.
+const READS_BY_NAME: &[&str] = &[
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "lo_get",
+    "loread",
+];
+
+/// Whether `e` calls one of [`READS_BY_NAME`].
+fn reads_by_name(e: &Expr) -> bool {
+    matches!(e, Expr::Function(f) if READS_BY_NAME.contains(&last_part(&f.name).as_str()))
+}
 
 /// Whether a `current_setting(…)` call may read a custom setting: its name is not a literal
 /// naming one of PostgreSQL's own (those have no dot: `search_path`, `DateStyle`).
@@ -1149,7 +1177,7 @@ impl Visitor for Refs {
         if is_hash(e) {
             self.hash_depth += 1;
         }
-        if self.cut_depth == 0 && reads_custom_setting(e) {
+        if self.cut_depth == 0 && (reads_custom_setting(e) || reads_by_name(e)) {
             self.names.insert(CUSTOM_SETTING.to_string());
         }
         if self.cut_depth == 0 {
@@ -1367,6 +1395,15 @@ mod tests {
             vec![custom.clone(), "x".into()]
         );
         assert!(srcs("SELECT current_setting('search_path')")[0].is_empty());
+        // Tables read by name and large objects: of unknown origin too.
+        for sql in [
+            "SELECT table_to_xml('customers', true, false, '')",
+            "SELECT query_to_xml('SELECT * FROM customers', true, false, '')",
+            "SELECT encode(lo_get(4242), 'base64')",
+        ] {
+            assert!(srcs(sql)[0].contains(&custom), "{sql}");
+        }
+        assert!(!srcs("SELECT lower('x')")[0].contains(&custom));
         assert_eq!(srcs("SHOW my.who")[0], vec![custom.clone()]);
         assert_eq!(srcs("SHOW ALL").len(), 3);
         assert!(analyse("SHOW search_path").statements[0].outputs.is_none());
