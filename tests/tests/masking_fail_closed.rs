@@ -1058,3 +1058,32 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
     .await;
     assert_eq!(rows(&msgs)[0][1].as_deref(), Some("7"));
 }
+
+/// Issue 18, lineage: the text is read as PostgreSQL's scanner reads it. A bare carriage
+/// return ends a `--` comment there, so what follows it is part of the statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_comment_ends_where_postgresql_ends_it() {
+    let f = Fixture::start().await;
+    let cs = customers();
+    let secrets = secrets(&cs);
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
+                create_customers(&cs)
+            ),
+        )
+        .await;
+    let mut c = raw_agent(&f).await;
+    for sql in [
+        // Expressions: the RowDescription names no column, so only the lineage can tell.
+        "SELECT 1 AS one --x\r, upper(display) AS note FROM customers",
+        "SELECT 1 AS one /* a */ --x\r, ssn || '' AS note FROM customers",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql:?}");
+        assert_eq!(rows(&msgs).len(), ROWS, "{sql:?}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+}
