@@ -32,6 +32,14 @@ async fn victim_rows(f: &Fixture) -> i64 {
         .get(0)
 }
 
+/// A staging fixture with [`victim`] and a rule `id` denying the tables `pattern` names.
+async fn denying_tables(id: &str, pattern: &str) -> Fixture {
+    let rule = format!("[[rules]]\nid = {id:?}\naction = \"deny\"\ntables = [{pattern:?}]\n");
+    let f = Fixture::start_with(|b| b.toml(&rule)).await;
+    victim(&f).await;
+    f
+}
+
 async fn login(f: &Fixture, extra: &[(&str, &str)]) -> Result<RawConn, Msg> {
     let mut params = vec![("user", AGENT), ("database", ENV)];
     params.extend_from_slice(extra);
@@ -371,11 +379,7 @@ async fn a_refusal_runs_nothing_of_what_it_quotes() {
     // The refusal is raised by the upstream, in a statement of the gateway's own that quotes
     // the reason, which names the table the client wrote. With standard_conforming_strings off
     // a backslash in that name must not end the quoted text early.
-    let f = Fixture::start_with(|b| {
-        b.toml("[[rules]]\nid = \"no-secrets\"\naction = \"deny\"\ntables = [\"secret*\"]\n")
-    })
-    .await;
-    victim(&f).await;
+    let f = denying_tables("no-secrets", "secret*").await;
     let mut other = login(&f, &[]).await.unwrap();
     let pid = other.simple_query("SELECT pg_backend_pid()").await.unwrap()[0].clone();
     let mut c = login(&f, &[]).await.unwrap();
@@ -451,11 +455,7 @@ async fn role_settings_and_server_files_are_refused_in_every_tier() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_search_path_set_earlier_does_not_dodge_a_schema_rule() {
-    let f = Fixture::start_with(|b| {
-        b.toml("[[rules]]\nid = \"no-payroll\"\naction = \"deny\"\ntables = [\"payroll.*\"]\n")
-    })
-    .await;
-    victim(&f).await;
+    let f = denying_tables("no-payroll", "payroll.*").await;
     f.cluster
         .exec(
             "appdb",

@@ -97,6 +97,23 @@ fn create_customers(cs: &[Customer]) -> String {
     sql
 }
 
+/// A staging fixture with the seeded customers, `display` commented as a full name (so the
+/// catalog tags it by its comment), and the values that must never come back.
+async fn seeded() -> (Fixture, Vec<String>) {
+    let f = Fixture::start().await;
+    let cs = customers();
+    f.cluster
+        .exec(
+            "appdb",
+            &format!(
+                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
+                create_customers(&cs)
+            ),
+        )
+        .await;
+    (f, secrets(&cs))
+}
+
 async fn raw_agent(f: &Fixture) -> RawConn {
     RawConn::login("127.0.0.1", f.gw.pg_port, AGENT, ENV, &f.token).await
 }
@@ -724,18 +741,7 @@ async fn direct_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<St
 /// tables. Each value is compared with what the database computes: none may come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partial_masks_cannot_be_rebuilt_and_lineage_never_guesses() {
-    let f = Fixture::start().await;
-    let cs = customers();
-    let secrets = secrets(&cs);
-    f.cluster
-        .exec(
-            "appdb",
-            &format!(
-                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
-                create_customers(&cs)
-            ),
-        )
-        .await;
+    let (f, secrets) = seeded().await;
     let direct = f.cluster.client("appdb").await;
     let mut c = raw_agent(&f).await;
     let derived = [
@@ -893,18 +899,7 @@ async fn random_values_stay_valid_for_their_types() {
 /// drivers read (`server_version`, `search_path`…) stay as they are.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_settings_read_back_are_masked() {
-    let f = Fixture::start().await;
-    let cs = customers();
-    let secrets = secrets(&cs);
-    f.cluster
-        .exec(
-            "appdb",
-            &format!(
-                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
-                create_customers(&cs)
-            ),
-        )
-        .await;
+    let (f, secrets) = seeded().await;
     let mut c = raw_agent(&f).await;
     let msgs = query_all(
         &mut c,
@@ -1010,18 +1005,7 @@ async fn relations_filled_from_personal_data_stay_personal() {
 /// (`lo_get`) return values of unknown origin: masked whole, whatever the query around them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
-    let f = Fixture::start().await;
-    let cs = customers();
-    let secrets = secrets(&cs);
-    f.cluster
-        .exec(
-            "appdb",
-            &format!(
-                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
-                create_customers(&cs)
-            ),
-        )
-        .await;
+    let (f, secrets) = seeded().await;
     let mut c = raw_agent(&f).await;
     for sql in [
         "SELECT table_to_xml('customers', true, false, '')",
@@ -1063,18 +1047,7 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
 /// return ends a `--` comment there, so what follows it is part of the statement.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_comment_ends_where_postgresql_ends_it() {
-    let f = Fixture::start().await;
-    let cs = customers();
-    let secrets = secrets(&cs);
-    f.cluster
-        .exec(
-            "appdb",
-            &format!(
-                "SET ROLE app_owner;\n{}COMMENT ON COLUMN customers.display IS 'customer fullname';\nRESET ROLE;",
-                create_customers(&cs)
-            ),
-        )
-        .await;
+    let (f, secrets) = seeded().await;
     let mut c = raw_agent(&f).await;
     for sql in [
         // Expressions: the RowDescription names no column, so only the lineage can tell.
