@@ -1067,6 +1067,18 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
         assert_eq!(rows(&msgs).len(), 1, "{sql}");
         assert_no_leak(sql, &msgs, &secrets);
     }
+    // The planner's statistics hold sampled values of every column.
+    f.cluster.exec("appdb", "ANALYZE customers").await;
+    for sql in [
+        "SELECT attname, most_common_vals, histogram_bounds FROM pg_stats WHERE tablename = 'customers'",
+        "SELECT histogram_bounds::text AS h FROM pg_catalog.pg_stats WHERE tablename = 'customers'",
+        "SELECT unnest(histogram_bounds::text::text[]) FROM pg_stats WHERE tablename = 'customers'",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert!(!rows(&msgs).is_empty(), "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
     // Bytes of unknown origin: a name in hex is still a name.
     let hex_secrets: Vec<String> = secrets.iter().map(hex::encode).collect();
     let msgs = query_all(

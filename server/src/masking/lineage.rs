@@ -209,6 +209,19 @@ pub const READS_BY_NAME: &[&str] = &[
     "loread",
 ];
 
+/// Columns of PostgreSQL's statistics (`pg_stats`, `pg_stats_ext`, `pg_statistic`) that hold
+/// values sampled from every column of a table: of unknown origin, like [`READS_BY_NAME`].
+pub const STATISTICS_VALUES: &[&str] = &[
+    "most_common_vals",
+    "histogram_bounds",
+    "most_common_elems",
+    "stavalues1",
+    "stavalues2",
+    "stavalues3",
+    "stavalues4",
+    "stavalues5",
+];
+
 /// Whether `e` calls one of [`READS_BY_NAME`].
 fn reads_by_name(e: &Expr) -> bool {
     matches!(e, Expr::Function(f) if READS_BY_NAME.contains(&last_part(&f.name).as_str()))
@@ -1266,11 +1279,19 @@ impl Visitor for Refs {
             let mark = |n: String| if in_hash { hashed(&n) } else { n };
             match e {
                 Expr::Identifier(id) => {
-                    self.names.insert(mark(ident(id)));
+                    let name = ident(id);
+                    if STATISTICS_VALUES.contains(&name.as_str()) {
+                        self.names.insert(CUSTOM_SETTING.to_string());
+                    }
+                    self.names.insert(mark(name));
                 }
                 Expr::CompoundIdentifier(parts) => {
                     if let Some(last) = parts.last() {
-                        self.names.insert(mark(ident(last)));
+                        let name = ident(last);
+                        if STATISTICS_VALUES.contains(&name.as_str()) {
+                            self.names.insert(CUSTOM_SETTING.to_string());
+                        }
+                        self.names.insert(mark(name));
                     }
                     // `p.email`: `p` is a row, not a value; only when alone is it whole-row.
                 }
