@@ -1079,6 +1079,33 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
         assert!(!rows(&msgs).is_empty(), "{sql}");
         assert_no_leak(sql, &msgs, &secrets);
     }
+    // What other sessions run, literals included: a name typed into someone else's statement.
+    let mut busy = raw_agent(&f).await;
+    busy.send(&ext::query(
+        format!("SELECT pg_sleep(2), '{}' AS who", secrets[0]).as_bytes(),
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for sql in [
+        "SELECT pid, query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+        "SELECT upper(query) AS q FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_eq!(rows(&msgs).len(), 1, "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+    let msgs = query_all(
+        &mut c,
+        "SELECT query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert_eq!(
+        rows(&msgs)[0][0].as_deref(),
+        Some("SELECT pg_sleep(2), '***' AS who"),
+        "the statement's shape stays for whoever watches what runs"
+    );
+    busy.read_until_ready().await;
     // Bytes of unknown origin: a name in hex is still a name.
     let hex_secrets: Vec<String> = secrets.iter().map(hex::encode).collect();
     let msgs = query_all(

@@ -123,6 +123,9 @@ pub struct StatementLineage {
     pub functions: BTreeSet<String>,
     /// Every operator the statement uses (`+`, `||`, `OPERATOR(public.+)`), for the same check.
     pub operators: BTreeSet<String>,
+    /// The statement reads `pg_stat_activity`: its `query` is other sessions' SQL, literals
+    /// and all.
+    pub reads_activity: bool,
 }
 
 /// A relation a statement fills from a query: what its columns hold derives from the query's
@@ -624,6 +627,7 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
     let _ = s.visit(&mut calls);
     l.functions = calls.functions;
     l.operators = calls.operators;
+    l.reads_activity = calls.reads_activity;
     l
 }
 
@@ -632,6 +636,7 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
 struct Calls {
     functions: BTreeSet<String>,
     operators: BTreeSet<String>,
+    reads_activity: bool,
 }
 
 impl Visitor for Calls {
@@ -662,6 +667,9 @@ impl Visitor for Calls {
             }
             | TableFactor::Function { name, .. } => {
                 self.functions.insert(object_name(name));
+            }
+            TableFactor::Table { name, .. } => {
+                self.reads_activity |= last_part(name) == "pg_stat_activity";
             }
             _ => {}
         }

@@ -378,6 +378,17 @@ pub fn mask_value(
         Action::Pass => Value::Keep,
         Action::Null => Value::Null,
         Action::Redact => redact_value(m, col, raw),
+        Action::Literals => match std::str::from_utf8(raw) {
+            Ok(sql) => {
+                let masked = crate::sql::literals_masked(sql);
+                if masked == sql {
+                    Value::Keep
+                } else {
+                    Value::Bytes(masked.into_bytes())
+                }
+            }
+            Err(_) => Value::Null,
+        },
         Action::Token => match (col.kind, col.format) {
             // bytea stays bytea: hex in text format, raw bytes in binary.
             (TypeKind::Bytea, 1) => Value::Bytes(m.keyed_bytes(raw).to_vec()),
