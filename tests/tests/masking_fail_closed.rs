@@ -124,6 +124,27 @@ async fn query_all(c: &mut RawConn, sql: &str) -> Vec<Msg> {
     c.read_until_ready().await
 }
 
+/// Runs each statement: none fails, and no seeded value comes back in any message.
+async fn runs_clean(c: &mut RawConn, sqls: &[&str], secrets: &[String]) {
+    for sql in sqls {
+        run_clean(c, sql, secrets).await;
+    }
+}
+
+/// [`runs_clean`], and each statement returns `n` rows.
+async fn runs_clean_rows(c: &mut RawConn, sqls: &[&str], secrets: &[String], n: usize) {
+    for sql in sqls {
+        assert_eq!(rows(&run_clean(c, sql, secrets).await).len(), n, "{sql}");
+    }
+}
+
+async fn run_clean(c: &mut RawConn, sql: &str, secrets: &[String]) -> Vec<Msg> {
+    let msgs = query_all(c, sql).await;
+    assert_eq!(error_of(&msgs), None, "{sql}");
+    assert_no_leak(sql, &msgs, secrets);
+    msgs
+}
+
 /// Every byte of `msgs`, as text (lossy), for leak checks.
 fn stream_text(msgs: &[Msg]) -> String {
     msgs.iter()
@@ -236,22 +257,23 @@ async fn schema_changes_never_open_a_window() {
     assert_eq!(before[0][5].as_deref(), Some("10.50"), "amounts stay clear");
 
     // A view created through the gateway, read at once: its column names say nothing.
-    let msgs = query_all(
+    run_clean(
         &mut c,
         "CREATE VIEW customer_labels AS SELECT id, display AS label, status FROM customers",
+        &secrets,
     )
     .await;
-    assert_eq!(error_of(&msgs), None);
-    for sql in [
-        "SELECT * FROM customer_labels ORDER BY id",
-        "SELECT label, upper(label) AS shout FROM customer_labels ORDER BY id",
-        "SELECT l.* FROM customer_labels l ORDER BY id",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_eq!(rows(&msgs).len(), ROWS, "{sql}");
-        assert_no_leak(sql, &msgs, &secrets);
-    }
+    runs_clean_rows(
+        &mut c,
+        &[
+            "SELECT * FROM customer_labels ORDER BY id",
+            "SELECT label, upper(label) AS shout FROM customer_labels ORDER BY id",
+            "SELECT l.* FROM customer_labels l ORDER BY id",
+        ],
+        &secrets,
+        ROWS,
+    )
+    .await;
 
     // Drop and create again through the gateway, in one transaction, and read inside it.
     let migration = format!(
@@ -676,16 +698,7 @@ async fn hashes_of_low_entropy_values_are_keyed() {
         "WITH s AS (SELECT ssn AS v, id FROM customers) SELECT md5(v) FROM s ORDER BY id",
     ];
     for sql in low {
-        let clear: Vec<String> = direct
-            .simple_query(sql)
-            .await
-            .unwrap()
-            .into_iter()
-            .filter_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-                _ => None,
-            })
-            .collect();
+        let clear = first_column(&direct, sql).await;
         assert_eq!(clear.len(), ROWS, "{sql}");
         let msgs = query_all(&mut c, sql).await;
         assert_eq!(error_of(&msgs), None, "{sql}");
@@ -705,16 +718,11 @@ async fn hashes_of_low_entropy_values_are_keyed() {
         "COPY (SELECT id, sha256(card_number::bytea) FROM customers ORDER BY id) TO STDOUT",
     )
     .await;
-    let clear: Vec<String> = direct
-        .simple_query("SELECT encode(sha256(card_number::bytea), 'hex') FROM customers")
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
-            _ => None,
-        })
-        .collect();
+    let clear = first_column(
+        &direct,
+        "SELECT encode(sha256(card_number::bytea), 'hex') FROM customers",
+    )
+    .await;
     assert_no_leak("COPY of a hash", &copied, &clear);
     let lines: Vec<String> = copied
         .iter()
@@ -754,6 +762,15 @@ async fn hashes_of_low_entropy_values_are_keyed() {
 }
 
 /// The rows of a simple query run directly upstream (the clear values), NULL as None.
+/// The non-NULL values of the first column of `sql`, read directly upstream.
+async fn first_column(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    direct_rows(c, sql)
+        .await
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect()
+}
+
 async fn direct_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     c.simple_query(sql)
         .await
@@ -941,16 +958,17 @@ async fn custom_settings_read_back_are_masked() {
     .await;
     assert_eq!(error_of(&msgs), None);
     assert_no_leak("set_config", &msgs, &secrets);
-    for sql in [
-        "SELECT current_setting('my.who')",
-        "SELECT upper(current_setting('my.who', true)) AS x",
-        "SHOW my.who",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_eq!(rows(&msgs).len(), 1, "{sql}");
-        assert_no_leak(sql, &msgs, &secrets);
-    }
+    runs_clean_rows(
+        &mut c,
+        &[
+            "SELECT current_setting('my.who')",
+            "SELECT upper(current_setting('my.who', true)) AS x",
+            "SHOW my.who",
+        ],
+        &secrets,
+        1,
+    )
+    .await;
     // A reported parameter set from row data: its ParameterStatus is masked whole.
     let msgs = query_all(
         &mut c,
@@ -1040,16 +1058,17 @@ async fn relations_filled_from_personal_data_stay_personal() {
 async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
     let (f, secrets) = seeded().await;
     let mut c = raw_agent(&f).await;
-    for sql in [
-        "SELECT table_to_xml('customers', true, false, '')",
-        "SELECT table_to_xml('public.customers'::regclass, false, true, '')::text AS x",
-        "SELECT query_to_xml('SELECT display, ssn FROM customers', true, false, '')",
-        "SELECT database_to_xml(true, false, '')",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_no_leak(sql, &msgs, &secrets);
-    }
+    runs_clean(
+        &mut c,
+        &[
+            "SELECT table_to_xml('customers', true, false, '')",
+            "SELECT table_to_xml('public.customers'::regclass, false, true, '')::text AS x",
+            "SELECT query_to_xml('SELECT display, ssn FROM customers', true, false, '')",
+            "SELECT database_to_xml(true, false, '')",
+        ],
+        &secrets,
+    )
+    .await;
     // A large object written from customers in one statement and read back in another.
     let msgs = query_all(
         &mut c,
@@ -1057,16 +1076,17 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
     )
     .await;
     assert_eq!(error_of(&msgs), None);
-    for sql in [
-        "SELECT convert_from(lo_get(4242), 'UTF8')",
-        "SELECT encode(lo_get(4242), 'base64') AS b",
-        "SELECT lo_get(4242, 0, 100000)",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_eq!(rows(&msgs).len(), 1, "{sql}");
-        assert_no_leak(sql, &msgs, &secrets);
-    }
+    runs_clean_rows(
+        &mut c,
+        &[
+            "SELECT convert_from(lo_get(4242), 'UTF8')",
+            "SELECT encode(lo_get(4242), 'base64') AS b",
+            "SELECT lo_get(4242, 0, 100000)",
+        ],
+        &secrets,
+        1,
+    )
+    .await;
     // The planner's statistics hold sampled values of every column.
     f.cluster.exec("appdb", "ANALYZE customers").await;
     for sql in [
@@ -1086,15 +1106,16 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
     ))
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    for sql in [
-        "SELECT pid, query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
-        "SELECT upper(query) AS q FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_eq!(rows(&msgs).len(), 1, "{sql}");
-        assert_no_leak(sql, &msgs, &secrets);
-    }
+    runs_clean_rows(
+        &mut c,
+        &[
+            "SELECT pid, query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+            "SELECT upper(query) AS q FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+        ],
+        &secrets,
+        1,
+    )
+    .await;
     let msgs = query_all(
         &mut c,
         "SELECT query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
@@ -1108,29 +1129,31 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
     busy.read_until_ready().await;
     // Bytes of unknown origin: a name in hex is still a name.
     let hex_secrets: Vec<String> = secrets.iter().map(hex::encode).collect();
-    let msgs = query_all(
+    run_clean(
         &mut c,
         "CREATE TEMP TABLE roster AS SELECT display, ssn FROM customers",
+        &secrets,
     )
     .await;
-    assert_eq!(error_of(&msgs), None);
-    for sql in [
-        "SELECT lo_get(4242)",
-        "SELECT convert_to(display, 'UTF8') FROM roster",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_no_leak(sql, &msgs, &hex_secrets);
-    }
+    runs_clean(
+        &mut c,
+        &[
+            "SELECT lo_get(4242)",
+            "SELECT convert_to(display, 'UTF8') FROM roster",
+        ],
+        &hex_secrets,
+    )
+    .await;
     // A whole row of a temporary table filled from customers.
-    for sql in [
-        "SELECT r FROM roster r",
-        "SELECT row(r.*)::text FROM roster r",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_no_leak(sql, &msgs, &secrets);
-    }
+    runs_clean(
+        &mut c,
+        &[
+            "SELECT r FROM roster r",
+            "SELECT row(r.*)::text FROM roster r",
+        ],
+        &secrets,
+    )
+    .await;
     // The large-object API (PgJDBC's) reads the object written from customers: masked whole.
     assert_eq!(error_of(&query_all(&mut c, "BEGIN").await), None);
     c.send(&ext::function_call(
@@ -1192,30 +1215,35 @@ async fn functions_of_the_database_are_not_taken_at_their_word() {
              CREATE FUNCTION public.roster() RETURNS text AS \
              $$SELECT string_agg(display || ' ' || ssn, ',') FROM customers$$ LANGUAGE sql;\n\
              CREATE VIEW public.roster_view AS SELECT 1 AS id, roster() AS names;\n\
+             CREATE FUNCTION public.\"coalesce\"(int) RETURNS text AS \
+             $$SELECT string_agg(display, ',') FROM customers$$ LANGUAGE sql;\n\
              RESET ROLE;",
         )
         .await;
     let mut c = raw_agent(&f).await;
-    for sql in [
-        "SELECT count(display) FROM customers",
-        "SELECT roster()",
-        "SELECT r FROM (SELECT roster() AS r) s",
-        "SELECT * FROM roster_view",
-        // Created through the gateway, in this session: no catalog read has seen them yet.
-        "CREATE FUNCTION pg_temp.lower(text) RETURNS text AS 'SELECT $1' LANGUAGE sql",
-        "SELECT pg_temp.lower(display) FROM customers",
-        "CREATE FUNCTION pg_temp.rows() RETURNS text AS \
-         $$SELECT string_agg(display, ',') FROM customers$$ LANGUAGE sql",
-        "SELECT pg_temp.rows()",
-        "BEGIN",
-        "CREATE FUNCTION public.num_nulls(text) RETURNS text AS 'SELECT $1' LANGUAGE sql",
-        "SELECT num_nulls(display) FROM customers",
-        "ROLLBACK",
-    ] {
-        let msgs = query_all(&mut c, sql).await;
-        assert_eq!(error_of(&msgs), None, "{sql}");
-        assert_no_leak(sql, &msgs, &secrets);
-    }
+    runs_clean(
+        &mut c,
+        &[
+            "SELECT count(display) FROM customers",
+            "SELECT roster()",
+            "SELECT r FROM (SELECT roster() AS r) s",
+            "SELECT * FROM roster_view",
+            // Quoted, a grammar name is a lookup like any other.
+            "SELECT \"coalesce\"(1)",
+            // Created through the gateway, in this session: no catalog read has seen them yet.
+            "CREATE FUNCTION pg_temp.lower(text) RETURNS text AS 'SELECT $1' LANGUAGE sql",
+            "SELECT pg_temp.lower(display) FROM customers",
+            "CREATE FUNCTION pg_temp.rows() RETURNS text AS \
+             $$SELECT string_agg(display, ',') FROM customers$$ LANGUAGE sql",
+            "SELECT pg_temp.rows()",
+            "BEGIN",
+            "CREATE FUNCTION public.num_nulls(text) RETURNS text AS 'SELECT $1' LANGUAGE sql",
+            "SELECT num_nulls(display) FROM customers",
+            "ROLLBACK",
+        ],
+        &secrets,
+    )
+    .await;
     // PostgreSQL's own functions keep their meaning: counts and untagged text stay clear.
     let msgs = query_all(
         &mut c,

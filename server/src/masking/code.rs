@@ -18,42 +18,7 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
-/// Names PostgreSQL's grammar turns into its own constructs, whatever functions of that name
-/// exist: sqlparser shows them as calls, PostgreSQL never looks them up.
-const GRAMMAR: &[&str] = &[
-    "coalesce",
-    "nullif",
-    "greatest",
-    "least",
-    "current_timestamp",
-    "current_date",
-    "current_time",
-    "localtime",
-    "localtimestamp",
-    "current_user",
-    "current_role",
-    "session_user",
-    "system_user",
-    "user",
-    "current_catalog",
-    "current_schema",
-    "grouping",
-    "row",
-    "trim",
-    "extract",
-    "position",
-    "substring",
-    "overlay",
-    "normalize",
-    "xmlelement",
-    "xmlforest",
-    "xmlconcat",
-    "xmlparse",
-    "xmlpi",
-    "xmlroot",
-    "xmlserialize",
-    "xmlexists",
-];
+use crate::policy::functions::SQL_SYNTAX;
 
 /// Hash functions an extension provides (pgcrypto): trusted as hashes (see `lineage`).
 const EXTENSION_HASHES: &[&str] = &["digest", "hmac"];
@@ -73,7 +38,8 @@ pub struct UserCode {
     pub triggered: BTreeSet<String>,
 }
 
-/// Whether a call of `name` (as PostgreSQL folds it, qualified as written) must reach
+/// Whether a call of `name` (as PostgreSQL folds it, qualified as written; a grammar name
+/// written in double quotes, `"coalesce"`, keeps its quotes: it is a lookup) must reach
 /// PostgreSQL's own function. `code` is `None` when what the database defines is not known
 /// (not read yet, or code may have been created since): only grammar constructs pass then.
 pub fn trusts_function(code: Option<&UserCode>, name: &str) -> bool {
@@ -82,7 +48,7 @@ pub fn trusts_function(code: Option<&UserCode>, name: &str) -> bool {
         Some(("pg_catalog", base)) => builtin(base),
         Some(("information_schema", _)) => builtin(name),
         Some(_) => false,
-        None if GRAMMAR.contains(&name) => true,
+        None if SQL_SYNTAX.contains(&name) => true,
         None => match code {
             None => false,
             Some(c) if c.functions.contains(name) => false,

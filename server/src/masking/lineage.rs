@@ -645,7 +645,20 @@ impl Visitor for Calls {
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         match e {
             Expr::Function(f) => {
-                self.functions.insert(object_name(&f.name));
+                // `"coalesce"(x)` is no grammar: PostgreSQL looks a function of that name up.
+                let quoted_grammar = match f.name.0.last() {
+                    Some(sqlparser::ast::ObjectNamePart::Identifier(id)) => {
+                        id.quote_style.is_some()
+                            && crate::policy::functions::SQL_SYNTAX.contains(&id.value.as_str())
+                    }
+                    _ => false,
+                };
+                let name = object_name(&f.name);
+                self.functions.insert(if quoted_grammar {
+                    format!("\"{name}\"")
+                } else {
+                    name
+                });
             }
             Expr::BinaryOp { op, .. } => {
                 self.operators.insert(op.to_string());
@@ -1533,6 +1546,27 @@ mod tests {
         assert!(
             matches!(&st.derived["s"][0], Output::Expr { sources, .. } if sources.contains("full_name"))
         );
+    }
+
+    #[test]
+    fn calls_are_listed_as_postgresql_would_look_them_up() {
+        let st = &analyse(
+            "SELECT coalesce(a, 1), \"coalesce\"(1), pg_temp.count(x), Lower(y) \
+             FROM t, generate_series(1, 3) g WHERE a ||| b",
+        )
+        .statements[0];
+        let f: Vec<&str> = st.functions.iter().map(String::as_str).collect();
+        assert_eq!(
+            f,
+            [
+                "\"coalesce\"",
+                "coalesce",
+                "generate_series",
+                "lower",
+                "pg_temp.count"
+            ]
+        );
+        assert!(st.operators.contains("|||"));
     }
 
     #[test]

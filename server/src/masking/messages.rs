@@ -28,7 +28,7 @@ use super::detect::Category;
 use super::lineage::{Lineage, Output, CUSTOM_SETTING, READS_BY_NAME};
 use super::mask::Masker;
 use super::plan::Planner;
-use super::rewrite::{detect_text, error_text, redact_json, split_cstr};
+use super::rewrite::{detect_text, error_text, function_result, redact_json, split_cstr};
 
 /// How far the messages arriving for a statement may carry row data.
 #[derive(Debug, Clone, Copy)]
@@ -187,13 +187,7 @@ pub fn function_result_redacted(m: &Masker, frame: &[u8]) -> Option<BytesMut> {
     if len < 0 {
         return None;
     }
-    let masked = m.redact("");
-    let mut out = BytesMut::with_capacity(9 + masked.len());
-    out.put_u8(b'V');
-    out.put_u32((8 + masked.len()) as u32);
-    out.put_i32(masked.len() as i32);
-    out.put_slice(masked.as_bytes());
-    Some(out)
+    Some(function_result(m.redact("").as_bytes()))
 }
 
 /// Fields that hold free text: message, detail, hint, context, internal query.

@@ -976,12 +976,17 @@ pub fn function_result_frame(
     let len = i32::from_be_bytes(frame.get(5..9)?.try_into().ok()?);
     let value = frame.get(9..9 + usize::try_from(len).ok()?)?;
     let masked = detect_text(m, std::str::from_utf8(value).ok()?, skip)?;
-    let mut out = BytesMut::with_capacity(9 + masked.len());
+    Some(function_result(masked.as_bytes()))
+}
+
+/// A FunctionCallResponse (`V`) carrying `value`.
+pub(super) fn function_result(value: &[u8]) -> BytesMut {
+    let mut out = BytesMut::with_capacity(9 + value.len());
     out.put_u8(b'V');
-    out.put_u32((8 + masked.len()) as u32);
-    out.put_i32(masked.len() as i32);
-    out.put_slice(masked.as_bytes());
-    Some(out)
+    out.put_u32((8 + value.len()) as u32);
+    out.put_i32(value.len() as i32);
+    out.put_slice(value);
+    out
 }
 
 /// The NUL-terminated string at the start of `b`, and what follows it.

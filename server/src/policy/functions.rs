@@ -161,7 +161,7 @@ pub const VETTED_VOLATILE: &[&str] = &[
 
 /// SQL's own function-like syntax, which PostgreSQL's grammar turns into expressions rather
 /// than `pg_proc` calls (and which sqlparser reports as functions). None changes anything.
-const SQL_SYNTAX: &[&str] = &[
+pub const SQL_SYNTAX: &[&str] = &[
     "coalesce",
     "greatest",
     "least",
