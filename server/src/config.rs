@@ -64,6 +64,9 @@ pub struct Config {
     /// The MCP server for AI agents at `/mcp`.
     #[serde(default)]
     pub mcp: McpConfig,
+    /// Where the gateway keeps its state: absent, SQLite in `data_dir`; with `url`, a
+    /// PostgreSQL database that several replicas share.
+    pub store: Option<StoreConfig>,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -364,6 +367,24 @@ fn check_access_requests(a: &AccessRequestConfig) -> Result<(), (&'static str, S
     Ok(())
 }
 
+/// `[store]`: the shared PostgreSQL store of several gateway replicas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgresql://USER[:PASSWORD]@HOST[:PORT][/DATABASE][?sslmode=...&sslrootcert=...]`, read
+    /// as an environment's `upstream`.
+    pub url: Spanned<String>,
+    /// Environment variable holding the store's password; wins over one in the URL.
+    pub password_env: Option<Spanned<String>>,
+    /// Connections each replica keeps to the store at most.
+    #[serde(default = "default_store_pool_size")]
+    pub pool_size: Spanned<usize>,
+}
+
+fn default_store_pool_size() -> Spanned<usize> {
+    Spanned::new(0..0, 8)
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
@@ -659,6 +680,22 @@ impl Validator<'_> {
                 path: self.path.to_path_buf(),
                 message: "`server.tls_cert` and `server.tls_key` must be set together".into(),
             });
+        }
+
+        if let Some(store) = &c.store {
+            if let Err(message) =
+                crate::pg::upstream::UpstreamTarget::parse(store.url.get_ref(), None)
+            {
+                return Err(self.err(&store.url, "store.url", message.to_string()));
+            }
+            let n = *store.pool_size.get_ref();
+            if !(2..=200).contains(&n) {
+                return Err(self.err(
+                    &store.pool_size,
+                    "store.pool_size",
+                    "between 2 and 200 connections",
+                ));
+            }
         }
 
         let mut env_names = HashSet::new();

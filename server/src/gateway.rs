@@ -25,6 +25,10 @@ pub enum GatewayError {
         env: String,
         source: crate::pg::upstream::TargetError,
     },
+    #[error("store: the variable {var} named by password_env is not set")]
+    MissingStorePassword { var: String },
+    #[error("store.url: {0}")]
+    StoreUrl(crate::pg::upstream::TargetError),
     #[error("oidc: the variable {var} named by client_secret_env is not set")]
     MissingOidcSecret { var: String },
     #[error("oidc: {0}")]
@@ -171,6 +175,37 @@ pub struct Gateway {
     pub masking: crate::masking::Masking,
 }
 
+/// The store the config names: the shared PostgreSQL store of `[store]`, or the SQLite file in
+/// `data_dir`. Blocks while it connects and migrates.
+pub fn open_store(config: &Config) -> Result<Store, GatewayError> {
+    let Some(sc) = &config.store else {
+        return Ok(Store::open(&config.data_dir())?);
+    };
+    let password =
+        match &sc.password_env {
+            Some(var) => Some(std::env::var(var.get_ref()).map_err(|_| {
+                GatewayError::MissingStorePassword {
+                    var: var.get_ref().clone(),
+                }
+            })?),
+            None => None,
+        };
+    let target =
+        UpstreamTarget::parse(sc.url.get_ref(), password).map_err(GatewayError::StoreUrl)?;
+    let tls = target.tls_config();
+    let settings = crate::store::postgres::PgSettings {
+        host: target.host.clone(),
+        port: target.port,
+        user: target.user.clone(),
+        password: target.password.clone(),
+        database: target.database.clone(),
+        tls_required: !matches!(target.sslmode, tls::SslMode::Disable | tls::SslMode::Prefer),
+        tls,
+        pool_size: *sc.pool_size.get_ref(),
+    };
+    Ok(Store::open_postgres(settings)?)
+}
+
 impl Gateway {
     /// Resolves secrets, opens the store and prepares TLS. Fails on anything that would make
     /// the gateway unable to serve as configured.
@@ -219,7 +254,7 @@ impl Gateway {
             );
         }
         let data_dir = config.data_dir();
-        let store = Store::open(&data_dir)?;
+        let store = open_store(&config)?;
         let audit = Audit::open(&data_dir)?;
         let approvals = crate::approval::Approvals::new(
             store.clone(),

@@ -157,6 +157,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Keep the gateway's state in the shared PostgreSQL store at `url` (`[store]`, the password
+    /// passed through `password_env`), as replicas behind a load balancer do.
+    pub fn shared_store(self, url: &str, password: &str) -> Self {
+        self.toml(&format!(
+            "[store]\nurl = {url:?}\npassword_env = \"GH_TEST_STORE_PW\""
+        ))
+        .env("GH_TEST_STORE_PW", password)
+    }
+
     /// Keep the gateway's data (store, audit trail, keys) in `dir` instead of a fresh temp dir.
     pub fn data_dir(mut self, dir: &std::path::Path) -> Self {
         self.data_dir = Some(dir.to_path_buf());

@@ -63,6 +63,11 @@ impl Store {
         refresh_sha256: Option<[u8; 32]>,
         record: SessionRecord,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .insert_session(token_sha256, refresh_sha256, record)
+                .await;
+        }
         self.run(move |c| {
             c.execute(
                 "INSERT INTO sessions (id, token_sha256, identity, kind, groups_json, created_at,
@@ -91,6 +96,9 @@ impl Store {
         token_sha256: [u8; 32],
         now: i64,
     ) -> Result<SessionLookup, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.lookup_session(token_sha256, now).await;
+        }
         self.run(move |c| {
             let found = c
                 .query_row(
@@ -119,6 +127,17 @@ impl Store {
         new_expires_at: i64,
         now: i64,
     ) -> Result<SessionLookup, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .refresh_session(
+                    refresh_sha256,
+                    new_token_sha256,
+                    new_refresh_sha256,
+                    new_expires_at,
+                    now,
+                )
+                .await;
+        }
         self.run(move |c| {
             let found = c
                 .query_row(
@@ -163,6 +182,9 @@ impl Store {
         token_sha256: [u8; 32],
         now: i64,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoke_session(token_sha256, now).await;
+        }
         self.run(move |c| {
             let id: Option<String> = c
                 .query_row(
@@ -179,6 +201,9 @@ impl Store {
 
     /// Revokes a session by id; true if it was active.
     pub async fn revoke_session_by_id(&self, id: String, now: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoke_session_by_id(id, now).await;
+        }
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -198,6 +223,11 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<SessionSummary>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .list_sessions(identity, include_inactive, now, limit)
+                .await;
+        }
         self.run(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM sessions
