@@ -117,6 +117,9 @@ pub struct ServerConfig {
     /// The built web console (`ui/dist`) served at `/`. Unset: `ui/dist` of the source tree the
     /// binary was built from, which is right for `scripts/setup.sh`, the tests and a checkout.
     pub console_dir: Option<PathBuf>,
+    /// This replica's name among those sharing a store (logs, metrics, `/api/v1/info`, the
+    /// origin of the changes it announces). Unset: the host name and `postgres_listen`'s port.
+    pub replica_id: Option<Spanned<String>>,
 }
 
 impl Default for ServerConfig {
@@ -145,6 +148,7 @@ impl Default for ServerConfig {
             approval_window_seconds: 60,
             approval_grant_seconds: 900,
             console_dir: None,
+            replica_id: None,
         }
     }
 }
@@ -575,6 +579,21 @@ impl Config {
             Some(h) => format!("{h}:{port}"),
             None => self.postgres_listen().to_string(),
         }
+    }
+
+    /// This replica's id: `server.replica_id`, else this host's name and the PostgreSQL
+    /// listener's port (unique among replicas on one host, stable across restarts).
+    pub fn replica_id(&self) -> String {
+        if let Some(id) = &self.server.replica_id {
+            return id.get_ref().clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "gatehouse".into());
+        format!("{host}:{}", self.postgres_listen().port())
     }
 
     pub fn http_listen(&self) -> SocketAddr {

@@ -202,6 +202,7 @@ pub fn open_store(config: &Config) -> Result<Store, GatewayError> {
         tls_required: !matches!(target.sslmode, tls::SslMode::Disable | tls::SslMode::Prefer),
         tls,
         pool_size: *sc.pool_size.get_ref(),
+        replica_id: config.replica_id(),
     };
     Ok(Store::open_postgres(settings)?)
 }

@@ -56,6 +56,8 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg, workers));
     // Expired grants and ended sessions end their open connections.
     tokio::spawn(crate::pg::access::sweep_periodically(gw.clone()));
+    // Changes other replicas make to the shared store take effect here too.
+    tokio::spawn(crate::replicas::follow(gw.clone()));
     // Access requests nobody decided in time expire.
     tokio::spawn(crate::approval::access::expire_periodically(gw.clone()));
     if gw.config.masking.enabled {

@@ -1,11 +1,15 @@
 //! Several gateway replicas sharing one PostgreSQL store (`[store] url`), judged by effect: two
 //! gateway processes on one machine, a throwaway cluster as their store and another as the
 //! upstream. What one replica is told, the other knows: sessions, their logout, service
-//! accounts, lockouts and approvals.
+//! accounts, lockouts and approvals; and a change through one takes effect on the other's open
+//! connections and held statements within two seconds.
 
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::sse::SseStream;
 use gatehouse_tests::{
-    app_database, app_url, random_token, sqlstate, Api, Cluster, Gateway, GatewayBuilder, ADMIN,
-    ADMIN_PASSWORD, AGENT, ENV,
+    app_database, app_url, ended_with, random_token, sqlstate, Api, Cluster, Gateway,
+    GatewayBuilder, ADMIN, ADMIN_PASSWORD, AGENT, ENV,
 };
 use serde_json::json;
 
@@ -196,4 +200,222 @@ async fn service_accounts_lockouts_and_approvals_made_on_one_replica_hold_on_the
     let out = psql.join().unwrap();
     assert!(!out.ok(), "{out:?}");
     let _ = (&r.store, &r.app);
+}
+
+/// Retries `f` until it holds or `limit` passes; how long it took.
+async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_changed_through_b_takes_effect_on_connections_through_a() {
+    let r = Replicas::start().await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    let api_b = Api::new(r.b.http());
+
+    // A grant made through B lets dana in through A within two seconds.
+    let dana = r.a.login("dana", "dana-pw").await;
+    assert_eq!(
+        sqlstate(
+            &r.a.connect(ENV, "dana", &dana)
+                .await
+                .expect_err("no grant yet")
+        ),
+        "28000"
+    );
+    let (status, grant) = api_b
+        .post(
+            "/api/v1/grants",
+            &admin_b,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}");
+    within(
+        Duration::from_secs(2),
+        "grant through B seen by A",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+
+    // Deleting it through B ends dana's connection through A, with the reason A would give.
+    let (dana_conn, dana_task) = r.a.connect_watched(ENV, "dana", &dana).await;
+    dana_conn.query_one("SELECT 1", &[]).await.unwrap();
+    let id = grant["id"].as_str().unwrap();
+    assert_eq!(
+        api_b
+            .delete(&format!("/api/v1/grants/{id}"), &admin_b)
+            .await
+            .0,
+        204
+    );
+    let started = Instant::now();
+    let (code, message) = ended_with(dana_task).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, "57P01", "{message}");
+    assert!(
+        message.contains(&format!(
+            "access to environment \"{ENV}\" was revoked by administrator \"{ADMIN}\""
+        )),
+        "{message}"
+    );
+
+    // A group membership added through B lets dana in through A; removed through B, A ends it.
+    let (status, body) = api_b
+        .post(
+            "/api/v1/groups/agents/members",
+            &admin_b,
+            json!({"member": "dana"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    within(
+        Duration::from_secs(2),
+        "membership through B seen by A",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+    let (_c, task) = r.a.connect_watched(ENV, "dana", &dana).await;
+    assert_eq!(
+        api_b
+            .delete("/api/v1/groups/agents/members/dana", &admin_b)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(ended_with(task).await.0, "57P01");
+
+    // The admin's own session, logged out through B: its connection through A ends.
+    let admin_a = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let (_c, task) = r.a.connect_watched(ENV, ADMIN, &admin_a).await;
+    assert_eq!(
+        api_b
+            .post("/api/v1/auth/logout", &admin_a, json!({}))
+            .await
+            .0,
+        204
+    );
+    let (code, message) = ended_with(task).await;
+    assert_eq!(code, "57P01", "{message}");
+    assert!(message.contains("was logged out"), "{message}");
+
+    // A rule made through B decides statements through A.
+    let agent = r.a.connect(ENV, AGENT, &r.token).await.unwrap();
+    let e = agent
+        .simple_query("SELECT * FROM nosuch")
+        .await
+        .expect_err("no such table");
+    assert_eq!(
+        sqlstate(&e),
+        "42P01",
+        "before the rule, the upstream answers"
+    );
+    let (status, body) = api_b
+        .post(
+            "/api/v1/rules",
+            &admin_b,
+            json!({"id": "not-that-table", "action": "deny", "kinds": ["select"],
+                   "tables": ["nosuch"], "description": "not that table"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    within(
+        Duration::from_secs(2),
+        "rule through B applied by A",
+        || async {
+            agent
+                .simple_query("SELECT * FROM nosuch")
+                .await
+                .is_err_and(|e| sqlstate(&e) == "42501")
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_held_on_a_runs_when_approved_on_b_and_both_streams_show_it() {
+    let r = Replicas::start().await;
+    let admin_a = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    r.app
+        .exec(
+            "appdb",
+            "CREATE TABLE t (id int); ALTER TABLE t OWNER TO app_owner",
+        )
+        .await;
+    let mut events_a = SseStream::open(&format!("{}/events", r.a.http()), &admin_a).await;
+    let mut events_b = SseStream::open(&format!("{}/events", r.b.http()), &admin_b).await;
+
+    let conn = r.a.conn_str(ENV, AGENT, &r.token);
+    let psql = std::thread::spawn(move || {
+        gatehouse_tests::run_cmd(
+            std::process::Command::new("psql").arg(conn).args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "INSERT INTO t VALUES (42)",
+            ]),
+            Duration::from_secs(60),
+        )
+    });
+    // B's stream shows the approval A created.
+    let created = events_b
+        .next_matching(Duration::from_secs(10), |v| {
+            v["approval"]["statement"]
+                .as_str()
+                .is_some_and(|s| s.contains("INSERT INTO t VALUES (42)"))
+        })
+        .await
+        .expect("B's /events shows the approval created on A");
+    let id = created["approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(created["event"], "approval.created", "{created}");
+
+    // Approved through B: the client held on A runs its statement.
+    let (status, body) = Api::new(r.b.http())
+        .post(
+            &format!("/api/v1/approvals/{id}/approve"),
+            &admin_b,
+            json!({"reason": "fine"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let out = psql.join().unwrap();
+    assert!(out.ok(), "{out:?}\n{}", r.a.log());
+    assert!(out.stdout.contains("INSERT 0 1"), "{out:?}");
+    let n: i64 = r
+        .app
+        .client("appdb")
+        .await
+        .query_one("SELECT count(*) FROM t WHERE id = 42", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    // A's stream shows B's decision; the approval was spent by the client it released.
+    events_a
+        .next_matching(Duration::from_secs(10), |v| {
+            v["approval"]["id"] == id.as_str() && v["event"] == "approval.decided"
+        })
+        .await
+        .expect("A's /events shows the decision made on B");
+    let (_, approval) = Api::new(r.a.http())
+        .get(&format!("/api/v1/approvals/{id}"), &admin_a)
+        .await;
+    assert_eq!(approval["state"], "used", "{approval}");
 }

@@ -16,7 +16,7 @@ use crate::audit::{AuditRecord, Pending};
 use crate::config::Tier;
 use crate::gateway::Gateway;
 use crate::identity::{IdentityKind, IssuedSession, LoginError, SessionMethod};
-use crate::pg::connections::Termination;
+use crate::store::Change;
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
@@ -250,24 +250,7 @@ pub async fn refresh(
     Ok(Json(TokenResponse::new(issued)))
 }
 
-/// Ends the open database connections of a session that was just revoked.
-pub fn end_session_connections(gw: &Gateway, session_id: &str, why: &str) -> usize {
-    let n = gw.connections.terminate_where(
-        |c| c.session_id.as_deref() == Some(session_id),
-        Termination {
-            code: crate::pg::error::SqlState::AdminShutdown,
-            message: why.to_string(),
-        },
-    );
-    if n > 0 {
-        tracing::info!(
-            session = session_id,
-            connections = n,
-            "closed the connections of a revoked session"
-        );
-    }
-    n
-}
+pub use crate::pg::access::end_session_connections;
 
 /// Revoke the caller's own session (and close its database connections). With the console's
 /// cookie, needs the `X-CSRF-Token` header, and clears the cookies.
@@ -285,14 +268,15 @@ pub async fn logout(
         ));
     }
     if let Some(id) = gw.auth.revoke(&caller.token).await? {
-        end_session_connections(
-            &gw,
-            &id,
-            &format!(
-                "the session of \"{}\" was logged out; log in again to reconnect",
-                caller.identity.name
-            ),
+        let why = format!(
+            "the session of \"{}\" was logged out; log in again to reconnect",
+            caller.identity.name
         );
+        gw.store.announce(Change::SessionEnded {
+            id: id.clone(),
+            why: why.clone(),
+        });
+        end_session_connections(&gw, &id, &why);
     }
     tracing::info!(identity = %caller.identity.name, "logout");
     let r = AuditRecord::new("auth.logout")

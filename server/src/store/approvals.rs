@@ -330,4 +330,20 @@ impl Store {
         })
         .await
     }
+
+    /// Spends an approved statement approval for the client held on it (decided on another
+    /// replica, which left a grant since the client was not its own); false if it is no
+    /// longer `approved`.
+    pub async fn use_approval(&self, id: String, now: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.use_approval(id, now).await;
+        }
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE approvals SET state = 'used', used_at = ?2 WHERE id = ?1 AND state = 'approved'",
+                params![id, now],
+            )? == 1)
+        })
+        .await
+    }
 }

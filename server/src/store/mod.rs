@@ -12,6 +12,7 @@
 
 mod approvals;
 mod audit_db;
+pub mod changes;
 mod grants;
 mod groups;
 mod lockouts;
@@ -29,6 +30,7 @@ pub use approvals::{
     AccessRequestDetails, ApprovalKind, ApprovalRecord, ACCESS_REQUEST_RULE, EXEMPTION_REQUEST_RULE,
 };
 pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
+pub use changes::{Change, Notice};
 pub use grants::{GrantPerson, GrantRecord};
 pub use groups::GroupMemberRecord;
 pub use masking::StoredCatalogRecord;

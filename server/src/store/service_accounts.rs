@@ -178,6 +178,25 @@ impl Store {
         })
         .await
     }
+
+    /// Of the API service accounts named `names`, those revoked.
+    pub async fn revoked_accounts(&self, names: Vec<String>) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoked_accounts(names).await;
+        }
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT name FROM service_accounts WHERE revoked_at IS NOT NULL
+                 AND name IN (SELECT value FROM json_each(?1))",
+            )?;
+            let names = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
+            let rows = stmt
+                .query_map(params![names], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

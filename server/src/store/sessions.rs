@@ -243,6 +243,26 @@ impl Store {
         })
         .await
     }
+
+    /// Of the sessions `ids`, those revoked (for a replica asking about its open connections
+    /// when it may have missed another replica's notice).
+    pub async fn revoked_sessions(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoked_sessions(ids).await;
+        }
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id FROM sessions WHERE revoked_at IS NOT NULL
+                 AND id IN (SELECT value FROM json_each(?1))",
+            )?;
+            let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            let rows = stmt
+                .query_map(params![ids], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

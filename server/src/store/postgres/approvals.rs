@@ -199,4 +199,16 @@ impl PgStore {
         })
         .await
     }
+
+    pub async fn use_approval(&self, id: String, now: i64) -> Result<bool, StoreError> {
+        self.exec(move |c| async move {
+            Ok(c.execute(
+                "UPDATE approvals SET state = 'used', used_at = $2 WHERE id = $1 AND state = 'approved'",
+                &[&id, &now],
+            )
+            .await?
+                == 1)
+        })
+        .await
+    }
 }

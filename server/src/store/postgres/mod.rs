@@ -9,6 +9,7 @@
 //! stall with it. Async callers await a task there; blocking callers wait on a channel.
 
 mod approvals;
+mod changes;
 mod grants;
 mod groups;
 mod lockouts;
@@ -40,6 +41,8 @@ pub struct PgSettings {
     /// TLS is required (`sslmode=require` or stricter), not only preferred.
     pub tls_required: bool,
     pub pool_size: usize,
+    /// This replica's id: the origin of the changes it announces.
+    pub replica_id: String,
 }
 
 impl std::fmt::Debug for PgSettings {

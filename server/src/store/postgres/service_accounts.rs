@@ -137,4 +137,18 @@ impl PgStore {
         })
         .await
     }
+
+    pub async fn revoked_accounts(&self, names: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.exec(move |c| async move {
+            Ok(c.query(
+                "SELECT name FROM service_accounts WHERE revoked_at IS NOT NULL AND name = ANY($1)",
+                &[&names],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+        .await
+    }
 }

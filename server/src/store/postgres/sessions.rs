@@ -180,4 +180,18 @@ impl PgStore {
         })
         .await
     }
+
+    pub async fn revoked_sessions(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        self.exec(move |c| async move {
+            Ok(c.query(
+                "SELECT id FROM sessions WHERE revoked_at IS NOT NULL AND id = ANY($1)",
+                &[&ids],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect())
+        })
+        .await
+    }
 }
