@@ -71,9 +71,36 @@ pub async fn follow(gw: Arc<Gateway>) {
     }
 }
 
+/// Cancel requests relayed to the other replicas per second at most: an unknown key reaches
+/// every replica, so a flood of guessed keys is cut here rather than multiplied.
+const CANCEL_RELAYS_PER_SECOND: u32 = 200;
+
+/// Hands a CancelRequest whose key this replica did not issue to the others (the one that
+/// issued it forwards it; the rest ignore it). False when over the rate limit.
+pub fn relay_cancel(gw: &Gateway, pid: i32, secret: i32) -> bool {
+    static WINDOW: std::sync::Mutex<Option<(std::time::Instant, u32)>> =
+        std::sync::Mutex::new(None);
+    {
+        let mut w = WINDOW.lock().unwrap_or_else(|p| p.into_inner());
+        let now = std::time::Instant::now();
+        let (start, n) = w.get_or_insert((now, 0));
+        if now.duration_since(*start) >= Duration::from_secs(1) {
+            *start = now;
+            *n = 0;
+        }
+        if *n >= CANCEL_RELAYS_PER_SECOND {
+            return false;
+        }
+        *n += 1;
+    }
+    gw.store.announce(Change::Cancel { pid, secret });
+    true
+}
+
 /// Applies one change another replica made.
 pub async fn apply(gw: &Gateway, change: Change) {
-    tracing::debug!(?change, "change from another replica");
+    // Not the change itself: a relayed cancel carries its key's secret.
+    tracing::debug!("change from another replica");
     let r = match change {
         Change::Grants { by } => reload_access(gw, by.as_deref(), true).await,
         Change::Groups { by } => reload_access(gw, by.as_deref(), false).await,
@@ -92,6 +119,13 @@ pub async fn apply(gw: &Gateway, change: Change) {
             .remote_change(&id, &event)
             .await
             .map_err(|e| e.to_string()),
+        Change::Cancel { pid, secret } => {
+            let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds);
+            if gw.cancels.forward(pid, secret, timeout).await {
+                tracing::info!("cancel request relayed by another replica forwarded");
+            }
+            Ok(())
+        }
     };
     if let Err(e) = r {
         tracing::warn!(error = %e, "cannot apply another replica's change; the next re-read will");

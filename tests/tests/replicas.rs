@@ -419,3 +419,46 @@ async fn a_statement_held_on_a_runs_when_approved_on_b_and_both_streams_show_it(
         .await;
     assert_eq!(approval["state"], "used", "{approval}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_that_reaches_b_stops_the_statement_running_through_a() {
+    let r = Replicas::start().await;
+    let c = r.a.connect(ENV, AGENT, &r.token).await.unwrap();
+    let cancel = c.cancel_token();
+    let b_port = r.b.pg_port;
+    let started = Instant::now();
+    let (result, sent) = tokio::join!(c.simple_query("SELECT pg_sleep(30)"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The load balancer sent the cancel's new TCP connection to B.
+        let to_b = tokio::net::TcpStream::connect(("127.0.0.1", b_port))
+            .await
+            .unwrap();
+        let sent = Instant::now();
+        cancel
+            .cancel_query_raw(to_b, tokio_postgres::NoTls)
+            .await
+            .expect("cancel request sent to B");
+        sent
+    });
+    let e = result.expect_err("the statement was cancelled");
+    assert_eq!(sqlstate(&e), "57014", "{e}\n{}", r.b.log());
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "cancel through B took {:?}",
+        sent.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The session goes on; a wrong key sent to B cancels nothing.
+    let bad = c.cancel_token();
+    let (done, _) = tokio::join!(c.simple_query("SELECT pg_sleep(1)"), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut raw = gatehouse_tests::raw::RawConn::connect("127.0.0.1", b_port).await;
+        let mut pkt = 16u32.to_be_bytes().to_vec();
+        pkt.extend(80877102u32.to_be_bytes());
+        pkt.extend(1i32.to_be_bytes());
+        pkt.extend(2i32.to_be_bytes());
+        raw.send(&pkt).await;
+        drop(bad);
+    });
+    done.expect("a wrong key cancels nothing");
+}

@@ -86,6 +86,13 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
     let (mut stream, params) = match opening {
         Opening::Cancel { pid, secret } => {
             let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds);
+            // A key another replica issued: the load balancer sent the cancel's new
+            // connection here. That replica forwards it (`replicas::apply`).
+            if gw.store.is_shared() && !gw.cancels.knows(pid, secret) {
+                let relayed = crate::replicas::relay_cancel(&gw, pid, secret);
+                tracing::info!(relayed, "cancel request for another replica's key");
+                return;
+            }
             let forwarded = gw.cancels.cancel(pid, secret, timeout).await;
             tracing::info!(forwarded, "cancel request");
             return;

@@ -29,6 +29,9 @@ pub enum Change {
     AccountEnded { name: String, why: String },
     /// An approval was created or changed (`event`: `created`, `decided`, `withdrawn`, ...).
     Approval { id: String, event: String },
+    /// A client's CancelRequest reached a replica that did not issue its key: the replica that
+    /// did (the secret matches one of its keys) forwards it to its upstream.
+    Cancel { pid: i32, secret: i32 },
 }
 
 /// A change and the replica that made it.
