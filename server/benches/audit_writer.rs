@@ -52,6 +52,7 @@ fn main() {
                 rule: None,
                 approval_id: None,
                 sample: None,
+                detected: Default::default(),
             };
             audit.record(Pending::Statement(Box::new(ev))).await;
         }

@@ -1034,6 +1034,50 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
         assert_eq!(rows(&msgs).len(), 1, "{sql}");
         assert_no_leak(sql, &msgs, &secrets);
     }
+    // Bytes of unknown origin: a name in hex is still a name.
+    let hex_secrets: Vec<String> = secrets.iter().map(hex::encode).collect();
+    let msgs = query_all(
+        &mut c,
+        "CREATE TEMP TABLE roster AS SELECT display, ssn FROM customers",
+    )
+    .await;
+    assert_eq!(error_of(&msgs), None);
+    for sql in [
+        "SELECT lo_get(4242)",
+        "SELECT convert_to(display, 'UTF8') FROM roster",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_no_leak(sql, &msgs, &hex_secrets);
+    }
+    // A whole row of a temporary table filled from customers.
+    for sql in [
+        "SELECT r FROM roster r",
+        "SELECT row(r.*)::text FROM roster r",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+    // The large-object API (PgJDBC's) reads the object written from customers: masked whole.
+    assert_eq!(error_of(&query_all(&mut c, "BEGIN").await), None);
+    c.send(&ext::function_call(
+        952, // lo_open
+        &[&4242u32.to_be_bytes(), &0x40000i32.to_be_bytes()],
+    ))
+    .await;
+    let reply = c.read_until_ready().await;
+    let fd = reply
+        .iter()
+        .find(|m| m.tag == b'V')
+        .map(|v| v.body[4..8].to_vec())
+        .expect("lo_open result");
+    c.send(&ext::function_call(954, &[&fd, &100_000i32.to_be_bytes()])) // loread
+        .await;
+    let reply = c.read_until_ready().await;
+    let v = reply.iter().find(|m| m.tag == b'V').expect("loread result");
+    assert_eq!(&v.body[4..], b"***");
+    assert_eq!(error_of(&query_all(&mut c, "COMMIT").await), None);
     // What reads no table stays clear.
     let msgs = query_all(
         &mut c,
@@ -1059,4 +1103,218 @@ async fn a_comment_ends_where_postgresql_ends_it() {
         assert_eq!(rows(&msgs).len(), ROWS, "{sql:?}");
         assert_no_leak(sql, &msgs, &secrets);
     }
+}
+
+/// Issue 18, lineage: a function of the database's own returns whatever it reads, under any
+/// name — a new one, one qualified with `pg_temp`, or a built-in's (`count(text)` is picked
+/// over `count("any")` for a text argument). Its results are of unknown origin; PostgreSQL's
+/// own functions keep their meaning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn functions_of_the_database_are_not_taken_at_their_word() {
+    let (f, secrets) = seeded().await;
+    f.cluster
+        .exec(
+            "appdb",
+            "SET ROLE app_owner;\n\
+             CREATE FUNCTION public.count(text) RETURNS text AS 'SELECT $1' LANGUAGE sql;\n\
+             CREATE FUNCTION public.roster() RETURNS text AS \
+             $$SELECT string_agg(display || ' ' || ssn, ',') FROM customers$$ LANGUAGE sql;\n\
+             CREATE VIEW public.roster_view AS SELECT 1 AS id, roster() AS names;\n\
+             RESET ROLE;",
+        )
+        .await;
+    let mut c = raw_agent(&f).await;
+    for sql in [
+        "SELECT count(display) FROM customers",
+        "SELECT roster()",
+        "SELECT r FROM (SELECT roster() AS r) s",
+        "SELECT * FROM roster_view",
+        // Created through the gateway, in this session: no catalog read has seen them yet.
+        "CREATE FUNCTION pg_temp.lower(text) RETURNS text AS 'SELECT $1' LANGUAGE sql",
+        "SELECT pg_temp.lower(display) FROM customers",
+        "CREATE FUNCTION pg_temp.rows() RETURNS text AS \
+         $$SELECT string_agg(display, ',') FROM customers$$ LANGUAGE sql",
+        "SELECT pg_temp.rows()",
+        "BEGIN",
+        "CREATE FUNCTION public.num_nulls(text) RETURNS text AS 'SELECT $1' LANGUAGE sql",
+        "SELECT num_nulls(display) FROM customers",
+        "ROLLBACK",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+    // PostgreSQL's own functions keep their meaning: counts and untagged text stay clear.
+    let msgs = query_all(
+        &mut c,
+        "SELECT pg_catalog.count(display) AS n, upper(status) AS s FROM customers GROUP BY 2 ORDER BY 2",
+    )
+    .await;
+    assert_eq!(
+        rows(&msgs),
+        vec![
+            vec![Some("6".into()), Some("ACTIVE".into())],
+            vec![Some("6".into()), Some("CLOSED".into())]
+        ]
+    );
+}
+
+/// Issue 18, side channels: what PostgreSQL quotes in an error, what code raises, and what a
+/// notification carries may be row data. Judged on every byte; ordinary messages stay useful.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_notices_and_notifications_carry_no_personal_data() {
+    let (f, secrets) = seeded().await;
+    f.cluster
+        .exec(
+            "appdb",
+            "SET ROLE app_owner;\n\
+             CREATE TABLE events (id int, note text);\n\
+             CREATE FUNCTION public.events_trg() RETURNS trigger AS $$BEGIN \
+             RAISE NOTICE 'saw %', (SELECT string_agg(display, ',') FROM customers); \
+             RETURN NEW; END$$ LANGUAGE plpgsql;\n\
+             CREATE TRIGGER events_t BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_trg();\n\
+             CREATE FUNCTION public.events_ntf() RETURNS trigger AS $$BEGIN \
+             PERFORM pg_notify('ch', (SELECT string_agg(ssn, ',') FROM customers)); \
+             RETURN NEW; END$$ LANGUAGE plpgsql;\n\
+             CREATE TRIGGER events_n AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION events_ntf();\n\
+             RESET ROLE;",
+        )
+        .await;
+    let mut c = raw_agent(&f).await;
+    let mut listener = raw_agent(&f).await;
+    assert_eq!(error_of(&query_all(&mut listener, "LISTEN ch").await), None);
+    assert_eq!(error_of(&query_all(&mut c, "LISTEN ch").await), None);
+    for sql in [
+        // Values PostgreSQL quotes when it cannot use them.
+        "SELECT string_agg(display, '|')::int FROM customers",
+        "SELECT (SELECT display FROM customers WHERE id = 1)::regclass",
+        "SELECT current_setting((SELECT display FROM customers WHERE id = 2))",
+        "SELECT to_date(display, 'YYYY') FROM customers",
+        // What code raises: a DO block reading customers, its dynamic SQL, a trigger.
+        "DO $$ BEGIN RAISE NOTICE '%', (SELECT string_agg(display, ',') FROM customers); END $$",
+        "DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '42P01', MESSAGE = (SELECT string_agg(ssn, ',') FROM customers); END $$",
+        "DO $$ BEGIN EXECUTE 'SELECT ' || quote_literal((SELECT display FROM customers WHERE id = 3)) || '::int'; END $$",
+        // Notifications, to this session and to another.
+        "SELECT pg_notify('ch', (SELECT string_agg(display, ',') FROM customers))",
+        "SELECT pg_notify('ch', (SELECT json_build_object('id', 1, 'who', display)::text FROM customers WHERE id = 4))",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+    // A write from a session that read nothing: its table's triggers raise and notify.
+    let mut writer = raw_agent(&f).await;
+    let msgs = query_all(&mut writer, "INSERT INTO events VALUES (1, 'x')").await;
+    assert_eq!(error_of(&msgs), None);
+    assert_no_leak("a trigger's notice", &msgs, &secrets);
+    let heard = listener
+        .read_within(std::time::Duration::from_secs(2))
+        .await;
+    let mut got = Vec::new();
+    if let Some(m) = heard {
+        got.push(m);
+    }
+    while let Some(m) = listener
+        .read_within(std::time::Duration::from_millis(300))
+        .await
+    {
+        got.push(m);
+    }
+    assert!(
+        got.iter().filter(|m| m.tag == b'A').count() >= 3,
+        "the listener heard both notifications: {got:?}"
+    );
+    assert_no_leak("notifications to another session", &got, &secrets);
+    // Messages that say nothing of anyone stay as they are.
+    let msgs = query_all(&mut c, "SELECT 'abc'::int").await;
+    assert_eq!(
+        error_of(&msgs).as_deref(),
+        Some("invalid input syntax for type integer: \"abc\"")
+    );
+    let msgs = query_all(&mut c, "SELECT * FROM no_such_table").await;
+    assert_eq!(
+        error_of(&msgs).as_deref(),
+        Some("relation \"no_such_table\" does not exist")
+    );
+    let msgs = query_all(&mut c, "DO $$ BEGIN RAISE NOTICE 'rows: %', 3; END $$").await;
+    let notice = msgs
+        .iter()
+        .find(|m| m.tag == b'N')
+        .and_then(|m| m.field(b'M'));
+    assert_eq!(notice.as_deref(), Some("rows: 3"));
+    // A session whose statements read nothing personal notifies in clear; one that does not
+    // go through the gateway is an unknown sender.
+    let mut clean = raw_agent(&f).await;
+    assert_eq!(
+        error_of(&query_all(&mut clean, "NOTIFY ch, 'cache refreshed'").await),
+        None
+    );
+    f.cluster.exec("appdb", "NOTIFY ch, 'from outside'").await;
+    let mut heard = Vec::new();
+    while let Some(m) = listener
+        .read_within(std::time::Duration::from_millis(500))
+        .await
+    {
+        heard.push(String::from_utf8_lossy(&m.body).into_owned());
+    }
+    assert!(
+        heard.iter().any(|b| b.ends_with("ch\0cache refreshed\0")),
+        "{heard:?}"
+    );
+    assert!(heard.iter().any(|b| b.ends_with("ch\0***\0")), "{heard:?}");
+    assert!(
+        !heard.iter().any(|b| b.contains("from outside")),
+        "{heard:?}"
+    );
+    let msgs = query_all(&mut c, "SELECT pg_notify('ch', '{\"id\": 42}')").await;
+    let notes: Vec<String> = msgs
+        .iter()
+        .filter(|m| m.tag == b'A')
+        .map(|m| String::from_utf8_lossy(&m.body).into_owned())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("{\"id\": 42}") || n.contains("{\"id\":42}")),
+        "ids in a notification stay: {notes:?}"
+    );
+}
+
+/// Issue 18, item 8: what value detection masks in a column no tag marks is reported in the
+/// statement's audit record (column and category), and a result it left alone reports nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_detection_masks_is_in_the_audit_record() {
+    let f = Fixture::start_with(|b| b.user(ADMIN, ADMIN_PASSWORD, &["admins"])).await;
+    let mut c = raw_agent(&f).await;
+    let msgs = query_all(
+        &mut c,
+        "SELECT 'write to zed.example@example.org' AS note, 7 AS n, 'plain words' AS other",
+    )
+    .await;
+    assert!(!stream_text(&msgs).contains("zed.example@example.org"));
+    let msgs = query_all(&mut c, "SELECT 'nothing here' AS note").await;
+    assert_eq!(rows(&msgs), vec![vec![Some("nothing here".into())]]);
+    let find = |items: &[serde_json::Value], q: &str| {
+        items
+            .iter()
+            .find(|r| r["statement"].as_str().is_some_and(|s| s.contains(q)))
+            .cloned()
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let (masked, clear) = loop {
+        let items = f.agent_statements(None).await;
+        if let (Some(a), Some(b)) = (find(&items, "AS other"), find(&items, "nothing here")) {
+            break (a, b);
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "records missing: {items:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        masked["details"]["masked_by_detection"],
+        serde_json::json!({ "note": ["email"] }),
+        "{masked}"
+    );
+    assert!(clear["details"]["masked_by_detection"].is_null(), "{clear}");
 }

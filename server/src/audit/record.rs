@@ -143,6 +143,9 @@ pub struct StatementEvent {
     /// The first rows as the client saw them (session replay), when the environment keeps
     /// them.
     pub sample: Option<crate::pg::tracker::ResultSample>,
+    /// What value detection masked, by column (see `masking::rewrite::Findings`).
+    pub detected:
+        std::collections::BTreeMap<String, std::collections::BTreeSet<crate::masking::Category>>,
 }
 
 impl StatementEvent {
@@ -159,8 +162,18 @@ impl StatementEvent {
         r.duration_ms = self.duration.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
         r.sqlstate = self.sqlstate;
         r.error = self.error.map(|e| crate::sql::redact(&e).into_owned());
+        let mut details = serde_json::Map::new();
         if let Some(sample) = self.sample {
-            r.details = Some(serde_json::json!({ "result": sample }));
+            details.insert("result".into(), serde_json::json!(sample));
+        }
+        if !self.detected.is_empty() {
+            details.insert(
+                "masked_by_detection".into(),
+                serde_json::json!(self.detected),
+            );
+        }
+        if !details.is_empty() {
+            r.details = Some(serde_json::Value::Object(details));
         }
         r
     }

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::code::UserCode;
 use super::detect::{detect, find_spans, Category};
 use super::lineage::Touch;
 use super::names::category_for_name;
@@ -95,6 +96,10 @@ pub struct Catalog {
     by_oid: HashMap<u32, usize>,
     #[serde(skip)]
     by_name: HashMap<String, Vec<usize>>,
+    /// What the database defines besides PostgreSQL's own functions and operators; `None`
+    /// until read, and from a schema change that may define code until the next read.
+    #[serde(skip)]
+    pub code: Option<UserCode>,
 }
 
 fn kind_name(relkind: &str) -> &'static str {
@@ -138,6 +143,8 @@ pub fn category_from_samples(values: &[String]) -> Option<Category> {
 struct Stored {
     loaded_at: chrono::DateTime<chrono::Utc>,
     tables: Vec<StoredTable>,
+    #[serde(default)]
+    code: Option<UserCode>,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -190,6 +197,7 @@ impl Catalog {
                         .collect(),
                 })
                 .collect(),
+            code: self.code.clone(),
         };
         serde_json::to_string(&stored).unwrap_or_else(|_| "{}".into())
     }
@@ -222,7 +230,9 @@ impl Catalog {
                     .collect(),
             })
             .collect();
-        Ok(Catalog::indexed(tables, stored.loaded_at).with_overrides(overrides))
+        let mut c = Catalog::indexed(tables, stored.loaded_at).with_overrides(overrides);
+        c.code = stored.code;
+        Ok(c)
     }
 
     /// A catalog over `tables` with its lookup indices.
@@ -238,6 +248,7 @@ impl Catalog {
             loaded_at,
             by_oid,
             by_name,
+            code: None,
         }
     }
 
@@ -307,8 +318,10 @@ impl Catalog {
         samples: &HashMap<(u32, i16), Vec<String>>,
         views: &HashMap<u32, String>,
         overrides: &[Override],
+        code: Option<UserCode>,
     ) -> Catalog {
         let mut c = Catalog::build(raw, samples, overrides);
+        c.code = code;
         // Views over views: a few rounds reach a fixed point for any sane nesting.
         for _ in 0..4 {
             let mut changes = Vec::new();
@@ -327,10 +340,17 @@ impl Catalog {
                     exempt_columns: &Default::default(),
                 };
                 let cats = planner.source_categories(t.columns.len());
+                // Over a function of the database's own (or anything else it cannot see
+                // through), a view's text may hold whatever that read: free text.
+                let opaque = planner.names_unknown_relation();
                 for (ci, col) in t.columns.iter().enumerate() {
                     if col.category.is_none() && col.source != TagSource::Override {
-                        if let Some(Some(cat)) = cats.get(ci) {
-                            changes.push((ti, ci, *cat));
+                        match cats.get(ci) {
+                            Some(Some(cat)) => changes.push((ti, ci, *cat)),
+                            _ if opaque && text_like(col) => {
+                                changes.push((ti, ci, Category::FreeText))
+                            }
+                            _ => {}
                         }
                     }
                 }
@@ -369,6 +389,11 @@ impl Catalog {
     /// again the plan treats them as unknown (masked whole), never by their old identity.
     pub fn without(&self, touch: &Touch) -> Catalog {
         let tables = match touch {
+            Touch::Code => {
+                let mut c = self.clone();
+                c.code = None;
+                return c;
+            }
             Touch::Everything => Vec::new(),
             Touch::Tables(names) => self
                 .tables
@@ -377,7 +402,12 @@ impl Catalog {
                 .cloned()
                 .collect(),
         };
-        Catalog::indexed(tables, self.loaded_at)
+        let mut c = Catalog::indexed(tables, self.loaded_at);
+        // A DDL statement the gateway could not read may have defined code too.
+        if *touch != Touch::Everything {
+            c.code = self.code.clone();
+        }
+        c
     }
 
     /// Columns filled through the gateway from tagged ones take their category, unless a tag
@@ -389,14 +419,6 @@ impl Catalog {
                 let col = match &f.column {
                     Some(name) => t.columns.iter_mut().find(|c| &c.name == name),
                     None => t.columns.get_mut(f.position),
-                };
-                let text_like = |c: &CatalogColumn| {
-                    !matches!(
-                        super::plan::type_kind(c.type_oid),
-                        super::plan::TypeKind::Plain
-                            | super::plan::TypeKind::Bool
-                            | super::plan::TypeKind::Bytea
-                    )
                 };
                 if let Some(col) = col {
                     if col.category.is_none()
@@ -452,6 +474,14 @@ impl Catalog {
     pub fn confirmed_safe(c: &CatalogColumn) -> bool {
         c.source == TagSource::Override && c.category.is_none()
     }
+}
+
+/// Whether a column's type can hold text (a mask of free text is only valid there).
+fn text_like(c: &CatalogColumn) -> bool {
+    !matches!(
+        super::plan::type_kind(c.type_oid),
+        super::plan::TypeKind::Plain | super::plan::TypeKind::Bool | super::plan::TypeKind::Bytea
+    )
 }
 
 /// A column comment that says what the column holds ("customer e-mail", "PII: phone").

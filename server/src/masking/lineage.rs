@@ -24,7 +24,7 @@ use sqlparser::ast::{
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
-use crate::policy::classify::{ident, last_part};
+use crate::policy::classify::{ident, last_part, object_name};
 
 /// One result column, before wildcards are expanded against the catalog.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +117,12 @@ pub struct StatementLineage {
     pub parsed: bool,
     /// The relations whose columns or tags a schema change (DDL) may have changed.
     pub touches: Option<Touch>,
+    /// Every function the statement calls, as PostgreSQL folds the name and qualified as
+    /// written (`lower`, `pg_temp.count`), anywhere in it: the plan trusts a result only where
+    /// each of them is PostgreSQL's own (see `Catalog::trusts_function`).
+    pub functions: BTreeSet<String>,
+    /// Every operator the statement uses (`+`, `||`, `OPERATOR(public.+)`), for the same check.
+    pub operators: BTreeSet<String>,
 }
 
 /// A relation a statement fills from a query: what its columns hold derives from the query's
@@ -139,6 +145,9 @@ pub enum Touch {
     Tables(BTreeSet<String>),
     /// Could be any relation (`DROP SCHEMA`, a DDL statement that could not be read).
     Everything,
+    /// Functions or operators may have been defined or renamed (`CREATE FUNCTION`, `DO`):
+    /// what the database defines is unknown until read again (see `masking::code`).
+    Code,
 }
 
 /// Lineage of every statement in a query string, in order.
@@ -180,7 +189,7 @@ pub const CUSTOM_SETTING: &str = "\u{0}setting\u{0}";
 /// Functions that return what they read by a name given as a value (a table, a schema, the
 /// database, SQL text, a cursor) or from a large object: the lineage cannot see which columns
 /// that is, so what they return is of unknown origin, like a custom setting read back.
-const READS_BY_NAME: &[&str] = &[
+pub const READS_BY_NAME: &[&str] = &[
     "table_to_xml",
     "table_to_xmlschema",
     "table_to_xml_and_xmlschema",
@@ -551,13 +560,34 @@ pub fn may_change_schema(tag: &[u8]) -> bool {
 
 /// What the statement that completed with `tag` touched, for the masking catalog: its DDL
 /// touches; every relation when the gateway could not read a DDL statement; nothing to
-/// invalidate but a read due for code that may run DDL (`DO`, `CALL`, `IMPORT FOREIGN
-/// SCHEMA`); `None` when no read is needed (`CREATE INDEX`, `CREATE FUNCTION`…).
+/// invalidate but a read due for `IMPORT FOREIGN SCHEMA`; what the database defines as code
+/// after code that may run DDL (`DO`, `CALL`) or DDL that defines functions or operators;
+/// `None` when no read is needed (`CREATE INDEX`…).
 pub fn touched(st: Option<&StatementLineage>, tag: &[u8]) -> Option<Touch> {
-    if ["DO", "CALL", "IMPORT"]
-        .iter()
-        .any(|p| tag.starts_with(p.as_bytes()))
-    {
+    let starts = |prefixes: &[&str]| prefixes.iter().any(|p| tag.starts_with(p.as_bytes()));
+    // Code that may run DDL, or DDL that defines what a call or an operator resolves to.
+    if starts(&[
+        "DO",
+        "CALL",
+        "CREATE FUNCTION",
+        "CREATE PROCEDURE",
+        "CREATE AGGREGATE",
+        "CREATE OPERATOR",
+        "CREATE CAST",
+        "CREATE EXTENSION",
+        "CREATE TRIGGER",
+        "CREATE RULE",
+        "ALTER TRIGGER",
+        "ALTER FUNCTION",
+        "ALTER PROCEDURE",
+        "ALTER ROUTINE",
+        "ALTER AGGREGATE",
+        "ALTER OPERATOR",
+        "ALTER EXTENSION",
+    ]) {
+        return Some(Touch::Code);
+    }
+    if starts(&["IMPORT"]) {
         return Some(Touch::Tables(BTreeSet::new()));
     }
     match st {
@@ -576,6 +606,57 @@ fn system_qualified(name: &sqlparser::ast::ObjectName) -> bool {
 }
 
 fn statement_outputs(s: &Statement) -> StatementLineage {
+    let mut l = outputs_of(s);
+    let mut calls = Calls::default();
+    let _ = s.visit(&mut calls);
+    l.functions = calls.functions;
+    l.operators = calls.operators;
+    l
+}
+
+/// The functions and operators a statement uses (see [`StatementLineage::functions`]).
+#[derive(Default)]
+struct Calls {
+    functions: BTreeSet<String>,
+    operators: BTreeSet<String>,
+}
+
+impl Visitor for Calls {
+    type Break = ();
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        match e {
+            Expr::Function(f) => {
+                self.functions.insert(object_name(&f.name));
+            }
+            Expr::BinaryOp { op, .. } => {
+                self.operators.insert(op.to_string());
+            }
+            Expr::UnaryOp { op, .. } => {
+                self.operators.insert(op.to_string());
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        match t {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            }
+            | TableFactor::Function { name, .. } => {
+                self.functions.insert(object_name(name));
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn outputs_of(s: &Statement) -> StatementLineage {
     let mut scope = Scope::default();
     // Tables and row names anywhere in the statement.
     collect_tables(s, &mut scope);
@@ -1464,8 +1545,22 @@ mod tests {
         );
         assert_eq!(
             t("DO $$ BEGIN EXECUTE 'DROP TABLE x'; END $$", "DO"),
-            tables(&[])
+            Some(Touch::Code)
         );
+        // What a call resolves to may have changed.
+        for (sql, tag) in [
+            (
+                "CREATE FUNCTION public.count(text) RETURNS text AS 'SELECT $1' LANGUAGE sql",
+                "CREATE FUNCTION",
+            ),
+            ("ALTER FUNCTION f(int) RENAME TO lower", "ALTER FUNCTION"),
+            (
+                "CREATE OPERATOR ||| (function = f, leftarg = int, rightarg = int)",
+                "CREATE OPERATOR",
+            ),
+        ] {
+            assert_eq!(t(sql, tag), Some(Touch::Code), "{sql}");
+        }
         assert!(may_change_schema(b"ALTER TABLE\0"));
         assert!(!may_change_schema(b"SELECT 3\0"));
     }

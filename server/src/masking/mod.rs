@@ -17,10 +17,12 @@
 //! message layouts `rewrite.rs` edits. The catalog is read from the upstream by `pg::catalog`.
 
 pub mod catalog;
+pub mod code;
 pub mod detect;
 pub mod exemptions;
 pub mod lineage;
 pub mod mask;
+pub mod messages;
 pub mod names;
 pub mod plan;
 pub mod rewrite;
@@ -94,6 +96,12 @@ pub struct Masking {
     generation: AtomicU64,
     /// Columns filled through the gateway from tagged columns, by (environment, database).
     filled: Mutex<HashMap<(String, String), Vec<FilledColumn>>>,
+    /// The upstream backends of the gateway's own sessions, by process id, and whether one
+    /// of them ran a statement that may send a notification and read personal data.
+    senders: Mutex<HashMap<i32, bool>>,
+    /// Databases (environment, database) where a statement that read personal data wrote a
+    /// large object through the gateway.
+    tainted_large_objects: Mutex<BTreeSet<(String, String)>>,
 }
 
 /// A column a statement through the gateway filled from tagged columns (`CREATE TABLE … AS`,
@@ -145,6 +153,8 @@ impl Masking {
             empty: Arc::new(Catalog::empty()),
             generation: AtomicU64::new(1),
             filled: Mutex::new(HashMap::new()),
+            senders: Mutex::new(HashMap::new()),
+            tainted_large_objects: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -332,6 +342,71 @@ impl Masking {
                 self.generation.fetch_add(1, Ordering::AcqRel);
             }
         }
+    }
+
+    /// A session of the gateway's own reaches the upstream backend `pid`.
+    pub fn sender_opened(&self, pid: i32) {
+        self.senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(pid, false);
+    }
+
+    pub fn sender_closed(&self, pid: i32) {
+        self.senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&pid);
+    }
+
+    /// The backend `pid` ran a statement that may send a notification and read personal data:
+    /// what it sends is masked whole from now on.
+    pub fn sender_tainted(&self, pid: i32) {
+        if let Some(t) = self
+            .senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&pid)
+        {
+            *t = true;
+        }
+    }
+
+    /// Whether a notification from backend `pid` comes from a session of the gateway's own
+    /// whose statements that may send one read nothing personal. Any other sender (a
+    /// connection that does not go through the gateway, a session gone) is unknown.
+    pub fn sender_clean(&self, pid: i32) -> bool {
+        self.senders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&pid)
+            .is_some_and(|tainted| !tainted)
+    }
+
+    /// A statement that read personal data wrote a large object in `env`/`db`: any large
+    /// object read there through the fast path may hold it.
+    pub fn large_objects_tainted(&self, env: &str, db: &str) {
+        self.tainted_large_objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(Self::key(env, db));
+    }
+
+    pub fn large_objects_are_tainted(&self, env: &str, db: &str) -> bool {
+        self.tainted_large_objects
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&Self::key(env, db))
+    }
+
+    /// The relations seen filled from tagged columns in `env`/`db`.
+    pub fn filled_tables(&self, env: &str, db: &str) -> BTreeSet<String> {
+        self.filled
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&Self::key(env, db))
+            .map(|cols| cols.iter().map(|c| c.table.clone()).collect())
+            .unwrap_or_default()
     }
 
     /// Whether a read of this catalog is under way.

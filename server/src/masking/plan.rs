@@ -114,6 +114,8 @@ pub struct ResultPlan {
     /// What was unknown (`oid:…`, `name:…`): a read is started for what no recent read has
     /// looked for already.
     pub unknown: BTreeSet<String>,
+    /// The result's column names (empty for COPY), for the audit of what detection masked.
+    pub names: Vec<String>,
 }
 
 /// PostgreSQL's first OID for objects made after initdb: a relation below it is PostgreSQL's
@@ -187,6 +189,7 @@ impl Planner<'_> {
         let aligned = outputs.as_ref().filter(|o| o.len() == fields.len());
         let mut plan = ResultPlan {
             skip: self.exempt.clone(),
+            names: fields.iter().map(|f| f.name.clone()).collect(),
             ..ResultPlan::default()
         };
         let unknown_relations = self.names_unknown_relation();
@@ -423,9 +426,10 @@ impl Planner<'_> {
             },
             Known::Unverified => match kind {
                 TypeKind::Plain | TypeKind::Bool => Action::Pass,
-                // Enums, inet, composites…: their text is what the detectors can judge, and a
-                // masked value would not be valid for the type anyway.
-                TypeKind::Other | TypeKind::Bytea => Action::Detect,
+                // Bytes, composites (a whole row of a temporary table), enums, inet…: what
+                // they hold may be a name no detector sees (`convert_to(full_name, 'UTF8')`
+                // reads as hex), and a masked value would not be valid for the type.
+                TypeKind::Other | TypeKind::Bytea => Action::Null,
                 TypeKind::TextArray if format == 1 => Action::Null,
                 TypeKind::Text | TypeKind::Json | TypeKind::Jsonb | TypeKind::TextArray => {
                     Action::Redact
@@ -573,6 +577,8 @@ impl Planner<'_> {
     /// Whether the statement reads a relation the catalog does not know: not one of its CTEs,
     /// not PostgreSQL's own (`pg_…`, or qualified by `pg_catalog`/`information_schema`, which
     /// the lineage leaves out). Created or changed since the catalog was read, or temporary.
+    /// A call of a function or operator that may be the database's own counts as one: it may
+    /// read any relation.
     pub fn names_unknown_relation(&self) -> bool {
         !self.unknown_relations().is_empty()
     }
@@ -582,12 +588,26 @@ impl Planner<'_> {
         let Some(l) = self.lineage else {
             return BTreeSet::new();
         };
+        let code = self.catalog.code.as_ref();
         l.tables
             .iter()
             .filter(|(_, t)| {
                 !l.ctes.contains(t) && !t.starts_with("pg_") && !self.catalog.knows_name(t)
             })
             .map(|(_, t)| format!("name:{t}"))
+            // Code of the database's own can return whatever it reads (see `masking::code`).
+            .chain(
+                l.functions
+                    .iter()
+                    .filter(|f| !super::code::trusts_function(code, f))
+                    .map(|f| format!("function:{f}")),
+            )
+            .chain(
+                l.operators
+                    .iter()
+                    .filter(|o| !super::code::trusts_operator(code, o))
+                    .map(|o| format!("operator:{o}")),
+            )
             .collect()
     }
 
@@ -715,7 +735,7 @@ mod tests {
             type_name: String::new(),
             comment: None,
         };
-        Catalog::build(
+        let mut c = Catalog::build(
             vec![
                 col(1, "id", 23),
                 col(2, "full_name", 25),
@@ -725,7 +745,10 @@ mod tests {
             ],
             &HashMap::new(),
             &[],
-        )
+        );
+        // A database that defines no functions or operators of its own.
+        c.code = Some(Default::default());
+        c
     }
 
     fn field(name: &str, table_oid: u32, attnum: i16, type_oid: u32) -> Field {
@@ -736,6 +759,61 @@ mod tests {
             type_oid,
             format: 0,
         }
+    }
+
+    #[test]
+    fn code_of_the_database_makes_outputs_of_unknown_origin() {
+        let mut cat = catalog();
+        let none = BTreeSet::new();
+        let plan = |cat: &Catalog, sql: &str| {
+            let l = analyse(sql);
+            Planner {
+                catalog: cat,
+                lineage: l.statements.first(),
+                exempt: &none,
+                exempt_columns: &Default::default(),
+            }
+            .plan(&[field("x", 0, 0, 25), field("n", 0, 0, 20)])
+        };
+        let actions = |p: ResultPlan| p.columns.into_iter().map(|c| c.action).collect::<Vec<_>>();
+        // PostgreSQL's own: a count reveals nothing, text of no tagged column is judged by value.
+        let builtin = plan(
+            &cat,
+            "SELECT lower('x') AS x, count(full_name) AS n FROM people",
+        );
+        assert!(!builtin.stale);
+        assert_eq!(actions(builtin), vec![Action::Detect, Action::Pass]);
+        // A function the database defines (under any name), or qualified with another schema.
+        cat.code = Some(super::super::code::UserCode {
+            functions: ["leak".to_string(), "count".to_string()].into(),
+            ..Default::default()
+        });
+        for sql in [
+            "SELECT leak() AS x, 1 AS n",
+            "SELECT count(full_name) AS x, count(*) AS n FROM people",
+            "SELECT pg_temp.lower(full_name) AS x, 1 AS n FROM people",
+            "SELECT x, 1 AS n FROM (SELECT leak() AS x) s",
+        ] {
+            let p = plan(&cat, sql);
+            assert!(p.stale, "{sql}: a read of the catalog is due");
+            assert!(
+                p.unknown.iter().any(|u| u.starts_with("function:")),
+                "{sql}"
+            );
+            assert_eq!(actions(p)[0], Action::Redact, "{sql}");
+        }
+        // Written `pg_catalog.count`, it is PostgreSQL's own whatever the database defines.
+        let p = plan(
+            &cat,
+            "SELECT 'a' AS x, pg_catalog.count(full_name) AS n FROM people",
+        );
+        assert_eq!(actions(p), vec![Action::Detect, Action::Pass]);
+        // Not known what the database defines: nothing is taken at its word.
+        cat.code = None;
+        assert_eq!(
+            actions(plan(&cat, "SELECT lower('x') AS x, 1 AS n"))[0],
+            Action::Redact
+        );
     }
 
     #[test]
@@ -851,7 +929,11 @@ mod tests {
             "names still count"
         );
         assert_eq!(a[3], &Action::Redact);
-        assert_eq!(a[4], &Action::Detect, "other types: detection");
+        assert_eq!(
+            a[4],
+            &Action::Null,
+            "other types (enums, composites, bytes) hold what no detector sees"
+        );
         // A known table, a column added since the read.
         let plan = p.plan(&[field("nickname", 100, 9, 25)]);
         assert_eq!(plan.columns[0].action, Action::Redact);

@@ -79,13 +79,35 @@ fn mask_text(
     }
 }
 
-fn detect_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<String> {
+pub(super) fn detect_text(m: &Masker, text: &str, skip: &BTreeSet<Category>) -> Option<String> {
+    detect_text_found(m, text, skip, &mut BTreeSet::new())
+}
+
+/// [`detect_text`], adding the categories it masked to `found` (for the audit).
+fn detect_text_found(
+    m: &Masker,
+    text: &str,
+    skip: &BTreeSet<Category>,
+    found: &mut BTreeSet<Category>,
+) -> Option<String> {
     // `find_spans` applies the pre-filter itself.
     let spans = spans_without(text, skip);
     if spans.is_empty() {
         None
     } else {
+        found.extend(spans.iter().map(|(_, c)| *c));
         Some(m.mask_spans(text, &spans))
+    }
+}
+
+/// What value detection masked in a result, by column index: reported with the statement's
+/// audit record, since no tag said the column was personal.
+pub type Findings = std::collections::BTreeMap<usize, BTreeSet<Category>>;
+
+/// Adds what one value's detection found in column `i`.
+fn note_found(findings: &mut Findings, i: usize, found: BTreeSet<Category>) {
+    if !found.is_empty() {
+        findings.entry(i).or_default().extend(found);
     }
 }
 
@@ -265,7 +287,7 @@ fn format_array(items: &[Option<String>]) -> String {
 }
 
 /// Every string inside a JSON value redacted; keys, numbers, booleans and the shape kept.
-fn redact_json(m: &Masker, v: &mut serde_json::Value) {
+pub(super) fn redact_json(m: &Masker, v: &mut serde_json::Value) {
     use serde_json::Value as J;
     match v {
         J::Object(map) => map.values_mut().for_each(|inner| redact_json(m, inner)),
@@ -276,23 +298,28 @@ fn redact_json(m: &Masker, v: &mut serde_json::Value) {
 }
 
 /// The detectors run over every string of a JSON value (keys kept); true if any changed.
-fn detect_json(m: &Masker, v: &mut serde_json::Value, skip: &BTreeSet<Category>) -> bool {
+fn detect_json(
+    m: &Masker,
+    v: &mut serde_json::Value,
+    skip: &BTreeSet<Category>,
+    found: &mut BTreeSet<Category>,
+) -> bool {
     use serde_json::Value as J;
     // Every value is visited (no short circuit): each string must be judged.
     let mut changed = false;
     match v {
         J::Object(map) => {
             for inner in map.values_mut() {
-                changed |= detect_json(m, inner, skip);
+                changed |= detect_json(m, inner, skip, found);
             }
         }
         J::Array(items) => {
             for inner in items.iter_mut() {
-                changed |= detect_json(m, inner, skip);
+                changed |= detect_json(m, inner, skip, found);
             }
         }
         J::String(s) => {
-            if let Some(masked) = detect_text(m, s, skip) {
+            if let Some(masked) = detect_text_found(m, s, skip, found) {
                 *s = masked;
                 changed = true;
             }
@@ -338,8 +365,15 @@ fn redact_value(m: &Masker, col: &ColumnPlan, raw: &[u8]) -> Value {
     Value::Bytes(v)
 }
 
-/// Masks one value of a column (as the bytes it arrived in, in the column's format).
-pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: &[u8]) -> Value {
+/// Masks one value of a column (as the bytes it arrived in, in the column's format); what
+/// value detection masked is added to `found`.
+pub fn mask_value(
+    m: &Masker,
+    col: &ColumnPlan,
+    skip: &BTreeSet<Category>,
+    raw: &[u8],
+    found: &mut BTreeSet<Category>,
+) -> Value {
     match &col.action {
         Action::Pass => Value::Keep,
         Action::Null => Value::Null,
@@ -375,7 +409,9 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                     (0, Some(hex_digits)) => hex::decode(hex_digits).unwrap_or_default(),
                     _ => body.to_vec(),
                 };
-                return if spans_without(&String::from_utf8_lossy(&bytes), skip).is_empty() {
+                let spans = spans_without(&String::from_utf8_lossy(&bytes), skip);
+                found.extend(spans.iter().map(|(_, c)| *c));
+                return if spans.is_empty() {
                     Value::Keep
                 } else {
                     Value::Null
@@ -390,7 +426,7 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                 let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text) else {
                     return Value::Null;
                 };
-                if !detect_json(m, &mut v, skip) {
+                if !detect_json(m, &mut v, skip, found) {
                     return Value::Keep;
                 }
                 let mut out = prefix.to_vec();
@@ -398,7 +434,7 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                 return Value::Bytes(out);
             }
             match std::str::from_utf8(body) {
-                Ok(text) => match detect_text(m, text, skip) {
+                Ok(text) => match detect_text_found(m, text, skip, found) {
                     None => Value::Keep,
                     // inet, cidr, enums, composites…: a partial mask would not be a valid
                     // value of the type (`188.*.*.*/26`).
@@ -414,7 +450,9 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
                     // Not text (a binary value of some type): if its bytes read as text hold
                     // something sensitive, it cannot be masked in place.
                     let lossy = String::from_utf8_lossy(body);
-                    if spans_without(&lossy, skip).is_empty() {
+                    let spans = spans_without(&lossy, skip);
+                    found.extend(spans.iter().map(|(_, c)| *c));
+                    if spans.is_empty() {
                         Value::Keep
                     } else {
                         Value::Null
@@ -474,7 +512,12 @@ pub fn mask_value(m: &Masker, col: &ColumnPlan, skip: &BTreeSet<Category>, raw: 
 }
 
 /// A DataRow with the plan applied; `None` when no value changed (forward the original).
-pub fn data_row(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> Option<BytesMut> {
+pub fn data_row(
+    plan: &ResultPlan,
+    m: &Masker,
+    frame: &[u8],
+    findings: &mut Findings,
+) -> Option<BytesMut> {
     if frame.len() < 7 {
         return None;
     }
@@ -490,7 +533,9 @@ pub fn data_row(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> Option<BytesMut>
         }
         if len >= 0 {
             if let Some(col) = plan.columns.get(i) {
-                let v = mask_value(m, col, &plan.skip, &frame[start..end]);
+                let mut found = BTreeSet::new();
+                let v = mask_value(m, col, &plan.skip, &frame[start..end], &mut found);
+                note_found(findings, i, found);
                 if v != Value::Keep {
                     changes.push((pos, end, v));
                 }
@@ -631,7 +676,12 @@ pub enum BinaryCopyData {
 
 /// One CopyData of a binary COPY with the plan applied (format 1 values; the header, if this
 /// is the first message, and the trailer kept as they are).
-pub fn copy_binary_data(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> BinaryCopyData {
+pub fn copy_binary_data(
+    plan: &ResultPlan,
+    m: &Masker,
+    frame: &[u8],
+    findings: &mut Findings,
+) -> BinaryCopyData {
     let Some(body) = frame.get(5..) else {
         return BinaryCopyData::Unreadable;
     };
@@ -662,7 +712,7 @@ pub fn copy_binary_data(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> BinaryCo
         if n < 0 || n as usize != plan.columns.len() {
             return BinaryCopyData::Unreadable;
         }
-        for col in &plan.columns {
+        for (i, col) in plan.columns.iter().enumerate() {
             let Some(len) = body.get(pos..pos + 4) else {
                 return BinaryCopyData::Unreadable;
             };
@@ -679,7 +729,10 @@ pub fn copy_binary_data(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> BinaryCo
             let value = if col.action == Action::Pass {
                 Value::Keep
             } else {
-                mask_value(m, col, &plan.skip, raw)
+                let mut found = BTreeSet::new();
+                let v = mask_value(m, col, &plan.skip, raw, &mut found);
+                note_found(findings, i, found);
+                v
             };
             match value {
                 Value::Keep => {
@@ -709,7 +762,13 @@ pub fn copy_binary_data(plan: &ResultPlan, m: &Masker, frame: &[u8]) -> BinaryCo
 }
 
 /// One COPY row (a CopyData frame) with the plan applied; `None` when nothing changed.
-pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> Option<BytesMut> {
+pub fn copy_row(
+    plan: &ResultPlan,
+    m: &Masker,
+    copy: &CopyOut,
+    frame: &[u8],
+    findings: &mut Findings,
+) -> Option<BytesMut> {
     if copy.format == CopyFormat::Binary || frame.len() < 5 {
         return None;
     }
@@ -737,7 +796,11 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
                 let is_null = field == copy.null.as_bytes();
                 match col {
                     Some(c) if !is_null && c.action != Action::Pass => {
-                        match mask_value(m, c, &plan.skip, &unescape_copy_text(field)) {
+                        let mut found = BTreeSet::new();
+                        let v =
+                            mask_value(m, c, &plan.skip, &unescape_copy_text(field), &mut found);
+                        note_found(findings, i, found);
+                        match v {
                             Value::Keep => out_row.extend_from_slice(field),
                             Value::Null => {
                                 changed = true;
@@ -785,7 +848,10 @@ pub fn copy_row(plan: &ResultPlan, m: &Masker, copy: &CopyOut, frame: &[u8]) -> 
                 };
                 let v = match plan.columns.get(i) {
                     Some(c) if !is_null && c.action != Action::Pass => {
-                        mask_value(m, c, &plan.skip, &field)
+                        let mut found = BTreeSet::new();
+                        let v = mask_value(m, c, &plan.skip, &field, &mut found);
+                        note_found(findings, i, found);
+                        v
                     }
                     _ => Value::Keep,
                 };
@@ -899,29 +965,9 @@ pub fn function_result_frame(
 }
 
 /// The NUL-terminated string at the start of `b`, and what follows it.
-fn split_cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
+pub(super) fn split_cstr(b: &[u8]) -> Option<(&[u8], &[u8])> {
     let end = b.iter().position(|&c| c == 0)?;
     Some((&b[..end], &b[end + 1..]))
-}
-
-/// A NotificationResponse (`A`: pid, channel, payload) with detector matches in its payload
-/// masked; `None` when nothing changed. A payload is any text a statement chose to send.
-pub fn notification_frame(m: &Masker, frame: &[u8], skip: &BTreeSet<Category>) -> Option<BytesMut> {
-    let pid = frame.get(5..9)?;
-    let (channel, rest) = split_cstr(frame.get(9..)?)?;
-    let (payload, _) = split_cstr(rest)?;
-    let masked = detect_text(m, std::str::from_utf8(payload).ok()?, skip)?;
-    let mut out = BytesMut::with_capacity(frame.len());
-    out.put_u8(b'A');
-    out.put_u32(0);
-    out.put_slice(pid);
-    out.put_slice(channel);
-    out.put_u8(0);
-    out.put_slice(masked.as_bytes());
-    out.put_u8(0);
-    let len = (out.len() - 1) as u32;
-    out[1..5].copy_from_slice(&len.to_be_bytes());
-    Some(out)
 }
 
 /// A ParameterStatus (`S`) of a setting a statement may fill with any text
@@ -966,46 +1012,6 @@ fn parameter_status(
     out.put_u8(0);
     out.put_slice(masked.as_bytes());
     out.put_u8(0);
-    Some(out)
-}
-
-/// An ErrorResponse/NoticeResponse with its text fields masked; `None` when nothing changed.
-pub fn error_frame(m: &Masker, frame: &[u8], skip: &BTreeSet<Category>) -> Option<BytesMut> {
-    let mut fields: Vec<(u8, Vec<u8>)> = Vec::new();
-    let mut pos = 5;
-    while let Some(&k) = frame.get(pos) {
-        if k == 0 {
-            break;
-        }
-        let end = pos + 1 + frame[pos + 1..].iter().position(|&b| b == 0)?;
-        fields.push((k, frame[pos + 1..end].to_vec()));
-        pos = end + 1;
-    }
-    let mut changed = false;
-    for (k, v) in fields.iter_mut() {
-        // Message, detail, hint, context, and the names of objects are free text.
-        if matches!(*k, b'M' | b'D' | b'H' | b'W' | b'q') {
-            let text = String::from_utf8_lossy(v).into_owned();
-            if let Some(masked) = error_text(m, &text, skip) {
-                *v = masked.into_bytes();
-                changed = true;
-            }
-        }
-    }
-    if !changed {
-        return None;
-    }
-    let mut out = BytesMut::with_capacity(frame.len());
-    out.put_u8(frame[0]);
-    out.put_u32(0);
-    for (k, v) in fields {
-        out.put_u8(k);
-        out.put_slice(&v);
-        out.put_u8(0);
-    }
-    out.put_u8(0);
-    let len = (out.len() - 1) as u32;
-    out[1..5].copy_from_slice(&len.to_be_bytes());
     Some(out)
 }
 
@@ -1091,7 +1097,13 @@ mod tests {
             Some(&[0, 0, 1, 2]),
             Some(b"{\"Ana Silva\",Bo,NULL}"),
         ]);
-        let out = data_row(&plan, &m(), &f).expect("changed");
+        let mut found = Findings::new();
+        let out = data_row(&plan, &m(), &f, &mut found).expect("changed");
+        // Detection masked a phone number in the third column: reported for the audit.
+        assert_eq!(
+            found,
+            Findings::from([(2, BTreeSet::from([Category::Phone]))])
+        );
         assert_eq!(
             values(&out),
             vec![
@@ -1103,7 +1115,7 @@ mod tests {
             ]
         );
         let safe = row(&[Some(b"1"), None, Some(b"nothing here"), None, None]);
-        assert!(data_row(&plan, &m(), &safe).is_none());
+        assert!(data_row(&plan, &m(), &safe, &mut Findings::new()).is_none());
     }
 
     #[test]
@@ -1121,6 +1133,7 @@ mod tests {
             &c,
             &BTreeSet::new(),
             br#"{"id": 1, "full_name": "Ana Silva", "email": "ana@example.com", "note": "ssn 123-45-6789"}"#,
+            &mut BTreeSet::new(),
         );
         let Value::Bytes(b) = v else { panic!("{v:?}") };
         let s = String::from_utf8(b).unwrap();
@@ -1144,7 +1157,7 @@ mod tests {
         let text = CopyOut::text_default();
         let mut f = vec![b'd', 0, 0, 0, 0];
         f.extend_from_slice(b"7\tana@example.com\tAna\\tSilva\n");
-        let out = copy_row(&plan, &m(), &text, &f).expect("changed");
+        let out = copy_row(&plan, &m(), &text, &f, &mut Findings::new()).expect("changed");
         assert_eq!(&out[5..], b"7\ta***@example.com\tA*** S***\n");
         let csv = CopyOut {
             format: CopyFormat::Csv,
@@ -1154,7 +1167,7 @@ mod tests {
         };
         let mut f = vec![b'd', 0, 0, 0, 0];
         f.extend_from_slice(b"7,ana@example.com,\"Silva, Ana\"\n");
-        let out = copy_row(&plan, &m(), &csv, &f).expect("changed");
+        let out = copy_row(&plan, &m(), &csv, &f, &mut Findings::new()).expect("changed");
         assert_eq!(&out[5..], b"7,a***@example.com,S*** A***\n");
     }
 
@@ -1181,12 +1194,12 @@ mod tests {
         };
         let mut f = vec![b'd', 0, 0, 0, 0];
         f.extend_from_slice(b"7,Silva\\, Ana\n");
-        let out = copy_row(&plan, &m(), &copy, &f).expect("changed");
+        let out = copy_row(&plan, &m(), &copy, &f, &mut Findings::new()).expect("changed");
         assert_eq!(&out[5..], b"7,S*** A***\n");
         // A row that does not line up with the plan: nothing of it is trusted.
         let mut f = vec![b'd', 0, 0, 0, 0];
         f.extend_from_slice(b"7,Silva,Ana\n");
-        let out = copy_row(&plan, &m(), &copy, &f).expect("changed");
+        let out = copy_row(&plan, &m(), &copy, &f, &mut Findings::new()).expect("changed");
         assert_eq!(&out[5..], b"\\N,\\N\n");
     }
 
@@ -1210,7 +1223,8 @@ mod tests {
         let mut f = vec![b'd'];
         f.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
         f.extend_from_slice(&body);
-        let BinaryCopyData::Replace(out) = copy_binary_data(&plan, &m(), &f) else {
+        let BinaryCopyData::Replace(out) = copy_binary_data(&plan, &m(), &f, &mut Findings::new())
+        else {
             panic!("masked");
         };
         let text = String::from_utf8_lossy(&out);
@@ -1225,12 +1239,12 @@ mod tests {
         // The trailer alone passes; a tuple of another width does not.
         let trailer = [b'd', 0, 0, 0, 6, 0xff, 0xff];
         assert_eq!(
-            copy_binary_data(&plan, &m(), &trailer),
+            copy_binary_data(&plan, &m(), &trailer, &mut Findings::new()),
             BinaryCopyData::Unchanged
         );
         let odd = [b'd', 0, 0, 0, 10, 0, 1, 0, 0, 0, 0];
         assert_eq!(
-            copy_binary_data(&plan, &m(), &odd),
+            copy_binary_data(&plan, &m(), &odd, &mut Findings::new()),
             BinaryCopyData::Unreadable
         );
     }
@@ -1244,9 +1258,9 @@ mod tests {
         );
         c.safe_keys.insert("id".into());
         let raw = br#"{"id":"Ana Silva","n":123456789,"list":["Bo Li"]}"#;
-        let keyed = mask_value(&m(), &c, &BTreeSet::new(), raw);
+        let keyed = mask_value(&m(), &c, &BTreeSet::new(), raw, &mut BTreeSet::new());
         c.whole_json = true;
-        let whole = mask_value(&m(), &c, &BTreeSet::new(), raw);
+        let whole = mask_value(&m(), &c, &BTreeSet::new(), raw, &mut BTreeSet::new());
         let text = |v: Value| match v {
             Value::Bytes(b) => String::from_utf8(b).unwrap_or_default(),
             other => format!("{other:?}"),
@@ -1273,7 +1287,15 @@ mod tests {
     #[test]
     fn detection_keeps_values_valid_for_their_types() {
         let none = BTreeSet::new();
-        let detect = |kind, raw: &[u8]| mask_value(&m(), &col(Action::Detect, kind, 0), &none, raw);
+        let detect = |kind, raw: &[u8]| {
+            mask_value(
+                &m(),
+                &col(Action::Detect, kind, 0),
+                &none,
+                raw,
+                &mut BTreeSet::new(),
+            )
+        };
         // A cidr holding an address: NULL, never `188.*.*.*/26`.
         assert_eq!(detect(TypeKind::Other, b"188.100.201.0/26"), Value::Null);
         // bytea: hex stays hex, or NULL when its bytes hold something.
@@ -1316,7 +1338,7 @@ mod tests {
             Some(&jsonb_bin),
             Some(b"\x00\x01"),
         ]);
-        let out = data_row(&plan, &m(), &frame).expect("changed");
+        let out = data_row(&plan, &m(), &frame, &mut Findings::new()).expect("changed");
         let v = values(&out);
         assert_eq!(v[0].as_deref(), Some("***"));
         assert_eq!(v[1].as_deref(), Some(r#"{"id":7,"who":{"n":"***"}}"#));

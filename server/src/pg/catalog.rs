@@ -18,6 +18,7 @@ use super::upstream::{self, UpstreamTarget};
 use super::wire::error_fields;
 use crate::gateway::Gateway;
 use crate::masking::catalog::{Catalog, RawColumn};
+use crate::masking::code::UserCode;
 use crate::masking::plan::{type_kind, TypeKind};
 use crate::masking::{CatalogNeed, ReadReason};
 
@@ -38,12 +39,30 @@ ORDER BY c.oid, a.attnum LIMIT 50000";
 /// A relation's oid, schema, name, and the text-like columns (attnum, name) to sample.
 type TableToSample = (u32, String, String, Vec<(i16, String)>);
 
-/// What a catalog read returns: the columns, sampled values by (oid, attnum), view definitions.
-pub type CatalogRead = (
-    Vec<RawColumn>,
-    HashMap<(u32, i16), Vec<String>>,
-    HashMap<u32, String>,
-);
+/// What a catalog read returns.
+pub struct CatalogRead {
+    pub columns: Vec<RawColumn>,
+    /// Sampled values by (oid, attnum).
+    pub samples: HashMap<(u32, i16), Vec<String>>,
+    /// View definitions by oid.
+    pub views: HashMap<u32, String>,
+    /// The functions and operators the database defines besides PostgreSQL's own.
+    pub code: UserCode,
+}
+
+/// Functions and operators outside PostgreSQL's own schemas, and whether an extension
+/// installed them (see `masking::code`), temporary ones of every session included; and the
+/// relations with triggers of their own.
+const CODE_SQL: &str = "SELECT 'f', p.proname, EXISTS (SELECT 1 FROM pg_depend d \
+WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e') \
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace \
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+UNION ALL SELECT 'o', o.oprname, EXISTS (SELECT 1 FROM pg_depend d \
+WHERE d.classid = 'pg_operator'::regclass AND d.objid = o.oid AND d.deptype = 'e') \
+FROM pg_operator o JOIN pg_namespace n ON n.oid = o.oprnamespace \
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') \
+UNION ALL SELECT DISTINCT 't', c.relname, false FROM pg_trigger t \
+JOIN pg_class c ON c.oid = t.tgrelid WHERE NOT t.tgisinternal LIMIT 200000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -114,14 +133,7 @@ pub async fn read(
     target: &UpstreamTarget,
     database: &str,
     timeout: Duration,
-) -> Result<
-    (
-        Vec<RawColumn>,
-        HashMap<(u32, i16), Vec<String>>,
-        HashMap<u32, String>,
-    ),
-    CatalogError,
-> {
+) -> Result<CatalogRead, CatalogError> {
     let params = vec![
         (
             "application_name".to_string(),
@@ -206,7 +218,24 @@ pub async fn read(
                 }
             }
         }
-        Ok::<_, CatalogError>((raw, samples, views))
+        let mut code = UserCode::default();
+        for r in query(&mut stream, &mut buf, CODE_SQL).await? {
+            let get = |i: usize| r.get(i).cloned().flatten().unwrap_or_default();
+            let (kind, name, extension) = (get(0), get(1), get(2) == "t");
+            match (kind.as_str(), extension) {
+                ("f", false) => code.functions.insert(name),
+                ("f", true) => code.extension_functions.insert(name),
+                ("t", _) => code.triggered.insert(name),
+                (_, false) => code.operators.insert(name),
+                (_, true) => false,
+            };
+        }
+        Ok::<_, CatalogError>(CatalogRead {
+            columns: raw,
+            samples,
+            views,
+            code,
+        })
     };
     let out = tokio::time::timeout(timeout * 4, work)
         .await
@@ -223,9 +252,15 @@ async fn load(
     let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds.max(1));
     let started = std::time::Instant::now();
     let result = match read(&env.target, database, timeout).await {
-        Ok((raw, samples, views)) => {
+        Ok(read) => {
             let overrides = gw.masking.overrides_for(&env.name);
-            let c = Catalog::build_with_views(raw, &samples, &views, &overrides);
+            let c = Catalog::build_with_views(
+                read.columns,
+                &read.samples,
+                &read.views,
+                &overrides,
+                Some(read.code),
+            );
             tracing::info!(
                 env = %env.name,
                 database,
@@ -398,6 +433,9 @@ impl super::tracker::SessionMasking {
 /// the catalog is read now (what it touched stays out of the catalog until then).
 impl Drop for super::tracker::SessionMasking {
     fn drop(&mut self) {
+        // What this backend still sends (queued for a listener in a long transaction) now
+        // comes from an unknown sender: masked whole.
+        self.gw.masking.sender_closed(self.upstream_pid);
         let pending = !self
             .schema_changes
             .get_mut()

@@ -188,6 +188,7 @@ pub async fn admit(
             rule: gate.rule.clone(),
             approval_id: gate.approval_id.clone(),
             sample: None,
+            detected: Default::default(),
         };
         let waited = std::time::Instant::now();
         if let Err(f) =

@@ -149,6 +149,8 @@ pub struct Start {
     pub strings: Option<crate::policy::Strings>,
     /// The client's startup options set `search_path`.
     pub search_path_changed: bool,
+    /// The upstream backend's process id (what notifications it sends carry).
+    pub upstream_pid: i32,
 }
 
 /// Relays until one side ends. Returns why, the client's write half (to report a final error)
@@ -174,7 +176,7 @@ pub async fn run(
     t.strings = start.strings;
     t.search_path_changed = start.search_path_changed;
     t.replay_rows = observer.env.replay_rows;
-    t.masking = session_masking(observer).await;
+    t.masking = session_masking(observer, start.upstream_pid).await;
     let tracker = Mutex::new(t);
     let mut down_scanner = FrameScanner::default();
     let mut traffic = Traffic::default();
@@ -236,7 +238,10 @@ fn client_wants_whole(tag: u8) -> bool {
 
 /// Masking for this session (None when `[masking] enabled = false`): the catalog read or
 /// reused, and the identity's exemptions in this environment.
-async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMasking>> {
+async fn session_masking(
+    observer: &Observer,
+    upstream_pid: i32,
+) -> Option<std::sync::Arc<SessionMasking>> {
     if !observer.gw.config.masking.enabled {
         return None;
     }
@@ -247,6 +252,7 @@ async fn session_masking(observer: &Observer) -> Option<std::sync::Arc<SessionMa
         observer.env.name.clone(),
         database,
         observer.identity.groups.clone(),
+        upstream_pid,
     )))
 }
 
@@ -527,6 +533,7 @@ async fn record_completed(observer: &Observer, done: Vec<super::tracker::Complet
             rule,
             approval_id,
             sample: c.exec.sample,
+            detected: c.exec.detected,
         };
         observer
             .gw

@@ -215,6 +215,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
                 .as_deref()
                 .and_then(super::tracker::strings_reading),
             search_path_changed: startup_sets_search_path(&params),
+            upstream_pid: upstream.pid,
         },
         registration.stop.clone(),
         &observer,

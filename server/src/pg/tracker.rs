@@ -11,7 +11,7 @@
 //! RowDescription, an Execute's first row, a CopyOutResponse) gets a plan from
 //! `masking::plan`. Rows of a result whose plan touches nothing are not even looked at.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,7 +26,7 @@ use crate::audit::record::rows_from_tag;
 use crate::gateway::Gateway;
 use crate::masking::lineage::{CopyFormat, CopyOut, StatementLineage};
 use crate::masking::plan::{type_kind, Field, Planner, ResultPlan, TypeKind};
-use crate::masking::{rewrite, Category};
+use crate::masking::{messages, rewrite, Category};
 use crate::policy::Strings;
 
 /// A statement as the client prepared or sent it.
@@ -48,6 +48,8 @@ pub struct Exec {
     pub portal_name: Option<String>,
     /// The first rows as the client saw them, for session replay (`replay_rows`).
     pub sample: Option<ResultSample>,
+    /// What value detection masked, by column name (no tag said the column was personal).
+    pub detected: BTreeMap<String, BTreeSet<Category>>,
 }
 
 /// The first rows of a result as the client received them (after masking), kept with the
@@ -200,23 +202,38 @@ pub struct SessionMasking {
     /// The identity's groups: its exemptions are looked up at each result (see
     /// [`SessionMasking::exempt`]).
     pub groups: Vec<String>,
-    /// The catalog last used and the generation it was current at: one atomic load per plan
+    /// The catalog last used, the generation it was current at, and whether code of this
+    /// session's open transaction was left out of it: one atomic load per plan
     /// instead of a map lookup.
-    pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>)>,
+    pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>, bool)>,
     /// Schema changes of the transaction in progress (see `pg::catalog`'s `SessionMasking`
     /// methods): applied again to the catalog, and read, once the transaction ends.
     pub schema_changes: std::sync::Mutex<Vec<crate::masking::Touch>>,
+    /// The upstream backend's process id: notifications it sends are judged by what this
+    /// session ran (see `MaskingState::sender_clean`).
+    pub upstream_pid: i32,
+    /// A statement of this session that may send a notification read personal data.
+    pub notifies_tainted: std::sync::atomic::AtomicBool,
 }
 
 impl SessionMasking {
-    pub fn new(gw: Arc<Gateway>, env: String, database: String, groups: Vec<String>) -> Self {
+    pub fn new(
+        gw: Arc<Gateway>,
+        env: String,
+        database: String,
+        groups: Vec<String>,
+        upstream_pid: i32,
+    ) -> Self {
+        gw.masking.sender_opened(upstream_pid);
         SessionMasking {
             gw,
             env,
             database,
             groups,
-            cached: std::sync::Mutex::new((0, None)),
+            cached: std::sync::Mutex::new((0, None, false)),
             schema_changes: std::sync::Mutex::new(Vec::new()),
+            upstream_pid,
+            notifies_tainted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -227,14 +244,25 @@ impl SessionMasking {
     }
 
     /// The environment's current catalog (empty if none could be read).
+    /// Code this session defined in its open transaction (`CREATE FUNCTION`, `DO`) is
+    /// invisible to a catalog read until it commits, so until then the session trusts no
+    /// function or operator of the database (see `masking::code`).
     pub fn catalog(&self) -> Arc<crate::masking::Catalog> {
         let generation = self.gw.masking.generation();
+        let code_pending = self
+            .schema_changes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&crate::masking::Touch::Code);
         let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         match &c.1 {
-            Some(cat) if c.0 == generation => cat.clone(),
+            Some(cat) if c.0 == generation && c.2 == code_pending => cat.clone(),
             _ => {
-                let cat = self.gw.masking.catalog_or_empty(&self.env, &self.database);
-                *c = (generation, Some(cat.clone()));
+                let mut cat = self.gw.masking.catalog_or_empty(&self.env, &self.database);
+                if code_pending && cat.code.is_some() {
+                    cat = Arc::new(cat.without(&crate::masking::Touch::Code));
+                }
+                *c = (generation, Some(cat.clone()), code_pending);
                 cat
             }
         }
@@ -244,6 +272,8 @@ impl SessionMasking {
 /// The plan of the result set being relayed.
 struct Active {
     plan: Arc<ResultPlan>,
+    /// What value detection masked so far, by column index.
+    found: rewrite::Findings,
     copy: Option<CopyOut>,
     header_pending: bool,
 }
@@ -291,6 +321,7 @@ impl Exec {
             portal: None,
             portal_name: None,
             sample: None,
+            detected: BTreeMap::new(),
         }
     }
 }
@@ -715,6 +746,7 @@ impl Tracker {
             exec.at = run.at;
             exec.rows = run.rows;
             exec.sample = run.sample;
+            exec.detected = run.detected;
         }
         self.pending.push_back(Expect::Execute(exec));
     }
@@ -795,6 +827,11 @@ impl Tracker {
     /// Handles one upstream frame (`frame` is given for the tags in [`Self::backend_wants_whole`]
     /// and [`Self::masking_wants_whole`]).
     pub fn on_backend(&mut self, tag: u8, frame: Option<&[u8]>) -> Verdict {
+        // The statement an error or notice belongs to, taken before an error completes it.
+        let speaking = match tag {
+            b'E' | b'N' if self.masking.is_some() => self.current_statement(),
+            _ => None,
+        };
         let verdict = self.on_backend_inner(tag, frame);
         let Some(m) = self.masking.clone() else {
             return verdict;
@@ -805,8 +842,25 @@ impl Tracker {
                 let masker = &m.gw.masking.masker;
                 let skip = m.exempt().categories;
                 let masked = match tag {
-                    b'V' => rewrite::function_result_frame(masker, f, &skip),
-                    b'A' => rewrite::notification_frame(masker, f, &skip),
+                    b'V' => {
+                        // A large object read through the fast path (PgJDBC's API), after one
+                        // was written from personal data: masked whole.
+                        let lo_read = self.current_statement().is_some_and(|(info, _)| {
+                            info.sql.starts_with("SELECT pg_catalog.loread(")
+                        });
+                        if lo_read && m.gw.masking.large_objects_are_tainted(&m.env, &m.database) {
+                            messages::function_result_redacted(masker, f)
+                        } else {
+                            rewrite::function_result_frame(masker, f, &skip)
+                        }
+                    }
+                    b'A' => {
+                        let sender = f
+                            .get(5..9)
+                            .map(|p| i32::from_be_bytes([p[0], p[1], p[2], p[3]]));
+                        let clean = sender.is_some_and(|pid| m.gw.masking.sender_clean(pid));
+                        messages::notification_frame(masker, f, &skip, clean)
+                    }
                     _ if self.sets_parameter_from_data(&m) => {
                         rewrite::parameter_status_redacted(masker, f)
                     }
@@ -817,18 +871,20 @@ impl Tracker {
                     None => Verdict::Forward,
                 }
             }
-            (b'E' | b'N', Verdict::Forward, Some(f)) => {
-                match rewrite::error_frame(&m.gw.masking.masker, f, &m.exempt().categories) {
-                    Some(b) => Verdict::Replace(b),
-                    None => Verdict::Forward,
-                }
-            }
-            (b'E' | b'N', Verdict::Replace(b), _) => {
-                match rewrite::error_frame(&m.gw.masking.masker, &b, &m.exempt().categories) {
-                    Some(masked) => Verdict::Replace(masked),
-                    None => Verdict::Replace(b),
-                }
-            }
+            (b'E' | b'N', Verdict::Forward, Some(f)) => match message_masked(&m, f, speaking) {
+                Some(b) => Verdict::Replace(b),
+                None => Verdict::Forward,
+            },
+            // The gateway's own refusal: only what the detectors find.
+            (b'E' | b'N', Verdict::Replace(b), _) => match messages::error_frame(
+                &m.gw.masking.masker,
+                &b,
+                &m.exempt().categories,
+                &messages::Taint::NONE,
+            ) {
+                Some(masked) => Verdict::Replace(masked),
+                None => Verdict::Replace(b),
+            },
             (_, v, _) => v,
         }
     }
@@ -873,6 +929,7 @@ impl Tracker {
                             self.plan_result(&info, self.query_index, fields.as_deref(), &[], None);
                         self.active = Some(Active {
                             plan,
+                            found: rewrite::Findings::new(),
                             copy: None,
                             header_pending: false,
                         });
@@ -887,6 +944,7 @@ impl Tracker {
                         let plan = self.plan_execute(&info, portal.as_deref(), frame);
                         self.active = Some(Active {
                             plan,
+                            found: rewrite::Findings::new(),
                             copy: None,
                             header_pending: false,
                         });
@@ -895,9 +953,9 @@ impl Tracker {
                 if let Some(e) = self.front_exec() {
                     e.rows = Some(e.rows.unwrap_or(0) + 1);
                 }
-                match (&self.active, frame, &self.masking) {
+                match (&mut self.active, frame, &self.masking) {
                     (Some(a), Some(f), Some(m)) if a.copy.is_none() && !a.plan.is_noop() => {
-                        match rewrite::data_row(&a.plan, &m.gw.masking.masker, f) {
+                        match rewrite::data_row(&a.plan, &m.gw.masking.masker, f, &mut a.found) {
                             Some(b) => Verdict::Replace(b),
                             None => Verdict::Forward,
                         }
@@ -928,6 +986,7 @@ impl Tracker {
                         self.note_exemptions(&info, &plan);
                         self.active = Some(Active {
                             header_pending: copy.header,
+                            found: rewrite::Findings::new(),
                             plan,
                             copy: Some(copy),
                         });
@@ -943,14 +1002,19 @@ impl Tracker {
                     }
                     let copy = a.copy.as_ref().expect("checked above");
                     if copy.format == CopyFormat::Binary {
-                        return match rewrite::copy_binary_data(&a.plan, &m.gw.masking.masker, f) {
+                        return match rewrite::copy_binary_data(
+                            &a.plan,
+                            &m.gw.masking.masker,
+                            f,
+                            &mut a.found,
+                        ) {
                             rewrite::BinaryCopyData::Unchanged => Verdict::Forward,
                             rewrite::BinaryCopyData::Replace(b) => Verdict::Replace(b),
                             // Rows the gateway cannot read do not leave it.
                             rewrite::BinaryCopyData::Unreadable => Verdict::Hide,
                         };
                     }
-                    match rewrite::copy_row(&a.plan, &m.gw.masking.masker, copy, f) {
+                    match rewrite::copy_row(&a.plan, &m.gw.masking.masker, copy, f, &mut a.found) {
                         Some(b) => Verdict::Replace(b),
                         None => Verdict::Forward,
                     }
@@ -958,7 +1022,7 @@ impl Tracker {
                 _ => Verdict::Forward,
             },
             b'C' | b'I' | b's' => {
-                self.active = None;
+                self.end_result();
                 let tag_rows = frame.and_then(|f| {
                     let mut pos = 5;
                     cstr(f, &mut pos).and_then(rows_from_tag)
@@ -966,6 +1030,7 @@ impl Tracker {
                 if tag == b'C' && self.masking.is_some() {
                     self.remember_cursor(frame);
                     self.note_schema_change(frame);
+                    self.note_side_channels();
                 }
                 match self.pending.front_mut() {
                     Some(Expect::Query(e)) => {
@@ -998,7 +1063,7 @@ impl Tracker {
                 Verdict::Forward
             }
             b'E' => {
-                self.active = None;
+                self.end_result();
                 self.on_error(frame.unwrap_or(&[]))
             }
             b'Z' => {
@@ -1109,6 +1174,66 @@ impl Tracker {
                 categories: plan.exempted.clone(),
                 columns: plan.exempted_columns.clone(),
             });
+        }
+    }
+
+    /// A statement completed that may carry data out of band: send a notification (NOTIFY,
+    /// `pg_notify`, a write that may fire a trigger, code), or write a large object. If it read
+    /// personal data, what this session's backend notifies from now on is masked whole for
+    /// every listener, and large objects of the database read through the fast path are masked
+    /// whole (see `masking::messages`).
+    fn note_side_channels(&self) {
+        use std::sync::atomic::Ordering;
+        let Some(m) = &self.masking else { return };
+        let Some((info, _)) = self.current_statement() else {
+            return;
+        };
+        const WRITES: &[&str] = &[
+            "INSERT", "UPDATE", "DELETE", "MERGE", "COPY", "TRUNCATE", "DO", "CALL",
+        ];
+        // Only a call, code or a write can send anything: most statements stop here.
+        if !info.sql.contains('(') && !info.kinds.iter().any(|k| WRITES.contains(&k.as_str())) {
+            return;
+        }
+        let catalog = m.catalog();
+        let lineage = m.gw.masking.lineage_of(&info);
+        let code = info.kinds.iter().any(|k| k == "DO" || k == "CALL");
+        let notifies = !m.notifies_tainted.load(Ordering::Relaxed)
+            && messages::may_notify(&catalog, &lineage, &info.kinds);
+        let writes_lo = messages::writes_large_object(&lineage)
+            || (code && messages::names_large_object_writer(&info.sql));
+        if !notifies && !writes_lo {
+            return;
+        }
+        let filled = m.gw.masking.filled_tables(&m.env, &m.database);
+        let tainted = messages::Taint::of(&catalog, &lineage, &info.sql, &filled).values
+            || messages::writes_triggered(&catalog, &lineage, &info.kinds);
+        if !tainted {
+            return;
+        }
+        if notifies {
+            m.notifies_tainted.store(true, Ordering::Relaxed);
+            m.gw.masking.sender_tainted(m.upstream_pid);
+        }
+        if writes_lo {
+            m.gw.masking.large_objects_tainted(&m.env, &m.database);
+        }
+    }
+
+    /// The result being relayed ended: what value detection masked in it joins its
+    /// execution's audit record.
+    fn end_result(&mut self) {
+        let Some(a) = self.active.take() else { return };
+        if a.found.is_empty() {
+            return;
+        }
+        let Some(e) = self.front_exec() else { return };
+        for (i, cats) in a.found {
+            let name = match a.plan.names.get(i) {
+                Some(n) if !n.is_empty() => n.clone(),
+                _ => format!("#{}", i + 1),
+            };
+            e.detected.entry(name).or_default().extend(cats);
         }
     }
 
@@ -1390,6 +1515,31 @@ pub mod refusal {
         });
         out
     }
+}
+
+/// An ErrorResponse or NoticeResponse masked by what the statement it belongs to may
+/// have read (see `masking::messages`); one outside any statement is judged as one that
+/// may have read anything.
+fn message_masked(
+    m: &SessionMasking,
+    frame: &[u8],
+    statement: Option<(Arc<StmtInfo>, usize)>,
+) -> Option<BytesMut> {
+    let catalog = m.catalog();
+    let filled = m.gw.masking.filled_tables(&m.env, &m.database);
+    let lineage;
+    let taint = match &statement {
+        Some((info, _)) => {
+            lineage = m.gw.masking.lineage_of(info);
+            messages::Taint::of(&catalog, &lineage, &info.sql, &filled)
+        }
+        None => messages::Taint {
+            values: true,
+            sql: "",
+            inline_code_clean: false,
+        },
+    };
+    messages::error_frame(&m.gw.masking.masker, frame, &m.exempt().categories, &taint)
 }
 
 #[cfg(test)]
