@@ -462,3 +462,174 @@ async fn a_cancel_request_that_reaches_b_stops_the_statement_running_through_a()
     });
     done.expect("a wrong key cancels nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replica_names_itself_and_rides_out_a_store_outage() {
+    let mut r = Replicas::start().await;
+    let (api_a, api_b) = (Api::new(r.a.http()), Api::new(r.b.http()));
+
+    // Health for the load balancer, and which replica answered.
+    let (status, health_a) = api_a.get_anonymous("/healthz").await;
+    assert_eq!(status, 200, "{health_a}");
+    assert_eq!(health_a["status"], "ok");
+    assert_eq!(health_a["store"], "ok");
+    assert_eq!(health_a["upstreams"][ENV], "ok", "{health_a}");
+    let (_, health_b) = api_b.get_anonymous("/healthz").await;
+    let (id_a, id_b) = (
+        health_a["replica_id"].as_str().unwrap().to_string(),
+        health_b["replica_id"].as_str().unwrap().to_string(),
+    );
+    assert_ne!(id_a, id_b);
+    let (_, info) = api_a.get_anonymous("/api/v1/info").await;
+    assert_eq!(info["replica_id"], id_a.as_str());
+    let metrics = reqwest::get(format!("{}/metrics", r.a.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("replica=\"{id_a}\"")),
+        "{metrics}"
+    );
+
+    // Connections already open keep working while the store is down.
+    let agent = r.a.connect(ENV, AGENT, &r.token).await.unwrap();
+    let session = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    let admin_conn = r.b.connect(ENV, ADMIN, &session).await.unwrap();
+    r.store.stop();
+    within(
+        Duration::from_secs(5),
+        "healthz reports the store down",
+        || async { api_a.get_anonymous("/healthz").await.0 == 503 },
+    )
+    .await;
+    let (_, down) = api_b.get_anonymous("/healthz").await;
+    assert_eq!(down["status"], "unavailable", "{down}");
+    assert!(
+        down["store"].as_str().unwrap().starts_with("unreachable"),
+        "{down}"
+    );
+    for c in [&agent, &admin_conn] {
+        let n: i32 = c.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
+        assert_eq!(n, 42);
+    }
+    // New logins and session connections are refused with a clear error, not a crash.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", r.a.http()))
+        .json(&json!({"username": ADMIN, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("store is unreachable"),
+        "{body}"
+    );
+    let e =
+        r.a.connect(ENV, ADMIN, &session)
+            .await
+            .expect_err("a session cannot be checked without the store");
+    assert_eq!(sqlstate(&e), "08004", "{e}");
+
+    // The store comes back: both replicas recover by themselves, and changes flow again.
+    r.store.start_again();
+    within(Duration::from_secs(15), "A healthy again", || async {
+        api_a.get_anonymous("/healthz").await.0 == 200
+    })
+    .await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    r.a.connect(ENV, ADMIN, &session)
+        .await
+        .expect("the session works again through A");
+    let dana = r.a.login("dana", "dana-pw").await;
+    let (status, grant) = api_b
+        .post(
+            "/api/v1/grants",
+            &admin_b,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}");
+    within(
+        Duration::from_secs(3),
+        "a grant through B reaches A after the outage",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_moves_a_lone_gateways_state_into_the_shared_store() {
+    let (app, upstream_password) = app_database().await;
+    let token = random_token("gha_");
+    let lone = || {
+        GatewayBuilder::new()
+            .environment(ENV, "staging", &app_url(&app), Some(&upstream_password))
+            .service_account(AGENT, &token, &["agents"])
+            .user(ADMIN, ADMIN_PASSWORD, &["admins"])
+            .user("dana", "dana-pw", &["analysts"])
+            .grant(&["agents", "admins"], &[ENV])
+    };
+    // A gateway on its own SQLite store: a session, an API grant and an API service account.
+    let mut single = lone().start().await;
+    let admin = single.login(ADMIN, ADMIN_PASSWORD).await;
+    let api = Api::new(single.http());
+    let (status, _) = api
+        .post(
+            "/api/v1/grants",
+            &admin,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, created) = api
+        .post(
+            "/api/v1/service-accounts",
+            &admin,
+            json!({"name": "ci-bot", "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let bot = created["token"].as_str().unwrap().to_string();
+    let dana = single.login("dana", "dana-pw").await;
+    single.kill9();
+
+    let store = Cluster::start().await;
+    store.exec("postgres", "CREATE DATABASE gatehouse").await;
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{}/gatehouse?sslmode=disable",
+        store.port
+    );
+    let run = |url: String, data: std::path::PathBuf, pw: String| {
+        gatehouse_tests::run_cmd(
+            std::process::Command::new(gatehouse_tests::server_bin())
+                .args(["migrate-store", "--from"])
+                .arg(format!("sqlite:{}", data.display()))
+                .args(["--to", &url, "--password-env", "GH_TEST_STORE_PW"])
+                .env("GH_TEST_STORE_PW", pw),
+            Duration::from_secs(60),
+        )
+    };
+    let out = run(url.clone(), single.data_dir(), store.password.clone());
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stdout.contains("grants"), "{out:?}");
+    // A second copy into the same store is refused: it is no longer empty.
+    let again = run(url.clone(), single.data_dir(), store.password.clone());
+    assert!(!again.ok(), "{again:?}");
+    assert!(again.stderr.contains("already holds state"), "{again:?}");
+
+    // A replica on the shared store knows all of it.
+    let replica = lone().shared_store(&url, &store.password).start().await;
+    for (user, secret) in [(ADMIN, &admin), ("dana", &dana), ("ci-bot", &bot)] {
+        let c = replica
+            .connect(ENV, user, secret)
+            .await
+            .unwrap_or_else(|e| panic!("{user} through the replica: {e}\n{}", replica.log()));
+        c.query_one("SELECT 1", &[]).await.unwrap();
+    }
+}

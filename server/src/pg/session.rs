@@ -68,7 +68,12 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
         %peer,
         identity = field::Empty,
         env = field::Empty,
+        replica = field::Empty,
     );
+    // Replicas sharing a store: which one served the connection is in its every log line.
+    if gw.store.is_shared() {
+        span.record("replica", gw.replica_id.as_str());
+    }
     serve_inner(gw, tcp, peer, conn_id).instrument(span).await
 }
 

@@ -17,6 +17,7 @@ mod grants;
 mod groups;
 mod lockouts;
 mod masking;
+pub mod migrate;
 mod migrations;
 pub mod postgres;
 mod rules;
@@ -74,6 +75,24 @@ pub enum StoreError {
     Join(String),
 }
 
+impl StoreError {
+    /// The shared store could not be reached (down, restarting, network), as opposed to a
+    /// query it refused: the caller may try again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Pg(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_none_or(|d| {
+                        // admin_shutdown, crash_shutdown, cannot_connect_now
+                        matches!(d.code().code(), "57P01" | "57P02" | "57P03")
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -114,6 +133,23 @@ impl Store {
             Backend::Postgres(pg) => Some(pg),
             Backend::Sqlite(_) => None,
         }
+    }
+
+    /// Whether the store answers a trivial query now (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .exec(|c| async move {
+                    c.query_one("SELECT 1", &[]).await?;
+                    Ok(())
+                })
+                .await;
+        }
+        self.run(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Whether several replicas may share this store.
