@@ -698,6 +698,39 @@ async fn hashes_of_low_entropy_values_are_keyed() {
         let distinct: std::collections::BTreeSet<_> = got.iter().map(|r| r[0].clone()).collect();
         assert_eq!(distinct.len(), ROWS, "{sql}: {got:?}");
     }
+    // In COPY too: the hash of a card never leaves clear, and what does is a valid bytea
+    // (escaped hex, or NULL), so the rows load again.
+    let copied = copy_out(
+        &mut c,
+        "COPY (SELECT id, sha256(card_number::bytea) FROM customers ORDER BY id) TO STDOUT",
+    )
+    .await;
+    let clear: Vec<String> = direct
+        .simple_query("SELECT encode(sha256(card_number::bytea), 'hex') FROM customers")
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect();
+    assert_no_leak("COPY of a hash", &copied, &clear);
+    let lines: Vec<String> = copied
+        .iter()
+        .filter(|m| m.tag == b'd')
+        .map(|m| String::from_utf8_lossy(&m.body).trim_end().to_string())
+        .collect();
+    assert_eq!(lines.len(), ROWS);
+    for l in &lines {
+        let value = l.split('\t').nth(1).expect("two columns");
+        assert!(
+            value == "\\N"
+                || (value.starts_with("\\\\x")
+                    && value[3..].chars().all(|ch| ch.is_ascii_hexdigit())),
+            "not a bytea in COPY text: {l:?}"
+        );
+    }
     // A keyed hash is stable: the same value gives the same token on another connection.
     let mut other = raw_agent(&f).await;
     let a = rows(&query_all(&mut c, low[0]).await);
@@ -1034,6 +1067,45 @@ async fn tables_read_by_name_and_large_objects_are_of_unknown_origin() {
         assert_eq!(rows(&msgs).len(), 1, "{sql}");
         assert_no_leak(sql, &msgs, &secrets);
     }
+    // The planner's statistics hold sampled values of every column.
+    f.cluster.exec("appdb", "ANALYZE customers").await;
+    for sql in [
+        "SELECT attname, most_common_vals, histogram_bounds FROM pg_stats WHERE tablename = 'customers'",
+        "SELECT histogram_bounds::text AS h FROM pg_catalog.pg_stats WHERE tablename = 'customers'",
+        "SELECT unnest(histogram_bounds::text::text[]) FROM pg_stats WHERE tablename = 'customers'",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert!(!rows(&msgs).is_empty(), "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+    // What other sessions run, literals included: a name typed into someone else's statement.
+    let mut busy = raw_agent(&f).await;
+    busy.send(&ext::query(
+        format!("SELECT pg_sleep(2), '{}' AS who", secrets[0]).as_bytes(),
+    ))
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    for sql in [
+        "SELECT pid, query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+        "SELECT upper(query) AS q FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+    ] {
+        let msgs = query_all(&mut c, sql).await;
+        assert_eq!(error_of(&msgs), None, "{sql}");
+        assert_eq!(rows(&msgs).len(), 1, "{sql}");
+        assert_no_leak(sql, &msgs, &secrets);
+    }
+    let msgs = query_all(
+        &mut c,
+        "SELECT query FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()",
+    )
+    .await;
+    assert_eq!(
+        rows(&msgs)[0][0].as_deref(),
+        Some("SELECT pg_sleep(2), '***' AS who"),
+        "the statement's shape stays for whoever watches what runs"
+    );
+    busy.read_until_ready().await;
     // Bytes of unknown origin: a name in hex is still a name.
     let hex_secrets: Vec<String> = secrets.iter().map(hex::encode).collect();
     let msgs = query_all(

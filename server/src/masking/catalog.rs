@@ -100,6 +100,10 @@ pub struct Catalog {
     /// until read, and from a schema change that may define code until the next read.
     #[serde(skip)]
     pub code: Option<UserCode>,
+    /// The columns filled through the gateway from tagged ones ([`Catalog::tag_filled`]),
+    /// kept in the store with the catalog.
+    #[serde(skip)]
+    pub filled: Vec<super::FilledColumn>,
 }
 
 fn kind_name(relkind: &str) -> &'static str {
@@ -145,6 +149,8 @@ struct Stored {
     tables: Vec<StoredTable>,
     #[serde(default)]
     code: Option<UserCode>,
+    #[serde(default)]
+    filled: Vec<super::FilledColumn>,
 }
 
 #[derive(Serialize, serde::Deserialize)]
@@ -198,6 +204,7 @@ impl Catalog {
                 })
                 .collect(),
             code: self.code.clone(),
+            filled: self.filled.clone(),
         };
         serde_json::to_string(&stored).unwrap_or_else(|_| "{}".into())
     }
@@ -232,6 +239,7 @@ impl Catalog {
             .collect();
         let mut c = Catalog::indexed(tables, stored.loaded_at).with_overrides(overrides);
         c.code = stored.code;
+        c.filled = stored.filled;
         Ok(c)
     }
 
@@ -249,6 +257,7 @@ impl Catalog {
             by_oid,
             by_name,
             code: None,
+            filled: Vec::new(),
         }
     }
 
@@ -407,6 +416,7 @@ impl Catalog {
         if *touch != Touch::Everything {
             c.code = self.code.clone();
         }
+        c.filled = self.filled.clone();
         c
     }
 
@@ -414,6 +424,7 @@ impl Catalog {
     /// of their own or an admin's decision says otherwise (`TagSource::View`: derived from
     /// tagged base columns, as a view's are).
     pub fn tag_filled(&mut self, filled: &[super::FilledColumn]) {
+        self.filled = filled.to_vec();
         for f in filled {
             for t in self.tables.iter_mut().filter(|t| t.name == f.table) {
                 let col = match &f.column {

@@ -123,6 +123,9 @@ pub struct StatementLineage {
     pub functions: BTreeSet<String>,
     /// Every operator the statement uses (`+`, `||`, `OPERATOR(public.+)`), for the same check.
     pub operators: BTreeSet<String>,
+    /// The statement reads `pg_stat_activity`: its `query` is other sessions' SQL, literals
+    /// and all.
+    pub reads_activity: bool,
 }
 
 /// A relation a statement fills from a query: what its columns hold derives from the query's
@@ -207,6 +210,19 @@ pub const READS_BY_NAME: &[&str] = &[
     "ts_stat",
     "lo_get",
     "loread",
+];
+
+/// Columns of PostgreSQL's statistics (`pg_stats`, `pg_stats_ext`, `pg_statistic`) that hold
+/// values sampled from every column of a table: of unknown origin, like [`READS_BY_NAME`].
+pub const STATISTICS_VALUES: &[&str] = &[
+    "most_common_vals",
+    "histogram_bounds",
+    "most_common_elems",
+    "stavalues1",
+    "stavalues2",
+    "stavalues3",
+    "stavalues4",
+    "stavalues5",
 ];
 
 /// Whether `e` calls one of [`READS_BY_NAME`].
@@ -611,6 +627,7 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
     let _ = s.visit(&mut calls);
     l.functions = calls.functions;
     l.operators = calls.operators;
+    l.reads_activity = calls.reads_activity;
     l
 }
 
@@ -619,6 +636,7 @@ fn statement_outputs(s: &Statement) -> StatementLineage {
 struct Calls {
     functions: BTreeSet<String>,
     operators: BTreeSet<String>,
+    reads_activity: bool,
 }
 
 impl Visitor for Calls {
@@ -649,6 +667,9 @@ impl Visitor for Calls {
             }
             | TableFactor::Function { name, .. } => {
                 self.functions.insert(object_name(name));
+            }
+            TableFactor::Table { name, .. } => {
+                self.reads_activity |= last_part(name) == "pg_stat_activity";
             }
             _ => {}
         }
@@ -1266,11 +1287,19 @@ impl Visitor for Refs {
             let mark = |n: String| if in_hash { hashed(&n) } else { n };
             match e {
                 Expr::Identifier(id) => {
-                    self.names.insert(mark(ident(id)));
+                    let name = ident(id);
+                    if STATISTICS_VALUES.contains(&name.as_str()) {
+                        self.names.insert(CUSTOM_SETTING.to_string());
+                    }
+                    self.names.insert(mark(name));
                 }
                 Expr::CompoundIdentifier(parts) => {
                     if let Some(last) = parts.last() {
-                        self.names.insert(mark(ident(last)));
+                        let name = ident(last);
+                        if STATISTICS_VALUES.contains(&name.as_str()) {
+                            self.names.insert(CUSTOM_SETTING.to_string());
+                        }
+                        self.names.insert(mark(name));
                     }
                     // `p.email`: `p` is a row, not a value; only when alone is it whole-row.
                 }

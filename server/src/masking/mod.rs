@@ -106,8 +106,9 @@ pub struct Masking {
 
 /// A column a statement through the gateway filled from tagged columns (`CREATE TABLE … AS`,
 /// `INSERT INTO … SELECT`): its values are what those columns held, whatever it is called,
-/// so every catalog read from then on gives it their category.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// so every catalog read from then on gives it their category. Kept with the catalog in the
+/// store, so a restarted gateway remembers it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FilledColumn {
     pub table: String,
     /// By name, or (`None`) by position among the relation's columns.
@@ -432,6 +433,7 @@ impl Masking {
     /// Installs a catalog the store kept, at startup. It counts as stale, so the first session
     /// to reach the database reads it again in the background while masking by this one.
     pub fn restore(&self, env: &str, db: &str, catalog: Catalog) {
+        self.note_filled(env, db, catalog.filled.clone());
         let mut map = self.catalogs.lock().unwrap_or_else(|p| p.into_inner());
         let slot = map.entry(Self::key(env, db)).or_default();
         slot.catalog = Some(Arc::new(catalog));
@@ -622,6 +624,18 @@ mod tests {
             .loaded("app", "db", Some(catalog(&[(1, "archive")])))
             .expect("catalog");
         assert_eq!(tag(&later), Some(Category::PersonName), "and after a read");
+        // A restarted gateway restores the catalog the store kept, and with it what was filled.
+        let restarted = masking();
+        let stored = Catalog::from_stored_json(&later.to_stored_json(), &[]).expect("stored");
+        restarted.restore("app", "db", stored);
+        let reread = restarted
+            .loaded("app", "db", Some(catalog(&[(1, "archive")])))
+            .expect("catalog");
+        assert_eq!(
+            tag(&reread),
+            Some(Category::PersonName),
+            "and after a restart and a read"
+        );
     }
 
     #[test]

@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::catalog::Catalog;
 use super::detect::Category;
-use super::lineage::{unhashed, CopyFormat, Output, StatementLineage, CUSTOM_SETTING};
+use super::lineage::{
+    unhashed, CopyFormat, Output, StatementLineage, CUSTOM_SETTING, STATISTICS_VALUES,
+};
 use super::names::category_for_name;
 
 /// A field of a RowDescription.
@@ -78,6 +80,8 @@ pub enum Action {
     /// establish (a relation or column the catalog does not know yet), so no category, no
     /// exemption and no partial mask applies.
     Redact,
+    /// SQL text of another session: every string literal masked (`sql::literals_masked`).
+    Literals,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,6 +158,8 @@ enum Known {
     Unverified,
     /// A plain hash of a low-entropy category: replaced by the keyed hash.
     KeyedHash,
+    /// Another session's statement text (`pg_stat_activity.query`): its literals masked.
+    StatementText,
 }
 
 /// Categories whose values come from a space small enough to enumerate, so a plain hash of
@@ -238,6 +244,10 @@ impl Planner<'_> {
                             None => Known::Unverified,
                         }
                     }
+                    // The planner's statistics: values sampled from every column of a table.
+                    None if STATISTICS_VALUES.contains(&f.name.as_str()) => Known::Unverified,
+                    // What other sessions run, literals included (`pg_stat_activity`).
+                    None if f.name == "query" => Known::StatementText,
                     None => match category_for_name(&f.name) {
                         Some(cat) => Known::Categories(vec![cat], BTreeMap::new(), BTreeSet::new()),
                         None => Known::Unknown,
@@ -419,6 +429,10 @@ impl Planner<'_> {
                 }
             }
             Known::Untagged { confirmed: true } => Action::Pass,
+            Known::StatementText => match kind {
+                TypeKind::Text => Action::Literals,
+                _ => Action::Null,
+            },
             Known::KeyedHash => match kind {
                 TypeKind::Text | TypeKind::Bytea => Action::Token,
                 // `hashtext(ssn)` (an integer) or a hash inside JSON: nothing valid to put there.
@@ -471,6 +485,7 @@ impl Planner<'_> {
             || sources
                 .iter()
                 .any(|s| s == CUSTOM_SETTING || unhashed(s) == Some(CUSTOM_SETTING))
+            || (l.reads_activity && sources.iter().any(|s| s == "query"))
         {
             return Known::Unverified;
         }

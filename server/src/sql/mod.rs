@@ -8,7 +8,7 @@ pub mod lexer;
 pub mod redact;
 
 pub use fingerprint::{has_backslash_string, shape, shape_into, shape_key, Fingerprint, Shape};
-pub use redact::redact;
+pub use redact::{literals_masked, redact};
 
 use std::sync::Arc;
 

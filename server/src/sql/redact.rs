@@ -7,6 +7,26 @@ use std::borrow::Cow;
 use super::lexer::{Lexer, TokenKind};
 use crate::masking::detect;
 
+/// `sql` with every string literal replaced by `'***'` and every number a detector recognises
+/// by `0`: the text of another session's statement (`pg_stat_activity.query`), whose literals
+/// may be anyone's data, with its shape kept for whoever watches what runs.
+pub fn literals_masked(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut copied = 0;
+    for t in Lexer::new(sql) {
+        let replacement = match t.kind {
+            TokenKind::String => "'***'",
+            TokenKind::Number if detect::detect(t.text(sql)).is_some() => "0",
+            _ => continue,
+        };
+        out.push_str(&sql[copied..t.start]);
+        out.push_str(replacement);
+        copied = t.end;
+    }
+    out.push_str(&sql[copied..]);
+    out
+}
+
 /// `sql` with sensitive literals replaced; borrowed unchanged when there are none.
 pub fn redact(sql: &str) -> Cow<'_, str> {
     if !might_hold_sensitive_literal(sql) {
@@ -84,6 +104,17 @@ fn literal_body(tok: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn another_sessions_statement_keeps_its_shape_without_its_literals() {
+        assert_eq!(
+            literals_masked(
+                "INSERT INTO people VALUES ('Ana Silva', E'it\\'s', $1, 42, 4111111111111111) -- 'x'"
+            ),
+            "INSERT INTO people VALUES ('***', '***', $1, 42, 0) -- 'x'"
+        );
+        assert_eq!(literals_masked("SELECT 1"), "SELECT 1");
+    }
 
     #[test]
     fn sensitive_literals_are_replaced_and_the_rest_kept() {
