@@ -247,7 +247,21 @@ impl GatewayBuilder {
             .expect("gateway start")
     }
 
-    fn start_blocking(self) -> Gateway {
+    fn start_blocking(mut self) -> Gateway {
+        // `GATEHOUSE_TEST_STORE=postgres` runs any test's gateway on a shared PostgreSQL store
+        // of its own (a throwaway cluster that lives as long as the gateway) instead of SQLite.
+        let store_cluster = (std::env::var("GATEHOUSE_TEST_STORE").as_deref() == Ok("postgres")
+            && !self.toml_extra.contains("[store]"))
+        .then(|| {
+            let c = crate::Cluster::start_blocking();
+            let url = format!(
+                "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+                c.port
+            );
+            let password = c.password.clone();
+            self = std::mem::take(&mut self).shared_store(&url, &password);
+            c
+        });
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-gw-")
             .tempdir()
@@ -282,6 +296,7 @@ impl GatewayBuilder {
             env,
             dir,
             child: None,
+            _store_cluster: store_cluster,
         };
         gw.spawn();
         gw
@@ -316,6 +331,8 @@ pub struct Gateway {
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The shared store's cluster under `GATEHOUSE_TEST_STORE=postgres`.
+    _store_cluster: Option<crate::Cluster>,
 }
 
 impl Gateway {
