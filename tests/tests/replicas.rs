@@ -633,3 +633,47 @@ async fn migrate_store_moves_a_lone_gateways_state_into_the_shared_store() {
         c.query_one("SELECT 1", &[]).await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_store_connections_catches_up_by_itself() {
+    let r = Replicas::start().await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    let dana = r.a.login("dana", "dana-pw").await;
+    // Every store connection of both replicas is cut (a failover, a network blip), the ones
+    // that listen for changes included.
+    let direct = r.store.client("gatehouse").await;
+    let cut: i64 = direct
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name LIKE 'gatehouse-store%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(cut >= 2, "{cut} store connections cut");
+    // A change through B right after still reaches A within a few seconds.
+    let (status, grant) = Api::new(r.b.http())
+        .post(
+            "/api/v1/grants",
+            &admin_b,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}\n{}", r.b.log());
+    within(
+        Duration::from_secs(4),
+        "A catches up after losing its listener",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+    let listening: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gatehouse-store-listen'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(listening, 2, "both replicas listen again");
+}

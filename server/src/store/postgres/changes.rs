@@ -41,8 +41,10 @@ impl PgStore {
         let settings = self.settings.clone();
         runtime()
             .spawn(async move {
-                let (client, mut conn) = settings
-                    .pg_config()
+                let mut config = settings.pg_config();
+                // Told apart from the pool's connections in pg_stat_activity.
+                config.application_name("gatehouse-store-listen");
+                let (client, mut conn) = config
                     .connect(super::tls::StoreTls(settings.tls.clone()))
                     .await?;
                 let (tx, rx) = mpsc::channel(1024);

@@ -132,16 +132,30 @@ impl PgStore {
         &self.settings
     }
 
-    /// Runs `f` with a pooled connection on the store's runtime and awaits it.
+    /// Runs `f` with a pooled connection on the store's runtime and awaits it. A connection
+    /// the store ended (a restart, a failover, an administrator) fails its statement without
+    /// running it; `f` is then run once more on a fresh connection, so the first call after
+    /// the store comes back does not fail for it.
     pub async fn exec<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(Object) -> Fut + Send + 'static,
+        F: FnOnce(Object) -> Fut + Clone + Send + 'static,
         Fut: Future<Output = Result<T, StoreError>> + Send + 'static,
     {
         let pool = self.pool.clone();
         runtime()
-            .spawn(async move { f(get(&pool).await?).await })
+            .spawn(async move {
+                let again = f.clone();
+                match f(get(&pool).await?).await {
+                    Err(e) if connection_ended(&e) => {
+                        // Every idle connection may be as dead as this one, even if it has
+                        // not noticed yet: the retry gets a new one.
+                        pool.retain(|_, _| false);
+                        again(get(&pool).await?).await
+                    }
+                    r => r,
+                }
+            })
             .await
             .map_err(|e| StoreError::Join(e.to_string()))?
     }
@@ -165,6 +179,19 @@ impl PgStore {
         });
         rx.recv()
             .map_err(|_| StoreError::Join("the store's runtime dropped a call".into()))?
+    }
+}
+
+/// The statement failed because its connection was gone or the server ended the session
+/// (`57P01`-`57P03`): it did not run, and a fresh connection may succeed.
+fn connection_ended(e: &StoreError) -> bool {
+    match e {
+        StoreError::Pg(e) => {
+            e.is_closed()
+                || e.as_db_error()
+                    .is_some_and(|d| matches!(d.code().code(), "57P01" | "57P02" | "57P03"))
+        }
+        _ => false,
     }
 }
 
