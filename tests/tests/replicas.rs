@@ -677,3 +677,45 @@ async fn a_replica_that_lost_its_store_connections_catches_up_by_itself() {
         .get(0);
     assert_eq!(listening, 2, "both replicas listen again");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_store_is_reached_over_verified_tls_like_an_upstream() {
+    let mut store = Cluster::start().await;
+    let ca = store.enable_ssl();
+    store.exec("postgres", "CREATE DATABASE gatehouse").await;
+    let (app, upstream_password) = app_database().await;
+    let token = random_token("gha_");
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{}/gatehouse?sslmode=verify-full&sslrootcert={}",
+        store.port,
+        ca.display()
+    );
+    let gw = GatewayBuilder::new()
+        .environment(ENV, "staging", &app_url(&app), Some(&upstream_password))
+        .service_account(AGENT, &token, &["agents"])
+        .user(ADMIN, ADMIN_PASSWORD, &["admins"])
+        .grant(&["admins"], &[ENV])
+        .shared_store(&url, &store.password)
+        .start()
+        .await;
+    let session = gw.login(ADMIN, ADMIN_PASSWORD).await;
+    gw.connect(ENV, ADMIN, &session)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    // The gateway's store connections (the pool's and the listener) are all encrypted.
+    let row = store
+        .client("gatehouse")
+        .await
+        .query_one(
+            "SELECT count(*) FILTER (WHERE COALESCE(s.ssl, false)),
+                    count(*) FILTER (WHERE NOT COALESCE(s.ssl, false))
+             FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s USING (pid)
+             WHERE a.application_name LIKE 'gatehouse-store%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (tls, plain): (i64, i64) = (row.get(0), row.get(1));
+    assert!(tls >= 2, "{tls} store connections over TLS");
+    assert_eq!(plain, 0, "every store connection uses TLS");
+}
