@@ -1223,7 +1223,7 @@ export interface components {
             /** @description `ok`, or why the store cannot be reached. */
             store: string;
             /**
-             * @description Each environment's upstream: `ok` when a TCP connection opens within a second, or why
+             * @description Each environment's upstream: `ok` when a TCP connection opens within 0.5 s, or why
              *     not. Informational: an upstream down is down for every replica alike.
              */
             upstreams: Record<string, never>;
