@@ -64,6 +64,9 @@ pub struct Config {
     /// The MCP server for AI agents at `/mcp`.
     #[serde(default)]
     pub mcp: McpConfig,
+    /// Where the gateway keeps its state: absent, SQLite in `data_dir`; with `url`, a
+    /// PostgreSQL database that several replicas share.
+    pub store: Option<StoreConfig>,
     /// Directory of the config file; relative paths in the config are resolved against it.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -114,6 +117,9 @@ pub struct ServerConfig {
     /// The built web console (`ui/dist`) served at `/`. Unset: `ui/dist` of the source tree the
     /// binary was built from, which is right for `scripts/setup.sh`, the tests and a checkout.
     pub console_dir: Option<PathBuf>,
+    /// This replica's name among those sharing a store (logs, metrics, `/api/v1/info`, the
+    /// origin of the changes it announces). Unset: the host name and `postgres_listen`'s port.
+    pub replica_id: Option<Spanned<String>>,
 }
 
 impl Default for ServerConfig {
@@ -142,6 +148,7 @@ impl Default for ServerConfig {
             approval_window_seconds: 60,
             approval_grant_seconds: 900,
             console_dir: None,
+            replica_id: None,
         }
     }
 }
@@ -364,6 +371,24 @@ fn check_access_requests(a: &AccessRequestConfig) -> Result<(), (&'static str, S
     Ok(())
 }
 
+/// `[store]`: the shared PostgreSQL store of several gateway replicas.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `postgresql://USER[:PASSWORD]@HOST[:PORT][/DATABASE][?sslmode=...&sslrootcert=...]`, read
+    /// as an environment's `upstream`.
+    pub url: Spanned<String>,
+    /// Environment variable holding the store's password; wins over one in the URL.
+    pub password_env: Option<Spanned<String>>,
+    /// Connections each replica keeps to the store at most.
+    #[serde(default = "default_store_pool_size")]
+    pub pool_size: Spanned<usize>,
+}
+
+fn default_store_pool_size() -> Spanned<usize> {
+    Spanned::new(0..0, 8)
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditConfig {
@@ -556,6 +581,21 @@ impl Config {
         }
     }
 
+    /// This replica's id: `server.replica_id`, else this host's name and the PostgreSQL
+    /// listener's port (unique among replicas on one host, stable across restarts).
+    pub fn replica_id(&self) -> String {
+        if let Some(id) = &self.server.replica_id {
+            return id.get_ref().clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .unwrap_or_else(|| "gatehouse".into());
+        format!("{host}:{}", self.postgres_listen().port())
+    }
+
     pub fn http_listen(&self) -> SocketAddr {
         self.server
             .http_listen
@@ -659,6 +699,22 @@ impl Validator<'_> {
                 path: self.path.to_path_buf(),
                 message: "`server.tls_cert` and `server.tls_key` must be set together".into(),
             });
+        }
+
+        if let Some(store) = &c.store {
+            if let Err(message) =
+                crate::pg::upstream::UpstreamTarget::parse(store.url.get_ref(), None)
+            {
+                return Err(self.err(&store.url, "store.url", message.to_string()));
+            }
+            let n = *store.pool_size.get_ref();
+            if !(2..=200).contains(&n) {
+                return Err(self.err(
+                    &store.pool_size,
+                    "store.pool_size",
+                    "between 2 and 200 connections",
+                ));
+            }
         }
 
         let mut env_names = HashSet::new();

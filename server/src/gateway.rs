@@ -25,6 +25,10 @@ pub enum GatewayError {
         env: String,
         source: crate::pg::upstream::TargetError,
     },
+    #[error("store: the variable {var} named by password_env is not set")]
+    MissingStorePassword { var: String },
+    #[error("store.url: {0}")]
+    StoreUrl(crate::pg::upstream::TargetError),
     #[error("oidc: the variable {var} named by client_secret_env is not set")]
     MissingOidcSecret { var: String },
     #[error("oidc: {0}")]
@@ -169,6 +173,55 @@ pub struct Gateway {
     /// Where the PostgreSQL listener is bound, once it is (the MCP server connects there).
     pub pg_local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     pub masking: crate::masking::Masking,
+    /// This replica's id (`Config::replica_id`): in `/healthz`, `/api/v1/info`, metrics, logs.
+    pub replica_id: String,
+}
+
+/// The store the config names: the shared PostgreSQL store of `[store]`, or the SQLite file in
+/// `data_dir`. Blocks while it connects and migrates.
+pub fn open_store(config: &Config) -> Result<Store, GatewayError> {
+    let Some(sc) = &config.store else {
+        return Ok(Store::open(&config.data_dir())?);
+    };
+    let password =
+        match &sc.password_env {
+            Some(var) => Some(std::env::var(var.get_ref()).map_err(|_| {
+                GatewayError::MissingStorePassword {
+                    var: var.get_ref().clone(),
+                }
+            })?),
+            None => None,
+        };
+    let settings = pg_settings(
+        sc.url.get_ref(),
+        password,
+        *sc.pool_size.get_ref(),
+        config.replica_id(),
+    )?;
+    Ok(Store::open_postgres(settings)?)
+}
+
+/// The shared store's connection settings from a `postgresql://` URL (read as an upstream's:
+/// `sslmode`, `sslrootcert`), the password from its variable if any.
+pub fn pg_settings(
+    url: &str,
+    password: Option<String>,
+    pool_size: usize,
+    replica_id: String,
+) -> Result<crate::store::postgres::PgSettings, GatewayError> {
+    let target = UpstreamTarget::parse(url, password).map_err(GatewayError::StoreUrl)?;
+    let tls = target.tls_config();
+    Ok(crate::store::postgres::PgSettings {
+        host: target.host.clone(),
+        port: target.port,
+        user: target.user.clone(),
+        password: target.password.clone(),
+        database: target.database.clone(),
+        tls_required: !matches!(target.sslmode, tls::SslMode::Disable | tls::SslMode::Prefer),
+        tls,
+        pool_size,
+        replica_id,
+    })
 }
 
 impl Gateway {
@@ -219,7 +272,8 @@ impl Gateway {
             );
         }
         let data_dir = config.data_dir();
-        let store = Store::open(&data_dir)?;
+        let store = open_store(&config)?;
+        let config_replica_id = config.replica_id();
         let audit = Audit::open(&data_dir)?;
         let approvals = crate::approval::Approvals::new(
             store.clone(),
@@ -303,6 +357,7 @@ impl Gateway {
             approvals,
             pg_local_addr: std::sync::OnceLock::new(),
             masking,
+            replica_id: config_replica_id,
         }))
     }
 

@@ -15,6 +15,7 @@ pub mod masking;
 pub mod mcp;
 pub mod pg;
 pub mod policy;
+pub mod replicas;
 pub mod serve;
 pub mod sql;
 pub mod store;

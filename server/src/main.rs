@@ -46,6 +46,19 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Copy one gateway's SQLite store into an empty shared PostgreSQL store (`[store] url`),
+    /// so it can run as the first of several replicas. Stop that gateway first.
+    MigrateStore {
+        /// `sqlite:PATH`: the `gatehouse.db` file, or the `data_dir` holding it.
+        #[arg(long)]
+        from: String,
+        /// `postgresql://USER@HOST:PORT/DATABASE[?sslmode=...]`, as `[store] url`.
+        #[arg(long)]
+        to: String,
+        /// Environment variable holding the shared store's password, as `[store] password_env`.
+        #[arg(long)]
+        password_env: Option<String>,
+    },
     /// Read a password on stdin and print its argon2id hash, for `[[users]] password_argon2`.
     HashPassword,
     /// Print a new service-account token and the sha256 to put in `[[service_accounts]] token_sha256`.
@@ -111,6 +124,26 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::MigrateStore {
+            from,
+            to,
+            password_env,
+        } => match migrate_store(&from, &to, password_env.as_deref()) {
+            Ok(copied) => {
+                for c in &copied {
+                    println!("{:<20} {} rows", c.table, c.rows);
+                }
+                println!(
+                    "copied {} rows into the shared store; the audit trail stays in the source data_dir",
+                    copied.iter().map(|c| c.rows).sum::<usize>()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
@@ -211,6 +244,28 @@ fn run(config: Config) -> anyhow::Result<()> {
         let gw = Gateway::build(config).context("preparing the gateway")?;
         gatehouse_server::serve::serve(gw).await.context("serving")
     })
+}
+
+fn migrate_store(
+    from: &str,
+    to: &str,
+    password_env: Option<&str>,
+) -> anyhow::Result<Vec<gatehouse_server::store::migrate::Copied>> {
+    let path = from
+        .strip_prefix("sqlite:")
+        .context("--from must be sqlite:PATH")?;
+    let password = match password_env {
+        Some(var) => Some(std::env::var(var).with_context(|| format!("{var} is not set"))?),
+        None => None,
+    };
+    let settings = gatehouse_server::gateway::pg_settings(to, password, 2, "migrate-store".into())
+        .context("--to")?;
+    let store = gatehouse_server::store::postgres::PgStore::open(settings)
+        .context("opening the shared store")?;
+    Ok(gatehouse_server::store::migrate::sqlite_to_postgres(
+        std::path::Path::new(path),
+        &store,
+    )?)
 }
 
 fn init_tracing(format: LogFormat) {

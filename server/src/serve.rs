@@ -22,6 +22,7 @@ pub enum ServeError {
 
 /// Serves PostgreSQL and HTTP until a shutdown signal.
 pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
+    crate::http::metrics::label_replica(&gw.replica_id);
     crate::http::metrics::install();
     crate::approval::webhooks::spawn(&gw.config.webhooks, gw.approvals.subscribe());
     let data_dir = gw.config.data_dir();
@@ -46,7 +47,7 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     if let Ok(a) = pg.local_addr() {
         let _ = gw.pg_local_addr.set(a);
     }
-    tracing::info!(postgres = %pg_addr, http = %http_addr, environments = gw.environments.len(), "gatehouse is ready");
+    tracing::info!(replica = %gw.replica_id, shared_store = gw.store.is_shared(), postgres = %pg_addr, http = %http_addr, environments = gw.environments.len(), "gatehouse is ready");
 
     let workers = Arc::new(
         crate::pg::workers::Workers::start(gw.config.server.worker_threads)
@@ -56,6 +57,8 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg, workers));
     // Expired grants and ended sessions end their open connections.
     tokio::spawn(crate::pg::access::sweep_periodically(gw.clone()));
+    // Changes other replicas make to the shared store take effect here too.
+    tokio::spawn(crate::replicas::follow(gw.clone()));
     // Access requests nobody decided in time expire.
     tokio::spawn(crate::approval::access::expire_periodically(gw.clone()));
     if gw.config.masking.enabled {

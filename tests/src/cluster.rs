@@ -36,7 +36,8 @@ impl Cluster {
             .expect("cluster start")
     }
 
-    fn start_blocking() -> Cluster {
+    /// [`Cluster::start`] from a thread that may block.
+    pub fn start_blocking() -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-pg-")
             .tempdir()

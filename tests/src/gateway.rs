@@ -157,6 +157,15 @@ impl GatewayBuilder {
         self
     }
 
+    /// Keep the gateway's state in the shared PostgreSQL store at `url` (`[store]`, the password
+    /// passed through `password_env`), as replicas behind a load balancer do.
+    pub fn shared_store(self, url: &str, password: &str) -> Self {
+        self.toml(&format!(
+            "[store]\nurl = {url:?}\npassword_env = \"GH_TEST_STORE_PW\""
+        ))
+        .env("GH_TEST_STORE_PW", password)
+    }
+
     /// Keep the gateway's data (store, audit trail, keys) in `dir` instead of a fresh temp dir.
     pub fn data_dir(mut self, dir: &std::path::Path) -> Self {
         self.data_dir = Some(dir.to_path_buf());
@@ -238,7 +247,21 @@ impl GatewayBuilder {
             .expect("gateway start")
     }
 
-    fn start_blocking(self) -> Gateway {
+    fn start_blocking(mut self) -> Gateway {
+        // `GATEHOUSE_TEST_STORE=postgres` runs any test's gateway on a shared PostgreSQL store
+        // of its own (a throwaway cluster that lives as long as the gateway) instead of SQLite.
+        let store_cluster = (std::env::var("GATEHOUSE_TEST_STORE").as_deref() == Ok("postgres")
+            && !self.toml_extra.contains("[store]"))
+        .then(|| {
+            let c = crate::Cluster::start_blocking();
+            let url = format!(
+                "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+                c.port
+            );
+            let password = c.password.clone();
+            self = std::mem::take(&mut self).shared_store(&url, &password);
+            c
+        });
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-gw-")
             .tempdir()
@@ -273,6 +296,7 @@ impl GatewayBuilder {
             env,
             dir,
             child: None,
+            _store_cluster: store_cluster,
         };
         gw.spawn();
         gw
@@ -307,6 +331,8 @@ pub struct Gateway {
     env: Vec<(String, String)>,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// The shared store's cluster under `GATEHOUSE_TEST_STORE=postgres`.
+    _store_cluster: Option<crate::Cluster>,
 }
 
 impl Gateway {

@@ -315,6 +315,7 @@ pub async fn decide(
             now,
         )
         .await?;
+    gw.store.announce(crate::store::Change::Grants { by: None });
     let decided = match gw
         .approvals
         .settle_access(
@@ -331,6 +332,7 @@ pub async fn decide(
             if let Err(undo) = gw.grants.remove(&gw.store, &grant.id).await {
                 tracing::error!(grant = %grant.id, error = %undo, "cannot take back the grant of an access request decided elsewhere; it ends at its expiry");
             }
+            gw.store.announce(crate::store::Change::Grants { by: None });
             return Err(e);
         }
     };

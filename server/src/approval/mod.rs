@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
 use crate::identity::{tokens, Identity};
-use crate::store::{ApprovalKind, ApprovalRecord, Store, StoreError};
+use crate::store::{ApprovalKind, ApprovalRecord, Change, Store, StoreError};
 
 /// What happened to an approval, as the waiting session learns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +43,11 @@ pub struct Event {
     pub approval: ApprovalRecord,
     /// Where to see and decide it in the web console.
     pub link: String,
+    /// Made on another replica sharing the store and relayed here (for `/events`); webhooks
+    /// leave these to the replica that made them, so each is delivered once.
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub remote: bool,
 }
 
 /// The event name prefix for an approval's kind.
@@ -181,8 +186,17 @@ impl Approvals {
         self.events.subscribe()
     }
 
-    /// Publishes `{prefix}.{what}` (the prefix by the approval's kind).
+    /// Publishes `{prefix}.{what}` (the prefix by the approval's kind), here and, through the
+    /// shared store, on the other replicas.
     fn publish(&self, what: &str, approval: ApprovalRecord) {
+        self.store.announce(Change::Approval {
+            id: approval.id.clone(),
+            event: what.to_string(),
+        });
+        self.send(what, approval, false);
+    }
+
+    fn send(&self, what: &str, approval: ApprovalRecord, remote: bool) {
         let event = format!("{}.{what}", event_prefix(approval.kind));
         let link = self.link(&approval.id);
         // No subscribers is fine: nobody is watching.
@@ -190,7 +204,70 @@ impl Approvals {
             event,
             approval,
             link,
+            remote,
         });
+    }
+
+    /// Another replica created or changed approval `id` (`event`, as it published it): its
+    /// event is published here too, and a client held here for it is released as if the
+    /// decision had been made here. An approval decided elsewhere was left `approved` (that
+    /// replica held no client); the held client spends it (`used`) and runs the statement.
+    pub async fn remote_change(&self, id: &str, event: &str) -> Result<(), StoreError> {
+        let Some(record) = self.store.approval(id.to_string()).await? else {
+            return Ok(());
+        };
+        self.release_if_decided(&record).await?;
+        self.send(event, record, true);
+        Ok(())
+    }
+
+    /// Releases the client held here for `record` if it was decided (elsewhere).
+    async fn release_if_decided(&self, record: &ApprovalRecord) -> Result<(), StoreError> {
+        let outcome = match record.state.as_str() {
+            "pending" => return Ok(()),
+            "approved" => Outcome::Approved {
+                by: record.decided_by.clone().unwrap_or_default(),
+                reason: record.decision_reason.clone(),
+            },
+            _ => Outcome::Denied {
+                by: record.decided_by.clone().unwrap_or_default(),
+                reason: record.decision_reason.clone(),
+            },
+        };
+        // Taken under the lock, as `settle` does: either the client leaves (a grant stays for
+        // a re-run) or it is released here, never both.
+        let Some(waiter) = self.lock().remove(&record.id) else {
+            return Ok(());
+        };
+        if matches!(outcome, Outcome::Approved { .. })
+            && !self
+                .store
+                .use_approval(record.id.clone(), crate::identity::now())
+                .await?
+        {
+            // Spent or ended meanwhile: the client is told what the store now says.
+            let _ = waiter.send(Some(Outcome::Denied {
+                by: record.decided_by.clone().unwrap_or_default(),
+                reason: Some(
+                    "the approval was used or ended before this client could run it".into(),
+                ),
+            }));
+            return Ok(());
+        }
+        let _ = waiter.send(Some(outcome));
+        Ok(())
+    }
+
+    /// For the periodic re-read when notices may have been missed: the approvals clients are
+    /// held for here that were decided elsewhere release their clients.
+    pub async fn release_decided_elsewhere(&self) -> Result<(), StoreError> {
+        let ids: Vec<String> = self.lock().keys().cloned().collect();
+        for id in ids {
+            if let Some(record) = self.store.approval(id).await? {
+                self.release_if_decided(&record).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Creates a pending approval and registers the caller as waiting for it.

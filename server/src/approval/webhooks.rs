@@ -60,6 +60,8 @@ pub fn spawn(configs: &[WebhookConfig], mut events: tokio::sync::broadcast::Rece
     tokio::spawn(async move {
         loop {
             let event = match events.recv().await {
+                // Another replica delivers its own events.
+                Ok(e) if e.remote => continue,
                 Ok(e) => e,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "webhook delivery fell behind; events skipped");

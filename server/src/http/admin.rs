@@ -25,7 +25,7 @@ use crate::identity::{
 };
 use crate::pg::access::{end_connections_without_access, Cause};
 use crate::pg::connections::Termination;
-use crate::store::ServiceAccountRecord;
+use crate::store::{Change, ServiceAccountRecord};
 
 // ---- sessions ------------------------------------------------------------------------------
 
@@ -116,6 +116,14 @@ pub async fn revoke_session(
             "no active session with id `{id}`"
         )));
     }
+    let why = format!(
+        "the session was revoked by administrator \"{}\"; log in again to reconnect",
+        admin.identity.name
+    );
+    gw.store.announce(Change::SessionEnded {
+        id: id.clone(),
+        why: why.clone(),
+    });
     let closed = end_session_connections(
         &gw,
         &id,
@@ -285,6 +293,9 @@ pub async fn create_grant(
         )
         .await
         .map_err(grant_error)?;
+    gw.store.announce(Change::Grants {
+        by: Some(admin.identity.name.clone()),
+    });
     let expires_at = g.expires_at.map(rfc3339);
     tracing::info!(actor = %admin.identity.name, action = "grant.create", grant = %g.id, groups = ?g.groups, environments = ?g.environments, upstream_role = ?g.upstream_role, expires_at = ?expires_at, "admin action");
     record_admin_action(&gw, &admin.identity, "grant.create", serde_json::json!({"grant_id": g.id, "groups": g.groups, "environments": g.environments, "upstream_role": g.upstream_role, "expires_at": expires_at})).await;
@@ -308,6 +319,9 @@ pub async fn delete_grant(
         .remove(&gw.store, &id)
         .await
         .map_err(grant_error)?;
+    gw.store.announce(Change::Grants {
+        by: Some(admin.identity.name.clone()),
+    });
     // Any connection may have come in through this grant: ask about all of them.
     let closed =
         end_connections_without_access(&gw, &Cause::Admin(Some(&admin.identity.name)), |_| true);
@@ -413,7 +427,12 @@ fn manage_error(e: ManageError) -> ApiError {
     }
 }
 
+/// Ends the account's connections here and, through the shared store, on every replica.
 fn end_account_connections(gw: &Gateway, name: &str, why: String) -> usize {
+    gw.store.announce(Change::AccountEnded {
+        name: name.to_string(),
+        why: why.clone(),
+    });
     gw.connections.terminate_where(
         |c| c.identity == name && c.session_id.is_none(),
         Termination {

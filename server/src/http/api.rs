@@ -16,7 +16,7 @@ use crate::audit::{AuditRecord, Pending};
 use crate::config::Tier;
 use crate::gateway::Gateway;
 use crate::identity::{IdentityKind, IssuedSession, LoginError, SessionMethod};
-use crate::pg::connections::Termination;
+use crate::store::Change;
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
@@ -95,7 +95,17 @@ pub struct WhoAmI {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// `ok` while this replica can reach its store; `unavailable` (with `503`) when it cannot,
+    /// so a load balancer sends new connections to another replica.
     pub status: &'static str,
+    /// This replica's id (`server.replica_id`).
+    pub replica_id: String,
+    /// `ok`, or why the store cannot be reached.
+    pub store: String,
+    /// Each environment's upstream: `ok` when a TCP connection opens within 0.5 s, or why
+    /// not. Informational: an upstream down is down for every replica alike.
+    #[schema(value_type = Object)]
+    pub upstreams: std::collections::BTreeMap<String, String>,
 }
 
 /// What a client needs to know about this gateway before logging in.
@@ -106,6 +116,9 @@ pub struct GatewayInfo {
     /// Whether single sign-on is configured (`gatehouse login` without `--user`/`--token`).
     pub sso: bool,
     pub version: String,
+    /// Which replica answered (`server.replica_id`).
+    #[serde(default)]
+    pub replica_id: String,
 }
 
 /// Discovery for the CLI and the desktop app: where to reach the PostgreSQL listener and which
@@ -126,13 +139,48 @@ pub async fn info(State(gw): State<Arc<Gateway>>) -> Json<GatewayInfo> {
         postgres_address,
         sso: gw.oidc.is_some(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        replica_id: gw.replica_id.clone(),
     })
 }
 
-/// Liveness: answers while the gateway runs.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+/// Health for load balancers: `200` while this replica can reach its store, `503` when it
+/// cannot; the body also says whether each upstream accepts TCP connections.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn healthz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Health>) {
+    // Short: a health check that hangs is a failed one to a load balancer (and setup.sh gives
+    // it a second).
+    let limit = std::time::Duration::from_millis(500);
+    let store = async {
+        match tokio::time::timeout(limit * 2, gw.store.ping()).await {
+            Ok(Ok(())) => "ok".to_string(),
+            Ok(Err(e)) => format!("unreachable: {e}"),
+            Err(_) => "unreachable: no answer within 1 s".to_string(),
+        }
+    };
+    let upstreams = futures_util::future::join_all(gw.environments.values().map(|e| async move {
+        let addr = (e.target.host.as_str(), e.target.port);
+        let state = match tokio::time::timeout(limit, tokio::net::TcpStream::connect(addr)).await {
+            Ok(Ok(_)) => "ok".to_string(),
+            Ok(Err(err)) => format!("unreachable: {err}"),
+            Err(_) => "unreachable: no connection within 0.5 s".to_string(),
+        };
+        (e.name.clone(), state)
+    }));
+    let (store, upstreams) = tokio::join!(store, upstreams);
+    let ok = store == "ok";
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        Json(Health {
+            status: if ok { "ok" } else { "unavailable" },
+            replica_id: gw.replica_id.clone(),
+            store,
+            upstreams: upstreams.into_iter().collect(),
+        }),
+    )
 }
 
 /// Log in as a local user; returns a session token. Repeated failures lock the user out for
@@ -140,7 +188,7 @@ pub async fn healthz() -> Json<Health> {
 /// console) the session comes as cookies and the body is a [`CookieSession`].
 #[utoipa::path(
     post, path = "/api/v1/auth/login", request_body = LoginRequest,
-    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody))
+    responses((status = 200, body = TokenResponse), (status = 401, body = ErrorBody), (status = 429, body = ErrorBody), (status = 503, body = ErrorBody))
 )]
 pub async fn login(
     State(gw): State<Arc<Gateway>>,
@@ -196,6 +244,12 @@ pub async fn login(
                 retry_after: seconds,
             });
         }
+        Err(LoginError::Unavailable(e)) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "login refused: the shared store is unreachable");
+            return Err(ApiError::Unavailable(
+                "the gateway's store is unreachable; try again in a moment".into(),
+            ));
+        }
         Err(e @ LoginError::Unavailable(_)) => {
             tracing::error!(error = %e, "login refused: the lockout store cannot be read");
             return Err(ApiError::Internal(
@@ -250,24 +304,7 @@ pub async fn refresh(
     Ok(Json(TokenResponse::new(issued)))
 }
 
-/// Ends the open database connections of a session that was just revoked.
-pub fn end_session_connections(gw: &Gateway, session_id: &str, why: &str) -> usize {
-    let n = gw.connections.terminate_where(
-        |c| c.session_id.as_deref() == Some(session_id),
-        Termination {
-            code: crate::pg::error::SqlState::AdminShutdown,
-            message: why.to_string(),
-        },
-    );
-    if n > 0 {
-        tracing::info!(
-            session = session_id,
-            connections = n,
-            "closed the connections of a revoked session"
-        );
-    }
-    n
-}
+pub use crate::pg::access::end_session_connections;
 
 /// Revoke the caller's own session (and close its database connections). With the console's
 /// cookie, needs the `X-CSRF-Token` header, and clears the cookies.
@@ -285,14 +322,15 @@ pub async fn logout(
         ));
     }
     if let Some(id) = gw.auth.revoke(&caller.token).await? {
-        end_session_connections(
-            &gw,
-            &id,
-            &format!(
-                "the session of \"{}\" was logged out; log in again to reconnect",
-                caller.identity.name
-            ),
+        let why = format!(
+            "the session of \"{}\" was logged out; log in again to reconnect",
+            caller.identity.name
         );
+        gw.store.announce(Change::SessionEnded {
+            id: id.clone(),
+            why: why.clone(),
+        });
+        end_session_connections(&gw, &id, &why);
     }
     tracing::info!(identity = %caller.identity.name, "logout");
     let r = AuditRecord::new("auth.logout")

@@ -21,6 +21,9 @@ pub enum ApiError {
     #[error("{message}")]
     TooManyRequests { message: String, retry_after: i64 },
 
+    /// The gateway cannot do it now (its shared store is unreachable); retry shortly.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -29,7 +32,7 @@ pub enum ApiError {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     /// Machine-readable kind: `unauthorized`, `bad_request`, `not_found`, `forbidden`,
-    /// `conflict`, `too_many_requests`, `internal`.
+    /// `conflict`, `too_many_requests`, `unavailable`, `internal`.
     pub error: &'static str,
     /// What happened and what to do next.
     pub message: String,
@@ -46,6 +49,7 @@ impl IntoResponse for ApiError {
             ApiError::TooManyRequests { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_requests")
             }
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         if let ApiError::Internal(m) = &self {
@@ -76,8 +80,20 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        store_error(e)
     }
+}
+
+/// A store failure: `503` while the shared store is unreachable (the client may retry, and a
+/// load balancer may send it to another replica), `500` otherwise.
+fn store_error(e: crate::store::StoreError) -> ApiError {
+    if e.is_unavailable() {
+        tracing::warn!(error = %e, "the shared store is unreachable");
+        return ApiError::Unavailable(
+            "the gateway's store is unreachable; try again in a moment".into(),
+        );
+    }
+    ApiError::Internal(e.to_string())
 }
 
 impl From<crate::identity::AuthError> for ApiError {
@@ -91,7 +107,7 @@ impl From<crate::identity::AuthError> for ApiError {
             AuthError::Revoked => {
                 ApiError::Unauthorized("the session has been revoked; log in again".into())
             }
-            AuthError::Store(e) => ApiError::Internal(e.to_string()),
+            AuthError::Store(e) => store_error(e),
         }
     }
 }

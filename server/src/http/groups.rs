@@ -18,6 +18,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::gateway::Gateway;
 use crate::identity::{now, GroupError, GroupView};
 use crate::pg::access::{end_connections_without_access, Cause};
+use crate::store::Change;
 
 #[derive(Serialize, ToSchema)]
 pub struct MemberItem {
@@ -121,6 +122,9 @@ pub async fn add_member(
         .add(&gw.store, &group, &req.member, &admin.identity.name, now())
         .await
         .map_err(group_error)?;
+    gw.store.announce(Change::Groups {
+        by: Some(admin.identity.name.clone()),
+    });
     if added {
         tracing::info!(actor = %admin.identity.name, action = "group.add_member", group = %group, member = %req.member, "admin action");
         record_admin_action(
@@ -165,6 +169,9 @@ pub async fn remove_member(
         .remove(&gw.store, &group, &member)
         .await
         .map_err(group_error)?;
+    gw.store.announce(Change::Groups {
+        by: Some(admin.identity.name.clone()),
+    });
     // Only the member's own connections can have changed.
     let closed =
         end_connections_without_access(&gw, &Cause::Admin(Some(&admin.identity.name)), |c| {

@@ -17,6 +17,7 @@ use super::error::{ApiError, ErrorBody};
 use crate::gateway::Gateway;
 use crate::masking::catalog::{CatalogTable, Override};
 use crate::masking::{Category, Exemption};
+use crate::store::Change;
 
 #[derive(Serialize, ToSchema)]
 pub struct CatalogDatabase {
@@ -167,6 +168,7 @@ pub async fn put_tag(
     gw.store.put_masking_override(o.clone()).await?;
     gw.masking
         .set_overrides(gw.store.masking_overrides().await?);
+    gw.store.announce(Change::Masking);
     tracing::info!(actor = %admin.identity.name, action = "masking.tag", env = %name, table = %o.table, column = %o.column, category = ?o.category.map(|c| c.as_str()), "admin action");
     record_admin_action(
         &gw,
@@ -199,6 +201,7 @@ pub async fn delete_tag(
     }
     gw.masking
         .set_overrides(gw.store.masking_overrides().await?);
+    gw.store.announce(Change::Masking);
     record_admin_action(
         &gw,
         &admin.identity,
@@ -270,6 +273,7 @@ async fn install_exemption(
 ) -> Result<(), ApiError> {
     gw.store.insert_exemption(e.clone()).await?;
     gw.masking.set_exemptions(gw.store.exemptions().await?);
+    gw.store.announce(Change::Masking);
     tracing::info!(actor = %actor.name, action = "masking.exemption.create", id = %e.id, group = %e.group, env = %e.environment, category = ?e.category.map(|c| c.as_str()), column = ?e.column, approval = ?approval_id, "admin action");
     let mut details = serde_json::to_value(&e).unwrap_or_default();
     if let (Some(a), Some(obj)) = (approval_id, details.as_object_mut()) {
@@ -458,6 +462,7 @@ pub async fn delete_exemption(
         return Err(ApiError::NotFound(format!("no exemption {id}")));
     }
     gw.masking.set_exemptions(gw.store.exemptions().await?);
+    gw.store.announce(Change::Masking);
     record_admin_action(
         &gw,
         &admin.identity,

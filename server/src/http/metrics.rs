@@ -12,15 +12,28 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use crate::gateway::Gateway;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+/// The `replica` label every series carries, set before [`install`] by [`label_replica`].
+static REPLICA: OnceLock<String> = OnceLock::new();
+
+/// Labels every series with this replica's id (call before [`install`]).
+pub fn label_replica(id: &str) {
+    let _ = REPLICA.set(id.to_string());
+}
 
 /// Installs the process-wide recorder (once); later calls return the same handle.
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
-        .get_or_init(|| match PrometheusBuilder::new().install_recorder() {
-            Ok(h) => Some(h),
-            Err(e) => {
-                tracing::warn!(error = %e, "metrics recorder not installed");
-                None
+        .get_or_init(|| {
+            let mut builder = PrometheusBuilder::new();
+            if let Some(id) = REPLICA.get() {
+                builder = builder.add_global_label("replica", id);
+            }
+            match builder.install_recorder() {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    tracing::warn!(error = %e, "metrics recorder not installed");
+                    None
+                }
             }
         })
         .as_ref()

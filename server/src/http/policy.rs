@@ -18,6 +18,7 @@ use crate::identity::{Identity, IdentityKind};
 use crate::policy::{
     Action, Classification, Policy, Rule, RuleError, RuleSource, Strings, Subject,
 };
+use crate::store::Change;
 
 fn rule_error(e: RuleError) -> ApiError {
     match e {
@@ -106,6 +107,7 @@ pub async fn create_rule(
         .create_rule(&gw.store, rule, q.position, &admin.identity.name)
         .await
         .map_err(rule_error)?;
+    gw.store.announce(Change::Rules);
     audit(
         &gw,
         &admin.identity,
@@ -143,6 +145,7 @@ pub async fn update_rule(
         .update_rule(&gw.store, &id, rule, q.position, &admin.identity.name)
         .await
         .map_err(rule_error)?;
+    gw.store.announce(Change::Rules);
     audit(
         &gw,
         &admin.identity,
@@ -173,6 +176,7 @@ pub async fn delete_rule(
         .delete_rule(&gw.store, &id, &admin.identity.name)
         .await
         .map_err(rule_error)?;
+    gw.store.announce(Change::Rules);
     audit(
         &gw,
         &admin.identity,

@@ -186,6 +186,25 @@ pub fn token_ended(c: &ConnectionInfo, now: i64) -> Option<Termination> {
     })
 }
 
+/// Ends the open database connections of a session that was just revoked.
+pub fn end_session_connections(gw: &Gateway, session_id: &str, why: &str) -> usize {
+    let n = gw.connections.terminate_where(
+        |c| c.session_id.as_deref() == Some(session_id),
+        Termination {
+            code: SqlState::AdminShutdown,
+            message: why.to_string(),
+        },
+    );
+    if n > 0 {
+        tracing::info!(
+            session = session_id,
+            connections = n,
+            "closed the connections of a revoked session"
+        );
+    }
+    n
+}
+
 /// What one sweep did.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct SweepOutcome {
@@ -200,8 +219,21 @@ pub async fn sweep(gw: &Gateway, now: i64) -> SweepOutcome {
     let mut out = SweepOutcome::default();
     for g in gw.grants.expired(now) {
         match gw.grants.remove(&gw.store, &g.id).await {
-            Ok(()) => {}
-            // An administrator deleted it first; their deletion ended its connections.
+            Ok(()) => gw.store.announce(crate::store::Change::Grants { by: None }),
+            // An administrator deleted it first; their deletion ended its connections. With a
+            // shared store, another replica's sweep may have: it audits the expiry, and this
+            // replica still ends its own connections the grant let in.
+            Err(GrantError::NotFound(_)) if gw.store.is_shared() => {
+                end_connections_without_access(
+                    gw,
+                    &Cause::GrantExpired {
+                        at: g.expires_at.unwrap_or(now),
+                        requested: g.approval_id.is_some(),
+                    },
+                    |c| admitted_by(gw, &g, c),
+                );
+                continue;
+            }
             Err(GrantError::NotFound(_)) => continue,
             Err(e) => {
                 tracing::warn!(grant = %g.id, error = %e, "cannot delete an expired grant; retrying at the next sweep");

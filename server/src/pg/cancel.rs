@@ -75,6 +75,23 @@ impl CancelRegistry {
 
     /// Forwards a client's CancelRequest to the right upstream, if the key matches.
     pub async fn cancel(&self, pid: i32, secret: i32, timeout: Duration) -> bool {
+        if !self.knows(pid, secret) {
+            tracing::warn!(pid, "cancel request with an unknown key ignored");
+            return false;
+        }
+        self.forward(pid, secret, timeout).await
+    }
+
+    /// Whether `(pid, secret)` is a key this gateway issued (and its session still runs).
+    pub fn knows(&self, pid: i32, secret: i32) -> bool {
+        self.lock()
+            .get(&pid)
+            .is_some_and(|e| bool::from(e.secret.to_be_bytes().ct_eq(&secret.to_be_bytes())))
+    }
+
+    /// Forwards a CancelRequest for a key this gateway issued; false (quietly) for any other,
+    /// as for one relayed by another replica that is not ours.
+    pub async fn forward(&self, pid: i32, secret: i32, timeout: Duration) -> bool {
         let found = {
             let entries = self.lock();
             entries.get(&pid).and_then(|e| {
@@ -83,7 +100,6 @@ impl CancelRegistry {
             })
         };
         let Some((target, upid, usecret)) = found else {
-            tracing::warn!(pid, "cancel request with an unknown key ignored");
             return false;
         };
         match upstream::cancel(&target, upid, usecret, timeout).await {

@@ -68,7 +68,12 @@ pub async fn serve(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr) {
         %peer,
         identity = field::Empty,
         env = field::Empty,
+        replica = field::Empty,
     );
+    // Replicas sharing a store: which one served the connection is in its every log line.
+    if gw.store.is_shared() {
+        span.record("replica", gw.replica_id.as_str());
+    }
     serve_inner(gw, tcp, peer, conn_id).instrument(span).await
 }
 
@@ -86,6 +91,13 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
     let (mut stream, params) = match opening {
         Opening::Cancel { pid, secret } => {
             let timeout = Duration::from_secs(gw.config.server.upstream_connect_timeout_seconds);
+            // A key another replica issued: the load balancer sent the cancel's new
+            // connection here. That replica forwards it (`replicas::apply`).
+            if gw.store.is_shared() && !gw.cancels.knows(pid, secret) {
+                let relayed = crate::replicas::relay_cancel(&gw, pid, secret);
+                tracing::info!(relayed, "cancel request for another replica's key");
+                return;
+            }
             let forwarded = gw.cancels.cancel(pid, secret, timeout).await;
             tracing::info!(forwarded, "cancel request");
             return;

@@ -124,6 +124,12 @@ impl UpstreamTarget {
 }
 
 impl UpstreamTarget {
+    /// The TLS client settings `sslmode` and `sslrootcert` made (`None` for `disable`); the
+    /// shared store (`[store] url`) connects with the same.
+    pub fn tls_config(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
+    }
+
     /// The gateway's own PostgreSQL listener, as a client of it: `user` with a Gatehouse token
     /// as the password, the environment as the database. TLS (unverified: it is our own
     /// listener on this machine) only when `server.require_tls` demands it.

@@ -146,6 +146,9 @@ fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<ApprovalRecord> {
 
 impl Store {
     pub async fn insert_approval(&self, a: ApprovalRecord) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.insert_approval(a).await;
+        }
         self.run(move |c| {
             c.execute(
                 &format!("INSERT INTO approvals ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"),
@@ -179,6 +182,9 @@ impl Store {
     }
 
     pub async fn approval(&self, id: String) -> Result<Option<ApprovalRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.approval(id).await;
+        }
         self.run(move |c| {
             Ok(c.query_row(
                 &format!("SELECT {COLUMNS} FROM approvals WHERE id = ?1"),
@@ -196,6 +202,9 @@ impl Store {
         state: Option<String>,
         limit: usize,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.approvals(state, limit).await;
+        }
         self.run(move |c| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM approvals WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id LIMIT {}",
@@ -213,6 +222,9 @@ impl Store {
         &self,
         rule: &'static str,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.pending_approvals_with_rule(rule).await;
+        }
         self.run(move |c| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM approvals WHERE state = 'pending' AND rule = ?1 ORDER BY created_at, id"
@@ -232,6 +244,9 @@ impl Store {
         rule: &'static str,
         limit: usize,
     ) -> Result<Vec<ApprovalRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.approvals_of(identity, rule, limit).await;
+        }
         self.run(move |c| {
             let sql = format!(
                 "SELECT {COLUMNS} FROM approvals WHERE rule = ?1 AND identity = ?2 COLLATE NOCASE
@@ -247,6 +262,9 @@ impl Store {
 
     /// How many approvals are in `state`.
     pub async fn count_approvals(&self, state: &'static str) -> Result<i64, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.count_approvals(state).await;
+        }
         self.run(move |c| {
             Ok(c.query_row(
                 "SELECT count(*) FROM approvals WHERE state = ?1",
@@ -267,6 +285,11 @@ impl Store {
         now: i64,
         grant_expires_at: Option<i64>,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .decide_approval(id, state, decided_by, reason, now, grant_expires_at)
+                .await;
+        }
         self.run(move |c| {
             let used_at = (state == "used").then_some(now);
             let n = c.execute(
@@ -287,6 +310,11 @@ impl Store {
         environment: String,
         now: i64,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .consume_approval_grant(statement_sha256, identity, environment, now)
+                .await;
+        }
         self.run(move |c| {
             Ok(c.query_row(
                 "UPDATE approvals SET state = 'used', used_at = ?4
@@ -299,6 +327,22 @@ impl Store {
                 |r| r.get(0),
             )
             .optional()?)
+        })
+        .await
+    }
+
+    /// Spends an approved statement approval for the client held on it (decided on another
+    /// replica, which left a grant since the client was not its own); false if it is no
+    /// longer `approved`.
+    pub async fn use_approval(&self, id: String, now: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.use_approval(id, now).await;
+        }
+        self.run(move |c| {
+            Ok(c.execute(
+                "UPDATE approvals SET state = 'used', used_at = ?2 WHERE id = ?1 AND state = 'approved'",
+                params![id, now],
+            )? == 1)
         })
         .await
     }

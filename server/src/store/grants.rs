@@ -68,6 +68,9 @@ fn list(c: &rusqlite::Connection) -> Result<Vec<GrantRecord>, StoreError> {
 
 impl Store {
     pub async fn insert_grant(&self, g: GrantRecord) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.insert_grant(g).await;
+        }
         self.run(move |c| {
             c.execute(
                 "INSERT INTO grants (id, groups_json, environments_json, upstream_role, created_at, created_by,
@@ -94,16 +97,25 @@ impl Store {
 
     /// Deletes a grant; true if it existed.
     pub async fn delete_grant(&self, id: String) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.delete_grant(id).await;
+        }
         self.run(move |c| Ok(c.execute("DELETE FROM grants WHERE id = ?1", params![id])? > 0))
             .await
     }
 
     pub async fn list_grants(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_grants().await;
+        }
         self.run(list).await
     }
 
     /// For startup, before the runtime serves anything.
     pub fn list_grants_blocking(&self) -> Result<Vec<GrantRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_grants_blocking();
+        }
         self.run_blocking(list)
     }
 }

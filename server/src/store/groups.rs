@@ -35,6 +35,9 @@ fn list(c: &rusqlite::Connection) -> Result<Vec<GroupMemberRecord>, StoreError> 
 impl Store {
     /// Adds a membership; false when it already existed (the original is kept).
     pub async fn insert_group_member(&self, m: GroupMemberRecord) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.insert_group_member(m).await;
+        }
         self.run(move |c| {
             Ok(c.execute(
                 "INSERT OR IGNORE INTO group_members (group_name, member, added_at, added_by)
@@ -51,6 +54,9 @@ impl Store {
         group: String,
         member: String,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.delete_group_member(group, member).await;
+        }
         self.run(move |c| {
             Ok(c.execute(
                 "DELETE FROM group_members WHERE group_name = ?1 AND member = ?2",
@@ -61,11 +67,17 @@ impl Store {
     }
 
     pub async fn list_group_members(&self) -> Result<Vec<GroupMemberRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_group_members().await;
+        }
         self.run(list).await
     }
 
     /// For startup, before the runtime serves anything.
     pub fn list_group_members_blocking(&self) -> Result<Vec<GroupMemberRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_group_members_blocking();
+        }
         self.run_blocking(list)
     }
 }

@@ -12,6 +12,9 @@ use super::{Store, StoreError};
 impl Store {
     /// When `name`'s lockout ends, if it is locked out at `now`.
     pub fn lockout_until_blocking(&self, name: &str, now: i64) -> Result<Option<i64>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.lockout_until_blocking(name, now);
+        }
         self.run_blocking(|c| {
             Ok(c.query_row(
                 "SELECT locked_until FROM login_lockouts WHERE name = ?1 AND locked_until > ?2",
@@ -25,6 +28,9 @@ impl Store {
     /// Locks `name` out until `until` (a later lockout replaces an earlier one), and forgets
     /// lockouts that are over at `now`.
     pub fn lock_out_blocking(&self, name: &str, until: i64, now: i64) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.lock_out_blocking(name, until, now);
+        }
         self.run_blocking(|c| {
             c.execute(
                 "DELETE FROM login_lockouts WHERE locked_until <= ?1",

@@ -102,6 +102,9 @@ impl Store {
         record: StoredCatalogRecord,
         loaded_at: i64,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.save_masking_catalog(record, loaded_at).await;
+        }
         self.run(move |c| {
             c.execute(
                 "INSERT OR REPLACE INTO masking_catalogs (environment, database_name, loaded_at, catalog_json)
@@ -115,27 +118,45 @@ impl Store {
 
     /// Every stored catalog, for startup.
     pub fn masking_catalogs_blocking(&self) -> Result<Vec<StoredCatalogRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.masking_catalogs_blocking();
+        }
         self.run_blocking(catalogs)
     }
 
     pub fn masking_overrides_blocking(&self) -> Result<Vec<Override>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.masking_overrides_blocking();
+        }
         self.run_blocking(overrides)
     }
 
     pub fn exemptions_blocking(&self) -> Result<Vec<Exemption>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.exemptions_blocking();
+        }
         self.run_blocking(exemptions)
     }
 
     pub async fn masking_overrides(&self) -> Result<Vec<Override>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.masking_overrides().await;
+        }
         self.run(overrides).await
     }
 
     pub async fn exemptions(&self) -> Result<Vec<Exemption>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.exemptions().await;
+        }
         self.run(exemptions).await
     }
 
     /// Sets (or replaces) the override of one column.
     pub async fn put_masking_override(&self, o: Override) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.put_masking_override(o).await;
+        }
         self.run(move |c| {
             c.execute(
                 "INSERT INTO masking_overrides (environment, schema_name, table_name, column_name, category, set_by, set_at)
@@ -165,6 +186,11 @@ impl Store {
         table: String,
         column: String,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .delete_masking_override(environment, schema, table, column)
+                .await;
+        }
         self.run(move |c| {
             let n = c.execute(
                 "DELETE FROM masking_overrides WHERE environment = ?1 AND schema_name = ?2 AND table_name = ?3 AND column_name = ?4",
@@ -176,6 +202,9 @@ impl Store {
     }
 
     pub async fn insert_exemption(&self, e: Exemption) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.insert_exemption(e).await;
+        }
         self.run(move |c| {
             c.execute(
                 "INSERT INTO masking_exemptions (id, group_name, environment, category, expires_at, reason, created_by, created_at, column_ref)
@@ -199,6 +228,9 @@ impl Store {
 
     /// Deletes an exemption; true if it existed.
     pub async fn delete_exemption(&self, id: String) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.delete_exemption(id).await;
+        }
         self.run(move |c| {
             let n = c.execute("DELETE FROM masking_exemptions WHERE id = ?1", params![id])?;
             Ok(n > 0)

@@ -1,18 +1,25 @@
-//! The embedded store: one SQLite database in `data_dir` (WAL mode), with its schema migrated
-//! forward on open. Holds gateway sessions, API-managed grants, group memberships and service
-//! accounts, guardrail rule versions and local-user lockouts; later issues add their tables as
-//! migrations.
+//! The gateway's store: sessions, API-managed grants, group memberships and service accounts,
+//! guardrail rule versions, approvals, masking overrides, exemptions and catalogs, and
+//! local-user lockouts. Two backends behind one set of typed methods on [`Store`]: the embedded
+//! SQLite database in `data_dir` (WAL mode; the default, for one gateway) and a PostgreSQL
+//! database shared by several gateway replicas (`[store] url`, in `postgres/`). Each backend
+//! migrates its schema forward on open.
 //!
-//! Architecture invariant: SQL lives only in this module; callers use typed methods. Calls block,
-//! so async code reaches the store through [`Store::run`], which moves the work off the runtime.
+//! Architecture invariant: SQL lives only in this module; callers use typed methods and never
+//! know which backend answers. SQLite calls block, so async code reaches SQLite through
+//! [`Store::run`], which moves the work off the runtime; PostgreSQL calls run on the store's
+//! own runtime (`postgres/mod.rs`).
 
 mod approvals;
 mod audit_db;
+pub mod changes;
 mod grants;
 mod groups;
 mod lockouts;
 mod masking;
+pub mod migrate;
 mod migrations;
+pub mod postgres;
 mod rules;
 mod service_accounts;
 mod sessions;
@@ -24,6 +31,7 @@ pub use approvals::{
     AccessRequestDetails, ApprovalKind, ApprovalRecord, ACCESS_REQUEST_RULE, EXEMPTION_REQUEST_RULE,
 };
 pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
+pub use changes::{Change, Notice};
 pub use grants::{GrantPerson, GrantRecord};
 pub use groups::GroupMemberRecord;
 pub use masking::StoredCatalogRecord;
@@ -52,14 +60,49 @@ pub enum StoreError {
     TooNew { found: usize, known: usize },
     #[error("store query failed: {0}")]
     Sql(#[from] rusqlite::Error),
+    #[error("shared store query failed: {0}")]
+    Pg(#[from] tokio_postgres::Error),
+    #[error("shared store migration {version} failed: {source}")]
+    PgMigration {
+        version: usize,
+        source: tokio_postgres::Error,
+    },
+    #[error("the shared store is unreachable: {0}")]
+    Unavailable(String),
+    #[error("this operation needs the SQLite store")]
+    NotSqlite,
     #[error("store worker failed: {0}")]
     Join(String),
+}
+
+impl StoreError {
+    /// The shared store could not be reached (down, restarting, network), as opposed to a
+    /// query it refused: the caller may try again later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Pg(e) => {
+                e.is_closed()
+                    || e.as_db_error().is_none_or(|d| {
+                        // admin_shutdown, crash_shutdown, cannot_connect_now
+                        matches!(d.code().code(), "57P01" | "57P02" | "57P03")
+                    })
+            }
+            _ => false,
+        }
+    }
 }
 
 /// A handle to the store; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<rusqlite::Connection>>,
+    backend: Backend,
+}
+
+#[derive(Clone)]
+enum Backend {
+    Sqlite(Arc<Mutex<rusqlite::Connection>>),
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
@@ -77,6 +120,43 @@ impl Store {
         Self::init(conn, path)
     }
 
+    /// Connects to the shared PostgreSQL store and migrates it. Blocks the calling thread.
+    pub fn open_postgres(settings: postgres::PgSettings) -> Result<Store, StoreError> {
+        Ok(Store {
+            backend: Backend::Postgres(postgres::PgStore::open(settings)?),
+        })
+    }
+
+    /// The shared store, when this is one.
+    pub fn pg(&self) -> Option<&postgres::PgStore> {
+        match &self.backend {
+            Backend::Postgres(pg) => Some(pg),
+            Backend::Sqlite(_) => None,
+        }
+    }
+
+    /// Whether the store answers a trivial query now (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .exec(|c| async move {
+                    c.query_one("SELECT 1", &[]).await?;
+                    Ok(())
+                })
+                .await;
+        }
+        self.run(|c| {
+            c.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Whether several replicas may share this store.
+    pub fn is_shared(&self) -> bool {
+        self.pg().is_some()
+    }
+
     /// An in-memory store, for tests.
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = rusqlite::Connection::open_in_memory().map_err(|source| StoreError::Open {
@@ -92,17 +172,24 @@ impl Store {
             .map_err(|source| StoreError::Open { path, source })?;
         migrations::migrate(&mut conn)?;
         Ok(Store {
-            conn: Arc::new(Mutex::new(conn)),
+            backend: Backend::Sqlite(Arc::new(Mutex::new(conn))),
         })
     }
 
-    /// Runs blocking store work on tokio's blocking pool.
+    fn sqlite(&self) -> Result<&Arc<Mutex<rusqlite::Connection>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(conn) => Ok(conn),
+            Backend::Postgres(_) => Err(StoreError::NotSqlite),
+        }
+    }
+
+    /// Runs blocking SQLite work on tokio's blocking pool.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let conn = self.sqlite()?.clone();
         tokio::task::spawn_blocking(move || {
             let guard = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&guard)
@@ -111,13 +198,13 @@ impl Store {
         .map_err(|e| StoreError::Join(e.to_string()))?
     }
 
-    /// Runs store work on the calling thread (for startup and CLI commands).
+    /// Runs SQLite work on the calling thread (for startup and CLI commands).
     pub fn run_blocking<T>(
         &self,
         f: impl FnOnce(&rusqlite::Connection) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let guard = self
-            .conn
+            .sqlite()?
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(&guard)

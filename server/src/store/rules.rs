@@ -50,11 +50,17 @@ fn latest(c: &rusqlite::Connection) -> Result<Option<RuleVersionRecord>, StoreEr
 impl Store {
     /// The current (latest) version, if any was ever saved.
     pub async fn latest_rules(&self) -> Result<Option<RuleVersionRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.latest_rules().await;
+        }
         self.run(latest).await
     }
 
     /// For startup, before the runtime serves anything.
     pub fn latest_rules_blocking(&self) -> Result<Option<RuleVersionRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.latest_rules_blocking();
+        }
         self.run_blocking(latest)
     }
 
@@ -68,6 +74,11 @@ impl Store {
         change: String,
         rules_json: String,
     ) -> Result<SaveOutcome, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .save_rules(expected, created_at, created_by, change, rules_json)
+                .await;
+        }
         self.run(move |c| {
             let tx = c.unchecked_transaction()?;
             let current: i64 = tx.query_row(
@@ -91,6 +102,9 @@ impl Store {
 
     /// Every version, newest first.
     pub async fn list_rule_versions(&self) -> Result<Vec<RuleVersionRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_rule_versions().await;
+        }
         self.run(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM rule_versions ORDER BY version DESC"
@@ -105,6 +119,9 @@ impl Store {
         &self,
         version: i64,
     ) -> Result<Option<RuleVersionRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.rule_version(version).await;
+        }
         self.run(move |c| {
             Ok(c.query_row(
                 &format!("SELECT {COLUMNS} FROM rule_versions WHERE version = ?1"),

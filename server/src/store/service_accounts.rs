@@ -54,6 +54,9 @@ impl Store {
         token_sha256: [u8; 32],
         a: ServiceAccountRecord,
     ) -> Result<InsertOutcome, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.insert_service_account(token_sha256, a).await;
+        }
         self.run(move |c| {
             let taken: bool = c.query_row(
                 "SELECT EXISTS(SELECT 1 FROM service_accounts WHERE name = ?1)",
@@ -89,6 +92,9 @@ impl Store {
         &self,
         token_sha256: [u8; 32],
     ) -> Result<Option<ServiceAccountRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.service_account_by_token(token_sha256).await;
+        }
         self.run(move |c| {
             Ok(c.query_row(
                 &format!("SELECT {COLUMNS} FROM service_accounts WHERE token_sha256 = ?1"),
@@ -104,6 +110,9 @@ impl Store {
         &self,
         id: String,
     ) -> Result<Option<ServiceAccountRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.service_account(id).await;
+        }
         self.run(move |c| {
             Ok(c.query_row(
                 &format!("SELECT {COLUMNS} FROM service_accounts WHERE id = ?1"),
@@ -116,6 +125,9 @@ impl Store {
     }
 
     pub async fn list_service_accounts(&self) -> Result<Vec<ServiceAccountRecord>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.list_service_accounts().await;
+        }
         self.run(|c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM service_accounts ORDER BY created_at, id"
@@ -135,6 +147,11 @@ impl Store {
         expires_at: Option<i64>,
         now: i64,
     ) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .rotate_service_account(id, token_sha256, expires_at, now)
+                .await;
+        }
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE service_accounts SET token_sha256 = ?2, rotated_at = ?3,
@@ -149,12 +166,34 @@ impl Store {
 
     /// Revokes an account; true if it was active.
     pub async fn revoke_service_account(&self, id: String, now: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoke_service_account(id, now).await;
+        }
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE service_accounts SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
                 params![id, now],
             )?;
             Ok(n > 0)
+        })
+        .await
+    }
+
+    /// Of the API service accounts named `names`, those revoked.
+    pub async fn revoked_accounts(&self, names: Vec<String>) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoked_accounts(names).await;
+        }
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT name FROM service_accounts WHERE revoked_at IS NOT NULL
+                 AND name IN (SELECT value FROM json_each(?1))",
+            )?;
+            let names = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
+            let rows = stmt
+                .query_map(params![names], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+            Ok(rows)
         })
         .await
     }

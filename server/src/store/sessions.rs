@@ -63,6 +63,11 @@ impl Store {
         refresh_sha256: Option<[u8; 32]>,
         record: SessionRecord,
     ) -> Result<(), StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .insert_session(token_sha256, refresh_sha256, record)
+                .await;
+        }
         self.run(move |c| {
             c.execute(
                 "INSERT INTO sessions (id, token_sha256, identity, kind, groups_json, created_at,
@@ -91,6 +96,9 @@ impl Store {
         token_sha256: [u8; 32],
         now: i64,
     ) -> Result<SessionLookup, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.lookup_session(token_sha256, now).await;
+        }
         self.run(move |c| {
             let found = c
                 .query_row(
@@ -119,6 +127,17 @@ impl Store {
         new_expires_at: i64,
         now: i64,
     ) -> Result<SessionLookup, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .refresh_session(
+                    refresh_sha256,
+                    new_token_sha256,
+                    new_refresh_sha256,
+                    new_expires_at,
+                    now,
+                )
+                .await;
+        }
         self.run(move |c| {
             let found = c
                 .query_row(
@@ -163,6 +182,9 @@ impl Store {
         token_sha256: [u8; 32],
         now: i64,
     ) -> Result<Option<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoke_session(token_sha256, now).await;
+        }
         self.run(move |c| {
             let id: Option<String> = c
                 .query_row(
@@ -179,6 +201,9 @@ impl Store {
 
     /// Revokes a session by id; true if it was active.
     pub async fn revoke_session_by_id(&self, id: String, now: i64) -> Result<bool, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoke_session_by_id(id, now).await;
+        }
         self.run(move |c| {
             let n = c.execute(
                 "UPDATE sessions SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
@@ -198,6 +223,11 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<SessionSummary>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg
+                .list_sessions(identity, include_inactive, now, limit)
+                .await;
+        }
         self.run(move |c| {
             let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM sessions
@@ -209,6 +239,26 @@ impl Store {
             let rows = stmt
                 .query_map(params![identity, include_inactive, now, limit as i64], row)?
                 .collect::<Result<Vec<_>, _>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// Of the sessions `ids`, those revoked (for a replica asking about its open connections
+    /// when it may have missed another replica's notice).
+    pub async fn revoked_sessions(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        if let Some(pg) = self.pg() {
+            return pg.revoked_sessions(ids).await;
+        }
+        self.run(move |c| {
+            let mut stmt = c.prepare(
+                "SELECT id FROM sessions WHERE revoked_at IS NOT NULL
+                 AND id IN (SELECT value FROM json_each(?1))",
+            )?;
+            let ids = serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into());
+            let rows = stmt
+                .query_map(params![ids], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
             Ok(rows)
         })
         .await

@@ -783,7 +783,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness: answers while the gateway runs. */
+        /**
+         * Health for load balancers: `200` while this replica can reach its store, `503` when it
+         *     cannot; the body also says whether each upstream accepts TCP connections.
+         */
         get: operations["healthz"];
         put?: never;
         post?: never;
@@ -1099,7 +1102,7 @@ export interface components {
         ErrorBody: {
             /**
              * @description Machine-readable kind: `unauthorized`, `bad_request`, `not_found`, `forbidden`,
-             *     `conflict`, `too_many_requests`, `internal`.
+             *     `conflict`, `too_many_requests`, `unavailable`, `internal`.
              */
             error: string;
             /** @description What happened and what to do next. */
@@ -1149,6 +1152,8 @@ export interface components {
         GatewayInfo: {
             /** @description `HOST:PORT` of the PostgreSQL listener as clients reach it (what tunnels dial). */
             postgres_address: string;
+            /** @description Which replica answered (`server.replica_id`). */
+            replica_id?: string;
             /** @description Whether single sign-on is configured (`gatehouse login` without `--user`/`--token`). */
             sso: boolean;
             version: string;
@@ -1208,7 +1213,20 @@ export interface components {
             items: components["schemas"]["GroupItem"][];
         };
         Health: {
+            /** @description This replica's id (`server.replica_id`). */
+            replica_id: string;
+            /**
+             * @description `ok` while this replica can reach its store; `unavailable` (with `503`) when it cannot,
+             *     so a load balancer sends new connections to another replica.
+             */
             status: string;
+            /** @description `ok`, or why the store cannot be reached. */
+            store: string;
+            /**
+             * @description Each environment's upstream: `ok` when a TCP connection opens within 0.5 s, or why
+             *     not. Informational: an upstream down is down for every replica alike.
+             */
+            upstreams: Record<string, never>;
         };
         /**
          * @description A person or a non-human caller (AI agent, CI job).
@@ -1906,6 +1924,14 @@ export interface operations {
                 };
             };
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3477,6 +3503,14 @@ export interface operations {
         requestBody?: never;
         responses: {
             200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Health"];
+                };
+            };
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

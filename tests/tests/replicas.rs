@@ -1,0 +1,721 @@
+//! Several gateway replicas sharing one PostgreSQL store (`[store] url`), judged by effect: two
+//! gateway processes on one machine, a throwaway cluster as their store and another as the
+//! upstream. What one replica is told, the other knows: sessions, their logout, service
+//! accounts, lockouts and approvals; and a change through one takes effect on the other's open
+//! connections and held statements within two seconds.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_tests::sse::SseStream;
+use gatehouse_tests::{
+    app_database, app_url, ended_with, random_token, sqlstate, Api, Cluster, Gateway,
+    GatewayBuilder, ADMIN, ADMIN_PASSWORD, AGENT, ENV,
+};
+use serde_json::json;
+
+/// Two replicas (`a`, `b`) of one gateway: the same config, each its own data dir and ports,
+/// one shared store.
+struct Replicas {
+    /// The shared store's cluster.
+    store: Cluster,
+    /// The upstream.
+    app: Cluster,
+    a: Gateway,
+    b: Gateway,
+    /// The `agent` service account's token (a config service account).
+    token: String,
+}
+
+impl Replicas {
+    async fn start() -> Replicas {
+        Self::start_with(|b| b).await
+    }
+
+    async fn start_with(extra: impl Fn(GatewayBuilder) -> GatewayBuilder) -> Replicas {
+        let store = Cluster::start().await;
+        store.exec("postgres", "CREATE DATABASE gatehouse").await;
+        let (app, upstream_password) = app_database().await;
+        let token = random_token("gha_");
+        let url = format!(
+            "postgresql://postgres@127.0.0.1:{}/gatehouse?sslmode=disable",
+            store.port
+        );
+        let builder = || {
+            extra(
+                GatewayBuilder::new()
+                    .environment(ENV, "production", &app_url(&app), Some(&upstream_password))
+                    .service_account(AGENT, &token, &["agents"])
+                    .user(ADMIN, ADMIN_PASSWORD, &["admins"])
+                    .user("dana", "dana-pw", &["analysts"])
+                    .grant(&["agents", "admins"], &[ENV])
+                    .server("approval_window_seconds = 30")
+                    .shared_store(&url, &store.password),
+            )
+        };
+        // Started one after the other and together: the second finds the schema migrated.
+        let (a, b) = tokio::join!(builder().start(), builder().start());
+        Replicas {
+            store,
+            app,
+            a,
+            b,
+            token,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_through_one_replica_connects_through_the_other_until_logout_on_either() {
+    let r = Replicas::start().await;
+    let session = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+
+    // The session issued by A lets its holder in through B, and B's API knows it too.
+    let c =
+        r.b.connect(ENV, ADMIN, &session)
+            .await
+            .unwrap_or_else(|e| panic!("connect through B: {e}\n{}", r.b.log()));
+    let one: i32 = c.query_one("SELECT 1", &[]).await.unwrap().get(0);
+    assert_eq!(one, 1);
+    let (status, me) = Api::new(r.b.http()).get("/api/v1/whoami", &session).await;
+    assert_eq!(status, 200, "{me}");
+    assert_eq!(me["name"], ADMIN);
+
+    // Logging out through B ends the session for A as well.
+    let (status, body) = Api::new(r.b.http())
+        .post("/api/v1/auth/logout", &session, json!({}))
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let e =
+        r.a.connect(ENV, ADMIN, &session)
+            .await
+            .expect_err("a logged-out session is refused by every replica");
+    assert!(["28000", "28P01"].contains(&sqlstate(&e).as_str()), "{e:?}");
+    assert_eq!(
+        Api::new(r.a.http()).get("/api/v1/whoami", &session).await.0,
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_accounts_lockouts_and_approvals_made_on_one_replica_hold_on_the_other() {
+    let r = Replicas::start().await;
+    let admin_a = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+
+    // A service account created through A authenticates through B; revoked through B, A
+    // refuses it.
+    let (status, created) = Api::new(r.a.http())
+        .post(
+            "/api/v1/service-accounts",
+            &admin_a,
+            json!({"name": "ci-bot", "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let bot_token = created["token"].as_str().unwrap().to_string();
+    let bot_id = created["service_account"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let c =
+        r.b.connect(ENV, "ci-bot", &bot_token)
+            .await
+            .unwrap_or_else(|e| panic!("ci-bot through B: {e}\n{}", r.b.log()));
+    c.query_one("SELECT 1", &[]).await.unwrap();
+    let (status, body) = Api::new(r.b.http())
+        .delete(&format!("/api/v1/service-accounts/{bot_id}"), &admin_b)
+        .await;
+    assert!(status == 200 || status == 204, "{status} {body}");
+    let e =
+        r.a.connect(ENV, "ci-bot", &bot_token)
+            .await
+            .expect_err("a revoked service account is refused by every replica");
+    assert!(["28000", "28P01"].contains(&sqlstate(&e).as_str()), "{e:?}");
+
+    // A user locked out through A's failed logins is locked out on B, right password or not.
+    let http = reqwest::Client::new();
+    for _ in 0..5 {
+        let s = http
+            .post(format!("{}/api/v1/auth/login", r.a.http()))
+            .json(&json!({"username": "dana", "password": "wrong"}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(s == 401 || s == 429, "{s}");
+    }
+    let s = http
+        .post(format!("{}/api/v1/auth/login", r.b.http()))
+        .json(&json!({"username": "dana", "password": "dana-pw"}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, 429, "the lockout set through A holds on B");
+
+    // A statement held for review on A is listed by B's approvals API.
+    let conn = r.a.conn_str(ENV, AGENT, &r.token);
+    let psql = std::thread::spawn(move || {
+        gatehouse_tests::run_cmd(
+            std::process::Command::new("psql").arg(conn).args([
+                "-X",
+                "-c",
+                "CREATE TABLE held_on_a (id int)",
+            ]),
+            std::time::Duration::from_secs(60),
+        )
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let held = loop {
+        let (status, page) = Api::new(r.b.http())
+            .get("/api/v1/approvals?state=pending", &admin_b)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        if let Some(a) = page["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["statement"].as_str().unwrap_or("").contains("held_on_a"))
+        {
+            break a.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no pending approval on B:\n{}",
+            r.a.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(held["identity"], AGENT);
+    // Deny it through A (where it is held) so the client is released.
+    let id = held["id"].as_str().unwrap();
+    let (status, body) = Api::new(r.a.http())
+        .post(
+            &format!("/api/v1/approvals/{id}/deny"),
+            &admin_a,
+            json!({"reason": "not now"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let out = psql.join().unwrap();
+    assert!(!out.ok(), "{out:?}");
+    let _ = (&r.store, &r.app);
+}
+
+/// Retries `f` until it holds or `limit` passes; how long it took.
+async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if f().await {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_changed_through_b_takes_effect_on_connections_through_a() {
+    let r = Replicas::start().await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    let api_b = Api::new(r.b.http());
+
+    // A grant made through B lets dana in through A within two seconds.
+    let dana = r.a.login("dana", "dana-pw").await;
+    assert_eq!(
+        sqlstate(
+            &r.a.connect(ENV, "dana", &dana)
+                .await
+                .expect_err("no grant yet")
+        ),
+        "28000"
+    );
+    let (status, grant) = api_b
+        .post(
+            "/api/v1/grants",
+            &admin_b,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}");
+    within(
+        Duration::from_secs(2),
+        "grant through B seen by A",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+
+    // Deleting it through B ends dana's connection through A, with the reason A would give.
+    let (dana_conn, dana_task) = r.a.connect_watched(ENV, "dana", &dana).await;
+    dana_conn.query_one("SELECT 1", &[]).await.unwrap();
+    let id = grant["id"].as_str().unwrap();
+    assert_eq!(
+        api_b
+            .delete(&format!("/api/v1/grants/{id}"), &admin_b)
+            .await
+            .0,
+        204
+    );
+    let started = Instant::now();
+    let (code, message) = ended_with(dana_task).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, "57P01", "{message}");
+    assert!(
+        message.contains(&format!(
+            "access to environment \"{ENV}\" was revoked by administrator \"{ADMIN}\""
+        )),
+        "{message}"
+    );
+
+    // A group membership added through B lets dana in through A; removed through B, A ends it.
+    let (status, body) = api_b
+        .post(
+            "/api/v1/groups/agents/members",
+            &admin_b,
+            json!({"member": "dana"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    within(
+        Duration::from_secs(2),
+        "membership through B seen by A",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+    let (_c, task) = r.a.connect_watched(ENV, "dana", &dana).await;
+    assert_eq!(
+        api_b
+            .delete("/api/v1/groups/agents/members/dana", &admin_b)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(ended_with(task).await.0, "57P01");
+
+    // The admin's own session, logged out through B: its connection through A ends.
+    let admin_a = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let (_c, task) = r.a.connect_watched(ENV, ADMIN, &admin_a).await;
+    assert_eq!(
+        api_b
+            .post("/api/v1/auth/logout", &admin_a, json!({}))
+            .await
+            .0,
+        204
+    );
+    let (code, message) = ended_with(task).await;
+    assert_eq!(code, "57P01", "{message}");
+    assert!(message.contains("was logged out"), "{message}");
+
+    // A rule made through B decides statements through A.
+    let agent = r.a.connect(ENV, AGENT, &r.token).await.unwrap();
+    let e = agent
+        .simple_query("SELECT * FROM nosuch")
+        .await
+        .expect_err("no such table");
+    assert_eq!(
+        sqlstate(&e),
+        "42P01",
+        "before the rule, the upstream answers"
+    );
+    let (status, body) = api_b
+        .post(
+            "/api/v1/rules",
+            &admin_b,
+            json!({"id": "not-that-table", "action": "deny", "kinds": ["select"],
+                   "tables": ["nosuch"], "description": "not that table"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    within(
+        Duration::from_secs(2),
+        "rule through B applied by A",
+        || async {
+            agent
+                .simple_query("SELECT * FROM nosuch")
+                .await
+                .is_err_and(|e| sqlstate(&e) == "42501")
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_held_on_a_runs_when_approved_on_b_and_both_streams_show_it() {
+    let r = Replicas::start().await;
+    let admin_a = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    r.app
+        .exec(
+            "appdb",
+            "CREATE TABLE t (id int); ALTER TABLE t OWNER TO app_owner",
+        )
+        .await;
+    let mut events_a = SseStream::open(&format!("{}/events", r.a.http()), &admin_a).await;
+    let mut events_b = SseStream::open(&format!("{}/events", r.b.http()), &admin_b).await;
+
+    let conn = r.a.conn_str(ENV, AGENT, &r.token);
+    let psql = std::thread::spawn(move || {
+        gatehouse_tests::run_cmd(
+            std::process::Command::new("psql").arg(conn).args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "INSERT INTO t VALUES (42)",
+            ]),
+            Duration::from_secs(60),
+        )
+    });
+    // B's stream shows the approval A created.
+    let created = events_b
+        .next_matching(Duration::from_secs(10), |v| {
+            v["approval"]["statement"]
+                .as_str()
+                .is_some_and(|s| s.contains("INSERT INTO t VALUES (42)"))
+        })
+        .await
+        .expect("B's /events shows the approval created on A");
+    let id = created["approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(created["event"], "approval.created", "{created}");
+
+    // Approved through B: the client held on A runs its statement.
+    let (status, body) = Api::new(r.b.http())
+        .post(
+            &format!("/api/v1/approvals/{id}/approve"),
+            &admin_b,
+            json!({"reason": "fine"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let out = psql.join().unwrap();
+    assert!(out.ok(), "{out:?}\n{}", r.a.log());
+    assert!(out.stdout.contains("INSERT 0 1"), "{out:?}");
+    let n: i64 = r
+        .app
+        .client("appdb")
+        .await
+        .query_one("SELECT count(*) FROM t WHERE id = 42", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+    // A's stream shows B's decision; the approval was spent by the client it released.
+    events_a
+        .next_matching(Duration::from_secs(10), |v| {
+            v["approval"]["id"] == id.as_str() && v["event"] == "approval.decided"
+        })
+        .await
+        .expect("A's /events shows the decision made on B");
+    let (_, approval) = Api::new(r.a.http())
+        .get(&format!("/api/v1/approvals/{id}"), &admin_a)
+        .await;
+    assert_eq!(approval["state"], "used", "{approval}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_request_that_reaches_b_stops_the_statement_running_through_a() {
+    let r = Replicas::start().await;
+    let c = r.a.connect(ENV, AGENT, &r.token).await.unwrap();
+    let cancel = c.cancel_token();
+    let b_port = r.b.pg_port;
+    let started = Instant::now();
+    let (result, sent) = tokio::join!(c.simple_query("SELECT pg_sleep(30)"), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The load balancer sent the cancel's new TCP connection to B.
+        let to_b = tokio::net::TcpStream::connect(("127.0.0.1", b_port))
+            .await
+            .unwrap();
+        let sent = Instant::now();
+        cancel
+            .cancel_query_raw(to_b, tokio_postgres::NoTls)
+            .await
+            .expect("cancel request sent to B");
+        sent
+    });
+    let e = result.expect_err("the statement was cancelled");
+    assert_eq!(sqlstate(&e), "57014", "{e}\n{}", r.b.log());
+    assert!(
+        sent.elapsed() < Duration::from_secs(2),
+        "cancel through B took {:?}",
+        sent.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The session goes on; a wrong key sent to B cancels nothing.
+    let bad = c.cancel_token();
+    let (done, _) = tokio::join!(c.simple_query("SELECT pg_sleep(1)"), async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let mut raw = gatehouse_tests::raw::RawConn::connect("127.0.0.1", b_port).await;
+        let mut pkt = 16u32.to_be_bytes().to_vec();
+        pkt.extend(80877102u32.to_be_bytes());
+        pkt.extend(1i32.to_be_bytes());
+        pkt.extend(2i32.to_be_bytes());
+        raw.send(&pkt).await;
+        drop(bad);
+    });
+    done.expect("a wrong key cancels nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replica_names_itself_and_rides_out_a_store_outage() {
+    let mut r = Replicas::start().await;
+    let (api_a, api_b) = (Api::new(r.a.http()), Api::new(r.b.http()));
+
+    // Health for the load balancer, and which replica answered.
+    let (status, health_a) = api_a.get_anonymous("/healthz").await;
+    assert_eq!(status, 200, "{health_a}");
+    assert_eq!(health_a["status"], "ok");
+    assert_eq!(health_a["store"], "ok");
+    assert_eq!(health_a["upstreams"][ENV], "ok", "{health_a}");
+    let (_, health_b) = api_b.get_anonymous("/healthz").await;
+    let (id_a, id_b) = (
+        health_a["replica_id"].as_str().unwrap().to_string(),
+        health_b["replica_id"].as_str().unwrap().to_string(),
+    );
+    assert_ne!(id_a, id_b);
+    let (_, info) = api_a.get_anonymous("/api/v1/info").await;
+    assert_eq!(info["replica_id"], id_a.as_str());
+    let metrics = reqwest::get(format!("{}/metrics", r.a.http()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("replica=\"{id_a}\"")),
+        "{metrics}"
+    );
+
+    // Connections already open keep working while the store is down.
+    let agent = r.a.connect(ENV, AGENT, &r.token).await.unwrap();
+    let session = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    let admin_conn = r.b.connect(ENV, ADMIN, &session).await.unwrap();
+    r.store.stop();
+    within(
+        Duration::from_secs(5),
+        "healthz reports the store down",
+        || async { api_a.get_anonymous("/healthz").await.0 == 503 },
+    )
+    .await;
+    let (_, down) = api_b.get_anonymous("/healthz").await;
+    assert_eq!(down["status"], "unavailable", "{down}");
+    assert!(
+        down["store"].as_str().unwrap().starts_with("unreachable"),
+        "{down}"
+    );
+    for c in [&agent, &admin_conn] {
+        let n: i32 = c.query_one("SELECT 41 + 1", &[]).await.unwrap().get(0);
+        assert_eq!(n, 42);
+    }
+    // New logins and session connections are refused with a clear error, not a crash.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", r.a.http()))
+        .json(&json!({"username": ADMIN, "password": ADMIN_PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("store is unreachable"),
+        "{body}"
+    );
+    let e =
+        r.a.connect(ENV, ADMIN, &session)
+            .await
+            .expect_err("a session cannot be checked without the store");
+    assert_eq!(sqlstate(&e), "08004", "{e}");
+
+    // The store comes back: both replicas recover by themselves, and changes flow again.
+    r.store.start_again();
+    within(Duration::from_secs(15), "A healthy again", || async {
+        api_a.get_anonymous("/healthz").await.0 == 200
+    })
+    .await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    r.a.connect(ENV, ADMIN, &session)
+        .await
+        .expect("the session works again through A");
+    let dana = r.a.login("dana", "dana-pw").await;
+    let (status, grant) = api_b
+        .post(
+            "/api/v1/grants",
+            &admin_b,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}");
+    within(
+        Duration::from_secs(3),
+        "a grant through B reaches A after the outage",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_store_moves_a_lone_gateways_state_into_the_shared_store() {
+    let (app, upstream_password) = app_database().await;
+    let token = random_token("gha_");
+    let lone = || {
+        GatewayBuilder::new()
+            .environment(ENV, "staging", &app_url(&app), Some(&upstream_password))
+            .service_account(AGENT, &token, &["agents"])
+            .user(ADMIN, ADMIN_PASSWORD, &["admins"])
+            .user("dana", "dana-pw", &["analysts"])
+            .grant(&["agents", "admins"], &[ENV])
+    };
+    // A gateway on its own SQLite store: a session, an API grant and an API service account.
+    let mut single = lone().start().await;
+    let admin = single.login(ADMIN, ADMIN_PASSWORD).await;
+    let api = Api::new(single.http());
+    let (status, _) = api
+        .post(
+            "/api/v1/grants",
+            &admin,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, created) = api
+        .post(
+            "/api/v1/service-accounts",
+            &admin,
+            json!({"name": "ci-bot", "groups": ["agents"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let bot = created["token"].as_str().unwrap().to_string();
+    let dana = single.login("dana", "dana-pw").await;
+    single.kill9();
+
+    let store = Cluster::start().await;
+    store.exec("postgres", "CREATE DATABASE gatehouse").await;
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{}/gatehouse?sslmode=disable",
+        store.port
+    );
+    let run = |url: String, data: std::path::PathBuf, pw: String| {
+        gatehouse_tests::run_cmd(
+            std::process::Command::new(gatehouse_tests::server_bin())
+                .args(["migrate-store", "--from"])
+                .arg(format!("sqlite:{}", data.display()))
+                .args(["--to", &url, "--password-env", "GH_TEST_STORE_PW"])
+                .env("GH_TEST_STORE_PW", pw),
+            Duration::from_secs(60),
+        )
+    };
+    let out = run(url.clone(), single.data_dir(), store.password.clone());
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stdout.contains("grants"), "{out:?}");
+    // A second copy into the same store is refused: it is no longer empty.
+    let again = run(url.clone(), single.data_dir(), store.password.clone());
+    assert!(!again.ok(), "{again:?}");
+    assert!(again.stderr.contains("already holds state"), "{again:?}");
+
+    // A replica on the shared store knows all of it.
+    let replica = lone().shared_store(&url, &store.password).start().await;
+    for (user, secret) in [(ADMIN, &admin), ("dana", &dana), ("ci-bot", &bot)] {
+        let c = replica
+            .connect(ENV, user, secret)
+            .await
+            .unwrap_or_else(|e| panic!("{user} through the replica: {e}\n{}", replica.log()));
+        c.query_one("SELECT 1", &[]).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_that_lost_its_store_connections_catches_up_by_itself() {
+    let r = Replicas::start().await;
+    let admin_b = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    let dana = r.a.login("dana", "dana-pw").await;
+    // Every store connection of both replicas is cut (a failover, a network blip), the ones
+    // that listen for changes included.
+    let direct = r.store.client("gatehouse").await;
+    let cut: i64 = direct
+        .query_one(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+             WHERE application_name LIKE 'gatehouse-store%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(cut >= 2, "{cut} store connections cut");
+    // A change through B right after still reaches A within a few seconds.
+    let (status, grant) = Api::new(r.b.http())
+        .post(
+            "/api/v1/grants",
+            &admin_b,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}\n{}", r.b.log());
+    within(
+        Duration::from_secs(4),
+        "A catches up after losing its listener",
+        || async { r.a.connect(ENV, "dana", &dana).await.is_ok() },
+    )
+    .await;
+    let listening: i64 = direct
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'gatehouse-store-listen'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(listening, 2, "both replicas listen again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shared_store_is_reached_over_verified_tls_like_an_upstream() {
+    let mut store = Cluster::start().await;
+    let ca = store.enable_ssl();
+    store.exec("postgres", "CREATE DATABASE gatehouse").await;
+    let (app, upstream_password) = app_database().await;
+    let token = random_token("gha_");
+    let url = format!(
+        "postgresql://postgres@127.0.0.1:{}/gatehouse?sslmode=verify-full&sslrootcert={}",
+        store.port,
+        ca.display()
+    );
+    let gw = GatewayBuilder::new()
+        .environment(ENV, "staging", &app_url(&app), Some(&upstream_password))
+        .service_account(AGENT, &token, &["agents"])
+        .user(ADMIN, ADMIN_PASSWORD, &["admins"])
+        .grant(&["admins"], &[ENV])
+        .shared_store(&url, &store.password)
+        .start()
+        .await;
+    let session = gw.login(ADMIN, ADMIN_PASSWORD).await;
+    gw.connect(ENV, ADMIN, &session)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", gw.log()));
+    // The gateway's store connections (the pool's and the listener) are all encrypted.
+    let row = store
+        .client("gatehouse")
+        .await
+        .query_one(
+            "SELECT count(*) FILTER (WHERE COALESCE(s.ssl, false)),
+                    count(*) FILTER (WHERE NOT COALESCE(s.ssl, false))
+             FROM pg_stat_activity a LEFT JOIN pg_stat_ssl s USING (pid)
+             WHERE a.application_name LIKE 'gatehouse-store%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (tls, plain): (i64, i64) = (row.get(0), row.get(1));
+    assert!(tls >= 2, "{tls} store connections over TLS");
+    assert_eq!(plain, 0, "every store connection uses TLS");
+}
