@@ -105,6 +105,7 @@ fn detect_text_found(
 pub type Findings = std::collections::BTreeMap<usize, BTreeSet<Category>>;
 
 /// Adds what one value's detection found in column `i`.
+#[inline]
 fn note_found(findings: &mut Findings, i: usize, found: BTreeSet<Category>) {
     if !found.is_empty() {
         findings.entry(i).or_default().extend(found);
@@ -360,8 +361,18 @@ fn redact_value(m: &Masker, col: &ColumnPlan, raw: &[u8]) -> Value {
         // Binary arrays and other types cannot be rewritten in place.
         _ => return Value::Null,
     };
-    let mut v = prefix.to_vec();
-    v.extend_from_slice(out.as_bytes());
+    prefixed(prefix, out)
+}
+
+/// `masked` after `prefix` (binary jsonb's version byte), without a copy when there is none:
+/// this runs for every masked value of every row.
+fn prefixed(prefix: &[u8], masked: String) -> Value {
+    if prefix.is_empty() {
+        return Value::Bytes(masked.into_bytes());
+    }
+    let mut v = Vec::with_capacity(prefix.len() + masked.len());
+    v.extend_from_slice(prefix);
+    v.extend_from_slice(masked.as_bytes());
     Value::Bytes(v)
 }
 
@@ -449,9 +460,7 @@ pub fn mask_value(
                 if !detect_json(m, &mut v, skip, found) {
                     return Value::Keep;
                 }
-                let mut out = prefix.to_vec();
-                out.extend_from_slice(v.to_string().as_bytes());
-                return Value::Bytes(out);
+                return prefixed(prefix, v.to_string());
             }
             match std::str::from_utf8(body) {
                 Ok(text) => match detect_text_found(m, text, skip, found) {
@@ -460,11 +469,7 @@ pub fn mask_value(
                     // value of the type (`188.*.*.*/26`).
                     Some(_) if col.kind == TypeKind::Other => Value::Null,
                     Some(_) if col.format == 1 && col.kind == TypeKind::TextArray => Value::Null,
-                    Some(masked) => {
-                        let mut v = prefix.to_vec();
-                        v.extend_from_slice(masked.as_bytes());
-                        Value::Bytes(v)
-                    }
+                    Some(masked) => prefixed(prefix, masked),
                 },
                 Err(_) => {
                     // Not text (a binary value of some type): if its bytes read as text hold
@@ -524,9 +529,7 @@ pub fn mask_value(
                     },
                 },
             };
-            let mut v = prefix.to_vec();
-            v.extend_from_slice(masked.as_bytes());
-            Value::Bytes(v)
+            prefixed(prefix, masked)
         }
     }
 }
