@@ -462,7 +462,16 @@ async fn live_connections_terminate_and_metrics() {
     );
     let other = f.connect().await;
 
-    let (_, list) = api.get("/api/v1/connections", &admin).await;
+    // A connection is listed once its session is set up, just after its client is told it
+    // may start: under load that can be a moment later.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let list = loop {
+        let (_, list) = api.get("/api/v1/connections", &admin).await;
+        if list["items"].as_array().map(Vec::len) == Some(2) || std::time::Instant::now() > until {
+            break list;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     let items = list["items"].as_array().unwrap();
     assert_eq!(items.len(), 2, "{list:#}");
     assert!(items

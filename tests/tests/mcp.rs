@@ -201,7 +201,10 @@ async fn an_agent_explores_is_denied_waits_for_approval_and_everything_is_audite
         .await
         .unwrap();
     assert!(
-        metrics.contains("gatehouse_mcp_calls_total{tool=\"query\",outcome=\"denied\"}"),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("gatehouse_mcp_calls_total{")
+                && l.contains("tool=\"query\",outcome=\"denied\"}")),
         "{metrics}"
     );
 }
