@@ -67,11 +67,13 @@ fn might_hold_sensitive_literal(sql: &str) -> bool {
 fn literal_body(tok: &str) -> &str {
     let t = tok.trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '&');
     if let Some(rest) = t.strip_prefix('$') {
-        // $tag$body$tag$
+        // $tag$body$tag$. Unterminated (the server will refuse it), the token runs to the end
+        // of the text and need not end with its tag, nor on a character boundary where the
+        // tag's length would put the closing one.
         if let Some(i) = rest.find('$') {
-            let tag_len = i + 2;
-            if t.len() >= 2 * tag_len {
-                return &t[tag_len..t.len() - tag_len];
+            let tag = &t[..i + 2];
+            if t.len() >= 2 * tag.len() && t.ends_with(tag) {
+                return &t[tag.len()..t.len() - tag.len()];
             }
         }
         return t;
@@ -84,6 +86,24 @@ fn literal_body(tok: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unterminated_dollar_string_with_multibyte_text_is_read_without_panicking() {
+        // Found by the audit encoding's property test: the writer thread redacts every
+        // statement, so a panic here stopped the audit trail (and with it every statement).
+        for sql in [
+            "$ං$'\"𐺱൸🕴@]+𐖝૪=:8",
+            "SELECT $é$ ana@example.com é",
+            "SELECT $a$ x",
+            "$$𞺫",
+        ] {
+            let _ = redact(sql);
+        }
+        assert_eq!(
+            redact("SELECT $é$ana@example.com$é$"),
+            "SELECT '<redacted:email>'"
+        );
+    }
 
     #[test]
     fn sensitive_literals_are_replaced_and_the_rest_kept() {
