@@ -254,9 +254,11 @@ impl AuditDb {
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
+            let mut insert = tx.prepare_cached(INSERT)?;
             for r in records {
-                insert_record(&tx, r)?;
+                insert_with(&mut insert, r)?;
             }
+            drop(insert);
             // A batch holds a handful of connections: one upsert each.
             let spans = batch_spans(records, |r| r.connection_id);
             let mut upsert = tx.prepare_cached(
@@ -554,13 +556,21 @@ fn extend_spans(
     Ok(())
 }
 
-/// One record into the audit table (the writer's batches, and tests that build old trails).
+const INSERT: &str =
+    "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// One record into the audit table (tests that build old trails).
+#[cfg(test)]
 fn insert_record(conn: &rusqlite::Connection, r: &NewRecord<'_>) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
+    let mut insert = conn.prepare_cached(INSERT)?;
+    insert_with(&mut insert, r)
+}
+
+/// One record through the batch's insert statement, prepared once per batch rather than
+/// looked up in the statement cache (hashing the SQL text) per record.
+fn insert_with(insert: &mut rusqlite::Statement<'_>, r: &NewRecord<'_>) -> rusqlite::Result<()> {
+    insert.execute(params![
         r.seq,
         r.ts,
         r.event,
