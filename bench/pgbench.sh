@@ -115,6 +115,22 @@ cpu_ticks() { # $@: pids; prints their user+system clock ticks so far (all threa
     done
     echo "$total"
 }
+# The gateway's ticks by thread: its session workers, its audit writer, and the rest (the HTTP
+# runtime, catalog reads), so a change shows where it moved the cost.
+thread_ticks() { # $1: the gateway's pid; prints `workers audit other` clock ticks so far
+    local d name ticks w=0 a=0 o=0
+    for d in /proc/"$1"/task/*; do
+        name="$(cat "$d/comm" 2>/dev/null)" || continue
+        ticks="$(sed 's/^.*) //' "$d/stat" 2>/dev/null | awk '{ print $12 + $13 }')" || continue
+        [ -n "$ticks" ] || continue
+        case "$name" in
+        gatehouse-worke*) w=$((w + ticks)) ;;
+        gatehouse-audit) a=$((a + ticks)) ;;
+        *) o=$((o + ticks)) ;;
+        esac
+    done
+    echo "$w $a $o"
+}
 CLK_TCK="$(getconf CLK_TCK)"
 run_pgbench() { # $1: target; the rest: pgbench arguments
     local t="$1" port user pw db ssl
@@ -139,7 +155,9 @@ done
 
 # --- the runs --------------------------------------------------------------------------------------
 RESULTS="$TMP/results.tsv"
+THREADS="$TMP/threads.tsv"
 : >"$RESULTS"
+: >"$THREADS"
 failures=0
 ntargets=${#targets[@]}
 cell=0
@@ -157,6 +175,8 @@ for mode in $MODES; do
                 gh_log "[$done_runs/$total] -M $mode -c $clients -j $jobs round $round: $t"
                 read -r -a pids <<<"$(proxy_pids "$t")"
                 before="$(cpu_ticks "${pids[@]}")"
+                threads_before=""
+                case "$t" in gateway | gateway-tls) threads_before="$(thread_ticks "$GW_PID")" ;; esac
                 if run_pgbench "$t" -n -S -M "$mode" -c "$clients" -j "$jobs" -T "$DURATION" >"$log" 2>&1; then
                     tps="$(awk '/^tps = / { print $3; exit }' "$log")"
                     lat="$(awk '/^latency average = / { print $4; exit }' "$log")"
@@ -168,6 +188,12 @@ for mode in $MODES; do
                 cpu=nan
                 if [ "${#pids[@]}" -gt 0 ] && [ -n "$txns" ] && [ "$txns" -gt 0 ]; then
                     cpu="$(awk -v d=$((after - before)) -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { printf "%.1f", d / hz * 1e6 / n }')"
+                    if [ -n "$threads_before" ]; then
+                        printf '%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$t" "$round" \
+                            "$(awk -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { split(ARGV[1], b, " "); split(ARGV[2], a, " ");
+                                for (i = 1; i <= 3; i++) printf "%s%.1f", (i > 1 ? "\t" : ""), (a[i] - b[i]) / hz * 1e6 / n }' \
+                                "$threads_before" "$(thread_ticks "$GW_PID")")" >>"$THREADS"
+                    fi
                 fi
                 if [ -z "$tps" ] || [ -z "$lat" ]; then
                     failures=$((failures + 1))
@@ -197,11 +223,11 @@ LOAD_AT_END="$(cut -d' ' -f1-3 /proc/loadavg)"
 pgv="$("$PG_BIN/postgres" --version | awk '{ print $3 }')"
 pgbv="$("$PGBOUNCER" --version | awk 'NR == 1 { print $2 }')"
 TABLE="$TMP/table.md"
-python3 - "$RESULTS" $TARGETS >"$TABLE" <<EOF
+python3 - "$RESULTS" "$THREADS" $TARGETS >"$TABLE" <<EOF
 import math, statistics, sys
 from collections import defaultdict
 
-targets = sys.argv[2:]
+targets = sys.argv[3:]
 others = [t for t in targets if t != "direct"]
 runs = defaultdict(list)
 cpu = defaultdict(list)
@@ -251,6 +277,39 @@ for mode, clients in order:
            + [f(diff(st[t][1], st["direct"][1]), "+.3f") for t in others]
            + [f(cpu_per_txn((mode, clients, t)), ".1f") for t in others])
     print("| " + " | ".join(row) + " |")
+
+# What PgBouncer is the yardstick for (issue 22): the gateway's CPU and tps against its own.
+if "pgbouncer" in targets and any(t in targets for t in ("gateway", "gateway-tls")):
+    gws = [t for t in ("gateway", "gateway-tls") if t in targets]
+    print()
+    print("Against PgBouncer (CPU per transaction and tps, medians):")
+    print()
+    print("| mode | clients | " + " | ".join(f"cpu {g}/pgbouncer | tps {g}/pgbouncer" for g in gws) + " |")
+    print("|---|" + "--:|" * (2 * len(gws) + 1))
+    for mode, clients in order:
+        cells = []
+        for g in gws:
+            cells.append(f(ratio(cpu_per_txn((mode, clients, g)), cpu_per_txn((mode, clients, "pgbouncer"))), ".2f"))
+            cells.append(f(ratio(stat((mode, clients, g))[0], stat((mode, clients, "pgbouncer"))[0]), ".2f"))
+        print(f"| {mode} | {clients} | " + " | ".join(cells) + " |")
+
+# Where the gateway's CPU goes, by thread (µs per transaction, medians over the rounds).
+threads = defaultdict(list)
+for line in open(sys.argv[2]):
+    mode, clients, target, _round, w, a, o = line.rstrip("\n").split("\t")
+    threads[(mode, int(clients), target)].append((float(w), float(a), float(o)))
+if threads:
+    print()
+    print("The gateway's CPU by thread (µs per transaction: session workers, audit writer, the rest):")
+    print()
+    print("| mode | clients | target | workers | audit writer | other |")
+    print("|---|--:|---|--:|--:|--:|")
+    for mode, clients in order:
+        for t in targets:
+            vals = threads.get((mode, clients, t))
+            if vals:
+                med = [statistics.median(v[i] for v in vals) for i in range(3)]
+                print(f"| {mode} | {clients} | {t} | {med[0]:.1f} | {med[1]:.1f} | {med[2]:.1f} |")
 
 # The spread shows how far to trust a median: a wide one means the machine was busy.
 print()

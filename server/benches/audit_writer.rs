@@ -1,6 +1,7 @@
 //! How many records per second the audit writer sustains: a burst of statement events (each
 //! redacted, encoded, hashed into the chain and committed in batches) into a fresh trail.
-//! `cargo bench -p gatehouse-server --bench audit_writer` prints the rate.
+//! `cargo bench -p gatehouse-server --bench audit_writer` prints the rate and the writer
+//! thread's own CPU time per record (from `/proc`, so the producer's work is not counted).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -33,6 +34,7 @@ fn main() {
             via: "direct",
         });
         // Like `pgbench -S -M simple`: every statement a new text.
+        let writer_before = writer_cpu();
         let start = Instant::now();
         for i in 0..n {
             let stmt = Statement::new(&format!(
@@ -60,10 +62,29 @@ fn main() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let secs = start.elapsed().as_secs_f64();
+        let writer = writer_cpu().saturating_sub(writer_before);
         println!(
-            "audit writer: {n} records in {secs:.2} s = {:.0} records/s (last batch commit {} µs)",
+            "audit writer: {n} records in {secs:.2} s = {:.0} records/s, writer thread {:.2} µs of CPU per record (last batch commit {} µs)",
             n as f64 / secs,
+            writer.as_secs_f64() * 1e6 / n as f64,
             audit.last_commit_micros()
         );
     });
+}
+
+/// CPU time the audit writer thread (`gatehouse-audit`) has used so far.
+fn writer_cpu() -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        if comm.trim() == "gatehouse-audit" {
+            // The first field of schedstat: nanoseconds on a CPU.
+            let stat = std::fs::read_to_string(t.path().join("schedstat")).unwrap_or_default();
+            let ns = stat.split_whitespace().next().and_then(|v| v.parse().ok());
+            return Duration::from_nanos(ns.unwrap_or(0));
+        }
+    }
+    Duration::ZERO
 }

@@ -31,6 +31,11 @@ pub fn hash_hex_bytes(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
+/// [`hash_hex`] into a buffer, with no allocation (the writer's path, once per record).
+pub fn hash_hex_into(data: &[u8], out: &mut [u8; 64]) {
+    let _ = hex::encode_to_slice(Sha256::digest(data), out);
+}
+
 /// The message a checkpoint signs.
 pub fn checkpoint_message(seq: i64, hash: &str, ts: &str) -> Vec<u8> {
     format!("gatehouse-audit-checkpoint\n{seq}\n{hash}\n{ts}").into_bytes()

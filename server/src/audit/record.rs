@@ -150,6 +150,7 @@ pub struct StatementEvent {
 
 impl StatementEvent {
     pub fn into_record(self) -> AuditRecord {
+        let details = self.details();
         let mut r = self.meta.record(self.event);
         r.ts = rfc3339_micros(self.at);
         r.statement = Some(crate::sql::redact(&self.stmt.sql).into_owned());
@@ -162,8 +163,18 @@ impl StatementEvent {
         r.duration_ms = self.duration.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3);
         r.sqlstate = self.sqlstate;
         r.error = self.error.map(|e| crate::sql::redact(&e).into_owned());
+        r.details = details;
+        r
+    }
+
+    /// The record's `details`: the replay sample and what value detection masked, when there
+    /// are any (rare: most statements have neither).
+    fn details(&self) -> Option<serde_json::Value> {
+        if self.sample.is_none() && self.detected.is_empty() {
+            return None;
+        }
         let mut details = serde_json::Map::new();
-        if let Some(sample) = self.sample {
+        if let Some(sample) = &self.sample {
             details.insert("result".into(), serde_json::json!(sample));
         }
         if !self.detected.is_empty() {
@@ -172,10 +183,131 @@ impl StatementEvent {
                 serde_json::json!(self.detected),
             );
         }
-        if !details.is_empty() {
-            r.details = Some(serde_json::Value::Object(details));
+        Some(serde_json::Value::Object(details))
+    }
+}
+
+impl StatementEvent {
+    /// Appends the canonical encoding of this event's record with `seq`, `ts` and `prev_hash`:
+    /// byte for byte what [`StatementEvent::into_record`] then [`AuditRecord::canonical`] give
+    /// (a test holds them equal), written straight from the event and its shared connection
+    /// fields, without building the record's owned strings. This is the writer's path for every
+    /// statement, so the encoding is the same few hundred bytes whether or not anyone reads them.
+    pub fn write_canonical(&self, seq: i64, ts: &str, prev_hash: &str, out: &mut Vec<u8>) {
+        let m = &*self.meta;
+        out.extend_from_slice(b"{\"seq\":");
+        out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        field(out, "ts", ts);
+        field(out, "event", self.event);
+        field(out, "identity", &m.identity);
+        field(out, "identity_kind", m.identity_kind);
+        opt_field(out, "on_behalf_of", m.on_behalf_of.as_deref());
+        field(out, "client_addr", &m.client_addr);
+        opt_field(out, "application_name", m.application_name.as_deref());
+        field(out, "environment", &m.environment);
+        field(out, "database", &m.database);
+        field(out, "connection_id", &m.connection_id);
+        field(out, "via", m.via);
+        field(out, "statement", &crate::sql::redact(&self.stmt.sql));
+        let mut hex = [0u8; 16];
+        field(out, "fingerprint", self.stmt.fingerprint.hex(&mut hex));
+        if !self.stmt.kinds.is_empty() {
+            out.extend_from_slice(b",\"statement_kinds\":[");
+            for (i, k) in self.stmt.kinds.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                json_str(out, k);
+            }
+            out.push(b']');
         }
-        r
+        field(out, "decision", self.decision);
+        opt_field(out, "rule", self.rule.as_deref());
+        opt_field(out, "approval_id", self.approval_id.as_deref());
+        if let Some(rows) = self.rows {
+            out.extend_from_slice(b",\"rows\":");
+            out.extend_from_slice(itoa::Buffer::new().format(rows).as_bytes());
+        }
+        if let Some(d) = self.duration {
+            out.extend_from_slice(b",\"duration_ms\":");
+            // serde_json's own float format, so the bytes are the derived encoding's.
+            let _ = serde_json::to_writer(&mut *out, &((d.as_secs_f64() * 1e6).round() / 1e3));
+        }
+        opt_field(out, "sqlstate", self.sqlstate.as_deref());
+        if let Some(e) = &self.error {
+            field(out, "error", &crate::sql::redact(e));
+        }
+        if let Some(details) = self.details() {
+            // Rare (session replay, detection findings): the same `Value` the record would hold.
+            out.extend_from_slice(b",\"details\":");
+            let _ = serde_json::to_writer(&mut *out, &details);
+        }
+        field(out, "prev_hash", prev_hash);
+        out.push(b'}');
+    }
+}
+
+/// `,"name":"value"` with the value escaped as serde_json escapes it.
+fn field(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    json_str(out, value);
+}
+
+fn opt_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+    if let Some(v) = value {
+        field(out, name, v);
+    }
+}
+
+/// A JSON string as serde_json writes it (only `"`, `\\` and control characters escaped).
+fn json_str(out: &mut Vec<u8>, s: &str) {
+    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+}
+
+/// RFC 3339 timestamps with microseconds, as [`rfc3339_micros`] writes them, for a writer
+/// that formats one per record: the date and time up to the second are reused while the
+/// second lasts.
+#[derive(Default)]
+pub struct TimestampFormat {
+    second: Option<u64>,
+    /// `YYYY-MM-DDTHH:MM:SS` of `second`.
+    prefix: String,
+}
+
+impl TimestampFormat {
+    /// Appends the timestamp of `t` to `out`.
+    pub fn write(&mut self, t: SystemTime, out: &mut Vec<u8>) {
+        let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else {
+            out.extend_from_slice(rfc3339_micros(t).as_bytes());
+            return;
+        };
+        let secs = since.as_secs();
+        if self.second != Some(secs) {
+            let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            let full = rfc3339_micros(whole);
+            // `…:SS.000000Z`: the part before the fraction.
+            self.prefix.clear();
+            self.prefix.push_str(&full[..full.len() - 8]);
+            self.second = Some(secs);
+        }
+        out.extend_from_slice(self.prefix.as_bytes());
+        let micros = since.subsec_micros();
+        let mut frac = [b'.', 0, 0, 0, 0, 0, 0, b'Z'];
+        let mut v = micros;
+        for i in (1..7).rev() {
+            frac[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        out.extend_from_slice(&frac);
     }
 }
 
@@ -234,6 +366,221 @@ mod tests {
         );
         let back: AuditRecord = serde_json::from_str(&r.canonical()).unwrap();
         assert_eq!(back, r);
+    }
+
+    fn meta(on_behalf_of: Option<&str>, app: Option<&str>) -> Arc<ConnectionMeta> {
+        Arc::new(ConnectionMeta {
+            connection_id: "c_0123456789abcdef".into(),
+            identity: "ana@example.com".into(),
+            identity_kind: "human",
+            on_behalf_of: on_behalf_of.map(str::to_string),
+            client_addr: "127.0.0.1:54321".into(),
+            application_name: app.map(str::to_string),
+            environment: "prod".into(),
+            database: "app\"db".into(),
+            via: "tunnel",
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn event(
+        meta: Arc<ConnectionMeta>,
+        sql: &str,
+        at: SystemTime,
+        duration: Option<Duration>,
+        rows: Option<i64>,
+        error: Option<(&str, &str)>,
+        gate: (&'static str, Option<&str>, Option<&str>),
+        sample: Option<crate::pg::tracker::ResultSample>,
+    ) -> StatementEvent {
+        StatementEvent {
+            meta,
+            stmt: crate::sql::Statement::new(sql),
+            event: "statement",
+            at,
+            duration,
+            rows,
+            sqlstate: error.map(|e| e.0.to_string()),
+            error: error.map(|e| e.1.to_string()),
+            decision: gate.0,
+            rule: gate.1.map(str::to_string),
+            approval_id: gate.2.map(str::to_string),
+            sample,
+            detected: Default::default(),
+        }
+    }
+
+    /// The writer's direct encoding against the derived one, with its sequence, timestamp and
+    /// link filled in the same way.
+    fn assert_same_encoding(ev: StatementEvent) {
+        let mut ts = Vec::new();
+        TimestampFormat::default().write(ev.at, &mut ts);
+        let ts = String::from_utf8(ts).unwrap();
+        let prev = "9f".repeat(32);
+        let mut direct = Vec::new();
+        ev.write_canonical(42, &ts, &prev, &mut direct);
+        let mut r = ev.into_record();
+        r.seq = 42;
+        r.prev_hash = prev;
+        assert_eq!(ts, r.ts);
+        assert_eq!(String::from_utf8(direct).unwrap(), r.canonical());
+    }
+
+    #[test]
+    fn statement_records_are_written_as_the_derived_encoding_writes_them() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_796_428_099_000_007);
+        let sample = crate::pg::tracker::ResultSample {
+            columns: vec!["email".into(), "n\"ote".into()],
+            rows: vec![vec![Some("a***@example.com".into()), None]],
+        };
+        for ev in [
+            event(
+                meta(None, Some("pgbench")),
+                "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
+                at,
+                Some(Duration::from_micros(80)),
+                Some(1),
+                None,
+                ("allow", None, None),
+                None,
+            ),
+            event(
+                meta(Some("bob"), None),
+                "UPDATE t SET email = 'ana@example.com', card = '4111 1111 1111 1111' WHERE id = 1",
+                at,
+                Some(Duration::from_nanos(1_234_567_891)),
+                Some(0),
+                None,
+                ("review", Some("prod-agent-review-writes"), Some("apr_0123")),
+                None,
+            ),
+            event(
+                meta(None, Some("tab\there \u{1} é 😀")),
+                "select 'a\"b\\c' -- \r\n\u{7f}",
+                at,
+                None,
+                None,
+                Some((
+                    "23505",
+                    "Key (email)=(ana@example.com) already exists \"x\" \\ \n",
+                )),
+                ("deny", Some("prod-no-drop"), None),
+                None,
+            ),
+            event(
+                meta(None, None),
+                "",
+                at,
+                Some(Duration::ZERO),
+                None,
+                None,
+                ("refused", Some("audit-unavailable"), None),
+                Some(sample),
+            ),
+            event(
+                meta(None, None),
+                "BEGIN; DELETE FROM t; COMMIT",
+                SystemTime::UNIX_EPOCH,
+                Some(Duration::from_secs(3600)),
+                Some(i64::MAX),
+                None,
+                ("allow", None, None),
+                None,
+            ),
+        ] {
+            assert_same_encoding(ev);
+        }
+        // What value detection masked, alone and beside a replay sample.
+        let mut found = event(
+            meta(None, None),
+            "SELECT note FROM t",
+            at,
+            None,
+            Some(3),
+            None,
+            ("allow", None, None),
+            None,
+        );
+        found.detected.insert(
+            "note".into(),
+            [
+                crate::masking::Category::Email,
+                crate::masking::Category::Phone,
+            ]
+            .into(),
+        );
+        let with_sample = StatementEvent {
+            sample: Some(crate::pg::tracker::ResultSample {
+                columns: vec!["note".into()],
+                rows: vec![vec![Some("***".into())]],
+            }),
+            detected: found.detected.clone(),
+            ..event(
+                meta(None, None),
+                "SELECT note FROM t",
+                at,
+                None,
+                Some(1),
+                None,
+                ("allow", None, None),
+                None,
+            )
+        };
+        assert_same_encoding(found);
+        assert_same_encoding(with_sample);
+    }
+
+    #[test]
+    fn timestamps_are_written_as_chrono_writes_them() {
+        let mut f = TimestampFormat::default();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_428_099);
+        for micros in [
+            0u64,
+            1,
+            999_999,
+            1_000_000,
+            1_000_001,
+            59_999_999,
+            86_400_000_000,
+            3_000_000_123_456,
+        ] {
+            for t in [
+                base + Duration::from_micros(micros),
+                SystemTime::UNIX_EPOCH + Duration::from_micros(micros),
+            ] {
+                let mut out = Vec::new();
+                f.write(t, &mut out);
+                assert_eq!(String::from_utf8(out).unwrap(), rfc3339_micros(t), "{t:?}");
+            }
+        }
+        // Before 1970 (a clock set wrong) falls back to chrono's own formatting.
+        let early = SystemTime::UNIX_EPOCH - Duration::from_micros(1_500_000);
+        let mut out = Vec::new();
+        f.write(early, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), rfc3339_micros(early));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_statement_and_error_encode_as_the_derived_encoding(
+            sql in "\\PC{0,80}",
+            error in proptest::option::of("\\PC{0,40}"),
+            app in proptest::option::of("[ -~\\t\\n\\u{0}-\\u{1f}é\"\\\\]{0,20}"),
+            micros in 0u64..4_000_000_000_000_000,
+            nanos in proptest::option::of(0u64..10_000_000_000_000),
+            rows in proptest::option::of(proptest::num::i64::ANY),
+        ) {
+            assert_same_encoding(event(
+                meta(None, app.as_deref()),
+                &sql,
+                SystemTime::UNIX_EPOCH + Duration::from_micros(micros),
+                nanos.map(Duration::from_nanos),
+                rows,
+                error.as_deref().map(|e| ("XX000", e)),
+                ("allow", None, None),
+                None,
+            ));
+        }
     }
 
     #[test]

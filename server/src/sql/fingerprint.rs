@@ -10,6 +10,18 @@ use super::lexer::{Lexer, TokenKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub u64);
 
+impl Fingerprint {
+    /// The 16 lowercase hex digits [`Display`](std::fmt::Display) writes, into `buf`, with no
+    /// allocation.
+    pub fn hex<'a>(&self, buf: &'a mut [u8; 16]) -> &'a str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = DIGITS[((self.0 >> (60 - 4 * i)) & 0xf) as usize];
+        }
+        std::str::from_utf8(buf).unwrap_or_default()
+    }
+}
+
 impl std::fmt::Display for Fingerprint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:016x}", self.0)

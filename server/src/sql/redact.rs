@@ -87,11 +87,13 @@ fn might_hold_sensitive_literal(sql: &str) -> bool {
 fn literal_body(tok: &str) -> &str {
     let t = tok.trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '&');
     if let Some(rest) = t.strip_prefix('$') {
-        // $tag$body$tag$
+        // $tag$body$tag$. Unterminated (the server will refuse it), the token runs to the end
+        // of the text and need not end with its tag, nor on a character boundary where the
+        // tag's length would put the closing one.
         if let Some(i) = rest.find('$') {
-            let tag_len = i + 2;
-            if t.len() >= 2 * tag_len {
-                return &t[tag_len..t.len() - tag_len];
+            let tag = &t[..i + 2];
+            if t.len() >= 2 * tag.len() && t.ends_with(tag) {
+                return &t[tag.len()..t.len() - tag.len()];
             }
         }
         return t;
@@ -114,6 +116,24 @@ mod tests {
             "INSERT INTO people VALUES ('***', '***', $1, 42, 0) -- 'x'"
         );
         assert_eq!(literals_masked("SELECT 1"), "SELECT 1");
+    }
+
+    #[test]
+    fn an_unterminated_dollar_string_with_multibyte_text_is_read_without_panicking() {
+        // Found by the audit encoding's property test: the writer thread redacts every
+        // statement, so a panic here stopped the audit trail (and with it every statement).
+        for sql in [
+            "$ං$'\"𐺱൸🕴@]+𐖝૪=:8",
+            "SELECT $é$ ana@example.com é",
+            "SELECT $a$ x",
+            "$$𞺫",
+        ] {
+            let _ = redact(sql);
+        }
+        assert_eq!(
+            redact("SELECT $é$ana@example.com$é$"),
+            "SELECT '<redacted:email>'"
+        );
     }
 
     #[test]

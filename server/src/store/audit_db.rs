@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, OptionalExtension};
 
 use super::StoreError;
@@ -51,7 +52,35 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO audit_connections (connection_id, first_seq, last_seq)
         SELECT connection_id, min(seq), max(seq) FROM audit
         WHERE connection_id IS NOT NULL GROUP BY connection_id;",
+    // 4: the identity and environment indexes, an entry per record in two more B-trees (a
+    // third of the writer's insert cost), become spans too: per identity and per environment,
+    // ranges of sequence numbers that hold all of its records, extended batch by batch while
+    // its records keep coming (see `SPAN_GAP`). An existing trail gets one span per value.
+    "DROP INDEX audit_identity;
+    DROP INDEX audit_environment;
+    CREATE TABLE audit_spans (
+        kind      TEXT NOT NULL,
+        value     TEXT NOT NULL,
+        first_seq INTEGER NOT NULL,
+        last_seq  INTEGER NOT NULL,
+        PRIMARY KEY (kind, value, first_seq)
+    ) WITHOUT ROWID;
+    INSERT INTO audit_spans (kind, value, first_seq, last_seq)
+        SELECT 'identity', identity, min(seq), max(seq) FROM audit
+        WHERE identity IS NOT NULL GROUP BY identity;
+    INSERT INTO audit_spans (kind, value, first_seq, last_seq)
+        SELECT 'environment', environment, min(seq), max(seq) FROM audit
+        WHERE environment IS NOT NULL GROUP BY environment;",
 ];
+
+/// How far apart two records of one identity (or environment) may be and still share a span:
+/// a search by identity reads at most this many other records between two of its own, and
+/// a value seen in every batch keeps one span for as long as it is busy.
+const SPAN_GAP: i64 = 4096;
+
+/// The kinds of span in `audit_spans`, by the column they follow. One table for both, so a
+/// batch's span updates dirty one page, not one per kind.
+const SPAN_KINDS: [&str; 2] = ["identity", "environment"];
 
 /// A record as stored: the indexed columns and the canonical JSON the hash covers.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -64,6 +93,35 @@ pub struct StoredRecord {
     pub connection_id: Option<String>,
     pub json: String,
     pub hash: String,
+}
+
+/// A record to append, borrowed from the writer's encoded batch.
+#[derive(Debug, Clone, Copy)]
+pub struct NewRecord<'a> {
+    pub seq: i64,
+    pub ts: &'a str,
+    pub event: &'a str,
+    pub identity: Option<&'a str>,
+    pub environment: Option<&'a str>,
+    pub connection_id: Option<&'a str>,
+    pub json: &'a str,
+    pub hash: &'a str,
+}
+
+impl StoredRecord {
+    /// This record as one to append (tests, and trails built record by record).
+    pub fn as_new(&self) -> NewRecord<'_> {
+        NewRecord {
+            seq: self.seq,
+            ts: &self.ts,
+            event: &self.event,
+            identity: self.identity.as_deref(),
+            environment: self.environment.as_deref(),
+            connection_id: self.connection_id.as_deref(),
+            json: &self.json,
+            hash: &self.hash,
+        }
+    }
 }
 
 /// A signed statement that record `seq` had hash `hash` at time `ts`.
@@ -191,25 +249,18 @@ impl AuditDb {
     /// Appends records (and optionally a checkpoint) in one transaction: all or nothing.
     pub fn append(
         &mut self,
-        records: &[StoredRecord],
+        records: &[NewRecord<'_>],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
+            let mut insert = tx.prepare_cached(INSERT)?;
             for r in records {
-                insert_record(&tx, r)?;
+                insert_with(&mut insert, r)?;
             }
+            drop(insert);
             // A batch holds a handful of connections: one upsert each.
-            let mut spans: Vec<(&str, i64, i64)> = Vec::new();
-            for r in records {
-                let Some(id) = r.connection_id.as_deref() else {
-                    continue;
-                };
-                match spans.iter_mut().find(|(c, _, _)| *c == id) {
-                    Some(span) => span.2 = r.seq,
-                    None => spans.push((id, r.seq, r.seq)),
-                }
-            }
+            let spans = batch_spans(records, |r| r.connection_id);
             let mut upsert = tx.prepare_cached(
                 "INSERT INTO audit_connections (connection_id, first_seq, last_seq) VALUES (?1, ?2, ?3)
                  ON CONFLICT (connection_id) DO UPDATE SET last_seq = excluded.last_seq",
@@ -217,6 +268,8 @@ impl AuditDb {
             for (id, first, last) in spans {
                 upsert.execute(params![id, first, last])?;
             }
+            extend_spans(&tx, SPAN_KINDS[0], &batch_spans(records, |r| r.identity))?;
+            extend_spans(&tx, SPAN_KINDS[1], &batch_spans(records, |r| r.environment))?;
             if let Some(c) = checkpoint {
                 tx.execute(
                     "INSERT OR REPLACE INTO audit_checkpoints (seq, hash, ts, signature) VALUES (?1, ?2, ?3, ?4)",
@@ -291,6 +344,10 @@ impl AuditDb {
             [range.last_seq],
         )?;
         tx.execute(
+            "DELETE FROM audit_spans WHERE last_seq <= ?1",
+            [range.last_seq],
+        )?;
+        tx.execute(
             "DELETE FROM audit_checkpoints WHERE seq <= ?1",
             [range.last_seq],
         )?;
@@ -325,31 +382,37 @@ impl AuditDb {
     }
 
     /// Records matching `filter`, newest first (or oldest first when `ascending`), at most `limit`.
+    ///
+    /// A connection is found through its span; an identity or environment (without a
+    /// connection) through theirs, span by span in the order asked for until `limit` records
+    /// are found, so a search reads the ranges that hold the value's records, never the whole
+    /// trail.
     pub fn search(
         &self,
         filter: &AuditFilter,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
+        let limit = limit.min(10_000);
         let mut sql = format!("SELECT {COLUMNS} FROM audit WHERE 1=1");
-        let mut args: Vec<String> = Vec::new();
-        let mut add = |cond: &str, v: String| {
+        let mut args: Vec<Value> = Vec::new();
+        let mut add = |cond: &str, v: Value| {
             args.push(v);
             sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
         };
         if let Some(v) = &filter.identity {
-            add(" AND identity = ?", v.clone());
+            add(" AND identity = ?", v.clone().into());
         }
         if let Some(v) = &filter.environment {
-            add(" AND environment = ?", v.clone());
+            add(" AND environment = ?", v.clone().into());
         }
         if let Some(v) = &filter.event {
             if v.ends_with('.') {
                 add(
                     " AND event LIKE ? ESCAPE '\\'",
-                    format!("{}%", like_escape(v)),
+                    format!("{}%", like_escape(v)).into(),
                 );
             } else {
-                add(" AND event = ?", v.clone());
+                add(" AND event = ?", v.clone().into());
             }
         }
         if let Some(v) = &filter.connection_id {
@@ -358,61 +421,156 @@ impl AuditDb {
                 " AND connection_id = ? AND seq BETWEEN \
                  (SELECT first_seq FROM audit_connections WHERE connection_id = ?) AND \
                  (SELECT last_seq FROM audit_connections WHERE connection_id = ?)",
-                v.clone(),
+                v.clone().into(),
             );
         }
         if let Some(v) = &filter.from {
-            add(" AND ts >= ?", v.clone());
+            add(" AND ts >= ?", v.clone().into());
         }
         if let Some(v) = &filter.to {
-            add(" AND ts < ?", v.clone());
+            add(" AND ts < ?", v.clone().into());
         }
         if let Some(v) = &filter.decision {
             add(
                 " AND json_extract(record_json, '$.decision') = ?",
-                v.clone(),
+                v.clone().into(),
             );
         }
         if let Some(v) = &filter.statement_kind {
-            add(" AND EXISTS (SELECT 1 FROM json_each(record_json, '$.statement_kinds') WHERE upper(value) = upper(?))", v.clone());
+            add(" AND EXISTS (SELECT 1 FROM json_each(record_json, '$.statement_kinds') WHERE upper(value) = upper(?))", v.clone().into());
         }
         if let Some(v) = &filter.table {
             add(
                 " AND EXISTS (SELECT 1 FROM json_each(record_json, '$.tables') WHERE value = ?)",
-                v.clone(),
+                v.clone().into(),
             );
         }
         if let Some(v) = &filter.text {
             add(
                 " AND record_json LIKE ? ESCAPE '\\'",
-                format!("%{}%", like_escape(v)),
+                format!("%{}%", like_escape(v)).into(),
             );
         }
-        if let Some(v) = filter.before_seq {
-            add(" AND seq < ?", v.to_string());
-        }
-        if let Some(v) = filter.after_seq {
-            add(" AND seq > ?", v.to_string());
-        }
-        sql.push_str(if filter.ascending {
-            " ORDER BY seq ASC"
-        } else {
-            " ORDER BY seq DESC"
-        });
-        sql.push_str(&format!(" LIMIT {}", limit.min(10_000)));
+        let after = filter.after_seq.unwrap_or(i64::MIN);
+        let before = filter.before_seq.unwrap_or(i64::MAX);
+        add(" AND seq > ?", after.into());
+        add(" AND seq < ?", before.into());
+        let order = if filter.ascending { "ASC" } else { "DESC" };
+        // The span source, when one narrows the search better than the whole trail.
+        let source = match (&filter.connection_id, &filter.identity, &filter.environment) {
+            (Some(_), _, _) => None,
+            (None, Some(v), _) => Some((SPAN_KINDS[0], v)),
+            (None, None, Some(v)) => Some((SPAN_KINDS[1], v)),
+            (None, None, None) => None,
+        };
+        let Some((kind, value)) = source else {
+            sql.push_str(&format!(" ORDER BY seq {order} LIMIT {limit}"));
+            let mut stmt = self.conn.prepare(&sql)?;
+            let rows = stmt.query_map(params_from_iter(args.iter()), read_row)?;
+            return Ok(rows.collect::<Result<_, _>>()?);
+        };
+        let spans: Vec<(i64, i64)> = self
+            .conn
+            .prepare(&format!(
+                "SELECT first_seq, last_seq FROM audit_spans WHERE kind = ?1 AND value = ?2 \
+                 AND last_seq > ?3 AND first_seq < ?4 ORDER BY first_seq {order}"
+            ))?
+            .query_map(params![kind, value, after, before], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?
+            .collect::<Result<_, _>>()?;
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND seq BETWEEN ?{} AND ?{} ORDER BY seq {order} LIMIT ?{}",
+            n + 1,
+            n + 2,
+            n + 3
+        ));
         let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args.iter()), read_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut found = Vec::new();
+        for (first, last) in spans {
+            if found.len() >= limit {
+                break;
+            }
+            let rest = (limit - found.len()) as i64;
+            let bounds = [Value::from(first), Value::from(last), Value::from(rest)];
+            let rows =
+                stmt.query_map(params_from_iter(args.iter().chain(bounds.iter())), read_row)?;
+            for r in rows {
+                found.push(r?);
+            }
+        }
+        Ok(found)
     }
 }
 
-/// One record into the audit table (the writer's batches, and tests that build old trails).
-fn insert_record(conn: &rusqlite::Connection, r: &StoredRecord) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
+/// Per distinct value of `key` in a batch, its first and last sequence numbers there.
+fn batch_spans<'a>(
+    records: &[NewRecord<'a>],
+    key: impl Fn(&NewRecord<'a>) -> Option<&'a str>,
+) -> Vec<(&'a str, i64, i64)> {
+    let mut spans: Vec<(&'a str, i64, i64)> = Vec::new();
+    for r in records {
+        let Some(v) = key(r) else { continue };
+        match spans.iter_mut().find(|(c, _, _)| *c == v) {
+            Some(span) => span.2 = r.seq,
+            None => spans.push((v, r.seq, r.seq)),
+        }
+    }
+    spans
+}
+
+/// Extends each value's latest span to cover its records in this batch, or starts a new span
+/// when its last record is more than [`SPAN_GAP`] behind.
+fn extend_spans(
+    tx: &rusqlite::Transaction<'_>,
+    kind: &str,
+    spans: &[(&str, i64, i64)],
+) -> rusqlite::Result<()> {
+    if spans.is_empty() {
+        return Ok(());
+    }
+    let mut latest = tx.prepare_cached(
+        "SELECT first_seq, last_seq FROM audit_spans WHERE kind = ?1 AND value = ?2 \
+         ORDER BY first_seq DESC LIMIT 1",
+    )?;
+    let mut extend = tx.prepare_cached(
+        "UPDATE audit_spans SET last_seq = ?4 WHERE kind = ?1 AND value = ?2 AND first_seq = ?3",
+    )?;
+    let mut start = tx.prepare_cached(
+        "INSERT INTO audit_spans (kind, value, first_seq, last_seq) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for &(value, first, last) in spans {
+        let current: Option<(i64, i64)> = latest
+            .query_row([kind, value], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        match current {
+            Some((from, to)) if first - to <= SPAN_GAP => {
+                extend.execute(params![kind, value, from, last.max(to)])?;
+            }
+            _ => {
+                start.execute(params![kind, value, first, last])?;
+            }
+        }
+    }
+    Ok(())
+}
+
+const INSERT: &str =
+    "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// One record into the audit table (tests that build old trails).
+#[cfg(test)]
+fn insert_record(conn: &rusqlite::Connection, r: &NewRecord<'_>) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached(INSERT)?;
+    insert_with(&mut insert, r)
+}
+
+/// One record through the batch's insert statement, prepared once per batch rather than
+/// looked up in the statement cache (hashing the SQL text) per record.
+fn insert_with(insert: &mut rusqlite::Statement<'_>, r: &NewRecord<'_>) -> rusqlite::Result<()> {
+    insert.execute(params![
         r.seq,
         r.ts,
         r.event,
@@ -448,6 +606,11 @@ mod tests {
         }
     }
 
+    fn append(db: &mut AuditDb, records: &[StoredRecord]) {
+        let rows: Vec<NewRecord<'_>> = records.iter().map(StoredRecord::as_new).collect();
+        db.append(&rows, None).unwrap();
+    }
+
     fn seqs(db: &AuditDb, connection: &str) -> Vec<i64> {
         let filter = AuditFilter {
             connection_id: Some(connection.into()),
@@ -466,13 +629,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
         // Two connections interleaved over two batches, and a record of no connection.
-        db.append(&[rec(1, Some("a")), rec(2, Some("b")), rec(3, None)], None)
-            .unwrap();
-        db.append(
+        append(
+            &mut db,
+            &[rec(1, Some("a")), rec(2, Some("b")), rec(3, None)],
+        );
+        append(
+            &mut db,
             &[rec(4, Some("a")), rec(5, Some("b")), rec(6, Some("a"))],
-            None,
-        )
-        .unwrap();
+        );
         assert_eq!(seqs(&db, "a"), vec![1, 4, 6]);
         assert_eq!(seqs(&db, "b"), vec![2, 5]);
         assert!(seqs(&db, "unknown").is_empty());
@@ -494,6 +658,143 @@ mod tests {
             .query_row("SELECT count(*) FROM audit_connections", [], |r| r.get(0))
             .unwrap();
         assert_eq!(spans, 1);
+    }
+
+    fn spans(db: &AuditDb, kind: &str, v: &str) -> i64 {
+        db.conn
+            .query_row(
+                "SELECT count(*) FROM audit_spans WHERE kind = ?1 AND value = ?2",
+                [kind, v],
+                |r| r.get(0),
+            )
+            .unwrap()
+    }
+
+    fn rec_by(seq: i64, identity: &str, environment: &str) -> StoredRecord {
+        StoredRecord {
+            identity: Some(identity.into()),
+            environment: Some(environment.into()),
+            ..rec(seq, None)
+        }
+    }
+
+    #[test]
+    fn identity_and_environment_search_find_what_a_full_scan_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
+        // Three batches: interleaved identities, then a long run of others (bob's next record
+        // is more than SPAN_GAP away), then bob again; carol only once.
+        let who = |seq: i64| match seq % 5 {
+            0 | 1 => ("alice", "prod"),
+            2 => ("bob", "staging"),
+            _ => ("dave", "prod"),
+        };
+        let mut all = Vec::new();
+        let first: Vec<StoredRecord> = (1..=40).map(|s| rec_by(s, who(s).0, who(s).1)).collect();
+        append(&mut db, &first);
+        all.extend(first);
+        let gap: Vec<StoredRecord> = (41..=41 + SPAN_GAP + 10)
+            .map(|s| rec_by(s, "dave", "prod"))
+            .collect();
+        append(&mut db, &gap);
+        all.extend(gap);
+        let tail: Vec<StoredRecord> = (42 + SPAN_GAP + 10..=42 + SPAN_GAP + 40)
+            .map(|s| {
+                if s == 42 + SPAN_GAP + 20 {
+                    rec_by(s, "carol", "dev")
+                } else {
+                    rec_by(s, who(s).0, who(s).1)
+                }
+            })
+            .collect();
+        append(&mut db, &tail);
+        all.extend(tail);
+        assert_eq!(spans(&db, "identity", "bob"), 2);
+        assert_eq!(spans(&db, "identity", "dave"), 1);
+        assert_eq!(spans(&db, "environment", "staging"), 2);
+        for (identity, environment) in [
+            (Some("alice"), None),
+            (Some("bob"), None),
+            (Some("carol"), None),
+            (Some("nobody"), None),
+            (None, Some("staging")),
+            (None, Some("dev")),
+            (Some("bob"), Some("staging")),
+            (Some("bob"), Some("prod")),
+        ] {
+            for ascending in [false, true] {
+                for limit in [1, 3, 10, 100, 10_000] {
+                    for (after, before) in [
+                        (None, None),
+                        (Some(20), None),
+                        (None, Some(4150)),
+                        (Some(5), Some(4160)),
+                    ] {
+                        let filter = AuditFilter {
+                            identity: identity.map(str::to_string),
+                            environment: environment.map(str::to_string),
+                            after_seq: after,
+                            before_seq: before,
+                            ascending,
+                            ..Default::default()
+                        };
+                        let got: Vec<i64> = db
+                            .search(&filter, limit)
+                            .unwrap()
+                            .iter()
+                            .map(|r| r.seq)
+                            .collect();
+                        let mut want: Vec<i64> = all
+                            .iter()
+                            .filter(|r| identity.is_none_or(|i| r.identity.as_deref() == Some(i)))
+                            .filter(|r| {
+                                environment.is_none_or(|e| r.environment.as_deref() == Some(e))
+                            })
+                            .filter(|r| {
+                                after.is_none_or(|a| r.seq > a) && before.is_none_or(|b| r.seq < b)
+                            })
+                            .map(|r| r.seq)
+                            .collect();
+                        if !ascending {
+                            want.reverse();
+                        }
+                        want.truncate(limit);
+                        assert_eq!(got, want, "{identity:?} {environment:?} asc={ascending} limit={limit} {after:?}..{before:?}");
+                    }
+                }
+            }
+        }
+        // Archiving drops the spans that ended in the archived range.
+        db.commit_archive(&ArchivedRange {
+            first_seq: 1,
+            last_seq: 40,
+            last_hash: format!("{:064x}", 40),
+            file: "a.jsonl".into(),
+            file_sha256: String::new(),
+            archived_at: "2026-01-02T00:00:00Z".into(),
+        })
+        .unwrap();
+        assert_eq!(spans(&db, "identity", "bob"), 1);
+        let filter = AuditFilter {
+            identity: Some("bob".into()),
+            ..Default::default()
+        };
+        assert!(db.search(&filter, 100).unwrap().iter().all(|r| r.seq > 40));
+    }
+
+    #[test]
+    fn the_writer_keeps_no_index_entry_per_record_by_identity_or_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
+        let indexes: Vec<String> = db
+            .conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(indexes.is_empty(), "{indexes:?}");
     }
 
     #[test]
@@ -527,11 +828,30 @@ mod tests {
             let mut conn = rusqlite::Connection::open(&path).unwrap();
             super::super::migrations::apply(&mut conn, &MIGRATIONS[..2]).unwrap();
             for (seq, c) in [(1, "a"), (2, "b"), (3, "a")] {
-                insert_record(&conn, &rec(seq, Some(c))).unwrap();
+                insert_record(&conn, &rec(seq, Some(c)).as_new()).unwrap();
             }
         }
         let db = AuditDb::open(&path).unwrap();
         assert_eq!(seqs(&db, "a"), vec![1, 3]);
         assert_eq!(seqs(&db, "b"), vec![2]);
+        // And the spans of its identities and environments (migration 4).
+        for filter in [
+            AuditFilter {
+                identity: Some("alice".into()),
+                ..Default::default()
+            },
+            AuditFilter {
+                environment: Some("prod".into()),
+                ..Default::default()
+            },
+        ] {
+            let found: Vec<i64> = db
+                .search(&filter, 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.seq)
+                .collect();
+            assert_eq!(found, vec![3, 2, 1]);
+        }
     }
 }

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex};
 pub use approvals::{
     AccessRequestDetails, ApprovalKind, ApprovalRecord, ACCESS_REQUEST_RULE, EXEMPTION_REQUEST_RULE,
 };
-pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, StoredRecord};
+pub use audit_db::{ArchivedRange, AuditDb, AuditFilter, Checkpoint, NewRecord, StoredRecord};
 pub use changes::{Change, Notice};
 pub use grants::{GrantPerson, GrantRecord};
 pub use groups::GroupMemberRecord;
