@@ -203,6 +203,19 @@ async fn service_accounts_lockouts_and_approvals_made_on_one_replica_hold_on_the
 }
 
 /// Retries `f` until it holds or `limit` passes; how long it took.
+/// Grants the group `analysts` the test environment through `api`; the grant as created.
+async fn grant_analysts(api: &Api, admin: &str) -> serde_json::Value {
+    let (status, grant) = api
+        .post(
+            "/api/v1/grants",
+            admin,
+            json!({"groups": ["analysts"], "environments": [ENV]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{grant}");
+    grant
+}
+
 async fn within<F, Fut>(limit: Duration, what: &str, mut f: F) -> Duration
 where
     F: FnMut() -> Fut,
@@ -234,14 +247,7 @@ async fn access_changed_through_b_takes_effect_on_connections_through_a() {
         ),
         "28000"
     );
-    let (status, grant) = api_b
-        .post(
-            "/api/v1/grants",
-            &admin_b,
-            json!({"groups": ["analysts"], "environments": [ENV]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{grant}");
+    let grant = grant_analysts(&api_b, &admin_b).await;
     within(
         Duration::from_secs(2),
         "grant through B seen by A",
@@ -547,14 +553,7 @@ async fn each_replica_names_itself_and_rides_out_a_store_outage() {
         .await
         .expect("the session works again through A");
     let dana = r.a.login("dana", "dana-pw").await;
-    let (status, grant) = api_b
-        .post(
-            "/api/v1/grants",
-            &admin_b,
-            json!({"groups": ["analysts"], "environments": [ENV]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{grant}");
+    grant_analysts(&api_b, &admin_b).await;
     within(
         Duration::from_secs(3),
         "a grant through B reaches A after the outage",
@@ -579,14 +578,7 @@ async fn migrate_store_moves_a_lone_gateways_state_into_the_shared_store() {
     let mut single = lone().start().await;
     let admin = single.login(ADMIN, ADMIN_PASSWORD).await;
     let api = Api::new(single.http());
-    let (status, _) = api
-        .post(
-            "/api/v1/grants",
-            &admin,
-            json!({"groups": ["analysts"], "environments": [ENV]}),
-        )
-        .await;
-    assert_eq!(status, 201);
+    grant_analysts(&api, &admin).await;
     let (status, created) = api
         .post(
             "/api/v1/service-accounts",
@@ -653,14 +645,7 @@ async fn a_replica_that_lost_its_store_connections_catches_up_by_itself() {
         .get(0);
     assert!(cut >= 2, "{cut} store connections cut");
     // A change through B right after still reaches A within a few seconds.
-    let (status, grant) = Api::new(r.b.http())
-        .post(
-            "/api/v1/grants",
-            &admin_b,
-            json!({"groups": ["analysts"], "environments": [ENV]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{grant}\n{}", r.b.log());
+    grant_analysts(&Api::new(r.b.http()), &admin_b).await;
     within(
         Duration::from_secs(4),
         "A catches up after losing its listener",
