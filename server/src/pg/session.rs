@@ -136,6 +136,7 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
         upstream,
         pinned_role,
         _cancel_key,
+        hello,
     } = established;
     let meta = Arc::new(ConnectionMeta {
         connection_id: conn_id.clone(),
@@ -189,6 +190,14 @@ async fn serve_inner(gw: Arc<Gateway>, tcp: TcpStream, peer: SocketAddr, conn_id
     // the grants once more now that any later sweep will. The relay then ends at once.
     if let Some(why) = access::access_withdrawn(&gw, &info, &access::Cause::Admin(None)) {
         gw.connections.terminate(&conn_id, why);
+    }
+    if stream.write_all(&hello).await.is_err() || stream.flush().await.is_err() {
+        let mut close = meta.record("connection.close");
+        close.details = Some(serde_json::json!({
+            "reason": "the client left before its session started",
+        }));
+        gw.audit.record(Pending::Record(Box::new(close))).await;
+        return;
     }
     tracing::info!(
         kind = identity.kind.as_str(),
@@ -274,6 +283,10 @@ struct Established {
     pinned_role: Option<String>,
     upstream: upstream::Upstream,
     _cancel_key: CancelKey,
+    /// AuthenticationOk, the upstream's startup frames, BackendKeyData and ReadyForQuery: sent
+    /// once the connection is registered, so a client that may send statements is always
+    /// listed (and can be terminated).
+    hello: BytesMut,
 }
 
 fn auth_failed(user: &str) -> PgError {
@@ -410,9 +423,6 @@ async fn establish(
         _ => TransactionStatus::Idle,
     };
     codec::encode(&mut out, &ReadyForQuery::new(status));
-    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
-        return Err(SetupError::Quiet);
-    }
     Ok(Established {
         identity,
         token_groups,
@@ -422,6 +432,7 @@ async fn establish(
         pinned_role,
         upstream,
         _cancel_key: cancel_key,
+        hello: out,
     })
 }
 
