@@ -766,6 +766,21 @@ mod tests {
         c
     }
 
+    /// A planner over `cat` for one statement, with no exemptions.
+    fn planner<'a>(cat: &'a Catalog, st: Option<&'a StatementLineage>) -> Planner<'a> {
+        static NONE: std::sync::LazyLock<BTreeSet<Category>> =
+            std::sync::LazyLock::new(BTreeSet::new);
+        static NO_COLUMNS: std::sync::LazyLock<
+            BTreeSet<super::super::exemptions::ColumnExemption>,
+        > = std::sync::LazyLock::new(BTreeSet::new);
+        Planner {
+            catalog: cat,
+            lineage: st,
+            exempt: &NONE,
+            exempt_columns: &NO_COLUMNS,
+        }
+    }
+
     fn field(name: &str, table_oid: u32, attnum: i16, type_oid: u32) -> Field {
         Field {
             name: name.into(),
@@ -835,13 +850,7 @@ mod tests {
     fn direct_columns_expressions_and_safe_ones() {
         let cat = catalog();
         let l = analyse("SELECT id, email AS e, upper(full_name), md5(email), birth_date, amount, note FROM people");
-        let none = BTreeSet::new();
-        let p = Planner {
-            catalog: &cat,
-            lineage: l.statements.first(),
-            exempt: &none,
-            exempt_columns: &Default::default(),
-        };
+        let p = planner(&cat, l.statements.first());
         let plan = p.plan(&[
             field("id", 100, 1, 23),
             field("e", 100, 3, 25),
@@ -918,15 +927,9 @@ mod tests {
     #[test]
     fn relations_the_catalog_does_not_know_are_masked_whole() {
         let cat = catalog();
-        let none = BTreeSet::new();
         // A table created since the catalog was read: its oid is unknown.
         let l = analyse("SELECT * FROM customers");
-        let p = Planner {
-            catalog: &cat,
-            lineage: l.statements.first(),
-            exempt: &none,
-            exempt_columns: &Default::default(),
-        };
+        let p = planner(&cat, l.statements.first());
         let plan = p.plan(&[
             field("id", 90000, 1, 23),
             field("display", 90000, 2, 25),
@@ -958,24 +961,14 @@ mod tests {
         assert_eq!(plan.columns[0].action, Action::Detect);
         // Expressions over a relation the catalog does not know, even beside a known one.
         let l = analyse("SELECT upper(p.status), t.x FROM people p JOIN tmp t ON t.id = p.id");
-        let p = Planner {
-            catalog: &cat,
-            lineage: l.statements.first(),
-            exempt: &none,
-            exempt_columns: &Default::default(),
-        };
+        let p = planner(&cat, l.statements.first());
         let plan = p.plan(&[field("upper", 0, 0, 25), field("n", 0, 0, 23)]);
         assert!(plan.stale);
         assert_eq!(plan.columns[0].action, Action::Redact);
         assert_eq!(plan.columns[1].action, Action::Pass);
         // CTEs and catalog relations are not unknown relations.
         let l = analyse("WITH c AS (SELECT id FROM people) SELECT relname FROM c, pg_class");
-        let p = Planner {
-            catalog: &cat,
-            lineage: l.statements.first(),
-            exempt: &none,
-            exempt_columns: &Default::default(),
-        };
+        let p = planner(&cat, l.statements.first());
         let plan = p.plan(&[field("relname", 0, 0, 25)]);
         assert!(!plan.stale);
         assert_eq!(plan.columns[0].action, Action::Detect);
@@ -984,16 +977,10 @@ mod tests {
     #[test]
     fn plain_hashes_of_small_spaces_become_keyed() {
         let cat = catalog();
-        let none = BTreeSet::new();
         let l = analyse(
             "SELECT md5(birth_date::text), sha256(birth_date::text::bytea), hashtext(birth_date::text), md5(email), md5(birth_date::text) || full_name FROM people",
         );
-        let p = Planner {
-            catalog: &cat,
-            lineage: l.statements.first(),
-            exempt: &none,
-            exempt_columns: &Default::default(),
-        };
+        let p = planner(&cat, l.statements.first());
         let plan = p.plan(&[
             field("md5", 0, 0, 25),
             field("sha256", 0, 0, 17),
