@@ -37,6 +37,34 @@ pub enum SessionLookup {
     Unknown,
 }
 
+impl SessionLookup {
+    /// What an access token of the session `found` gives at `now` (both stores judge alike).
+    pub(super) fn access(found: Option<SessionSummary>, now: i64) -> SessionLookup {
+        match found {
+            None => SessionLookup::Unknown,
+            Some(s) if s.revoked_at.is_some() => SessionLookup::Revoked,
+            Some(s) if s.record.expires_at <= now => SessionLookup::Expired,
+            Some(s) => SessionLookup::Active(s.record),
+        }
+    }
+
+    /// Why the refresh token of the session `found` no longer renews it at `now`, if it does
+    /// not (both stores judge alike).
+    pub(super) fn refresh_refused(
+        found: Option<&SessionSummary>,
+        now: i64,
+    ) -> Option<SessionLookup> {
+        match found {
+            None => Some(SessionLookup::Unknown),
+            Some(s) if s.revoked_at.is_some() => Some(SessionLookup::Revoked),
+            Some(s) if s.record.refresh_expires_at.is_none_or(|t| t <= now) => {
+                Some(SessionLookup::Expired)
+            }
+            Some(_) => None,
+        }
+    }
+}
+
 const COLUMNS: &str =
     "id, identity, kind, groups_json, created_at, expires_at, method, refresh_expires_at, revoked_at";
 
@@ -107,12 +135,7 @@ impl Store {
                     row,
                 )
                 .optional()?;
-            Ok(match found {
-                None => SessionLookup::Unknown,
-                Some(s) if s.revoked_at.is_some() => SessionLookup::Revoked,
-                Some(s) if s.record.expires_at <= now => SessionLookup::Expired,
-                Some(s) => SessionLookup::Active(s.record),
-            })
+            Ok(SessionLookup::access(found, now))
         })
         .await
     }
@@ -146,15 +169,12 @@ impl Store {
                     row,
                 )
                 .optional()?;
+            if let Some(outcome) = SessionLookup::refresh_refused(found.as_ref(), now) {
+                return Ok(outcome);
+            }
             let Some(mut s) = found else {
                 return Ok(SessionLookup::Unknown);
             };
-            if s.revoked_at.is_some() {
-                return Ok(SessionLookup::Revoked);
-            }
-            if s.record.refresh_expires_at.is_none_or(|t| t <= now) {
-                return Ok(SessionLookup::Expired);
-            }
             // The access token never outlives the refresh token that renewed it.
             let expires_at = new_expires_at.min(s.record.refresh_expires_at.unwrap_or(now));
             let n = c.execute(

@@ -68,12 +68,7 @@ impl PgStore {
                 )
                 .await?
                 .map(|r| row(&r));
-            Ok(match found {
-                None => SessionLookup::Unknown,
-                Some(s) if s.revoked_at.is_some() => SessionLookup::Revoked,
-                Some(s) if s.record.expires_at <= now => SessionLookup::Expired,
-                Some(s) => SessionLookup::Active(s.record),
-            })
+            Ok(SessionLookup::access(found, now))
         })
         .await
     }
@@ -94,15 +89,12 @@ impl PgStore {
                 )
                 .await?
                 .map(|r| row(&r));
+            if let Some(outcome) = SessionLookup::refresh_refused(found.as_ref(), now) {
+                return Ok(outcome);
+            }
             let Some(mut s) = found else {
                 return Ok(SessionLookup::Unknown);
             };
-            if s.revoked_at.is_some() {
-                return Ok(SessionLookup::Revoked);
-            }
-            if s.record.refresh_expires_at.is_none_or(|t| t <= now) {
-                return Ok(SessionLookup::Expired);
-            }
             let expires_at = new_expires_at.min(s.record.refresh_expires_at.unwrap_or(now));
             // The WHERE makes the swap atomic: of two replicas refreshing with one token, one wins.
             let n = c
