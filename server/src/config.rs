@@ -715,6 +715,15 @@ impl Validator<'_> {
                     "between 2 and 200 connections",
                 ));
             }
+            if c.audit.retention_days > 0 {
+                // Archive files are one gateway's; the shared trail is kept by the store.
+                return Err(self.err(
+                    &store.url,
+                    "audit.retention_days",
+                    "archiving into files is for a gateway's own trail; with a shared store \
+                     the trail stays in PostgreSQL (partition or back it up there)",
+                ));
+            }
         }
 
         let mut env_names = HashSet::new();

@@ -274,7 +274,11 @@ impl Gateway {
         let data_dir = config.data_dir();
         let store = open_store(&config)?;
         let config_replica_id = config.replica_id();
-        let audit = Audit::open(&data_dir)?;
+        // With a shared store, this replica's chain is written there beside the others'.
+        let audit = match store.pg() {
+            Some(pg) => Audit::open_shared(&data_dir, pg.clone(), config_replica_id.clone())?,
+            None => Audit::open(&data_dir)?,
+        };
         let approvals = crate::approval::Approvals::new(
             store.clone(),
             config.server.approval_grant_seconds,

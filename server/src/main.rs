@@ -58,6 +58,11 @@ enum Command {
         /// Environment variable holding the shared store's password, as `[store] password_env`.
         #[arg(long)]
         password_env: Option<String>,
+        /// The `server.replica_id` of the replica that will go on with this gateway's audit
+        /// trail (needed when the source `data_dir` has one): the trail is copied as that
+        /// replica's chain. Run that replica with the same `data_dir` (its signing key).
+        #[arg(long)]
+        replica: Option<String>,
     },
     /// Read a password on stdin and print its argon2id hash, for `[[users]] password_argon2`.
     HashPassword,
@@ -128,15 +133,23 @@ fn main() -> ExitCode {
             from,
             to,
             password_env,
-        } => match migrate_store(&from, &to, password_env.as_deref()) {
-            Ok(copied) => {
+            replica,
+        } => match migrate_store(&from, &to, password_env.as_deref(), replica.as_deref()) {
+            Ok((copied, audit)) => {
                 for c in &copied {
                     println!("{:<20} {} rows", c.table, c.rows);
                 }
                 println!(
-                    "copied {} rows into the shared store; the audit trail stays in the source data_dir",
+                    "copied {} rows into the shared store",
                     copied.iter().map(|c| c.rows).sum::<usize>()
                 );
+                match (audit, replica) {
+                    (Some(a), Some(r)) => println!(
+                        "copied the audit trail ({} records, {} signed checkpoints) as the chain of replica {r}; it verifies in the shared store",
+                        a.records, a.checkpoints
+                    ),
+                    _ => println!("no audit trail to copy"),
+                }
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -154,6 +167,9 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if config.store.is_some() {
+                return verify_shared(&config);
+            }
             match gatehouse_server::audit::verify::verify(&config.data_dir()) {
                 Ok(Ok(s)) => {
                     println!(
@@ -184,6 +200,10 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            if config.store.is_some() {
+                eprintln!("error: with a shared store the audit trail stays in PostgreSQL; archive files are for a gateway's own trail");
+                return ExitCode::from(2);
+            }
             if chrono::DateTime::parse_from_rfc3339(&before).is_err() {
                 eprintln!("error: --before must be an RFC 3339 time such as 2026-01-31T00:00:00Z");
                 return ExitCode::from(2);
@@ -246,14 +266,87 @@ fn run(config: Config) -> anyhow::Result<()> {
     })
 }
 
+/// `audit verify` on a shared store: every replica's chain.
+fn verify_shared(config: &Config) -> ExitCode {
+    let verified = (|| -> anyhow::Result<_> {
+        let store = gatehouse_server::gateway::open_store(config).context("opening the store")?;
+        let pg = store.pg().context("the store is not a shared one")?.clone();
+        let data_dir = config.data_dir();
+        let replica = config.replica_id();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the runtime")?;
+        Ok(runtime.block_on(async move {
+            gatehouse_server::audit::verify::verify_shared(&pg, &data_dir, &replica).await
+        })?)
+    })();
+    match verified {
+        Ok(Ok(chains)) => {
+            for c in &chains {
+                println!(
+                    "chain {}: {} records, {} signed checkpoints (last at record {}), key {}",
+                    c.replica,
+                    c.summary.records,
+                    c.summary.checkpoints,
+                    c.summary
+                        .last_checkpoint
+                        .map_or("-".to_string(), |c| c.to_string()),
+                    c.key_fingerprint
+                );
+            }
+            println!(
+                "audit trail intact: {} chains, {} records",
+                chains.len(),
+                chains.iter().map(|c| c.summary.records).sum::<i64>()
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err((replica, b))) => {
+            println!(
+                "audit trail BROKEN in the chain of replica {replica} at record {}: {}",
+                b.seq, b.reason
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("error: cannot verify the audit trail: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type Migrated = (
+    Vec<gatehouse_server::store::migrate::Copied>,
+    Option<gatehouse_server::audit::import::Imported>,
+);
+
 fn migrate_store(
     from: &str,
     to: &str,
     password_env: Option<&str>,
-) -> anyhow::Result<Vec<gatehouse_server::store::migrate::Copied>> {
-    let path = from
-        .strip_prefix("sqlite:")
-        .context("--from must be sqlite:PATH")?;
+    replica: Option<&str>,
+) -> anyhow::Result<Migrated> {
+    let path = std::path::Path::new(
+        from.strip_prefix("sqlite:")
+            .context("--from must be sqlite:PATH")?,
+    );
+    let data_dir = if path.is_dir() {
+        path
+    } else {
+        path.parent().unwrap_or(std::path::Path::new("."))
+    };
+    let has_trail = gatehouse_server::store::AuditDb::open_read_only(
+        &gatehouse_server::audit::db_path(data_dir),
+    )
+    .and_then(|db| db.head())
+    .is_ok_and(|h| h.is_some());
+    if has_trail && replica.is_none() {
+        anyhow::bail!(
+            "{} has an audit trail: pass --replica with the server.replica_id of the replica that will go on with it (from this data_dir)",
+            data_dir.display()
+        );
+    }
     let password = match password_env {
         Some(var) => Some(std::env::var(var).with_context(|| format!("{var} is not set"))?),
         None => None,
@@ -262,10 +355,13 @@ fn migrate_store(
         .context("--to")?;
     let store = gatehouse_server::store::postgres::PgStore::open(settings)
         .context("opening the shared store")?;
-    Ok(gatehouse_server::store::migrate::sqlite_to_postgres(
-        std::path::Path::new(path),
-        &store,
-    )?)
+    let copied = gatehouse_server::store::migrate::sqlite_to_postgres(path, &store)?;
+    let audit = match replica {
+        Some(r) => gatehouse_server::audit::import::into_shared(data_dir, &store, r)
+            .context("copying the audit trail")?,
+        None => None,
+    };
+    Ok((copied, audit))
 }
 
 fn init_tracing(format: LogFormat) {

@@ -26,7 +26,9 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     crate::http::metrics::install();
     crate::approval::webhooks::spawn(&gw.config.webhooks, gw.approvals.subscribe());
     let data_dir = gw.config.data_dir();
-    crate::audit::sinks::spawn(&gw.config.audit, &data_dir, |p| gw.config.resolve(p));
+    crate::audit::sinks::spawn(&gw.config.audit, gw.audit.trail(), &data_dir, |p| {
+        gw.config.resolve(p)
+    });
     crate::audit::archive::spawn(data_dir, gw.config.audit.retention_days);
     let pg_addr = gw.config.postgres_listen();
     let http_addr = gw.config.http_listen();

@@ -10,6 +10,12 @@ use crate::process::{free_port, run_cmd, signal, spawn_tied, wait_exit};
 
 /// The `gatehouse-server` binary next to the test executable (`target/<profile>/`), unless
 /// `GATEHOUSE_SERVER_BIN` names one.
+/// This run puts every gateway on a shared PostgreSQL store (`GATEHOUSE_TEST_STORE=postgres`):
+/// a test of what only a gateway's own SQLite files do says so and returns.
+pub fn on_shared_store() -> bool {
+    std::env::var("GATEHOUSE_TEST_STORE").as_deref() == Ok("postgres")
+}
+
 pub fn server_bin() -> PathBuf {
     if let Ok(p) = std::env::var("GATEHOUSE_SERVER_BIN") {
         return p.into();
@@ -250,18 +256,17 @@ impl GatewayBuilder {
     fn start_blocking(mut self) -> Gateway {
         // `GATEHOUSE_TEST_STORE=postgres` runs any test's gateway on a shared PostgreSQL store
         // of its own (a throwaway cluster that lives as long as the gateway) instead of SQLite.
-        let store_cluster = (std::env::var("GATEHOUSE_TEST_STORE").as_deref() == Ok("postgres")
-            && !self.toml_extra.contains("[store]"))
-        .then(|| {
-            let c = crate::Cluster::start_blocking();
-            let url = format!(
-                "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
-                c.port
-            );
-            let password = c.password.clone();
-            self = std::mem::take(&mut self).shared_store(&url, &password);
-            c
-        });
+        let store_cluster =
+            (on_shared_store() && !self.toml_extra.contains("[store]")).then(|| {
+                let c = crate::Cluster::start_blocking();
+                let url = format!(
+                    "postgresql://postgres@127.0.0.1:{}/postgres?sslmode=disable",
+                    c.port
+                );
+                let password = c.password.clone();
+                self = std::mem::take(&mut self).shared_store(&url, &password);
+                c
+            });
         let dir = tempfile::Builder::new()
             .prefix("gatehouse-gw-")
             .tempdir()
@@ -395,7 +400,8 @@ impl Gateway {
         run_cmd(
             Command::new(server_bin())
                 .args(["audit", "verify", "--config"])
-                .arg(&self.config),
+                .arg(&self.config)
+                .envs(self.env.iter().map(|(k, v)| (k, v))),
             Duration::from_secs(60),
         )
     }

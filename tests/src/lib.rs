@@ -25,7 +25,7 @@ pub use cluster::Cluster;
 pub use fixture::{
     app_database, app_url, two_environments, Fixture, ADMIN, ADMIN_PASSWORD, AGENT, ENV, OTHER_ENV,
 };
-pub use gateway::{server_bin, Gateway, GatewayBuilder};
+pub use gateway::{on_shared_store, server_bin, Gateway, GatewayBuilder};
 pub use process::{free_port, python, run_cmd, spawn_tied, CmdOutput};
 
 /// The PostgreSQL binaries the tests use.

@@ -242,6 +242,11 @@ fn tamper(config: &Path, sql: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampering_is_detected_and_named() {
+    if gatehouse_tests::on_shared_store() {
+        // Edits of a shared store's chains: replicas::every_replica_writes_its_own_chain_….
+        eprintln!("skipped: this edits a gateway's own audit.db");
+        return;
+    }
     let mut f = fixture().await;
     for i in 0..3 {
         let c = f.connect().await;
@@ -362,6 +367,11 @@ async fn kill_9_under_write_load_loses_no_record_of_a_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_statements_until_space_returns() {
+    if gatehouse_tests::on_shared_store() {
+        // The trail is not on this disk; its store's outage: replicas::the_store_restarted_….
+        eprintln!("skipped: this fills the disk of a gateway's own audit.db");
+        return;
+    }
     let mnt = tempfile::Builder::new()
         .prefix("gatehouse-tmpfs-")
         .tempdir()

@@ -597,26 +597,53 @@ async fn migrate_store_moves_a_lone_gateways_state_into_the_shared_store() {
         "postgresql://postgres@127.0.0.1:{}/gatehouse?sslmode=disable",
         store.port
     );
-    let run = |url: String, data: std::path::PathBuf, pw: String| {
-        gatehouse_tests::run_cmd(
-            std::process::Command::new(gatehouse_tests::server_bin())
-                .args(["migrate-store", "--from"])
-                .arg(format!("sqlite:{}", data.display()))
-                .args(["--to", &url, "--password-env", "GH_TEST_STORE_PW"])
-                .env("GH_TEST_STORE_PW", pw),
-            Duration::from_secs(60),
-        )
+    let run = |url: String, data: std::path::PathBuf, pw: String, replica: Option<&str>| {
+        let mut cmd = std::process::Command::new(gatehouse_tests::server_bin());
+        cmd.args(["migrate-store", "--from"])
+            .arg(format!("sqlite:{}", data.display()))
+            .args(["--to", &url, "--password-env", "GH_TEST_STORE_PW"])
+            .env("GH_TEST_STORE_PW", pw);
+        if let Some(r) = replica {
+            cmd.args(["--replica", r]);
+        }
+        gatehouse_tests::run_cmd(&mut cmd, Duration::from_secs(60))
     };
-    let out = run(url.clone(), single.data_dir(), store.password.clone());
+    // The gateway's audit trail goes along as the chain of the replica that continues it,
+    // which must be named.
+    let unnamed = run(url.clone(), single.data_dir(), store.password.clone(), None);
+    assert!(!unnamed.ok(), "{unnamed:?}");
+    assert!(unnamed.stderr.contains("--replica"), "{unnamed:?}");
+    let out = run(
+        url.clone(),
+        single.data_dir(),
+        store.password.clone(),
+        Some("gw-1"),
+    );
     assert!(out.ok(), "{out:?}");
     assert!(out.stdout.contains("grants"), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("as the chain of replica gw-1; it verifies"),
+        "{out:?}"
+    );
     // A second copy into the same store is refused: it is no longer empty.
-    let again = run(url.clone(), single.data_dir(), store.password.clone());
+    let again = run(
+        url.clone(),
+        single.data_dir(),
+        store.password.clone(),
+        Some("gw-1"),
+    );
     assert!(!again.ok(), "{again:?}");
     assert!(again.stderr.contains("already holds state"), "{again:?}");
 
-    // A replica on the shared store knows all of it.
-    let replica = lone().shared_store(&url, &store.password).start().await;
+    // The replica on the shared store, from the same data_dir, knows all of it and goes on
+    // with the same chain.
+    let replica = lone()
+        .shared_store(&url, &store.password)
+        .server("replica_id = \"gw-1\"")
+        .data_dir(&single.data_dir())
+        .start()
+        .await;
     for (user, secret) in [(ADMIN, &admin), ("dana", &dana), ("ci-bot", &bot)] {
         let c = replica
             .connect(ENV, user, secret)
@@ -624,6 +651,14 @@ async fn migrate_store_moves_a_lone_gateways_state_into_the_shared_store() {
             .unwrap_or_else(|e| panic!("{user} through the replica: {e}\n{}", replica.log()));
         c.query_one("SELECT 1", &[]).await.unwrap();
     }
+    let logins = replica.audit(&admin, "event=auth.login").await;
+    assert!(
+        logins.iter().any(|r| text(r, "identity") == "dana"),
+        "the lone gateway's records are in the shared trail: {logins:#?}"
+    );
+    let out = replica.verify_audit();
+    assert!(out.ok(), "{out:?}");
+    assert!(out.stdout.contains("chain gw-1:"), "{out:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -712,4 +747,280 @@ async fn the_shared_store_is_reached_over_verified_tls_like_an_upstream() {
     let (tls, plain): (i64, i64) = (row.get(0), row.get(1));
     assert!(tls >= 2, "{tls} store connections over TLS");
     assert_eq!(plain, 0, "every store connection uses TLS");
+}
+
+/// The replica id a gateway gives itself (`/healthz`).
+async fn replica_id(gw: &Gateway) -> String {
+    let (_, health) = Api::new(gw.http()).get_anonymous("/healthz").await;
+    health["replica_id"].as_str().unwrap().to_string()
+}
+
+fn text(v: &serde_json::Value, k: &str) -> String {
+    v[k].as_str().unwrap_or_default().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_writes_its_own_chain_and_each_reads_them_all() {
+    let r = Replicas::start().await;
+    let (id_a, id_b) = (replica_id(&r.a).await, replica_id(&r.b).await);
+    // A person: an agent's writes in production wait for approval.
+    let session = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let a = r.a.connect(ENV, ADMIN, &session).await.unwrap();
+    let b = r.b.connect(ENV, ADMIN, &session).await.unwrap();
+    for i in 0..3 {
+        a.batch_execute(&format!("SELECT 'through-a-{i}'"))
+            .await
+            .unwrap();
+        b.batch_execute(&format!("SELECT 'through-b-{i}'"))
+            .await
+            .unwrap();
+    }
+    // A search through either replica finds both replicas' records, newest first by time, each
+    // naming the chain it is in.
+    let admin = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    for gw in [&r.a, &r.b] {
+        let records = gw.audit(&admin, "event=statement&q=through-").await;
+        let replicas: Vec<String> = records.iter().map(|v| text(v, "replica")).collect();
+        assert_eq!(records.len(), 6, "{records:#?}");
+        assert_eq!(replicas.iter().filter(|x| **x == id_a).count(), 3);
+        assert_eq!(replicas.iter().filter(|x| **x == id_b).count(), 3);
+        let times: Vec<String> = records.iter().map(|v| text(v, "ts")).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{times:?}");
+        let order: Vec<String> = records
+            .iter()
+            .map(|v| text(v, "statement").replace("SELECT ", ""))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                "'through-a-0'",
+                "'through-b-0'",
+                "'through-a-1'",
+                "'through-b-1'",
+                "'through-a-2'",
+                "'through-b-2'"
+            ]
+        );
+        // One replica's chain alone.
+        let only_b = gw
+            .audit(
+                &admin,
+                &format!("event=statement&q=through-&replica={id_b}"),
+            )
+            .await;
+        assert_eq!(only_b.len(), 3);
+    }
+    let export = reqwest::Client::new()
+        .get(format!("{}/api/v1/audit/export?q=through-", r.a.http()))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(export.lines().count(), 6, "{export}");
+
+    // `audit verify` checks every chain, each against the key its replica signs with.
+    let out = r.a.verify_audit();
+    assert!(out.ok(), "{out:?}");
+    assert!(
+        out.stdout.contains("audit trail intact: 2 chains")
+            && out.stdout.contains(&format!("chain {id_a}:"))
+            && out.stdout.contains(&format!("chain {id_b}:")),
+        "{out:?}"
+    );
+
+    // Edits in the store are found and named by chain: a record's content, a record removed,
+    // a record moved into another chain.
+    let store = r.store.client("gatehouse").await;
+    let tampered = |sql: String| {
+        let store = &store;
+        async move { store.batch_execute(&sql).await.unwrap() }
+    };
+    tampered(format!(
+        "UPDATE audit SET record_json = replace(record_json, 'through-b-1', 'through-b-9') \
+         WHERE replica = '{id_b}' AND record_json LIKE '%through-b-1%'"
+    ))
+    .await;
+    let out = r.b.verify_audit();
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("BROKEN in the chain of replica {id_b}"))
+            && out.stdout.contains("does not match its hash"),
+        "{out:?}"
+    );
+    tampered(format!(
+        "UPDATE audit SET record_json = replace(record_json, 'through-b-9', 'through-b-1') \
+         WHERE replica = '{id_b}' AND record_json LIKE '%through-b-9%'"
+    ))
+    .await;
+    assert!(r.b.verify_audit().ok());
+    tampered(format!(
+        "DELETE FROM audit WHERE replica = '{id_a}' AND record_json LIKE '%through-a-1%'"
+    ))
+    .await;
+    let out = r.b.verify_audit();
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stdout
+            .contains(&format!("BROKEN in the chain of replica {id_a}"))
+            && out.stdout.contains("is missing"),
+        "{out:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_replica_under_write_load_loses_no_acknowledged_statement() {
+    let mut r = Replicas::start().await;
+    let id_a = replica_id(&r.a).await;
+    let session = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    r.a.connect(ENV, ADMIN, &session)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE k (id int PRIMARY KEY, via text)")
+        .await
+        .unwrap();
+    // Two writers through each replica; each remembers what it was told succeeded.
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let gw = if w < 2 { &r.a } else { &r.b };
+        let c = gw.connect(ENV, ADMIN, &session).await.unwrap();
+        writers.push(tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..400 {
+                let id = w * 1_000_000 + i;
+                match c
+                    .batch_execute(&format!("INSERT INTO k VALUES ({id}, 'w{w}')"))
+                    .await
+                {
+                    Ok(()) => acknowledged.push(id),
+                    Err(_) => break,
+                }
+            }
+            acknowledged
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    r.a.kill9();
+    let mut acknowledged = Vec::new();
+    for w in writers {
+        acknowledged.push(w.await.unwrap());
+    }
+    assert!(acknowledged[0].len() > 20 && acknowledged[1].len() > 20);
+    assert_eq!(acknowledged[2].len(), 400, "B's writers were not disturbed");
+
+    // Clients reconnect through B, which goes on serving.
+    let again = r.b.connect(ENV, ADMIN, &session).await.unwrap();
+    again
+        .batch_execute("INSERT INTO k VALUES (-1, 'after')")
+        .await
+        .unwrap();
+
+    // Every statement A acknowledged is in A's chain, and every chain verifies.
+    let admin = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    let recorded: std::collections::HashSet<String> =
+        r.b.audit(
+            &admin,
+            &format!("event=statement.start&replica={id_a}&q=INSERT%20INTO%20k"),
+        )
+        .await
+        .iter()
+        .map(|v| text(v, "statement"))
+        .collect();
+    for (w, ids) in acknowledged.iter().enumerate().take(2) {
+        let missing: Vec<_> = ids
+            .iter()
+            .filter(|id| !recorded.contains(&format!("INSERT INTO k VALUES ({id}, 'w{w}')")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged statements through A are not in its chain: {:?}",
+            missing.len(),
+            ids.len(),
+            &missing[..missing.len().min(5)]
+        );
+    }
+    let out = r.b.verify_audit();
+    assert!(out.ok(), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_restarted_under_load_leaves_every_replica_serving() {
+    let mut r = Replicas::start().await;
+    let session = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    r.a.connect(ENV, ADMIN, &session)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE load (id serial PRIMARY KEY, n int)")
+        .await
+        .unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for w in 0..4 {
+        let gw = if w % 2 == 0 { &r.a } else { &r.b };
+        let c = gw.connect(ENV, ADMIN, &session).await.unwrap();
+        let stop = stop.clone();
+        clients.push(tokio::spawn(async move {
+            // (succeeded, refused with the errors seen)
+            let (mut ok, mut errors) = (0u32, Vec::new());
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let sql = if i % 2 == 0 {
+                    format!("INSERT INTO load (n) VALUES ({i})")
+                } else {
+                    "SELECT count(*) FROM load".to_string()
+                };
+                match c.batch_execute(&sql).await {
+                    Ok(()) => ok += 1,
+                    Err(e) => {
+                        errors.push((
+                            sqlstate(&e),
+                            e.as_db_error().map(|d| d.message().to_string()),
+                        ));
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            (ok, errors)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::task::block_in_place(|| r.store.restart());
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for c in clients {
+        let (ok, errors) = c.await.unwrap();
+        eprintln!("client: {ok} statements, {} refused", errors.len());
+        assert!(ok > 10, "a client made little progress: {ok} {errors:?}");
+        // What was refused was refused with a clear error: the audit's store is unreachable
+        // (writes need their record durable first), never a dropped connection.
+        for (code, message) in &errors {
+            assert_eq!(code, "58030", "{errors:?}");
+            assert!(
+                message
+                    .as_deref()
+                    .unwrap_or_default()
+                    .contains("unreachable"),
+                "{errors:?}"
+            );
+        }
+    }
+    // Both replicas are alive and healthy, and statements run through both.
+    for gw in [&r.a, &r.b] {
+        within(
+            Duration::from_secs(10),
+            "healthy after the restart",
+            || async { Api::new(gw.http()).get_anonymous("/healthz").await.0 == 200 },
+        )
+        .await;
+        let c = gw.connect(ENV, ADMIN, &session).await.unwrap();
+        c.batch_execute("INSERT INTO load (n) VALUES (0)")
+            .await
+            .unwrap();
+    }
+    let out = r.a.verify_audit();
+    assert!(out.ok(), "{out:?}");
 }

@@ -10,8 +10,10 @@
 
 pub mod archive;
 mod chain;
+pub mod import;
 pub mod record;
 pub mod sinks;
+pub mod trail;
 pub mod verify;
 mod writer;
 
@@ -22,8 +24,11 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 pub use record::{AuditRecord, ConnectionMeta, Pending, StatementEvent};
+pub use trail::Trail;
 pub use writer::WriteFailure;
 
+use crate::store::postgres::audit::AuditConnection;
+use crate::store::postgres::PgStore;
 use crate::store::{AuditDb, StoreError};
 
 /// Records the queue holds before callers wait.
@@ -43,7 +48,7 @@ pub enum AuditError {
 pub struct Audit {
     tx: mpsc::Sender<writer::Message>,
     shared: Arc<writer::Shared>,
-    path: PathBuf,
+    trail: Trail,
     /// The writer thread, woken when a record is waited on (it may be lingering for a batch).
     writer: std::thread::Thread,
 }
@@ -57,23 +62,48 @@ impl Audit {
     pub fn open(data_dir: &Path) -> Result<Audit, AuditError> {
         let path = db_path(data_dir);
         let db = AuditDb::open(&path)?;
+        Audit::start(data_dir, trail::Destination::Local(db), Trail::Local(path))
+    }
+
+    /// Writes this replica's chain into the shared store (signed with the key in `data_dir`).
+    pub fn open_shared(
+        data_dir: &Path,
+        store: PgStore,
+        replica: String,
+    ) -> Result<Audit, AuditError> {
+        let destination =
+            trail::Destination::Shared(AuditConnection::new(store.clone(), replica.clone()));
+        Audit::start(data_dir, destination, Trail::Shared { store, replica })
+    }
+
+    fn start(
+        data_dir: &Path,
+        destination: trail::Destination,
+        trail: Trail,
+    ) -> Result<Audit, AuditError> {
+        // The signing key lives in `data_dir` wherever the records go.
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.into(),
+            source,
+        })?;
         let key = chain::load_or_create_key(data_dir)?;
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
         let shared = Arc::new(writer::Shared::default());
-        let writer = writer::spawn(path.clone(), db, key, rx, shared.clone())
+        let writer = writer::spawn(destination, key, rx, shared.clone())
             .map_err(AuditError::Thread)?
             .thread()
             .clone();
         Ok(Audit {
             tx,
             shared,
-            path,
+            trail,
             writer,
         })
     }
 
-    pub fn db_path(&self) -> &Path {
-        &self.path
+    /// Where the trail is read from.
+    pub fn trail(&self) -> &Trail {
+        &self.trail
     }
 
     /// False while the trail cannot be written.
@@ -92,6 +122,18 @@ impl Audit {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .or(Some(WriteFailure::Stopped))
+    }
+
+    /// Why a statement must be refused now, if it must. While the trail cannot be written
+    /// nothing runs, except that while the shared store is unreachable a statement that only
+    /// reads goes on, its record held in order in the queue until the store is back (a store
+    /// failover should not stop every reader); one that may write needs its record durable
+    /// first, and is refused.
+    pub fn refuses(&self, may_write: bool) -> Option<WriteFailure> {
+        match self.failure()? {
+            WriteFailure::StoreUnreachable(_) if !may_write => None,
+            f => Some(f),
+        }
     }
 
     /// Queues a record. Waits only when the queue is full, so a slow disk slows sessions rather
@@ -201,7 +243,7 @@ mod tests {
             audit.record(Pending::Record(Box::new(r))).await;
         }
         audit.flush().await.unwrap();
-        let head = AuditDb::open_read_only(audit.db_path())
+        let head = AuditDb::open_read_only(&db_path(dir.path()))
             .unwrap()
             .head()
             .unwrap();

@@ -63,6 +63,10 @@ pub struct AuditRecord {
     pub details: Option<serde_json::Value>,
     /// Hash of the previous record (`""` before the first).
     pub prev_hash: String,
+    /// The replica whose chain holds the record, when replicas share a store: part of what the
+    /// hash covers, so a record cannot be passed off as another replica's.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replica: Option<String>,
 }
 
 impl AuditRecord {
@@ -193,7 +197,14 @@ impl StatementEvent {
     /// (a test holds them equal), written straight from the event and its shared connection
     /// fields, without building the record's owned strings. This is the writer's path for every
     /// statement, so the encoding is the same few hundred bytes whether or not anyone reads them.
-    pub fn write_canonical(&self, seq: i64, ts: &str, prev_hash: &str, out: &mut Vec<u8>) {
+    pub fn write_canonical(
+        &self,
+        seq: i64,
+        ts: &str,
+        prev_hash: &str,
+        replica: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
         let m = &*self.meta;
         out.extend_from_slice(b"{\"seq\":");
         out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
@@ -243,6 +254,7 @@ impl StatementEvent {
             let _ = serde_json::to_writer(&mut *out, &details);
         }
         field(out, "prev_hash", prev_hash);
+        opt_field(out, "replica", replica);
         out.push(b'}');
     }
 }
@@ -417,13 +429,24 @@ mod tests {
         TimestampFormat::default().write(ev.at, &mut ts);
         let ts = String::from_utf8(ts).unwrap();
         let prev = "9f".repeat(32);
-        let mut direct = Vec::new();
-        ev.write_canonical(42, &ts, &prev, &mut direct);
+        // Alone (no replica) and in a shared store's chain.
+        let replicas = [None, Some("gw-\"a\"")];
+        let direct: Vec<String> = replicas
+            .iter()
+            .map(|replica| {
+                let mut out = Vec::new();
+                ev.write_canonical(42, &ts, &prev, *replica, &mut out);
+                String::from_utf8(out).unwrap()
+            })
+            .collect();
         let mut r = ev.into_record();
         r.seq = 42;
         r.prev_hash = prev;
         assert_eq!(ts, r.ts);
-        assert_eq!(String::from_utf8(direct).unwrap(), r.canonical());
+        for (replica, direct) in replicas.iter().zip(direct) {
+            r.replica = replica.map(str::to_string);
+            assert_eq!(direct, r.canonical());
+        }
     }
 
     #[test]

@@ -1,14 +1,16 @@
 //! Streaming copies of the trail for log shippers and SIEMs: a JSON Lines file and an HTTP
-//! collector. Each sink follows the committed trail by sequence number and remembers how far it
+//! collector. Each sink follows the committed trail in commit order and remembers how far it
 //! got (`data_dir/audit-sink-<name>.pos`), so a sink that is down catches up later and nothing
-//! is skipped; the trail itself never waits for a sink.
+//! is skipped; the trail itself never waits for a sink. In a shared store each replica's sinks
+//! ship its own chain, so several replicas never ship a record twice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::Trail;
 use crate::config::AuditConfig;
-use crate::store::{AuditDb, AuditFilter, StoredRecord};
+use crate::store::{AuditFilter, StoredRecord};
 
 const BATCH: usize = 1000;
 
@@ -21,15 +23,25 @@ enum Target {
     },
 }
 
-/// One record as sinks and the export API show it: the record plus its `id` and `hash`.
-pub fn line(r: &StoredRecord) -> Vec<u8> {
+/// One record as the API, exports and sinks show it: the record plus its `id` and `hash`, and
+/// in a shared store its chain's `replica` (records a lone gateway wrote before it joined
+/// do not carry it in their own content).
+pub fn item(r: &StoredRecord) -> serde_json::Value {
     let mut v: serde_json::Value =
         serde_json::from_str(&r.json).unwrap_or_else(|_| serde_json::json!({}));
     if let Some(o) = v.as_object_mut() {
-        o.insert("id".into(), r.seq.into());
+        o.insert("id".into(), r.id.into());
         o.insert("hash".into(), r.hash.clone().into());
+        if let Some(replica) = &r.replica {
+            o.entry("replica").or_insert_with(|| replica.clone().into());
+        }
     }
-    let mut out = serde_json::to_vec(&v).unwrap_or_default();
+    v
+}
+
+/// [`item`] as one line of JSON Lines.
+pub fn line(r: &StoredRecord) -> Vec<u8> {
+    let mut out = serde_json::to_vec(&item(r)).unwrap_or_default();
     out.push(b'\n');
     out
 }
@@ -52,7 +64,12 @@ fn save_position(p: &Path, seq: i64) -> std::io::Result<()> {
 }
 
 /// Starts the configured sinks.
-pub fn spawn(cfg: &AuditConfig, data_dir: &Path, resolve: impl Fn(&Path) -> PathBuf) {
+pub fn spawn(
+    cfg: &AuditConfig,
+    trail: &Trail,
+    data_dir: &Path,
+    resolve: impl Fn(&Path) -> PathBuf,
+) {
     let mut targets = Vec::new();
     if let Some(f) = &cfg.file {
         targets.push(("file", Target::File(resolve(f))));
@@ -78,31 +95,28 @@ pub fn spawn(cfg: &AuditConfig, data_dir: &Path, resolve: impl Fn(&Path) -> Path
         }
     }
     for (name, target) in targets {
-        let db_path = super::db_path(data_dir);
+        let trail = trail.clone();
         let pos_path = position_file(data_dir, name);
         tokio::spawn(async move {
             let mut pos = load_position(&pos_path);
             let mut backoff = Duration::from_millis(500);
             loop {
-                let path = db_path.clone();
-                let after = pos;
-                let rows = tokio::task::spawn_blocking(move || {
-                    let filter = AuditFilter {
-                        after_seq: Some(after),
-                        ascending: true,
-                        ..Default::default()
-                    };
-                    AuditDb::open_read_only(&path).and_then(|db| db.search(&filter, BATCH))
-                })
-                .await;
+                let filter = AuditFilter {
+                    replica: trail.own_chain().map(str::to_string),
+                    after_id: Some(pos),
+                    ascending: true,
+                    commit_order: true,
+                    ..Default::default()
+                };
+                let rows = trail.search(filter, BATCH).await;
                 let rows = match rows {
-                    Ok(Ok(r)) => r,
+                    Ok(r) => r,
                     _ => {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
                 };
-                let Some(last) = rows.last().map(|r| r.seq) else {
+                let Some(last) = rows.last().map(|r| r.id) else {
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     continue;
                 };

@@ -6,7 +6,6 @@
 //! trail is marked unhealthy so sessions refuse new statements, and waiters are told at once;
 //! nothing queued is dropped. Health returns with the first successful commit.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -16,7 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::chain;
 use super::record::{rfc3339_micros, ConnectionMeta, Pending, TimestampFormat};
-use crate::store::{AuditDb, Checkpoint, NewRecord};
+use super::trail::Destination;
+use crate::store::{Checkpoint, NewRecord};
 
 const MAX_BATCH: usize = 4096;
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
@@ -40,6 +40,8 @@ pub enum WriteFailure {
     DiskFull,
     #[error("the audit trail cannot be written: {0}")]
     Io(String),
+    #[error("the shared store that holds the audit trail is unreachable ({0})")]
+    StoreUnreachable(String),
     #[error("the audit writer has stopped")]
     Stopped,
 }
@@ -62,23 +64,35 @@ pub struct Shared {
 }
 
 pub fn spawn(
-    db_path: PathBuf,
-    mut db: AuditDb,
+    mut db: Destination,
     key: SigningKey,
     mut rx: mpsc::Receiver<Message>,
     shared: Arc<Shared>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("gatehouse-audit".into()).spawn(move || {
-        let (mut seq, mut prev) = match db.head() {
-            Ok(Some(h)) => h,
-            Ok(None) => (0, String::new()),
-            Err(e) => {
-                tracing::error!(error = %e, path = %db_path.display(), "cannot read the audit trail head; audit is unavailable");
-                *shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(WriteFailure::Io(e.to_string()));
-                shared.healthy.store(false, Ordering::SeqCst);
-                return;
+        // Until the chain's head is known nothing can be written: statements are refused
+        // (unhealthy) and the writer keeps trying, so a store that is down at startup, or
+        // comes back, is picked up by itself.
+        let public_key = key.verifying_key().to_bytes();
+        let mut backoff = Duration::from_millis(50);
+        let (mut seq, mut prev) = loop {
+            match db.open(&public_key) {
+                Ok(Some(h)) => break h,
+                Ok(None) => break (0, String::new()),
+                Err(e) => {
+                    let failure = classify(&e);
+                    let mut last = shared.last_failure.lock().unwrap_or_else(|p| p.into_inner());
+                    if last.as_ref().map(ToString::to_string) != Some(failure.to_string()) {
+                        tracing::error!(error = %e, "cannot read the audit trail's head; statements are refused until it can be");
+                    }
+                    *last = Some(failure);
+                    drop(last);
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
             }
         };
+        let replica = db.replica().map(str::to_string);
         shared.healthy.store(true, Ordering::SeqCst);
         let mut last_checkpoint = Instant::now() - CHECKPOINT_EVERY;
         let mut last_commit = Instant::now() - LINGER;
@@ -104,7 +118,9 @@ pub fn spawn(
                 }
             }
             // Encode once; a retry re-uses the same rows, so the chain stays consistent.
-            let (s, p) = encoded.encode(&mut batch, seq, &prev, &mut acked);
+            let (s, p) = encoded.encode(&mut batch, seq, &prev, replica.as_deref(), &mut acked);
+            let rows = encoded.rows();
+            let prepared = db.prepare(&rows);
             let mut backoff = Duration::from_millis(50);
             loop {
                 let checkpoint = (last_checkpoint.elapsed() >= CHECKPOINT_EVERY).then(|| {
@@ -113,7 +129,7 @@ pub fn spawn(
                     Checkpoint { seq: s, hash: p.clone(), ts, signature }
                 });
                 let started = Instant::now();
-                match db.append(&encoded.rows(), checkpoint.as_ref()) {
+                match db.append(seq, &rows, &prepared, checkpoint.as_ref()) {
                     Ok(()) => {
                         shared.last_commit_us.store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                         last_commit = Instant::now();
@@ -141,6 +157,7 @@ pub fn spawn(
                     }
                 }
             }
+            drop(rows);
             seq = s;
             prev = p;
             shared.written.fetch_add(encoded.len() as u64, Ordering::Relaxed);
@@ -197,6 +214,7 @@ impl Encoded {
         batch: &mut [Message],
         mut seq: i64,
         prev: &str,
+        replica: Option<&str>,
         acked: &mut Vec<i64>,
     ) -> (i64, String) {
         self.text.clear();
@@ -219,7 +237,7 @@ impl Encoded {
                     self.text.extend_from_slice(&self.ts);
                     let ts = start..self.text.len();
                     let stamp = std::str::from_utf8(&self.ts).unwrap_or_default();
-                    ev.write_canonical(seq, stamp, &prev, &mut self.text);
+                    ev.write_canonical(seq, stamp, &prev, replica, &mut self.text);
                     let json = ts.end..self.text.len();
                     let columns = Columns::Connection {
                         meta: ev.meta.clone(),
@@ -231,6 +249,7 @@ impl Encoded {
                     let mut r = other.into_record();
                     r.seq = seq;
                     r.prev_hash = std::mem::take(&mut prev);
+                    r.replica = replica.map(str::to_string);
                     self.text.extend_from_slice(r.ts.as_bytes());
                     let ts = start..self.text.len();
                     self.text.extend_from_slice(r.canonical().as_bytes());
@@ -325,7 +344,9 @@ fn drain(rx: &mut mpsc::Receiver<Message>, batch: &mut Vec<Message>) -> bool {
 
 fn classify(e: &crate::store::StoreError) -> WriteFailure {
     let text = e.to_string();
-    if text.contains("full") {
+    if e.is_unavailable() {
+        WriteFailure::StoreUnreachable(text)
+    } else if text.contains("full") {
         WriteFailure::DiskFull
     } else {
         WriteFailure::Io(text)

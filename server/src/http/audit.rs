@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Admin;
 use super::error::{ApiError, ErrorBody};
 use crate::gateway::Gateway;
-use crate::store::{AuditDb, AuditFilter, StoredRecord};
+use crate::store::{AuditFilter, StoredRecord};
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AuditQuery {
@@ -34,6 +34,8 @@ pub struct AuditQuery {
     /// Statement kind, e.g. `DELETE`.
     pub kind: Option<String>,
     pub table: Option<String>,
+    /// One replica's records (several replicas sharing a store).
+    pub replica: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
     /// Page size (default 100, at most 1000).
@@ -53,16 +55,20 @@ impl AuditQuery {
             statement_kind: self.kind.clone(),
             table: self.table.clone(),
             text: self.q.clone().filter(|q| !q.is_empty()),
-            before_seq: self.cursor,
-            after_seq: None,
+            replica: self.replica.clone(),
+            before_id: self.cursor,
+            after_id: None,
             ascending: false,
+            commit_order: false,
         }
     }
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct AuditPage {
-    /// Records, newest first; each is an audit record plus its `id` (sequence) and `hash`.
+    /// Records, newest first; each is an audit record plus its `id` (the cursor: its sequence
+    /// number, or its row in a shared store, where `replica` and `seq` place it in its chain)
+    /// and `hash`.
     #[schema(value_type = Vec<Object>)]
     pub items: Vec<serde_json::Value>,
     /// Pass as `cursor` for the next (older) page; absent on the last page.
@@ -70,13 +76,7 @@ pub struct AuditPage {
 }
 
 fn item(r: &StoredRecord) -> serde_json::Value {
-    let mut v: serde_json::Value =
-        serde_json::from_str(&r.json).unwrap_or_else(|_| serde_json::json!({}));
-    if let Some(o) = v.as_object_mut() {
-        o.insert("id".into(), r.seq.into());
-        o.insert("hash".into(), r.hash.clone().into());
-    }
-    v
+    crate::audit::sinks::item(r)
 }
 
 /// Read your writes: records queued before a search are in it. While the trail cannot be
@@ -101,10 +101,10 @@ async fn search(
     limit: usize,
 ) -> Result<Vec<StoredRecord>, ApiError> {
     caught_up(gw).await;
-    let path = gw.audit.db_path().to_path_buf();
-    tokio::task::spawn_blocking(move || AuditDb::open_read_only(&path)?.search(&filter, limit))
+    gw.audit
+        .trail()
+        .search(filter, limit)
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
@@ -124,7 +124,7 @@ pub async fn list(
     let more = rows.len() > limit;
     let items: Vec<_> = rows.iter().take(limit).map(item).collect();
     let next_cursor = if more {
-        rows.get(limit - 1).map(|r| r.seq)
+        rows.get(limit - 1).map(|r| r.id)
     } else {
         None
     };
@@ -159,6 +159,7 @@ const CSV_COLUMNS: &[&str] = &[
     "duration_ms",
     "sqlstate",
     "error",
+    "replica",
     "hash",
 ];
 
@@ -197,38 +198,32 @@ pub async fn export(
     };
     let mut filter = q.filter();
     filter.ascending = true;
-    filter.before_seq = None;
+    filter.before_id = None;
     caught_up(&gw).await;
-    let path = gw.audit.db_path().to_path_buf();
+    let trail = gw.audit.trail().clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(8);
-    tokio::task::spawn_blocking(move || {
-        let db = match AuditDb::open_read_only(&path) {
-            Ok(db) => db,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return;
-            }
-        };
+    tokio::spawn(async move {
         if csv {
             let mut w = csv::Writer::from_writer(Vec::new());
             let _ = w.write_record(CSV_COLUMNS);
             if tx
-                .blocking_send(Ok(w.into_inner().unwrap_or_default()))
+                .send(Ok(w.into_inner().unwrap_or_default()))
+                .await
                 .is_err()
             {
                 return;
             }
         }
         loop {
-            let page = match db.search(&filter, 1000) {
+            let page = match trail.search(filter.clone(), 1000).await {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                    let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
                     return;
                 }
             };
             let Some(last) = page.last() else { return };
-            filter.after_seq = Some(last.seq);
+            filter.after_id = Some(last.id);
             let mut chunk = Vec::new();
             for r in &page {
                 if csv {
@@ -237,7 +232,7 @@ pub async fn export(
                     chunk.extend(crate::audit::sinks::line(r));
                 }
             }
-            if tx.blocking_send(Ok(chunk)).is_err() {
+            if tx.send(Ok(chunk)).await.is_err() {
                 return;
             }
         }

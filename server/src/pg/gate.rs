@@ -66,6 +66,10 @@ pub fn audit_refusal(f: &WriteFailure) -> Refusal {
             "statement refused: the audit trail cannot be written because its disk is full"
                 .to_string(),
         ),
+        WriteFailure::StoreUnreachable(_) => (
+            SqlState::IoError,
+            format!("statement refused: {f}; statements resume when it is back"),
+        ),
         other => (
             SqlState::IoError,
             format!("statement refused: the audit trail cannot be written ({other})"),
@@ -99,7 +103,7 @@ pub async fn admit(
     reading: Reading,
     notices: &UnboundedSender<BytesMut>,
 ) -> Admission {
-    if let Some(f) = o.gw.audit.failure() {
+    if let Some(f) = o.gw.audit.refuses(info.may_write) {
         return refused(
             "refused",
             Some("audit-unavailable".into()),

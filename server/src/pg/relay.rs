@@ -365,8 +365,12 @@ where
                     Some(statement::query(&lock(tracker), frame))
                 }
                 b'B' => Some(statement::bind(&lock(tracker), frame)),
-                b'E' => Some(statement::execute(&lock(tracker), frame, || {
-                    observer.gw.audit.failure().map(|f| gate::audit_refusal(&f))
+                b'E' => Some(statement::execute(&lock(tracker), frame, |info| {
+                    observer
+                        .gw
+                        .audit
+                        .refuses(info.may_write)
+                        .map(|f| gate::audit_refusal(&f))
                 })),
                 b'P' => {
                     lock(tracker).on_parse(frame);

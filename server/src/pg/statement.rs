@@ -106,11 +106,15 @@ pub fn bind(t: &Tracker, frame: &[u8]) -> Decoded {
 
 /// Decode: an Execute. Its statement was decided at the Bind; only an unreadable name or an
 /// audit trail that cannot take the record stops it here.
-pub fn execute(t: &Tracker, frame: &[u8], audit_down: impl FnOnce() -> Option<Refusal>) -> Decoded {
+pub fn execute(
+    t: &Tracker,
+    frame: &[u8],
+    audit_down: impl FnOnce(&StmtInfo) -> Option<Refusal>,
+) -> Decoded {
     let target = t.execute_target(frame);
     let early = match &target.unreadable {
         Some(u) => Some(unreadable_refusal(u)),
-        None => audit_down().map(|r| (r, "audit-unavailable")),
+        None => audit_down(&target.info).map(|r| (r, "audit-unavailable")),
     };
     Decoded {
         info: target.info.clone(),

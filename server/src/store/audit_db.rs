@@ -85,6 +85,13 @@ const SPAN_KINDS: [&str; 2] = ["identity", "environment"];
 /// A record as stored: the indexed columns and the canonical JSON the hash covers.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct StoredRecord {
+    /// Its place in searches and the cursor that pages them: `seq` in a gateway's own trail;
+    /// in a shared store, the store-wide row id (each replica's chain has its own `seq`s).
+    #[serde(skip)]
+    pub id: i64,
+    /// The replica whose chain holds it, in a shared store.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub replica: Option<String>,
     pub seq: i64,
     pub ts: String,
     pub event: String,
@@ -160,11 +167,17 @@ pub struct AuditFilter {
     pub table: Option<String>,
     /// Free text, matched anywhere in the record.
     pub text: Option<String>,
-    /// Only records with `seq` below this (for paging newest-first).
-    pub before_seq: Option<i64>,
-    /// Only records with `seq` above this (for paging oldest-first, e.g. exports).
-    pub after_seq: Option<i64>,
+    /// One replica's chain (a shared store; a gateway's own trail is one chain already).
+    pub replica: Option<String>,
+    /// Only records before the one with this id (for paging newest-first).
+    pub before_id: Option<i64>,
+    /// Only records after the one with this id (for paging oldest-first, e.g. exports).
+    pub after_id: Option<i64>,
     pub ascending: bool,
+    /// Order by commit (id) rather than time: what follows the trail as it grows needs it,
+    /// since a record committed later may carry an earlier time. A gateway's own trail is in
+    /// both orders at once.
+    pub commit_order: bool,
 }
 
 pub struct AuditDb {
@@ -173,6 +186,8 @@ pub struct AuditDb {
 
 fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
     Ok(StoredRecord {
+        id: r.get(0)?,
+        replica: None,
         seq: r.get(0)?,
         ts: r.get(1)?,
         event: r.get(2)?,
@@ -451,8 +466,8 @@ impl AuditDb {
                 format!("%{}%", like_escape(v)).into(),
             );
         }
-        let after = filter.after_seq.unwrap_or(i64::MIN);
-        let before = filter.before_seq.unwrap_or(i64::MAX);
+        let after = filter.after_id.unwrap_or(i64::MIN);
+        let before = filter.before_id.unwrap_or(i64::MAX);
         add(" AND seq > ?", after.into());
         add(" AND seq < ?", before.into());
         let order = if filter.ascending { "ASC" } else { "DESC" };
@@ -595,6 +610,8 @@ mod tests {
 
     fn rec(seq: i64, connection: Option<&str>) -> StoredRecord {
         StoredRecord {
+            id: seq,
+            replica: None,
             seq,
             ts: format!("2026-01-01T00:00:{:02}Z", seq % 60),
             event: "statement".into(),
@@ -733,8 +750,8 @@ mod tests {
                         let filter = AuditFilter {
                             identity: identity.map(str::to_string),
                             environment: environment.map(str::to_string),
-                            after_seq: after,
-                            before_seq: before,
+                            after_id: after,
+                            before_id: before,
                             ascending,
                             ..Default::default()
                         };

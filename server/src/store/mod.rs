@@ -73,6 +73,9 @@ pub enum StoreError {
     NotSqlite,
     #[error("store worker failed: {0}")]
     Join(String),
+    /// The store holds something that contradicts this process (another writer of its chain).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl StoreError {

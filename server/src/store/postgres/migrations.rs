@@ -125,6 +125,38 @@ const MIGRATIONS: &[&str] = &[
         locked_until  BIGINT NOT NULL
     );
     CREATE INDEX login_lockouts_until ON login_lockouts(locked_until);",
+    // 2: the audit trail: a hash chain per replica, its checkpoints and signing key. `id`
+    // orders rows store-wide in commit order; searches read by time, `(ts, id)`.
+    "CREATE TABLE audit_chains (
+        replica    TEXT PRIMARY KEY,
+        public_key BYTEA NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE audit (
+        id            BIGSERIAL PRIMARY KEY,
+        replica       TEXT NOT NULL,
+        seq           BIGINT NOT NULL,
+        ts            TEXT NOT NULL,
+        event         TEXT NOT NULL,
+        identity      TEXT,
+        environment   TEXT,
+        connection_id TEXT,
+        record_json   TEXT NOT NULL,
+        hash          TEXT NOT NULL,
+        UNIQUE (replica, seq)
+    );
+    CREATE INDEX audit_time ON audit(ts, id);
+    CREATE INDEX audit_identity ON audit(identity, ts, id);
+    CREATE INDEX audit_environment ON audit(environment, ts, id);
+    CREATE INDEX audit_connection ON audit(connection_id, ts, id);
+    CREATE TABLE audit_checkpoints (
+        replica   TEXT NOT NULL,
+        seq       BIGINT NOT NULL,
+        hash      TEXT NOT NULL,
+        ts        TEXT NOT NULL,
+        signature BYTEA NOT NULL,
+        PRIMARY KEY (replica, seq)
+    );",
 ];
 
 /// An arbitrary constant: the advisory lock every replica takes to migrate.

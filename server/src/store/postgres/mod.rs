@@ -9,6 +9,7 @@
 //! stall with it. Async callers await a task there; blocking callers wait on a channel.
 
 mod approvals;
+pub mod audit;
 mod changes;
 mod grants;
 mod groups;
@@ -179,6 +180,43 @@ impl PgStore {
         });
         rx.recv()
             .map_err(|_| StoreError::Join("the store's runtime dropped a call".into()))?
+    }
+}
+
+impl PgStore {
+    /// Runs `fut` on the store's runtime and waits for it, from a thread that may block (the
+    /// audit writer). Never call it from an async task.
+    pub fn run_blocking<T, Fut>(&self, fut: Fut) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        runtime().spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        rx.recv()
+            .map_err(|_| StoreError::Join("the store's runtime dropped a call".into()))
+    }
+
+    /// A connection of its own, outside the pool, for a caller that must never wait behind
+    /// others for one (the audit writer). Call it on the store's runtime.
+    pub async fn dedicated_connection(
+        &self,
+        application_name: &str,
+    ) -> Result<tokio_postgres::Client, StoreError> {
+        let mut config = self.settings.pg_config();
+        config.application_name(application_name);
+        let (client, connection) = config
+            .connect(tls::StoreTls(self.settings.tls.clone()))
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "a dedicated store connection ended");
+            }
+        });
+        Ok(client)
     }
 }
 
