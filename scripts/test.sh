@@ -40,9 +40,9 @@ cargo test --workspace --exclude gatehouse-desktop --no-fail-fast "$@"
 # The suites whose state lives in the store once more, each gateway on a PostgreSQL store of
 # its own (`[store] url`), as replicas run it: the same tests must hold on either store.
 if [ "$#" -eq 0 ]; then
-    gh_log "cargo test (identity, groups, auth, approvals, policy API, exemption requests) on the PostgreSQL store"
+    gh_log "cargo test (identity, groups, auth, approvals, policy API, audit, exemption requests) on the PostgreSQL store"
     GATEHOUSE_TEST_STORE=postgres cargo test -p gatehouse-tests --no-fail-fast \
-        --test identity --test groups --test auth --test approvals --test policy_api \
+        --test identity --test groups --test auth --test approvals --test policy_api --test audit \
         --test masking_requests
 fi
 gh_log "cargo test -p gatehouse-desktop"

@@ -1051,6 +1051,20 @@ environments = ["prod"]
     }
 
     #[test]
+    fn file_retention_is_refused_with_a_shared_store() {
+        let store = "\n[store]\nurl = \"postgresql://gh@127.0.0.1:5432/gatehouse\"\n";
+        assert!(parse(&format!("{OK}{store}")).is_ok());
+        assert!(parse(&format!("{OK}\n[audit]\nretention_days = 30\n")).is_ok());
+        let e = parse(&format!("{OK}{store}\n[audit]\nretention_days = 30\n"))
+            .expect_err("archive files are one gateway's");
+        assert!(
+            e.to_string().contains("audit.retention_days")
+                && e.to_string().contains("shared store"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn databases_and_may_act_for_are_checked_with_key_and_line() {
         let with = |env_line: &str, sa_line: &str| {
             OK.replace(

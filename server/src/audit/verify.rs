@@ -191,13 +191,15 @@ fn check_checkpoints(
             });
         }
         match hash {
-            None => return Err(Break {
-                seq: c.seq,
-                reason: format!(
+            None => {
+                return Err(Break {
+                    seq: c.seq,
+                    reason: format!(
                     "checkpoint at record {} but the trail ends at record {records} (truncated)",
                     c.seq
                 ),
-            }),
+                })
+            }
             Some(h) if *h != c.hash => {
                 return Err(Break {
                     seq: c.seq,

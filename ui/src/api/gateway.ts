@@ -885,7 +885,11 @@ export interface components {
             used_at?: number | null;
         };
         AuditPage: {
-            /** @description Records, newest first; each is an audit record plus its `id` (sequence) and `hash`. */
+            /**
+             * @description Records, newest first; each is an audit record plus its `id` (the cursor: its sequence
+             *     number, or its row in a shared store, where `replica` and `seq` place it in its chain)
+             *     and `hash`.
+             */
             items: Record<string, never>[];
             /**
              * Format: int64
@@ -1808,6 +1812,8 @@ export interface operations {
                 /** @description Statement kind, e.g. `DELETE`. */
                 kind?: string | null;
                 table?: string | null;
+                /** @description One replica's records (several replicas sharing a store). */
+                replica?: string | null;
                 /** @description `next_cursor` of the previous page. */
                 cursor?: number | null;
                 /** @description Page size (default 100, at most 1000). */
@@ -1866,6 +1872,8 @@ export interface operations {
                 /** @description Statement kind, e.g. `DELETE`. */
                 kind?: string | null;
                 table?: string | null;
+                /** @description One replica's records (several replicas sharing a store). */
+                replica?: string | null;
                 /** @description `next_cursor` of the previous page. */
                 cursor?: number | null;
                 /** @description Page size (default 100, at most 1000). */
