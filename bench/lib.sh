@@ -81,6 +81,7 @@ EOF
     gh_as_postgres "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres >/dev/null <<SQL
 CREATE ROLE bench LOGIN PASSWORD '$DB_PASSWORD';
 CREATE DATABASE bench OWNER bench;
+CREATE DATABASE gatehouse_store OWNER bench;
 SQL
     SCRAM_SECRET="$(gh_as_postgres "$PG_BIN/psql" -X -At -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres \
         -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")"
@@ -118,7 +119,9 @@ EOF
 }
 
 # $1: the gateway binary; $2 (optional): TOML appended to the config. One environment `bench`
-# on the cluster, reachable by the service account whose token ends up in TOKEN.
+# on the cluster, reachable by the service account whose token ends up in TOKEN. STORE=postgres
+# puts the gateway's store and audit trail in the cluster's database `gatehouse_store`, as
+# replicas sharing a store run (the default: SQLite files in its data_dir).
 bench_start_gateway() {
     gh_log "starting the gateway on 127.0.0.1:$GW_PORT"
     TOKEN="$("$1" new-token | awk '$1 == "token" { print $3 }')"
@@ -148,6 +151,14 @@ groups       = ["bench"]
 environments = ["bench"]
 ${2:-}
 EOF
+    if [ "${STORE:-sqlite}" = postgres ]; then
+        cat >>"$TMP/gateway/gatehouse.toml" <<EOF
+
+[store]
+url = "postgresql://bench@127.0.0.1:$PG_PORT/gatehouse_store?sslmode=disable"
+password_env = "GATEHOUSE_BENCH_DB_PASSWORD"
+EOF
+    fi
     GATEHOUSE_BENCH_DB_PASSWORD="$DB_PASSWORD" "$1" serve --config "$TMP/gateway/gatehouse.toml" \
         >"$TMP/gateway/gateway.log" 2>&1 </dev/null &
     GW_PID=$!

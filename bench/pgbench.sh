@@ -15,7 +15,9 @@
 # costs, the yardstick for the tunnel's), OUT (also write the table to this file),
 # KEEP_TMP=1 (keep the temp dir with logs), NICE (run everything at this niceness, e.g. -10
 # on a machine that is busy with other work), GATEHOUSE_BIN / GATEHOUSE_CLI_BIN (benchmark these
-# gateway and CLI binaries instead of building them into ${CARGO_TARGET_DIR:-target}/release).
+# gateway and CLI binaries instead of building them into ${CARGO_TARGET_DIR:-target}/release),
+# STORE=postgres (the gateway's store and audit trail in a PostgreSQL database, as replicas
+# sharing a store run; its server is the benchmark's own cluster, whose CPU is not the gateway's).
 # Everything started is stopped on exit.
 set -euo pipefail
 GH_SCRIPT=bench
@@ -258,7 +260,7 @@ for hop, base in (("tunnel", "gateway"), ("tunnel", "gateway-tls"), ("pgbouncer-
 print("pgbench -S, $DURATION s per run, median of $ROUNDS interleaved round(s), scale $SCALE, niceness $NICE; "
       "TLS off from pgbench except to gateway-tls (the tunnel's hop to the gateway is TLS).")
 print("Machine: $NPROC cores ($cpu), $mem, load average $LOAD_AT_START at start, $LOAD_AT_END at end; "
-      "PostgreSQL $pgv, PgBouncer $pgbv, gateway at $commit.")
+      "PostgreSQL $pgv, PgBouncer $pgbv, gateway at $commit, its store: ${STORE:-sqlite}.")
 print()
 cols = (["mode", "clients"] + [f"tps {t}" for t in targets] + [f"lat {t} ms" for t in targets]
         + [f"{a}/{b}" for a, b in ratios] + [f"+lat {t} ms" for t in others]
