@@ -1024,3 +1024,37 @@ async fn the_store_restarted_under_load_leaves_every_replica_serving() {
     let out = r.a.verify_audit();
     assert!(out.ok(), "{out:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_replicas_sink_ships_its_own_chain_once() {
+    let r = Replicas::start_with(|b| b.toml("[audit]\nfile = \"trail.jsonl\"")).await;
+    let (id_a, id_b) = (replica_id(&r.a).await, replica_id(&r.b).await);
+    let session = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    for (gw, tag) in [(&r.a, "sunk-a"), (&r.b, "sunk-b")] {
+        let c = gw.connect(ENV, ADMIN, &session).await.unwrap();
+        c.batch_execute(&format!("SELECT '{tag}'")).await.unwrap();
+    }
+    let file = |gw: &Gateway| gw.config.parent().unwrap().join("trail.jsonl");
+    let lines = |gw: &Gateway| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(file(gw))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    within(Duration::from_secs(10), "both sinks ship", || async {
+        lines(&r.a).iter().any(|v| text(v, "statement").contains("sunk-a"))
+            && lines(&r.b).iter().any(|v| text(v, "statement").contains("sunk-b"))
+    })
+    .await;
+    // Each replica ships its own chain, all of it in order, and nothing of the other's.
+    for (gw, id) in [(&r.a, &id_a), (&r.b, &id_b)] {
+        let shipped = lines(gw);
+        assert!(
+            shipped.iter().all(|v| text(v, "replica") == *id),
+            "{shipped:#?}"
+        );
+        let seqs: Vec<i64> = shipped.iter().map(|v| v["seq"].as_i64().unwrap()).collect();
+        assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    }
+}
