@@ -32,6 +32,24 @@ pub use process::{free_port, python, run_cmd, spawn_tied, CmdOutput};
 pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
 
 /// The sha256 hex of a token, as `token_sha256` wants it.
+/// Fails naming how many of `wanted` (statement texts) are not among the audit's `recorded`
+/// ones, with the first few: the check of every "nothing acknowledged is lost" test.
+pub fn assert_all_recorded(
+    recorded: &std::collections::HashSet<String>,
+    wanted: impl IntoIterator<Item = String>,
+    what: &str,
+) {
+    let wanted: Vec<String> = wanted.into_iter().collect();
+    let missing: Vec<&String> = wanted.iter().filter(|w| !recorded.contains(*w)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} {what} have no audit record: {:?}",
+        missing.len(),
+        wanted.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
 pub fn sha256_hex(s: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(s.as_bytes()))

@@ -930,16 +930,11 @@ async fn killing_a_replica_under_write_load_loses_no_acknowledged_statement() {
         .map(|v| text(v, "statement"))
         .collect();
     for (w, ids) in acknowledged.iter().enumerate().take(2) {
-        let missing: Vec<_> = ids
-            .iter()
-            .filter(|id| !recorded.contains(&format!("INSERT INTO k VALUES ({id}, 'w{w}')")))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "{} of {} acknowledged statements through A are not in its chain: {:?}",
-            missing.len(),
-            ids.len(),
-            &missing[..missing.len().min(5)]
+        gatehouse_tests::assert_all_recorded(
+            &recorded,
+            ids.iter()
+                .map(|id| format!("INSERT INTO k VALUES ({id}, 'w{w}')")),
+            "statements acknowledged through A",
         );
     }
     let out = r.b.verify_audit();
@@ -1043,8 +1038,12 @@ async fn each_replicas_sink_ships_its_own_chain_once() {
             .collect()
     };
     within(Duration::from_secs(10), "both sinks ship", || async {
-        lines(&r.a).iter().any(|v| text(v, "statement").contains("sunk-a"))
-            && lines(&r.b).iter().any(|v| text(v, "statement").contains("sunk-b"))
+        lines(&r.a)
+            .iter()
+            .any(|v| text(v, "statement").contains("sunk-a"))
+            && lines(&r.b)
+                .iter()
+                .any(|v| text(v, "statement").contains("sunk-b"))
     })
     .await;
     // Each replica ships its own chain, all of it in order, and nothing of the other's.
@@ -1057,4 +1056,61 @@ async fn each_replicas_sink_ships_its_own_chain_once() {
         let seqs: Vec<i64> = shipped.iter().map(|v| v["seq"].as_i64().unwrap()).collect();
         assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_stops_answering_refuses_writes_within_seconds_then_recovers() {
+    let r = Replicas::start().await;
+    let session = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let c = r.a.connect(ENV, ADMIN, &session).await.unwrap();
+    c.batch_execute("CREATE TABLE hung (i int)").await.unwrap();
+    // The store's backends that take the replicas' audit commits freeze: the connections stay
+    // open and nothing answers, as a store behind a dead network path would.
+    let store = r.store.client("gatehouse").await;
+    let pids: Vec<i32> = store
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'gatehouse-audit'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(pids.len(), 2, "one audit connection per replica");
+    let signal = |sig: &str| {
+        for pid in &pids {
+            let out = gatehouse_tests::run_cmd(
+                std::process::Command::new("kill").args([sig, &pid.to_string()]),
+                Duration::from_secs(5),
+            );
+            assert!(out.ok(), "{out:?}");
+        }
+    };
+    signal("-STOP");
+    // A write needs its record committed first: it is refused with a clear error within the
+    // writer's wait for an answer, not left hanging.
+    let started = Instant::now();
+    let e = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.batch_execute("INSERT INTO hung VALUES (1)"),
+    )
+    .await
+    .expect("a write is answered while the store hangs")
+    .expect_err("a write without a durable record is refused");
+    signal("-CONT");
+    assert_eq!(sqlstate(&e), "58030", "{e:?}");
+    assert!(
+        e.as_db_error().unwrap().message().contains("unreachable"),
+        "{e:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(25));
+    // Reads went on; writes resume by themselves once the store answers.
+    c.batch_execute("SELECT count(*) FROM hung").await.unwrap();
+    within(Duration::from_secs(15), "writes resume", || async {
+        c.batch_execute("INSERT INTO hung VALUES (2)").await.is_ok()
+    })
+    .await;
+    let out = r.a.verify_audit();
+    assert!(out.ok(), "{out:?}");
 }

@@ -598,7 +598,9 @@ fn insert_with(insert: &mut rusqlite::Statement<'_>, r: &NewRecord<'_>) -> rusql
     Ok(())
 }
 
-fn like_escape(s: &str) -> String {
+/// `s` matched literally by `LIKE` (backslash escapes, SQLite's `ESCAPE '\\'` and
+/// PostgreSQL's default alike).
+pub(crate) fn like_escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('%', "\\%")
         .replace('_', "\\_")

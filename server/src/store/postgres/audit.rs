@@ -14,6 +14,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
 use super::PgStore;
+use crate::store::audit_db::like_escape;
 use crate::store::{AuditFilter, Checkpoint, NewRecord, StoreError, StoredRecord};
 
 const COLUMNS: &str =
@@ -78,6 +79,9 @@ impl Batch {
     }
 }
 
+/// How long the writer waits for the store to answer one call.
+const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The writer's own connection to the shared store, made again after it drops.
 pub struct AuditConnection {
     store: PgStore,
@@ -119,8 +123,20 @@ impl AuditConnection {
                     Err(e) => return (None, Err(e)),
                 },
             };
-            let (client, r) = f(client, replica).await;
-            (Some(client), r)
+            // A store that stops answering without closing the connection would otherwise hold
+            // the writer (and every statement waiting for a durable record) for as long as TCP
+            // takes to notice. Dropping the connection aborts an open transaction; a commit
+            // that did happen is recognised by the retry.
+            match tokio::time::timeout(ANSWER_TIMEOUT, f(client, replica)).await {
+                Ok((client, r)) => (Some(client), r),
+                Err(_) => (
+                    None,
+                    Err(StoreError::Unavailable(format!(
+                        "no answer within {} s",
+                        ANSWER_TIMEOUT.as_secs()
+                    ))),
+                ),
+            }
         })?;
         self.client = client.filter(|c| !c.is_closed());
         result
@@ -479,10 +495,4 @@ impl PgStore {
         })
         .await
     }
-}
-
-fn like_escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
 }
