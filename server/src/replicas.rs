@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::gateway::Gateway;
 use crate::pg::access::{end_connections_without_access, end_session_connections, Cause};
-use crate::pg::connections::Termination;
+use crate::pg::connections::{ConnectionInfo, Termination};
 use crate::pg::error::SqlState;
 use crate::store::Change;
 
@@ -111,7 +111,7 @@ pub async fn apply(gw: &Gateway, change: Change) {
             Ok(())
         }
         Change::AccountEnded { name, why } => {
-            end_account_connections(gw, &name, why);
+            end_account_connections(gw, &name, |_| true, why);
             Ok(())
         }
         Change::Approval { id, event } => gw
@@ -161,9 +161,14 @@ async fn reload_masking(gw: &Gateway) -> Result<(), String> {
     Ok(())
 }
 
-fn end_account_connections(gw: &Gateway, name: &str, why: String) -> usize {
+fn end_account_connections(
+    gw: &Gateway,
+    name: &str,
+    and: impl Fn(&ConnectionInfo) -> bool,
+    why: String,
+) -> usize {
     gw.connections.terminate_where(
-        |c| c.identity == name && c.session_id.is_none(),
+        |c| c.identity == name && c.session_id.is_none() && and(c),
         Termination {
             code: SqlState::AdminShutdown,
             message: why,
@@ -213,11 +218,17 @@ pub async fn reread(gw: &Gateway) {
         .map(|c| c.identity.clone())
         .collect();
     if !accounts.is_empty() {
-        match gw.store.revoked_accounts(accounts).await {
+        match gw.store.ended_accounts(accounts).await {
             Ok(ended) => {
-                for name in ended {
-                    let why = format!("service account \"{name}\" was revoked by an administrator");
-                    end_account_connections(gw, &name, why);
+                for (name, until) in ended {
+                    // A connection that started in the second of a rotation may have used
+                    // either token: it ends too, and reconnects with the new one.
+                    let why = if until == i64::MAX {
+                        format!("service account \"{name}\" was revoked by an administrator")
+                    } else {
+                        format!("the token of service account \"{name}\" was rotated by an administrator; reconnect with the new token")
+                    };
+                    end_account_connections(gw, &name, |c| c.started_at <= until, why);
                 }
             }
             Err(e) => failed.push(e.to_string()),

@@ -180,24 +180,34 @@ impl Store {
     }
 
     /// Of the API service accounts named `names`, those revoked.
-    pub async fn revoked_accounts(&self, names: Vec<String>) -> Result<Vec<String>, StoreError> {
+    /// Of the accounts `names`, those whose earlier connections must end, each with the time
+    /// up to which a connection's start makes it one: `i64::MAX` for a revoked account (every
+    /// connection), its `rotated_at` for a rotated one (connections made with the old token).
+    /// What a replica that missed the notice of a revocation or rotation re-reads.
+    pub async fn ended_accounts(
+        &self,
+        names: Vec<String>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         if let Some(pg) = self.pg() {
-            return pg.revoked_accounts(names).await;
+            return pg.ended_accounts(names).await;
         }
         self.run(move |c| {
-            let mut stmt = c.prepare(
-                "SELECT name FROM service_accounts WHERE revoked_at IS NOT NULL
-                 AND name IN (SELECT value FROM json_each(?1))",
-            )?;
+            let mut stmt = c.prepare(ENDED_ACCOUNTS_SQLITE)?;
             let names = serde_json::to_string(&names).unwrap_or_else(|_| "[]".into());
             let rows = stmt
-                .query_map(params![names], |r| r.get(0))?
-                .collect::<Result<Vec<String>, _>>()?;
+                .query_map(params![names], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<Result<Vec<(String, i64)>, _>>()?;
             Ok(rows)
         })
         .await
     }
 }
+
+const ENDED_ACCOUNTS_SQLITE: &str =
+    "SELECT name, CASE WHEN revoked_at IS NOT NULL THEN 9223372036854775807 ELSE rotated_at END
+     FROM service_accounts
+     WHERE (revoked_at IS NOT NULL OR rotated_at IS NOT NULL)
+       AND name IN (SELECT value FROM json_each(?1))";
 
 #[cfg(test)]
 mod tests {
@@ -239,7 +249,16 @@ mod tests {
         assert!(s.service_account_by_token([1; 32]).await.unwrap().is_none());
         let a = s.service_account_by_token([3; 32]).await.unwrap().unwrap();
         assert_eq!((a.rotated_at, a.expires_at), (Some(5), Some(99)));
+        let names = vec!["bot".to_string(), "other".to_string()];
+        assert_eq!(
+            s.ended_accounts(names.clone()).await.unwrap(),
+            vec![("bot".to_string(), 5)]
+        );
         assert!(s.revoke_service_account(a.id.clone(), 6).await.unwrap());
+        assert_eq!(
+            s.ended_accounts(names).await.unwrap(),
+            vec![("bot".to_string(), i64::MAX)]
+        );
         assert!(!s
             .rotate_service_account(a.id.clone(), [4; 32], None, 7)
             .await

@@ -138,15 +138,20 @@ impl PgStore {
         .await
     }
 
-    pub async fn revoked_accounts(&self, names: Vec<String>) -> Result<Vec<String>, StoreError> {
+    pub async fn ended_accounts(
+        &self,
+        names: Vec<String>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
         self.exec(move |c| async move {
             Ok(c.query(
-                "SELECT name FROM service_accounts WHERE revoked_at IS NOT NULL AND name = ANY($1)",
+                "SELECT name, CASE WHEN revoked_at IS NOT NULL THEN 9223372036854775807 ELSE rotated_at END
+                 FROM service_accounts
+                 WHERE (revoked_at IS NOT NULL OR rotated_at IS NOT NULL) AND name = ANY($1)",
                 &[&names],
             )
             .await?
             .iter()
-            .map(|r| r.get(0))
+            .map(|r| (r.get(0), r.get(1)))
             .collect())
         })
         .await
