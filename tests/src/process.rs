@@ -64,12 +64,22 @@ pub fn spawn_tied(
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
+/// A port nothing listens on, for a server a test starts later. Chosen below the kernel's
+/// ephemeral range (32768 and up): a port from `bind(:0)` is free only until some outgoing
+/// connection (a test's, a gateway's, another suite's) is given it as its local port, which
+/// happened between choosing the test IdP's port and starting it. Never the same port twice in
+/// one test process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind :0")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let port = rand::thread_rng().gen_range(20_000..32_000);
+        if !given.contains(&port) && std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// What a finished command printed.

@@ -420,6 +420,13 @@ async fn a_full_disk_refuses_statements_until_space_returns() {
     // Reads are refused too while the trail is down, and the session stays usable.
     let e = c.batch_execute("SELECT 1").await.unwrap_err();
     assert!(["53100", "58030"].contains(&sqlstate(&e).as_str()), "{e}");
+    // A load balancer's health check says so.
+    let (status, health) = Api::new(f.gw.http()).get_anonymous("/healthz").await;
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health["audit"].as_str().unwrap().contains("disk is full"),
+        "{health}"
+    );
     // Nothing refused reached the upstream.
     let direct = f.cluster.client("appdb").await;
     let before: i64 = direct
@@ -446,6 +453,7 @@ async fn a_full_disk_refuses_statements_until_space_returns() {
         .unwrap()
         .get(0);
     assert_eq!(after, before + 1);
+    assert_eq!(Api::new(f.gw.http()).get_anonymous("/healthz").await.0, 200);
     drop(c);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let out = f.gw.verify_audit();

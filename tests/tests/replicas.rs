@@ -1098,7 +1098,14 @@ async fn a_store_that_stops_answering_refuses_writes_within_seconds_then_recover
     .await
     .expect("a write is answered while the store hangs")
     .expect_err("a write without a durable record is refused");
+    // The load balancer is told: this replica cannot write its trail.
+    let (status, health) = Api::new(r.a.http()).get_anonymous("/healthz").await;
     signal("-CONT");
+    assert_eq!(status, 503, "{health}");
+    assert!(
+        health["audit"].as_str().unwrap().starts_with("failing"),
+        "{health}"
+    );
     assert_eq!(sqlstate(&e), "58030", "{e:?}");
     assert!(
         e.as_db_error().unwrap().message().contains("unreachable"),
@@ -1109,6 +1116,10 @@ async fn a_store_that_stops_answering_refuses_writes_within_seconds_then_recover
     c.batch_execute("SELECT count(*) FROM hung").await.unwrap();
     within(Duration::from_secs(15), "writes resume", || async {
         c.batch_execute("INSERT INTO hung VALUES (2)").await.is_ok()
+    })
+    .await;
+    within(Duration::from_secs(5), "healthy again", || async {
+        Api::new(r.a.http()).get_anonymous("/healthz").await.0 == 200
     })
     .await;
     let out = r.a.verify_audit();

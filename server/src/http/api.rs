@@ -95,13 +95,16 @@ pub struct WhoAmI {
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
-    /// `ok` while this replica can reach its store; `unavailable` (with `503`) when it cannot,
-    /// so a load balancer sends new connections to another replica.
+    /// `ok` while this replica can reach its store and write its audit trail; `unavailable`
+    /// (with `503`) when it cannot, so a load balancer sends new connections to another
+    /// replica.
     pub status: &'static str,
     /// This replica's id (`server.replica_id`).
     pub replica_id: String,
     /// `ok`, or why the store cannot be reached.
     pub store: String,
+    /// `ok`, or why the audit trail cannot be written (statements are refused meanwhile).
+    pub audit: String,
     /// Each environment's upstream: `ok` when a TCP connection opens within 0.5 s, or why
     /// not. Informational: an upstream down is down for every replica alike.
     #[schema(value_type = Object)]
@@ -167,7 +170,11 @@ pub async fn healthz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Health
         (e.name.clone(), state)
     }));
     let (store, upstreams) = tokio::join!(store, upstreams);
-    let ok = store == "ok";
+    let audit = match gw.audit.failure() {
+        None => "ok".to_string(),
+        Some(f) => format!("failing: {f}"),
+    };
+    let ok = store == "ok" && audit == "ok";
     (
         if ok {
             StatusCode::OK
@@ -178,6 +185,7 @@ pub async fn healthz(State(gw): State<Arc<Gateway>>) -> (StatusCode, Json<Health
             status: if ok { "ok" } else { "unavailable" },
             replica_id: gw.replica_id.clone(),
             store,
+            audit,
             upstreams: upstreams.into_iter().collect(),
         }),
     )

@@ -1217,11 +1217,14 @@ export interface components {
             items: components["schemas"]["GroupItem"][];
         };
         Health: {
+            /** @description `ok`, or why the audit trail cannot be written (statements are refused meanwhile). */
+            audit: string;
             /** @description This replica's id (`server.replica_id`). */
             replica_id: string;
             /**
-             * @description `ok` while this replica can reach its store; `unavailable` (with `503`) when it cannot,
-             *     so a load balancer sends new connections to another replica.
+             * @description `ok` while this replica can reach its store and write its audit trail; `unavailable`
+             *     (with `503`) when it cannot, so a load balancer sends new connections to another
+             *     replica.
              */
             status: string;
             /** @description `ok`, or why the store cannot be reached. */
