@@ -419,6 +419,19 @@ impl Gateway {
         body["token"].as_str().expect("token").to_string()
     }
 
+    /// `GET /api/v1/audit/export?{query}`: the body, as it streams out (JSON Lines or CSV).
+    pub async fn audit_export(&self, token: &str, query: &str) -> String {
+        reqwest::Client::new()
+            .get(format!("{}/api/v1/audit/export?{query}", self.http()))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("audit export request")
+            .text()
+            .await
+            .expect("audit export body")
+    }
+
     /// Audit records matching the query string (e.g. `identity=agent`), oldest first, all pages.
     pub async fn audit(&self, token: &str, query: &str) -> Vec<serde_json::Value> {
         let http = reqwest::Client::new();

@@ -171,29 +171,10 @@ async fn a_scripted_session_leaves_the_exact_trail() {
     );
 
     // The personal data written never reached the trail, in any form, export included.
-    let export = reqwest::Client::new()
-        .get(format!("{}/api/v1/audit/export?format=jsonl", f.gw.http()))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let export = f.gw.audit_export(&admin, "format=jsonl").await;
     assert!(export.lines().count() >= records.len());
     assert!(!export.contains("ana@example.com") && !export.contains("bo@example.org"));
-    let csv = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/audit/export?format=csv&identity=agent",
-            f.gw.http()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let csv = f.gw.audit_export(&admin, "format=csv&identity=agent").await;
     assert!(csv.starts_with("id,ts,event,identity"));
     assert_eq!(csv.lines().count(), records.len() + 1);
 

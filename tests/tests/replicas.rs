@@ -810,15 +810,7 @@ async fn every_replica_writes_its_own_chain_and_each_reads_them_all() {
             .await;
         assert_eq!(only_b.len(), 3);
     }
-    let export = reqwest::Client::new()
-        .get(format!("{}/api/v1/audit/export?q=through-", r.a.http()))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let export = r.a.audit_export(&admin, "q=through-").await;
     assert_eq!(export.lines().count(), 6, "{export}");
 
     // `audit verify` checks every chain, each against the key its replica signs with.
