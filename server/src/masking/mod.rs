@@ -513,10 +513,7 @@ impl Masking {
         // its rows are read: a plan made for one delimiter must never serve another.
         // So is the name `current_setting` reads (a custom setting or one of PostgreSQL's own).
         let literal_matters = stmt.kinds.iter().any(|k| k == "COPY")
-            || sql
-                .as_bytes()
-                .windows(15)
-                .any(|w| w.eq_ignore_ascii_case(b"current_setting"));
+            || crate::sql::mentions(sql.as_bytes(), b"current_setting");
         let key: std::borrow::Cow<'_, str> = if stmt.backslash_string || literal_matters {
             format!("\u{0}text\u{0}{sql}").into()
         } else {
