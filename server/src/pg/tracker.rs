@@ -1280,7 +1280,19 @@ impl Tracker {
             catalog: &catalog,
             exempt: &ex,
         };
-        if let Some(plan) = self.verdicts.plan(info, &inputs) {
+        // Columns straight from tables need the catalog only; expressions need the lineage.
+        let needs_lineage = match given {
+            Some(f) => f.iter().any(|f| {
+                (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
+            }),
+            // Columns of unknown type and origin.
+            None => blind.unwrap_or(0) > 0,
+        };
+        let kept = match needs_lineage {
+            true => self.verdicts.plan(info, &inputs),
+            false => self.verdicts.column_plan(&inputs),
+        };
+        if let Some(plan) = kept {
             // Each result an exemption lets through is audited, kept plan or not.
             self.note_exemptions(info, &plan);
             return plan;
@@ -1319,10 +1331,6 @@ impl Tracker {
                 &owned
             }
         };
-        // Columns straight from tables need the catalog only; expressions need the lineage.
-        let needs_lineage = fields.iter().any(|f| {
-            (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
-        });
         let lineage = needs_lineage.then(|| m.gw.masking.lineage_of(info));
         let mut st: Option<Arc<StatementLineage>> = lineage
             .as_ref()
@@ -1347,7 +1355,10 @@ impl Tracker {
         // A plan that found something unknown asked for a catalog read: the next result is
         // planned again, under the catalog that read brings.
         if keep && !plan.stale {
-            self.verdicts.keep_plan(info, &inputs, plan.clone());
+            match needs_lineage {
+                true => self.verdicts.keep_plan(info, &inputs, plan.clone()),
+                false => self.verdicts.keep_column_plan(&inputs, plan.clone()),
+            }
         }
         plan
     }

@@ -25,6 +25,10 @@
 //!     state), are never kept.
 //!   - whether the text switches the client encoding to one the gateway refuses.
 //!
+//!   A result whose every column comes straight from a table is planned without the
+//!   statement's lineage: its plan is kept once per session for all statements (a Query
+//!   with inline literals too), under the same description, catalog and exemptions.
+//!
 //! Architecture invariant: a kept verdict is used only when every input it was computed from
 //! is unchanged; anything not keyed here is computed again on every execution (the audit's
 //! health, approvals, the durable record of a write, exemption-use records).
@@ -46,6 +50,8 @@ const MAX_TEXT: usize = 8 * 1024;
 /// Result descriptions kept per statement (a string of several statements, or one read with
 /// several sets of formats).
 const MAX_PLANS: usize = 4;
+/// Descriptions of results straight from tables kept per session.
+const MAX_COLUMN_PLANS: usize = 16;
 
 /// What a decision was made under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +63,7 @@ pub struct DecisionKey {
 }
 
 /// What a masking plan was made from, besides the statement.
+#[derive(Clone, Copy)]
 pub struct PlanInputs<'a> {
     pub index: usize,
     pub fields: Option<&'a [Field]>,
@@ -77,6 +84,18 @@ struct KeptPlan {
 }
 
 impl KeptPlan {
+    fn new(inputs: &PlanInputs<'_>, plan: Arc<ResultPlan>) -> Self {
+        KeptPlan {
+            index: inputs.index,
+            fields: inputs.fields.map(<[Field]>::to_vec),
+            formats: inputs.formats.to_vec(),
+            blind: inputs.blind,
+            catalog: inputs.catalog.clone(),
+            exempt: inputs.exempt.clone(),
+            plan,
+        }
+    }
+
     fn made_from(&self, i: &PlanInputs<'_>) -> bool {
         self.index == i.index
             && Arc::ptr_eq(&self.catalog, i.catalog)
@@ -125,6 +144,11 @@ pub struct Verdicts {
     /// Emptied with `texts`, which keeps their addresses alive until then.
     again: HashSet<usize, BuildHasherDefault<AddressHasher>>,
     memos: HashMap<usize, Memo, BuildHasherDefault<AddressHasher>>,
+    /// Plans of results whose every column comes straight from a table: the planner then
+    /// reads no lineage, so the plan depends on the description, formats, catalog and
+    /// exemptions alone, whatever statement produced it (a Query with inline literals
+    /// too). The statement index is not part of their key.
+    column_plans: Vec<KeptPlan>,
 }
 
 fn address(stmt: &Arc<Statement>) -> usize {
@@ -226,15 +250,30 @@ impl Verdicts {
         if memo.plans.len() >= MAX_PLANS {
             memo.plans.remove(0);
         }
-        memo.plans.push(KeptPlan {
-            index: inputs.index,
-            fields: inputs.fields.map(<[Field]>::to_vec),
-            formats: inputs.formats.to_vec(),
-            blind: inputs.blind,
-            catalog: inputs.catalog.clone(),
-            exempt: inputs.exempt.clone(),
-            plan,
-        });
+        memo.plans.push(KeptPlan::new(inputs, plan));
+    }
+
+    /// The kept plan of a result whose columns all come straight from tables (see
+    /// `column_plans`), made from exactly `inputs` but whatever statement.
+    pub fn column_plan(&self, inputs: &PlanInputs<'_>) -> Option<Arc<ResultPlan>> {
+        self.column_plans
+            .iter()
+            .find(|p| {
+                p.made_from(&PlanInputs {
+                    index: p.index,
+                    ..*inputs
+                })
+            })
+            .map(|p| p.plan.clone())
+    }
+
+    pub fn keep_column_plan(&mut self, inputs: &PlanInputs<'_>, plan: Arc<ResultPlan>) {
+        self.column_plans
+            .retain(|p| Arc::ptr_eq(&p.catalog, inputs.catalog));
+        if self.column_plans.len() >= MAX_COLUMN_PLANS {
+            self.column_plans.remove(0);
+        }
+        self.column_plans.push(KeptPlan::new(inputs, plan));
     }
 
     /// Whether `stmt`'s text was found not to switch to a refused client encoding (a pure
@@ -380,6 +419,24 @@ mod tests {
             ..inputs(&c1, &none, &[])
         };
         assert!(v.plan(&s, &changed).is_none(), "description");
+        // Plans of table columns serve every statement, under the same inputs.
+        v.keep_column_plan(&inputs(&c1, &none, &[]), Arc::new(ResultPlan::default()));
+        let other = Statement::new("SELECT a FROM t WHERE id = 1");
+        assert!(v.plan(&other, &inputs(&c1, &none, &[])).is_none());
+        let any_index = PlanInputs {
+            index: 3,
+            ..inputs(&c1, &none, &[])
+        };
+        assert!(v.column_plan(&any_index).is_some());
+        assert!(v.column_plan(&inputs(&c2, &none, &[])).is_none(), "catalog");
+        assert!(
+            v.column_plan(&inputs(&c1, &exempt, &[])).is_none(),
+            "exemptions"
+        );
+        assert!(
+            v.column_plan(&inputs(&c1, &none, &[1])).is_none(),
+            "formats"
+        );
         // A plan under a newer catalog drops the older ones.
         v.keep_plan(&s, &inputs(&c2, &none, &[]), plan);
         assert!(v.plan(&s, &inputs(&c1, &none, &[])).is_none());
