@@ -97,6 +97,14 @@ async fn a_rule_change_reaches_statements_the_session_has_seen() {
         assert_eq!(r, Ok(vec![Some("bolt".into()), Some("nut".into())]));
     }
 
+    // The same shape with other literals: what holds for the shape is kept per shape.
+    for id in 1..=3 {
+        let sql = format!("SELECT label FROM widgets WHERE id = {id}");
+        c.simple_query(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {}", error_text(&e)));
+    }
+
     let api = Api::new(f.gw.http());
     let admin = f.gw.login(ADMIN, ADMIN_PASSWORD).await;
     let rule = json!({"id": "no-widgets", "action": "deny", "tables": ["widgets"],
@@ -106,6 +114,15 @@ async fn a_rule_change_reaches_statements_the_session_has_seen() {
     for (mode, r) in MODES.iter().zip(settled(&c, &prepared, sql).await) {
         assert!(denied(&r), "{mode:?} after the rule was added: {r:?}");
     }
+    let e = c
+        .simple_query("SELECT label FROM widgets WHERE id = 9")
+        .await
+        .expect_err("a new literal of a kept shape is decided under the new rule");
+    assert!(
+        error_text(&e).contains("denied by Gatehouse"),
+        "{}",
+        error_text(&e)
+    );
 
     let (s, body) = api.delete("/api/v1/rules/no-widgets", &admin).await;
     assert_eq!(s, 204, "{body}");
@@ -141,6 +158,12 @@ async fn a_tag_or_exemption_change_reaches_results_the_session_has_planned() {
     for r in settled(&c, &prepared, sql).await {
         assert_eq!(r, Ok(clear.clone()), "untagged, nothing to mask");
     }
+    // Other texts of the same result description: plans of table columns are kept for all.
+    let by_id = |id: usize| format!("SELECT display FROM contacts WHERE id = {id}");
+    for id in 1..=2 {
+        let rows = run(&c, Mode::Simple, &prepared, &by_id(id)).await;
+        assert_eq!(rows, Ok(vec![clear[id - 1].clone()]));
+    }
 
     let http = reqwest::Client::new();
     let admin = f.gw.login(ADMIN, ADMIN_PASSWORD).await;
@@ -174,6 +197,11 @@ async fn a_tag_or_exemption_change_reaches_results_the_session_has_planned() {
         }
     };
     masked("after the tag", settled(&c, &prepared, sql).await);
+    let rows = run(&c, Mode::Simple, &prepared, &by_id(1)).await;
+    assert!(
+        matches!(&rows, Ok(r) if r.len() == 1 && r[0] != clear[0]),
+        "a new text of a kept description after the tag: {rows:?}"
+    );
 
     // An exemption for the agent's group lets the names through; its removal masks them again.
     let r = http

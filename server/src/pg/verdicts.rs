@@ -25,6 +25,9 @@
 //!     state), are never kept.
 //!   - whether the text switches the client encoding to one the gateway refuses.
 //!
+//!   The decision and the read check also hold for every text of the statement's shape
+//!   where the policy's classification, or the masking lineage, is the shape's (a Query
+//!   with its literals inline is new text each time): they are kept per shape key too.
 //!   A result whose every column comes straight from a table is planned without the
 //!   statement's lineage: its plan is kept once per session for all statements (a Query
 //!   with inline literals too), under the same description, catalog and exemptions.
@@ -149,6 +152,19 @@ pub struct Verdicts {
     /// exemptions alone, whatever statement produced it (a Query with inline literals
     /// too). The statement index is not part of their key.
     column_plans: Vec<KeptPlan>,
+    /// What holds for every text of a shape (see [`ShapeMemo`]), by shape key.
+    shapes: HashMap<String, ShapeMemo>,
+}
+
+/// What holds for every statement of one shape key: a Query with its literals inline is new
+/// text each time, but the policy's cache classifies every text of a shape alike unless the
+/// classification says its literals matter, and the masking lineage is the shape's unless
+/// `Masking::lineage_by_shape` says otherwise. Neither is used for a text with a backslash
+/// string, which reads differently with the session's settings.
+#[derive(Default)]
+struct ShapeMemo {
+    decision: Option<(DecisionKey, Arc<Decision>)>,
+    read_against: Option<Arc<Catalog>>,
 }
 
 fn address(stmt: &Arc<Statement>) -> usize {
@@ -197,29 +213,76 @@ impl Verdicts {
         }))
     }
 
-    /// The decision kept for `stmt` under exactly `key`.
+    /// The memo of `stmt`'s shape, for what may be kept per shape at all.
+    fn shape(&self, stmt: &Statement) -> Option<&ShapeMemo> {
+        if stmt.backslash_string {
+            return None;
+        }
+        self.shapes.get(stmt.shape_key.as_str())
+    }
+
+    fn shape_mut(&mut self, stmt: &Statement) -> Option<&mut ShapeMemo> {
+        if stmt.backslash_string || stmt.shape_key.len() > MAX_TEXT {
+            return None;
+        }
+        if !self.shapes.contains_key(stmt.shape_key.as_str()) {
+            if self.shapes.len() >= MAX_STATEMENTS {
+                self.shapes.clear();
+            }
+            self.shapes
+                .insert(stmt.shape_key.clone(), ShapeMemo::default());
+        }
+        self.shapes.get_mut(stmt.shape_key.as_str())
+    }
+
+    /// The decision kept for `stmt` (or, where its classification is its shape's, for its
+    /// shape) under exactly `key`.
     pub fn decision(&self, stmt: &Arc<Statement>, key: DecisionKey) -> Option<Arc<Decision>> {
-        match &self.memos.get(&address(stmt))?.decision {
+        let kept = |d: &Option<(DecisionKey, Arc<Decision>)>| match d {
             Some((k, d)) if *k == key => Some(d.clone()),
             _ => None,
-        }
+        };
+        self.memos
+            .get(&address(stmt))
+            .and_then(|m| kept(&m.decision))
+            .or_else(|| self.shape(stmt).and_then(|m| kept(&m.decision)))
     }
 
     pub fn keep_decision(&mut self, stmt: &Arc<Statement>, key: DecisionKey, d: Arc<Decision>) {
+        // Every text of the shape gets this classification (the policy's cache says so by
+        // not marking it literal-sensitive): the decision holds for the shape.
+        let per_shape = d
+            .classification
+            .as_ref()
+            .is_some_and(|c| !c.literal_sensitive);
+        if per_shape {
+            if let Some(m) = self.shape_mut(stmt) {
+                m.decision = Some((key, d.clone()));
+            }
+        }
         if let Some(m) = self.memo(stmt) {
             m.decision = Some((key, d));
         }
     }
 
-    /// Whether every relation `stmt` reads was found in `catalog` (this very one) before.
+    /// Whether every relation `stmt` reads (or, where its lineage is its shape's, any text of
+    /// its shape reads) was found in `catalog` (this very one) before.
     pub fn read_checked(&self, stmt: &Arc<Statement>, catalog: &Arc<Catalog>) -> bool {
+        let against =
+            |c: &Option<Arc<Catalog>>| c.as_ref().is_some_and(|c| Arc::ptr_eq(c, catalog));
         self.memos
             .get(&address(stmt))
-            .and_then(|m| m.read_against.as_ref())
-            .is_some_and(|c| Arc::ptr_eq(c, catalog))
+            .is_some_and(|m| against(&m.read_against))
+            || (crate::masking::Masking::lineage_by_shape(stmt)
+                && self.shape(stmt).is_some_and(|m| against(&m.read_against)))
     }
 
     pub fn keep_read_checked(&mut self, stmt: &Arc<Statement>, catalog: Arc<Catalog>) {
+        if crate::masking::Masking::lineage_by_shape(stmt) {
+            if let Some(m) = self.shape_mut(stmt) {
+                m.read_against = Some(catalog.clone());
+            }
+        }
         if let Some(m) = self.memo(stmt) {
             m.read_against = Some(catalog);
         }
@@ -351,7 +414,10 @@ mod tests {
     fn a_decision_is_used_only_under_the_key_it_was_made_under() {
         let mut v = Verdicts::default();
         let s = v.statement("SELECT 1", true);
-        let d = Arc::new(Decision::allow());
+        let d = Arc::new(Decision {
+            classification: Some(crate::policy::Policy::default().classify("SELECT 1")),
+            ..Decision::allow()
+        });
         v.keep_decision(&s, key(2), d.clone());
         assert!(v.decision(&s, key(2)).is_some());
         assert!(v.decision(&s, key(4)).is_none(), "the rules changed");
@@ -367,9 +433,59 @@ mod tests {
         let mut unknown = key(2);
         unknown.strings = None;
         assert!(v.decision(&s, unknown).is_none(), "strings reading unknown");
-        // Another statement with the same text but not the kept one has nothing.
-        let other = Statement::new("SELECT 1");
+        // Another statement of the same shape shares it: its classification is the shape's.
+        let other = Statement::new("SELECT 2");
+        assert!(v.decision(&other, key(2)).is_some());
+        assert!(v.decision(&other, key(4)).is_none());
+    }
+
+    #[test]
+    fn a_decision_whose_literals_matter_or_with_a_backslash_string_is_not_kept_per_shape() {
+        let mut v = Verdicts::default();
+        let policy = crate::policy::Policy::default();
+        let sensitive = v.statement("SELECT set_config('role', 'x', false)", false);
+        let c = policy.classify(&sensitive.sql);
+        assert!(c.literal_sensitive);
+        let d = Arc::new(Decision {
+            classification: Some(c),
+            ..Decision::allow()
+        });
+        v.keep_decision(&sensitive, key(2), d);
+        let other = Statement::new("SELECT set_config('search_path', 'x', false)");
         assert!(v.decision(&other, key(2)).is_none());
+
+        let backslash = v.statement(r"SELECT 'a\'; SELECT 'b'", false);
+        let plain = Arc::new(Decision {
+            classification: Some(policy.classify("SELECT 1")),
+            ..Decision::allow()
+        });
+        v.keep_decision(&backslash, key(2), plain);
+        let same_shape = Statement::new(r"SELECT 'c\'; SELECT 'd'");
+        assert!(v.decision(&same_shape, key(2)).is_none());
+        let catalog = Arc::new(Catalog::empty());
+        v.keep_read_checked(&backslash, catalog.clone());
+        assert!(!v.read_checked(&same_shape, &catalog));
+    }
+
+    #[test]
+    fn a_read_check_is_kept_per_shape_only_where_the_lineage_is_the_shapes() {
+        let mut v = Verdicts::default();
+        let catalog = Arc::new(Catalog::empty());
+        let a = v.statement("SELECT x FROM t WHERE id = 1", false);
+        v.keep_read_checked(&a, catalog.clone());
+        assert!(v.read_checked(&Statement::new("SELECT x FROM t WHERE id = 2"), &catalog));
+        let setting = v.statement("SELECT current_setting('a.b') FROM t", false);
+        v.keep_read_checked(&setting, catalog.clone());
+        assert!(!v.read_checked(
+            &Statement::new("SELECT current_setting('c.d') FROM t"),
+            &catalog
+        ));
+        let copy = v.statement("COPY t TO STDOUT (DELIMITER ';')", false);
+        v.keep_read_checked(&copy, catalog.clone());
+        assert!(!v.read_checked(
+            &Statement::new("COPY t TO STDOUT (DELIMITER ',')"),
+            &catalog
+        ));
     }
 
     #[test]
