@@ -505,14 +505,12 @@ pub async fn before_reading(
     if unknown.is_empty() {
         return Some(catalog);
     }
-    let Some(env) =
+    // No environment to read from: something stays unknown, so nothing may be kept.
+    let env =
         m.gw.environments
             .get(&m.env)
             .filter(|e| e.reaches(&m.database))
-            .cloned()
-    else {
-        return None;
-    };
+            .cloned()?;
     if m.gw
         .masking
         .want_read(&m.env, &m.database, ReadReason::UnknownRelation(&unknown))
