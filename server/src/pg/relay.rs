@@ -466,12 +466,14 @@ where
                         let kept = key.and_then(|k| t.verdicts.decision(&info, k));
                         (reading, key, kept)
                     };
+                    // Kept already: keeping it again would cost the lookups it saved.
+                    let keep = key.filter(|_| kept.is_none());
                     let admission = gate::admit(observer, &info, reading, notices, kept).await;
                     let mut t = lock(tracker);
                     if admission.sets_search_path {
                         t.search_path_changed = true;
                     }
-                    if let (Some(key), Some(d)) = (key, &admission.decided) {
+                    if let (Some(key), Some(d)) = (keep, &admission.decided) {
                         t.verdicts.keep_decision(&info, key, d.clone());
                     }
                     admission

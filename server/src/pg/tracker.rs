@@ -572,8 +572,10 @@ impl Tracker {
                 leaves,
             })
         });
+        // The same text is usually the same kept `Statement`: compared by address first.
         names::resolve(self.statements.get(name).cloned(), ops, |a, b| {
-            a.info.sql == b.info.sql && a.unreadable == b.unreadable
+            (Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
+                && a.unreadable == b.unreadable
         })
     }
 
@@ -596,7 +598,9 @@ impl Tracker {
             })
         });
         names::resolve(self.portals.get(name).cloned(), ops, |a, b| {
-            Arc::ptr_eq(a, b) || (a.info.sql == b.info.sql && a.unreadable == b.unreadable)
+            Arc::ptr_eq(a, b)
+                || ((Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
+                    && a.unreadable == b.unreadable)
         })
     }
 
