@@ -504,23 +504,26 @@ impl Masking {
         out
     }
 
+    /// Whether every statement with `stmt`'s shape key has its lineage: otherwise the literals
+    /// matter and it is analysed by its exact text. Split differently under
+    /// standard_conforming_strings = off: by the text. COPY's options are literals
+    /// (`DELIMITER ';'`) the shape key leaves out, yet they decide how its rows are read: a
+    /// plan made for one delimiter must never serve another. So is the name
+    /// `current_setting` reads (a custom setting or one of PostgreSQL's own).
+    pub fn lineage_by_shape(stmt: &crate::sql::Statement) -> bool {
+        !stmt.backslash_string
+            && !stmt.kinds.iter().any(|k| k == "COPY")
+            && !crate::sql::mentions(stmt.sql.as_bytes(), b"current_setting")
+    }
+
     /// The lineage of a statement, parsed once per statement shape (looked up by the shape key
     /// made when the statement arrived).
     pub fn lineage_of(&self, stmt: &crate::sql::Statement) -> Arc<Lineage> {
         let sql: &str = &stmt.sql;
-        // Split differently under standard_conforming_strings = off: key by the text. COPY's
-        // options are literals (`DELIMITER ';'`) the shape key leaves out, yet they decide how
-        // its rows are read: a plan made for one delimiter must never serve another.
-        // So is the name `current_setting` reads (a custom setting or one of PostgreSQL's own).
-        let literal_matters = stmt.kinds.iter().any(|k| k == "COPY")
-            || sql
-                .as_bytes()
-                .windows(15)
-                .any(|w| w.eq_ignore_ascii_case(b"current_setting"));
-        let key: std::borrow::Cow<'_, str> = if stmt.backslash_string || literal_matters {
-            format!("\u{0}text\u{0}{sql}").into()
-        } else {
+        let key: std::borrow::Cow<'_, str> = if Self::lineage_by_shape(stmt) {
             stmt.shape_key.as_str().into()
+        } else {
+            format!("\u{0}text\u{0}{sql}").into()
         };
         if key.len() <= MAX_CACHED_KEY {
             let mut c = self.lineage.lock().unwrap_or_else(|p| p.into_inner());

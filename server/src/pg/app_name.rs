@@ -116,8 +116,7 @@ pub fn rewrite_statements(sql: &str, prefix: &str) -> Option<String> {
 /// A quick look before any lexing: almost no statement names the setting.
 fn mentions_application_name(sql: &[u8]) -> bool {
     const NAME: &[u8] = b"application_name";
-    sql.windows(NAME.len())
-        .any(|w| w.eq_ignore_ascii_case(NAME))
+    crate::sql::mentions(sql, NAME)
 }
 
 /// A client's Query (`Q`) or Parse (`P`) frame with its `SET application_name` rewritten by

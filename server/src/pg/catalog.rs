@@ -458,7 +458,7 @@ pub fn copy_reads_unknown_relation(
     info: &crate::sql::Statement,
 ) -> bool {
     info.kinds.iter().any(|k| k == "COPY")
-        && !unknown_relations(m, info, |st| st.copy.is_some()).is_empty()
+        && !unknown_relations(m, info, &m.catalog(), |st| st.copy.is_some()).is_empty()
 }
 
 /// The relations (`name:…`) that the statements of `info` which `which` picks read and the
@@ -466,17 +466,17 @@ pub fn copy_reads_unknown_relation(
 fn unknown_relations(
     m: &super::tracker::SessionMasking,
     info: &crate::sql::Statement,
+    catalog: &Catalog,
     which: impl Fn(&crate::masking::lineage::StatementLineage) -> bool,
 ) -> std::collections::BTreeSet<String> {
     let lineage = m.gw.masking.lineage_of(info);
-    let catalog = m.catalog();
     lineage
         .statements
         .iter()
         .filter(|st| which(st))
         .flat_map(|st| {
             crate::masking::plan::Planner {
-                catalog: &catalog,
+                catalog,
                 lineage: Some(st),
                 exempt: &Default::default(),
                 exempt_columns: &Default::default(),
@@ -492,25 +492,31 @@ fn unknown_relations(
 /// as unknown — which would break the first query after every `CREATE TABLE`. What is still
 /// unknown afterwards (a temporary table) stays masked whole; a COPY of it is refused by the
 /// caller, since COPY rows carry no types to mask by.
-pub async fn before_reading(m: &super::tracker::SessionMasking, info: &crate::sql::Statement) {
-    let unknown = unknown_relations(m, info, |_| true);
+///
+/// Returns the catalog every relation the statement reads was found in, if it was (the
+/// session may keep that answer while its catalog is this very one); `None` when something
+/// was unknown.
+pub async fn before_reading(
+    m: &super::tracker::SessionMasking,
+    info: &crate::sql::Statement,
+) -> Option<Arc<Catalog>> {
+    let catalog = m.catalog();
+    let unknown = unknown_relations(m, info, &catalog, |_| true);
     if unknown.is_empty() {
-        return;
+        return Some(catalog);
     }
-    let Some(env) =
+    // No environment to read from: something stays unknown, so nothing may be kept.
+    let env =
         m.gw.environments
             .get(&m.env)
             .filter(|e| e.reaches(&m.database))
-            .cloned()
-    else {
-        return;
-    };
+            .cloned()?;
     if m.gw
         .masking
         .want_read(&m.env, &m.database, ReadReason::UnknownRelation(&unknown))
     {
         load(&m.gw, &env, &m.database).await;
-        return;
+        return None;
     }
     // Another read is under way: wait for it (bounded), not for a new one.
     let before = m.gw.masking.generation();
@@ -521,6 +527,7 @@ pub async fn before_reading(m: &super::tracker::SessionMasking, info: &crate::sq
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    None
 }
 
 /// Reads again, every minute, each catalog older than [`crate::masking::CATALOG_MAX_AGE`] (or

@@ -228,8 +228,8 @@ impl ClientEncoding {
 pub fn statement_refused(sql: &str) -> Option<EncodingRefused> {
     use crate::sql::lexer::{Lexer, TokenKind};
     // Cheap: almost no statement mentions either word.
-    let lower = sql.as_bytes();
-    let mentions = |w: &[u8]| lower.windows(w.len()).any(|x| x.eq_ignore_ascii_case(w));
+    let text = sql.as_bytes();
+    let mentions = |w: &[u8]| crate::sql::mentions(text, w);
     if !mentions(b"encoding") && !mentions(b"names") {
         return None;
     }

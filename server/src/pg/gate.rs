@@ -19,7 +19,7 @@ use crate::approval::{NewApproval, Outcome};
 use crate::audit::{AuditRecord, ConnectionMeta, Pending, StatementEvent, WriteFailure};
 use crate::gateway::{Environment, Gateway};
 use crate::identity::Identity;
-use crate::policy::{Action, Strings, Subject};
+use crate::policy::{Action, Decision, Strings, Subject};
 
 /// Who runs statements on this connection, and where.
 pub struct Observer {
@@ -55,6 +55,10 @@ pub struct Admission {
     pub refusal: Option<Refusal>,
     /// The statement may set `search_path`: later ones are read as if it had.
     pub sets_search_path: bool,
+    /// The policy's decision, when the session may keep it for the same statement's next
+    /// execution (see `verdicts`): an allow or a deny, never a review, which asks for an
+    /// approval each time.
+    pub decided: Option<Arc<Decision>>,
 }
 
 const AUDIT_HINT: &str = "Gatehouse records every statement before it runs; statements resume once the audit trail is writable again. Tell a Gatehouse administrator.";
@@ -93,15 +97,20 @@ fn refused(
         },
         refusal: Some(refusal),
         sets_search_path: false,
+        decided: None,
     }
 }
 
 /// Decides one execution. `notices` reaches the client between frames (for the hold NOTICE).
+/// `kept`: the policy's decision the session kept for this statement under the same rules and
+/// reading; everything after the policy (the audit's health, the pinned role, approvals, the
+/// durable record of a write) is checked again regardless.
 pub async fn admit(
     o: &Observer,
     info: &Arc<StmtInfo>,
     reading: Reading,
     notices: &UnboundedSender<BytesMut>,
+    kept: Option<Arc<Decision>>,
 ) -> Admission {
     if let Some(f) = o.gw.audit.refuses(info.may_write) {
         return refused(
@@ -111,16 +120,22 @@ pub async fn admit(
             audit_refusal(&f),
         );
     }
-    let subject = Subject {
-        identity: &o.identity,
-        environment: &o.env.name,
-        tier: o.env.tier,
-        tags: &o.env.tags,
-        search_path_changed: reading.search_path_changed,
+    let decision = match kept {
+        Some(d) => d,
+        None => {
+            let subject = Subject {
+                identity: &o.identity,
+                environment: &o.env.name,
+                tier: o.env.tier,
+                tags: &o.env.tags,
+                search_path_changed: reading.search_path_changed,
+            };
+            Arc::new(
+                o.gw.policy
+                    .decide_statement_as(&subject, info, reading.strings),
+            )
+        }
     };
-    let decision =
-        o.gw.policy
-            .decide_statement_as(&subject, info, reading.strings);
     // Counting one that is refused, or a function that may not set it at all, costs only
     // precision on bare names; missing one would let a schema rule be dodged. Code the
     // gateway has not vetted (a user function's body) may set it too.
@@ -157,12 +172,13 @@ pub async fn admit(
         approval_id: None,
         refused: false,
     };
+    let mut decided = None;
     match decision.action {
-        Action::Allow => {}
+        Action::Allow => decided = Some(decision.clone()),
         Action::Deny => {
-            return refused(
+            let mut denied = refused(
                 "deny",
-                Some(decision.rule),
+                Some(decision.rule.clone()),
                 None,
                 PgError::refusal(
                     SqlState::InsufficientPrivilege,
@@ -170,11 +186,13 @@ pub async fn admit(
                     "Run it in another environment, or ask a Gatehouse administrator about the rule.",
                 ),
             );
+            denied.decided = Some(decision.clone());
+            return denied;
         }
         Action::Review => match review(o, info, &decision.rule, &decision.reason, notices).await {
             Ok(approval_id) => gate.approval_id = Some(approval_id),
             Err((approval_id, refusal)) => {
-                return refused("review", Some(decision.rule), approval_id, refusal)
+                return refused("review", Some(decision.rule.clone()), approval_id, refusal)
             }
         },
     }
@@ -214,6 +232,7 @@ pub async fn admit(
         gate,
         refusal: None,
         sets_search_path,
+        decided,
     }
 }
 

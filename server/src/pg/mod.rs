@@ -29,5 +29,6 @@ pub mod stream;
 pub mod tls;
 pub mod tracker;
 pub mod upstream;
+pub mod verdicts;
 pub mod wire;
 pub mod workers;

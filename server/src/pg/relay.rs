@@ -181,6 +181,7 @@ pub async fn run(
     let mut down_scanner = FrameScanner::default();
     let mut traffic = Traffic::default();
     let mut statements = 0u64;
+    let statement_metrics = StatementMetrics::new();
     // Messages of the gateway's own for the client (a hold NOTICE), sent between frames.
     let (notices, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<BytesMut>();
     let stop_seen = stop.clone();
@@ -205,6 +206,7 @@ pub async fn run(
             &tracker,
             observer,
             &mut statements,
+            &statement_metrics,
             &mut notice_rx,
         );
         tokio::select! {
@@ -221,7 +223,7 @@ pub async fn run(
         t.finish_suspended();
         std::mem::take(&mut t.completed)
     };
-    record_completed(observer, leftovers).await;
+    record_completed(observer, &statement_metrics, leftovers).await;
     // Leave the upstream cleanly when we can; it frees the backend at once.
     let _ = uw.shutdown().await;
     (end, cw, down_scanner.at_boundary(), traffic)
@@ -362,9 +364,9 @@ where
             let decision_point = match tag {
                 b'Q' => {
                     activity.in_flight.fetch_add(1, Ordering::Relaxed);
-                    Some(statement::query(&lock(tracker), frame))
+                    Some(statement::query(&mut lock(tracker), frame))
                 }
-                b'B' => Some(statement::bind(&lock(tracker), frame)),
+                b'B' => Some(statement::bind(&mut lock(tracker), frame)),
                 b'E' => Some(statement::execute(&lock(tracker), frame, |info| {
                     observer
                         .gw
@@ -415,8 +417,14 @@ where
                 Point::Execute(_) => None,
                 _ => lock(tracker).masking.clone(),
             };
+            // Kept per statement while the session's catalog is the one it was checked in.
             if let Some(m) = masking {
-                super::catalog::before_reading(&m, &info).await;
+                let checked = lock(tracker).verdicts.read_checked(&info, &m.catalog());
+                if !checked {
+                    if let Some(catalog) = super::catalog::before_reading(&m, &info).await {
+                        lock(tracker).verdicts.keep_read_checked(&info, catalog);
+                    }
+                }
             }
             let early = early.or_else(|| match point {
                 Point::Execute(_) => None,
@@ -433,6 +441,7 @@ where
                     },
                     refusal: Some(refusal),
                     sets_search_path: false,
+                    decided: None,
                 },
                 // Decided at its Bind.
                 (None, Point::Execute(target)) => gate::Admission {
@@ -443,12 +452,33 @@ where
                         .unwrap_or_default(),
                     refusal: None,
                     sets_search_path: false,
+                    decided: None,
                 },
                 (None, _) => {
-                    let reading = statement::reading(&lock(tracker), &point);
-                    let admission = gate::admit(observer, &info, reading, notices).await;
+                    // The rules' generation is read before the policy is asked, so a
+                    // decision kept under it is one the rules in force then made.
+                    let (reading, key, kept) = {
+                        let t = lock(tracker);
+                        let reading = statement::reading(&t, &point);
+                        let key = observer.gw.policy.kept_decisions().map(|rules| {
+                            super::verdicts::DecisionKey {
+                                rules,
+                                search_path_changed: reading.search_path_changed,
+                                strings: reading.strings,
+                            }
+                        });
+                        let kept = key.and_then(|k| t.verdicts.decision(&info, k));
+                        (reading, key, kept)
+                    };
+                    // Kept already: keeping it again would cost the lookups it saved.
+                    let keep = key.filter(|_| kept.is_none());
+                    let admission = gate::admit(observer, &info, reading, notices, kept).await;
+                    let mut t = lock(tracker);
                     if admission.sets_search_path {
-                        lock(tracker).search_path_changed = true;
+                        t.search_path_changed = true;
+                    }
+                    if let (Some(key), Some(d)) = (keep, &admission.decided) {
+                        t.verdicts.keep_decision(&info, key, d.clone());
                     }
                     admission
                 }
@@ -503,7 +533,45 @@ where
     }
 }
 
-async fn record_completed(observer: &Observer, done: Vec<super::tracker::Completed>) {
+/// The metrics every statement updates, resolved once per session: a lookup in the registry
+/// per statement (a hash of the name and labels, a lock) cost more than the update itself.
+struct StatementMetrics {
+    allow: metrics::Counter,
+    deny: metrics::Counter,
+    review: metrics::Counter,
+    refused: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+impl StatementMetrics {
+    fn new() -> Self {
+        StatementMetrics {
+            allow: metrics::counter!("gatehouse_statements_total", "decision" => "allow"),
+            deny: metrics::counter!("gatehouse_statements_total", "decision" => "deny"),
+            review: metrics::counter!("gatehouse_statements_total", "decision" => "review"),
+            refused: metrics::counter!("gatehouse_statements_total", "decision" => "refused"),
+            duration: metrics::histogram!("gatehouse_statement_duration_seconds"),
+        }
+    }
+
+    fn count(&self, decision: &'static str) {
+        match decision {
+            "allow" => self.allow.increment(1),
+            "deny" => self.deny.increment(1),
+            "review" => self.review.increment(1),
+            "refused" => self.refused.increment(1),
+            other => {
+                metrics::counter!("gatehouse_statements_total", "decision" => other).increment(1)
+            }
+        }
+    }
+}
+
+async fn record_completed(
+    observer: &Observer,
+    metrics: &StatementMetrics,
+    done: Vec<super::tracker::Completed>,
+) {
     for c in done {
         let (sqlstate, error) = match c.exec.error {
             // Upstream messages can quote values (`invalid input syntax …: "ana@…"`); the
@@ -521,9 +589,8 @@ async fn record_completed(observer: &Observer, done: Vec<super::tracker::Complet
         };
         let g = c.exec.gate;
         let (decision, rule, approval_id) = (g.decision, g.rule, g.approval_id);
-        metrics::counter!("gatehouse_statements_total", "decision" => decision).increment(1);
-        metrics::histogram!("gatehouse_statement_duration_seconds")
-            .record(c.duration.as_secs_f64());
+        metrics.count(decision);
+        metrics.duration.record(c.duration.as_secs_f64());
         let event = StatementEvent {
             meta: observer.meta.clone(),
             stmt: c.exec.info.clone(),
@@ -557,6 +624,7 @@ async fn upstream_to_client<R, W>(
     tracker: &Mutex<Tracker>,
     observer: &Observer,
     statements: &mut u64,
+    statement_metrics: &StatementMetrics,
     notices: &mut tokio::sync::mpsc::UnboundedReceiver<BytesMut>,
 ) -> RelayEnd
 where
@@ -677,7 +745,7 @@ where
         // statement's record) cannot then overtake them in the trail.
         *statements += done.len() as u64;
         if !done.is_empty() {
-            record_completed(observer, done).await;
+            record_completed(observer, statement_metrics, done).await;
         }
         if rewrites.is_empty() {
             if ready > 0 {

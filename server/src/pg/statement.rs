@@ -73,11 +73,23 @@ pub fn encoding_refusal(info: &StmtInfo) -> Option<EarlyRefusal> {
     })
 }
 
+/// [`encoding_refusal`], once per kept statement: it depends on the text alone.
+fn encoding_refusal_kept(t: &mut Tracker, info: &Arc<StmtInfo>) -> Option<EarlyRefusal> {
+    if t.verdicts.encoding_clean(info) {
+        return None;
+    }
+    let refused = encoding_refusal(info);
+    if refused.is_none() {
+        t.verdicts.keep_encoding_clean(info);
+    }
+    refused
+}
+
 /// Decode: a simple Query.
-pub fn query(t: &Tracker, frame: &[u8]) -> Decoded {
+pub fn query(t: &mut Tracker, frame: &[u8]) -> Decoded {
     match t.query_info(frame) {
         Ok(info) => Decoded {
-            early: encoding_refusal(&info),
+            early: encoding_refusal_kept(t, &info),
             info,
             point: Point::Query,
         },
@@ -91,11 +103,11 @@ pub fn query(t: &Tracker, frame: &[u8]) -> Decoded {
 
 /// Decode: a Bind, which plans the statement (folding immutable calls), so it is decided here
 /// and its Executes carry the decision.
-pub fn bind(t: &Tracker, frame: &[u8]) -> Decoded {
+pub fn bind(t: &mut Tracker, frame: &[u8]) -> Decoded {
     let target = t.bind_target(frame);
     let early = match &target.unreadable {
         Some(u) => Some(unreadable_refusal(u)),
-        None => encoding_refusal(&target.info),
+        None => encoding_refusal_kept(t, &target.info),
     };
     Decoded {
         info: target.info.clone(),
@@ -202,8 +214,8 @@ mod tests {
 
     #[test]
     fn unreadable_text_is_refused_never_read_as_empty() {
-        let t = Tracker::default();
-        let d = query(&t, &frame(b'Q', b"DROP TABLE t; SELECT 1 /* \xff */\0"));
+        let mut t = Tracker::default();
+        let d = query(&mut t, &frame(b'Q', b"DROP TABLE t; SELECT 1 /* \xff */\0"));
         let (r, rule) = d.early.expect("refused");
         assert_eq!(r.code, SqlState::CharacterNotInRepertoire);
         assert_eq!(rule, "protocol:unreadable");
@@ -211,12 +223,12 @@ mod tests {
 
     #[test]
     fn a_switch_to_an_encoding_that_hides_quotes_is_refused() {
-        let t = Tracker::default();
-        let d = query(&t, &frame(b'Q', b"SET client_encoding = 'SJIS'\0"));
+        let mut t = Tracker::default();
+        let d = query(&mut t, &frame(b'Q', b"SET client_encoding = 'SJIS'\0"));
         let (r, rule) = d.early.expect("refused");
         assert_eq!(r.code, SqlState::FeatureNotSupported);
         assert_eq!(rule, "protocol:client-encoding");
-        let d = query(&t, &frame(b'Q', b"SELECT 1\0"));
+        let d = query(&mut t, &frame(b'Q', b"SELECT 1\0"));
         assert!(d.early.is_none());
         assert_eq!(&*d.info.sql, "SELECT 1");
     }
@@ -226,7 +238,7 @@ mod tests {
         let mut t = Tracker::default();
         t.strings = Some(Strings::Backslash);
         assert_eq!(reading(&t, &Point::Query).strings, Some(Strings::Backslash));
-        let b = bind(&t, &frame(b'B', b"\0\0\0\0\0\0\0\0"));
+        let b = bind(&mut t, &frame(b'B', b"\0\0\0\0\0\0\0\0"));
         assert_eq!(reading(&t, &b.point).strings, None);
         // A statement still running may change the setting: both readings until it is done.
         track(

@@ -20,6 +20,7 @@ use bytes::{BufMut, BytesMut};
 use super::encoding::{ClientEncoding, InvalidText};
 use super::error::SqlState;
 use super::names::{self, Resolved};
+use super::verdicts::PlanInputs;
 pub use super::wire::error_fields;
 use super::wire::{bind_result_formats, cstr_at, row_description};
 use crate::audit::record::rows_from_tag;
@@ -410,6 +411,8 @@ pub struct Tracker {
     ///
     /// [`Subject::search_path_changed`]: crate::policy::Subject::search_path_changed
     pub search_path_changed: bool,
+    /// What the statement path derived from the statements this session has seen.
+    pub verdicts: super::verdicts::Verdicts,
 }
 
 /// `standard_conforming_strings` as the server reports it (`on`/`off`); anything else is
@@ -532,11 +535,11 @@ impl Tracker {
 
     /// A simple Query frame; returns the statement to decide on, read in the session's
     /// encoding (text that is not valid there is refused, never read as something else).
-    pub fn query_info(&self, frame: &[u8]) -> Result<Arc<StmtInfo>, Unreadable> {
+    pub fn query_info(&mut self, frame: &[u8]) -> Result<Arc<StmtInfo>, Unreadable> {
         let mut pos = 5;
         let text = cstr_at(frame, &mut pos).ok_or(Unreadable::Malformed)?;
         let text = self.encoding.decode(text).map_err(Unreadable::Text)?;
-        Ok(StmtInfo::new(&text))
+        Ok(self.verdicts.statement(&text, false))
     }
 
     /// A statement or portal name as the maps key it: the session encoding's reading, or for
@@ -569,8 +572,10 @@ impl Tracker {
                 leaves,
             })
         });
+        // The same text is usually the same kept `Statement`: compared by address first.
         names::resolve(self.statements.get(name).cloned(), ops, |a, b| {
-            a.info.sql == b.info.sql && a.unreadable == b.unreadable
+            (Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
+                && a.unreadable == b.unreadable
         })
     }
 
@@ -593,7 +598,9 @@ impl Tracker {
             })
         });
         names::resolve(self.portals.get(name).cloned(), ops, |a, b| {
-            Arc::ptr_eq(a, b) || (a.info.sql == b.info.sql && a.unreadable == b.unreadable)
+            Arc::ptr_eq(a, b)
+                || ((Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
+                    && a.unreadable == b.unreadable)
         })
     }
 
@@ -607,7 +614,7 @@ impl Tracker {
         let name = self.name(frame, &mut pos);
         let text = cstr_at(frame, &mut pos).unwrap_or_default();
         let (info, unreadable) = match self.encoding.decode(text) {
-            Ok(sql) => (StmtInfo::new(&sql), None),
+            Ok(sql) => (self.verdicts.statement(&sql, true), None),
             Err(e) => (StmtInfo::new(""), Some(e)),
         };
         let def = Arc::new(Prepared {
@@ -1123,11 +1130,7 @@ impl Tracker {
             Some(Expect::Query(e)) | Some(Expect::Execute(e)) => &e.info,
             _ => return false,
         };
-        let calls = info
-            .sql
-            .as_bytes()
-            .windows(10)
-            .any(|w| w.eq_ignore_ascii_case(b"set_config"));
+        let calls = crate::sql::mentions(info.sql.as_bytes(), b"set_config");
         calls
             && m.gw.masking.lineage_of(info).statements.iter().any(|st| {
                 st.outputs.as_ref().is_none_or(|o| {
@@ -1245,16 +1248,16 @@ impl Tracker {
         portal: Option<&Portal>,
         row: Option<&[u8]>,
     ) -> Arc<ResultPlan> {
-        let (fields, formats): (Option<Vec<Field>>, Vec<i16>) = match portal {
+        let (fields, formats): (Option<&[Field]>, &[i16]) = match portal {
             Some(p) => match (p.fields.get(), p.stmt_fields.get()) {
-                (Some(f), _) => (Some(f.as_ref().clone()), Vec::new()),
-                (None, Some(f)) => (Some(f.as_ref().clone()), p.formats.clone()),
-                (None, None) => (None, p.formats.clone()),
+                (Some(f), _) => (Some(f), &[]),
+                (None, Some(f)) => (Some(f), &p.formats),
+                (None, None) => (None, &p.formats),
             },
-            None => (None, Vec::new()),
+            None => (None, &[]),
         };
         let ncols = row.and_then(super::wire::data_row_width).unwrap_or(0);
-        self.plan_result(info, 0, fields.as_deref(), &formats, Some(ncols))
+        self.plan_result(info, 0, fields, formats, Some(ncols))
     }
 
     /// The plan of one result set. `formats` (a Bind's) override the fields' own when given;
@@ -1270,6 +1273,34 @@ impl Tracker {
         let Some(m) = self.masking.clone() else {
             return Arc::new(ResultPlan::default());
         };
+        let given = fields;
+        let catalog = m.catalog();
+        let ex = m.exempt();
+        let inputs = PlanInputs {
+            index,
+            fields: given,
+            formats,
+            blind,
+            catalog: &catalog,
+            exempt: &ex,
+        };
+        // Columns straight from tables need the catalog only; expressions need the lineage.
+        let needs_lineage = match given {
+            Some(f) => f.iter().any(|f| {
+                (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
+            }),
+            // Columns of unknown type and origin.
+            None => blind.unwrap_or(0) > 0,
+        };
+        let kept = match needs_lineage {
+            true => self.verdicts.plan(info, &inputs),
+            false => self.verdicts.column_plan(&inputs),
+        };
+        if let Some(plan) = kept {
+            // Each result an exemption lets through is audited, kept plan or not.
+            self.note_exemptions(info, &plan);
+            return plan;
+        }
         let mut owned: Vec<Field>;
         let fields: &[Field] = match fields {
             Some(f) => {
@@ -1304,30 +1335,36 @@ impl Tracker {
                 &owned
             }
         };
-        let catalog = m.catalog();
-        // Columns straight from tables need the catalog only; expressions need the lineage.
-        let needs_lineage = fields.iter().any(|f| {
-            (f.table_oid == 0 || f.attnum <= 0) && type_kind(f.type_oid) != TypeKind::Bool
-        });
         let lineage = needs_lineage.then(|| m.gw.masking.lineage_of(info));
         let mut st: Option<Arc<StatementLineage>> = lineage
             .as_ref()
             .and_then(|l| l.statements.get(index))
             .map(|s| Arc::new(s.clone()));
+        // A FETCH is planned by its cursor's query, which is this session's state, not the
+        // text's: such a plan is not kept.
+        let mut keep = true;
         if let Some(cursor) = st.as_ref().and_then(|s| s.fetches.clone()) {
             st = self.cursors.get(&cursor).cloned();
+            keep = false;
         }
-        let ex = m.exempt();
         let planner = Planner {
             catalog: &catalog,
             lineage: st.as_deref(),
             exempt: &ex.categories,
             exempt_columns: &ex.columns,
         };
-        let plan = planner.plan(fields);
+        let plan = Arc::new(planner.plan(fields));
         m.after_plan(&plan);
         self.note_exemptions(info, &plan);
-        Arc::new(plan)
+        // A plan that found something unknown asked for a catalog read: the next result is
+        // planned again, under the catalog that read brings.
+        if keep && !plan.stale {
+            match needs_lineage {
+                true => self.verdicts.keep_plan(info, &inputs, plan.clone()),
+                false => self.verdicts.keep_column_plan(&inputs, plan.clone()),
+            }
+        }
+        plan
     }
 
     /// A ParseComplete, BindComplete or CloseComplete: what its message defined or closed now

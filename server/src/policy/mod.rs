@@ -14,6 +14,7 @@
 //! Architecture invariant: `decide` is pure code over SQL text and identities; no sockets, no
 //! waiting. Only the rule-changing methods touch the store, and only from the HTTP side.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -174,6 +175,11 @@ pub struct Policy {
     config_rules: Vec<Rule>,
     builtin: Vec<Rule>,
     current: RwLock<Arc<RuleSet>>,
+    /// Bumped after every change of `current`, so a session may keep a decision while the
+    /// rules it came from are still in force (see [`Policy::kept_decisions`]). Odd while the
+    /// rules in force have a time window: their decisions depend on the clock and are never
+    /// kept.
+    generation: AtomicU64,
     /// Serialises this process's rule changes (read, modify, save a new version).
     changes: tokio::sync::Mutex<()>,
 }
@@ -205,6 +211,7 @@ impl Policy {
                 all: Vec::new(),
             })),
             changes: tokio::sync::Mutex::new(()),
+            generation: AtomicU64::new(0),
         };
         p.install(0, Vec::new());
         p
@@ -241,9 +248,27 @@ impl Policy {
                     .iter()
                     .map(|r| (r.clone(), RuleSource::Builtin)),
             )
-            .collect();
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) =
-            Arc::new(RuleSet { version, api, all });
+            .collect::<Vec<(Rule, RuleSource)>>();
+        let timed = all
+            .iter()
+            .any(|(r, _)| r.hours.is_some() || !r.weekdays.is_empty());
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(RuleSet { version, api, all });
+        // Still under the write lock, after the swap: a session that reads the new generation
+        // reads the new rules, and one that kept a decision under the old one sees it change.
+        // The generation moves by 2 or 1 so that its parity says whether the rules are timed.
+        let g = self.generation.load(Ordering::Acquire);
+        let next = (g + 2) & !1 | u64::from(timed);
+        self.generation.store(next, Ordering::Release);
+    }
+
+    /// The generation of the rules in force, when a decision made under them may be kept and
+    /// reused while it stays current; `None` when some rule has a time window (its decisions
+    /// depend on the clock). A decision depends on nothing else than the rules, the
+    /// statement's classification and the [`Subject`], which callers key it by.
+    pub fn kept_decisions(&self) -> Option<u64> {
+        let g = self.generation.load(Ordering::Acquire);
+        (g & 1 == 0).then_some(g)
     }
 
     /// The rules in force.

@@ -425,3 +425,39 @@ fn a_session_whose_string_reading_is_known_gets_that_reading_only() {
         Action::Deny
     );
 }
+
+#[tokio::test]
+async fn a_kept_decision_ends_with_the_rules_it_came_from_and_timed_rules_are_never_kept() {
+    let store = Store::open_in_memory().unwrap();
+    let p = Policy::new(Vec::new(), true, 100);
+    let first = p
+        .kept_decisions()
+        .expect("built-in rules have no time window");
+    let timed =
+        rule("id = \"nights\"\naction = \"deny\"\nkinds = [\"insert\"]\nhours = \"22:00-06:00\"");
+    p.create_rule(&store, timed, None, "root").await.unwrap();
+    assert_eq!(
+        p.kept_decisions(),
+        None,
+        "a decision under a time window depends on the clock"
+    );
+    p.delete_rule(&store, "nights", "root").await.unwrap();
+    let after = p.kept_decisions().expect("no time window again");
+    assert!(
+        after > first,
+        "every change moves the generation: {first} → {after}"
+    );
+    p.create_rule(
+        &store,
+        rule("id = \"no-insert\"\naction = \"deny\"\nkinds = [\"insert\"]"),
+        None,
+        "root",
+    )
+    .await
+    .unwrap();
+    let last = p.kept_decisions().expect("untimed");
+    assert!(last > after);
+    // Reloading the same version from the store (another replica's change) moves it too.
+    p.reload(&store).await.unwrap();
+    assert!(p.kept_decisions().expect("untimed") > last);
+}

@@ -261,6 +261,19 @@ mod tests {
     }
 
     #[test]
+    fn mentions_ignores_case_and_finds_words_at_either_end() {
+        use crate::sql::mentions;
+        assert!(mentions(b"SET Application_Name = 'x'", b"application_name"));
+        assert!(mentions(b"current_setting", b"current_setting"));
+        assert!(mentions(b"select CURRENT_SETTING('a')", b"current_setting"));
+        assert!(!mentions(b"select current_settin", b"current_setting"));
+        assert!(!mentions(b"", b"names"));
+        assert!(mentions(b"x", b""));
+        assert!(mentions(b"SET NAMES 'LATIN1'", b"names"));
+        assert!(!mentions(b"SET NAMEX", b"names"));
+    }
+
+    #[test]
     fn a_statement_carries_the_key_and_backslash_flag_its_text_gives() {
         for sql in [
             "SELECT abalance FROM pgbench_accounts WHERE aid = $1;",
