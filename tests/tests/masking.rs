@@ -763,16 +763,14 @@ async fn keyed_hashes_exemptions_and_overrides() {
         .await
         .unwrap();
     assert_eq!(list["items"].as_array().unwrap().len(), 3);
-    let r = http
-        .delete(format!(
-            "{base}/api/v1/exemptions/{}",
-            ex["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let path = format!("/api/v1/exemptions/{}", ex["id"].as_str().unwrap());
+    assert_eq!(
+        gatehouse_tests::Api::new(f.gw.http())
+            .delete(&path, &admin)
+            .await
+            .0,
+        204
+    );
     let helper3 = f.gw.connect("app", "helper", &helper_token).await.unwrap();
     let rows = simple(&helper3, "SELECT email FROM people ORDER BY id").await;
     assert_no_leak("removed exemption", &flat(&rows), &secrets);

@@ -216,17 +216,14 @@ async fn a_tag_or_exemption_change_reaches_results_the_session_has_planned() {
     for (mode, r) in MODES.iter().zip(settled(&c, &prepared, sql).await) {
         assert_eq!(r, Ok(clear.clone()), "{mode:?} under the exemption");
     }
-    let r = http
-        .delete(format!(
-            "{}/api/v1/exemptions/{}",
-            f.gw.http(),
-            ex["id"].as_str().unwrap()
-        ))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    let path = format!("/api/v1/exemptions/{}", ex["id"].as_str().unwrap());
+    assert_eq!(
+        gatehouse_tests::Api::new(f.gw.http())
+            .delete(&path, &admin)
+            .await
+            .0,
+        204
+    );
     masked(
         "after the exemption ended",
         settled(&c, &prepared, sql).await,
