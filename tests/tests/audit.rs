@@ -221,6 +221,33 @@ fn tamper(config: &Path, sql: &str) {
     c.execute_batch(sql).unwrap();
 }
 
+/// Rewrites the trail's records as someone with the file would: every block's lines (one per
+/// record, its seq first, tab-separated) edited as one list, then put back as a single block.
+fn tamper_lines(config: &Path, edit: impl FnOnce(&mut Vec<String>)) {
+    let db = config.parent().unwrap().join("audit.db");
+    let c = rusqlite::Connection::open(db).unwrap();
+    let blocks: Vec<String> = c
+        .prepare("SELECT records FROM audit_blocks ORDER BY first_seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut lines: Vec<String> = blocks
+        .iter()
+        .flat_map(|b| b.lines().map(str::to_string))
+        .collect();
+    edit(&mut lines);
+    let seq = |l: &String| l.split('\t').next().unwrap().parse::<i64>().unwrap();
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    c.execute("DELETE FROM audit_blocks", []).unwrap();
+    c.execute(
+        "INSERT INTO audit_blocks (first_seq, last_seq, min_ts, max_ts, records) VALUES (?1, ?2, '0', '9', ?3)",
+        rusqlite::params![seq(&lines[0]), seq(lines.last().unwrap()), text],
+    )
+    .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tampering_is_detected_and_named() {
     if gatehouse_tests::on_shared_store() {
@@ -248,7 +275,7 @@ async fn tampering_is_detected_and_named() {
     let work = tempfile::tempdir().unwrap();
 
     let cfg = copy_trail(&data, &work.path().join("edit"));
-    tamper(&cfg, "UPDATE audit SET record_json = replace(record_json, 'SELECT 1', 'SELECT 9') WHERE record_json LIKE '%SELECT 1%'");
+    tamper(&cfg, "UPDATE audit_blocks SET records = replace(records, 'SELECT 1', 'SELECT 9') WHERE records LIKE '%SELECT 1%'");
     let out = verify(&cfg);
     assert_eq!(out.status, 1, "{out:?}");
     assert!(
@@ -257,7 +284,7 @@ async fn tampering_is_detected_and_named() {
     );
 
     let cfg = copy_trail(&data, &work.path().join("delete"));
-    tamper(&cfg, "DELETE FROM audit WHERE seq = 4");
+    tamper_lines(&cfg, |lines| lines.retain(|l| !l.starts_with("4\t")));
     let out = verify(&cfg);
     assert_eq!(out.status, 1);
     assert!(
@@ -267,19 +294,45 @@ async fn tampering_is_detected_and_named() {
     );
 
     let cfg = copy_trail(&data, &work.path().join("reorder"));
-    tamper(
-        &cfg,
-        "UPDATE audit SET seq = -1 WHERE seq = 5; UPDATE audit SET seq = 5 WHERE seq = 6; UPDATE audit SET seq = 6 WHERE seq = -1;",
-    );
+    // Records 5 and 6 trade places, each keeping its own hash.
+    tamper_lines(&cfg, |lines| {
+        let at = |seq: &str| {
+            lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{seq}\t")))
+                .unwrap()
+        };
+        let (five, six) = (at("5"), at("6"));
+        let rest = |l: &String| l.split_once('\t').unwrap().1.to_string();
+        let (r5, r6) = (rest(&lines[five]), rest(&lines[six]));
+        lines[five] = format!("5\t{r6}");
+        lines[six] = format!("6\t{r5}");
+    });
     let out = verify(&cfg);
     assert_eq!(out.status, 1);
-    assert!(out.stdout.contains("BROKEN at record 5"), "{out:?}");
+    assert!(
+        out.stdout.contains("BROKEN at record 5") && out.stdout.contains("reordered"),
+        "{out:?}"
+    );
+
+    // Lines that are no longer records at all are named, not skipped.
+    let cfg = copy_trail(&data, &work.path().join("mangle"));
+    tamper(
+        &cfg,
+        "UPDATE audit_blocks SET records = replace(records, char(9), ' ')",
+    );
+    let out = verify(&cfg);
+    assert_eq!(out.status, 1, "{out:?}");
+    assert!(
+        out.stdout.contains("BROKEN at record 1") && out.stdout.contains("edited"),
+        "{out:?}"
+    );
 
     // Rewriting the whole chain consistently is caught by the signed checkpoints.
     let cfg = copy_trail(&data, &work.path().join("truncate"));
     tamper(
         &cfg,
-        "DELETE FROM audit WHERE seq >= (SELECT max(seq) FROM audit_checkpoints)",
+        "DELETE FROM audit_blocks WHERE last_seq >= (SELECT max(seq) FROM audit_checkpoints)",
     );
     let out = verify(&cfg);
     assert_eq!(out.status, 1);

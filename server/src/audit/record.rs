@@ -111,6 +111,20 @@ pub struct ConnectionMeta {
 }
 
 impl ConnectionMeta {
+    /// The canonical encoding of this connection's fields, `,"identity":…` through
+    /// `,"via":…`, as each of its statement records holds them.
+    pub fn write_canonical_fields(&self, out: &mut Vec<u8>) {
+        field(out, "identity", &self.identity);
+        field(out, "identity_kind", self.identity_kind);
+        opt_field(out, "on_behalf_of", self.on_behalf_of.as_deref());
+        field(out, "client_addr", &self.client_addr);
+        opt_field(out, "application_name", self.application_name.as_deref());
+        field(out, "environment", &self.environment);
+        field(out, "database", &self.database);
+        field(out, "connection_id", &self.connection_id);
+        field(out, "via", self.via);
+    }
+
     pub fn record(&self, event: &str) -> AuditRecord {
         AuditRecord {
             event: event.to_string(),
@@ -205,20 +219,28 @@ impl StatementEvent {
         replica: Option<&str>,
         out: &mut Vec<u8>,
     ) {
-        let m = &*self.meta;
+        let mut connection = Vec::new();
+        self.meta.write_canonical_fields(&mut connection);
+        self.write_canonical_with(seq, ts, &connection, prev_hash, replica, out);
+    }
+
+    /// [`StatementEvent::write_canonical`] with the connection's part already encoded by
+    /// [`ConnectionMeta::write_canonical_fields`]: the writer encodes it once per connection
+    /// per batch instead of once per record.
+    pub fn write_canonical_with(
+        &self,
+        seq: i64,
+        ts: &str,
+        connection: &[u8],
+        prev_hash: &str,
+        replica: Option<&str>,
+        out: &mut Vec<u8>,
+    ) {
         out.extend_from_slice(b"{\"seq\":");
         out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
         field(out, "ts", ts);
         field(out, "event", self.event);
-        field(out, "identity", &m.identity);
-        field(out, "identity_kind", m.identity_kind);
-        opt_field(out, "on_behalf_of", m.on_behalf_of.as_deref());
-        field(out, "client_addr", &m.client_addr);
-        opt_field(out, "application_name", m.application_name.as_deref());
-        field(out, "environment", &m.environment);
-        field(out, "database", &m.database);
-        field(out, "connection_id", &m.connection_id);
-        field(out, "via", m.via);
+        out.extend_from_slice(connection);
         field(out, "statement", &crate::sql::redact(&self.stmt.sql));
         let mut hex = [0u8; 16];
         field(out, "fingerprint", self.stmt.fingerprint.hex(&mut hex));

@@ -8,7 +8,7 @@ use ed25519_dalek::VerifyingKey;
 use super::chain;
 use super::record::AuditRecord;
 use crate::store::postgres::PgStore;
-use crate::store::{AuditDb, Checkpoint, StoredRecord};
+use crate::store::{AuditDb, Checkpoint, StoreError, StoredRecord};
 
 /// The first problem found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,20 +144,34 @@ pub fn verify(data_dir: &Path) -> Result<Result<Summary, Break>, VerifyError> {
             }));
         }
     }
+    let checkpoints = db.checkpoints()?;
+    let checkpointed: std::collections::HashMap<i64, usize> = checkpoints
+        .iter()
+        .enumerate()
+        .map(|(i, cp)| (cp.seq, i))
+        .collect();
+    let mut hashes: Vec<Option<String>> = vec![None; checkpoints.len()];
     let mut broken: Option<Break> = None;
-    db.scan(|r| {
+    let scanned = db.scan(|r| {
         broken = chk.check(&r);
+        if let Some(&i) = checkpointed.get(&r.seq) {
+            hashes[i] = Some(r.hash.clone());
+        }
         broken.is_none()
-    })?;
+    });
+    match scanned {
+        Err(StoreError::MalformedAudit(m)) => {
+            return Ok(Err(Break {
+                seq: chk.expected_seq,
+                reason: format!("record {}: {m} (edited)", chk.expected_seq),
+            }))
+        }
+        other => other?,
+    }
     if let Some(b) = broken {
         return Ok(Err(b));
     }
     let records = chk.expected_seq - 1;
-    let checkpoints = db.checkpoints()?;
-    let mut hashes = Vec::with_capacity(checkpoints.len());
-    for c in &checkpoints {
-        hashes.push(db.record(c.seq)?.map(|r| r.hash));
-    }
     if let Err(b) = check_checkpoints(&key, &checkpoints, &hashes, records) {
         return Ok(Err(b));
     }

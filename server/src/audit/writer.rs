@@ -6,6 +6,7 @@
 //! trail is marked unhealthy so sessions refuse new statements, and waiters are told at once;
 //! nothing queued is dropped. Health returns with the first successful commit.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -181,6 +182,11 @@ struct Encoded {
     rows: Vec<Row>,
     time: TimestampFormat,
     ts: Vec<u8>,
+    /// Each connection's encoded fields, made once per batch: a batch holds a few connections'
+    /// records, many each. Keyed by the address of its `ConnectionMeta`, which the batch's
+    /// records keep alive until the next encode clears this.
+    connections: HashMap<usize, std::ops::Range<usize>>,
+    connection_text: Vec<u8>,
 }
 
 struct Row {
@@ -219,6 +225,8 @@ impl Encoded {
     ) -> (i64, String) {
         self.text.clear();
         self.rows.clear();
+        self.connections.clear();
+        self.connection_text.clear();
         acked.clear();
         let mut prev = prev.to_string();
         for m in batch.iter_mut() {
@@ -237,7 +245,17 @@ impl Encoded {
                     self.text.extend_from_slice(&self.ts);
                     let ts = start..self.text.len();
                     let stamp = std::str::from_utf8(&self.ts).unwrap_or_default();
-                    ev.write_canonical(seq, stamp, &prev, replica, &mut self.text);
+                    let fields = self
+                        .connections
+                        .entry(Arc::as_ptr(&ev.meta) as usize)
+                        .or_insert_with(|| {
+                            let at = self.connection_text.len();
+                            ev.meta.write_canonical_fields(&mut self.connection_text);
+                            at..self.connection_text.len()
+                        })
+                        .clone();
+                    let connection = &self.connection_text[fields];
+                    ev.write_canonical_with(seq, stamp, connection, &prev, replica, &mut self.text);
                     let json = ts.end..self.text.len();
                     let columns = Columns::Connection {
                         meta: ev.meta.clone(),
@@ -350,5 +368,81 @@ fn classify(e: &crate::store::StoreError) -> WriteFailure {
         WriteFailure::DiskFull
     } else {
         WriteFailure::Io(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::StatementEvent;
+
+    fn meta(identity: &str, connection_id: &str) -> Arc<ConnectionMeta> {
+        Arc::new(ConnectionMeta {
+            connection_id: connection_id.into(),
+            identity: identity.into(),
+            identity_kind: "user",
+            on_behalf_of: None,
+            client_addr: "127.0.0.1:5000".into(),
+            application_name: Some("psql".into()),
+            environment: "prod".into(),
+            database: "app".into(),
+            via: "direct",
+        })
+    }
+
+    fn event(meta: &Arc<ConnectionMeta>, sql: &str) -> StatementEvent {
+        StatementEvent {
+            meta: meta.clone(),
+            stmt: crate::sql::Statement::new(sql),
+            event: "statement",
+            at: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            duration: Some(Duration::from_micros(80)),
+            rows: Some(1),
+            sqlstate: None,
+            error: None,
+            decision: "allow",
+            rule: None,
+            approval_id: None,
+            sample: None,
+            detected: Default::default(),
+        }
+    }
+
+    #[test]
+    fn interleaved_connections_each_keep_their_own_fields() {
+        let (a, b) = (meta("alice", "c-a"), meta("bob", "c-b"));
+        let order = [&a, &b, &b, &a, &b];
+        let mut batch: Vec<Message> = order
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Message {
+                pending: Some(Pending::Statement(Box::new(event(
+                    m,
+                    &format!("SELECT {i}"),
+                )))),
+                ack: None,
+            })
+            .collect();
+        let mut encoded = Encoded::default();
+        let mut acked = Vec::new();
+        let (last, _) = encoded.encode(&mut batch, 0, "", None, &mut acked);
+        assert_eq!(last, 5);
+        let rows = encoded.rows();
+        let mut prev = String::new();
+        for (i, (row, m)) in rows.iter().zip(order).enumerate() {
+            // Byte for byte what the record's own encoding gives, chained to the one before.
+            let mut want = Vec::new();
+            event(m, &format!("SELECT {i}")).write_canonical(
+                i as i64 + 1,
+                row.ts,
+                &prev,
+                None,
+                &mut want,
+            );
+            assert_eq!(row.json.as_bytes(), want.as_slice(), "record {}", i + 1);
+            assert_eq!(row.identity, Some(m.identity.as_str()));
+            assert_eq!(row.connection_id, Some(m.connection_id.as_str()));
+            prev = row.hash.to_string();
+        }
     }
 }

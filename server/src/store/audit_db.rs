@@ -6,9 +6,11 @@
 
 use std::path::Path;
 
-use rusqlite::types::Value;
-use rusqlite::{params, params_from_iter, OptionalExtension};
+use rusqlite::types::ValueRef;
+use rusqlite::{params, OptionalExtension};
 
+use super::audit_block::{self, MalformedBlock};
+use super::audit_match::RecordMatcher;
 use super::StoreError;
 
 const MIGRATIONS: &[&str] = &[
@@ -71,6 +73,30 @@ const MIGRATIONS: &[&str] = &[
     INSERT INTO audit_spans (kind, value, first_seq, last_seq)
         SELECT 'environment', environment, min(seq), max(seq) FROM audit
         WHERE environment IS NOT NULL GROUP BY environment;",
+    // 5: a row per committed batch instead of per record (see `audit_block`): each record's
+    // line in COPY text format, in sequence order, 1024 records to a block for an existing
+    // trail. A tampered trail is carried over as it is, for `audit verify` to find.
+    r"CREATE TABLE audit_blocks (
+        first_seq INTEGER PRIMARY KEY,
+        last_seq  INTEGER NOT NULL,
+        min_ts    TEXT NOT NULL,
+        max_ts    TEXT NOT NULL,
+        records   TEXT NOT NULL
+    );
+    INSERT INTO audit_blocks (first_seq, last_seq, min_ts, max_ts, records)
+        SELECT min(seq), max(seq), min(ts), max(ts), group_concat(line, '' ORDER BY seq)
+        FROM (SELECT seq, ts, seq
+            || char(9) || replace(replace(replace(ts, '\', '\\'), char(9), '\t'), char(10), '\n')
+            || char(9) || replace(replace(replace(event, '\', '\\'), char(9), '\t'), char(10), '\n')
+            || char(9) || coalesce(replace(replace(replace(identity, '\', '\\'), char(9), '\t'), char(10), '\n'), '\N')
+            || char(9) || coalesce(replace(replace(replace(environment, '\', '\\'), char(9), '\t'), char(10), '\n'), '\N')
+            || char(9) || coalesce(replace(replace(replace(connection_id, '\', '\\'), char(9), '\t'), char(10), '\n'), '\N')
+            || char(9) || replace(replace(replace(hash, '\', '\\'), char(9), '\t'), char(10), '\n')
+            || char(9) || replace(replace(replace(record_json, '\', '\\'), char(9), '\t'), char(10), '\n')
+            || char(10) AS line
+            FROM audit)
+        GROUP BY seq >> 10;
+    DROP TABLE audit;",
 ];
 
 /// How far apart two records of one identity (or environment) may be and still share a span:
@@ -182,24 +208,9 @@ pub struct AuditFilter {
 
 pub struct AuditDb {
     conn: rusqlite::Connection,
+    /// The block being appended, kept between batches.
+    text: String,
 }
-
-fn read_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredRecord> {
-    Ok(StoredRecord {
-        id: r.get(0)?,
-        replica: None,
-        seq: r.get(0)?,
-        ts: r.get(1)?,
-        event: r.get(2)?,
-        identity: r.get(3)?,
-        environment: r.get(4)?,
-        connection_id: r.get(5)?,
-        json: r.get(6)?,
-        hash: r.get(7)?,
-    })
-}
-
-const COLUMNS: &str = "seq, ts, event, identity, environment, connection_id, record_json, hash";
 
 impl AuditDb {
     /// Opens for writing (creating and migrating as needed).
@@ -230,7 +241,10 @@ impl AuditDb {
             source,
         })?;
         super::migrations::apply(&mut conn, MIGRATIONS)?;
-        Ok(AuditDb { conn })
+        Ok(AuditDb {
+            conn,
+            text: String::new(),
+        })
     }
 
     /// Opens an existing trail without writing to it (verification, search).
@@ -246,34 +260,68 @@ impl AuditDb {
                 path: path.into(),
                 source,
             })?;
-        Ok(AuditDb { conn })
+        Ok(AuditDb {
+            conn,
+            text: String::new(),
+        })
     }
 
     /// The last record's sequence number and hash.
     pub fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
-        Ok(self
+        let last: Option<(i64, String)> = self
             .conn
             .query_row(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+                "SELECT first_seq, records FROM audit_blocks ORDER BY first_seq DESC LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?)
+            .optional()?;
+        let Some((first, text)) = last else {
+            return Ok(None);
+        };
+        match audit_block::last_record(first, &text) {
+            Some(r) => {
+                let r = r?;
+                Ok(Some((r.seq, r.hash)))
+            }
+            None => Err(MalformedBlock {
+                first_seq: first,
+                reason: "holds no records".into(),
+            }
+            .into()),
+        }
     }
 
-    /// Appends records (and optionally a checkpoint) in one transaction: all or nothing.
+    /// Appends records (and optionally a checkpoint) in one transaction: all or nothing. The
+    /// records are one block, so they must follow each other (as the writer numbers them).
     pub fn append(
         &mut self,
         records: &[NewRecord<'_>],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
-        let tx = self.conn.transaction()?;
+        let AuditDb { conn, text } = self;
+        let tx = conn.transaction()?;
         {
-            let mut insert = tx.prepare_cached(INSERT)?;
-            for r in records {
-                insert_with(&mut insert, r)?;
+            if let (Some(first), Some(last)) = (records.first(), records.last()) {
+                text.clear();
+                let (mut min_ts, mut max_ts) = (first.ts, first.ts);
+                for r in records {
+                    audit_block::push_line(text, r);
+                    min_ts = min_ts.min(r.ts);
+                    max_ts = max_ts.max(r.ts);
+                }
+                tx.prepare_cached(
+                    "INSERT INTO audit_blocks (first_seq, last_seq, min_ts, max_ts, records) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    first.seq,
+                    last.seq,
+                    min_ts,
+                    max_ts,
+                    text.as_str()
+                ])?;
             }
-            drop(insert);
             // A batch holds a handful of connections: one upsert each.
             let spans = batch_spans(records, |r| r.connection_id);
             let mut upsert = tx.prepare_cached(
@@ -296,18 +344,69 @@ impl AuditDb {
         Ok(())
     }
 
-    /// Calls `f` on every record in sequence order; stops early when `f` returns false.
-    pub fn scan(&self, mut f: impl FnMut(StoredRecord) -> bool) -> Result<(), StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare(&format!("SELECT {COLUMNS} FROM audit ORDER BY seq"))?;
-        let mut rows = stmt.query([])?;
+    /// Calls `visit` with each block holding records in `lo..=hi` (first sequence number and
+    /// text), in sequence order or newest first, skipping blocks wholly outside
+    /// `from..to` by time; stops when `visit` returns false.
+    fn blocks(
+        &self,
+        (lo, hi): (i64, i64),
+        (from, to): (Option<&str>, Option<&str>),
+        ascending: bool,
+        mut visit: impl FnMut(i64, &str) -> Result<bool, StoreError>,
+    ) -> Result<(), StoreError> {
+        let order = if ascending { "ASC" } else { "DESC" };
+        // Both bounds on the primary key: blocks do not overlap, so the first that can hold
+        // `lo` is the last one starting at or before it.
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT first_seq, records FROM audit_blocks \
+             WHERE first_seq <= ?2 \
+               AND first_seq >= coalesce((SELECT max(first_seq) FROM audit_blocks WHERE first_seq <= ?1), ?1) \
+               AND last_seq >= ?1 \
+               AND (?3 IS NULL OR max_ts >= ?3) AND (?4 IS NULL OR min_ts < ?4) \
+             ORDER BY first_seq {order}"
+        ))?;
+        let mut rows = stmt.query(params![lo, hi, from, to])?;
         while let Some(row) = rows.next()? {
-            if !f(read_row(row)?) {
+            let first: i64 = row.get(0)?;
+            // Text as the writer stores it; a blob put there by hand is read the same way.
+            let text = match row.get_ref(1)? {
+                ValueRef::Text(b) | ValueRef::Blob(b) => std::str::from_utf8(b).ok(),
+                _ => None,
+            };
+            let Some(text) = text else {
+                return Err(MalformedBlock {
+                    first_seq: first,
+                    reason: "is not UTF-8 text".into(),
+                }
+                .into());
+            };
+            if !visit(first, text)? {
                 break;
             }
         }
         Ok(())
+    }
+
+    /// Calls `visit` on each record of `lo..=hi` in sequence order until it returns false.
+    fn each_in(
+        &self,
+        (lo, hi): (i64, i64),
+        mut visit: impl FnMut(StoredRecord) -> bool,
+    ) -> Result<(), StoreError> {
+        self.blocks((lo, hi), (None, None), true, |first, text| {
+            for r in audit_block::records(first, text) {
+                let r = r?;
+                if (lo..=hi).contains(&r.seq) && !visit(r) {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        })
+    }
+
+    /// Calls `f` on every record in sequence order; stops early when `f` returns false.
+    pub fn scan(&self, f: impl FnMut(StoredRecord) -> bool) -> Result<(), StoreError> {
+        self.each_in((i64::MIN, i64::MAX), f)
     }
 
     /// Archived ranges, oldest first.
@@ -330,42 +429,81 @@ impl AuditDb {
 
     /// The newest record sequence whose timestamp is before `ts`.
     pub fn last_seq_before(&self, ts: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self
+        // It is in the newest block holding any record that old.
+        let block: Option<(i64, String)> = self
             .conn
-            .query_row("SELECT max(seq) FROM audit WHERE ts < ?1", [ts], |r| {
-                r.get(0)
-            })?)
+            .query_row(
+                "SELECT first_seq, records FROM audit_blocks WHERE min_ts < ?1 \
+                 ORDER BY first_seq DESC LIMIT 1",
+                [ts],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((first, text)) = block else {
+            return Ok(None);
+        };
+        let mut last = None;
+        for r in audit_block::records(first, &text) {
+            let r = r?;
+            if r.ts.as_str() < ts {
+                last = last.max(Some(r.seq));
+            }
+        }
+        Ok(last)
     }
 
     /// Records `first..=last` in order.
     pub fn range(&self, first: i64, last: i64) -> Result<Vec<StoredRecord>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
-            "SELECT {COLUMNS} FROM audit WHERE seq BETWEEN ?1 AND ?2 ORDER BY seq"
-        ))?;
-        let rows = stmt.query_map([first, last], read_row)?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut found = Vec::new();
+        self.each_in((first, last), |r| {
+            found.push(r);
+            true
+        })?;
+        Ok(found)
     }
 
     /// Records that `range` now lives in its file and removes it from the live trail, atomically.
     pub fn commit_archive(&mut self, range: &ArchivedRange) -> Result<(), StoreError> {
+        let end = range.last_seq;
+        // The block the range ends inside keeps its later records, as a block of their own.
+        let straddling: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT first_seq, records FROM audit_blocks WHERE first_seq <= ?1 AND last_seq > ?1",
+                [end],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let mut kept = Vec::new();
+        if let Some((first, text)) = &straddling {
+            for r in audit_block::records(*first, text) {
+                let r = r?;
+                if r.seq > end {
+                    kept.push(r);
+                }
+            }
+        }
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO audit_archive (first_seq, last_seq, last_hash, file, file_sha256, archived_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![range.first_seq, range.last_seq, range.last_hash, range.file, range.file_sha256, range.archived_at],
         )?;
-        tx.execute("DELETE FROM audit WHERE seq <= ?1", [range.last_seq])?;
-        tx.execute(
-            "DELETE FROM audit_connections WHERE last_seq <= ?1",
-            [range.last_seq],
-        )?;
-        tx.execute(
-            "DELETE FROM audit_spans WHERE last_seq <= ?1",
-            [range.last_seq],
-        )?;
-        tx.execute(
-            "DELETE FROM audit_checkpoints WHERE seq <= ?1",
-            [range.last_seq],
-        )?;
+        tx.execute("DELETE FROM audit_blocks WHERE first_seq <= ?1", [end])?;
+        if let (Some(first), Some(last)) = (kept.first(), kept.last()) {
+            let mut text = String::new();
+            for r in &kept {
+                audit_block::push_line(&mut text, &r.as_new());
+            }
+            let min_ts = kept.iter().map(|r| r.ts.as_str()).min();
+            let max_ts = kept.iter().map(|r| r.ts.as_str()).max();
+            tx.execute(
+                "INSERT INTO audit_blocks (first_seq, last_seq, min_ts, max_ts, records) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![first.seq, last.seq, min_ts, max_ts, text],
+            )?;
+        }
+        tx.execute("DELETE FROM audit_connections WHERE last_seq <= ?1", [end])?;
+        tx.execute("DELETE FROM audit_spans WHERE last_seq <= ?1", [end])?;
+        tx.execute("DELETE FROM audit_checkpoints WHERE seq <= ?1", [end])?;
         tx.commit()?;
         Ok(())
     }
@@ -386,137 +524,123 @@ impl AuditDb {
     }
 
     pub fn record(&self, seq: i64) -> Result<Option<StoredRecord>, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                &format!("SELECT {COLUMNS} FROM audit WHERE seq = ?1"),
-                [seq],
-                read_row,
-            )
-            .optional()?)
+        let mut found = None;
+        self.each_in((seq, seq), |r| {
+            found = Some(r);
+            false
+        })?;
+        Ok(found)
     }
 
     /// Records matching `filter`, newest first (or oldest first when `ascending`), at most `limit`.
     ///
     /// A connection is found through its span; an identity or environment (without a
     /// connection) through theirs, span by span in the order asked for until `limit` records
-    /// are found, so a search reads the ranges that hold the value's records, never the whole
-    /// trail.
+    /// are found, so a search reads the blocks that hold the value's records, never the whole
+    /// trail. Blocks wholly outside the time range asked for are not read either.
     pub fn search(
         &self,
         filter: &AuditFilter,
         limit: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let limit = limit.min(10_000);
-        let mut sql = format!("SELECT {COLUMNS} FROM audit WHERE 1=1");
-        let mut args: Vec<Value> = Vec::new();
-        let mut add = |cond: &str, v: Value| {
-            args.push(v);
-            sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(v) = &filter.identity {
-            add(" AND identity = ?", v.clone().into());
-        }
-        if let Some(v) = &filter.environment {
-            add(" AND environment = ?", v.clone().into());
-        }
-        if let Some(v) = &filter.event {
-            if v.ends_with('.') {
-                add(
-                    " AND event LIKE ? ESCAPE '\\'",
-                    format!("{}%", like_escape(v)).into(),
-                );
-            } else {
-                add(" AND event = ?", v.clone().into());
-            }
-        }
-        if let Some(v) = &filter.connection_id {
-            // The span bounds turn this into a scan of the connection's range of rowids.
-            add(
-                " AND connection_id = ? AND seq BETWEEN \
-                 (SELECT first_seq FROM audit_connections WHERE connection_id = ?) AND \
-                 (SELECT last_seq FROM audit_connections WHERE connection_id = ?)",
-                v.clone().into(),
-            );
-        }
-        if let Some(v) = &filter.from {
-            add(" AND ts >= ?", v.clone().into());
-        }
-        if let Some(v) = &filter.to {
-            add(" AND ts < ?", v.clone().into());
-        }
-        if let Some(v) = &filter.decision {
-            add(
-                " AND json_extract(record_json, '$.decision') = ?",
-                v.clone().into(),
-            );
-        }
-        if let Some(v) = &filter.statement_kind {
-            add(" AND EXISTS (SELECT 1 FROM json_each(record_json, '$.statement_kinds') WHERE upper(value) = upper(?))", v.clone().into());
-        }
-        if let Some(v) = &filter.table {
-            add(
-                " AND EXISTS (SELECT 1 FROM json_each(record_json, '$.tables') WHERE value = ?)",
-                v.clone().into(),
-            );
-        }
-        if let Some(v) = &filter.text {
-            add(
-                " AND record_json LIKE ? ESCAPE '\\'",
-                format!("%{}%", like_escape(v)).into(),
-            );
-        }
-        let after = filter.after_id.unwrap_or(i64::MIN);
-        let before = filter.before_id.unwrap_or(i64::MAX);
-        add(" AND seq > ?", after.into());
-        add(" AND seq < ?", before.into());
-        let order = if filter.ascending { "ASC" } else { "DESC" };
-        // The span source, when one narrows the search better than the whole trail.
-        let source = match (&filter.connection_id, &filter.identity, &filter.environment) {
-            (Some(_), _, _) => None,
-            (None, Some(v), _) => Some((SPAN_KINDS[0], v)),
-            (None, None, Some(v)) => Some((SPAN_KINDS[1], v)),
-            (None, None, None) => None,
-        };
-        let Some((kind, value)) = source else {
-            sql.push_str(&format!(" ORDER BY seq {order} LIMIT {limit}"));
-            let mut stmt = self.conn.prepare(&sql)?;
-            let rows = stmt.query_map(params_from_iter(args.iter()), read_row)?;
-            return Ok(rows.collect::<Result<_, _>>()?);
-        };
-        let spans: Vec<(i64, i64)> = self
-            .conn
-            .prepare(&format!(
-                "SELECT first_seq, last_seq FROM audit_spans WHERE kind = ?1 AND value = ?2 \
-                 AND last_seq > ?3 AND first_seq < ?4 ORDER BY first_seq {order}"
-            ))?
-            .query_map(params![kind, value, after, before], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?
-            .collect::<Result<_, _>>()?;
-        let n = args.len();
-        sql.push_str(&format!(
-            " AND seq BETWEEN ?{} AND ?{} ORDER BY seq {order} LIMIT ?{}",
-            n + 1,
-            n + 2,
-            n + 3
-        ));
-        let mut stmt = self.conn.prepare(&sql)?;
+        let lo = filter.after_id.map_or(i64::MIN, |a| a.saturating_add(1));
+        let hi = filter.before_id.map_or(i64::MAX, |b| b.saturating_sub(1));
         let mut found = Vec::new();
-        for (first, last) in spans {
+        if lo > hi || limit == 0 {
+            return Ok(found);
+        }
+        let matcher = RecordMatcher::new(filter);
+        let times = (filter.from.as_deref(), filter.to.as_deref());
+        for (a, b) in self.windows(filter, lo, hi)? {
+            let mut keep = |r: StoredRecord| {
+                if (a..=b).contains(&r.seq) && matcher.matches(&r) {
+                    found.push(r);
+                }
+                found.len() < limit
+            };
+            self.blocks((a, b), times, filter.ascending, |first, text| {
+                let records = audit_block::records(first, text);
+                let more = if filter.ascending {
+                    visit_all(records, &mut keep)?
+                } else {
+                    visit_all(records.rev(), &mut keep)?
+                };
+                Ok(more)
+            })?;
             if found.len() >= limit {
                 break;
-            }
-            let rest = (limit - found.len()) as i64;
-            let bounds = [Value::from(first), Value::from(last), Value::from(rest)];
-            let rows =
-                stmt.query_map(params_from_iter(args.iter().chain(bounds.iter())), read_row)?;
-            for r in rows {
-                found.push(r?);
             }
         }
         Ok(found)
     }
+
+    /// The ranges of sequence numbers within `lo..=hi` that can hold what `filter` asks for,
+    /// in the order it asks for: the connection's span, the identity's or environment's spans,
+    /// or everything.
+    fn windows(
+        &self,
+        filter: &AuditFilter,
+        lo: i64,
+        hi: i64,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let spans: Vec<(i64, i64)> = match (
+            &filter.connection_id,
+            &filter.identity,
+            &filter.environment,
+        ) {
+            (Some(c), _, _) => self
+                .conn
+                .query_row(
+                    "SELECT first_seq, last_seq FROM audit_connections WHERE connection_id = ?1",
+                    [c],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?
+                .into_iter()
+                .collect(),
+            (None, Some(v), _) => self.spans(SPAN_KINDS[0], v, lo, hi, filter.ascending)?,
+            (None, None, Some(v)) => self.spans(SPAN_KINDS[1], v, lo, hi, filter.ascending)?,
+            (None, None, None) => vec![(lo, hi)],
+        };
+        Ok(spans
+            .into_iter()
+            .map(|(a, b)| (a.max(lo), b.min(hi)))
+            .filter(|(a, b)| a <= b)
+            .collect())
+    }
+
+    fn spans(
+        &self,
+        kind: &str,
+        value: &str,
+        lo: i64,
+        hi: i64,
+        ascending: bool,
+    ) -> Result<Vec<(i64, i64)>, StoreError> {
+        let order = if ascending { "ASC" } else { "DESC" };
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT first_seq, last_seq FROM audit_spans WHERE kind = ?1 AND value = ?2 \
+             AND last_seq >= ?3 AND first_seq <= ?4 ORDER BY first_seq {order}"
+        ))?;
+        let spans = stmt
+            .query_map(params![kind, value, lo, hi], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        Ok(spans)
+    }
+}
+
+/// Feeds decoded records to `keep` until it returns false; false if it did.
+fn visit_all(
+    records: impl Iterator<Item = Result<StoredRecord, MalformedBlock>>,
+    keep: &mut impl FnMut(StoredRecord) -> bool,
+) -> Result<bool, StoreError> {
+    for r in records {
+        if !keep(r?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Per distinct value of `key` in a batch, its first and last sequence numbers there.
@@ -568,33 +692,6 @@ fn extend_spans(
             }
         }
     }
-    Ok(())
-}
-
-const INSERT: &str =
-    "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
-
-/// One record into the audit table (tests that build old trails).
-#[cfg(test)]
-fn insert_record(conn: &rusqlite::Connection, r: &NewRecord<'_>) -> rusqlite::Result<()> {
-    let mut insert = conn.prepare_cached(INSERT)?;
-    insert_with(&mut insert, r)
-}
-
-/// One record through the batch's insert statement, prepared once per batch rather than
-/// looked up in the statement cache (hashing the SQL text) per record.
-fn insert_with(insert: &mut rusqlite::Statement<'_>, r: &NewRecord<'_>) -> rusqlite::Result<()> {
-    insert.execute(params![
-        r.seq,
-        r.ts,
-        r.event,
-        r.identity,
-        r.environment,
-        r.connection_id,
-        r.json,
-        r.hash
-    ])?;
     Ok(())
 }
 
@@ -802,41 +899,102 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_keeps_no_index_entry_per_record_by_identity_or_environment() {
+    fn a_batch_is_one_row_and_reads_back_record_by_record() {
         let dir = tempfile::tempdir().unwrap();
-        let db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
-        let indexes: Vec<String> = db
+        let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
+        let first: Vec<StoredRecord> = (1..=500).map(|s| rec(s, Some("a"))).collect();
+        append(&mut db, &first);
+        append(&mut db, &[rec(501, Some("b"))]);
+        let blocks: i64 = db
             .conn
-            .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit'")
-            .unwrap()
-            .query_map([], |r| r.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
+            .query_row("SELECT count(*) FROM audit_blocks", [], |r| r.get(0))
             .unwrap();
-        assert!(indexes.is_empty(), "{indexes:?}");
+        assert_eq!(blocks, 2);
+        assert_eq!(db.head().unwrap(), Some((501, format!("{:064x}", 501))));
+        let all: Vec<i64> = db.range(1, 501).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(all, (1..=501).collect::<Vec<_>>());
+        assert_eq!(db.range(499, 501).unwrap().len(), 3);
+        assert_eq!(db.record(250).unwrap().unwrap().json, "{\"seq\":250}");
+        assert!(db.record(502).unwrap().is_none());
+        let newest = db.search(&AuditFilter::default(), 3).unwrap();
+        assert_eq!(
+            newest.iter().map(|r| r.seq).collect::<Vec<_>>(),
+            vec![501, 500, 499]
+        );
+        let after = AuditFilter {
+            after_id: Some(498),
+            ascending: true,
+            ..Default::default()
+        };
+        let rest: Vec<i64> = db
+            .search(&after, 10)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(rest, vec![499, 500, 501]);
     }
 
     #[test]
-    fn connection_search_scans_only_the_span() {
+    fn block_reads_use_the_primary_key_on_both_ends() {
         let dir = tempfile::tempdir().unwrap();
         let db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
         let plan: Vec<String> = db
             .conn
             .prepare(
-                "EXPLAIN QUERY PLAN SELECT seq FROM audit WHERE connection_id = ?1 AND seq BETWEEN \
-                 (SELECT first_seq FROM audit_connections WHERE connection_id = ?1) AND \
-                 (SELECT last_seq FROM audit_connections WHERE connection_id = ?1)",
+                "EXPLAIN QUERY PLAN SELECT first_seq, records FROM audit_blocks \
+                 WHERE first_seq <= ?2 \
+                   AND first_seq >= coalesce((SELECT max(first_seq) FROM audit_blocks WHERE first_seq <= ?1), ?1) \
+                   AND last_seq >= ?1 ORDER BY first_seq",
             )
             .unwrap()
-            .query_map(["a"], |r| r.get::<_, String>(3))
+            .query_map([1, 2], |r| r.get::<_, String>(3))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap();
         assert!(
-            plan.iter()
-                .any(|p| p.contains("SEARCH audit USING INTEGER PRIMARY KEY")),
+            plan.iter().any(|p| p
+                .contains("SEARCH audit_blocks USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)")),
             "{plan:?}"
         );
+    }
+
+    #[test]
+    fn archiving_inside_a_block_keeps_its_later_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
+        let records: Vec<StoredRecord> = (1..=10).map(|s| rec(s, Some("a"))).collect();
+        append(&mut db, &records);
+        assert_eq!(db.last_seq_before("2026-01-01T00:00:05Z").unwrap(), Some(4));
+        db.commit_archive(&ArchivedRange {
+            first_seq: 1,
+            last_seq: 4,
+            last_hash: format!("{:064x}", 4),
+            file: "a.jsonl".into(),
+            file_sha256: String::new(),
+            archived_at: "2026-01-02T00:00:00Z".into(),
+        })
+        .unwrap();
+        let left: Vec<i64> = db.range(1, 100).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(left, (5..=10).collect::<Vec<_>>());
+        assert_eq!(seqs(&db, "a"), (5..=10).collect::<Vec<_>>());
+        assert_eq!(db.head().unwrap().unwrap().0, 10);
+    }
+
+    #[test]
+    fn a_hand_edited_block_is_named_not_misread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
+        append(&mut db, &[rec(1, Some("a")), rec(2, Some("a"))]);
+        db.conn
+            .execute(
+                "UPDATE audit_blocks SET records = replace(records, char(9) || 'statement', 'statement')",
+                [],
+            )
+            .unwrap();
+        let err = db.scan(|_| true).unwrap_err();
+        assert!(matches!(err, StoreError::MalformedAudit(_)), "{err}");
+        assert!(err.to_string().contains("the block from record 1"), "{err}");
     }
 
     #[test]
@@ -846,11 +1004,39 @@ mod tests {
         {
             let mut conn = rusqlite::Connection::open(&path).unwrap();
             super::super::migrations::apply(&mut conn, &MIGRATIONS[..2]).unwrap();
-            for (seq, c) in [(1, "a"), (2, "b"), (3, "a")] {
-                insert_record(&conn, &rec(seq, Some(c)).as_new()).unwrap();
+            for (seq, c) in [(1, "a"), (2, "b"), (3, "a"), (4, "d")] {
+                let mut r = rec(seq, Some(c));
+                if seq == 4 {
+                    // Every field the block format escapes, and one that is none.
+                    r.identity = Some("tab\there\nnew\\line \\N".into());
+                    r.environment = None;
+                    r.json = "{\"sql\":\"SELECT '\\t'\"}".into();
+                }
+                conn.execute(
+                    "INSERT INTO audit (seq, ts, event, identity, environment, connection_id, record_json, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    params![r.seq, r.ts, r.event, r.identity, r.environment, r.connection_id, r.json, r.hash],
+                )
+                .unwrap();
             }
         }
         let db = AuditDb::open(&path).unwrap();
+        // Migration 5 carries every record over exactly.
+        let want: Vec<String> = [(1, "a"), (2, "b"), (3, "a")]
+            .iter()
+            .map(|(s, c)| serde_json::to_string(&rec(*s, Some(c))).unwrap())
+            .collect();
+        let got: Vec<String> = db
+            .range(1, 3)
+            .unwrap()
+            .iter()
+            .map(|r| serde_json::to_string(r).unwrap())
+            .collect();
+        assert_eq!(got, want);
+        let tricky = db.record(4).unwrap().unwrap();
+        assert_eq!(tricky.identity.as_deref(), Some("tab\there\nnew\\line \\N"));
+        assert_eq!(tricky.environment, None);
+        assert_eq!(tricky.json, "{\"sql\":\"SELECT '\\t'\"}");
         assert_eq!(seqs(&db, "a"), vec![1, 3]);
         assert_eq!(seqs(&db, "b"), vec![2]);
         // And the spans of its identities and environments (migration 4).

@@ -11,7 +11,9 @@
 //! own runtime (`postgres/mod.rs`).
 
 mod approvals;
+mod audit_block;
 mod audit_db;
+mod audit_match;
 pub mod changes;
 mod grants;
 mod groups;
@@ -76,6 +78,9 @@ pub enum StoreError {
     /// The store holds something that contradicts this process (another writer of its chain).
     #[error("{0}")]
     Conflict(String),
+    /// A block of a gateway's own trail is not what the writer writes (edited by hand).
+    #[error("the audit trail is damaged: {0}")]
+    MalformedAudit(#[from] audit_block::MalformedBlock),
 }
 
 impl StoreError {
