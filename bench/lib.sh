@@ -33,7 +33,7 @@ bench_cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     local pid
-    for pid in "$TUNNEL_PID" "$GW_PID"; do
+    for pid in "$TUNNEL_PID" "$GW_PID" "${GWB_PID:-}"; do
         if [ -n "$pid" ]; then
             kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
         fi
@@ -82,6 +82,7 @@ EOF
 CREATE ROLE bench LOGIN PASSWORD '$DB_PASSWORD';
 CREATE DATABASE bench OWNER bench;
 CREATE DATABASE gatehouse_store OWNER bench;
+CREATE DATABASE gatehouse_store_b OWNER bench;
 SQL
     SCRAM_SECRET="$(gh_as_postgres "$PG_BIN/psql" -X -At -h "$TMP/pg" -p "$PG_PORT" -U postgres -d postgres \
         -c "SELECT rolpassword FROM pg_authid WHERE rolname = 'bench'")"
@@ -124,10 +125,12 @@ EOF
 # replicas sharing a store run (the default: SQLite files in its data_dir).
 bench_start_gateway() {
     gh_log "starting the gateway on 127.0.0.1:$GW_PORT"
+    local dir="${GW_DIR:-$TMP/gateway}"
+    mkdir -p "$dir"
     TOKEN="$("$1" new-token | awk '$1 == "token" { print $3 }')"
     local sha
     sha="$(printf '%s' "$TOKEN" | sha256sum | cut -d' ' -f1)"
-    cat >"$TMP/gateway/gatehouse.toml" <<EOF
+    cat >"$dir/gatehouse.toml" <<EOF
 [server]
 postgres_listen = "127.0.0.1:$GW_PORT"
 http_listen     = "127.0.0.1:$GW_HTTP_PORT"
@@ -152,16 +155,16 @@ environments = ["bench"]
 ${2:-}
 EOF
     if [ "${STORE:-sqlite}" = postgres ]; then
-        cat >>"$TMP/gateway/gatehouse.toml" <<EOF
+        cat >>"$dir/gatehouse.toml" <<EOF
 
 [store]
-url = "postgresql://bench@127.0.0.1:$PG_PORT/gatehouse_store?sslmode=disable"
+url = "postgresql://bench@127.0.0.1:$PG_PORT/${GW_STORE_DB:-gatehouse_store}?sslmode=disable"
 password_env = "GATEHOUSE_BENCH_DB_PASSWORD"
 EOF
     fi
-    GATEHOUSE_BENCH_DB_PASSWORD="$DB_PASSWORD" "$1" serve --config "$TMP/gateway/gatehouse.toml" \
-        >"$TMP/gateway/gateway.log" 2>&1 </dev/null &
+    GATEHOUSE_BENCH_DB_PASSWORD="$DB_PASSWORD" "$1" serve --config "$dir/gatehouse.toml" \
+        >"$dir/gateway.log" 2>&1 </dev/null &
     GW_PID=$!
     gh_wait_http 30 "http://127.0.0.1:$GW_HTTP_PORT/healthz" ||
-        { tail -n 20 "$TMP/gateway/gateway.log" >&2; gh_die "the gateway did not become healthy"; }
+        { tail -n 20 "$dir/gateway.log" >&2; gh_die "the gateway did not become healthy"; }
 }

@@ -17,7 +17,9 @@
 # on a machine that is busy with other work), GATEHOUSE_BIN / GATEHOUSE_CLI_BIN (benchmark these
 # gateway and CLI binaries instead of building them into ${CARGO_TARGET_DIR:-target}/release),
 # STORE=postgres (the gateway's store and audit trail in a PostgreSQL database, as replicas
-# sharing a store run; its server is the benchmark's own cluster, whose CPU is not the gateway's).
+# sharing a store run; its server is the benchmark's own cluster, whose CPU is not the gateway's),
+# GATEHOUSE_BIN_B with the target gateway-b (a second gateway from another build, configured the
+# same, run round by round beside the first: an A/B whose rounds share the machine's moods).
 # Everything started is stopped on exit.
 set -euo pipefail
 GH_SCRIPT=bench
@@ -56,6 +58,14 @@ bench_setup gatehouse-bench
 mkdir -p "$TMP/cli"
 bench_start_postgres 512MB
 bench_start_pgbouncer "$PGBOUNCER" pgbouncer "$PGB_PORT" "$PG_PORT" scram-sha-256 bench "$SCRAM_SECRET"
+if [[ " $TARGETS " == *" gateway-b "* ]]; then
+    [ -x "${GATEHOUSE_BIN_B:-}" ] || gh_die "the target gateway-b needs GATEHOUSE_BIN_B (a gateway binary)"
+    GW_A_PORT="$GW_PORT" GW_A_HTTP_PORT="$GW_HTTP_PORT"
+    GW_PORT="$(gh_free_port)" GW_HTTP_PORT="$(gh_free_port)"
+    GW_DIR="$TMP/gateway-b" GW_STORE_DB=gatehouse_store_b bench_start_gateway "$GATEHOUSE_BIN_B"
+    GWB_PID="$GW_PID" GWB_PORT="$GW_PORT" TOKEN_B="$TOKEN"
+    GW_PORT="$GW_A_PORT" GW_HTTP_PORT="$GW_A_HTTP_PORT"
+fi
 bench_start_gateway "$BIN"
 if [[ " $TARGETS " == *" pgbouncer-gateway "* ]]; then
     # The userlist holds the gateway token in plain text: PgBouncer must send it on as a password.
@@ -94,9 +104,10 @@ target_env() { # $1: target; prints `port user password dbname sslmode`
     pgbouncer) echo "$PGB_PORT bench $DB_PASSWORD bench disable" ;;
     gateway) echo "$GW_PORT bench-agent $TOKEN bench disable" ;;
     gateway-tls) echo "$GW_PORT bench-agent $TOKEN bench require" ;;
+    gateway-b) echo "$GWB_PORT bench-agent $TOKEN_B bench disable" ;;
     tunnel) echo "$TUNNEL_PORT whoever no-password-needed bench disable" ;;
     pgbouncer-gateway) echo "$PGB2_PORT bench-agent $TOKEN bench disable" ;;
-    *) gh_die "unknown target $1 (direct, pgbouncer, gateway, gateway-tls, tunnel, pgbouncer-gateway)" ;;
+    *) gh_die "unknown target $1 (direct, pgbouncer, gateway, gateway-b, gateway-tls, tunnel, pgbouncer-gateway)" ;;
     esac
 }
 # The proxy processes behind a target, whose CPU time per transaction the table reports: on a
@@ -105,6 +116,7 @@ proxy_pids() { # $1: target
     case "$1" in
     pgbouncer) cat "$TMP/pgbouncer/pgbouncer.pid" ;;
     gateway | gateway-tls) echo "$GW_PID" ;;
+    gateway-b) echo "$GWB_PID" ;;
     pgbouncer-gateway) echo "$(cat "$TMP/pgbouncer-gateway/pgbouncer.pid") $GW_PID" ;;
     tunnel) echo "$TUNNEL_PID $GW_PID" ;;
     esac
@@ -178,7 +190,9 @@ for mode in $MODES; do
                 read -r -a pids <<<"$(proxy_pids "$t")"
                 before="$(cpu_ticks "${pids[@]}")"
                 threads_before=""
-                case "$t" in gateway | gateway-tls) threads_before="$(thread_ticks "$GW_PID")" ;; esac
+                gw_pid=""
+                case "$t" in gateway | gateway-tls) gw_pid="$GW_PID" ;; gateway-b) gw_pid="$GWB_PID" ;; esac
+                [ -z "$gw_pid" ] || threads_before="$(thread_ticks "$gw_pid")"
                 if run_pgbench "$t" -n -S -M "$mode" -c "$clients" -j "$jobs" -T "$DURATION" >"$log" 2>&1; then
                     tps="$(awk '/^tps = / { print $3; exit }' "$log")"
                     lat="$(awk '/^latency average = / { print $4; exit }' "$log")"
@@ -194,7 +208,7 @@ for mode in $MODES; do
                         printf '%s\t%s\t%s\t%s\t%s\n' "$mode" "$clients" "$t" "$round" \
                             "$(awk -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { split(ARGV[1], b, " "); split(ARGV[2], a, " ");
                                 for (i = 1; i <= 3; i++) printf "%s%.1f", (i > 1 ? "\t" : ""), (a[i] - b[i]) / hz * 1e6 / n }' \
-                                "$threads_before" "$(thread_ticks "$GW_PID")")" >>"$THREADS"
+                                "$threads_before" "$(thread_ticks "$gw_pid")")" >>"$THREADS"
                     fi
                 fi
                 if [ -z "$tps" ] || [ -z "$lat" ]; then
@@ -214,7 +228,7 @@ done
 cpu="$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 mem="$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 if [ -n "${GATEHOUSE_BIN:-}" ]; then
-    commit="$GATEHOUSE_BIN"
+    commit="$GATEHOUSE_BIN${GATEHOUSE_BIN_B:+ (gateway-b: $GATEHOUSE_BIN_B)}"
 else
     commit="$(git -C "$GH_REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)"
     if ! git -C "$GH_REPO" diff --quiet HEAD -- server client Cargo.toml Cargo.lock 2>/dev/null; then
@@ -281,8 +295,8 @@ for mode, clients in order:
     print("| " + " | ".join(row) + " |")
 
 # What PgBouncer is the yardstick for (issue 22): the gateway's CPU and tps against its own.
-if "pgbouncer" in targets and any(t in targets for t in ("gateway", "gateway-tls")):
-    gws = [t for t in ("gateway", "gateway-tls") if t in targets]
+if "pgbouncer" in targets and any(t in targets for t in ("gateway", "gateway-b", "gateway-tls")):
+    gws = [t for t in ("gateway", "gateway-b", "gateway-tls") if t in targets]
     print()
     print("Against PgBouncer (CPU per transaction and tps, medians):")
     print()
