@@ -727,17 +727,22 @@ mod tests {
         db.append(&rows, None).unwrap();
     }
 
+    /// The sequence numbers a search finds, in its order.
+    fn found(db: &AuditDb, filter: &AuditFilter, limit: usize) -> Vec<i64> {
+        db.search(filter, limit)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect()
+    }
+
     fn seqs(db: &AuditDb, connection: &str) -> Vec<i64> {
         let filter = AuditFilter {
             connection_id: Some(connection.into()),
             ascending: true,
             ..Default::default()
         };
-        db.search(&filter, 100)
-            .unwrap()
-            .iter()
-            .map(|r| r.seq)
-            .collect()
+        found(db, &filter, 100)
     }
 
     #[test]
@@ -854,12 +859,7 @@ mod tests {
                             ascending,
                             ..Default::default()
                         };
-                        let got: Vec<i64> = db
-                            .search(&filter, limit)
-                            .unwrap()
-                            .iter()
-                            .map(|r| r.seq)
-                            .collect();
+                        let got = found(&db, &filter, limit);
                         let mut want: Vec<i64> = all
                             .iter()
                             .filter(|r| identity.is_none_or(|i| r.identity.as_deref() == Some(i)))
@@ -916,23 +916,13 @@ mod tests {
         assert_eq!(db.range(499, 501).unwrap().len(), 3);
         assert_eq!(db.record(250).unwrap().unwrap().json, "{\"seq\":250}");
         assert!(db.record(502).unwrap().is_none());
-        let newest = db.search(&AuditFilter::default(), 3).unwrap();
-        assert_eq!(
-            newest.iter().map(|r| r.seq).collect::<Vec<_>>(),
-            vec![501, 500, 499]
-        );
+        assert_eq!(found(&db, &AuditFilter::default(), 3), vec![501, 500, 499]);
         let after = AuditFilter {
             after_id: Some(498),
             ascending: true,
             ..Default::default()
         };
-        let rest: Vec<i64> = db
-            .search(&after, 10)
-            .unwrap()
-            .iter()
-            .map(|r| r.seq)
-            .collect();
-        assert_eq!(rest, vec![499, 500, 501]);
+        assert_eq!(found(&db, &after, 10), vec![499, 500, 501]);
     }
 
     #[test]
@@ -1050,13 +1040,7 @@ mod tests {
                 ..Default::default()
             },
         ] {
-            let found: Vec<i64> = db
-                .search(&filter, 10)
-                .unwrap()
-                .iter()
-                .map(|r| r.seq)
-                .collect();
-            assert_eq!(found, vec![3, 2, 1]);
+            assert_eq!(found(&db, &filter, 10), vec![3, 2, 1]);
         }
     }
 }
