@@ -465,9 +465,10 @@ impl AuditDb {
     /// Records that `range` now lives in its file and removes it from the live trail, atomically.
     pub fn commit_archive(&mut self, range: &ArchivedRange) -> Result<(), StoreError> {
         let end = range.last_seq;
-        // The block the range ends inside keeps its later records, as a block of their own.
-        let straddling: Option<(i64, String)> = self
-            .conn
+        let tx = self.conn.transaction()?;
+        // The block the range ends inside keeps its later records, as a block of their own;
+        // read in the same transaction that rewrites it.
+        let straddling: Option<(i64, String)> = tx
             .query_row(
                 "SELECT first_seq, records FROM audit_blocks WHERE first_seq <= ?1 AND last_seq > ?1",
                 [end],
@@ -483,7 +484,6 @@ impl AuditDb {
                 }
             }
         }
-        let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO audit_archive (first_seq, last_seq, last_hash, file, file_sha256, archived_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![range.first_seq, range.last_seq, range.last_hash, range.file, range.file_sha256, range.archived_at],
