@@ -32,8 +32,10 @@ pub fn hash_hex_bytes(data: &[u8]) -> String {
 }
 
 /// [`hash_hex`] into a buffer, with no allocation (the writer's path, once per record).
-pub fn hash_hex_into(data: &[u8], out: &mut [u8; 64]) {
+pub fn hash_hex_into<'a>(data: &[u8], out: &'a mut [u8; 64]) -> &'a str {
     let _ = hex::encode_to_slice(Sha256::digest(data), out);
+    // Hex digits are ASCII; the check is over 64 bytes.
+    std::str::from_utf8(out).unwrap_or_default()
 }
 
 /// The message a checkpoint signs.

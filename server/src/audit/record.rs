@@ -113,7 +113,7 @@ pub struct ConnectionMeta {
 impl ConnectionMeta {
     /// The canonical encoding of this connection's fields, `,"identity":…` through
     /// `,"via":…`, as each of its statement records holds them.
-    pub fn write_canonical_fields(&self, out: &mut Vec<u8>) {
+    pub fn write_canonical_fields(&self, out: &mut String) {
         field(out, "identity", &self.identity);
         field(out, "identity_kind", self.identity_kind);
         opt_field(out, "on_behalf_of", self.on_behalf_of.as_deref());
@@ -217,9 +217,9 @@ impl StatementEvent {
         ts: &str,
         prev_hash: &str,
         replica: Option<&str>,
-        out: &mut Vec<u8>,
+        out: &mut String,
     ) {
-        let mut connection = Vec::new();
+        let mut connection = String::new();
         self.meta.write_canonical_fields(&mut connection);
         self.write_canonical_with(seq, ts, &connection, prev_hash, replica, out);
     }
@@ -231,40 +231,40 @@ impl StatementEvent {
         &self,
         seq: i64,
         ts: &str,
-        connection: &[u8],
+        connection: &str,
         prev_hash: &str,
         replica: Option<&str>,
-        out: &mut Vec<u8>,
+        out: &mut String,
     ) {
-        out.extend_from_slice(b"{\"seq\":");
-        out.extend_from_slice(itoa::Buffer::new().format(seq).as_bytes());
+        out.push_str("{\"seq\":");
+        out.push_str(itoa::Buffer::new().format(seq));
         field(out, "ts", ts);
         field(out, "event", self.event);
-        out.extend_from_slice(connection);
+        out.push_str(connection);
         field(out, "statement", &crate::sql::redact(&self.stmt.sql));
         let mut hex = [0u8; 16];
         field(out, "fingerprint", self.stmt.fingerprint.hex(&mut hex));
         if !self.stmt.kinds.is_empty() {
-            out.extend_from_slice(b",\"statement_kinds\":[");
+            out.push_str(",\"statement_kinds\":[");
             for (i, k) in self.stmt.kinds.iter().enumerate() {
                 if i > 0 {
-                    out.push(b',');
+                    out.push(',');
                 }
                 json_str(out, k);
             }
-            out.push(b']');
+            out.push(']');
         }
         field(out, "decision", self.decision);
         opt_field(out, "rule", self.rule.as_deref());
         opt_field(out, "approval_id", self.approval_id.as_deref());
         if let Some(rows) = self.rows {
-            out.extend_from_slice(b",\"rows\":");
-            out.extend_from_slice(itoa::Buffer::new().format(rows).as_bytes());
+            out.push_str(",\"rows\":");
+            out.push_str(itoa::Buffer::new().format(rows));
         }
         if let Some(d) = self.duration {
-            out.extend_from_slice(b",\"duration_ms\":");
+            out.push_str(",\"duration_ms\":");
             // serde_json's own float format, so the bytes are the derived encoding's.
-            let _ = serde_json::to_writer(&mut *out, &((d.as_secs_f64() * 1e6).round() / 1e3));
+            push_json(out, &((d.as_secs_f64() * 1e6).round() / 1e3));
         }
         opt_field(out, "sqlstate", self.sqlstate.as_deref());
         if let Some(e) = &self.error {
@@ -272,38 +272,59 @@ impl StatementEvent {
         }
         if let Some(details) = self.details() {
             // Rare (session replay, detection findings): the same `Value` the record would hold.
-            out.extend_from_slice(b",\"details\":");
-            let _ = serde_json::to_writer(&mut *out, &details);
+            out.push_str(",\"details\":");
+            push_json(out, &details);
         }
         field(out, "prev_hash", prev_hash);
         opt_field(out, "replica", replica);
-        out.push(b'}');
+        out.push('}');
     }
 }
 
 /// `,"name":"value"` with the value escaped as serde_json escapes it.
-fn field(out: &mut Vec<u8>, name: &str, value: &str) {
-    out.extend_from_slice(b",\"");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\":");
+fn field(out: &mut String, name: &str, value: &str) {
+    out.push_str(",\"");
+    out.push_str(name);
+    out.push_str("\":");
     json_str(out, value);
 }
 
-fn opt_field(out: &mut Vec<u8>, name: &str, value: Option<&str>) {
+fn opt_field(out: &mut String, name: &str, value: Option<&str>) {
     if let Some(v) = value {
         field(out, name, v);
     }
 }
 
 /// A JSON string as serde_json writes it (only `"`, `\\` and control characters escaped).
-fn json_str(out: &mut Vec<u8>, s: &str) {
-    let plain = s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
-    if plain {
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+fn json_str(out: &mut String, s: &str) {
+    // Without an early exit the check compiles to wide vector compares: most values are plain,
+    // and this runs over every string of every record.
+    let escaped = s.bytes().fold(false, |any, b| {
+        any | (b < 0x20) | (b == b'"') | (b == b'\\')
+    });
+    if !escaped {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
     } else {
-        let _ = serde_json::to_writer(&mut *out, s);
+        push_json(out, s);
+    }
+}
+
+/// `value` as serde_json encodes it. The encoding goes through a stack buffer when it fits (a
+/// record's duration: every statement has one), so the common case allocates nothing.
+fn push_json<T: serde::Serialize + ?Sized>(out: &mut String, value: &T) {
+    let mut buf = [0u8; 64];
+    let mut w = std::io::Cursor::new(&mut buf[..]);
+    if serde_json::to_writer(&mut w, value).is_ok() {
+        let n = w.position() as usize;
+        if let Ok(s) = std::str::from_utf8(&buf[..n]) {
+            out.push_str(s);
+            return;
+        }
+    }
+    if let Ok(s) = serde_json::to_string(value) {
+        out.push_str(&s);
     }
 }
 
@@ -319,9 +340,9 @@ pub struct TimestampFormat {
 
 impl TimestampFormat {
     /// Appends the timestamp of `t` to `out`.
-    pub fn write(&mut self, t: SystemTime, out: &mut Vec<u8>) {
+    pub fn write(&mut self, t: SystemTime, out: &mut String) {
         let Ok(since) = t.duration_since(SystemTime::UNIX_EPOCH) else {
-            out.extend_from_slice(rfc3339_micros(t).as_bytes());
+            out.push_str(&rfc3339_micros(t));
             return;
         };
         let secs = since.as_secs();
@@ -333,15 +354,13 @@ impl TimestampFormat {
             self.prefix.push_str(&full[..full.len() - 8]);
             self.second = Some(secs);
         }
-        out.extend_from_slice(self.prefix.as_bytes());
+        out.push_str(&self.prefix);
         let micros = since.subsec_micros();
-        let mut frac = [b'.', 0, 0, 0, 0, 0, 0, b'Z'];
-        let mut v = micros;
-        for i in (1..7).rev() {
-            frac[i] = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
-        out.extend_from_slice(&frac);
+        out.push('.');
+        // Six digits, zero-padded: at most 999,999.
+        let mut digits = itoa::Buffer::new();
+        out.push_str(&digits.format(micros + 1_000_000)[1..]);
+        out.push('Z');
     }
 }
 
@@ -447,18 +466,17 @@ mod tests {
     /// The writer's direct encoding against the derived one, with its sequence, timestamp and
     /// link filled in the same way.
     fn assert_same_encoding(ev: StatementEvent) {
-        let mut ts = Vec::new();
+        let mut ts = String::new();
         TimestampFormat::default().write(ev.at, &mut ts);
-        let ts = String::from_utf8(ts).unwrap();
         let prev = "9f".repeat(32);
         // Alone (no replica) and in a shared store's chain.
         let replicas = [None, Some("gw-\"a\"")];
         let direct: Vec<String> = replicas
             .iter()
             .map(|replica| {
-                let mut out = Vec::new();
+                let mut out = String::new();
                 ev.write_canonical(42, &ts, &prev, *replica, &mut out);
-                String::from_utf8(out).unwrap()
+                out
             })
             .collect();
         let mut r = ev.into_record();
@@ -593,16 +611,16 @@ mod tests {
                 base + Duration::from_micros(micros),
                 SystemTime::UNIX_EPOCH + Duration::from_micros(micros),
             ] {
-                let mut out = Vec::new();
+                let mut out = String::new();
                 f.write(t, &mut out);
-                assert_eq!(String::from_utf8(out).unwrap(), rfc3339_micros(t), "{t:?}");
+                assert_eq!(out, rfc3339_micros(t), "{t:?}");
             }
         }
         // Before 1970 (a clock set wrong) falls back to chrono's own formatting.
         let early = SystemTime::UNIX_EPOCH - Duration::from_micros(1_500_000);
-        let mut out = Vec::new();
+        let mut out = String::new();
         f.write(early, &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), rfc3339_micros(early));
+        assert_eq!(out, rfc3339_micros(early));
     }
 
     proptest::proptest! {

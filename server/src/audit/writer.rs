@@ -178,15 +178,17 @@ pub fn spawn(
 /// fields, so a record costs no allocation of its own.
 #[derive(Default)]
 struct Encoded {
-    text: Vec<u8>,
+    /// Text, not bytes: every piece is written as `str`, so handing rows to the database
+    /// needs no UTF-8 check of what was just encoded.
+    text: String,
     rows: Vec<Row>,
     time: TimestampFormat,
-    ts: Vec<u8>,
+    ts: String,
     /// Each connection's encoded fields, made once per batch: a batch holds a few connections'
     /// records, many each. Keyed by the address of its `ConnectionMeta`, which the batch's
     /// records keep alive until the next encode clears this.
     connections: HashMap<usize, std::ops::Range<usize>>,
-    connection_text: Vec<u8>,
+    connection_text: String,
 }
 
 struct Row {
@@ -242,9 +244,9 @@ impl Encoded {
                 Pending::Statement(ev) => {
                     self.ts.clear();
                     self.time.write(ev.at, &mut self.ts);
-                    self.text.extend_from_slice(&self.ts);
+                    self.text.push_str(&self.ts);
                     let ts = start..self.text.len();
-                    let stamp = std::str::from_utf8(&self.ts).unwrap_or_default();
+                    let stamp = self.ts.as_str();
                     let fields = self
                         .connections
                         .entry(Arc::as_ptr(&ev.meta) as usize)
@@ -268,9 +270,9 @@ impl Encoded {
                     r.seq = seq;
                     r.prev_hash = std::mem::take(&mut prev);
                     r.replica = replica.map(str::to_string);
-                    self.text.extend_from_slice(r.ts.as_bytes());
+                    self.text.push_str(&r.ts);
                     let ts = start..self.text.len();
-                    self.text.extend_from_slice(r.canonical().as_bytes());
+                    self.text.push_str(&r.canonical());
                     let json = ts.end..self.text.len();
                     let columns = Columns::Own {
                         event: r.event,
@@ -282,11 +284,11 @@ impl Encoded {
                 }
             };
             let mut hex = [0u8; 64];
-            chain::hash_hex_into(&self.text[json.clone()], &mut hex);
+            let hex = chain::hash_hex_into(self.text[json.clone()].as_bytes(), &mut hex);
             let hash = self.text.len()..self.text.len() + hex.len();
-            self.text.extend_from_slice(&hex);
+            self.text.push_str(hex);
             prev.clear();
-            prev.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+            prev.push_str(hex);
             acked.push(seq);
             self.rows.push(Row {
                 seq,
@@ -305,9 +307,7 @@ impl Encoded {
 
     /// The rows as the database takes them.
     fn rows(&self) -> Vec<NewRecord<'_>> {
-        let text = |r: &std::ops::Range<usize>| {
-            std::str::from_utf8(&self.text[r.clone()]).unwrap_or_default()
-        };
+        let text = |r: &std::ops::Range<usize>| &self.text[r.clone()];
         self.rows
             .iter()
             .map(|r| {
@@ -431,7 +431,7 @@ mod tests {
         let mut prev = String::new();
         for (i, (row, m)) in rows.iter().zip(order).enumerate() {
             // Byte for byte what the record's own encoding gives, chained to the one before.
-            let mut want = Vec::new();
+            let mut want = String::new();
             event(m, &format!("SELECT {i}")).write_canonical(
                 i as i64 + 1,
                 row.ts,
@@ -439,7 +439,7 @@ mod tests {
                 None,
                 &mut want,
             );
-            assert_eq!(row.json.as_bytes(), want.as_slice(), "record {}", i + 1);
+            assert_eq!(row.json, want, "record {}", i + 1);
             assert_eq!(row.identity, Some(m.identity.as_str()));
             assert_eq!(row.connection_id, Some(m.connection_id.as_str()));
             prev = row.hash.to_string();

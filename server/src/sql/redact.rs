@@ -67,9 +67,8 @@ pub fn redact(sql: &str) -> Cow<'_, str> {
 fn might_hold_sensitive_literal(sql: &str) -> bool {
     let b = sql.as_bytes();
     // A quote, or a `$` that starts a dollar-quoted string rather than a `$1` parameter.
-    if b.iter()
-        .enumerate()
-        .any(|(i, &c)| c == b'\'' || (c == b'$' && !b.get(i + 1).is_some_and(u8::is_ascii_digit)))
+    if memchr::memchr2_iter(b'\'', b'$', b)
+        .any(|i| b[i] == b'\'' || !b.get(i + 1).is_some_and(u8::is_ascii_digit))
     {
         return true;
     }
