@@ -62,7 +62,8 @@ if [[ " $TARGETS " == *" gateway-b "* ]]; then
     [ -x "${GATEHOUSE_BIN_B:-}" ] || gh_die "the target gateway-b needs GATEHOUSE_BIN_B (a gateway binary)"
     GW_A_PORT="$GW_PORT" GW_A_HTTP_PORT="$GW_HTTP_PORT"
     GW_PORT="$(gh_free_port)" GW_HTTP_PORT="$(gh_free_port)"
-    GW_DIR="$TMP/gateway-b" GW_STORE_DB=gatehouse_store_b bench_start_gateway "$GATEHOUSE_BIN_B"
+    GATEHOUSE_WORKERS="${GATEHOUSE_WORKERS_B:-${GATEHOUSE_WORKERS:-}}" GW_DIR="$TMP/gateway-b" GW_STORE_DB=gatehouse_store_b \
+        bench_start_gateway "$GATEHOUSE_BIN_B"
     GWB_PID="$GW_PID" GWB_PORT="$GW_PORT" TOKEN_B="$TOKEN"
     GW_PORT="$GW_A_PORT" GW_HTTP_PORT="$GW_A_HTTP_PORT"
 fi

@@ -102,8 +102,12 @@ pub struct ServerConfig {
     /// Largest single protocol message a client may send.
     pub max_message_bytes: usize,
     pub max_connections: usize,
-    /// Threads that run client sessions, each a single-threaded event loop; 0 means one per CPU.
+    /// Threads that run client sessions, each a single-threaded event loop; 0 means one per
+    /// CPU but one (see `pg::workers::default_count`).
     pub worker_threads: usize,
+    /// How the session workers are scheduled: `batch` (Linux `SCHED_BATCH`: their wake-ups do
+    /// not preempt the database or the clients, see `pg::sched`) or `normal`.
+    pub worker_scheduling: crate::pg::sched::WorkerScheduling,
     /// Time a client has from TCP accept to the end of authentication.
     pub handshake_timeout_seconds: u64,
     /// Close a connection that has been idle (no statement in flight) this long; 0 disables.
@@ -142,6 +146,7 @@ impl Default for ServerConfig {
             max_message_bytes: 64 * 1024 * 1024,
             max_connections: 1000,
             worker_threads: 0,
+            worker_scheduling: Default::default(),
             handshake_timeout_seconds: 10,
             idle_timeout_seconds: 0,
             upstream_connect_timeout_seconds: 5,
@@ -1048,6 +1053,26 @@ environments = ["prod"]
         let c = parse(OK).expect("valid");
         assert_eq!(c.environments[0].name.get_ref(), "prod");
         assert_eq!(c.server.admin_groups, vec!["admins"]);
+    }
+
+    #[test]
+    fn worker_scheduling_is_batch_unless_set_and_refuses_other_words() {
+        use crate::pg::sched::WorkerScheduling;
+        let set = |v: &str| {
+            OK.replace(
+                "postgres_listen = \"127.0.0.1:7432\"",
+                &format!("postgres_listen = \"127.0.0.1:7432\"\nworker_scheduling = \"{v}\""),
+            )
+        };
+        let scheduling = |text: &str| parse(text).map(|c| c.server.worker_scheduling);
+        assert_eq!(scheduling(OK).unwrap(), WorkerScheduling::Batch);
+        assert_eq!(
+            scheduling(&set("normal")).unwrap(),
+            WorkerScheduling::Normal
+        );
+        assert_eq!(scheduling(&set("batch")).unwrap(), WorkerScheduling::Batch);
+        let e = scheduling(&set("realtime")).unwrap_err().to_string();
+        assert!(e.contains("worker_scheduling"), "{e}");
     }
 
     #[test]

@@ -52,8 +52,11 @@ pub async fn serve(gw: Arc<Gateway>) -> Result<(), ServeError> {
     tracing::info!(replica = %gw.replica_id, shared_store = gw.store.is_shared(), postgres = %pg_addr, http = %http_addr, environments = gw.environments.len(), "gatehouse is ready");
 
     let workers = Arc::new(
-        crate::pg::workers::Workers::start(gw.config.server.worker_threads)
-            .map_err(ServeError::Workers)?,
+        crate::pg::workers::Workers::start(
+            gw.config.server.worker_threads,
+            gw.config.server.worker_scheduling,
+        )
+        .map_err(ServeError::Workers)?,
     );
     tracing::info!(workers = workers.len(), "session workers started");
     let pg_task = tokio::spawn(crate::pg::listener::run(gw.clone(), pg, workers));

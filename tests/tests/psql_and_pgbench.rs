@@ -176,6 +176,24 @@ async fn pgbench_in_every_query_mode() {
             );
         }
     }
+    // The session workers that relayed them run as SCHED_BATCH (3), at the process's own nice
+    // value; the other threads keep the default policy.
+    let pid = f.gw.pid().expect("the gateway runs");
+    let threads = thread_policies(pid);
+    let main = threads
+        .iter()
+        .find(|t| t.0 == pid)
+        .expect("main thread")
+        .clone();
+    assert_eq!(main.2, 0, "{threads:?}");
+    let workers: Vec<_> = threads
+        .iter()
+        .filter(|t| t.1.starts_with("gatehouse-worke"))
+        .collect();
+    assert!(!workers.is_empty(), "{threads:?}");
+    for w in &workers {
+        assert_eq!((w.2, w.3), (3, main.3), "{threads:?}");
+    }
     // Every transaction of the read-write runs reached the upstream.
     let c = f.cluster.client("appdb").await;
     let n: i64 = c
@@ -184,4 +202,27 @@ async fn pgbench_in_every_query_mode() {
         .unwrap()
         .get(0);
     assert_eq!(n, 3 * 800);
+}
+
+/// (thread id, name, scheduling policy, nice) of each thread of `pid`, from `/proc`.
+fn thread_policies(pid: u32) -> Vec<(u32, String, i64, i64)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(t.path().join("stat")) else {
+            continue;
+        };
+        let (open, close) = (stat.find('(').unwrap(), stat.rfind(')').unwrap());
+        // Fields after the name are numbered from 3: nice is 19, policy 41.
+        let rest: Vec<&str> = stat[close + 2..].split(' ').collect();
+        out.push((
+            stat[..open].trim().parse().unwrap(),
+            stat[open + 1..close].to_string(),
+            rest[41 - 3].parse().unwrap(),
+            rest[19 - 3].parse().unwrap(),
+        ));
+    }
+    out
 }

@@ -22,6 +22,7 @@ pub mod loopback;
 pub mod names;
 pub mod refusal_board;
 pub mod relay;
+pub mod sched;
 pub mod session;
 pub mod startup_options;
 pub mod statement;

@@ -11,6 +11,8 @@ use std::thread::JoinHandle;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
+use super::sched::WorkerScheduling;
+
 pub struct Workers {
     handles: Vec<Handle>,
     next: AtomicUsize,
@@ -20,8 +22,9 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts `count` workers (at least one; 0 means [`default_count`]).
-    pub fn start(count: usize) -> std::io::Result<Workers> {
+    /// Starts `count` workers (at least one; 0 means [`default_count`]), scheduled as
+    /// `scheduling` says.
+    pub fn start(count: usize, scheduling: WorkerScheduling) -> std::io::Result<Workers> {
         let count = match count {
             0 => default_count(),
             n => n,
@@ -40,6 +43,10 @@ impl Workers {
                 std::thread::Builder::new()
                     .name(format!("gatehouse-worker-{i}"))
                     .spawn(move || {
+                        if let Err(e) = super::sched::apply_to_current_thread(scheduling) {
+                            // A sandbox may forbid it; the worker runs either way.
+                            tracing::warn!(error = %e, ?scheduling, "cannot set the session worker's scheduling policy; keeping the default");
+                        }
                         // Keeps driving the sessions spawned onto this runtime until told to stop.
                         let _ = rt.block_on(rx);
                     })?,
