@@ -191,12 +191,7 @@ async fn a_scripted_session_leaves_the_exact_trail() {
 
 /// Copies a stopped gateway's data dir and writes a config that points at the copy.
 fn copy_trail(from: &Path, to: &Path) -> std::path::PathBuf {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        if e.path().is_file() {
-            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
-        }
-    }
+    copy_dir(from, to);
     let config = to.join("verify.toml");
     std::fs::write(
         &config,
@@ -204,6 +199,18 @@ fn copy_trail(from: &Path, to: &Path) -> std::path::PathBuf {
     )
     .unwrap();
     config
+}
+
+/// `from`'s files and directories (the trail's segments are in `audit-segments/`).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        if e.path().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        } else if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()));
+        }
+    }
 }
 
 fn verify(config: &Path) -> gatehouse_tests::CmdOutput {
@@ -221,15 +228,29 @@ fn tamper(config: &Path, sql: &str) {
     c.execute_batch(sql).unwrap();
 }
 
-/// Rewrites the trail's records as someone with the file would: every block's lines (one per
-/// record, its seq first, tab-separated) edited as one list, then put back as a single block.
+/// Rewrites the trail's records as someone with the files would: every block's lines (one per
+/// record, its seq first, tab-separated; in a segment file or in its row) edited as one list,
+/// then put back as a single block kept in its row.
 fn tamper_lines(config: &Path, edit: impl FnOnce(&mut Vec<String>)) {
-    let db = config.parent().unwrap().join("audit.db");
-    let c = rusqlite::Connection::open(db).unwrap();
+    let dir = config.parent().unwrap();
+    let c = rusqlite::Connection::open(dir.join("audit.db")).unwrap();
     let blocks: Vec<String> = c
-        .prepare("SELECT records FROM audit_blocks ORDER BY first_seq")
+        .prepare(
+            "SELECT records, segment, seg_offset, seg_length FROM audit_blocks ORDER BY first_seq",
+        )
         .unwrap()
-        .query_map([], |r| r.get(0))
+        .query_map([], |r| {
+            let segment: Option<i64> = r.get(1)?;
+            Ok(match segment {
+                Some(s) => {
+                    let (at, len): (usize, usize) = (r.get(2)?, r.get(3)?);
+                    let bytes =
+                        std::fs::read(dir.join(format!("audit-segments/{s:020}.seg"))).unwrap();
+                    String::from_utf8(bytes[at..at + len].to_vec()).unwrap()
+                }
+                None => r.get(0)?,
+            })
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
@@ -241,11 +262,27 @@ fn tamper_lines(config: &Path, edit: impl FnOnce(&mut Vec<String>)) {
     let seq = |l: &String| l.split('\t').next().unwrap().parse::<i64>().unwrap();
     let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
     c.execute("DELETE FROM audit_blocks", []).unwrap();
+    std::fs::remove_dir_all(dir.join("audit-segments")).unwrap();
     c.execute(
         "INSERT INTO audit_blocks (first_seq, last_seq, min_ts, max_ts, records) VALUES (?1, ?2, '0', '9', ?3)",
         rusqlite::params![seq(&lines[0]), seq(lines.last().unwrap()), text],
     )
     .unwrap();
+}
+
+/// Edits the trail's segment files in place, each byte for byte (same length), as someone with
+/// the files would without touching the index.
+fn tamper_segments(config: &Path, edit: impl Fn(&str) -> String) {
+    let dir = config.parent().unwrap().join("audit-segments");
+    let mut edited = 0;
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let new = edit(&text);
+        assert_eq!(new.len(), text.len(), "an edit in place keeps the length");
+        edited += usize::from(new != text);
+        std::fs::write(e.path(), new).unwrap();
+    }
+    assert!(edited > 0, "the edit changed nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,7 +312,7 @@ async fn tampering_is_detected_and_named() {
     let work = tempfile::tempdir().unwrap();
 
     let cfg = copy_trail(&data, &work.path().join("edit"));
-    tamper(&cfg, "UPDATE audit_blocks SET records = replace(records, 'SELECT 1', 'SELECT 9') WHERE records LIKE '%SELECT 1%'");
+    tamper_segments(&cfg, |t| t.replace("SELECT 1", "SELECT 9"));
     let out = verify(&cfg);
     assert_eq!(out.status, 1, "{out:?}");
     assert!(
@@ -317,10 +354,7 @@ async fn tampering_is_detected_and_named() {
 
     // Lines that are no longer records at all are named, not skipped.
     let cfg = copy_trail(&data, &work.path().join("mangle"));
-    tamper(
-        &cfg,
-        "UPDATE audit_blocks SET records = replace(records, char(9), ' ')",
-    );
+    tamper_segments(&cfg, |t| t.replace('\t', " "));
     let out = verify(&cfg);
     assert_eq!(out.status, 1, "{out:?}");
     assert!(

@@ -4,9 +4,9 @@
 //!
 //! A row per record cost the writer a B-tree insert and its share of WAL frames for every
 //! record, more than the record's encoding and hash together; a row per batch costs one insert
-//! per commit. The text stays readable (`sqlite3 audit.db 'SELECT records FROM audit_blocks'`),
-//! and nothing about it is trusted: `audit verify` checks every line against the hash chain as
-//! it checked every row.
+//! per commit. The text stays readable (a block is a run of lines in a segment file, see
+//! `audit_segments`, or an older trail's `records` column), and nothing about it is trusted:
+//! `audit verify` checks every line against the hash chain as it checked every row.
 
 use super::audit_db::{NewRecord, StoredRecord};
 

@@ -1,16 +1,20 @@
-//! The audit trail's own SQLite database (`data_dir/audit.db`, WAL): append-only records with
-//! their hash chain, signed checkpoints, and the queries search and verification need.
+//! The audit trail's own SQLite database (`data_dir/audit.db`, WAL): the index of the blocks of
+//! records (their text in segment files, `audit_segments`), signed checkpoints, and the queries
+//! search and verification need.
 //!
 //! It is a separate file from the main store so the audit writer thread owns its connection and
-//! never waits on API traffic, and so it can be copied or archived on its own.
+//! never waits on API traffic, and so it can be copied or archived on its own (with its
+//! `audit-segments/` directory).
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 
 use rusqlite::types::ValueRef;
 use rusqlite::{params, OptionalExtension};
 
 use super::audit_block::{self, MalformedBlock};
 use super::audit_match::RecordMatcher;
+use super::audit_segments::{self, Place, SegmentReader, SegmentWriter};
 use super::StoreError;
 
 const MIGRATIONS: &[&str] = &[
@@ -97,7 +101,55 @@ const MIGRATIONS: &[&str] = &[
             FROM audit)
         GROUP BY seq >> 10;
     DROP TABLE audit;",
+    // 6: a block's text lives in a segment file (see `audit_segments`) and its row keeps only
+    // its place; `records` is '' for such a block. Blocks written before keep their text here.
+    "ALTER TABLE audit_blocks ADD COLUMN segment INTEGER;
+    ALTER TABLE audit_blocks ADD COLUMN seg_offset INTEGER;
+    ALTER TABLE audit_blocks ADD COLUMN seg_length INTEGER;",
 ];
+
+/// The columns that say where a block's text is, for [`stored`], after its first sequence
+/// number.
+const TEXT_COLUMNS: &str = "records, segment, seg_offset, seg_length";
+
+/// Where a block row's text is.
+enum Stored {
+    /// In the row (written before segments, or by an archive that split a block); `None` when
+    /// it is not UTF-8 text.
+    Row(Option<String>),
+    At(Place),
+}
+
+/// Reads [`TEXT_COLUMNS`] from `at` on.
+fn stored(r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<Stored> {
+    if let Some(segment) = r.get::<_, Option<i64>>(at + 1)? {
+        return Ok(Stored::At(Place {
+            segment,
+            offset: r.get(at + 2)?,
+            length: r.get(at + 3)?,
+        }));
+    }
+    // Text as the writer stores it; a blob put there by hand is read the same way.
+    Ok(Stored::Row(match r.get_ref(at)? {
+        ValueRef::Text(b) | ValueRef::Blob(b) => String::from_utf8(b.to_vec()).ok(),
+        _ => None,
+    }))
+}
+
+impl Stored {
+    /// The block's text.
+    fn text(self, first_seq: i64, segments: &mut SegmentReader<'_>) -> Result<String, StoreError> {
+        match self {
+            Stored::Row(Some(text)) => Ok(text),
+            Stored::Row(None) => Err(MalformedBlock {
+                first_seq,
+                reason: "is not UTF-8 text".into(),
+            }
+            .into()),
+            Stored::At(place) => segments.read(first_seq, place),
+        }
+    }
+}
 
 /// How far apart two records of one identity (or environment) may be and still share a span:
 /// a search by identity reads at most this many other records between two of its own, and
@@ -210,6 +262,8 @@ pub struct AuditDb {
     conn: rusqlite::Connection,
     /// The block being appended, kept between batches.
     text: String,
+    segment_dir: PathBuf,
+    segments: SegmentWriter,
 }
 
 impl AuditDb {
@@ -241,10 +295,61 @@ impl AuditDb {
             source,
         })?;
         super::migrations::apply(&mut conn, MIGRATIONS)?;
-        Ok(AuditDb {
+        let segment_dir = audit_segments::dir_for(path);
+        let mut db = AuditDb {
             conn,
             text: String::new(),
-        })
+            segments: SegmentWriter::new(segment_dir.clone()),
+            segment_dir,
+        };
+        db.drop_lost_blocks()?;
+        Ok(db)
+    }
+
+    /// After a power loss: the rows of blocks newer than the last signed checkpoint whose bytes
+    /// never reached their segment file (see `audit_segments`), newest first until one is
+    /// whole. Their records were lost with the machine; the chain goes on from the last one
+    /// kept. A block missing at or before a checkpoint is not a power loss's and stays, for
+    /// `audit verify` to report.
+    fn drop_lost_blocks(&mut self) -> Result<(), StoreError> {
+        let checkpoint: i64 = self.conn.query_row(
+            "SELECT coalesce(max(seq), 0) FROM audit_checkpoints",
+            [],
+            |r| r.get(0),
+        )?;
+        let newest: Vec<(i64, i64, Place)> = self
+            .conn
+            .prepare(
+                "SELECT first_seq, last_seq, segment, seg_offset, seg_length FROM audit_blocks \
+                 WHERE segment IS NOT NULL AND first_seq > ?1 ORDER BY first_seq DESC",
+            )?
+            .query_map([checkpoint], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    Place {
+                        segment: r.get(2)?,
+                        offset: r.get(3)?,
+                        length: r.get(4)?,
+                    },
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let reader = SegmentReader::new(&self.segment_dir);
+        let lost: Vec<&(i64, i64, Place)> = newest
+            .iter()
+            .take_while(|(_, _, place)| !reader.present(*place))
+            .collect();
+        if let (Some(newest), Some(oldest)) = (lost.first(), lost.last()) {
+            tracing::error!(
+                first = oldest.0,
+                last = newest.1,
+                "audit records after the last signed checkpoint never reached their segment file (a power loss?); the trail goes on from the record before them"
+            );
+            self.conn
+                .execute("DELETE FROM audit_blocks WHERE first_seq >= ?1", [oldest.0])?;
+        }
+        Ok(())
     }
 
     /// Opens an existing trail without writing to it (verification, search).
@@ -260,25 +365,31 @@ impl AuditDb {
                 path: path.into(),
                 source,
             })?;
+        let segment_dir = audit_segments::dir_for(path);
         Ok(AuditDb {
             conn,
             text: String::new(),
+            segments: SegmentWriter::new(segment_dir.clone()),
+            segment_dir,
         })
     }
 
     /// The last record's sequence number and hash.
     pub fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
-        let last: Option<(i64, String)> = self
+        let last: Option<(i64, Stored)> = self
             .conn
             .query_row(
-                "SELECT first_seq, records FROM audit_blocks ORDER BY first_seq DESC LIMIT 1",
+                &format!(
+                    "SELECT first_seq, {TEXT_COLUMNS} FROM audit_blocks ORDER BY first_seq DESC LIMIT 1"
+                ),
                 [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, stored(r, 1)?)),
             )
             .optional()?;
-        let Some((first, text)) = last else {
+        let Some((first, stored)) = last else {
             return Ok(None);
         };
+        let text = stored.text(first, &mut SegmentReader::new(&self.segment_dir))?;
         match audit_block::last_record(first, &text) {
             Some(r) => {
                 let r = r?;
@@ -299,10 +410,15 @@ impl AuditDb {
         records: &[NewRecord<'_>],
         checkpoint: Option<&Checkpoint>,
     ) -> Result<(), StoreError> {
-        let AuditDb { conn, text } = self;
-        let tx = conn.transaction()?;
-        {
-            if let (Some(first), Some(last)) = (records.first(), records.last()) {
+        let AuditDb {
+            conn,
+            text,
+            segments,
+            ..
+        } = self;
+        // The block goes to its segment first: a row never points at bytes not yet written.
+        let block = match (records.first(), records.last()) {
+            (Some(first), Some(last)) => {
                 text.clear();
                 let (mut min_ts, mut max_ts) = (first.ts, first.ts);
                 for r in records {
@@ -310,16 +426,32 @@ impl AuditDb {
                     min_ts = min_ts.min(r.ts);
                     max_ts = max_ts.max(r.ts);
                 }
+                let place = segments.append(first.seq, text.as_bytes())?;
+                if checkpoint.is_some() {
+                    // A signed checkpoint vouches for every record before it: their bytes are
+                    // on disk before it can be (see `audit_segments` for the crash rules).
+                    segments.sync()?;
+                }
+                Some((first.seq, last.seq, min_ts, max_ts, place))
+            }
+            _ => None,
+        };
+        let tx = conn.transaction()?;
+        {
+            if let Some((first, last, min_ts, max_ts, place)) = block {
                 tx.prepare_cached(
-                    "INSERT INTO audit_blocks (first_seq, last_seq, min_ts, max_ts, records) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO audit_blocks \
+                     (first_seq, last_seq, min_ts, max_ts, records, segment, seg_offset, seg_length) \
+                     VALUES (?1, ?2, ?3, ?4, '', ?5, ?6, ?7)",
                 )?
                 .execute(params![
-                    first.seq,
-                    last.seq,
+                    first,
+                    last,
                     min_ts,
                     max_ts,
-                    text.as_str()
+                    place.segment,
+                    place.offset,
+                    place.length
                 ])?;
             }
             // A batch holds a handful of connections: one upsert each.
@@ -358,7 +490,7 @@ impl AuditDb {
         // Both bounds on the primary key: blocks do not overlap, so the first that can hold
         // `lo` is the last one starting at or before it.
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT first_seq, records FROM audit_blocks \
+            "SELECT first_seq, {TEXT_COLUMNS} FROM audit_blocks \
              WHERE first_seq <= ?2 \
                AND first_seq >= coalesce((SELECT max(first_seq) FROM audit_blocks WHERE first_seq <= ?1), ?1) \
                AND last_seq >= ?1 \
@@ -366,21 +498,11 @@ impl AuditDb {
              ORDER BY first_seq {order}"
         ))?;
         let mut rows = stmt.query(params![lo, hi, from, to])?;
+        let mut segments = SegmentReader::new(&self.segment_dir);
         while let Some(row) = rows.next()? {
             let first: i64 = row.get(0)?;
-            // Text as the writer stores it; a blob put there by hand is read the same way.
-            let text = match row.get_ref(1)? {
-                ValueRef::Text(b) | ValueRef::Blob(b) => std::str::from_utf8(b).ok(),
-                _ => None,
-            };
-            let Some(text) = text else {
-                return Err(MalformedBlock {
-                    first_seq: first,
-                    reason: "is not UTF-8 text".into(),
-                }
-                .into());
-            };
-            if !visit(first, text)? {
+            let text = stored(row, 1)?.text(first, &mut segments)?;
+            if !visit(first, &text)? {
                 break;
             }
         }
@@ -430,18 +552,21 @@ impl AuditDb {
     /// The newest record sequence whose timestamp is before `ts`.
     pub fn last_seq_before(&self, ts: &str) -> Result<Option<i64>, StoreError> {
         // It is in the newest block holding any record that old.
-        let block: Option<(i64, String)> = self
+        let block: Option<(i64, Stored)> = self
             .conn
             .query_row(
-                "SELECT first_seq, records FROM audit_blocks WHERE min_ts < ?1 \
-                 ORDER BY first_seq DESC LIMIT 1",
+                &format!(
+                    "SELECT first_seq, {TEXT_COLUMNS} FROM audit_blocks WHERE min_ts < ?1 \
+                     ORDER BY first_seq DESC LIMIT 1"
+                ),
                 [ts],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, stored(r, 1)?)),
             )
             .optional()?;
-        let Some((first, text)) = block else {
+        let Some((first, stored)) = block else {
             return Ok(None);
         };
+        let text = stored.text(first, &mut SegmentReader::new(&self.segment_dir))?;
         let mut last = None;
         for r in audit_block::records(first, &text) {
             let r = r?;
@@ -468,16 +593,20 @@ impl AuditDb {
         let tx = self.conn.transaction()?;
         // The block the range ends inside keeps its later records, as a block of their own;
         // read in the same transaction that rewrites it.
-        let straddling: Option<(i64, String)> = tx
+        let straddling: Option<(i64, Stored)> = tx
             .query_row(
-                "SELECT first_seq, records FROM audit_blocks WHERE first_seq <= ?1 AND last_seq > ?1",
+                &format!(
+                    "SELECT first_seq, {TEXT_COLUMNS} FROM audit_blocks \
+                     WHERE first_seq <= ?1 AND last_seq > ?1"
+                ),
                 [end],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, stored(r, 1)?)),
             )
             .optional()?;
         let mut kept = Vec::new();
-        if let Some((first, text)) = &straddling {
-            for r in audit_block::records(*first, text) {
+        if let Some((first, stored)) = straddling {
+            let text = stored.text(first, &mut SegmentReader::new(&self.segment_dir))?;
+            for r in audit_block::records(first, &text) {
                 let r = r?;
                 if r.seq > end {
                     kept.push(r);
@@ -505,6 +634,16 @@ impl AuditDb {
         tx.execute("DELETE FROM audit_spans WHERE last_seq <= ?1", [end])?;
         tx.execute("DELETE FROM audit_checkpoints WHERE seq <= ?1", [end])?;
         tx.commit()?;
+        // Segments no block points into any more give their space back. A failure leaves
+        // files nothing reads; the next archive tries again.
+        let referenced: BTreeSet<i64> = self
+            .conn
+            .prepare("SELECT DISTINCT segment FROM audit_blocks WHERE segment IS NOT NULL")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        if let Err(e) = audit_segments::remove_unreferenced(&self.segment_dir, &referenced) {
+            tracing::warn!(error = %e, dir = %self.segment_dir.display(), "cannot remove archived audit segments");
+        }
         Ok(())
     }
 
@@ -910,6 +1049,24 @@ mod tests {
             .query_row("SELECT count(*) FROM audit_blocks", [], |r| r.get(0))
             .unwrap();
         assert_eq!(blocks, 2);
+        // Their text is in one segment file, one after the other; the rows hold their places.
+        let places: Vec<(String, i64, i64, i64)> = db
+            .conn
+            .prepare("SELECT records, segment, seg_offset, seg_length FROM audit_blocks ORDER BY first_seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(places[0].0, "");
+        assert_eq!((places[0].1, places[0].2), (1, 0));
+        assert_eq!((places[1].1, places[1].2), (1, places[0].3));
+        let file = dir
+            .path()
+            .join("audit-segments")
+            .join(audit_segments::file_name(1));
+        let size = std::fs::metadata(&file).unwrap().len() as i64;
+        assert_eq!(size, places[0].3 + places[1].3);
         assert_eq!(db.head().unwrap(), Some((501, format!("{:064x}", 501))));
         let all: Vec<i64> = db.range(1, 501).unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(all, (1..=501).collect::<Vec<_>>());
@@ -976,15 +1133,111 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
         append(&mut db, &[rec(1, Some("a")), rec(2, Some("a"))]);
-        db.conn
-            .execute(
-                "UPDATE audit_blocks SET records = replace(records, char(9) || 'statement', 'statement')",
-                [],
-            )
-            .unwrap();
+        // Edited in its segment file, keeping its length: a tab becomes a space.
+        let file = dir
+            .path()
+            .join("audit-segments")
+            .join(audit_segments::file_name(1));
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replacen("\tstatement", " statement", 1)).unwrap();
         let err = db.scan(|_| true).unwrap_err();
         assert!(matches!(err, StoreError::MalformedAudit(_)), "{err}");
         assert!(err.to_string().contains("the block from record 1"), "{err}");
+        // A block kept in its row (an older trail's) is read the same way.
+        let mut line = String::new();
+        audit_block::push_line(&mut line, &rec(3, Some("a")).as_new());
+        db.conn
+            .execute(
+                "INSERT INTO audit_blocks (first_seq, last_seq, min_ts, max_ts, records) VALUES (3, 3, '0', '9', ?1)",
+                [line.replacen('\t', " ", 1)],
+            )
+            .unwrap();
+        let err = db.range(3, 3).unwrap_err();
+        assert!(err.to_string().contains("the block from record 3"), "{err}");
+    }
+
+    #[test]
+    fn blocks_a_power_loss_kept_from_their_segment_are_dropped_after_the_last_checkpoint_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        let mut db = AuditDb::open(&path).unwrap();
+        append(&mut db, &[rec(1, Some("a")), rec(2, Some("a"))]);
+        let checkpoint = Checkpoint {
+            seq: 4,
+            hash: format!("{:064x}", 4),
+            ts: "2026-01-01T00:00:04Z".into(),
+            signature: vec![0; 64],
+        };
+        let rows = [rec(3, Some("a")), rec(4, Some("a"))];
+        let new: Vec<NewRecord<'_>> = rows.iter().map(StoredRecord::as_new).collect();
+        db.append(&new, Some(&checkpoint)).unwrap();
+        let synced = std::fs::metadata(
+            dir.path()
+                .join("audit-segments")
+                .join(audit_segments::file_name(1)),
+        )
+        .unwrap()
+        .len();
+        append(&mut db, &[rec(5, Some("a"))]);
+        append(&mut db, &[rec(6, Some("a")), rec(7, Some("a"))]);
+        drop(db);
+        // The machine lost power: what was written after the checkpoint's sync is gone.
+        let file = dir
+            .path()
+            .join("audit-segments")
+            .join(audit_segments::file_name(1));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(synced + 3)
+            .unwrap();
+        let mut db = AuditDb::open(&path).unwrap();
+        assert_eq!(db.head().unwrap().unwrap().0, 4);
+        // The chain goes on from there, after the torn bytes.
+        append(&mut db, &[rec(5, Some("a"))]);
+        let all: Vec<i64> = db.range(1, 10).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(all, vec![1, 2, 3, 4, 5]);
+        drop(db);
+        // Bytes missing at or before a checkpoint are not a power loss's: left to be reported.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(10)
+            .unwrap();
+        let db = AuditDb::open(&path).unwrap();
+        let err = db.range(1, 10).unwrap_err();
+        assert!(err.to_string().contains("ends before"), "{err}");
+    }
+
+    #[test]
+    fn archiving_removes_the_segments_no_block_points_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
+        // A segment per block or two.
+        db.segments = SegmentWriter::with_limit(dir.path().join("audit-segments"), 100);
+        for s in 1..=6 {
+            append(&mut db, &[rec(s, Some("a"))]);
+        }
+        let segments = audit_segments::list(&dir.path().join("audit-segments")).unwrap();
+        assert!(segments.len() >= 3, "{segments:?}");
+        db.commit_archive(&ArchivedRange {
+            first_seq: 1,
+            last_seq: 4,
+            last_hash: format!("{:064x}", 4),
+            file: "a.jsonl".into(),
+            file_sha256: String::new(),
+            archived_at: "2026-01-02T00:00:00Z".into(),
+        })
+        .unwrap();
+        let left = audit_segments::list(&dir.path().join("audit-segments")).unwrap();
+        assert!(left.len() < segments.len(), "{left:?}");
+        // Records 5 and 6 are all that is left: no segment before record 5's is needed.
+        assert!(!left.is_empty() && left.iter().all(|&s| s >= 5), "{left:?}");
+        let kept: Vec<i64> = db.range(1, 10).unwrap().iter().map(|r| r.seq).collect();
+        assert_eq!(kept, vec![5, 6]);
+        assert_eq!(db.head().unwrap().unwrap().0, 6);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod approvals;
 mod audit_block;
 mod audit_db;
 mod audit_match;
+mod audit_segments;
 pub mod changes;
 mod grants;
 mod groups;
@@ -78,6 +79,9 @@ pub enum StoreError {
     /// The store holds something that contradicts this process (another writer of its chain).
     #[error("{0}")]
     Conflict(String),
+    /// A segment file of a gateway's own trail cannot be written.
+    #[error("cannot write the audit trail's segment file {path}: {reason}")]
+    Segment { path: PathBuf, reason: String },
     /// A block of a gateway's own trail is not what the writer writes (edited by hand).
     #[error("the audit trail is damaged: {0}")]
     MalformedAudit(#[from] audit_block::MalformedBlock),
