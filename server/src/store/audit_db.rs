@@ -1106,13 +1106,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn archiving_inside_a_block_keeps_its_later_records() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
-        let records: Vec<StoredRecord> = (1..=10).map(|s| rec(s, Some("a"))).collect();
-        append(&mut db, &records);
-        assert_eq!(db.last_seq_before("2026-01-01T00:00:05Z").unwrap(), Some(4));
+    /// Archives records 1 to 4 (the file itself is the archiver's business, not tested here).
+    fn archive_through_4(db: &mut AuditDb) {
         db.commit_archive(&ArchivedRange {
             first_seq: 1,
             last_seq: 4,
@@ -1122,6 +1117,16 @@ mod tests {
             archived_at: "2026-01-02T00:00:00Z".into(),
         })
         .unwrap();
+    }
+
+    #[test]
+    fn archiving_inside_a_block_keeps_its_later_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = AuditDb::open(&dir.path().join("audit.db")).unwrap();
+        let records: Vec<StoredRecord> = (1..=10).map(|s| rec(s, Some("a"))).collect();
+        append(&mut db, &records);
+        assert_eq!(db.last_seq_before("2026-01-01T00:00:05Z").unwrap(), Some(4));
+        archive_through_4(&mut db);
         let left: Vec<i64> = db.range(1, 100).unwrap().iter().map(|r| r.seq).collect();
         assert_eq!(left, (5..=10).collect::<Vec<_>>());
         assert_eq!(seqs(&db, "a"), (5..=10).collect::<Vec<_>>());
@@ -1222,15 +1227,7 @@ mod tests {
         }
         let segments = audit_segments::list(&dir.path().join("audit-segments")).unwrap();
         assert!(segments.len() >= 3, "{segments:?}");
-        db.commit_archive(&ArchivedRange {
-            first_seq: 1,
-            last_seq: 4,
-            last_hash: format!("{:064x}", 4),
-            file: "a.jsonl".into(),
-            file_sha256: String::new(),
-            archived_at: "2026-01-02T00:00:00Z".into(),
-        })
-        .unwrap();
+        archive_through_4(&mut db);
         let left = audit_segments::list(&dir.path().join("audit-segments")).unwrap();
         assert!(left.len() < segments.len(), "{left:?}");
         // Records 5 and 6 are all that is left: no segment before record 5's is needed.
