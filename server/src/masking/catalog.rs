@@ -380,7 +380,13 @@ impl Catalog {
     /// The same catalog with `overrides` applied in place of earlier ones.
     pub fn with_overrides(&self, overrides: &[Override]) -> Catalog {
         let mut c = self.clone();
-        for t in &mut c.tables {
+        c.apply_overrides(overrides);
+        c
+    }
+
+    /// [`Catalog::with_overrides`] in place.
+    pub fn apply_overrides(&mut self, overrides: &[Override]) {
+        for t in &mut self.tables {
             for col in &mut t.columns {
                 let o = overrides
                     .iter()
@@ -391,7 +397,6 @@ impl Catalog {
                 };
             }
         }
-        c
     }
 
     /// The same catalog without the relations a schema change touched: until they are read

@@ -220,6 +220,10 @@ impl Masking {
         slot.loading = false;
         match result {
             Some(mut c) => {
+                // The read applied the overrides of when it finished reading; one an admin set
+                // since then went only to the catalog this replaces. Applied again under the
+                // lock `set_overrides` takes after changing them, so neither misses the other.
+                c.apply_overrides(&self.overrides_for(env));
                 // Schema changes seen since this read started: the read may predate them (or
                 // their transaction's commit), so what they touched stays unknown until the
                 // next read, which starts at once.
@@ -606,6 +610,34 @@ mod tests {
             .expect("catalog");
         assert!(c.knows_oid(3));
         assert!(!m.read_again("app", "db"));
+    }
+
+    /// A read builds its catalog with the overrides of its start; an admin's tag set while it
+    /// was being built must not be lost when the read is installed.
+    #[test]
+    fn an_override_set_during_a_read_holds_in_what_the_read_installs() {
+        let m = masking();
+        m.loaded("app", "db", Some(catalog(&[(1, "customers")])));
+        assert!(m.want_read("app", "db", ReadReason::SchemaChange));
+        // The read took the overrides (none), then the admin tagged the column...
+        let built_before = catalog(&[(1, "customers")]);
+        m.set_overrides(vec![catalog::Override {
+            environment: "app".into(),
+            schema: "public".into(),
+            table: "customers".into(),
+            column: "display".into(),
+            category: Some(Category::PersonName),
+            set_by: "admin".into(),
+            set_at: chrono::Utc::now(),
+        }]);
+        // ...and then the read finished.
+        let c = m.loaded("app", "db", Some(built_before)).expect("catalog");
+        let tag = c.column(1, 1).and_then(|c| c.category);
+        assert_eq!(tag, Some(Category::PersonName));
+        assert_eq!(
+            c.column(1, 1).map(|c| c.source),
+            Some(catalog::TagSource::Override)
+        );
     }
 
     #[test]
