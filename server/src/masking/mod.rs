@@ -90,6 +90,8 @@ pub struct Masking {
     catalogs: Mutex<HashMap<(String, String), Slot>>,
     lineage: Mutex<LruCache<String, Arc<Lineage>>>,
     exemptions: RwLock<Arc<Vec<Exemption>>>,
+    /// Bumped whenever the exemptions change, so sessions can keep what they were exempt from.
+    exemptions_generation: AtomicU64,
     overrides: RwLock<Arc<Vec<catalog::Override>>>,
     empty: Arc<Catalog>,
     /// Bumped whenever a catalog changes, so sessions can keep theirs until then.
@@ -150,6 +152,7 @@ impl Masking {
                 NonZeroUsize::new(LINEAGE_CACHE).unwrap_or(NonZeroUsize::MIN),
             )),
             exemptions: RwLock::new(Arc::new(Vec::new())),
+            exemptions_generation: AtomicU64::new(1),
             overrides: RwLock::new(Arc::new(Vec::new())),
             empty: Arc::new(Catalog::empty()),
             generation: AtomicU64::new(1),
@@ -485,11 +488,28 @@ impl Masking {
 
     pub fn set_exemptions(&self, list: Vec<Exemption>) {
         *self.exemptions.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(list);
+        self.exemptions_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes whenever the exemptions do: what [`Masking::exempt_until`] answered holds until
+    /// then, or until the time it gave.
+    pub fn exemptions_generation(&self) -> u64 {
+        self.exemptions_generation.load(Ordering::Acquire)
     }
 
     /// What `groups` are exempt from in `env` right now. Sessions ask at each result, so an
     /// exemption that expired or was deleted stops at once on open connections too.
     pub fn exempt(&self, env: &str, groups: &[String]) -> Exempt {
+        self.exempt_until(env, groups).0
+    }
+
+    /// [`Masking::exempt`], and the first moment the answer may change without the exemptions
+    /// changing: the earliest expiry among those that apply (`None`: none expires).
+    pub fn exempt_until(
+        &self,
+        env: &str,
+        groups: &[String],
+    ) -> (Exempt, Option<chrono::DateTime<chrono::Utc>>) {
         let list = self
             .exemptions
             .read()
@@ -497,6 +517,7 @@ impl Masking {
             .clone();
         let now = chrono::Utc::now();
         let mut out = Exempt::default();
+        let mut until = None;
         for e in list.iter().filter(|e| e.applies(env, groups, now)) {
             if let Some(c) = e.category {
                 out.categories.insert(c);
@@ -504,8 +525,11 @@ impl Masking {
             if let Some(c) = e.column.as_deref().and_then(ColumnExemption::parse) {
                 out.columns.insert(c);
             }
+            if let Some(t) = e.expires_at {
+                until = Some(until.map_or(t, |u: chrono::DateTime<chrono::Utc>| u.min(t)));
+            }
         }
-        out
+        (out, until)
     }
 
     /// Whether every statement with `stmt`'s shape key has its lineage: otherwise the literals
@@ -610,6 +634,49 @@ mod tests {
             .expect("catalog");
         assert!(c.knows_oid(3));
         assert!(!m.read_again("app", "db"));
+    }
+
+    /// Sessions keep what they are exempt from until the exemptions change or the earliest
+    /// of those that apply expires: both must be told.
+    #[test]
+    fn an_exemption_answer_says_when_it_stops_holding() {
+        let m = masking();
+        let now = chrono::Utc::now();
+        let exemption = |group: &str, category, expires_at| Exemption {
+            id: format!("{group}-{category:?}"),
+            group: group.into(),
+            environment: "app".into(),
+            category: Some(category),
+            column: None,
+            expires_at,
+            reason: None,
+            created_by: "admin".into(),
+            created_at: now,
+        };
+        let hour = chrono::Duration::hours(1);
+        let groups = ["support".to_string()];
+        let before = m.exemptions_generation();
+        m.set_exemptions(vec![
+            exemption("support", Category::Email, Some(now + hour * 2)),
+            exemption("support", Category::PersonName, Some(now + hour)),
+            exemption("support", Category::Phone, None),
+            // Expired, or another group's: neither counts, nor does its expiry.
+            exemption("support", Category::Iban, Some(now - hour)),
+            exemption(
+                "sales",
+                Category::NationalId,
+                Some(now + chrono::Duration::minutes(1)),
+            ),
+        ]);
+        assert_ne!(m.exemptions_generation(), before);
+        let (exempt, until) = m.exempt_until("app", &groups);
+        assert_eq!(
+            exempt.categories,
+            [Category::Email, Category::PersonName, Category::Phone].into()
+        );
+        assert_eq!(until, Some(now + hour));
+        m.set_exemptions(vec![exemption("support", Category::Phone, None)]);
+        assert_eq!(m.exempt_until("app", &groups).1, None);
     }
 
     /// A read builds its catalog with the overrides of its start; an admin's tag set while it

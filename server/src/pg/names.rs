@@ -40,16 +40,21 @@ pub fn resolve<T: Clone>(
     ops: impl IntoIterator<Item = Op<T>>,
     same: impl Fn(&T, &T) -> bool,
 ) -> Resolved<T> {
-    let mut possible: Vec<Option<T>> = vec![confirmed];
+    // The last operation of the message's own group (or the confirmed definition), then
+    // every operation of an earlier group after it. Held apart so that the usual case, no
+    // earlier group in flight, allocates nothing: it runs for every Bind, Describe and Execute.
+    let mut certain: Option<T> = confirmed;
+    let mut maybe: Vec<Option<T>> = Vec::new();
     for op in ops {
         if op.earlier_group {
-            possible.push(op.leaves);
+            maybe.push(op.leaves);
         } else {
-            possible = vec![op.leaves];
+            certain = op.leaves;
+            maybe.clear();
         }
     }
     // A state with no definition makes the server refuse the message itself: no risk there.
-    let mut defs = possible.into_iter().flatten();
+    let mut defs = certain.into_iter().chain(maybe.into_iter().flatten());
     let Some(first) = defs.next() else {
         return Resolved::Unknown;
     };

@@ -24,7 +24,7 @@ use super::error::{PgError, SqlState};
 use super::gate::{self, Observer};
 use super::statement::{self, Point};
 use super::stream::{PgStream, WriteSide};
-use super::tracker::{Exec, SessionMasking, StmtInfo, Tracker, Verdict};
+use super::tracker::{SessionMasking, StmtInfo, Tracker, Verdict};
 use crate::audit::{Pending, StatementEvent};
 
 const READ_CHUNK: usize = 32 * 1024;
@@ -503,9 +503,7 @@ where
                 slot.post(r);
             }
             // Phase 5, track: what the server answers drives result, masking and record.
-            let mut exec = Exec::new(info);
-            exec.gate = admission.gate;
-            statement::track(&mut lock(tracker), point, exec);
+            statement::track(&mut lock(tracker), point, info, admission.gate);
             if let Some(replacement) = out {
                 written = replace_frame(&mut rewritten, &buf, written, offset, total, &replacement);
             }

@@ -190,15 +190,23 @@ pub fn refused_as_data(gate: &Gate, refusal: Option<&Refusal>) -> Option<Refused
     })
 }
 
-/// Track: the tracker expects what the server will answer to `point`, decided as `exec.gate`.
-pub fn track(t: &mut Tracker, point: Point, mut exec: Exec) {
+/// Track: the tracker expects what the server will answer to `point`, decided as `gate`.
+pub fn track(t: &mut Tracker, point: Point, info: Arc<StmtInfo>, gate: Gate) {
+    let run = |gate| {
+        let mut exec = Exec::new(info);
+        exec.gate = gate;
+        exec
+    };
     match point {
         // A refused Bind or Execute: the gateway's own statement raises the refusal in its
         // place.
-        _ if exec.gate.refused && point.extended() => t.expect_refusal_execute(exec),
-        Point::Query => t.expect_query(exec),
-        Point::Bind(target) => t.on_bind(target, exec.gate),
+        _ if gate.refused && point.extended() => t.expect_refusal_execute(run(gate)),
+        Point::Query => t.expect_query(run(gate)),
+        // A Bind runs nothing: its portal carries the decision to the Executes that do (no
+        // execution, so no clock read, on the path every prepared statement takes).
+        Point::Bind(target) => t.on_bind(target, gate),
         Point::Execute(target) => {
+            let mut exec = run(gate);
             exec.portal = target.portal;
             exec.portal_name = Some(target.name);
             t.expect_execute(exec);
@@ -244,7 +252,8 @@ mod tests {
         track(
             &mut t,
             Point::Query,
-            Exec::new(StmtInfo::new("SET standard_conforming_strings = off")),
+            StmtInfo::new("SET standard_conforming_strings = off"),
+            Gate::default(),
         );
         assert_eq!(reading(&t, &Point::Query).strings, None);
     }

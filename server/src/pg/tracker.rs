@@ -11,6 +11,7 @@
 //! RowDescription, an Execute's first row, a CopyOutResponse) gets a plan from
 //! `masking::plan`. Rows of a result whose plan touches nothing are not even looked at.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -215,6 +216,15 @@ pub struct SessionMasking {
     pub upstream_pid: i32,
     /// A statement of this session that may send a notification read personal data.
     pub notifies_tainted: std::sync::atomic::AtomicBool,
+    /// What the identity was last found exempt from (see [`SessionMasking::exempt`]).
+    exempt_kept: std::sync::Mutex<Option<KeptExempt>>,
+}
+
+/// An answer of `Masking::exempt_until`, and what it holds under.
+struct KeptExempt {
+    generation: u64,
+    until: Option<SystemTime>,
+    exempt: crate::masking::Exempt,
 }
 
 impl SessionMasking {
@@ -235,13 +245,30 @@ impl SessionMasking {
             schema_changes: std::sync::Mutex::new(Vec::new()),
             upstream_pid,
             notifies_tainted: std::sync::atomic::AtomicBool::new(false),
+            exempt_kept: std::sync::Mutex::new(None),
         }
     }
 
     /// What the identity is exempt from now: an exemption that expired or was deleted stops
-    /// at the next result, on open connections too.
+    /// at the next result, on open connections too. Asked at every result, so the answer is
+    /// kept until the exemptions change or the earliest of them expires.
     pub fn exempt(&self) -> crate::masking::Exempt {
-        self.gw.masking.exempt(&self.env, &self.groups)
+        let masking = &self.gw.masking;
+        // Read before the exemptions: a change after this makes the next call ask again.
+        let generation = masking.exemptions_generation();
+        let mut kept = self.exempt_kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.as_ref().filter(|k| k.generation == generation) {
+            if k.until.is_none_or(|t| SystemTime::now() < t) {
+                return k.exempt.clone();
+            }
+        }
+        let (exempt, until) = masking.exempt_until(&self.env, &self.groups);
+        *kept = Some(KeptExempt {
+            generation,
+            until: until.map(SystemTime::from),
+            exempt: exempt.clone(),
+        });
+        exempt
     }
 
     /// The environment's current catalog (empty if none could be read).
@@ -413,7 +440,15 @@ pub struct Tracker {
     pub search_path_changed: bool,
     /// What the statement path derived from the statements this session has seen.
     pub verdicts: super::verdicts::Verdicts,
+    /// The last RowDescription read, as it came and as fields.
+    last_description: Option<(Box<[u8]>, Description)>,
 }
+
+/// A RowDescription's fields, shared by the statement or portal it describes.
+type Description = Arc<Vec<Field>>;
+
+/// Longest RowDescription kept as the last one (a few dozen columns).
+const MAX_KEPT_DESCRIPTION: usize = 4096;
 
 /// `standard_conforming_strings` as the server reports it (`on`/`off`); anything else is
 /// unknown, and both readings are then checked.
@@ -544,13 +579,15 @@ impl Tracker {
 
     /// A statement or portal name as the maps key it: the session encoding's reading, or for
     /// bytes invalid there (the server refuses the message) a key no valid name can have.
-    fn name(&self, frame: &[u8], pos: &mut usize) -> String {
+    fn name<'a>(&self, frame: &'a [u8], pos: &mut usize) -> Cow<'a, str> {
         let bytes = cstr_at(frame, pos).unwrap_or_default();
         match self.encoding.decode(bytes) {
-            Ok(s) => s.into_owned(),
-            Err(_) => std::iter::once('\0')
-                .chain(bytes.iter().map(|&b| b as char))
-                .collect(),
+            Ok(s) => s,
+            Err(_) => Cow::Owned(
+                std::iter::once('\0')
+                    .chain(bytes.iter().map(|&b| b as char))
+                    .collect(),
+            ),
         }
     }
 
@@ -611,7 +648,7 @@ impl Tracker {
     /// A Parse: its definition takes effect when the server accepts it (ParseComplete).
     pub fn on_parse(&mut self, frame: &[u8]) {
         let mut pos = 5;
-        let name = self.name(frame, &mut pos);
+        let name = self.name(frame, &mut pos).into_owned();
         let text = cstr_at(frame, &mut pos).unwrap_or_default();
         let (info, unreadable) = match self.encoding.decode(text) {
             Ok(sql) => (self.verdicts.statement(&sql, true), None),
@@ -631,7 +668,7 @@ impl Tracker {
     /// What a Bind frame binds (the statement its name means now).
     pub fn bind_target(&self, frame: &[u8]) -> BindTarget {
         let mut pos = 5;
-        let portal = self.name(frame, &mut pos);
+        let portal = self.name(frame, &mut pos).into_owned();
         let stmt = self.name(frame, &mut pos);
         let (info, stmt_fields, unreadable) = match self.resolve_statement(&stmt) {
             Resolved::Known(p) => (
@@ -644,7 +681,7 @@ impl Tracker {
                 FieldsSlot::default(),
                 Some(Unreadable::Unknown {
                     portal: false,
-                    name: stmt,
+                    name: stmt.into_owned(),
                 }),
             ),
             Resolved::Ambiguous => (
@@ -652,7 +689,7 @@ impl Tracker {
                 FieldsSlot::default(),
                 Some(Unreadable::Ambiguous {
                     portal: false,
-                    name: stmt,
+                    name: stmt.into_owned(),
                 }),
             ),
         };
@@ -709,13 +746,16 @@ impl Tracker {
         let statement = frame.get(5) == Some(&b'S');
         if !statement {
             // Closed before its last row was read: recorded with the rows read so far.
-            if let Some(run) = self.suspended.remove(&name) {
+            if let Some(run) = self.suspended.remove(&*name) {
                 self.finish(run);
             }
         }
         self.pending.push_back(Expect::Close {
             ours: false,
-            target: Some(CloseTarget { statement, name }),
+            target: Some(CloseTarget {
+                statement,
+                name: name.into_owned(),
+            }),
         });
     }
 
@@ -723,17 +763,28 @@ impl Tracker {
     pub fn execute_target(&self, frame: &[u8]) -> ExecTarget {
         let mut pos = 5;
         let name = self.name(frame, &mut pos);
-        let name_key = name.clone();
         let (portal, unreadable) = match self.resolve_portal(&name) {
             Resolved::Known(p) => {
                 let u = p.unreadable.clone();
                 (Some(p), u)
             }
-            Resolved::Unknown => (None, Some(Unreadable::Unknown { portal: true, name })),
-            Resolved::Ambiguous => (None, Some(Unreadable::Ambiguous { portal: true, name })),
+            Resolved::Unknown => (
+                None,
+                Some(Unreadable::Unknown {
+                    portal: true,
+                    name: name.to_string(),
+                }),
+            ),
+            Resolved::Ambiguous => (
+                None,
+                Some(Unreadable::Ambiguous {
+                    portal: true,
+                    name: name.to_string(),
+                }),
+            ),
         };
         ExecTarget {
-            name: name_key,
+            name: name.into_owned(),
             info: portal
                 .as_ref()
                 .map_or_else(|| StmtInfo::new(UNKNOWN), |p| p.info.clone()),
@@ -919,21 +970,26 @@ impl Tracker {
             }
             b'T' | b'n' => {
                 let fields = match (tag, frame) {
-                    (b'T', Some(f)) => row_description(f),
-                    _ => Some(Vec::new()),
+                    (b'T', Some(f)) => self.description(f),
+                    _ => Some(Arc::default()),
                 };
                 if matches!(self.pending.front(), Some(Expect::Describe(_))) {
                     if let Some(Expect::Describe(Some(slot))) = self.pending.pop_front() {
                         if let Some(f) = fields {
-                            let _ = slot.set(Arc::new(f));
+                            let _ = slot.set(f);
                         }
                     }
                 } else if tag == b'T' {
                     if let (Some(Expect::Query(e)), Some(_)) = (self.pending.front(), &self.masking)
                     {
                         let info = e.info.clone();
-                        let plan =
-                            self.plan_result(&info, self.query_index, fields.as_deref(), &[], None);
+                        let plan = self.plan_result(
+                            &info,
+                            self.query_index,
+                            fields.as_deref().map(Vec::as_slice),
+                            &[],
+                            None,
+                        );
                         self.active = Some(Active {
                             plan,
                             found: rewrite::Findings::new(),
@@ -1099,6 +1155,21 @@ impl Tracker {
             }
             _ => Verdict::Forward,
         }
+    }
+
+    /// A RowDescription's fields: those of the last one when its bytes are the same (a
+    /// prepared statement's portal is described again at every execution).
+    fn description(&mut self, frame: &[u8]) -> Option<Description> {
+        if let Some((bytes, fields)) = &self.last_description {
+            if bytes[..] == *frame {
+                return Some(fields.clone());
+            }
+        }
+        let fields = Arc::new(row_description(frame)?);
+        if frame.len() <= MAX_KEPT_DESCRIPTION {
+            self.last_description = Some((frame.into(), fields.clone()));
+        }
+        Some(fields)
     }
 
     /// A DECLARE that completed: its query's lineage serves the cursor's FETCHes.
@@ -1673,6 +1744,45 @@ mod tests {
         t.finish_suspended();
         assert_eq!(t.completed.len(), 4);
         assert_eq!(t.completed[3].exec.rows, Some(3));
+    }
+
+    /// A RowDescription's bytes: one text column `name` of table `table_oid`.
+    fn description_frame(name: &str, table_oid: u32) -> Vec<u8> {
+        let mut b = 1i16.to_be_bytes().to_vec();
+        b.extend_from_slice(name.as_bytes());
+        b.push(0);
+        b.extend_from_slice(&table_oid.to_be_bytes());
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.extend_from_slice(&25u32.to_be_bytes());
+        b.extend_from_slice(&(-1i16).to_be_bytes());
+        b.extend_from_slice(&(-1i32).to_be_bytes());
+        b.extend_from_slice(&0i16.to_be_bytes());
+        frame(b'T', &b)
+    }
+
+    /// A portal described again with the same bytes shares the fields read before; any
+    /// byte that differs (here only the table) is read anew.
+    #[test]
+    fn a_description_is_read_again_unless_its_bytes_are_the_same() {
+        let mut t = Tracker::default();
+        t.on_parse(&frame(b'P', b"s1\0SELECT email FROM t\0\0\0"));
+        assert_eq!(t.on_backend(b'1', None), Verdict::Forward);
+        let describe = |t: &mut Tracker, f: &[u8]| {
+            let b = t.bind_target(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
+            t.on_bind(b, Gate::default());
+            t.on_describe(&frame(b'D', b"P\0"));
+            t.on_sync();
+            assert_eq!(t.on_backend(b'2', None), Verdict::Forward);
+            assert_eq!(t.on_backend(b'T', Some(f)), Verdict::Forward);
+            t.on_backend(b'Z', Some(&frame(b'Z', b"I")));
+            t.portals[""].fields.get().cloned().expect("described")
+        };
+        let first = describe(&mut t, &description_frame("email", 16384));
+        let same = describe(&mut t, &description_frame("email", 16384));
+        assert!(Arc::ptr_eq(&first, &same));
+        let other = describe(&mut t, &description_frame("email", 16390));
+        assert_eq!(other[0].table_oid, 16390);
+        assert_eq!(other[0].name, "email");
     }
 
     #[test]
