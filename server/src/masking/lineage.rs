@@ -569,6 +569,10 @@ fn prepared_key(name: &str) -> String {
 /// Whether a command tag (CommandComplete) may come from a statement that changed a
 /// relation's columns or comments, directly or from code (`DO`, `CALL`).
 pub fn may_change_schema(tag: &[u8]) -> bool {
+    // Most tags (SELECT, INSERT, UPDATE…) are told apart by their first letter.
+    if !matches!(tag.first(), Some(b'C' | b'A' | b'D' | b'I')) {
+        return false;
+    }
     ["CREATE", "ALTER", "DROP", "COMMENT", "DO", "CALL", "IMPORT"]
         .iter()
         .any(|p| tag.starts_with(p.as_bytes()))

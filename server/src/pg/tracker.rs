@@ -591,19 +591,45 @@ impl Tracker {
         }
     }
 
+    /// What a name means when an operation on it (`on_name`: the definition it leaves, `None`
+    /// for a Close) is in the message's own Sync group: the latest such one, with no lookup
+    /// (see [`names`]: had it failed, the server would skip the message too, and every
+    /// unanswered earlier group comes before it). `None`: no such operation.
+    fn decided_in_own_group<T>(
+        &self,
+        on_name: impl Fn(&Expect) -> Option<Option<T>>,
+    ) -> Option<Resolved<T>> {
+        for e in self.pending.iter().rev() {
+            if matches!(e, Expect::Sync) {
+                return None;
+            }
+            if let Some(leaves) = on_name(e) {
+                return Some(match leaves {
+                    Some(def) => Resolved::Known(def),
+                    None => Resolved::Unknown,
+                });
+            }
+        }
+        None
+    }
+
     /// The prepared statement `name` means for a message sent now.
     fn resolve_statement(&self, name: &str) -> Resolved<Arc<Prepared>> {
+        let on_name = |e: &Expect| match e {
+            Expect::Parse {
+                def: Some((n, p)), ..
+            } if n == name => Some(Some(p.clone())),
+            Expect::Close {
+                target: Some(t), ..
+            } if t.statement && t.name == name => Some(None),
+            _ => None,
+        };
+        if let Some(r) = self.decided_in_own_group(on_name) {
+            return r;
+        }
         let last_sync = self.pending.iter().rposition(|e| matches!(e, Expect::Sync));
         let ops = self.pending.iter().enumerate().filter_map(|(i, e)| {
-            let leaves = match e {
-                Expect::Parse {
-                    def: Some((n, p)), ..
-                } if n == name => Some(p.clone()),
-                Expect::Close {
-                    target: Some(t), ..
-                } if t.statement && t.name == name => None,
-                _ => return None,
-            };
+            let leaves = on_name(e)?;
             Some(names::Op {
                 earlier_group: last_sync.is_some_and(|s| i < s),
                 leaves,
@@ -618,17 +644,21 @@ impl Tracker {
 
     /// The portal `name` means for a message sent now.
     fn resolve_portal(&self, name: &str) -> Resolved<Arc<Portal>> {
+        let on_name = |e: &Expect| match e {
+            Expect::Bind {
+                def: Some((n, p)), ..
+            } if n == name => Some(Some(p.clone())),
+            Expect::Close {
+                target: Some(t), ..
+            } if !t.statement && t.name == name => Some(None),
+            _ => None,
+        };
+        if let Some(r) = self.decided_in_own_group(on_name) {
+            return r;
+        }
         let last_sync = self.pending.iter().rposition(|e| matches!(e, Expect::Sync));
         let ops = self.pending.iter().enumerate().filter_map(|(i, e)| {
-            let leaves = match e {
-                Expect::Bind {
-                    def: Some((n, p)), ..
-                } if n == name => Some(p.clone()),
-                Expect::Close {
-                    target: Some(t), ..
-                } if !t.statement && t.name == name => None,
-                _ => return None,
-            };
+            let leaves = on_name(e)?;
             Some(names::Op {
                 earlier_group: last_sync.is_some_and(|s| i < s),
                 leaves,
@@ -1176,10 +1206,10 @@ impl Tracker {
     fn remember_cursor(&mut self, frame: Option<&[u8]>) {
         let Some(f) = frame else { return };
         // A PREPARE's query serves its EXECUTEs the same way.
-        if !f
-            .get(5..)
-            .is_some_and(|t| t.starts_with(b"DECLARE CURSOR") || t.starts_with(b"PREPARE"))
-        {
+        if !f.get(5..).is_some_and(|t| {
+            matches!(t.first(), Some(b'D' | b'P'))
+                && (t.starts_with(b"DECLARE CURSOR") || t.starts_with(b"PREPARE"))
+        }) {
             return;
         }
         let Some((info, index)) = self.current_statement() else {
@@ -1744,6 +1774,39 @@ mod tests {
         t.finish_suspended();
         assert_eq!(t.completed.len(), 4);
         assert_eq!(t.completed[3].exec.rows, Some(3));
+    }
+
+    /// A name redefined in an unanswered earlier Sync group is ambiguous; one redefined (or
+    /// closed) in the message's own group means that latest definition.
+    #[test]
+    fn a_name_means_its_latest_definition_in_its_own_group() {
+        let sql_of = |t: &Tracker| t.bind_target(&frame(b'B', b"\0s1\0\0\0\0\0\0\0"));
+        let mut t = Tracker::default();
+        t.on_parse(&frame(b'P', b"s1\0DROP TABLE t\0\0\0"));
+        assert_eq!(t.on_backend(b'1', None), Verdict::Forward);
+        // Redefined in a group still unanswered (the server refuses a Parse of a name in use).
+        t.on_parse(&frame(b'P', b"s1\0SELECT 1\0\0\0"));
+        t.on_sync();
+        let b = sql_of(&t);
+        assert!(matches!(b.unreadable, Some(Unreadable::Ambiguous { .. })));
+        // Closed and defined again in this group: that definition, whatever came before.
+        t.on_close(&frame(b'C', b"Ss1\0"));
+        let b = sql_of(&t);
+        assert!(matches!(b.unreadable, Some(Unreadable::Unknown { .. })));
+        t.on_parse(&frame(b'P', b"s1\0SELECT 2\0\0\0"));
+        let b = sql_of(&t);
+        assert!(b.unreadable.is_none());
+        assert_eq!(&*b.info.sql, "SELECT 2");
+        // Portals alike.
+        t.on_bind(b, Gate::default());
+        let e = t.execute_target(&frame(b'E', b"\0\0\0\0\0"));
+        assert_eq!(&*e.info.sql, "SELECT 2");
+        t.on_close(&frame(b'C', b"P\0"));
+        let e = t.execute_target(&frame(b'E', b"\0\0\0\0\0"));
+        assert!(matches!(
+            e.unreadable,
+            Some(Unreadable::Unknown { portal: true, .. })
+        ));
     }
 
     /// A RowDescription's bytes: one text column `name` of table `table_oid`.
