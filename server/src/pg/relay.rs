@@ -591,7 +591,7 @@ async fn record_completed(
         metrics.duration.record(c.duration.as_secs_f64());
         let event = StatementEvent {
             meta: observer.meta.clone(),
-            stmt: c.exec.info.clone(),
+            stmt: c.exec.info,
             event: "statement",
             at: c.exec.at,
             duration: Some(c.duration),

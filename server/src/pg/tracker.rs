@@ -377,8 +377,9 @@ enum Expect {
         target: Option<CloseTarget>,
     },
     Describe(Option<FieldsSlot>),
-    Execute(Exec),
-    Query(Exec),
+    // Boxed: an execution is large, and the queue moves its entries on every push and pop.
+    Execute(Box<Exec>),
+    Query(Box<Exec>),
     /// A simple query already reported (it failed); only its ReadyForQuery is still to come.
     QueryDone,
     Sync,
@@ -387,7 +388,7 @@ enum Expect {
 /// A finished execution and how long it took.
 #[derive(Debug)]
 pub struct Completed {
-    pub exec: Exec,
+    pub exec: Box<Exec>,
     pub duration: Duration,
 }
 
@@ -421,7 +422,7 @@ pub struct Tracker {
     /// Executions whose portal is suspended (its row limit reached), by portal name: the
     /// Executes that read the rest continue them, so a result fetched in pieces (JDBC's fetch
     /// size) is one audit record with all its rows, not one per piece.
-    suspended: HashMap<String, Exec>,
+    suspended: HashMap<String, Box<Exec>>,
     /// The session's `client_encoding`, from the server's ParameterStatus.
     pub encoding: ClientEncoding,
     /// Set when the server reports a `client_encoding` the gateway cannot read: the relay ends
@@ -672,7 +673,7 @@ impl Tracker {
     }
 
     pub fn expect_query(&mut self, exec: Exec) {
-        self.pending.push_back(Expect::Query(exec));
+        self.pending.push_back(Expect::Query(Box::new(exec)));
     }
 
     /// A Parse: its definition takes effect when the server accepts it (ParseComplete).
@@ -823,7 +824,8 @@ impl Tracker {
         }
     }
 
-    pub fn expect_execute(&mut self, mut exec: Exec) {
+    pub fn expect_execute(&mut self, exec: Exec) {
+        let mut exec = Box::new(exec);
         // The next piece of a suspended portal continues its execution.
         let resumed = match &exec.portal_name {
             Some(name) if !self.suspended.is_empty() => self.suspended.remove(name),
@@ -842,7 +844,7 @@ impl Tracker {
     /// Ends the executions of suspended portals (the transaction or the connection ended);
     /// each is recorded with the rows read.
     pub fn finish_suspended(&mut self) {
-        let runs: Vec<Exec> = self.suspended.drain().map(|(_, e)| e).collect();
+        let runs: Vec<Box<Exec>> = self.suspended.drain().map(|(_, e)| e).collect();
         for run in runs {
             self.finish(run);
         }
@@ -866,12 +868,12 @@ impl Tracker {
             ours: true,
             def: None,
         });
-        self.pending.push_back(Expect::Execute(exec));
+        self.pending.push_back(Expect::Execute(Box::new(exec)));
     }
 
     // ----- upstream side -----
 
-    fn finish(&mut self, mut exec: Exec) {
+    fn finish(&mut self, mut exec: Box<Exec>) {
         if exec.error.is_none() {
             exec.error = self.group_error.clone();
         }
