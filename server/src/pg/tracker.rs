@@ -592,84 +592,79 @@ impl Tracker {
         }
     }
 
-    /// What a name means when an operation on it (`on_name`: the definition it leaves, `None`
-    /// for a Close) is in the message's own Sync group: the latest such one, with no lookup
-    /// (see [`names`]: had it failed, the server would skip the message too, and every
-    /// unanswered earlier group comes before it). `None`: no such operation.
-    fn decided_in_own_group<T>(
+    /// What a name means for a message sent now: `on_name` says what an unanswered operation
+    /// on it leaves (`Some(None)`: a Close), `confirmed` what the server accepted, `same` whether
+    /// two definitions run the same thing (see [`names`]). The latest operation in the
+    /// message's own Sync group decides alone, with no lookup: had it failed, the server would
+    /// skip the message too, and every unanswered earlier group comes before it.
+    fn resolve_name<T: Clone>(
         &self,
         on_name: impl Fn(&Expect) -> Option<Option<T>>,
-    ) -> Option<Resolved<T>> {
+        confirmed: impl FnOnce() -> Option<T>,
+        same: impl Fn(&T, &T) -> bool,
+    ) -> Resolved<T> {
         for e in self.pending.iter().rev() {
             if matches!(e, Expect::Sync) {
-                return None;
+                break;
             }
             if let Some(leaves) = on_name(e) {
-                return Some(match leaves {
+                return match leaves {
                     Some(def) => Resolved::Known(def),
                     None => Resolved::Unknown,
-                });
+                };
             }
         }
-        None
+        let last_sync = self.pending.iter().rposition(|e| matches!(e, Expect::Sync));
+        let ops = self.pending.iter().enumerate().filter_map(|(i, e)| {
+            let leaves = on_name(e)?;
+            Some(names::Op {
+                earlier_group: last_sync.is_some_and(|s| i < s),
+                leaves,
+            })
+        });
+        names::resolve(confirmed(), ops, same)
     }
 
     /// The prepared statement `name` means for a message sent now.
     fn resolve_statement(&self, name: &str) -> Resolved<Arc<Prepared>> {
-        let on_name = |e: &Expect| match e {
-            Expect::Parse {
-                def: Some((n, p)), ..
-            } if n == name => Some(Some(p.clone())),
-            Expect::Close {
-                target: Some(t), ..
-            } if t.statement && t.name == name => Some(None),
-            _ => None,
-        };
-        if let Some(r) = self.decided_in_own_group(on_name) {
-            return r;
-        }
-        let last_sync = self.pending.iter().rposition(|e| matches!(e, Expect::Sync));
-        let ops = self.pending.iter().enumerate().filter_map(|(i, e)| {
-            let leaves = on_name(e)?;
-            Some(names::Op {
-                earlier_group: last_sync.is_some_and(|s| i < s),
-                leaves,
-            })
-        });
-        // The same text is usually the same kept `Statement`: compared by address first.
-        names::resolve(self.statements.get(name).cloned(), ops, |a, b| {
-            (Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
-                && a.unreadable == b.unreadable
-        })
+        self.resolve_name(
+            |e| match e {
+                Expect::Parse {
+                    def: Some((n, p)), ..
+                } if n == name => Some(Some(p.clone())),
+                Expect::Close {
+                    target: Some(t), ..
+                } if t.statement && t.name == name => Some(None),
+                _ => None,
+            },
+            || self.statements.get(name).cloned(),
+            // The same text is usually the same kept `Statement`: compared by address first.
+            |a, b| {
+                (Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
+                    && a.unreadable == b.unreadable
+            },
+        )
     }
 
     /// The portal `name` means for a message sent now.
     fn resolve_portal(&self, name: &str) -> Resolved<Arc<Portal>> {
-        let on_name = |e: &Expect| match e {
-            Expect::Bind {
-                def: Some((n, p)), ..
-            } if n == name => Some(Some(p.clone())),
-            Expect::Close {
-                target: Some(t), ..
-            } if !t.statement && t.name == name => Some(None),
-            _ => None,
-        };
-        if let Some(r) = self.decided_in_own_group(on_name) {
-            return r;
-        }
-        let last_sync = self.pending.iter().rposition(|e| matches!(e, Expect::Sync));
-        let ops = self.pending.iter().enumerate().filter_map(|(i, e)| {
-            let leaves = on_name(e)?;
-            Some(names::Op {
-                earlier_group: last_sync.is_some_and(|s| i < s),
-                leaves,
-            })
-        });
-        names::resolve(self.portals.get(name).cloned(), ops, |a, b| {
-            Arc::ptr_eq(a, b)
-                || ((Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
-                    && a.unreadable == b.unreadable)
-        })
+        self.resolve_name(
+            |e| match e {
+                Expect::Bind {
+                    def: Some((n, p)), ..
+                } if n == name => Some(Some(p.clone())),
+                Expect::Close {
+                    target: Some(t), ..
+                } if !t.statement && t.name == name => Some(None),
+                _ => None,
+            },
+            || self.portals.get(name).cloned(),
+            |a, b| {
+                Arc::ptr_eq(a, b)
+                    || ((Arc::ptr_eq(&a.info, &b.info) || a.info.sql == b.info.sql)
+                        && a.unreadable == b.unreadable)
+            },
+        )
     }
 
     pub fn expect_query(&mut self, exec: Exec) {
