@@ -24,6 +24,7 @@ mod oidc;
 mod openapi;
 mod policy;
 mod redirect;
+mod unread_body;
 
 use std::sync::Arc;
 
@@ -130,6 +131,8 @@ pub fn router(gw: Arc<Gateway>) -> Router {
         .merge(mcp::routes(gw.clone()))
         .fallback(console::serve)
         .with_state(gw)
+        // Outermost, so it sees every body a layer or handler leaves unread.
+        .layer(axum::middleware::from_fn(unread_body::settle))
 }
 
 /// Serves HTTP until the task is dropped.
