@@ -273,7 +273,7 @@ async fn access_changed_through_b_takes_effect_on_connections_through_a() {
         "{:?}",
         started.elapsed()
     );
-    assert_eq!(code, "57P01", "{message}");
+    assert_eq!(code, "57P01", "{message}\ngateway A's log:\n{}", r.a.log());
     assert!(
         message.contains(&format!(
             "access to environment \"{ENV}\" was revoked by administrator \"{ADMIN}\""
