@@ -402,11 +402,16 @@ pub enum Verdict {
     Replace(BytesMut),
 }
 
+/// The name maps' hasher: a name is looked up at every Bind and Execute, where SipHash cost
+/// more than the lookup. Seeded per map; a client colliding names on purpose slows only its
+/// own session, whose maps the server bounds anyway.
+type NameHasher = foldhash::fast::RandomState;
+
 #[derive(Default)]
 pub struct Tracker {
     /// Prepared statements and portals as the server has confirmed them.
-    statements: HashMap<String, Arc<Prepared>>,
-    portals: HashMap<String, Arc<Portal>>,
+    statements: HashMap<String, Arc<Prepared>, NameHasher>,
+    portals: HashMap<String, Arc<Portal>, NameHasher>,
     pending: VecDeque<Expect>,
     group_error: Option<(String, String)>,
     pub completed: Vec<Completed>,
@@ -416,13 +421,13 @@ pub struct Tracker {
     /// Statements of the current simple Query already completed (which one a result is from).
     query_index: usize,
     /// Cursors declared in this session, for the lineage of their FETCHes.
-    cursors: HashMap<String, Arc<StatementLineage>>,
+    cursors: HashMap<String, Arc<StatementLineage>, NameHasher>,
     /// Results let through by an exemption, drained by the relay into the audit.
     pub exemption_uses: Vec<ExemptionUse>,
     /// Executions whose portal is suspended (its row limit reached), by portal name: the
     /// Executes that read the rest continue them, so a result fetched in pieces (JDBC's fetch
     /// size) is one audit record with all its rows, not one per piece.
-    suspended: HashMap<String, Box<Exec>>,
+    suspended: HashMap<String, Box<Exec>, NameHasher>,
     /// The session's `client_encoding`, from the server's ParameterStatus.
     pub encoding: ClientEncoding,
     /// Set when the server reports a `client_encoding` the gateway cannot read: the relay ends

@@ -138,10 +138,16 @@ impl Hasher for AddressHasher {
     }
 }
 
+/// The text maps' hasher: every Query's text (new each time when its literals are inline) and
+/// shape key is hashed once per statement, where SipHash was a tenth of the statement path.
+/// Seeded per map; the maps are the session's own and bounded by [`MAX_STATEMENTS`], so a
+/// client that collides texts on purpose slows only itself.
+type TextHasher = foldhash::fast::RandomState;
+
 /// The session's kept statements and verdicts (see the module docs).
 #[derive(Default)]
 pub struct Verdicts {
-    texts: HashMap<Arc<str>, Arc<Statement>>,
+    texts: HashMap<Arc<str>, Arc<Statement>, TextHasher>,
     /// Kept statements that are worth a memo: prepared ones, and texts seen again. A session
     /// that sends every query with its literals inline (each text once) then pays no memo.
     /// Emptied with `texts`, which keeps their addresses alive until then.
@@ -153,7 +159,7 @@ pub struct Verdicts {
     /// too). The statement index is not part of their key.
     column_plans: Vec<KeptPlan>,
     /// What holds for every text of a shape (see [`ShapeMemo`]), by shape key.
-    shapes: HashMap<String, ShapeMemo>,
+    shapes: HashMap<String, ShapeMemo, TextHasher>,
 }
 
 /// What holds for every statement of one shape key: a Query with its literals inline is new

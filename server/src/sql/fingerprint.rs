@@ -136,18 +136,20 @@ pub fn shape_into(sql: &str, mut key: Option<&mut String>) -> Shape {
                     h.byte(b.to_ascii_lowercase());
                 }
                 if let Some(k) = key.as_deref_mut() {
-                    k.extend(text.chars().map(|c| c.to_ascii_lowercase()));
+                    // ASCII case folding leaves other UTF-8 bytes alone, so the tail stays a str.
+                    let from = k.len();
+                    k.push_str(text);
+                    k[from..].make_ascii_lowercase();
                 }
                 if at_statement_start {
                     at_statement_start = false;
                     statements += 1;
-                    let upper = text.to_ascii_uppercase();
-                    current_read_only = READ_ONLY.contains(&upper.as_str());
+                    current_read_only = READ_ONLY.iter().any(|w| text.eq_ignore_ascii_case(w));
                     if !current_read_only {
                         may_write = true;
                     }
-                    if !kinds.contains(&upper) {
-                        kinds.push(upper);
+                    if !kinds.iter().any(|k| k.eq_ignore_ascii_case(text)) {
+                        kinds.push(text.to_ascii_uppercase());
                     }
                 } else if current_read_only
                     && WRITING_WORDS.iter().any(|w| text.eq_ignore_ascii_case(w))
@@ -258,6 +260,25 @@ mod tests {
         );
         assert!(has_backslash_string("SELECT 'a\\'"));
         assert!(!has_backslash_string("SELECT E'a\\'"));
+    }
+
+    #[test]
+    fn words_are_case_folded_in_ascii_only_and_kinds_once_each() {
+        let key = |s: &str| {
+            let mut k = String::new();
+            shape_key(s, &mut k);
+            k
+        };
+        // PostgreSQL folds only ASCII letters of unquoted identifiers (in UTF-8).
+        assert_eq!(key("SELECT Ärger FROM T"), key("select Ärger from t"));
+        assert_ne!(key("SELECT Ärger FROM t"), key("SELECT ärger FROM t"));
+        assert!(key("SELECT ÄrGER").contains("Ärger"));
+        let s = shape("select 1; SELECT 2; Insert into t values (1); select 3");
+        assert_eq!(s.kinds, vec!["SELECT".to_string(), "INSERT".to_string()]);
+        assert!(s.may_write);
+        assert_eq!(s.statements, 4);
+        assert!(!shape("sElEcT 1; show x").may_write);
+        assert_eq!(shape("éxplain x").kinds, vec!["éXPLAIN".to_string()]);
     }
 
     #[test]

@@ -23,10 +23,10 @@ pub fn mentions(hay: &[u8], needle: &[u8]) -> bool {
     let Some(last_start) = hay.len().checked_sub(needle.len()) else {
         return false;
     };
+    // memchr's vector search finds the candidates; most texts have few of them.
     let (lower, upper) = (first.to_ascii_lowercase(), first.to_ascii_uppercase());
-    hay[..=last_start].iter().enumerate().any(|(i, &b)| {
-        (b == lower || b == upper) && hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest)
-    })
+    memchr::memchr2_iter(lower, upper, &hay[..=last_start])
+        .any(|i| hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest))
 }
 
 /// A statement's text with what one pass over it tells: computed once when the statement
