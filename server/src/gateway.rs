@@ -173,6 +173,7 @@ pub struct Gateway {
     /// Where the PostgreSQL listener is bound, once it is (the MCP server connects there).
     pub pg_local_addr: std::sync::OnceLock<std::net::SocketAddr>,
     pub masking: crate::masking::Masking,
+    masking_reloads: crate::reload_gate::ReloadGate,
     /// This replica's id (`Config::replica_id`): in `/healthz`, `/api/v1/info`, metrics, logs.
     pub replica_id: String,
 }
@@ -225,6 +226,24 @@ pub fn pg_settings(
 }
 
 impl Gateway {
+    /// Reads the masking overrides from the store and puts them in force, one reload at a time
+    /// (see [`crate::reload_gate`]: a column just tagged must not show unmasked again).
+    pub async fn reload_masking_overrides(&self) -> Result<(), crate::store::StoreError> {
+        self.masking_reloads
+            .reload(self.store.masking_overrides(), |o| {
+                self.masking.set_overrides(o)
+            })
+            .await
+    }
+
+    /// [`Gateway::reload_masking_overrides`] for the exemptions (a deleted one must not come
+    /// back).
+    pub async fn reload_exemptions(&self) -> Result<(), crate::store::StoreError> {
+        self.masking_reloads
+            .reload(self.store.exemptions(), |e| self.masking.set_exemptions(e))
+            .await
+    }
+
     /// Resolves secrets, opens the store and prepares TLS. Fails on anything that would make
     /// the gateway unable to serve as configured.
     pub fn build(config: Config) -> Result<Arc<Gateway>, GatewayError> {
@@ -361,6 +380,7 @@ impl Gateway {
             approvals,
             pg_local_addr: std::sync::OnceLock::new(),
             masking,
+            masking_reloads: Default::default(),
             replica_id: config_replica_id,
         }))
     }

@@ -16,6 +16,7 @@ pub mod masking;
 pub mod mcp;
 pub mod pg;
 pub mod policy;
+pub mod reload_gate;
 pub mod replicas;
 pub mod serve;
 pub mod sql;

@@ -150,15 +150,10 @@ async fn reload_access(gw: &Gateway, by: Option<&str>, grants: bool) -> Result<(
 }
 
 async fn reload_masking(gw: &Gateway) -> Result<(), String> {
-    let overrides = gw
-        .store
-        .masking_overrides()
+    gw.reload_masking_overrides()
         .await
         .map_err(|e| e.to_string())?;
-    let exemptions = gw.store.exemptions().await.map_err(|e| e.to_string())?;
-    gw.masking.set_overrides(overrides);
-    gw.masking.set_exemptions(exemptions);
-    Ok(())
+    gw.reload_exemptions().await.map_err(|e| e.to_string())
 }
 
 fn end_account_connections(

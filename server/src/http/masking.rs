@@ -166,8 +166,7 @@ pub async fn put_tag(
         set_at: chrono::Utc::now(),
     };
     gw.store.put_masking_override(o.clone()).await?;
-    gw.masking
-        .set_overrides(gw.store.masking_overrides().await?);
+    gw.reload_masking_overrides().await?;
     gw.store.announce(Change::Masking);
     tracing::info!(actor = %admin.identity.name, action = "masking.tag", env = %name, table = %o.table, column = %o.column, category = ?o.category.map(|c| c.as_str()), "admin action");
     record_admin_action(
@@ -199,8 +198,7 @@ pub async fn delete_tag(
     if !found {
         return Err(ApiError::NotFound("no override for that column".into()));
     }
-    gw.masking
-        .set_overrides(gw.store.masking_overrides().await?);
+    gw.reload_masking_overrides().await?;
     gw.store.announce(Change::Masking);
     record_admin_action(
         &gw,
@@ -272,7 +270,7 @@ async fn install_exemption(
     approval_id: Option<&str>,
 ) -> Result<(), ApiError> {
     gw.store.insert_exemption(e.clone()).await?;
-    gw.masking.set_exemptions(gw.store.exemptions().await?);
+    gw.reload_exemptions().await?;
     gw.store.announce(Change::Masking);
     tracing::info!(actor = %actor.name, action = "masking.exemption.create", id = %e.id, group = %e.group, env = %e.environment, category = ?e.category.map(|c| c.as_str()), column = ?e.column, approval = ?approval_id, "admin action");
     let mut details = serde_json::to_value(&e).unwrap_or_default();
@@ -461,7 +459,7 @@ pub async fn delete_exemption(
     if !gw.store.delete_exemption(id.clone()).await? {
         return Err(ApiError::NotFound(format!("no exemption {id}")));
     }
-    gw.masking.set_exemptions(gw.store.exemptions().await?);
+    gw.reload_exemptions().await?;
     gw.store.announce(Change::Masking);
     record_admin_action(
         &gw,

@@ -12,6 +12,7 @@
 use std::sync::{Arc, RwLock};
 
 use crate::config::{valid_role_name, GrantConfig};
+use crate::reload_gate::ReloadGate;
 use crate::store::{GrantPerson, GrantRecord, Store, StoreError};
 
 use super::Identity;
@@ -127,6 +128,7 @@ pub enum GrantError {
 pub struct Grants {
     config: Vec<Grant>,
     current: RwLock<Arc<Vec<Grant>>>,
+    reloads: ReloadGate,
 }
 
 fn from_record(r: GrantRecord) -> Grant {
@@ -167,6 +169,7 @@ impl Grants {
         Self {
             current: RwLock::new(Arc::new(config.clone())),
             config,
+            reloads: ReloadGate::default(),
         }
     }
 
@@ -189,10 +192,12 @@ impl Grants {
         Ok(())
     }
 
-    /// Re-reads the API-managed grants (after a change, or another replica's).
+    /// Re-reads the API-managed grants (after a change, or another replica's), one reload at
+    /// a time (see [`ReloadGate`]).
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
-        self.replace(store.list_grants().await?);
-        Ok(())
+        self.reloads
+            .reload(store.list_grants(), |api| self.replace(api))
+            .await
     }
 
     /// Whether a grant lets `identity` reach `environment` now. Expired grants never do.
@@ -427,6 +432,7 @@ mod tests {
         let g = Grants {
             current: RwLock::new(Arc::new(config.clone())),
             config,
+            reloads: ReloadGate::default(),
         };
         assert!(g.allows(&who(&["eng"]), "staging"));
         assert!(!g.allows(&who(&["eng"]), "prod"));
@@ -489,6 +495,7 @@ mod tests {
         let g = Grants {
             current: RwLock::new(Arc::new(vec![config[0].clone(), until])),
             config,
+            reloads: ReloadGate::default(),
         };
         assert!(g.matching(&who(&["eng"]), "prod", 99).is_some());
         assert_eq!(

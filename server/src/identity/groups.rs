@@ -9,6 +9,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use crate::reload_gate::ReloadGate;
 use crate::store::{GroupMemberRecord, Store, StoreError};
 
 use super::Identity;
@@ -51,6 +52,7 @@ pub struct GroupDirectory {
     /// for completeness, never changed here.
     config: Vec<(String, String)>,
     current: RwLock<Arc<Snapshot>>,
+    reloads: ReloadGate,
 }
 
 /// Group names end up in grants, rules and audit records; keep them plain and bounded.
@@ -67,6 +69,7 @@ impl GroupDirectory {
         Self {
             config,
             current: RwLock::new(Arc::new(Snapshot::default())),
+            reloads: ReloadGate::default(),
         }
     }
 
@@ -95,10 +98,12 @@ impl GroupDirectory {
         Ok(())
     }
 
-    /// Re-reads the API-managed memberships (after a change, or another replica's).
+    /// Re-reads the API-managed memberships (after a change, or another replica's), one reload
+    /// at a time (see [`ReloadGate`]).
     pub async fn reload(&self, store: &Store) -> Result<(), StoreError> {
-        self.replace(store.list_group_members().await?);
-        Ok(())
+        self.reloads
+            .reload(store.list_group_members(), |records| self.replace(records))
+            .await
     }
 
     /// Adds the identity's API-managed groups to the ones it already has.

@@ -253,6 +253,11 @@ impl Policy {
             .iter()
             .any(|(r, _)| r.hours.is_some() || !r.weekdays.is_empty());
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if version < current.version {
+            // A reload that read the store before a save installed a newer version: putting
+            // it in force now would bring back rules an administrator just changed.
+            return;
+        }
         *current = Arc::new(RuleSet { version, api, all });
         // Still under the write lock, after the swap: a session that reads the new generation
         // reads the new rules, and one that kept a decision under the old one sees it change.

@@ -461,3 +461,31 @@ async fn a_kept_decision_ends_with_the_rules_it_came_from_and_timed_rules_are_ne
     p.reload(&store).await.unwrap();
     assert!(p.kept_decisions().expect("untimed") > last);
 }
+
+/// A reload that read the store before a save (here: version 1 read, version 2 saved) must
+/// not put the older rules back in force when it installs last.
+#[tokio::test]
+async fn an_older_version_installed_late_does_not_replace_a_newer_one() {
+    let store = Store::open_in_memory().unwrap();
+    let p = Policy::new(Vec::new(), true, 100);
+    p.load_blocking(&store).unwrap();
+    let deny = rule("id = \"no-inserts\"\naction = \"deny\"\nkinds = [\"insert\"]");
+    p.create_rule(&store, deny, None, "root").await.unwrap();
+    let stale = store.latest_rules().await.unwrap().unwrap();
+    let other = rule("id = \"no-locks\"\naction = \"deny\"\nkinds = [\"lock\"]");
+    assert_eq!(
+        p.create_rule(&store, other, None, "root")
+            .await
+            .unwrap()
+            .version,
+        2
+    );
+    p.install(
+        stale.version,
+        Policy::parse_stored(stale.version, &stale.rules_json).unwrap(),
+    );
+    assert_eq!(p.rules().version, 2);
+    let alice = identity(IdentityKind::Human, &[]);
+    let d = p.decide(&subject(&alice, Tier::Staging), "LOCK TABLE t");
+    assert_eq!((d.action, d.rule.as_str()), (Action::Deny, "no-locks"));
+}
