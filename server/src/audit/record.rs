@@ -241,7 +241,12 @@ impl StatementEvent {
         field(out, "ts", ts);
         field(out, "event", self.event);
         out.push_str(connection);
-        field(out, "statement", &crate::sql::redact(&self.stmt.sql));
+        out.push_str(",\"statement\":");
+        out.push_str(self.stmt.audit_text(|redacted| {
+            let mut json = String::with_capacity(redacted.len() + 2);
+            json_str(&mut json, redacted);
+            json
+        }));
         let mut hex = [0u8; 16];
         field(out, "fingerprint", self.stmt.fingerprint.hex(&mut hex));
         if !self.stmt.kinds.is_empty() {

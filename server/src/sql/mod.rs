@@ -42,6 +42,9 @@ pub struct Statement {
     pub shape_key: String,
     /// See [`has_backslash_string`].
     pub backslash_string: bool,
+    /// The text with its literals redacted, as a JSON string: what every audit record of the
+    /// statement carries, made at its first record (a prepared statement's executions share it).
+    audit_text: std::sync::OnceLock<Box<str>>,
 }
 
 impl Statement {
@@ -58,6 +61,13 @@ impl Statement {
             may_write: shape.may_write,
             shape_key,
             backslash_string: shape.backslash_string,
+            audit_text: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The redacted text as a JSON string (quotes included), made once per statement.
+    pub fn audit_text(&self, to_json: impl FnOnce(&str) -> String) -> &str {
+        self.audit_text
+            .get_or_init(|| to_json(&redact(&self.sql)).into_boxed_str())
     }
 }
