@@ -397,14 +397,17 @@ pub fn rfc3339_micros(t: SystemTime) -> String {
 
 /// Rows affected or returned, from a CommandComplete tag (`INSERT 0 5`, `SELECT 3`, `COPY 10`).
 pub fn rows_from_tag(tag: &str) -> Option<i64> {
-    let last = tag.rsplit(' ').next()?;
-    let first = tag.split(' ').next()?;
-    matches!(
-        first,
-        "INSERT" | "UPDATE" | "DELETE" | "SELECT" | "MERGE" | "COPY" | "FETCH" | "MOVE"
-    )
-    .then(|| last.parse().ok())
-    .flatten()
+    // Once per statement: bytes, not `str` pattern searchers.
+    let b = tag.as_bytes();
+    let first = b.iter().position(|&c| c == b' ')?;
+    if !matches!(
+        &b[..first],
+        b"INSERT" | b"UPDATE" | b"DELETE" | b"SELECT" | b"MERGE" | b"COPY" | b"FETCH" | b"MOVE"
+    ) {
+        return None;
+    }
+    let last = b.iter().rposition(|&c| c == b' ')?;
+    tag[last + 1..].parse().ok()
 }
 
 #[cfg(test)]
@@ -658,5 +661,9 @@ mod tests {
         assert_eq!(rows_from_tag("UPDATE 0"), Some(0));
         assert_eq!(rows_from_tag("CREATE TABLE"), None);
         assert_eq!(rows_from_tag("BEGIN"), None);
+        assert_eq!(rows_from_tag("SELECT"), None);
+        assert_eq!(rows_from_tag("MOVE 7"), Some(7));
+        assert_eq!(rows_from_tag("SELECT x"), None);
+        assert_eq!(rows_from_tag("INSERTX 0 5"), None);
     }
 }
