@@ -19,14 +19,18 @@ async fn victim(f: &Fixture) {
         .await;
 }
 
+/// The victim's rows, or -1 when the table is gone.
 async fn victim_rows(f: &Fixture) -> i64 {
-    f.cluster
-        .client("appdb")
+    let c = f.cluster.client("appdb").await;
+    let exists: bool = c
+        .query_one("SELECT to_regclass('public.victim') IS NOT NULL", &[])
         .await
-        .query_one(
-            "SELECT CASE WHEN to_regclass('public.victim') IS NULL THEN -1 ELSE (SELECT count(*) FROM victim) END",
-            &[],
-        )
+        .expect("look for the victim")
+        .get(0);
+    if !exists {
+        return -1;
+    }
+    c.query_one("SELECT count(*) FROM victim", &[])
         .await
         .expect("count victim rows")
         .get(0)
@@ -161,6 +165,45 @@ async fn encodings_that_hide_quotes_are_refused_everywhere() {
         .exec("appdb", "ALTER ROLE app_owner RESET client_encoding")
         .await;
     assert!(login(&f, &[]).await.is_ok());
+}
+
+/// A switch to a client-only encoding that the text does not spell out ends the session when
+/// the server reports it, but a statement pipelined behind it is already on its way: the
+/// server reads it in the new encoding. In UTF-8, `Á\'` is a letter and an escaped quote, so
+/// the gateway sees one string to the end of the text; in SJIS the bytes 0x81 0x5C are one
+/// character, the string ends at the next quote and the DROP runs. Judged by effect: the
+/// table is still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_pipelined_behind_an_encoding_switch_is_not_read_two_ways() {
+    let f = denying_tables("no-victim", "victim").await;
+    let switch: &[u8] =
+        b"DO $$BEGIN PERFORM set_config('client_encoding', 'S' || 'JIS', false); END$$";
+    let hidden = "SELECT E'\u{c1}\\'; DROP TABLE victim; --'";
+    // Alone, the hidden statement is a harmless SELECT to the gateway (and to the server).
+    let mut c = login(&f, &[]).await.unwrap();
+    c.send(&ext::query(hidden.as_bytes())).await;
+    let reply = c.read_until_ready().await;
+    assert!(error_of(&reply).is_none(), "{reply:?}");
+
+    // Pipelined behind the switch, in one Query each and through the extended protocol.
+    let mut simple = ext::query(switch);
+    simple.extend(ext::query(hidden.as_bytes()));
+    let mut extended = ext::parse("", switch);
+    extended.extend(ext::bind("", ""));
+    extended.extend(ext::execute(""));
+    extended.extend(ext::parse("", hidden.as_bytes()));
+    extended.extend(ext::bind("", ""));
+    extended.extend(ext::execute(""));
+    extended.extend(ext::sync());
+    for batch in [simple, extended] {
+        let mut c = login(&f, &[]).await.unwrap();
+        c.send(&batch).await;
+        let mut seen = Vec::new();
+        while let Some(m) = c.read().await {
+            seen.push(m);
+        }
+        assert_eq!(victim_rows(&f).await, 2, "{seen:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

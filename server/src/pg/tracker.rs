@@ -98,8 +98,8 @@ pub type FieldsSlot = Arc<OnceLock<Arc<Vec<Field>>>>;
 struct Prepared {
     info: Arc<StmtInfo>,
     fields: FieldsSlot,
-    /// The text was not valid in the session's encoding.
-    unreadable: Option<InvalidText>,
+    /// Why its text cannot be read as the server will read it.
+    unreadable: Option<Unreadable>,
 }
 
 /// Why the gateway cannot say what an Execute would run; such an execution is refused.
@@ -115,6 +115,9 @@ pub enum Unreadable {
     Unknown { portal: bool, name: String },
     /// A message whose text does not end where the protocol says (no terminating NUL).
     Malformed,
+    /// Text beyond ASCII sent while a statement that may change `client_encoding` is still
+    /// unanswered: the server may read it in another encoding than the gateway would.
+    EncodingInFlux,
 }
 
 impl Unreadable {
@@ -140,6 +143,11 @@ impl Unreadable {
                     what(*portal)
                 ),
                 "Wait for the answer to a Parse or Bind (ParseComplete/BindComplete) before using its name in a later Sync group.",
+            ),
+            Unreadable::EncodingInFlux => (
+                SqlState::FeatureNotSupported,
+                "a statement with non-ASCII text was sent before the statement ahead of it was answered: that one may change client_encoding, so the gateway cannot be sure how the database will read this text".into(),
+                "Wait for the earlier statement's result before sending text with non-ASCII characters, or pass such values as parameters.",
             ),
             Unreadable::Malformed => (
                 SqlState::ProtocolViolation,
@@ -561,15 +569,25 @@ impl Tracker {
     /// server's last report, provided nothing that runs is still in flight (a statement sent
     /// before this one may change it, and its ParameterStatus has not arrived yet).
     pub fn reading(&self) -> Option<Strings> {
-        let running = self
-            .pending
-            .iter()
-            .any(|e| matches!(e, Expect::Query(_) | Expect::Execute(_)));
-        if running {
+        if self.settings_in_flux() {
             None
         } else {
             self.strings
         }
+    }
+
+    /// Whether a statement sent earlier and not answered yet may change how the server reads
+    /// what follows (`client_encoding`, `standard_conforming_strings`): one that runs (a
+    /// Query or an Execute), unless all it does is start a transaction, set a savepoint or
+    /// show a setting, which change no setting and run no code of the database's users.
+    fn settings_in_flux(&self) -> bool {
+        const SETTLED: &[&str] = &["BEGIN", "START", "SAVEPOINT", "RELEASE", "SHOW"];
+        self.pending.iter().any(|e| match e {
+            Expect::Query(x) | Expect::Execute(x) => {
+                !x.info.kinds.iter().all(|k| SETTLED.contains(&k.as_str()))
+            }
+            _ => false,
+        })
     }
 
     // ----- client side -----
@@ -579,8 +597,21 @@ impl Tracker {
     pub fn query_info(&mut self, frame: &[u8]) -> Result<Arc<StmtInfo>, Unreadable> {
         let mut pos = 5;
         let text = cstr_at(frame, &mut pos).ok_or(Unreadable::Malformed)?;
-        let text = self.encoding.decode(text).map_err(Unreadable::Text)?;
+        let text = self.statement_text(text)?;
         Ok(self.verdicts.statement(&text, false))
+    }
+
+    /// Statement text as the server will read it: in the session's encoding, and beyond ASCII
+    /// only while nothing unanswered may change that encoding. ASCII reads alike in every
+    /// encoding the server could switch to; other text could hide a quote or a backslash in a
+    /// character of an encoding the gateway refuses, before the server's report of the switch
+    /// arrives to end the session.
+    fn statement_text<'a>(&self, bytes: &'a [u8]) -> Result<Cow<'a, str>, Unreadable> {
+        let text = self.encoding.decode(bytes).map_err(Unreadable::Text)?;
+        if !text.is_ascii() && self.settings_in_flux() {
+            return Err(Unreadable::EncodingInFlux);
+        }
+        Ok(text)
     }
 
     /// A statement or portal name as the maps key it: the session encoding's reading, or for
@@ -681,9 +712,9 @@ impl Tracker {
         let mut pos = 5;
         let name = self.name(frame, &mut pos).into_owned();
         let text = cstr_at(frame, &mut pos).unwrap_or_default();
-        let (info, unreadable) = match self.encoding.decode(text) {
+        let (info, unreadable) = match self.statement_text(text) {
             Ok(sql) => (self.verdicts.statement(&sql, true), None),
-            Err(e) => (StmtInfo::new(""), Some(e)),
+            Err(u) => (StmtInfo::new(""), Some(u)),
         };
         let def = Arc::new(Prepared {
             info,
@@ -702,11 +733,7 @@ impl Tracker {
         let portal = self.name(frame, &mut pos).into_owned();
         let stmt = self.name(frame, &mut pos);
         let (info, stmt_fields, unreadable) = match self.resolve_statement(&stmt) {
-            Resolved::Known(p) => (
-                p.info.clone(),
-                p.fields.clone(),
-                p.unreadable.clone().map(Unreadable::Text),
-            ),
+            Resolved::Known(p) => (p.info.clone(), p.fields.clone(), p.unreadable.clone()),
             Resolved::Unknown => (
                 StmtInfo::new(UNKNOWN),
                 FieldsSlot::default(),
@@ -1941,6 +1968,41 @@ mod tests {
         t.on_backend(b'Z', Some(&frame(b'Z', b"I")));
         assert!(t.completed[0].exec.gate.refused);
         assert!(!t.has_pending());
+    }
+
+    /// Text beyond ASCII is read only while nothing unanswered may switch the encoding: behind
+    /// a running statement it is refused (in a Query, and in a Parse, whose Bind then is);
+    /// behind a BEGIN, or once the statement ahead is answered, it is read as usual.
+    #[test]
+    fn non_ascii_text_behind_a_running_statement_is_not_read() {
+        let mut t = Tracker::default();
+        let switch = t
+            .query_info(&frame(b'Q', b"DO $$BEGIN PERFORM f(); END$$\0"))
+            .unwrap();
+        t.expect_query(Exec::new(switch));
+        let hidden = "SELECT E'\u{c1}\\'; DROP TABLE victim; --'\0";
+        assert_eq!(
+            t.query_info(&frame(b'Q', hidden.as_bytes())).err(),
+            Some(Unreadable::EncodingInFlux)
+        );
+        assert!(t.query_info(&frame(b'Q', b"SELECT 'plain'\0")).is_ok());
+        let parse = [b"\0".as_slice(), hidden.as_bytes(), b"\0\0"].concat();
+        t.on_parse(&frame(b'P', &parse));
+        let bound = t.bind_target(&frame(b'B', b"\0\0\0\0\0\0\0\0"));
+        assert_eq!(bound.unreadable, Some(Unreadable::EncodingInFlux));
+        assert_eq!(t.reading(), None);
+        t.on_backend(b'C', Some(&frame(b'C', b"DO\0")));
+        t.on_backend(b'Z', Some(&frame(b'Z', b"I")));
+        t.on_backend(b'1', None);
+        assert!(t.query_info(&frame(b'Q', hidden.as_bytes())).is_ok());
+
+        let mut t = Tracker::default();
+        let begin = t.query_info(&frame(b'Q', b"BEGIN\0")).unwrap();
+        t.expect_query(Exec::new(begin));
+        assert!(t.query_info(&frame(b'Q', hidden.as_bytes())).is_ok());
+        let both = t.query_info(&frame(b'Q', b"BEGIN; SELECT f()\0")).unwrap();
+        t.expect_query(Exec::new(both));
+        assert!(t.query_info(&frame(b'Q', hidden.as_bytes())).is_err());
     }
 
     #[test]
