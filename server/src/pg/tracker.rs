@@ -146,7 +146,7 @@ impl Unreadable {
             ),
             Unreadable::EncodingInFlux => (
                 SqlState::FeatureNotSupported,
-                "a statement with non-ASCII text was sent before the statement ahead of it was answered: that one may change client_encoding, so the gateway cannot be sure how the database will read this text".into(),
+                "non-ASCII text (a statement, or a statement or portal name) was sent before the statement ahead of it was answered: that one may change client_encoding, so the gateway cannot be sure how the database will read it".into(),
                 "Wait for the earlier statement's result before sending text with non-ASCII characters, or pass such values as parameters.",
             ),
             Unreadable::Malformed => (
@@ -576,6 +576,13 @@ impl Tracker {
         }
     }
 
+    /// Whether statement or portal names beyond ASCII are read now, when the server may read
+    /// them in another encoding (see [`Tracker::statement_text`]): a Bind could then name one
+    /// statement to the gateway and another to the server.
+    fn names_in_flux(&self, names: &[&str]) -> bool {
+        !names.iter().all(|n| n.is_ascii()) && self.settings_in_flux()
+    }
+
     /// Whether a statement sent earlier and not answered yet may change how the server reads
     /// what follows (`client_encoding`, `standard_conforming_strings`): one that runs (a
     /// Query or an Execute), unless all it does is start a transaction, set a savepoint or
@@ -713,6 +720,9 @@ impl Tracker {
         let name = self.name(frame, &mut pos).into_owned();
         let text = cstr_at(frame, &mut pos).unwrap_or_default();
         let (info, unreadable) = match self.statement_text(text) {
+            Ok(_) if self.names_in_flux(&[&name]) => {
+                (StmtInfo::new(""), Some(Unreadable::EncodingInFlux))
+            }
             Ok(sql) => (self.verdicts.statement(&sql, true), None),
             Err(u) => (StmtInfo::new(""), Some(u)),
         };
@@ -732,6 +742,7 @@ impl Tracker {
         let mut pos = 5;
         let portal = self.name(frame, &mut pos).into_owned();
         let stmt = self.name(frame, &mut pos);
+        let in_flux = self.names_in_flux(&[&portal, &stmt]);
         let (info, stmt_fields, unreadable) = match self.resolve_statement(&stmt) {
             Resolved::Known(p) => (p.info.clone(), p.fields.clone(), p.unreadable.clone()),
             Resolved::Unknown => (
@@ -756,7 +767,11 @@ impl Tracker {
             info,
             stmt_fields,
             formats: bind_result_formats(frame, pos).unwrap_or_default(),
-            unreadable,
+            unreadable: if in_flux {
+                Some(Unreadable::EncodingInFlux)
+            } else {
+                unreadable
+            },
         }
     }
 
@@ -821,6 +836,7 @@ impl Tracker {
     pub fn execute_target(&self, frame: &[u8]) -> ExecTarget {
         let mut pos = 5;
         let name = self.name(frame, &mut pos);
+        let in_flux = self.names_in_flux(&[&name]);
         let (portal, unreadable) = match self.resolve_portal(&name) {
             Resolved::Known(p) => {
                 let u = p.unreadable.clone();
@@ -847,7 +863,11 @@ impl Tracker {
                 .as_ref()
                 .map_or_else(|| StmtInfo::new(UNKNOWN), |p| p.info.clone()),
             portal,
-            unreadable,
+            unreadable: if in_flux {
+                Some(Unreadable::EncodingInFlux)
+            } else {
+                unreadable
+            },
         }
     }
 
@@ -1990,6 +2010,24 @@ mod tests {
         t.on_parse(&frame(b'P', &parse));
         let bound = t.bind_target(&frame(b'B', b"\0\0\0\0\0\0\0\0"));
         assert_eq!(bound.unreadable, Some(Unreadable::EncodingInFlux));
+        // Names too: a Bind or Execute naming a statement or portal beyond ASCII, and a Parse
+        // defining one, whatever the text.
+        let named = frame(b'B', "\u{c1}\\\0s\0\0\0\0\0\0\0".as_bytes());
+        assert_eq!(
+            t.bind_target(&named).unreadable,
+            Some(Unreadable::EncodingInFlux)
+        );
+        let exec = frame(b'E', "\u{c1}\\\0\0\0\0\0".as_bytes());
+        assert_eq!(
+            t.execute_target(&exec).unreadable,
+            Some(Unreadable::EncodingInFlux)
+        );
+        t.on_parse(&frame(b'P', "\u{c1}\0SELECT 1\0\0\0".as_bytes()));
+        let uses = frame(b'B', "\0\u{c1}\0\0\0\0\0\0\0".as_bytes());
+        assert_eq!(
+            t.bind_target(&uses).unreadable,
+            Some(Unreadable::EncodingInFlux)
+        );
         assert_eq!(t.reading(), None);
         t.on_backend(b'C', Some(&frame(b'C', b"DO\0")));
         t.on_backend(b'Z', Some(&frame(b'Z', b"I")));
