@@ -36,6 +36,29 @@ async fn victim_rows(f: &Fixture) -> i64 {
         .get(0)
 }
 
+/// Reads what `c` gets up to a ReadyForQuery or the end, closes it, and waits until the
+/// gateway's upstream backends are gone: whatever reached the server has then run.
+async fn settle(f: &Fixture, mut c: RawConn) -> Vec<Msg> {
+    let seen = c.read_until_ready().await;
+    drop(c);
+    let db = f.cluster.client("appdb").await;
+    for _ in 0..100 {
+        let left: i64 = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE usename = 'app_owner'",
+                &[],
+            )
+            .await
+            .expect("list backends")
+            .get(0);
+        if left == 0 {
+            return seen;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the gateway's upstream backends did not end");
+}
+
 /// A staging fixture with [`victim`] and a rule `id` denying the tables `pattern` names.
 async fn denying_tables(id: &str, pattern: &str) -> Fixture {
     let rule = format!("[[rules]]\nid = {id:?}\naction = \"deny\"\ntables = [{pattern:?}]\n");
@@ -184,6 +207,7 @@ async fn a_statement_pipelined_behind_an_encoding_switch_is_not_read_two_ways() 
     c.send(&ext::query(hidden.as_bytes())).await;
     let reply = c.read_until_ready().await;
     assert!(error_of(&reply).is_none(), "{reply:?}");
+    drop(c);
 
     // Pipelined behind the switch, in one Query each and through the extended protocol.
     let mut simple = ext::query(switch);
@@ -198,12 +222,51 @@ async fn a_statement_pipelined_behind_an_encoding_switch_is_not_read_two_ways() 
     for batch in [simple, extended] {
         let mut c = login(&f, &[]).await.unwrap();
         c.send(&batch).await;
-        let mut seen = Vec::new();
-        while let Some(m) = c.read().await {
-            seen.push(m);
-        }
+        let seen = settle(&f, c).await;
         assert_eq!(victim_rows(&f).await, 2, "{seen:?}");
     }
+}
+
+/// The same window for names: after the switch the server reads a Bind's statement name in
+/// SJIS, so the bytes of `Á\` name a harmless statement to the gateway and, to the server, the
+/// statement whose UTF-8 name is their SJIS reading: here a DROP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_pipelined_behind_an_encoding_switch_is_not_read_two_ways() {
+    let f = denying_tables("no-victim", "victim").await;
+    let confusable = "\u{c1}\\";
+    let as_sjis: String = f
+        .cluster
+        .client("appdb")
+        .await
+        .query_one(
+            "SELECT convert_from(convert_to($1, 'UTF8'), 'SJIS')",
+            &[&confusable],
+        )
+        .await
+        .expect("the SJIS reading of the name")
+        .get(0);
+    assert_ne!(as_sjis, confusable);
+
+    let mut c = login(&f, &[]).await.unwrap();
+    let mut define = ext::parse(&as_sjis, b"DROP TABLE victim");
+    define.extend(ext::parse(confusable, b"SELECT 1"));
+    define.extend(ext::sync());
+    c.send(&define).await;
+    let reply = c.read_until_ready().await;
+    assert!(error_of(&reply).is_none(), "{reply:?}");
+
+    let mut run = ext::parse(
+        "",
+        b"DO $$BEGIN PERFORM set_config('client_encoding', 'S' || 'JIS', false); END$$",
+    );
+    run.extend(ext::bind("", ""));
+    run.extend(ext::execute(""));
+    run.extend(ext::bind("", confusable));
+    run.extend(ext::execute(""));
+    run.extend(ext::sync());
+    c.send(&run).await;
+    let seen = settle(&f, c).await;
+    assert_eq!(victim_rows(&f).await, 2, "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
