@@ -267,6 +267,8 @@ async fn a_name_pipelined_behind_an_encoding_switch_is_not_read_two_ways() {
     c.send(&run).await;
     let seen = settle(&f, c).await;
     assert_eq!(victim_rows(&f).await, 2, "{seen:?}");
+    // The client is told why, in words the server could read whatever the encoding.
+    assert_eq!(code(error_of(&seen)).as_deref(), Some("0A000"), "{seen:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1644,7 +1644,10 @@ pub mod refusal {
         for c in text.chars() {
             match c {
                 '\\' => out.push_str("\\\\"),
-                '\'' => out.push_str("\\'"),
+                // Not `\'`: the server refuses that in a client-only encoding
+                // (`backslash_quote = safe_encoding`), which a refused switch may have left
+                // in force for the statement this refusal replaces.
+                '\'' => out.push_str("\\x27"),
                 '$' => out.push_str("\\u0024"),
                 ' '..='~' => out.push(c),
                 c if (c as u32) <= 0xffff => out.push_str(&format!("\\u{:04x}", c as u32)),
@@ -1734,8 +1737,8 @@ mod tests {
     #[test]
     fn refusal_literals_read_the_same_in_every_session() {
         use super::refusal::literal;
-        assert_eq!(literal("it's"), r"E'it\'s'");
-        assert_eq!(literal(r"a\'b"), r"E'a\\\'b'");
+        assert_eq!(literal("it's"), r"E'it\x27s'");
+        assert_eq!(literal(r"a\'b"), r"E'a\\\x27b'");
         assert_eq!(literal("…é"), r"E'\u2026\u00e9'");
         let l = literal("$$gh$gh$ 😀");
         assert!(!l.contains('$'), "{l}");
