@@ -8,6 +8,7 @@
 
 pub mod approval;
 pub mod audit;
+pub mod bytewise;
 pub mod config;
 pub mod gateway;
 pub mod http;

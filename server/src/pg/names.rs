@@ -16,6 +16,53 @@
 //!
 //! Architecture invariant: pure; no I/O.
 
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+/// A statement or portal name as the tracker keeps it.
+///
+/// Its text is never at a dangling address, not even empty: map lookups compare it with
+/// `str`'s own `==`, which calls `bcmp`, slow on such an address (see [`crate::bytewise`]). An
+/// `Arc<str>` always points into its allocation, and clones of one unnamed `Name` compare by
+/// address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    pub fn new(name: &str) -> Name {
+        Name(Arc::from(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for Name {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for Name {
+    fn eq(&self, other: &str) -> bool {
+        crate::bytewise::eq(self.0.as_bytes(), other.as_bytes())
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What a name means for a message about to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved<T> {
@@ -74,6 +121,17 @@ mod tests {
             earlier_group,
             leaves,
         }
+    }
+
+    #[test]
+    fn a_name_is_never_at_a_dangling_address() {
+        // `String::new()` is at address 1; a kept name never is (see `Name`).
+        for n in [Name::default(), Name::new(""), Name::new("s1")] {
+            assert!(n.as_str().as_ptr() as usize > 4096, "{n:?}");
+        }
+        let unnamed = Name::default();
+        assert!(unnamed == *"" && unnamed == *String::new().as_str());
+        assert!(Name::new("s1") == *"s1" && Name::new("s1") != *"s2" && !(unnamed == *"s1"));
     }
 
     fn r(confirmed: Option<&'static str>, ops: Vec<Op<&'static str>>) -> Resolved<&'static str> {

@@ -20,7 +20,7 @@ use bytes::{BufMut, BytesMut};
 
 use super::encoding::{ClientEncoding, InvalidText};
 use super::error::SqlState;
-use super::names::{self, Resolved};
+use super::names::{self, Name, Resolved};
 use super::verdicts::PlanInputs;
 pub use super::wire::error_fields;
 use super::wire::{bind_result_formats, cstr_at, row_description};
@@ -47,7 +47,7 @@ pub struct Exec {
     /// The portal an Execute runs (its result description and formats).
     pub portal: Option<Arc<Portal>>,
     /// The name of the portal an Execute runs: a suspended portal's next Execute continues it.
-    pub portal_name: Option<String>,
+    pub portal_name: Option<Name>,
     /// The first rows as the client saw them, for session replay (`replay_rows`).
     pub sample: Option<ResultSample>,
     /// What value detection masked, by column name (no tag said the column was personal).
@@ -86,9 +86,9 @@ impl ResultSample {
 }
 
 /// The portal an Execute frame names.
-pub fn execute_portal_name(frame: &[u8]) -> Option<String> {
+pub fn execute_portal_name(frame: &[u8]) -> Option<Name> {
     let mut pos = 5;
-    cstr(frame, &mut pos).map(str::to_string)
+    cstr(frame, &mut pos).map(Name::new)
 }
 
 /// A RowDescription, filled when the upstream answers a Describe.
@@ -188,7 +188,7 @@ pub struct Portal {
 /// What a Bind frame binds, as far as the gateway can tell; [`Tracker::on_bind`] records it
 /// once decided.
 pub struct BindTarget {
-    pub portal: String,
+    pub portal: Name,
     pub info: Arc<StmtInfo>,
     stmt_fields: FieldsSlot,
     formats: Vec<i16>,
@@ -198,7 +198,7 @@ pub struct BindTarget {
 /// What an Execute frame runs, as far as the gateway can tell.
 pub struct ExecTarget {
     /// The portal's name as the tracker keys it.
-    pub name: String,
+    pub name: Name,
     pub info: Arc<StmtInfo>,
     pub portal: Option<Arc<Portal>>,
     pub unreadable: Option<Unreadable>,
@@ -366,7 +366,7 @@ impl Exec {
 #[derive(Debug)]
 struct CloseTarget {
     statement: bool,
-    name: String,
+    name: Name,
 }
 
 #[derive(Debug)]
@@ -374,11 +374,11 @@ enum Expect {
     /// A Parse; the client's carries the definition it makes once the server accepts it.
     Parse {
         ours: bool,
-        def: Option<(String, Arc<Prepared>)>,
+        def: Option<(Name, Arc<Prepared>)>,
     },
     Bind {
         ours: bool,
-        def: Option<(String, Arc<Portal>)>,
+        def: Option<(Name, Arc<Portal>)>,
     },
     Close {
         ours: bool,
@@ -418,8 +418,10 @@ type NameHasher = foldhash::fast::RandomState;
 #[derive(Default)]
 pub struct Tracker {
     /// Prepared statements and portals as the server has confirmed them.
-    statements: HashMap<String, Arc<Prepared>, NameHasher>,
-    portals: HashMap<String, Arc<Portal>, NameHasher>,
+    statements: HashMap<Name, Arc<Prepared>, NameHasher>,
+    portals: HashMap<Name, Arc<Portal>, NameHasher>,
+    /// The empty name, kept once (see [`Tracker::kept_name`]).
+    unnamed: Name,
     pending: VecDeque<Expect>,
     group_error: Option<(String, String)>,
     pub completed: Vec<Completed>,
@@ -435,7 +437,7 @@ pub struct Tracker {
     /// Executions whose portal is suspended (its row limit reached), by portal name: the
     /// Executes that read the rest continue them, so a result fetched in pieces (JDBC's fetch
     /// size) is one audit record with all its rows, not one per piece.
-    suspended: HashMap<String, Box<Exec>, NameHasher>,
+    suspended: HashMap<Name, Box<Exec>, NameHasher>,
     /// The session's `client_encoding`, from the server's ParameterStatus.
     pub encoding: ClientEncoding,
     /// Set when the server reports a `client_encoding` the gateway cannot read: the relay ends
@@ -635,6 +637,16 @@ impl Tracker {
         }
     }
 
+    /// A name to keep past its frame. The unnamed statement and portal, named by most
+    /// extended-protocol messages, share one allocation.
+    fn kept_name(&self, name: Cow<'_, str>) -> Name {
+        if name.is_empty() {
+            self.unnamed.clone()
+        } else {
+            Name::new(&name)
+        }
+    }
+
     /// What a name means for a message sent now: `on_name` says what an unanswered operation
     /// on it leaves (`Some(None)`: a Close), `confirmed` what the server accepted, `same` whether
     /// two definitions run the same thing (see [`names`]). The latest operation in the
@@ -674,10 +686,10 @@ impl Tracker {
             |e| match e {
                 Expect::Parse {
                     def: Some((n, p)), ..
-                } if n == name => Some(Some(p.clone())),
+                } if *n == *name => Some(Some(p.clone())),
                 Expect::Close {
                     target: Some(t), ..
-                } if t.statement && t.name == name => Some(None),
+                } if t.statement && t.name == *name => Some(None),
                 _ => None,
             },
             || self.statements.get(name).cloned(),
@@ -695,10 +707,10 @@ impl Tracker {
             |e| match e {
                 Expect::Bind {
                     def: Some((n, p)), ..
-                } if n == name => Some(Some(p.clone())),
+                } if *n == *name => Some(Some(p.clone())),
                 Expect::Close {
                     target: Some(t), ..
-                } if !t.statement && t.name == name => Some(None),
+                } if !t.statement && t.name == *name => Some(None),
                 _ => None,
             },
             || self.portals.get(name).cloned(),
@@ -717,7 +729,7 @@ impl Tracker {
     /// A Parse: its definition takes effect when the server accepts it (ParseComplete).
     pub fn on_parse(&mut self, frame: &[u8]) {
         let mut pos = 5;
-        let name = self.name(frame, &mut pos).into_owned();
+        let name = self.kept_name(self.name(frame, &mut pos));
         let text = cstr_at(frame, &mut pos).unwrap_or_default();
         let (info, unreadable) = match self.statement_text(text) {
             Ok(_) if self.names_in_flux(&[&name]) => {
@@ -740,7 +752,7 @@ impl Tracker {
     /// What a Bind frame binds (the statement its name means now).
     pub fn bind_target(&self, frame: &[u8]) -> BindTarget {
         let mut pos = 5;
-        let portal = self.name(frame, &mut pos).into_owned();
+        let portal = self.kept_name(self.name(frame, &mut pos));
         let stmt = self.name(frame, &mut pos);
         let in_flux = self.names_in_flux(&[&portal, &stmt]);
         let (info, stmt_fields, unreadable) = match self.resolve_statement(&stmt) {
@@ -823,12 +835,10 @@ impl Tracker {
                 self.finish(run);
             }
         }
+        let name = self.kept_name(name);
         self.pending.push_back(Expect::Close {
             ours: false,
-            target: Some(CloseTarget {
-                statement,
-                name: name.into_owned(),
-            }),
+            target: Some(CloseTarget { statement, name }),
         });
     }
 
@@ -858,7 +868,7 @@ impl Tracker {
             ),
         };
         ExecTarget {
-            name: name.into_owned(),
+            name: self.kept_name(name),
             info: portal
                 .as_ref()
                 .map_or_else(|| StmtInfo::new(UNKNOWN), |p| p.info.clone()),
@@ -875,7 +885,7 @@ impl Tracker {
         let mut exec = Box::new(exec);
         // The next piece of a suspended portal continues its execution.
         let resumed = match &exec.portal_name {
-            Some(name) if !self.suspended.is_empty() => self.suspended.remove(name),
+            Some(name) if !self.suspended.is_empty() => self.suspended.remove(name.as_str()),
             _ => None,
         };
         if let Some(run) = resumed {

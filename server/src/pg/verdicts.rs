@@ -103,7 +103,7 @@ impl KeptPlan {
         self.index == i.index
             && Arc::ptr_eq(&self.catalog, i.catalog)
             && self.blind == i.blind
-            && self.formats == i.formats
+            && crate::bytewise::eq(&self.formats, i.formats)
             && self.fields.as_deref() == i.fields
             && &self.exempt == i.exempt
     }
