@@ -365,19 +365,72 @@ fn migrate_store(
 }
 
 fn init_tracing(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("GATEHOUSE_LOG").unwrap_or_else(|_| {
-        // The MCP SDK logs every session's id and client details at info; our own
-        // `mcp.call` audit records say what matters.
-        EnvFilter::new("info,rmcp=warn")
-    });
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+    use tracing_subscriber::prelude::*;
+    let (targets, env_filter) = log_filter(std::env::var("GATEHOUSE_LOG").ok().as_deref());
+    let text = matches!(format, LogFormat::Text).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::stderr().is_terminal())
+    });
+    let json = matches!(format, LogFormat::Json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+    });
+    tracing_subscriber::registry()
+        .with(targets)
+        .with(env_filter)
+        .with(text)
+        .with(json)
+        .init();
+}
+
+/// The log filter `GATEHOUSE_LOG` asks for (default `info`, the MCP SDK at `warn`: it logs
+/// every session's id and client details at info, and our own `mcp.call` records say what
+/// matters). Plain `target=level` lists are a `Targets` filter; only a spec with span or field
+/// directives gets an `EnvFilter`, which takes a lock and a map lookup at every entry into a
+/// span and every exit from one: every poll of every session.
+fn log_filter(
+    spec: Option<&str>,
+) -> (
+    Option<tracing_subscriber::filter::Targets>,
+    Option<tracing_subscriber::EnvFilter>,
+) {
+    const DEFAULT: &str = "info,rmcp=warn";
+    let spec = spec.map(str::trim).filter(|s| !s.is_empty());
+    let Some(spec) = spec else {
+        return (DEFAULT.parse().ok(), None);
+    };
+    if !spec.contains(['[', '{']) {
+        if let Ok(targets) = spec.parse() {
+            return (Some(targets), None);
+        }
+    }
+    let env = tracing_subscriber::EnvFilter::try_new(spec)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT));
+    (None, Some(env))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+
+    #[test]
+    fn plain_log_specs_get_the_light_filter_and_span_directives_the_full_one() {
+        for plain in [
+            None,
+            Some(""),
+            Some("debug"),
+            Some("info,gatehouse_server=trace"),
+        ] {
+            let (targets, env) = log_filter(plain);
+            assert!(targets.is_some() && env.is_none(), "{plain:?}");
+        }
+        let (targets, env) = log_filter(Some("info,[session{identity=ana}]=debug"));
+        assert!(targets.is_none() && env.is_some());
+        // Not a filter at all: the default, as before.
+        let (targets, env) = log_filter(Some("info,x=loud"));
+        assert!(targets.is_none() && env.is_some());
     }
 }

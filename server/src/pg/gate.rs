@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::sync::mpsc::UnboundedSender;
 
 use super::error::{encode_notice, PgError, SqlState};
 use super::estimate;
+use super::notices::Notices;
 use super::tracker::{Gate, StmtInfo};
 use crate::approval::{NewApproval, Outcome};
 use crate::audit::{AuditRecord, ConnectionMeta, Pending, StatementEvent, WriteFailure};
@@ -109,7 +109,7 @@ pub async fn admit(
     o: &Observer,
     info: &Arc<StmtInfo>,
     reading: Reading,
-    notices: &UnboundedSender<BytesMut>,
+    notices: &Notices,
     kept: Option<Arc<Decision>>,
 ) -> Admission {
     if let Some(f) = o.gw.audit.refuses(info.may_write) {
@@ -246,7 +246,7 @@ async fn review(
     info: &Arc<StmtInfo>,
     rule: &str,
     reason: &str,
-    notices: &UnboundedSender<BytesMut>,
+    notices: &Notices,
 ) -> Result<String, (Option<String>, Refusal)> {
     let approvals = &o.gw.approvals;
     let env = &o.env;
@@ -347,7 +347,7 @@ async fn review(
             o.gw.config.server.public_url.get_ref().trim_end_matches('/')
         ),
     );
-    let _ = notices.send(notice);
+    notices.send(notice);
     let outcome = tokio::time::timeout(Duration::from_secs(window), async {
         loop {
             if let Some(o) = decided.borrow_and_update().clone() {

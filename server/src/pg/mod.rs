@@ -20,6 +20,7 @@ pub mod handshake;
 pub mod listener;
 pub mod loopback;
 pub mod names;
+pub mod notices;
 pub mod refusal_board;
 pub mod relay;
 pub mod sched;

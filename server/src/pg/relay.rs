@@ -10,7 +10,7 @@
 //! statement that may change data waits until its record is durable. A refused statement is
 //! replaced by one that makes the upstream raise the refusal, so transaction state stays true.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,6 +22,7 @@ use super::codec::{FrameError, FrameScanner};
 use super::connections::Termination;
 use super::error::{PgError, SqlState};
 use super::gate::{self, Observer};
+use super::notices::Notices;
 use super::statement::{self, Point};
 use super::stream::{PgStream, WriteSide};
 use super::tracker::{SessionMasking, StmtInfo, Tracker, Verdict};
@@ -112,9 +113,10 @@ impl RelayEnd {
 
 /// What both directions share: enough to tell idleness and the transaction state.
 struct Activity {
-    started: Instant,
-    /// Milliseconds since `started` of the last client message.
-    last_client_ms: AtomicU64,
+    /// The client sent something since the idle watch last looked. A flag, not a time: reading
+    /// the clock at every read from the client cost more than the idle watch needs, which
+    /// looks a few times per timeout anyway.
+    client_seen: AtomicBool,
     /// Requests (Query, Sync, FunctionCall) sent upstream whose ReadyForQuery has not come back.
     in_flight: AtomicI64,
     tx_status: AtomicU8,
@@ -122,13 +124,7 @@ struct Activity {
 
 impl Activity {
     fn touch(&self) {
-        self.last_client_ms
-            .store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
-    }
-    fn idle_for(&self) -> Duration {
-        self.started.elapsed().saturating_sub(Duration::from_millis(
-            self.last_client_ms.load(Ordering::Relaxed),
-        ))
+        self.client_seen.store(true, Ordering::Relaxed);
     }
 }
 
@@ -166,8 +162,7 @@ pub async fn run(
     let (mut cr, mut cw) = client.into_split();
     let (mut ur, mut uw) = upstream.into_split();
     let activity = Activity {
-        started: Instant::now(),
-        last_client_ms: AtomicU64::new(0),
+        client_seen: AtomicBool::new(false),
         in_flight: AtomicI64::new(0),
         tx_status: AtomicU8::new(start.status),
     };
@@ -183,7 +178,7 @@ pub async fn run(
     let mut statements = 0u64;
     let statement_metrics = StatementMetrics::new();
     // Messages of the gateway's own for the client (a hold NOTICE), sent between frames.
-    let (notices, mut notice_rx) = tokio::sync::mpsc::unbounded_channel::<BytesMut>();
+    let notices = Notices::default();
     let stop_seen = stop.clone();
     let end = {
         let up = client_to_upstream(
@@ -207,7 +202,7 @@ pub async fn run(
             observer,
             &mut statements,
             &statement_metrics,
-            &mut notice_rx,
+            &notices,
         );
         tokio::select! {
             e = up => e,
@@ -313,7 +308,7 @@ async fn client_to_upstream<R, W>(
     bytes: &mut u64,
     tracker: &Mutex<Tracker>,
     observer: &Observer,
-    notices: &tokio::sync::mpsc::UnboundedSender<BytesMut>,
+    notices: &Notices,
     stop: &tokio::sync::watch::Receiver<Option<Termination>>,
 ) -> RelayEnd
 where
@@ -623,7 +618,7 @@ async fn upstream_to_client<R, W>(
     observer: &Observer,
     statements: &mut u64,
     statement_metrics: &StatementMetrics,
-    notices: &mut tokio::sync::mpsc::UnboundedReceiver<BytesMut>,
+    notices: &Notices,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -641,9 +636,11 @@ where
         // read_buf is cancel-safe: a notice that wins the race loses no upstream bytes.
         let read = tokio::select! {
             r = upstream.read_buf(&mut buf) => r,
-            Some(notice) = notices.recv(), if scanner.at_boundary() && buf.is_empty() => {
-                if let Err(e) = write_flush(client, &notice).await {
-                    return RelayEnd::ClientIo(e);
+            () = notices.queued(), if scanner.at_boundary() && buf.is_empty() => {
+                for notice in notices.take() {
+                    if let Err(e) = write_flush(client, &notice).await {
+                        return RelayEnd::ClientIo(e);
+                    }
                 }
                 continue;
             }
@@ -825,10 +822,18 @@ async fn idle_watch(activity: &Activity, timeout: Option<Duration>) -> RelayEnd 
     let Some(timeout) = timeout else {
         return std::future::pending().await;
     };
-    let tick = (timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    // Quiet since the last look that found the client had sent something: a session ends at
+    // most two ticks (a quarter of its timeout) late, as when each look read the time of the
+    // last message.
+    let tick = (timeout / 8).clamp(Duration::from_millis(50), Duration::from_secs(5));
+    let mut quiet_since = Instant::now();
     loop {
         tokio::time::sleep(tick).await;
-        if activity.in_flight.load(Ordering::Relaxed) <= 0 && activity.idle_for() >= timeout {
+        if activity.client_seen.swap(false, Ordering::Relaxed) {
+            quiet_since = Instant::now();
+        } else if activity.in_flight.load(Ordering::Relaxed) <= 0
+            && quiet_since.elapsed() >= timeout
+        {
             return RelayEnd::Idle(timeout);
         }
     }
