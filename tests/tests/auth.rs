@@ -101,6 +101,16 @@ async fn session_tokens_expire_and_logout_revokes() {
         .unwrap()
         .get(0);
     assert_eq!(app, "gatehouse:alice/nightly report");
+    // So does one that names itself in a Parse (the extended protocol).
+    c.execute("set APPLICATION_NAME to 'etl'", &[])
+        .await
+        .unwrap();
+    let app: String = c
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app, "gatehouse:alice/etl");
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (code, m) = refused(&f, ENV, "alice", &token).await;

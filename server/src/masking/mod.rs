@@ -541,7 +541,7 @@ impl Masking {
     pub fn lineage_by_shape(stmt: &crate::sql::Statement) -> bool {
         !stmt.backslash_string
             && !stmt.kinds.iter().any(|k| k == "COPY")
-            && !crate::sql::mentions(stmt.sql.as_bytes(), b"current_setting")
+            && !stmt.mentions(crate::sql::Word::CurrentSetting)
     }
 
     /// The lineage of a statement, parsed once per statement shape (looked up by the shape key

@@ -27,6 +27,7 @@ use super::statement::{self, Point};
 use super::stream::{PgStream, WriteSide};
 use super::tracker::{SessionMasking, StmtInfo, Tracker, Verdict};
 use crate::audit::{Pending, StatementEvent};
+use crate::sql::Word;
 
 const READ_CHUNK: usize = 32 * 1024;
 /// PostgreSQL's own ceiling for a single backend message.
@@ -370,9 +371,12 @@ where
                         .map(|f| gate::audit_refusal(&f))
                 })),
                 b'P' => {
-                    lock(tracker).on_parse(frame);
-                    if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
-                        written = replace_frame(&mut rewritten, &buf, written, offset, total, &own);
+                    let parsed = lock(tracker).on_parse(frame);
+                    if parsed.mentions(Word::ApplicationName) {
+                        if let Some(own) = super::app_name::rewrite_frame(tag, frame, &app_prefix) {
+                            written =
+                                replace_frame(&mut rewritten, &buf, written, offset, total, &own);
+                        }
                     }
                     None
                 }
@@ -486,7 +490,7 @@ where
                     lock(tracker).encoding,
                     point.extended(),
                 )),
-                None if !point.extended() => {
+                None if !point.extended() && info.mentions(Word::ApplicationName) => {
                     super::app_name::rewrite_frame(tag, frame, &app_prefix)
                 }
                 None => None,

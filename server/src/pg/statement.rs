@@ -61,6 +61,11 @@ pub fn unreadable_refusal(u: &Unreadable) -> EarlyRefusal {
 
 /// The refusal of a statement that would switch to a client encoding the gateway cannot read.
 pub fn encoding_refusal(info: &StmtInfo) -> Option<EarlyRefusal> {
+    use crate::sql::Word;
+    // The words `statement_refused` itself looks for first, found when the text arrived.
+    if !info.mentions(Word::Encoding) && !info.mentions(Word::Names) {
+        return None;
+    }
     super::encoding::statement_refused(&info.sql).map(|e| {
         (
             PgError::refusal(

@@ -727,7 +727,8 @@ impl Tracker {
     }
 
     /// A Parse: its definition takes effect when the server accepts it (ParseComplete).
-    pub fn on_parse(&mut self, frame: &[u8]) {
+    /// Returns the statement as read (empty when it cannot be read; it is refused at Bind).
+    pub fn on_parse(&mut self, frame: &[u8]) -> Arc<StmtInfo> {
         let mut pos = 5;
         let name = self.kept_name(self.name(frame, &mut pos));
         let text = cstr_at(frame, &mut pos).unwrap_or_default();
@@ -739,7 +740,7 @@ impl Tracker {
             Err(u) => (StmtInfo::new(""), Some(u)),
         };
         let def = Arc::new(Prepared {
-            info,
+            info: info.clone(),
             fields: FieldsSlot::default(),
             unreadable,
         });
@@ -747,6 +748,7 @@ impl Tracker {
             ours: false,
             def: Some((name, def)),
         });
+        info
     }
 
     /// What a Bind frame binds (the statement its name means now).
@@ -1290,7 +1292,7 @@ impl Tracker {
             Some(Expect::Query(e)) | Some(Expect::Execute(e)) => &e.info,
             _ => return false,
         };
-        let calls = crate::sql::mentions(info.sql.as_bytes(), b"set_config");
+        let calls = info.mentions(crate::sql::Word::SetConfig);
         calls
             && m.gw.masking.lineage_of(info).statements.iter().any(|st| {
                 st.outputs.as_ref().is_none_or(|o| {
@@ -2101,7 +2103,9 @@ mod tests {
                             Err(_) => proptest::prop_assert!(!latin1),
                         }
                     }
-                    b'P' => t.on_parse(&f),
+                    b'P' => {
+                        t.on_parse(&f);
+                    }
                     b'B' => {
                         let b = t.bind_target(&f);
                         t.on_bind(b, Gate::default());

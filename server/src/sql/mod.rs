@@ -29,6 +29,72 @@ pub fn mentions(hay: &[u8], needle: &[u8]) -> bool {
         .any(|i| hay[i + 1..i + needle.len()].eq_ignore_ascii_case(rest))
 }
 
+/// Rare words the statement path asks a statement's text about: whether a `SET` may name
+/// `application_name`, whether it may switch `client_encoding` (`SET NAMES`), whether it may
+/// call `set_config` or read `current_setting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Word {
+    ApplicationName,
+    CurrentSetting,
+    Encoding,
+    Names,
+    SetConfig,
+}
+
+impl Word {
+    const ALL: [Word; 5] = [
+        Word::ApplicationName,
+        Word::CurrentSetting,
+        Word::Encoding,
+        Word::Names,
+        Word::SetConfig,
+    ];
+
+    fn text(self) -> &'static str {
+        match self {
+            Word::ApplicationName => "application_name",
+            Word::CurrentSetting => "current_setting",
+            Word::Encoding => "encoding",
+            Word::Names => "names",
+            Word::SetConfig => "set_config",
+        }
+    }
+}
+
+/// Which [`Word`]s a text holds anywhere (ignoring ASCII case, inside literals and comments
+/// too: [`mentions`] of each), found in one pass. A statement that arrives with new text
+/// (`pgbench -M simple`: every one) asked [`mentions`] five times, five scans that each
+/// stopped at every `a`, `c`, `e`, `n` or `s`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mentions(u8);
+
+impl Mentions {
+    pub fn of(text: &str) -> Mentions {
+        static WORDS: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> =
+            std::sync::LazyLock::new(|| {
+                aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .build(Word::ALL.map(Word::text))
+                    .ok()
+            });
+        let Some(words) = WORDS.as_ref() else {
+            // Cannot happen with these patterns; if it did, every word counts as mentioned,
+            // which only makes the checks that follow do their full work.
+            return Mentions(u8::MAX);
+        };
+        let mut found = Mentions::default();
+        for m in words.find_overlapping_iter(text) {
+            found.0 |= 1 << m.pattern().as_usize();
+        }
+        found
+    }
+
+    pub fn has(self, word: Word) -> bool {
+        // `ALL` lists the words in declaration order: a word's discriminant is its pattern.
+        self.0 & (1 << word as u8) != 0
+    }
+}
+
 /// A statement's text with what one pass over it tells: computed once when the statement
 /// arrives (a prepared statement: once for all its executions) and shared from then on.
 #[derive(Debug)]
@@ -42,6 +108,7 @@ pub struct Statement {
     pub shape_key: String,
     /// See [`has_backslash_string`].
     pub backslash_string: bool,
+    words: Mentions,
     /// The text with its literals redacted, as a JSON string: what every audit record of the
     /// statement carries, made at its first record (a prepared statement's executions share it).
     audit_text: std::sync::OnceLock<Box<str>>,
@@ -61,13 +128,67 @@ impl Statement {
             may_write: shape.may_write,
             shape_key,
             backslash_string: shape.backslash_string,
+            words: Mentions::of(sql),
             audit_text: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Whether the text holds `word` anywhere, ignoring ASCII case.
+    pub fn mentions(&self, word: Word) -> bool {
+        self.words.has(word)
     }
 
     /// The redacted text as a JSON string (quotes included), made once per statement.
     pub fn audit_text(&self, to_json: impl FnOnce(&str) -> String) -> &str {
         self.audit_text
             .get_or_init(|| to_json(&redact(&self.sql)).into_boxed_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agrees(text: &str) {
+        let found = Mentions::of(text);
+        for w in Word::ALL {
+            assert_eq!(
+                found.has(w),
+                mentions(text.as_bytes(), w.text().as_bytes()),
+                "{w:?} in {text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_pass_finds_what_each_word_s_own_scan_finds() {
+        for text in [
+            "",
+            "SELECT abalance FROM pgbench_accounts WHERE aid = 1",
+            "SET NAMES 'SJIS'",
+            "set Application_Name = 'x'; select CURRENT_SETTING('a')",
+            "DO $$BEGIN PERFORM set_config('client_' || 'ENCODING', 'SJIS', false); END$$",
+            "select 'namesencoding'",
+            "select nameS, set_confi, current_settin",
+            "SELECT 'é' || names FROM t",
+        ] {
+            agrees(text);
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn one_pass_agrees_on_any_text(
+            parts in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "names", "NAMES", "nam", "es", "encoding", "Encod", "ing",
+                    "application_name", "applicatio", "n_name", "set_config", "SET_", "config",
+                    "current_setting", "current_", "setting", " ", "'", "é", "x",
+                ]),
+                0..12,
+            )
+        ) {
+            agrees(&parts.concat());
+        }
     }
 }
