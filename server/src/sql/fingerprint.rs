@@ -110,6 +110,17 @@ const WRITING_WORDS: &[&str] = &[
     "lowrite",
 ];
 
+/// Whether `word` is one of [`WRITING_WORDS`]. Asked of every word of a read-only statement, so
+/// the words' first letters and lengths rule out most before any comparison.
+fn is_writing_word(word: &str) -> bool {
+    matches!(word.len(), 4..=13)
+        && matches!(
+            word.as_bytes()[0].to_ascii_lowercase(),
+            b'i' | b'u' | b'd' | b'm' | b'a' | b'n' | b's' | b'l'
+        )
+        && WRITING_WORDS.iter().any(|w| word.eq_ignore_ascii_case(w))
+}
+
 /// Fingerprints `sql` and classifies it coarsely, in one pass over its tokens.
 pub fn shape(sql: &str) -> Shape {
     shape_into(sql, None)
@@ -151,9 +162,7 @@ pub fn shape_into(sql: &str, mut key: Option<&mut String>) -> Shape {
                     if !kinds.iter().any(|k| k.eq_ignore_ascii_case(text)) {
                         kinds.push(text.to_ascii_uppercase());
                     }
-                } else if current_read_only
-                    && WRITING_WORDS.iter().any(|w| text.eq_ignore_ascii_case(w))
-                {
+                } else if current_read_only && is_writing_word(text) {
                     // `COPY … TO` is a read; everything else listed writes.
                     may_write = true;
                 }
@@ -233,6 +242,19 @@ pub fn has_backslash_string(sql: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_writing_words_quick_check_misses_none() {
+        for w in WRITING_WORDS {
+            assert!(
+                is_writing_word(w) && is_writing_word(&w.to_ascii_uppercase()),
+                "{w}"
+            );
+        }
+        for w in ["abalance", "FROM", "aid", "inserts", "", "x"] {
+            assert!(!is_writing_word(w), "{w}");
+        }
+    }
 
     #[test]
     fn shape_keys_match_exactly_when_fingerprints_do() {
