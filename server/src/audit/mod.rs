@@ -57,6 +57,22 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("audit.db")
 }
 
+/// Room for one record in the writer's queue (see [`Audit::slot`]).
+pub struct Slot<'a> {
+    permit: mpsc::Permit<'a, writer::Message>,
+    shared: &'a writer::Shared,
+}
+
+impl Slot<'_> {
+    pub fn put(self, pending: Pending) {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        self.permit.send(writer::Message {
+            pending: Some(pending),
+            ack: None,
+        });
+    }
+}
+
 impl Audit {
     /// Opens (or creates) the trail in `data_dir` and starts its writer thread.
     pub fn open(data_dir: &Path) -> Result<Audit, AuditError> {
@@ -150,6 +166,23 @@ impl Audit {
         {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
             tracing::error!(event = ?e.0.pending, "the audit writer has stopped; record not written");
+        }
+    }
+
+    /// Waits for room in the queue and holds it: what is put in the slot is queued at once.
+    /// Cancel-safe, unlike [`Audit::record`], whose record is lost if its caller is dropped
+    /// while the queue is full: a caller that holds its records elsewhere takes one out only
+    /// once it has a slot. `None` once the writer has stopped.
+    pub async fn slot(&self) -> Option<Slot<'_>> {
+        match self.tx.reserve().await {
+            Ok(permit) => Some(Slot {
+                permit,
+                shared: &self.shared,
+            }),
+            Err(_) => {
+                tracing::error!("the audit writer has stopped; records not written");
+                None
+            }
         }
     }
 
@@ -254,5 +287,26 @@ mod tests {
         let r = AuditRecord::new("test.event");
         let seq = audit.record_durable(Pending::Record(Box::new(r))).await;
         assert_eq!(seq.ok(), Some(51));
+    }
+
+    #[tokio::test]
+    async fn a_slot_queues_exactly_what_is_put_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Audit::open(dir.path()).unwrap();
+        // Given up unused (its holder was dropped): nothing is written, no room is lost.
+        drop(audit.slot().await.expect("room"));
+        audit
+            .slot()
+            .await
+            .expect("room")
+            .put(Pending::Record(Box::new(AuditRecord::new("test.slot"))));
+        audit.flush().await.unwrap();
+        let head = AuditDb::open_read_only(&db_path(dir.path()))
+            .unwrap()
+            .head()
+            .unwrap();
+        assert_eq!(head.map(|(seq, _)| seq), Some(1));
+        assert_eq!(audit.written(), 1);
+        assert_eq!(audit.queue_depth(), 0);
     }
 }

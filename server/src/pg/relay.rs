@@ -213,13 +213,10 @@ pub async fn run(
         }
     };
     traffic.statements = statements;
-    // Statements that were under way when the connection ended are recorded too.
-    let leftovers = {
-        let mut t = lock(&tracker);
-        t.finish_suspended();
-        std::mem::take(&mut t.completed)
-    };
-    record_completed(observer, &statement_metrics, leftovers).await;
+    // Statements that were under way when the connection ended are recorded too, and so are
+    // finished ones whose records were still waiting for room in the audit queue.
+    lock(&tracker).finish_suspended();
+    record_finished(observer, &statement_metrics, &tracker).await;
     // Leave the upstream cleanly when we can; it frees the backend at once.
     let _ = uw.shutdown().await;
     (end, cw, down_scanner.at_boundary(), traffic)
@@ -564,50 +561,71 @@ impl StatementMetrics {
     }
 }
 
-async fn record_completed(
+/// Records the executions the tracker finished, oldest first; returns how many. Each leaves
+/// the tracker only once the audit queue has room for it: a relay that ends while the queue is
+/// full (a slow disk, and the client closes) leaves the rest in the tracker, where `run`'s last
+/// pass records them, instead of losing the one it was waiting with.
+async fn record_finished(
     observer: &Observer,
     metrics: &StatementMetrics,
-    done: Vec<super::tracker::Completed>,
-) {
-    for c in done {
-        let (sqlstate, error) = match c.exec.error {
-            // Upstream messages can quote values (`invalid input syntax …: "ana@…"`); the
-            // audit keeps them masked like the client saw them.
-            Some((code, message)) => {
-                let message = crate::masking::rewrite::error_text(
-                    &observer.gw.masking.masker,
-                    &message,
-                    &Default::default(),
-                )
-                .unwrap_or(message);
-                (Some(code), Some(message))
-            }
-            None => (None, None),
+    tracker: &Mutex<Tracker>,
+) -> u64 {
+    let mut recorded = 0;
+    while !lock(tracker).completed.is_empty() {
+        let Some(slot) = observer.gw.audit.slot().await else {
+            // The writer has stopped (logged by `slot`); nothing will take these.
+            lock(tracker).completed.clear();
+            break;
         };
-        let g = c.exec.gate;
-        let (decision, rule, approval_id) = (g.decision, g.rule, g.approval_id);
-        metrics.count(decision);
-        metrics.duration.record(c.duration.as_secs_f64());
-        let event = StatementEvent {
-            meta: observer.meta.clone(),
-            stmt: c.exec.info,
-            event: "statement",
-            at: c.exec.at,
-            duration: Some(c.duration),
-            rows: c.exec.rows,
-            sqlstate,
-            error,
-            decision,
-            rule,
-            approval_id,
-            sample: c.exec.sample,
-            detected: c.exec.detected,
+        let Some(c) = lock(tracker).completed.pop_front() else {
+            break;
         };
-        observer
-            .gw
-            .audit
-            .record(Pending::Statement(Box::new(event)))
-            .await;
+        slot.put(Pending::Statement(Box::new(statement_event(
+            observer, metrics, c,
+        ))));
+        recorded += 1;
+    }
+    recorded
+}
+
+/// The audit record of a finished execution (and its metrics).
+fn statement_event(
+    observer: &Observer,
+    metrics: &StatementMetrics,
+    c: super::tracker::Completed,
+) -> StatementEvent {
+    let (sqlstate, error) = match c.exec.error {
+        // Upstream messages can quote values (`invalid input syntax …: "ana@…"`); the audit
+        // keeps them masked like the client saw them.
+        Some((code, message)) => {
+            let message = crate::masking::rewrite::error_text(
+                &observer.gw.masking.masker,
+                &message,
+                &Default::default(),
+            )
+            .unwrap_or(message);
+            (Some(code), Some(message))
+        }
+        None => (None, None),
+    };
+    let g = c.exec.gate;
+    let (decision, rule, approval_id) = (g.decision, g.rule, g.approval_id);
+    metrics.count(decision);
+    metrics.duration.record(c.duration.as_secs_f64());
+    StatementEvent {
+        meta: observer.meta.clone(),
+        stmt: c.exec.info,
+        event: "statement",
+        at: c.exec.at,
+        duration: Some(c.duration),
+        rows: c.exec.rows,
+        sqlstate,
+        error,
+        decision,
+        rule,
+        approval_id,
+        sample: c.exec.sample,
+        detected: c.exec.detected,
     }
 }
 
@@ -659,7 +677,7 @@ where
             Err(e) => return RelayEnd::UpstreamIo(e),
         }
         rewrites.clear();
-        let (ready, done, exempted) = {
+        let (ready, exempted) = {
             let mut t = lock(tracker);
             // Which tags masking wants whole changes frame by frame (a RowDescription turns
             // rows on); the scanner asks before each frame, after the previous one was handled.
@@ -727,11 +745,7 @@ where
                         .with_hint(super::encoding::EncodingRefused::HINT),
                 );
             }
-            (
-                ready,
-                std::mem::take(&mut t.completed),
-                std::mem::take(&mut t.exemption_uses),
-            )
+            (ready, std::mem::take(&mut t.exemption_uses))
         };
         for u in exempted {
             record_exemption_use(observer, u).await;
@@ -742,10 +756,7 @@ where
         };
         // Queue the records before the client sees the responses: its next statement (and that
         // statement's record) cannot then overtake them in the trail.
-        *statements += done.len() as u64;
-        if !done.is_empty() {
-            record_completed(observer, statement_metrics, done).await;
-        }
+        *statements += record_finished(observer, statement_metrics, tracker).await;
         if rewrites.is_empty() {
             if ready > 0 {
                 if let Err(e) = write_flush(client, &buf[..ready]).await {

@@ -10,7 +10,7 @@
 //!    raise the refusal; anything else goes as its own bytes.
 //! 5. **track** ([`track`]): the tracker expects the statement's responses, which drive the
 //!    result and masking phases (`tracker::on_backend`, `masking::rewrite`) and the record
-//!    (`relay::record_completed` → audit).
+//!    (`relay::record_finished` → audit).
 //!
 //! Each phase is a function of the tracker and the message, testable without sockets; the
 //! relay owns only the I/O and the order.

@@ -424,7 +424,7 @@ pub struct Tracker {
     unnamed: Name,
     pending: VecDeque<Expect>,
     group_error: Option<(String, String)>,
-    pub completed: Vec<Completed>,
+    pub completed: VecDeque<Completed>,
     /// `None`: masking is off for this session and rows are never looked at.
     pub masking: Option<Arc<SessionMasking>>,
     active: Option<Active>,
@@ -937,7 +937,7 @@ impl Tracker {
             exec.error = self.group_error.clone();
         }
         let duration = exec.started.elapsed();
-        self.completed.push(Completed { exec, duration });
+        self.completed.push_back(Completed { exec, duration });
     }
 
     fn front_exec(&mut self) -> Option<&mut Exec> {
