@@ -15,6 +15,13 @@ async fn refused(f: &Fixture, env: &str, user: &str, password: &str) -> (String,
     }
 }
 
+async fn application_name(c: &tokio_postgres::Client) -> String {
+    c.query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_grants_and_environments() {
     let outsider = random_token("gha_");
@@ -84,32 +91,20 @@ async fn session_tokens_expire_and_logout_revokes() {
         f.gw.connect(ENV, "alice", &token)
             .await
             .expect("session token connects");
-    let app: String = c
-        .query_one("SELECT current_setting('application_name')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let app = application_name(&c).await;
     assert_eq!(app, "gatehouse:alice");
     // A client that names itself later (simple protocol here, among other statements) keeps
     // the identity in front.
     c.batch_execute("SELECT 1; SET application_name = 'nightly report'")
         .await
         .unwrap();
-    let app: String = c
-        .query_one("SELECT current_setting('application_name')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let app = application_name(&c).await;
     assert_eq!(app, "gatehouse:alice/nightly report");
     // So does one that names itself in a Parse (the extended protocol).
     c.execute("set APPLICATION_NAME to 'etl'", &[])
         .await
         .unwrap();
-    let app: String = c
-        .query_one("SELECT current_setting('application_name')", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let app = application_name(&c).await;
     assert_eq!(app, "gatehouse:alice/etl");
 
     tokio::time::sleep(Duration::from_millis(2500)).await;
