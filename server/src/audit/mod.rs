@@ -267,6 +267,16 @@ impl Audit {
 mod tests {
     use super::*;
 
+    /// The sequence number of the last record on disk once everything queued is.
+    async fn last_seq_after_flush(audit: &Audit, dir: &Path) -> Option<i64> {
+        audit.flush().await.unwrap();
+        let head = AuditDb::open_read_only(&db_path(dir))
+            .unwrap()
+            .head()
+            .unwrap();
+        head.map(|(seq, _)| seq)
+    }
+
     #[tokio::test]
     async fn flush_returns_once_everything_queued_before_it_is_durable() {
         let dir = tempfile::tempdir().unwrap();
@@ -275,12 +285,7 @@ mod tests {
             let r = AuditRecord::new("test.event").details(serde_json::json!({ "i": i }));
             audit.record(Pending::Record(Box::new(r))).await;
         }
-        audit.flush().await.unwrap();
-        let head = AuditDb::open_read_only(&db_path(dir.path()))
-            .unwrap()
-            .head()
-            .unwrap();
-        assert_eq!(head.map(|(seq, _)| seq), Some(50));
+        assert_eq!(last_seq_after_flush(&audit, dir.path()).await, Some(50));
         assert_eq!(audit.written(), 50, "a flush is not a record");
         assert_eq!(audit.queue_depth(), 0);
         // A record waited on after a flush still gets its own sequence number.
@@ -300,12 +305,7 @@ mod tests {
             .await
             .expect("room")
             .put(Pending::Record(Box::new(AuditRecord::new("test.slot"))));
-        audit.flush().await.unwrap();
-        let head = AuditDb::open_read_only(&db_path(dir.path()))
-            .unwrap()
-            .head()
-            .unwrap();
-        assert_eq!(head.map(|(seq, _)| seq), Some(1));
+        assert_eq!(last_seq_after_flush(&audit, dir.path()).await, Some(1));
         assert_eq!(audit.written(), 1);
         assert_eq!(audit.queue_depth(), 0);
     }
