@@ -57,12 +57,6 @@ impl PartialEq<str> for Name {
     }
 }
 
-impl std::fmt::Display for Name {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
 /// What a name means for a message about to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolved<T> {

@@ -85,12 +85,6 @@ impl ResultSample {
     }
 }
 
-/// The portal an Execute frame names.
-pub fn execute_portal_name(frame: &[u8]) -> Option<Name> {
-    let mut pos = 5;
-    cstr(frame, &mut pos).map(Name::new)
-}
-
 /// A RowDescription, filled when the upstream answers a Describe.
 pub type FieldsSlot = Arc<OnceLock<Arc<Vec<Field>>>>;
 
@@ -1780,8 +1774,10 @@ mod tests {
         let mut body = format!("{name}\0").into_bytes();
         body.extend_from_slice(&max.to_be_bytes());
         let e = frame(b'E', &body);
-        let mut exec = Exec::new(t.execute_target(&e).info);
-        exec.portal_name = execute_portal_name(&e);
+        // As `statement::execute` does: the portal by the name the tracker keys it by.
+        let target = t.execute_target(&e);
+        let mut exec = Exec::new(target.info);
+        exec.portal_name = Some(target.name);
         t.expect_execute(exec);
         t.on_sync();
         if bind {
