@@ -779,9 +779,15 @@ async fn every_replica_writes_its_own_chain_and_each_reads_them_all() {
             .await
             .unwrap();
     }
+    // A search through a replica waits for that replica's own writer only: another replica's
+    // records show once it commits them (its batch may linger 20 ms). A search through each
+    // first makes both commit what they queued.
+    let admin = r.b.login(ADMIN, ADMIN_PASSWORD).await;
+    for gw in [&r.a, &r.b] {
+        gw.audit(&admin, "event=statement&q=through-").await;
+    }
     // A search through either replica finds both replicas' records, newest first by time, each
     // naming the chain it is in.
-    let admin = r.b.login(ADMIN, ADMIN_PASSWORD).await;
     for gw in [&r.a, &r.b] {
         let records = gw.audit(&admin, "event=statement&q=through-").await;
         let replicas: Vec<String> = records.iter().map(|v| text(v, "replica")).collect();
