@@ -26,7 +26,7 @@ fn main() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let audit = Audit::open(dir.path()).expect("open the trail");
+        let audit = Audit::open(dir.path(), gatehouse_server::audit::DEFAULT_QUEUE_RECORDS).expect("open the trail");
         let meta = Arc::new(ConnectionMeta {
             connection_id: "bench".into(),
             identity: "bench-agent".into(),

@@ -390,6 +390,9 @@ pub struct StoreConfig {
     pub pool_size: Spanned<usize>,
 }
 
+/// A record waiting in the queue takes a few hundred bytes: this bounds it to a few GiB.
+const MAX_AUDIT_QUEUE: usize = 8 * 1024 * 1024;
+
 fn default_store_pool_size() -> Spanned<usize> {
     Spanned::new(0..0, 8)
 }
@@ -405,6 +408,18 @@ pub struct AuditConfig {
     pub webhook_secret_env: Option<String>,
     /// Move records older than this many days into verified archive files; 0 keeps everything.
     pub retention_days: u64,
+    /// Records held in memory while the trail is slow or cannot be written (a full disk, the
+    /// shared store away); past that, statements wait. Default
+    /// [`crate::audit::DEFAULT_QUEUE_RECORDS`].
+    pub queue_records: Option<Spanned<usize>>,
+}
+
+impl AuditConfig {
+    pub fn queue_records(&self) -> usize {
+        self.queue_records
+            .as_ref()
+            .map_or(crate::audit::DEFAULT_QUEUE_RECORDS, |n| *n.get_ref())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -704,6 +719,16 @@ impl Validator<'_> {
                 path: self.path.to_path_buf(),
                 message: "`server.tls_cert` and `server.tls_key` must be set together".into(),
             });
+        }
+
+        if let Some(n) = &c.audit.queue_records {
+            if !(1..=MAX_AUDIT_QUEUE).contains(n.get_ref()) {
+                return Err(self.err(
+                    n,
+                    "audit.queue_records",
+                    format!("between 1 and {MAX_AUDIT_QUEUE} records"),
+                ));
+            }
         }
 
         if let Some(store) = &c.store {
@@ -1073,6 +1098,18 @@ environments = ["prod"]
         assert_eq!(scheduling(&set("batch")).unwrap(), WorkerScheduling::Batch);
         let e = scheduling(&set("realtime")).unwrap_err().to_string();
         assert!(e.contains("worker_scheduling"), "{e}");
+    }
+
+    #[test]
+    fn the_audit_queue_is_bounded_and_defaults_to_its_constant() {
+        let queue = |text: &str| parse(text).map(|c| c.audit.queue_records());
+        assert_eq!(queue(OK).unwrap(), crate::audit::DEFAULT_QUEUE_RECORDS);
+        let set = |n: &str| format!("{OK}\n[audit]\nqueue_records = {n}\n");
+        assert_eq!(queue(&set("16")).unwrap(), 16);
+        for bad in ["0", "100000000"] {
+            let e = queue(&set(bad)).expect_err(bad).to_string();
+            assert!(e.contains("audit.queue_records"), "{e}");
+        }
     }
 
     #[test]

@@ -294,9 +294,12 @@ impl Gateway {
         let store = open_store(&config)?;
         let config_replica_id = config.replica_id();
         // With a shared store, this replica's chain is written there beside the others'.
+        let queue = config.audit.queue_records();
         let audit = match store.pg() {
-            Some(pg) => Audit::open_shared(&data_dir, pg.clone(), config_replica_id.clone())?,
-            None => Audit::open(&data_dir)?,
+            Some(pg) => {
+                Audit::open_shared(&data_dir, pg.clone(), config_replica_id.clone(), queue)?
+            }
+            None => Audit::open(&data_dir, queue)?,
         };
         let approvals = crate::approval::Approvals::new(
             store.clone(),

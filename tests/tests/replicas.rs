@@ -1127,3 +1127,59 @@ async fn a_store_that_stops_answering_refuses_writes_within_seconds_then_recover
     let out = r.a.verify_audit();
     assert!(out.ok(), "{out:?}");
 }
+
+/// A client that leaves while its statement's record waits for room in the audit queue (the
+/// store away, the queue full of reads' records) does not take the record with it: the
+/// statement ran upstream, so it is written once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_waiting_for_room_in_the_audit_queue_outlives_its_client() {
+    let mut r = Replicas::start_with(|b| b.toml("[audit]\nqueue_records = 4")).await;
+    let admin = r.a.login(ADMIN, ADMIN_PASSWORD).await;
+    let (client, connection) = r.a.connect_watched(ENV, AGENT, &r.token).await;
+    r.store.stop();
+    // Reads go on while the store is away; their records wait in the queue until it is full,
+    // and then the response waits for room.
+    let mut ran = Vec::new();
+    let mut held = None;
+    for i in 0..200 {
+        let text = format!("SELECT 'queued-{i}'");
+        match tokio::time::timeout(Duration::from_secs(3), client.simple_query(&text)).await {
+            Ok(result) => {
+                result.unwrap_or_else(|e| panic!("{text}: {e}\n{}", r.a.log()));
+                ran.push(text);
+            }
+            Err(_) => {
+                held = Some(text);
+                break;
+            }
+        }
+    }
+    let held = held.expect("a full audit queue holds the response back");
+    assert!(
+        ran.len() < 20,
+        "{} statements before the queue filled",
+        ran.len()
+    );
+    // The client gives up and closes its connection.
+    connection.abort();
+    drop(client);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    r.store.start_again();
+    let wanted: Vec<String> = ran.iter().chain([&held]).cloned().collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let recorded: std::collections::HashSet<String> =
+            r.a.audit(&admin, "event=statement&q=queued-")
+                .await
+                .iter()
+                .map(|v| text(v, "statement"))
+                .collect();
+        if wanted.iter().all(|w| recorded.contains(w)) || Instant::now() > deadline {
+            let what = "statements that ran upstream";
+            gatehouse_tests::assert_all_recorded(&recorded, wanted, what);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

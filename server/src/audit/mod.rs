@@ -31,8 +31,10 @@ use crate::store::postgres::audit::AuditConnection;
 use crate::store::postgres::PgStore;
 use crate::store::{AuditDb, StoreError};
 
-/// Records the queue holds before callers wait.
-const QUEUE_CAPACITY: usize = 65_536;
+/// Records the queue holds before callers wait, unless `[audit] queue_records` says otherwise:
+/// a few hundred bytes each, so tens of MiB that carry reads through a store outage of a
+/// minute or more at thousands of statements a second.
+pub const DEFAULT_QUEUE_RECORDS: usize = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -73,12 +75,18 @@ impl Slot<'_> {
     }
 }
 
+fn writer_stopped(shared: &writer::Shared, message: writer::Message) {
+    shared.queued.fetch_sub(1, Ordering::Relaxed);
+    tracing::error!(event = ?message.pending, "the audit writer has stopped; record not written");
+}
+
 impl Audit {
     /// Opens (or creates) the trail in `data_dir` and starts its writer thread.
-    pub fn open(data_dir: &Path) -> Result<Audit, AuditError> {
+    pub fn open(data_dir: &Path, queue_records: usize) -> Result<Audit, AuditError> {
         let path = db_path(data_dir);
         let db = AuditDb::open(&path)?;
-        Audit::start(data_dir, trail::Destination::Local(db), Trail::Local(path))
+        let destination = trail::Destination::Local(db);
+        Audit::start(data_dir, destination, Trail::Local(path), queue_records)
     }
 
     /// Writes this replica's chain into the shared store (signed with the key in `data_dir`).
@@ -86,16 +94,19 @@ impl Audit {
         data_dir: &Path,
         store: PgStore,
         replica: String,
+        queue_records: usize,
     ) -> Result<Audit, AuditError> {
         let destination =
             trail::Destination::Shared(AuditConnection::new(store.clone(), replica.clone()));
-        Audit::start(data_dir, destination, Trail::Shared { store, replica })
+        let trail = Trail::Shared { store, replica };
+        Audit::start(data_dir, destination, trail, queue_records)
     }
 
     fn start(
         data_dir: &Path,
         destination: trail::Destination,
         trail: Trail,
+        queue_records: usize,
     ) -> Result<Audit, AuditError> {
         // The signing key lives in `data_dir` wherever the records go.
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
@@ -103,7 +114,7 @@ impl Audit {
             source,
         })?;
         let key = chain::load_or_create_key(data_dir)?;
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (tx, rx) = mpsc::channel(queue_records.max(1));
         let shared = Arc::new(writer::Shared::default());
         let writer = writer::spawn(destination, key, rx, shared.clone())
             .map_err(AuditError::Thread)?
@@ -153,26 +164,19 @@ impl Audit {
     }
 
     /// Queues a record. Waits only when the queue is full, so a slow disk slows sessions rather
-    /// than losing records.
+    /// than losing records. Cancel-safe: a record that has to wait for room is handed to a task
+    /// of its own, so a caller dropped meanwhile (a relay whose client left, an HTTP request
+    /// whose client hung up) does not take it along.
     pub async fn record(&self, pending: Pending) {
-        self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = self
-            .tx
-            .send(writer::Message {
-                pending: Some(pending),
-                ack: None,
-            })
-            .await
-        {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!(event = ?e.0.pending, "the audit writer has stopped; record not written");
+        if let Some(waiting) = self.enqueue(pending) {
+            // Dropping a `JoinHandle` does not stop its task.
+            let _ = waiting.await;
         }
     }
 
     /// Waits for room in the queue and holds it: what is put in the slot is queued at once.
-    /// Cancel-safe, unlike [`Audit::record`], whose record is lost if its caller is dropped
-    /// while the queue is full: a caller that holds its records elsewhere takes one out only
-    /// once it has a slot. `None` once the writer has stopped.
+    /// Cancel-safe and without a task of its own: a caller that holds its records elsewhere
+    /// takes one out only once it has a slot. `None` once the writer has stopped.
     pub async fn slot(&self) -> Option<Slot<'_>> {
         match self.tx.reserve().await {
             Ok(permit) => Some(Slot {
@@ -189,21 +193,31 @@ impl Audit {
     /// Queues a record from synchronous code; if the queue is full the send finishes in the
     /// background (on the current runtime).
     pub fn record_now(&self, pending: Pending) {
+        drop(self.enqueue(pending));
+    }
+
+    /// Queues at once when there is room; otherwise a task waits for room and queues it (in
+    /// turn: the queue's permits go to waiting senders first, so later records cannot overtake
+    /// it). That task is returned.
+    fn enqueue(&self, pending: Pending) -> Option<tokio::task::JoinHandle<()>> {
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(writer::Message {
+        let message = writer::Message {
             pending: Some(pending),
             ack: None,
-        }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(m)) => {
-                let tx = self.tx.clone();
-                tokio::spawn(async move {
-                    let _ = tx.send(m).await;
-                });
+        };
+        match self.tx.try_send(message) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(message)) => {
+                let (tx, shared) = (self.tx.clone(), self.shared.clone());
+                Some(tokio::spawn(async move {
+                    if let Err(e) = tx.send(message).await {
+                        writer_stopped(&shared, e.0);
+                    }
+                }))
             }
-            Err(mpsc::error::TrySendError::Closed(m)) => {
-                self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-                tracing::error!(event = ?m.pending, "the audit writer has stopped; record not written");
+            Err(mpsc::error::TrySendError::Closed(message)) => {
+                writer_stopped(&self.shared, message);
+                None
             }
         }
     }
@@ -280,7 +294,7 @@ mod tests {
     #[tokio::test]
     async fn flush_returns_once_everything_queued_before_it_is_durable() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = Audit::open(dir.path()).unwrap();
+        let audit = Audit::open(dir.path(), DEFAULT_QUEUE_RECORDS).unwrap();
         for i in 0..50 {
             let r = AuditRecord::new("test.event").details(serde_json::json!({ "i": i }));
             audit.record(Pending::Record(Box::new(r))).await;
@@ -294,10 +308,36 @@ mod tests {
         assert_eq!(seq.ok(), Some(51));
     }
 
+    /// Whoever records while the queue is full may be dropped while it waits (a relay whose
+    /// client left, an HTTP request whose client hung up): the record is written anyway.
+    #[tokio::test]
+    async fn a_record_outlives_a_caller_dropped_while_the_queue_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = Audit::open(dir.path(), 1).unwrap();
+        // Another writer holds the database: the audit writer stalls with what it took.
+        let blocker = rusqlite::Connection::open(db_path(dir.path())).unwrap();
+        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let mut calls = 0;
+        loop {
+            calls += 1;
+            assert!(calls < 50, "the queue of one never filled");
+            let r = Pending::Record(Box::new(AuditRecord::new("test.event")));
+            let waited = std::time::Duration::from_millis(300);
+            if tokio::time::timeout(waited, audit.record(r)).await.is_err() {
+                break;
+            }
+        }
+        assert!(calls >= 2, "the first record finds room");
+        blocker.execute_batch("COMMIT").unwrap();
+        drop(blocker);
+        assert_eq!(last_seq_after_flush(&audit, dir.path()).await, Some(calls));
+        assert_eq!(audit.queue_depth(), 0);
+    }
+
     #[tokio::test]
     async fn a_slot_queues_exactly_what_is_put_in_it() {
         let dir = tempfile::tempdir().unwrap();
-        let audit = Audit::open(dir.path()).unwrap();
+        let audit = Audit::open(dir.path(), DEFAULT_QUEUE_RECORDS).unwrap();
         // Given up unused (its holder was dropped): nothing is written, no room is lost.
         drop(audit.slot().await.expect("room"));
         audit
