@@ -315,8 +315,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let audit = Audit::open(dir.path(), 1).unwrap();
         // Another writer holds the database: the audit writer stalls with what it took.
-        let blocker = rusqlite::Connection::open(db_path(dir.path())).unwrap();
-        blocker.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let blocker = AuditDb::hold_write_lock(&db_path(dir.path()));
         let mut calls = 0;
         loop {
             calls += 1;
@@ -328,7 +327,6 @@ mod tests {
             }
         }
         assert!(calls >= 2, "the first record finds room");
-        blocker.execute_batch("COMMIT").unwrap();
         drop(blocker);
         assert_eq!(last_seq_after_flush(&audit, dir.path()).await, Some(calls));
         assert_eq!(audit.queue_depth(), 0);

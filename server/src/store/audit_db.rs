@@ -374,6 +374,22 @@ impl AuditDb {
         })
     }
 
+    /// Takes the database's write lock, as another writer would, until the value is dropped:
+    /// tests stall the audit writer with it.
+    #[cfg(test)]
+    pub fn hold_write_lock(path: &Path) -> impl Drop {
+        struct Held(rusqlite::Connection);
+        impl Drop for Held {
+            fn drop(&mut self) {
+                let _ = self.0.execute_batch("COMMIT");
+            }
+        }
+        let conn = rusqlite::Connection::open(path).expect("open the trail");
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .expect("take the write lock");
+        Held(conn)
+    }
+
     /// The last record's sequence number and hash.
     pub fn head(&self) -> Result<Option<(i64, String)>, StoreError> {
         let last: Option<(i64, Stored)> = self
