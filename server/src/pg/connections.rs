@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
-use tokio::sync::watch;
+
+use super::stop::Stop;
 
 /// What is known about an open connection.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -51,7 +52,7 @@ pub struct Termination {
 
 struct Entry {
     info: ConnectionInfo,
-    stop: watch::Sender<Option<Termination>>,
+    stop: Arc<Stop>,
 }
 
 #[derive(Clone, Default)]
@@ -63,7 +64,7 @@ pub struct Connections {
 pub struct Registration {
     registry: Connections,
     id: String,
-    pub stop: watch::Receiver<Option<Termination>>,
+    pub stop: Arc<Stop>,
 }
 
 impl Drop for Registration {
@@ -78,13 +79,17 @@ impl Connections {
     }
 
     pub fn register(&self, info: ConnectionInfo) -> Registration {
-        let (stop, rx) = watch::channel(None);
+        let stop = Arc::new(Stop::default());
         let id = info.id.clone();
-        self.lock().insert(id.clone(), Entry { info, stop });
+        let entry = Entry {
+            info,
+            stop: stop.clone(),
+        };
+        self.lock().insert(id.clone(), entry);
         Registration {
             registry: self.clone(),
             id,
-            stop: rx,
+            stop,
         }
     }
 
@@ -118,9 +123,9 @@ impl Connections {
         let mut n = 0;
         for e in entries.values() {
             if let Some(why) = verdict(&e.info) {
-                if e.stop.send(Some(why)).is_ok() {
-                    n += 1;
-                }
+                // Counted even when it was already told: it is ending, as asked.
+                e.stop.send(why);
+                n += 1;
             }
         }
         n
@@ -167,7 +172,7 @@ mod tests {
     #[tokio::test]
     async fn terminate_reaches_only_matching_connections() {
         let c = Connections::default();
-        let mut a = c.register(info("a", Some("s1")));
+        let a = c.register(info("a", Some("s1")));
         let b = c.register(info("b", Some("s2")));
         assert_eq!(c.list().len(), 2);
         let why = Termination {
@@ -178,12 +183,8 @@ mod tests {
             c.terminate_where(|i| i.session_id.as_deref() == Some("s1"), why),
             1
         );
-        a.stop.changed().await.unwrap();
-        assert_eq!(
-            a.stop.borrow().as_ref().map(|t| t.message.clone()),
-            Some("bye".into())
-        );
-        assert!(b.stop.borrow().is_none());
+        assert_eq!(a.stop.stopped().await.message, "bye");
+        assert!(b.stop.reason().is_none());
         drop(b);
         assert_eq!(c.list().len(), 1);
     }
@@ -191,7 +192,7 @@ mod tests {
     #[tokio::test]
     async fn each_connection_gets_its_own_verdict() {
         let c = Connections::default();
-        let mut prod = c.register(info("a", None));
+        let prod = c.register(info("a", None));
         let mut staging_info = info("b", None);
         staging_info.environment = "staging".into();
         let staging = c.register(staging_info);
@@ -202,11 +203,7 @@ mod tests {
             })
         });
         assert_eq!(n, 1);
-        prod.stop.changed().await.unwrap();
-        assert_eq!(
-            prod.stop.borrow().as_ref().map(|t| t.message.clone()),
-            Some("no more prod".into())
-        );
-        assert!(staging.stop.borrow().is_none());
+        assert_eq!(prod.stop.stopped().await.message, "no more prod");
+        assert!(staging.stop.reason().is_none());
     }
 }

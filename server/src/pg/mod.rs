@@ -27,6 +27,7 @@ pub mod sched;
 pub mod session;
 pub mod startup_options;
 pub mod statement;
+pub mod stop;
 pub mod stream;
 pub mod tls;
 pub mod tracker;

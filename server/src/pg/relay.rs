@@ -11,7 +11,7 @@
 //! replaced by one that makes the upstream raise the refusal, so transaction state stays true.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
@@ -24,6 +24,7 @@ use super::error::{PgError, SqlState};
 use super::gate::{self, Observer};
 use super::notices::Notices;
 use super::statement::{self, Point};
+use super::stop::Stop;
 use super::stream::{PgStream, WriteSide};
 use super::tracker::{SessionMasking, StmtInfo, Tracker, Verdict};
 use crate::audit::{Pending, StatementEvent};
@@ -157,7 +158,7 @@ pub async fn run(
     upstream: PgStream,
     limits: Limits,
     start: Start,
-    mut stop: tokio::sync::watch::Receiver<Option<Termination>>,
+    stop: Arc<Stop>,
     observer: &Observer,
 ) -> (RelayEnd, WriteSide, bool, Traffic) {
     let (mut cr, mut cw) = client.into_split();
@@ -180,7 +181,6 @@ pub async fn run(
     let statement_metrics = StatementMetrics::new();
     // Messages of the gateway's own for the client (a hold NOTICE), sent between frames.
     let notices = Notices::default();
-    let stop_seen = stop.clone();
     let end = {
         let up = client_to_upstream(
             &mut cr,
@@ -191,7 +191,7 @@ pub async fn run(
             &tracker,
             observer,
             &notices,
-            &stop_seen,
+            &stop,
         );
         let down = upstream_to_client(
             &mut ur,
@@ -209,7 +209,7 @@ pub async fn run(
             e = up => e,
             e = down => e,
             e = idle_watch(&activity, limits.idle_timeout) => e,
-            e = terminated(&mut stop) => e,
+            t = stop.stopped() => RelayEnd::Terminated(t),
         }
     };
     traffic.statements = statements;
@@ -307,7 +307,7 @@ async fn client_to_upstream<R, W>(
     tracker: &Mutex<Tracker>,
     observer: &Observer,
     notices: &Notices,
-    stop: &tokio::sync::watch::Receiver<Option<Termination>>,
+    stop: &Stop,
 ) -> RelayEnd
 where
     R: AsyncRead + Unpin,
@@ -333,8 +333,8 @@ where
         activity.touch();
         // A connection ended from outside (revoked token, access taken away) forwards nothing
         // it reads after that, even when its stop and the client's bytes arrive together.
-        if let Some(t) = stop.borrow().clone() {
-            return RelayEnd::Terminated(t);
+        if let Some(t) = stop.reason() {
+            return RelayEnd::Terminated(t.clone());
         }
         frames.clear();
         let ready = scanner.scan(&buf, limit, client_wants_whole, |f| {
@@ -819,18 +819,6 @@ fn replace_frame(
 async fn write_flush<W: AsyncWrite + Unpin>(w: &mut W, data: &[u8]) -> std::io::Result<()> {
     w.write_all(data).await?;
     w.flush().await
-}
-
-async fn terminated(stop: &mut tokio::sync::watch::Receiver<Option<Termination>>) -> RelayEnd {
-    loop {
-        if let Some(t) = stop.borrow_and_update().clone() {
-            return RelayEnd::Terminated(t);
-        }
-        if stop.changed().await.is_err() {
-            // The registry is gone, so nobody can ask us to stop.
-            return std::future::pending().await;
-        }
-    }
 }
 
 async fn idle_watch(activity: &Activity, timeout: Option<Duration>) -> RelayEnd {
