@@ -354,10 +354,7 @@ impl super::tracker::SessionMasking {
         self.gw
             .masking
             .invalidate(&self.env, &self.database, &touch);
-        self.schema_changes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(touch);
+        self.schema_changes.push(touch);
     }
 
     /// A statement filled a relation from a query (`CREATE TABLE … AS`, `INSERT INTO …
@@ -408,12 +405,7 @@ impl super::tracker::SessionMasking {
         if status != b'I' {
             return;
         }
-        let changes = std::mem::take(
-            &mut *self
-                .schema_changes
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let changes = self.schema_changes.take();
         if changes.is_empty() {
             return;
         }
@@ -436,11 +428,7 @@ impl Drop for super::tracker::SessionMasking {
         // What this backend still sends (queued for a listener in a long transaction) now
         // comes from an unknown sender: masked whole.
         self.gw.masking.sender_closed(self.upstream_pid);
-        let pending = !self
-            .schema_changes
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_empty();
+        let pending = self.schema_changes.any();
         if pending {
             read_soon(
                 &self.gw,

@@ -212,7 +212,7 @@ pub struct SessionMasking {
     pub cached: std::sync::Mutex<(u64, Option<Arc<crate::masking::Catalog>>, bool)>,
     /// Schema changes of the transaction in progress (see `pg::catalog`'s `SessionMasking`
     /// methods): applied again to the catalog, and read, once the transaction ends.
-    pub schema_changes: std::sync::Mutex<Vec<crate::masking::Touch>>,
+    pub schema_changes: SchemaChanges,
     /// The upstream backend's process id: notifications it sends are judged by what this
     /// session ran (see `MaskingState::sender_clean`).
     pub upstream_pid: i32,
@@ -220,6 +220,52 @@ pub struct SessionMasking {
     pub notifies_tainted: std::sync::atomic::AtomicBool,
     /// What the identity was last found exempt from (see [`SessionMasking::exempt`]).
     exempt_kept: std::sync::Mutex<Option<KeptExempt>>,
+}
+
+/// The schema changes of a session's open transaction, with flags that answer "any?" and
+/// "any code?" without the lock: both are asked at every statement and almost always false.
+#[derive(Default)]
+pub struct SchemaChanges {
+    list: std::sync::Mutex<Vec<crate::masking::Touch>>,
+    any: std::sync::atomic::AtomicBool,
+    code: std::sync::atomic::AtomicBool,
+}
+
+impl SchemaChanges {
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<crate::masking::Touch>> {
+        self.list.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn push(&self, touch: crate::masking::Touch) {
+        use std::sync::atomic::Ordering::Release;
+        let code = touch == crate::masking::Touch::Code;
+        self.list().push(touch);
+        self.any.store(true, Release);
+        if code {
+            self.code.store(true, Release);
+        }
+    }
+
+    /// Everything recorded so far, leaving none.
+    pub fn take(&self) -> Vec<crate::masking::Touch> {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        if !self.any.load(Acquire) {
+            return Vec::new();
+        }
+        let mut list = self.list();
+        self.any.store(false, Release);
+        self.code.store(false, Release);
+        std::mem::take(&mut *list)
+    }
+
+    pub fn any(&self) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The transaction defined code (`CREATE FUNCTION`, `DO`).
+    pub fn code(&self) -> bool {
+        self.code.load(std::sync::atomic::Ordering::Acquire)
+    }
 }
 
 /// An answer of `Masking::exempt_until`, and what it holds under.
@@ -244,7 +290,7 @@ impl SessionMasking {
             database,
             groups,
             cached: std::sync::Mutex::new((0, None, false)),
-            schema_changes: std::sync::Mutex::new(Vec::new()),
+            schema_changes: SchemaChanges::default(),
             upstream_pid,
             notifies_tainted: std::sync::atomic::AtomicBool::new(false),
             exempt_kept: std::sync::Mutex::new(None),
@@ -279,11 +325,7 @@ impl SessionMasking {
     /// function or operator of the database (see `masking::code`).
     pub fn catalog(&self) -> Arc<crate::masking::Catalog> {
         let generation = self.gw.masking.generation();
-        let code_pending = self
-            .schema_changes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&crate::masking::Touch::Code);
+        let code_pending = self.schema_changes.code();
         let mut c = self.cached.lock().unwrap_or_else(|p| p.into_inner());
         match &c.1 {
             Some(cat) if c.0 == generation && c.2 == code_pending => cat.clone(),
