@@ -5,7 +5,8 @@
 //!
 //! [`Watch::changes`] decides what to say from two successive looks (pure, unit-tested); the
 //! first look after a sign-in only learns what is there, so starting the app does not replay
-//! old news. [`deliver`] is the one way a notification leaves: the OS's notification service
+//! old news. A sign-in takes that first look before it returns ([`look`]): waiting for the
+//! loop's next turn left a window (five seconds) in which a new request was only learned. [`deliver`] is the one way a notification leaves: the OS's notification service
 //! (freedesktop D-Bus on Linux), and, when `GATEHOUSE_NOTIFY_LOG` names a file, a JSON line
 //! there too: the hook through which tests see exactly what a person would have been shown.
 
@@ -256,6 +257,55 @@ mod os {
     }
 }
 
+/// The watcher's memory, shared by its loop and by a sign-in, which takes the first look at
+/// once: a request made between a sign-in and the loop's next look is news, not something the
+/// first look only learns.
+#[derive(Default)]
+pub struct Watcher(tokio::sync::Mutex<Looked>);
+
+#[derive(Default)]
+struct Looked {
+    /// `identity@gateway` the watch is about.
+    who: Option<String>,
+    watch: Watch,
+}
+
+/// Looks at the approvals once, tells the person what is new and updates the tray.
+pub async fn look(app: &AppHandle) {
+    let state = app.state::<AppState>();
+    let mut looked = state.watcher().0.lock().await;
+    let Some((handle, me)) = state.watcher_session().await else {
+        looked.who = None;
+        return;
+    };
+    let who = format!("{}@{}", me, handle.snapshot().await.gateway);
+    if looked.who.as_deref() != Some(who.as_str()) {
+        looked.watch.reset();
+        looked.who = Some(who);
+    }
+    let items = match handle
+        .call(|api, token| async move { api.approvals(&token, None).await })
+        .await
+    {
+        Ok(items) => items,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot look at the approvals");
+            return;
+        }
+    };
+    let (news, waiting) = looked.watch.changes(&me, &items);
+    drop(looked);
+    let before = state.waiting();
+    state.set_waiting(waiting);
+    for n in &news {
+        tracing::info!(title = %n.title, approval = %n.approval_id, "notification");
+        deliver(app, n);
+    }
+    if before != waiting {
+        crate::tray::refresh(app).await;
+    }
+}
+
 /// Watches the approvals for the life of the app.
 pub async fn run(app: AppHandle) {
     let interval = std::env::var("GATEHOUSE_NOTIFY_INTERVAL_MS")
@@ -263,40 +313,9 @@ pub async fn run(app: AppHandle) {
         .and_then(|v| v.parse::<u64>().ok())
         .map(Duration::from_millis)
         .unwrap_or(INTERVAL);
-    let mut watch = Watch::default();
-    let mut watching: Option<String> = None;
     loop {
         tokio::time::sleep(interval).await;
-        let state = app.state::<AppState>();
-        let Some((handle, me)) = state.watcher_session().await else {
-            watching = None;
-            continue;
-        };
-        let who = format!("{}@{}", me, handle.snapshot().await.gateway);
-        if watching.as_deref() != Some(who.as_str()) {
-            watch.reset();
-            watching = Some(who);
-        }
-        let items = match handle
-            .call(|api, token| async move { api.approvals(&token, None).await })
-            .await
-        {
-            Ok(items) => items,
-            Err(e) => {
-                tracing::debug!(error = %e, "cannot look at the approvals");
-                continue;
-            }
-        };
-        let (news, waiting) = watch.changes(&me, &items);
-        let before = state.waiting();
-        state.set_waiting(waiting);
-        for n in &news {
-            tracing::info!(title = %n.title, approval = %n.approval_id, "notification");
-            deliver(&app, n);
-        }
-        if before != waiting {
-            crate::tray::refresh(&app).await;
-        }
+        look(&app).await;
     }
 }
 

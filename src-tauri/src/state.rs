@@ -54,6 +54,8 @@ pub struct AppState {
     ports: PortBook,
     /// How many approvals wait on the signed-in person (the tray shows it).
     waiting: std::sync::atomic::AtomicUsize,
+    /// What the approvals watcher last saw (see `notify`).
+    watcher: crate::notify::Watcher,
     /// The gateway's PostgreSQL address when it is not the one the gateway announces
     /// (`GATEHOUSE_POSTGRES`, like the CLI's `--postgres`).
     postgres: Option<String>,
@@ -148,6 +150,7 @@ impl AppState {
         Ok(AppState {
             ports: PortBook::new(store.dir()),
             waiting: std::sync::atomic::AtomicUsize::new(0),
+            watcher: Default::default(),
             store,
             postgres: std::env::var("GATEHOUSE_POSTGRES")
                 .ok()
@@ -429,6 +432,10 @@ impl AppState {
         let handle = self.handle().await.ok()?;
         let me = handle.snapshot().await.identity;
         Some((handle, me))
+    }
+
+    pub fn watcher(&self) -> &crate::notify::Watcher {
+        &self.watcher
     }
 
     pub fn set_waiting(&self, n: usize) {

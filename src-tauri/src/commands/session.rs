@@ -25,6 +25,8 @@ pub async fn login_password(
     let info = state
         .login(gateway, LoginWith::Password { username, password })
         .await?;
+    // The watcher's first look, now: what waits at sign-in is known, anything after is news.
+    crate::notify::look(&app).await;
     state.reopen_tunnels().await;
     crate::tray::refresh(&app).await;
     Ok(info)
@@ -38,6 +40,8 @@ pub async fn login_sso(
     gateway: String,
 ) -> CommandResult<SessionInfo> {
     let info = state.login(gateway, LoginWith::Sso).await?;
+    // The watcher's first look, now: what waits at sign-in is known, anything after is news.
+    crate::notify::look(&app).await;
     state.reopen_tunnels().await;
     crate::tray::refresh(&app).await;
     Ok(info)
