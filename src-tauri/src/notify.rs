@@ -5,10 +5,11 @@
 //!
 //! [`Watch::changes`] decides what to say from two successive looks (pure, unit-tested); the
 //! first look after a sign-in only learns what is there, so starting the app does not replay
-//! old news. A sign-in takes that first look before it returns ([`look`]): waiting for the
-//! loop's next turn left a window (five seconds) in which a new request was only learned. [`deliver`] is the one way a notification leaves: the OS's notification service
-//! (freedesktop D-Bus on Linux), and, when `GATEHOUSE_NOTIFY_LOG` names a file, a JSON line
-//! there too: the hook through which tests see exactly what a person would have been shown.
+//! old news. A sign-in takes that first look before it returns ([`look`]): waiting for the loop's
+//! next turn left a window (five seconds) in which a new request was only learned. [`deliver`] is
+//! the one way a notification leaves: the OS's notification service (freedesktop D-Bus on Linux),
+//! and, when `GATEHOUSE_NOTIFY_LOG` names a file, a JSON line there too: the hook through which
+//! tests see exactly what a person would have been shown.
 
 use std::collections::HashMap;
 use std::io::Write;

@@ -108,7 +108,7 @@ const fn head(word: Word) -> u32 {
 /// first four, ASCII case folded by setting bit 5 on both sides (equal bytes stay equal, so no
 /// occurrence is missed; `_` and DEL both become DEL, a harmless false hit). The automaton,
 /// overlapping and case-insensitive, has no prefilter and cost about 110 ns on pgbench's
-/// 55-byte statement; this costs about 45, and nearly every statement mentions no word.
+/// 55-byte statement; this costs about 40, and nearly every statement mentions no word.
 fn may_mention(b: &[u8]) -> bool {
     const HEADS: [u32; Word::ALL.len()] = {
         let mut heads = [0; Word::ALL.len()];
